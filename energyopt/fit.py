@@ -1,0 +1,500 @@
+"""Regression models of runtime [s] and energy [J] per query, per (LLM, device).
+
+Each candidate form is a linear combination of non-negative features of the input token count τin
+and the output token count τout::
+
+    paper        a0·τin + a1·τout + a2·τin·τout                  (Wilkins et al. 2024, no intercept)
+    paper+c      c + a0·τin + a1·τout + a2·τin·τout
+    quad_out     c + a0·τin + a1·τout + a2·τin·τout + a3·τout²   (KV cache on: decode cost grows with context)
+    full_quad    quad_out + a4·τin²                              (prefill attention is quadratic in τin)
+
+Coefficients are fitted by non-negative least squares. Every feature is ≥ 0 for τ ≥ 1, so every
+prediction is ≥ 0 by construction: no form can predict negative energy for long prompts, which the
+paper's published coefficients do. The loss is the squared *relative* error by default, so the
+typical short query is predicted as well as the long ones.
+
+The form is chosen per (LLM, device, target) by k-fold cross-validation in which all repeats of one
+(τin, τout) point stay in the same fold (:class:`sklearn.model_selection.GroupKFold`), so the score
+measures prediction at unseen points. The cross-validated R² is gated by ``min_r2``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import nnls
+
+from .errors import DataError, FitError
+from .schema import TARGET_UNITS, TARGETS
+
+__all__ = [
+    "FORMS",
+    "FitMetrics",
+    "FittedModel",
+    "FittedModels",
+    "fit_models",
+    "fit_pair",
+]
+
+FORMAT_VERSION = 1
+
+#: feature name -> function of (tin, tout) arrays (float64)
+_FEATURES = {
+    "1": lambda x, y: np.ones_like(x),
+    "tin": lambda x, y: x,
+    "tout": lambda x, y: y,
+    "tin*tout": lambda x, y: x * y,
+    "tout^2": lambda x, y: y * y,
+    "tin^2": lambda x, y: x * x,
+}
+
+#: form name -> feature names, simplest first (ties in the CV score go to the simpler form)
+FORMS: dict[str, tuple[str, ...]] = {
+    "paper": ("tin", "tout", "tin*tout"),
+    "paper+c": ("1", "tin", "tout", "tin*tout"),
+    "quad_out": ("1", "tin", "tout", "tin*tout", "tout^2"),
+    "full_quad": ("1", "tin", "tout", "tin*tout", "tout^2", "tin^2"),
+}
+
+# a more complex form must beat a simpler one's CV score by this factor to be chosen
+_PARSIMONY = 0.98
+
+
+def _design(features: Iterable[str], tin: np.ndarray, tout: np.ndarray) -> np.ndarray:
+    x = np.asarray(tin, dtype=float)
+    y = np.asarray(tout, dtype=float)
+    return np.column_stack([_FEATURES[f](x, y) for f in features])
+
+
+def _nnls_fit(X: np.ndarray, y: np.ndarray, relative: bool) -> np.ndarray:
+    w = 1.0 / y if relative else np.ones_like(y)
+    A = X * w[:, None]
+    b = y * w
+    scale = np.abs(A).max(axis=0)
+    scale[scale == 0] = 1.0
+    coef, _ = nnls(A / scale, b, maxiter=50 * X.shape[1])
+    return coef / scale
+
+
+def _r2(y: np.ndarray, yhat: np.ndarray) -> float:
+    ss_res = float(np.sum((y - yhat) ** 2))
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    return 1.0 - ss_res / ss_tot if ss_tot > 0 else (1.0 if ss_res == 0 else 0.0)
+
+
+@dataclass(frozen=True)
+class FitMetrics:
+    """Quality of one fit. ``cv_*`` are computed on out-of-fold predictions."""
+
+    r2: float
+    cv_r2: float
+    cv_median_rel_error: float
+    cv_p95_rel_error: float
+    n_samples: int
+    n_points: int
+
+
+@dataclass
+class FittedModel:
+    """One fitted target (``energy_j`` or ``runtime_s``) of one (LLM, device)."""
+
+    llm: str
+    device: str
+    target: str
+    form: str
+    features: tuple[str, ...]
+    coefficients: np.ndarray
+    metrics: FitMetrics
+    input_tokens_range: tuple[int, int]
+    output_tokens_range: tuple[int, int]
+    candidates: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def predict(self, input_tokens: Any, output_tokens: Any) -> np.ndarray:
+        """Predicted target for arrays of token counts (≥ 0 by construction)."""
+        X = _design(self.features, np.atleast_1d(input_tokens), np.atleast_1d(output_tokens))
+        return np.maximum(X @ self.coefficients, 0.0)
+
+    def extrapolated(self, input_tokens: Any, output_tokens: Any) -> np.ndarray:
+        x = np.atleast_1d(np.asarray(input_tokens))
+        y = np.atleast_1d(np.asarray(output_tokens))
+        (x0, x1), (y0, y1) = self.input_tokens_range, self.output_tokens_range
+        return (x < x0) | (x > x1) | (y < y0) | (y > y1)
+
+    def to_dict(self) -> dict[str, Any]:
+        coef = {f: float(c) for f, c in zip(self.features, self.coefficients)}
+        return {
+            "form": self.form,
+            "features": list(self.features),
+            "coefficients": {f: v for f, v in coef.items() if f != "1"},
+            "intercept": coef.get("1", 0.0),
+            "unit": TARGET_UNITS[self.target],
+            "r2": self.metrics.r2,
+            "cv_r2": self.metrics.cv_r2,
+            "cv_median_rel_error": self.metrics.cv_median_rel_error,
+            "cv_p95_rel_error": self.metrics.cv_p95_rel_error,
+            "n_samples": self.metrics.n_samples,
+            "n_points": self.metrics.n_points,
+            "input_tokens_range": list(self.input_tokens_range),
+            "output_tokens_range": list(self.output_tokens_range),
+            "candidates": self.candidates,
+        }
+
+    @classmethod
+    def from_dict(cls, llm: str, device: str, target: str, d: Mapping[str, Any], where: str) -> "FittedModel":
+        def get(key: str, typ: type | tuple[type, ...]) -> Any:
+            if key not in d:
+                raise DataError(f"{where}: key {target}.{key} is missing")
+            val = d[key]
+            if not isinstance(val, typ) or isinstance(val, bool):
+                raise DataError(f"{where}: key {target}.{key} has the wrong type ({type(val).__name__})")
+            return val
+
+        form = get("form", str)
+        features = tuple(get("features", list))
+        unknown = [f for f in features if f not in _FEATURES]
+        if unknown:
+            raise DataError(f"{where}: key {target}.features has unknown feature(s) {unknown}")
+        coefs = get("coefficients", dict)
+        intercept = float(get("intercept", (int, float)))
+        values = []
+        for f in features:
+            if f == "1":
+                values.append(intercept)
+                continue
+            if f not in coefs or not isinstance(coefs[f], (int, float)):
+                raise DataError(f"{where}: key {target}.coefficients.{f} is missing or not a number")
+            values.append(float(coefs[f]))
+        arr = np.array(values, dtype=float)
+        if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+            raise DataError(f"{where}: key {target}.coefficients must be finite and >= 0")
+        metrics = FitMetrics(
+            r2=float(get("r2", (int, float))),
+            cv_r2=float(get("cv_r2", (int, float))),
+            cv_median_rel_error=float(get("cv_median_rel_error", (int, float))),
+            cv_p95_rel_error=float(get("cv_p95_rel_error", (int, float))),
+            n_samples=int(get("n_samples", int)),
+            n_points=int(get("n_points", int)),
+        )
+        xr = get("input_tokens_range", list)
+        yr = get("output_tokens_range", list)
+        return cls(
+            llm=llm,
+            device=device,
+            target=target,
+            form=form,
+            features=features,
+            coefficients=arr,
+            metrics=metrics,
+            input_tokens_range=(int(xr[0]), int(xr[1])),
+            output_tokens_range=(int(yr[0]), int(yr[1])),
+            candidates=dict(d.get("candidates", {})),
+        )
+
+
+def _cv_predictions(
+    features: tuple[str, ...], tin: np.ndarray, tout: np.ndarray, y: np.ndarray, folds: int, relative: bool
+) -> np.ndarray:
+    from sklearn.model_selection import GroupKFold
+
+    X = _design(features, tin, tout)
+    groups = pd.factorize(pd.Series(list(zip(tin, tout))))[0]
+    oof = np.empty_like(y)
+    for train, test in GroupKFold(n_splits=folds).split(X, y, groups):
+        coef = _nnls_fit(X[train], y[train], relative)
+        oof[test] = np.maximum(X[test] @ coef, 0.0)
+    return oof
+
+
+def fit_pair(
+    rows: pd.DataFrame, llm: str, device: str, target: str, *, folds: int = 5, relative: bool = True,
+    forms: Mapping[str, tuple[str, ...]] = FORMS,
+) -> FittedModel:
+    """Fit every candidate form to one (LLM, device, target) and keep the best by CV score.
+
+    The CV score is the mean squared relative error of out-of-fold predictions (the quantity the
+    fit minimises); a form with more terms must beat a simpler one by 2% to be chosen.
+    """
+    tin = rows["input_tokens"].to_numpy(dtype=float)
+    tout = rows["output_tokens"].to_numpy(dtype=float)
+    y = rows[target].to_numpy(dtype=float)
+    n_points = len(set(zip(tin, tout)))
+    if n_points < folds:
+        raise FitError(
+            f"{llm} on {device}: only {n_points} distinct (input_tokens, output_tokens) points; "
+            f"{folds}-fold cross-validation needs at least {folds}"
+        )
+    results: dict[str, dict[str, Any]] = {}
+    best: str | None = None
+    for name, feats in forms.items():
+        oof = _cv_predictions(feats, tin, tout, y, folds, relative)
+        rel = np.abs(oof - y) / y
+        score = float(np.mean(rel**2))
+        results[name] = {
+            "cv_r2": _r2(y, oof),
+            "cv_median_rel_error": float(np.median(rel)),
+            "cv_p95_rel_error": float(np.quantile(rel, 0.95)),
+            "cv_score": score,
+        }
+        if best is None or score < _PARSIMONY * results[best]["cv_score"]:
+            best = name
+    assert best is not None
+    feats = forms[best]
+    X = _design(feats, tin, tout)
+    coef = _nnls_fit(X, y, relative)
+    chosen = results[best]
+    metrics = FitMetrics(
+        r2=_r2(y, np.maximum(X @ coef, 0.0)),
+        cv_r2=chosen["cv_r2"],
+        cv_median_rel_error=chosen["cv_median_rel_error"],
+        cv_p95_rel_error=chosen["cv_p95_rel_error"],
+        n_samples=len(y),
+        n_points=n_points,
+    )
+    return FittedModel(
+        llm=llm,
+        device=device,
+        target=target,
+        form=best,
+        features=feats,
+        coefficients=coef,
+        metrics=metrics,
+        input_tokens_range=(int(tin.min()), int(tin.max())),
+        output_tokens_range=(int(tout.min()), int(tout.max())),
+        candidates={k: {m: round(v, 6) for m, v in r.items()} for k, r in results.items()},
+    )
+
+
+def _safe_name(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", s)
+
+
+def _data_hash(rows: pd.DataFrame) -> str:
+    cols = ["llm", "device", "input_tokens", "output_tokens", "batch_size", "runtime_s", "energy_j"]
+    canon = rows[cols].sort_values(cols).to_csv(index=False, float_format="%.9g")
+    return "sha256:" + hashlib.sha256(canon.encode()).hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    import scipy
+    import sklearn
+
+    from . import __version__
+
+    return {
+        "energyopt": __version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "scikit-learn": sklearn.__version__,
+        "pandas": pd.__version__,
+    }
+
+
+_PROVENANCE_TEXT_COLUMNS = (
+    "gpu_name",
+    "cpu_name",
+    "driver",
+    "torch_version",
+    "transformers_version",
+    "dtype",
+    "energy_source",
+    "measured_at",
+    "host",
+)
+
+
+class FittedModels:
+    """All fitted models, keyed by (llm, device), with both targets each."""
+
+    def __init__(self, models: dict[tuple[str, str], dict[str, FittedModel]], info: dict[tuple[str, str], dict[str, Any]] | None = None):
+        self.models = models
+        self.info = info or {k: {} for k in models}
+
+    # -- lookup ----------------------------------------------------------------------------
+    def pairs(self) -> list[tuple[str, str]]:
+        return sorted(self.models)
+
+    def __contains__(self, pair: object) -> bool:
+        return pair in self.models
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    def get(self, llm: str, device: str) -> dict[str, FittedModel]:
+        try:
+            return self.models[(llm, device)]
+        except KeyError:
+            have = ", ".join(f"{a}/{b}" for a, b in self.pairs()) or "none"
+            raise DataError(f"no fitted model for LLM {llm!r} on device {device!r}; models exist for: {have}") from None
+
+    def predict(self, llm: str, device: str, input_tokens: Any, output_tokens: Any) -> pd.DataFrame:
+        """Predicted ``energy_j`` [J] and ``runtime_s`` [s] per query, vectorised over arrays.
+
+        The column ``extrapolated`` is True where a token count lies outside the range measured.
+        """
+        m = self.get(llm, device)
+        tin = np.atleast_1d(np.asarray(input_tokens, dtype=float))
+        tout = np.atleast_1d(np.asarray(output_tokens, dtype=float))
+        if np.any(tin < 1) or np.any(tout < 1):
+            raise DataError("input_tokens and output_tokens must be >= 1")
+        tin, tout = np.broadcast_arrays(tin, tout)
+        return pd.DataFrame(
+            {
+                "energy_j": m["energy_j"].predict(tin, tout),
+                "runtime_s": m["runtime_s"].predict(tin, tout),
+                "extrapolated": m["energy_j"].extrapolated(tin, tout),
+            }
+        )
+
+    def table(self) -> pd.DataFrame:
+        """One row per (llm, device, target): form and fit quality."""
+        rows = []
+        for (llm, dev) in self.pairs():
+            for t in TARGETS:
+                fm = self.models[(llm, dev)][t]
+                rows.append(
+                    {
+                        "llm": llm,
+                        "device": dev,
+                        "target": t,
+                        "form": fm.form,
+                        "cv_r2": fm.metrics.cv_r2,
+                        "r2": fm.metrics.r2,
+                        "median_rel_err": fm.metrics.cv_median_rel_error,
+                        "p95_rel_err": fm.metrics.cv_p95_rel_error,
+                        "n": fm.metrics.n_samples,
+                        "points": fm.metrics.n_points,
+                    }
+                )
+        return pd.DataFrame(rows)
+
+    def failing(self, min_r2: float) -> list[str]:
+        return [
+            f"{m.llm}/{m.device}/{m.target} (CV R² {m.metrics.cv_r2:.4f})"
+            for pair in self.pairs()
+            for m in (self.models[pair][t] for t in TARGETS)
+            if not m.metrics.cv_r2 >= min_r2
+        ]
+
+    # -- persistence -----------------------------------------------------------------------
+    def save(self, directory: str | Path) -> list[Path]:
+        """Write one JSON file per (llm, device) into ``directory``; returns the paths."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        written = []
+        for llm, dev in self.pairs():
+            doc = {
+                "format_version": FORMAT_VERSION,
+                "llm": llm,
+                "device": dev,
+                **{t: self.models[(llm, dev)][t].to_dict() for t in TARGETS},
+                **self.info.get((llm, dev), {}),
+            }
+            path = d / f"{_safe_name(llm)}__{_safe_name(dev)}.json"
+            tmp = path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+            tmp.replace(path)
+            written.append(path)
+        return written
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "FittedModels":
+        """Read every ``*.json`` model file in ``directory``, validating each."""
+        d = Path(directory)
+        if not d.is_dir():
+            raise DataError(f"{d}: models directory not found")
+        files = sorted(d.glob("*.json"))
+        if not files:
+            raise DataError(f"{d}: no model files (*.json); run `energyopt fit` first")
+        models: dict[tuple[str, str], dict[str, FittedModel]] = {}
+        info: dict[tuple[str, str], dict[str, Any]] = {}
+        for f in files:
+            try:
+                doc = json.loads(f.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise DataError(f"{f}: not valid JSON ({getattr(exc, 'msg', exc)})") from None
+            if not isinstance(doc, dict):
+                raise DataError(f"{f}: expected a JSON object")
+            for key in ("format_version", "llm", "device", *TARGETS):
+                if key not in doc:
+                    raise DataError(f"{f}: key {key} is missing")
+            if doc["format_version"] != FORMAT_VERSION:
+                raise DataError(f"{f}: key format_version is {doc['format_version']!r}; expected {FORMAT_VERSION}")
+            llm, dev = str(doc["llm"]), str(doc["device"])
+            if (llm, dev) in models:
+                raise DataError(f"{f}: a second model file for {llm} on {dev}")
+            fitted = {}
+            for t in TARGETS:
+                if not isinstance(doc[t], dict):
+                    raise DataError(f"{f}: key {t} must be an object")
+                fitted[t] = FittedModel.from_dict(llm, dev, t, doc[t], str(f))
+            models[(llm, dev)] = fitted
+            info[(llm, dev)] = {k: v for k, v in doc.items() if k not in ("format_version", "llm", "device", *TARGETS)}
+        return cls(models, info)
+
+
+def fit_models(
+    data: pd.DataFrame,
+    *,
+    min_r2: float = 0.96,
+    folds: int = 5,
+    batch_size: int = 1,
+    relative: bool = True,
+    sources: Iterable[str] = (),
+) -> FittedModels:
+    """Fit ``energy_j`` and ``runtime_s`` for every (llm, device) in a characterization table.
+
+    Only rows with ``batch_size`` equal to the argument are used (plans run one query at a time).
+    Raises :class:`FitError` listing every (llm, device, target) whose cross-validated R² is below
+    ``min_r2``; the error's ``models`` attribute holds all the fits, for a report.
+    """
+    if not 0 <= min_r2 <= 1:
+        raise FitError(f"min_r2 must be in [0, 1], got {min_r2}")
+    if folds < 2:
+        raise FitError(f"folds must be at least 2, got {folds}")
+    rows = data[data["batch_size"] == batch_size]
+    if rows.empty:
+        raise FitError(f"no rows with batch_size = {batch_size} to fit")
+    models: dict[tuple[str, str], dict[str, FittedModel]] = {}
+    info: dict[tuple[str, str], dict[str, Any]] = {}
+    now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    versions = _versions()
+    for (llm, dev), g in rows.groupby(["llm", "device"], sort=True):
+        models[(llm, dev)] = {t: fit_pair(g, llm, dev, t, folds=folds, relative=relative) for t in TARGETS}
+        meas: dict[str, Any] = {}
+        if "idle_power_w" in g and g["idle_power_w"].notna().any():
+            meas["idle_power_w"] = round(float(g["idle_power_w"].median()), 3)
+        if "num_devices" in g and g["num_devices"].notna().any():
+            meas["num_devices"] = int(g["num_devices"].max())
+        for col in _PROVENANCE_TEXT_COLUMNS:
+            if col in g:
+                vals = sorted({str(v) for v in g[col].dropna()})
+                if vals:
+                    meas[col] = vals if len(vals) > 1 else vals[0]
+        info[(llm, dev)] = {
+            "measurement": meas,
+            "provenance": {
+                "training_data": _data_hash(g),
+                "sources": sorted(set(sources)),
+                "fitted_at": now,
+                "folds": folds,
+                "loss": "relative" if relative else "absolute",
+                "min_r2": min_r2,
+                "batch_size": batch_size,
+                "versions": versions,
+            },
+        }
+    result = FittedModels(models, info)
+    bad = result.failing(min_r2)
+    if bad:
+        err = FitError(f"cross-validated R² below {min_r2} for: {'; '.join(bad)}")
+        err.models = result  # type: ignore[attr-defined]
+        raise err
+    return result

@@ -1,0 +1,275 @@
+"""Readers for the files users give energyopt, with validation.
+
+Every reader returns a tidy :class:`pandas.DataFrame` with canonical column names (see
+:mod:`energyopt.schema`) or raises :class:`~energyopt.errors.DataError` with a one-line message
+naming the file, the line and the column, and what was expected. Line numbers count the header as
+line 1, as a text editor does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError
+from .schema import (
+    CHAR_COLUMN_ALIASES,
+    CHAR_OPTIONAL_NUMERIC,
+    CHAR_REQUIRED,
+    WORKLOAD_OPTIONAL,
+    WORKLOAD_REQUIRED,
+)
+
+__all__ = [
+    "read_characterization",
+    "read_workload",
+    "WORKLOAD_COLUMN_ALIASES",
+    "AZURE_TRACE_COLUMNS",
+]
+
+# Workload header aliases, including the public Azure LLM inference trace layout
+# (TIMESTAMP,ContextTokens,GeneratedTokens).
+WORKLOAD_COLUMN_ALIASES = {
+    "id": "query_id",
+    "request_id": "query_id",
+    "prompt_tokens": "input_tokens",
+    "contexttokens": "input_tokens",
+    "context_tokens": "input_tokens",
+    "completion_tokens": "output_tokens",
+    "generatedtokens": "output_tokens",
+    "generated_tokens": "output_tokens",
+    "deadline": "deadline_s",
+    "min_acc": "min_accuracy",
+}
+AZURE_TRACE_COLUMNS = ("timestamp", "contexttokens", "generatedtokens")
+
+
+def _check_file(path: str | Path) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{p}: file not found")
+    if not p.is_file():
+        raise DataError(f"{p}: not a file")
+    return p
+
+
+def _normalise_headers(df: pd.DataFrame, aliases: Mapping[str, str], path: Path) -> pd.DataFrame:
+    mapping: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    for raw in df.columns:
+        key = str(raw).strip().lower()
+        canon = aliases.get(key, key)
+        if canon in seen:
+            raise DataError(
+                f"{path}: columns {seen[canon]!r} and {raw!r} both mean {canon!r}; keep one"
+            )
+        seen[canon] = str(raw)
+        mapping[raw] = canon
+    return df.rename(columns=mapping)
+
+
+def _require_columns(df: pd.DataFrame, required: Iterable[str], path: Path) -> None:
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(map(str, df.columns))}"
+        )
+
+
+def _numeric(
+    df: pd.DataFrame,
+    col: str,
+    path: Path,
+    lines: np.ndarray,
+    *,
+    positive: bool = False,
+    nonnegative: bool = False,
+    integer: bool = False,
+    allow_missing: bool = False,
+    low: float | None = None,
+    high: float | None = None,
+    what: str | None = None,
+) -> pd.Series:
+    """Parse one column as numbers; raise naming the first bad line (``lines[i]`` is row i's line)."""
+    raw = df[col]
+    values = pd.to_numeric(raw, errors="coerce")
+    blank = raw.isna() | (raw.astype(str).str.strip() == "")
+    bad_parse = values.isna() & ~blank
+    if bad_parse.any():
+        pos = int(np.flatnonzero(bad_parse.to_numpy())[0])
+        raise DataError(
+            f"{path}: line {lines[pos]}, column {col}: "
+            f"expected a number, got {raw.iloc[pos]!r}"
+        )
+    if blank.any() and not allow_missing:
+        pos = int(np.flatnonzero(blank.to_numpy())[0])
+        raise DataError(
+            f"{path}: line {lines[pos]}, column {col}: value is missing (NaN or empty)"
+        )
+    arr = values.to_numpy(dtype=float)
+    checks = []
+    if positive:
+        checks.append((lambda a: ~(a > 0), "expected a positive number"))
+    if nonnegative:
+        checks.append((lambda a: ~(a >= 0), "expected a number >= 0"))
+    if integer:
+        checks.append((lambda a: np.isfinite(a) & (a != np.round(a)), "expected a whole number"))
+    if low is not None or high is not None:
+        lo = -math.inf if low is None else low
+        hi = math.inf if high is None else high
+        checks.append((lambda a: ~((a >= lo) & (a <= hi)), what or f"expected a number in [{lo}, {hi}]"))
+    checks.append((lambda a: np.isinf(a), "expected a finite number"))
+    present = ~blank.to_numpy()
+    for test, msg in checks:
+        with np.errstate(invalid="ignore"):
+            bad = test(arr) & present
+        if bad.any():
+            pos = int(np.flatnonzero(bad)[0])
+            raise DataError(
+                f"{path}: line {lines[pos]}, column {col}: {msg}, got {raw.iloc[pos]!r}"
+            )
+    return values
+
+
+def _read_csv_strings(p: Path) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(p, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{p}: file is empty; expected a CSV header and rows") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{p}: not a readable CSV file ({first})") from None
+    return df.replace({"": np.nan})
+
+
+def read_characterization(path: str | Path) -> pd.DataFrame:
+    """Read and validate a characterization CSV (one row per measured run).
+
+    Required columns: ``llm, device, input_tokens, output_tokens, batch_size, runtime_s [s],
+    energy_j [J]``; optional numeric ``gpu_energy_j, cpu_energy_j, idle_power_w, num_devices``;
+    any other column (provenance: ``gpu_name``, ``driver``, ``measured_at``, …) is kept as text.
+
+    Raises :class:`DataError` for a missing file or column, a non-numeric, NaN, zero or negative
+    token count, runtime or energy, and for a row that duplicates an earlier one exactly.
+    """
+    p = _check_file(path)
+    df = _read_csv_strings(p)
+    df = _normalise_headers(df, CHAR_COLUMN_ALIASES, p)
+    _require_columns(df, CHAR_REQUIRED, p)
+    if df.empty:
+        raise DataError(f"{p}: no data rows; expected one row per measured run")
+    lines = np.arange(len(df)) + 2  # the header is line 1
+    for col in ("llm", "device"):
+        blank = df[col].isna() | (df[col].astype(str).str.strip() == "")
+        if blank.any():
+            pos = int(np.flatnonzero(blank.to_numpy())[0])
+            raise DataError(f"{p}: line {lines[pos]}, column {col}: value is missing; expected a name")
+        df[col] = df[col].astype(str).str.strip()
+    for col in ("input_tokens", "output_tokens", "batch_size"):
+        df[col] = _numeric(df, col, p, lines, positive=True, integer=True).astype("int64")
+    for col in ("runtime_s", "energy_j"):
+        df[col] = _numeric(df, col, p, lines, positive=True)
+    for col in CHAR_OPTIONAL_NUMERIC:
+        if col in df.columns:
+            df[col] = _numeric(df, col, p, lines, nonnegative=True, allow_missing=True)
+    dup = df.duplicated(keep="first")
+    if dup.any():
+        pos = int(np.flatnonzero(dup.to_numpy())[0])
+        same = df.fillna("").astype(str).eq(df.fillna("").astype(str).iloc[pos]).all(axis=1)
+        first = int(np.flatnonzero(same.to_numpy())[0])
+        raise DataError(
+            f"{p}: line {lines[pos]} duplicates line {lines[first]} exactly; "
+            "expected each measured run once (repeats differ in runtime_s or energy_j)"
+        )
+    df.attrs["source"] = str(p)
+    return df.reset_index(drop=True)
+
+
+def _read_jsonl(p: Path) -> pd.DataFrame:
+    records = []
+    with p.open("r", encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{p}: line {lineno}: not valid JSON ({exc.msg})") from None
+            if not isinstance(rec, dict):
+                raise DataError(f"{p}: line {lineno}: expected a JSON object per line")
+            rec["__line__"] = lineno
+            records.append(rec)
+    if not records:
+        raise DataError(f"{p}: file is empty; expected one JSON object per query")
+    df = pd.DataFrame.from_records(records)
+    return df.astype(object).where(df.notna(), np.nan)
+
+
+def read_workload(path: str | Path) -> pd.DataFrame:
+    """Read and validate a workload (one row per query) from CSV or JSONL.
+
+    Canonical columns: ``query_id`` (text), ``input_tokens`` and ``output_tokens`` (whole numbers
+    ≥ 1), optional ``min_accuracy`` (0–1) and ``deadline_s`` (completion time [s] from the batch
+    start, > 0; empty means no deadline). The public Azure LLM inference trace layout
+    (``TIMESTAMP,ContextTokens,GeneratedTokens``) is accepted too: its rows are numbered as
+    query ids ``q0, q1, …`` in file order.
+    """
+    p = _check_file(path)
+    if p.suffix.lower() in (".jsonl", ".ndjson"):
+        df = _read_jsonl(p)
+        lines = df.pop("__line__").to_numpy()
+    else:
+        df = _read_csv_strings(p)
+        lines = np.arange(len(df)) + 2
+    raw_cols = {str(c).strip().lower() for c in df.columns}
+    is_azure = set(AZURE_TRACE_COLUMNS) <= raw_cols and "query_id" not in raw_cols
+    df = _normalise_headers(df, WORKLOAD_COLUMN_ALIASES, p)
+    if is_azure:
+        df.insert(0, "query_id", [f"q{i}" for i in range(len(df))])
+        df = df.rename(columns={"timestamp": "arrival_timestamp"})
+    _require_columns(df, WORKLOAD_REQUIRED, p)
+    if df.empty:
+        raise DataError(f"{p}: no queries; expected at least one row")
+    df = df.reset_index(drop=True)
+
+    def bad(mask: np.ndarray, col: str, msg: str) -> None:
+        if mask.any():
+            pos = int(np.flatnonzero(mask)[0])
+            raise DataError(f"{p}: line {lines[pos]}, column {col}: {msg}, got {df[col].iloc[pos]!r}")
+
+    qid = df["query_id"]
+    bad((qid.isna() | (qid.astype(str).str.strip() == "")).to_numpy(), "query_id", "value is missing")
+    df["query_id"] = qid.map(lambda v: str(int(v)) if isinstance(v, float) and v.is_integer() else str(v).strip())
+    dup = df["query_id"].duplicated(keep="first").to_numpy()
+    if dup.any():
+        pos = int(np.flatnonzero(dup)[0])
+        first = int(np.flatnonzero((df["query_id"] == df["query_id"].iloc[pos]).to_numpy())[0])
+        raise DataError(
+            f"{p}: line {lines[pos]}, column query_id: duplicate id {df['query_id'].iloc[pos]!r} "
+            f"(first on line {lines[first]}); expected each query once"
+        )
+
+    def num(col: str, **kw) -> pd.Series:
+        return _numeric(df, col, p, lines, **kw)
+
+    df["input_tokens"] = num("input_tokens", positive=True, integer=True).astype("int64")
+    df["output_tokens"] = num("output_tokens", positive=True, integer=True).astype("int64")
+    if "min_accuracy" in df.columns:
+        df["min_accuracy"] = num(
+            "min_accuracy", allow_missing=True, low=0.0, high=1.0, what="expected an accuracy in [0, 1]"
+        ).fillna(0.0)
+    else:
+        df["min_accuracy"] = 0.0
+    if "deadline_s" in df.columns:
+        df["deadline_s"] = num("deadline_s", allow_missing=True, positive=True).astype(float)
+    else:
+        df["deadline_s"] = np.nan
+    extra = [c for c in df.columns if c not in WORKLOAD_REQUIRED + WORKLOAD_OPTIONAL]
+    out = df[list(WORKLOAD_REQUIRED + WORKLOAD_OPTIONAL) + extra].copy()
+    out.attrs["source"] = str(p)
+    return out
