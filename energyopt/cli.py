@@ -161,5 +161,67 @@ def predict_cmd(llm: str, device: str, input_tokens: int, output_tokens: int, mo
         )
 
 
+# --------------------------------------------------------------------------------------------
+# characterize
+# --------------------------------------------------------------------------------------------
+@main.command("characterize")
+@click.option("--llm", "llms", multiple=True, help="Catalog LLM to build with random weights (repeat for several).")
+@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="A local Hugging Face model directory to measure instead of a catalog LLM.")
+@click.option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda", show_default=True)
+@click.option("--gpu", "gpu_index", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Which GPU (NVML index) to run on and meter.")
+@click.option("--points", default=None,
+              help="Design size N (thinned default design) or explicit points like 512x128,1024x64 "
+                   "[default: the full design, input 8-4096 x output 8-1024].")
+@click.option("--holdout", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Extra held-back points off the design grid (split=holdout), to check the fit.")
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--min-window-s", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Shorter runs are repeated back to back inside one window of at least this length.")
+@click.option("--max-input-tokens", type=click.IntRange(min=1), default=4096, show_default=True)
+@click.option("--max-output-tokens", type=click.IntRange(min=1), default=1024, show_default=True)
+@click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp32"]), default=None,
+              help="Weights' precision [default: bf16 on GPU, fp32 on CPU].")
+@click.option("--device-name", default=None, help="Label for the device column [default: from the GPU name, or 'cpu'].")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch.")
+@click.option("--cpu-power-w", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Without readable RAPL counters: assumed CPU power while busy [W] (rows are labelled estimate).")
+@click.option("--cpu-idle-w", type=click.FloatRange(min=0), default=None,
+              help="Without RAPL: assumed CPU idle power [W] for the above-idle column.")
+@click.option("--time-budget-s", type=click.FloatRange(min=1), default=None,
+              help="Stop starting new runs of an LLM after this many seconds; a re-run resumes.")
+@click.option("--idle-seconds", type=click.FloatRange(min=0.5), default=5.0, show_default=True)
+@click.option("--out", "out_csv", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="CSV to append rows to (created if missing; rows already there are skipped).")
+@friendly_errors
+def characterize_cmd(llms: tuple[str, ...], model_dir: Path | None, device: str, gpu_index: int,
+                     points: str | None, holdout: int, repeats: int, min_window_s: float,
+                     max_input_tokens: int, max_output_tokens: int, dtype: str | None,
+                     device_name: str | None, threads: int | None, cpu_power_w: float | None,
+                     cpu_idle_w: float | None, time_budget_s: float | None, idle_seconds: float,
+                     out_csv: Path) -> None:
+    """Measure runtime and energy of LLM inference over a design of token counts.
+
+    \b
+    GPU: NVML's energy counter of the GPU used (nvidia-ml-py), plus RAPL CPU package energy where
+    readable. CPU: RAPL where readable, otherwise --cpu-power-w times the runtime, labelled
+    energy_source=estimate. Catalog LLMs are built from their published configurations with
+    random weights (runtime and energy depend on shapes and token counts, not weight values);
+    the KV cache is on and the output length is forced. Rows are appended as they are measured,
+    with provenance (device name, driver, library versions, dtype, date); an interrupted sweep
+    resumes where it stopped.
+    """
+    from .characterize.orchestrate import characterize
+
+    characterize(
+        llms=list(llms), model_dir=model_dir, device=device, gpu_index=gpu_index, points=points,
+        holdout=holdout, repeats=repeats, min_window_s=min_window_s, max_input_tokens=max_input_tokens,
+        max_output_tokens=max_output_tokens, dtype=dtype, device_name=device_name, threads=threads,
+        cpu_power_w=cpu_power_w, cpu_idle_w=cpu_idle_w, time_budget_s=time_budget_s,
+        idle_seconds=idle_seconds, out_csv=out_csv, progress=lambda s: click.echo(s, err=True),
+    )
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
