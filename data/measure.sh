@@ -25,7 +25,7 @@ if [ -n "$cpu_llms" ]; then
   cpu_args=(); for l in $cpu_llms; do cpu_args+=(--llm "$l"); done
   # RAPL is used where readable; otherwise 8 busy cores x 5 W (a server CPU's TDP per core)
   taskset -c 8-15 python3 -m energyopt.cli characterize --device cpu "${cpu_args[@]}" --threads 8 \
-    --cpu-power-w 40 --cpu-idle-w 0 --device-name cpu-xeon8 --repeats 1 --max-input-tokens 2048 \
+    --cpu-power-w 40 --cpu-idle-w 0 --device-name cpu-8c --repeats 1 --max-input-tokens 2048 \
     --max-output-tokens 512 --time-budget-s "$cpu_budget" --out "$out/cpu.csv" > "$out/cpu.log" 2>&1 &
   cpu_pid=$!
 fi
