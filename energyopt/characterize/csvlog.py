@@ -14,7 +14,7 @@ __all__ = ["RunLog", "ROW_COLUMNS"]
 ROW_COLUMNS = (
     "llm", "device", "input_tokens", "output_tokens", "batch_size", "runtime_s", "energy_j",
     "gpu_energy_j", "cpu_energy_j", "idle_power_w", "above_idle_energy_j", "num_devices",
-    "energy_source", "split", "repeat", "inner_runs", "dtype", "gpu_name", "cpu_name", "driver",
+    "energy_source", "split", "repeat", "inner_runs", "decode_loop", "dtype", "gpu_name", "cpu_name", "driver",
     "torch_version", "transformers_version", "host", "measured_at",
 )
 

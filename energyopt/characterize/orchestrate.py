@@ -90,6 +90,8 @@ def characterize(*, llms: list[str], model_dir: Path | None, device: str, gpu_in
             cfg = SweepConfig(llm=name, device=label, points=llm_pts, repeats=repeats, min_window_s=min_window_s,
                               idle_seconds=idle_seconds, time_budget_s=time_budget_s, fixed_idle_power_w=fixed_idle)
             res = run_sweep(runner, meters, log, cfg, {**prov, "dtype": dtype, **runner.versions}, progress=progress)
+            if runner.fallback_reason:
+                progress(f"{name}: CUDA-graph decode not possible ({runner.fallback_reason}); measured with the eager loop")
             progress(f"{name}: measured {res.measured}, skipped {res.skipped}, left {res.remaining} in {res.elapsed_s:.0f} s")
         finally:
             del runner

@@ -22,6 +22,10 @@ __all__ = ["SweepConfig", "SweepResult", "run_sweep", "format_duration", "Runner
 
 
 class Runner(Protocol):
+    decode_loop: str
+
+    def prepare(self, input_tokens: int, output_tokens: int) -> None: ...
+
     def run(self, input_tokens: int, output_tokens: int) -> None: ...
 
 
@@ -106,6 +110,7 @@ def run_sweep(
                      f"{len(todo) - k} runs left for a resumed sweep")
             break
         inner = 1
+        runner.prepare(p.input_tokens, p.output_tokens)  # e.g. graph capture, outside the window
         e0, t0 = _read(meters), clock()
         runner.run(p.input_tokens, p.output_tokens)
         e1, t1 = _read(meters), clock()
@@ -135,6 +140,7 @@ def run_sweep(
             "split": p.split,
             "repeat": rep,
             "inner_runs": inner,
+            "decode_loop": runner.decode_loop,
             "measured_at": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
             **provenance,
         }
