@@ -29,7 +29,7 @@ if [ -n "$cpu_llms" ]; then
     --max-output-tokens 512 --time-budget-s "$cpu_budget" --out "$out/cpu.csv" > "$out/cpu.log" 2>&1 &
   cpu_pid=$!
 fi
-taskset -c 0-3 python3 -m energyopt.cli characterize --device cuda "${gpu_args[@]}" --repeats 1 --idle-seconds 3 \
+taskset -c 0-3 python3 -m energyopt.cli characterize --device cuda "${gpu_args[@]}" --repeats 1 --idle-seconds 3 --min-window-s 0.5 \
   --time-budget-s "$gpu_budget" --out "$out/gpu.csv" 2>&1 | tee "$out/gpu.log"
 [ -n "$cpu_pid" ] && wait "$cpu_pid"
 tail -3 "$out/cpu.log" 2>/dev/null
