@@ -43,7 +43,9 @@ def _fmt_table(df, floatfmt: dict[str, str] | None = None) -> str:
         line = []
         for c in cols:
             v = row[c]
-            if isinstance(v, float):
+            if isinstance(v, float) and v != v:
+                line.append("-")
+            elif isinstance(v, float):
                 line.append(format(v, floatfmt.get(c, ".4g")))
             else:
                 line.append(str(v))
@@ -130,7 +132,10 @@ def models_cmd(models_dir: Path | None) -> None:
     ranges = []
     for _, r in t.iterrows():
         m = fm.get(r["llm"], r["device"])[r["target"]]
-        ranges.append(f"{m.input_tokens_range[0]}-{m.input_tokens_range[1]} x {m.output_tokens_range[0]}-{m.output_tokens_range[1]}")
+        if m.origin == "published" and m.to_dict()["input_tokens_range"] is None:
+            ranges.append("not stated")
+        else:
+            ranges.append(f"{m.input_tokens_range[0]}-{m.input_tokens_range[1]} x {m.output_tokens_range[0]}-{m.output_tokens_range[1]}")
     t["tokens_in_x_out"] = ranges
     click.echo(_fmt_table(t.drop(columns=["r2", "points"]), {"cv_r2": ".4f", "median_rel_err": ".1%", "p95_rel_err": ".1%"}))
 
@@ -159,6 +164,131 @@ def predict_cmd(llm: str, device: str, input_tokens: int, output_tokens: int, mo
             f"output {m.output_tokens_range[0]}-{m.output_tokens_range[1]} tokens): extrapolated",
             err=True,
         )
+
+
+# --------------------------------------------------------------------------------------------
+# solve / compare / solvers
+# --------------------------------------------------------------------------------------------
+def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    opts = [
+        click.option("--fleet", "fleet_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                     help="Fleet TOML [default: the shipped examples/fleet.toml]."),
+        click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     help="Models directory [default: the shipped models/]."),
+        click.option("--solver", type=click.Choice(["auto", "highs", "cbc", "cpsat"]), default="auto", show_default=True,
+                     help="Backend: HiGHS (scipy), CBC (PuLP) or CP-SAT (OR-Tools); auto takes the first installed."),
+        click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Stop the search after this many seconds and return the best plan with its gap."),
+        click.option("--gap", "mip_rel_gap", type=click.FloatRange(0, 1), default=1e-4, show_default=True,
+                     help="Relative gap at which the search may stop."),
+        click.option("--objective", type=click.Choice(["energy", "tradeoff"]), default="energy", show_default=True,
+                     help="energy: least energy; tradeoff: the paper's zeta*energy - (1-zeta)*accuracy."),
+        click.option("--zeta", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+                     help="Weight of energy in the tradeoff objective."),
+        click.option("--idle/--no-idle", default=False, show_default=True,
+                     help="Count idle power of switched-on instances over the horizon (instances with no work are off)."),
+        click.option("--min-mean-accuracy", type=click.FloatRange(0, 1), default=None,
+                     help="Floor on the token-weighted mean accuracy of the batch."),
+        click.option("--formulation", type=click.Choice(["auto", "exact", "aggregate"]), default="auto", show_default=True,
+                     help="exact: one variable per query and instance; aggregate: per deployment, then packing "
+                          "(scales); auto: exact while small."),
+    ]
+    for o in reversed(opts):
+        fn = o(fn)
+    return fn
+
+
+def _inputs(workload: Path, fleet_path: Path | None, models_dir: Path | None):
+    from .defaults import default_fleet_path
+    from .plan import load_inputs
+
+    return load_inputs(workload, fleet_path or default_fleet_path(), models_dir or _default_models())
+
+
+@main.command("solve")
+@click.argument("workload", type=click.Path(dir_okay=False, path_type=Path))
+@_plan_options
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("plan"), show_default=True,
+              help="Directory for assignment.csv and summary.json.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the summary line.")
+@friendly_errors
+def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, solver: str, time_limit_s: float | None,
+              mip_rel_gap: float, objective: str, zeta: float, idle: bool, min_mean_accuracy: float | None,
+              formulation: str, out_dir: Path, quiet: bool) -> None:
+    """Plan a batch of queries (CSV or JSONL workload) at least energy.
+
+    \b
+    Each query goes to one (LLM, device instance) meeting its min_accuracy; queries on an instance
+    run one after another from t = 0 and each ends by its deadline_s and the fleet's horizon.
+    Writes OUT/assignment.csv (one row per query) and OUT/summary.json (totals, status, bound,
+    gap). Exit code 0 with a plan, 1 when no plan exists (summary.json says why), 2 on bad input.
+    """
+    from .plan import plan
+
+    wl, fl, fm = _inputs(workload, fleet_path, models_dir)
+    say = (lambda s: None) if quiet else (lambda s: click.echo(s, err=True))
+    sched = plan(wl, fl, fm, solver=solver, objective=objective, zeta=zeta, idle=idle, min_mean_accuracy=min_mean_accuracy,
+                 time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, formulation=formulation, progress=say)
+    s = sched.summary()
+    if sched.assignment.empty or s["status"] in ("infeasible", "no_solution", "error"):
+        from .schedule import _jsonable, write_atomic
+        import json
+
+        write_atomic(out_dir / "summary.json", json.dumps(_jsonable(s), indent=2) + "\n")
+        click.echo(f"status: {s['status']}: {sched.message}")
+        click.echo(f"wrote {out_dir / 'summary.json'} (no assignment)")
+        sys.exit(1)
+    paths = sched.write(out_dir)
+    click.echo(
+        f"status: {s['status']}  solver: {s['solver']} ({s['formulation']})  energy: {s['total_energy_j']:.6g} J "
+        f"({s['total_energy_kwh']:.4f} kWh{', idle counted' if s['idle_counted'] else ''})  gap: {s['gap']:.4%}"
+    )
+    if not quiet:
+        click.echo(f"queries: {s['assigned']}  mean accuracy: {s['mean_accuracy']:.4f} (token-weighted "
+                   f"{s['token_weighted_mean_accuracy']:.4f})  deadlines met: {s['deadlines_met']}/{s['queries_with_deadline']}  "
+                   f"makespan: {s['makespan_s']:.1f} s  check: {'ok' if s['check']['ok'] else 'FAILED'}")
+        for r in s["by_llm_device"]:
+            click.echo(f"  {r['llm']:<16} {r['device']:<8} {r['queries']:>7} queries {r['instances']:>3} instances "
+                       f"{r['energy_j']:>14.1f} J")
+        click.echo(f"wrote {paths[0]} and {paths[1]}")
+
+
+@main.command("compare")
+@click.argument("workload", type=click.Path(dir_okay=False, path_type=Path))
+@_plan_options
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random baseline.")
+@click.option("--equal-accuracy/--no-equal-accuracy", default=True, show_default=True,
+              help="Also solve, for each baseline, the least-energy plan at no lower token-weighted accuracy.")
+@friendly_errors
+def compare_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, solver: str, time_limit_s: float | None,
+                mip_rel_gap: float, objective: str, zeta: float, idle: bool, min_mean_accuracy: float | None,
+                formulation: str, seed: int, equal_accuracy: bool) -> None:
+    """The optimal plan next to today's routing rules: energy, accuracy, deadlines, makespan.
+
+    \b
+    Baselines: round-robin, random (seeded), most accurate LLM on its fastest device, fastest
+    option per query, and each LLM alone. With --equal-accuracy (default) each baseline also gets
+    the optimiser's plan at its token-weighted accuracy or better, and the energy saved.
+    """
+    from .compare import compare
+
+    wl, fl, fm = _inputs(workload, fleet_path, models_dir)
+    table = compare(wl, fl, fm, solver=solver, objective=objective, zeta=zeta, idle=idle,
+                    min_mean_accuracy=min_mean_accuracy, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap,
+                    formulation=formulation, seed=seed, equal_accuracy=equal_accuracy,
+                    progress=lambda s: click.echo(s, err=True))
+    click.echo(_fmt_table(table, {"energy_kwh": ".4f", "accuracy": ".4f", "makespan_s": ".1f",
+                                  "optimal_same_acc_kwh": ".4f", "saved": ".1%", "gap": ".3%"}))
+
+
+@main.command("solvers")
+def solvers_cmd() -> None:
+    """List the solver backends installed here."""
+    from .solvers import SOLVER_NAMES, available_solvers
+
+    have = set(available_solvers())
+    for name in SOLVER_NAMES:
+        click.echo(f"{name:<6} {'available' if name in have else 'not installed'}")
 
 
 # --------------------------------------------------------------------------------------------

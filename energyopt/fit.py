@@ -64,6 +64,9 @@ FORMS: dict[str, tuple[str, ...]] = {
     "full_quad": ("1", "tin", "tout", "tin*tout", "tout^2", "tin^2"),
 }
 
+# token range of a published model whose source states none
+_UNSTATED = 10**12
+
 # a more complex form must beat a simpler one's CV score by this factor to be chosen
 _PARSIMONY = 0.98
 
@@ -116,11 +119,16 @@ class FittedModel:
     input_tokens_range: tuple[int, int]
     output_tokens_range: tuple[int, int]
     candidates: dict[str, dict[str, float]] = field(default_factory=dict)
+    origin: str = "fitted"  # "fitted" here (coefficients >= 0) or "published" (taken as printed)
+
+    def predict_raw(self, input_tokens: Any, output_tokens: Any) -> np.ndarray:
+        """The model's value as is; only a published model's can be negative."""
+        X = _design(self.features, np.atleast_1d(input_tokens), np.atleast_1d(output_tokens))
+        return X @ self.coefficients
 
     def predict(self, input_tokens: Any, output_tokens: Any) -> np.ndarray:
-        """Predicted target for arrays of token counts (≥ 0 by construction)."""
-        X = _design(self.features, np.atleast_1d(input_tokens), np.atleast_1d(output_tokens))
-        return np.maximum(X @ self.coefficients, 0.0)
+        """Predicted target for arrays of token counts, never below 0."""
+        return np.maximum(self.predict_raw(input_tokens, output_tokens), 0.0)
 
     def extrapolated(self, input_tokens: Any, output_tokens: Any) -> np.ndarray:
         x = np.atleast_1d(np.asarray(input_tokens))
@@ -131,6 +139,7 @@ class FittedModel:
     def to_dict(self) -> dict[str, Any]:
         coef = {f: float(c) for f, c in zip(self.features, self.coefficients)}
         return {
+            "origin": self.origin,
             "form": self.form,
             "features": list(self.features),
             "coefficients": {f: v for f, v in coef.items() if f != "1"},
@@ -142,8 +151,8 @@ class FittedModel:
             "cv_p95_rel_error": self.metrics.cv_p95_rel_error,
             "n_samples": self.metrics.n_samples,
             "n_points": self.metrics.n_points,
-            "input_tokens_range": list(self.input_tokens_range),
-            "output_tokens_range": list(self.output_tokens_range),
+            "input_tokens_range": None if self.input_tokens_range[1] == _UNSTATED else list(self.input_tokens_range),
+            "output_tokens_range": None if self.output_tokens_range[1] == _UNSTATED else list(self.output_tokens_range),
             "candidates": self.candidates,
         }
 
@@ -173,18 +182,33 @@ class FittedModel:
                 raise DataError(f"{where}: key {target}.coefficients.{f} is missing or not a number")
             values.append(float(coefs[f]))
         arr = np.array(values, dtype=float)
-        if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-            raise DataError(f"{where}: key {target}.coefficients must be finite and >= 0")
+        origin = d.get("origin", "fitted")
+        if origin not in ("fitted", "published"):
+            raise DataError(f"{where}: key {target}.origin must be 'fitted' or 'published', got {origin!r}")
+        if not np.all(np.isfinite(arr)):
+            raise DataError(f"{where}: key {target}.coefficients must be finite numbers")
+        if origin == "fitted" and np.any(arr < 0):
+            raise DataError(f"{where}: key {target}.coefficients must be >= 0 for a fitted model")
+
+        def metric(key: str, typ: type | tuple[type, ...]) -> Any:
+            # a published model carries the figures its source printed, or null
+            if origin == "published" and d.get(key) is None:
+                return float("nan")
+            return get(key, typ)
+
         metrics = FitMetrics(
-            r2=float(get("r2", (int, float))),
-            cv_r2=float(get("cv_r2", (int, float))),
-            cv_median_rel_error=float(get("cv_median_rel_error", (int, float))),
-            cv_p95_rel_error=float(get("cv_p95_rel_error", (int, float))),
+            r2=float(metric("r2", (int, float))),
+            cv_r2=float(metric("cv_r2", (int, float))),
+            cv_median_rel_error=float(metric("cv_median_rel_error", (int, float))),
+            cv_p95_rel_error=float(metric("cv_p95_rel_error", (int, float))),
             n_samples=int(get("n_samples", int)),
             n_points=int(get("n_points", int)),
         )
-        xr = get("input_tokens_range", list)
-        yr = get("output_tokens_range", list)
+        if origin == "published" and d.get("input_tokens_range") is None:
+            xr, yr = [0, _UNSTATED], [0, _UNSTATED]  # the source states no range: never flagged
+        else:
+            xr = get("input_tokens_range", list)
+            yr = get("output_tokens_range", list)
         return cls(
             llm=llm,
             device=device,
@@ -196,6 +220,7 @@ class FittedModel:
             input_tokens_range=(int(xr[0]), int(xr[1])),
             output_tokens_range=(int(yr[0]), int(yr[1])),
             candidates=dict(d.get("candidates", {})),
+            origin=origin,
         )
 
 
@@ -337,7 +362,9 @@ class FittedModels:
     def predict(self, llm: str, device: str, input_tokens: Any, output_tokens: Any) -> pd.DataFrame:
         """Predicted ``energy_j`` [J] and ``runtime_s`` [s] per query, vectorised over arrays.
 
-        The column ``extrapolated`` is True where a token count lies outside the range measured.
+        The column ``extrapolated`` is True where a token count lies outside the range measured;
+        ``valid`` is False where a published model's raw value is <= 0 (a planner must not use
+        such a prediction: it would make the option look free).
         """
         m = self.get(llm, device)
         tin = np.atleast_1d(np.asarray(input_tokens, dtype=float))
@@ -345,11 +372,14 @@ class FittedModels:
         if np.any(tin < 1) or np.any(tout < 1):
             raise DataError("input_tokens and output_tokens must be >= 1")
         tin, tout = np.broadcast_arrays(tin, tout)
+        e = m["energy_j"].predict_raw(tin, tout)
+        r = m["runtime_s"].predict_raw(tin, tout)
         return pd.DataFrame(
             {
-                "energy_j": m["energy_j"].predict(tin, tout),
-                "runtime_s": m["runtime_s"].predict(tin, tout),
+                "energy_j": np.maximum(e, 0.0),
+                "runtime_s": np.maximum(r, 0.0),
                 "extrapolated": m["energy_j"].extrapolated(tin, tout),
+                "valid": (e > 0) & (r > 0),
             }
         )
 
@@ -364,7 +394,7 @@ class FittedModels:
                         "llm": llm,
                         "device": dev,
                         "target": t,
-                        "form": fm.form,
+                        "form": fm.form if fm.origin == "fitted" else f"{fm.form} (published)",
                         "cv_r2": fm.metrics.cv_r2,
                         "r2": fm.metrics.r2,
                         "median_rel_err": fm.metrics.cv_median_rel_error,

@@ -121,21 +121,23 @@ class HFRunner:
                 tok.copy_(out.logits[:, -1:].argmax(-1))
                 pos.add_(1)
 
-            if not use_graph:
-                cache.reset()
-                return {"step": step, "cache": cache, "tok": tok, "pos": pos}
-            side = torch.cuda.Stream(self.device)
-            side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):
-                for _ in range(2):
-                    self.model(input_ids=tok, past_key_values=cache, cache_position=pos, use_cache=True)
-            torch.cuda.current_stream(self.device).wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                step()
+            run_step: Any = step
+            if use_graph:
+                side = torch.cuda.Stream(self.device)
+                side.wait_stream(torch.cuda.current_stream(self.device))
+                with torch.cuda.stream(side):
+                    for _ in range(2):
+                        self.model(input_ids=tok, past_key_values=cache, cache_position=pos, use_cache=True)
+                torch.cuda.current_stream(self.device).wait_stream(side)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    step()
+                run_step = graph.replay
+            # in place, inside inference mode (the cache's tensors are inference tensors): the
+            # graph's addresses stay valid
+            cache.reset()
         self.synchronize()
-        cache.reset()  # in place: the graph's addresses stay valid
-        return {"step": graph.replay, "cache": cache, "tok": tok, "pos": pos}
+        return {"step": run_step, "cache": cache, "tok": tok, "pos": pos}
 
     def _run_graph(self, ids: Any, input_tokens: int, output_tokens: int) -> None:
         torch = self.torch

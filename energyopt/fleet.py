@@ -1,0 +1,216 @@
+"""The fleet: device pools, LLM catalog, deployments and the time horizon, read from TOML.
+
+Example::
+
+    horizon_s = 3600                      # every query must finish within this [s]
+
+    [pools.h100]
+    kind = "gpu"                          # gpu or cpu
+    count = 4                             # devices in the pool
+    memory_gb = 80                        # per device
+    idle_power_w = 70                     # per device, drawn while switched on
+
+    [llms.falcon-7b]
+    accuracy = 0.262                      # 0-1, e.g. MMLU 5-shot / 100
+    accuracy_source = "Touvron et al. 2023, Table 3"
+    params_b = 7.22                       # parameters [billions]
+    bytes_per_param = 2                   # bf16
+    context_tokens = 2048                 # input + output must fit
+
+    [[deployments]]
+    llm = "falcon-7b"
+    pool = "h100"
+    devices_per_instance = 1
+    max_instances = 4                     # optional; default: as many as the pool holds
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .errors import DataError
+
+__all__ = ["Pool", "LLMInfo", "Deployment", "Fleet", "read_fleet", "MEMORY_OVERHEAD"]
+
+#: weights' memory × this factor must fit in the instance's memory (KV cache and activations)
+MEMORY_OVERHEAD = 1.2
+
+
+@dataclass(frozen=True)
+class Pool:
+    name: str
+    kind: str
+    count: int
+    memory_gb: float
+    idle_power_w: float
+
+
+@dataclass(frozen=True)
+class LLMInfo:
+    name: str
+    accuracy: float
+    accuracy_source: str
+    params_b: float
+    bytes_per_param: float = 2.0
+    context_tokens: int | None = None
+
+    @property
+    def memory_gb(self) -> float:
+        return self.params_b * self.bytes_per_param
+
+
+@dataclass(frozen=True)
+class Deployment:
+    llm: str
+    pool: str
+    devices_per_instance: int
+    max_instances: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.llm}@{self.pool}"
+
+
+@dataclass
+class Fleet:
+    pools: dict[str, Pool]
+    llms: dict[str, LLMInfo]
+    deployments: list[Deployment]
+    horizon_s: float
+    source: str = "<memory>"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def deployments_table(self) -> pd.DataFrame:
+        """One row per deployment with what the problem builder needs."""
+        rows = []
+        for d in self.deployments:
+            p = self.pools[d.pool]
+            m = self.llms[d.llm]
+            rows.append(
+                {
+                    "deployment": d.name,
+                    "llm": d.llm,
+                    "device": d.pool,
+                    "kind": p.kind,
+                    "devices_per_instance": d.devices_per_instance,
+                    "max_instances": d.max_instances,
+                    "accuracy": m.accuracy,
+                    "context_tokens": m.context_tokens if m.context_tokens else 10**12,
+                    "idle_power_w": p.idle_power_w * d.devices_per_instance,
+                }
+            )
+        return pd.DataFrame(rows)
+
+
+def _need(table: dict[str, Any], key: str, typ: type | tuple[type, ...], where: str, path: Path) -> Any:
+    if key not in table:
+        raise DataError(f"{path}: key {where}.{key} is missing")
+    val = table[key]
+    if isinstance(val, bool) or not isinstance(val, typ):
+        names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+        raise DataError(f"{path}: key {where}.{key} must be {names}, got {val!r}")
+    return val
+
+
+def read_fleet(path: str | Path) -> Fleet:
+    """Read and validate a fleet TOML file (see the module docstring for the layout)."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: file not found")
+    try:
+        doc = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise DataError(f"{p}: malformed TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{p}: not a text file") from None
+    return fleet_from_dict(doc, p)
+
+
+def fleet_from_dict(doc: dict[str, Any], path: Path | str = "<fleet>") -> Fleet:
+    p = Path(path)
+    known = {"horizon_s", "pools", "llms", "deployments", "name", "description"}
+    unknown = sorted(set(doc) - known)
+    if unknown:
+        raise DataError(f"{p}: unknown top-level key(s) {', '.join(unknown)}; expected {', '.join(sorted(known))}")
+    horizon = _need(doc, "horizon_s", (int, float), "<top>", p)
+    if not horizon > 0 or not math.isfinite(horizon):
+        raise DataError(f"{p}: key horizon_s must be > 0 seconds, got {horizon}")
+    pools_doc = _need(doc, "pools", dict, "<top>", p)
+    if not pools_doc:
+        raise DataError(f"{p}: key pools is empty; expected at least one device pool")
+    pools: dict[str, Pool] = {}
+    for name, t in pools_doc.items():
+        w = f"pools.{name}"
+        if not isinstance(t, dict):
+            raise DataError(f"{p}: key {w} must be a table")
+        kind = _need(t, "kind", str, w, p)
+        if kind not in ("gpu", "cpu"):
+            raise DataError(f"{p}: key {w}.kind must be 'gpu' or 'cpu', got {kind!r}")
+        count = _need(t, "count", int, w, p)
+        if count < 1:
+            raise DataError(f"{p}: key {w}.count must be >= 1, got {count}")
+        mem = _need(t, "memory_gb", (int, float), w, p)
+        idle = _need(t, "idle_power_w", (int, float), w, p)
+        if mem <= 0 or idle < 0:
+            raise DataError(f"{p}: key {w}: memory_gb must be > 0 and idle_power_w >= 0")
+        pools[name] = Pool(name, kind, count, float(mem), float(idle))
+    llms_doc = _need(doc, "llms", dict, "<top>", p)
+    llms: dict[str, LLMInfo] = {}
+    for name, t in llms_doc.items():
+        w = f"llms.{name}"
+        if not isinstance(t, dict):
+            raise DataError(f"{p}: key {w} must be a table")
+        acc = _need(t, "accuracy", (int, float), w, p)
+        if not 0 <= acc <= 1:
+            raise DataError(f"{p}: key {w}.accuracy must be in [0, 1], got {acc}")
+        src = _need(t, "accuracy_source", str, w, p)
+        params = _need(t, "params_b", (int, float), w, p)
+        bpp = t.get("bytes_per_param", 2.0)
+        ctx = t.get("context_tokens")
+        if params <= 0 or not isinstance(bpp, (int, float)) or bpp <= 0:
+            raise DataError(f"{p}: key {w}: params_b and bytes_per_param must be > 0")
+        if ctx is not None and (not isinstance(ctx, int) or ctx < 2):
+            raise DataError(f"{p}: key {w}.context_tokens must be a whole number >= 2, got {ctx!r}")
+        llms[name] = LLMInfo(name, float(acc), src, float(params), float(bpp), ctx)
+    deps_doc = _need(doc, "deployments", list, "<top>", p)
+    if not deps_doc:
+        raise DataError(f"{p}: key deployments is empty; expected at least one")
+    deployments: list[Deployment] = []
+    seen: set[tuple[str, str]] = set()
+    for i, t in enumerate(deps_doc):
+        w = f"deployments[{i}]"
+        if not isinstance(t, dict):
+            raise DataError(f"{p}: key {w} must be a table")
+        llm = _need(t, "llm", str, w, p)
+        pool = _need(t, "pool", str, w, p)
+        if llm not in llms:
+            raise DataError(f"{p}: key {w}.llm: unknown LLM {llm!r}; [llms] defines {', '.join(sorted(llms))}")
+        if pool not in pools:
+            raise DataError(f"{p}: key {w}.pool: unknown device pool {pool!r}; [pools] defines {', '.join(sorted(pools))}")
+        if (llm, pool) in seen:
+            raise DataError(f"{p}: key {w}: {llm} on {pool} is deployed twice")
+        seen.add((llm, pool))
+        k = t.get("devices_per_instance", 1)
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise DataError(f"{p}: key {w}.devices_per_instance must be a whole number >= 1, got {k!r}")
+        cap = pools[pool].count // k
+        if cap < 1:
+            raise DataError(f"{p}: key {w}: an instance needs {k} devices but pool {pool} has {pools[pool].count}")
+        m = t.get("max_instances", cap)
+        if not isinstance(m, int) or isinstance(m, bool) or m < 1:
+            raise DataError(f"{p}: key {w}.max_instances must be a whole number >= 1, got {m!r}")
+        need = llms[llm].memory_gb * MEMORY_OVERHEAD
+        have = pools[pool].memory_gb * k
+        if need > have:
+            raise DataError(
+                f"{p}: key {w}: {llm} needs {need:.0f} GB ({llms[llm].memory_gb:.0f} GB of weights x {MEMORY_OVERHEAD}) "
+                f"but an instance of {k} x {pool} has {have:.0f} GB; raise devices_per_instance"
+            )
+        deployments.append(Deployment(llm, pool, k, min(m, cap)))
+    return Fleet(pools, llms, deployments, float(horizon), str(p), {k: doc[k] for k in ("name", "description") if k in doc})

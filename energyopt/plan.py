@@ -1,0 +1,190 @@
+"""``plan()``: check inputs → build the problem → solve → schedule → independent check."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from .check import check_plan
+from .errors import DataError
+from .fit import FittedModels
+from .fleet import Fleet, read_fleet
+from .formulation import build_matrix
+from .io import read_workload
+from .problem import Problem, build_problem
+from .schedule import Schedule, Timeline, assignment_table, pack, plan_objective
+from .schema import ASSIGNMENT_COLUMNS, Status
+from .solvers import get_solver
+
+__all__ = ["plan", "explain_infeasible", "load_inputs"]
+
+
+def load_inputs(workload, fleet, models) -> tuple[pd.DataFrame, Fleet, FittedModels]:
+    """Accept paths or loaded objects for the three inputs."""
+    wl = read_workload(workload) if isinstance(workload, (str, Path)) else workload
+    fl = read_fleet(fleet) if isinstance(fleet, (str, Path)) else fleet
+    fm = FittedModels.load(models) if isinstance(models, (str, Path)) else models
+    return wl, fl, fm
+
+
+def explain_infeasible(problem: Problem) -> list[str]:
+    """Reasons no plan exists: unservable queries, an accuracy floor out of reach, short pools."""
+    out = [f"query {r.query_id}: {r.reason}" for r in problem.unservable.itertuples()]
+    if out:
+        return out
+    cand = problem.cand
+    q = problem.queries
+    if problem.min_mean_accuracy is not None:
+        best = cand.groupby("q")["accuracy"].max()
+        w = q["weight"].to_numpy()[best.index]
+        reach = float(np.sum(w * best.to_numpy()) / w.sum())
+        if reach < problem.min_mean_accuracy:
+            out.append(f"token-weighted mean accuracy can reach at most {reach:.4f} (every query on its most "
+                       f"accurate option), below the floor {problem.min_mean_accuracy}")
+    deps = problem.deployments
+    # queries that only one deployment can serve, against that deployment's instances
+    n_dep = cand.groupby("q")["d"].nunique()
+    min_inst: dict[int, int] = {}
+    single = cand[cand["q"].isin(n_dep.index[(n_dep == 1).to_numpy()])]
+    for d, sel in single.groupby("d"):
+        m = int(deps["max_instances"].iloc[d])
+        dl = sel["deadline_eff_s"].to_numpy()
+        order = np.argsort(dl)
+        cum = np.cumsum(sel["runtime_s"].to_numpy()[order])
+        short = cum - m * dl[order]
+        j = int(np.argmax(short))
+        if short[j] > 1e-9:
+            out.append(f"{deps['deployment'].iloc[d]}: queries only it can serve need {cum[j]:.1f} instance-seconds by "
+                       f"t = {dl[order][j]:.1f} s, but its {m} instances offer {m * dl[order][j]:.1f} "
+                       f"(short by {short[j]:.1f} s)")
+        min_inst[d] = int(np.ceil(np.max(cum / dl[order]) - 1e-9))
+    pool_of = deps["device"].to_numpy()
+    k_all = deps["devices_per_instance"].to_numpy()
+    for pool, cnt in zip(problem.pools["pool"], problem.pools["count"]):
+        need = {d: n * int(k_all[d]) for d, n in min_inst.items() if pool_of[d] == pool and n > 0}
+        if sum(need.values()) > cnt:
+            parts = ", ".join(f"{deps['deployment'].iloc[d]} at least {min_inst[d]} instances ({n} devices)" for d, n in need.items())
+            out.append(f"pool {pool}: the queries only one deployment can serve need {parts}; the pool has {cnt} devices")
+    if out:
+        return out
+    k = deps["devices_per_instance"].to_numpy()
+    cand_pool = pool_of[cand["d"].to_numpy()]
+    n_pools = cand.assign(pool=cand_pool).groupby("q")["pool"].nunique()
+    for pool, cnt in zip(problem.pools["pool"], problem.pools["count"]):
+        only = n_pools.index[(n_pools == 1).to_numpy()]
+        sel = cand[cand["q"].isin(only) & (cand_pool == pool)]
+        if sel.empty:
+            continue
+        need = (sel["runtime_s"] * k[sel["d"].to_numpy()]).groupby(sel["q"]).min()
+        dl = q["deadline_eff_s"].to_numpy()[need.index]
+        order = np.argsort(dl)
+        cum = np.cumsum(need.to_numpy()[order])
+        short = cum - cnt * dl[order]
+        j = int(np.argmax(short))
+        if short[j] > 1e-9:
+            out.append(f"pool {pool}: queries only it can serve need at least {cum[j]:.1f} device-seconds by "
+                       f"t = {dl[order][j]:.1f} s, but its {cnt} devices offer {cnt * dl[order][j]:.1f} "
+                       f"(short by {short[j]:.1f} device-seconds)")
+    if not out:
+        out.append("capacity and deadlines together cannot be met: instances are too few for the work due "
+                   "before some deadlines (relax deadlines, add devices, or allow more instances)")
+    return out
+
+
+def plan(
+    workload,
+    fleet,
+    models,
+    *,
+    solver: str = "auto",
+    objective: str = "energy",
+    zeta: float = 0.5,
+    idle: bool = False,
+    min_mean_accuracy: float | None = None,
+    time_limit_s: float | None = None,
+    mip_rel_gap: float = 1e-4,
+    formulation: str = "auto",
+    threads: int = 2,
+    check: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> Schedule:
+    """The plan of least energy (or best trade-off) for a workload on a fleet.
+
+    ``workload``, ``fleet`` and ``models`` are paths or loaded objects. Returns a
+    :class:`~energyopt.schedule.Schedule` whose ``status`` is optimal (within ``mip_rel_gap``),
+    feasible (with a proven gap), or infeasible (``message`` says why); never raises for an
+    infeasible instance. ``time_limit_s`` bounds the solver's search.
+    """
+    say = progress or (lambda s: None)
+    t = {"start": time.perf_counter()}
+    wl, fl, fm = load_inputs(workload, fleet, models)
+    if time_limit_s is not None and not time_limit_s > 0:
+        raise DataError(f"time limit must be > 0 s, got {time_limit_s}")
+    problem = build_problem(wl, fl, fm, objective=objective, zeta=zeta, idle=idle, min_mean_accuracy=min_mean_accuracy)
+    t["build"] = time.perf_counter()
+    say(f"problem: {problem.n_queries} queries, {problem.n_deployments} deployments, {len(problem.cand)} options")
+    backend = get_solver(solver)
+    empty = pd.DataFrame(columns=list(ASSIGNMENT_COLUMNS))
+
+    def timings(**extra: float) -> dict[str, float]:
+        keys = ["start", "build", "matrix", "solve", "schedule", "check"]
+        have = [k for k in keys if k in t]
+        out = {f"{b}_s": round(t[b] - t[a], 4) for a, b in zip(have, have[1:])}
+        out["total_s"] = round(time.perf_counter() - t["start"], 4)
+        return {**out, **extra}
+
+    if len(problem.unservable):
+        msg = "; ".join(explain_infeasible(problem)[:10])
+        return Schedule(empty, problem, Status.INFEASIBLE, backend.name, math.nan, math.inf, "none", "none", timings(),
+                        message=f"{len(problem.unservable)} queries have no feasible option: {msg}")
+    model = build_matrix(problem, formulation)
+    t["matrix"] = time.perf_counter()
+    say(f"model: {model.kind} formulation, {model.n_vars} variables, {model.A.shape[0]} rows; solving with {backend.name}")
+    res = backend.solve(model, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, threads=threads)
+    t["solve"] = time.perf_counter()
+    say(f"{backend.name}: {res.status} in {res.time_s:.2f} s, objective {res.objective:.6g}, bound {res.bound:.6g}")
+    if res.status == Status.INFEASIBLE:
+        msg = "; ".join(explain_infeasible(problem)[:10])
+        return Schedule(empty, problem, Status.INFEASIBLE, backend.name, math.nan, res.bound, res.bound_source,
+                        model.kind, timings(), message=msg)
+    if res.x is None:
+        return Schedule(empty, problem, Status.NO_SOLUTION, backend.name, math.nan, res.bound, res.bound_source,
+                        model.kind, timings(), message=f"no plan found within the limits ({res.message})")
+    x = res.x[: model.n_x]
+    pick = np.flatnonzero(x > 0.5)
+    cq = problem.cand["q"].to_numpy()
+    cand_of_q = np.full(problem.n_queries, -1, dtype=np.int64)
+    inst_of_q = np.full(problem.n_queries, -1, dtype=np.int64)
+    cand_of_q[cq[model.x_cand[pick]]] = model.x_cand[pick]
+    if model.kind == "exact":
+        inst_of_q[cq[model.x_cand[pick]]] = model.x_inst[pick]
+        tl = Timeline(cand_of_q, inst_of_q)
+    else:
+        n_inst = np.zeros(problem.n_deployments, dtype=np.int64)
+        u = np.round(model.u_values(res.x)).astype(np.int64)
+        np.add.at(n_inst, model.u_dep, u)
+        tl = pack(problem, cand_of_q, n_inst)
+    obj = plan_objective(problem, tl)
+    assignment = assignment_table(problem, tl)
+    t["schedule"] = time.perf_counter()
+    unplaced = [str(problem.queries["query_id"].iloc[i]) for i in tl.unplaced]
+    violations = check_plan(assignment, wl, fl, fm, min_mean_accuracy=min_mean_accuracy) if check else []
+    t["check"] = time.perf_counter()
+    sched = Schedule(assignment, problem, res.status, backend.name, obj, min(res.bound, obj), res.bound_source,
+                     model.kind, timings(solver_s=round(res.time_s, 4)), message=res.message, unplaced=unplaced,
+                     check_violations=violations)
+    if unplaced:
+        sched.status = Status.NO_SOLUTION
+        sched.message = f"packing could not place {len(unplaced)} queries within their deadlines"
+    elif violations:
+        sched.status = Status.ERROR
+        sched.message = "the independent check failed: " + "; ".join(violations[:5])
+    else:
+        sched.status = Status.OPTIMAL if sched.gap <= max(mip_rel_gap, 1e-9) * 1.0001 else Status.FEASIBLE
+    say(f"plan: {sched.status}, objective {obj:.6g}, gap {sched.gap:.3%}, check {'ok' if not violations else 'FAILED'}")
+    return sched

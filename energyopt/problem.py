@@ -1,0 +1,196 @@
+"""The planning problem: every (query, deployment) option that can serve a query, with its cost.
+
+A *deployment* is one LLM on one device pool with a number of devices per instance. An option of
+a query is a deployment whose LLM meets the query's accuracy floor, whose context window holds the
+query, and whose predicted runtime fits before the query's deadline and the horizon. Options a
+published model predicts at <= 0 J or s are dropped (counted in ``excluded_invalid``): a negative
+prediction must never make an option look free.
+
+Objective coefficients (``cost``):
+
+* ``energy`` — predicted energy [J] of the query on that deployment. With ``idle=True`` the
+  energy above the instance's idle power, ``max(E - P_idle·t, 0)``, plus, per switched-on instance,
+  ``P_idle × horizon``: a device that is on costs its idle energy whether busy or not, and one
+  with no work can be off.
+* ``tradeoff`` — the paper's ζ·(energy / E_norm) − (1 − ζ)·(w_q·accuracy / A_norm), with each
+  query's own costs; E_norm = Σ_q max_option E and A_norm = Σ_q w_q · max accuracy are computed
+  once over the batch, so the objective stays linear. ``w_q`` = input + output tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError
+from .fit import FittedModels
+from .fleet import Fleet
+
+__all__ = ["Problem", "build_problem", "OBJECTIVES"]
+
+OBJECTIVES = ("energy", "tradeoff")
+
+
+@dataclass
+class Problem:
+    queries: pd.DataFrame  # query_id, input_tokens, output_tokens, min_accuracy, deadline_s, weight, deadline_eff_s
+    deployments: pd.DataFrame  # deployment, llm, device, kind, devices_per_instance, max_instances, accuracy, idle_power_w, pool_count
+    cand: pd.DataFrame  # q, d, energy_j, runtime_s, accuracy, cost, deadline_eff_s
+    energy_j: np.ndarray  # [n_q, n_d] predicted energy on every deployment (NaN where no model is valid)
+    runtime_s: np.ndarray  # [n_q, n_d]
+    instance_cost: np.ndarray  # [n_d] objective cost of switching one instance on
+    pools: pd.DataFrame  # pool, count
+    horizon_s: float
+    objective: str = "energy"
+    zeta: float = 0.5
+    idle: bool = False
+    min_mean_accuracy: float | None = None
+    unservable: pd.DataFrame = field(default_factory=pd.DataFrame)  # query_id, reason
+    excluded_invalid: int = 0
+    norms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def n_queries(self) -> int:
+        return len(self.queries)
+
+    @property
+    def n_deployments(self) -> int:
+        return len(self.deployments)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "queries": self.n_queries,
+            "deployments": self.n_deployments,
+            "options": len(self.cand),
+            "unservable": len(self.unservable),
+            "excluded_invalid_predictions": self.excluded_invalid,
+        }
+
+
+def _check_models(fleet: Fleet, models: FittedModels) -> None:
+    missing = [d.name for d in fleet.deployments if (d.llm, d.pool) not in models]
+    if missing:
+        raise DataError(
+            f"{fleet.source}: no fitted model for deployment(s) {', '.join(missing)}; "
+            f"fit them (energyopt fit) or remove them from the fleet"
+        )
+
+
+def build_problem(
+    workload: pd.DataFrame,
+    fleet: Fleet,
+    models: FittedModels,
+    *,
+    objective: str = "energy",
+    zeta: float = 0.5,
+    idle: bool = False,
+    min_mean_accuracy: float | None = None,
+) -> Problem:
+    """Candidate options and their costs for a workload on a fleet."""
+    if objective not in OBJECTIVES:
+        raise DataError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    if not 0 <= zeta <= 1:
+        raise DataError(f"zeta must be in [0, 1], got {zeta}")
+    if min_mean_accuracy is not None and not 0 <= min_mean_accuracy <= 1:
+        raise DataError(f"min_mean_accuracy must be in [0, 1], got {min_mean_accuracy}")
+    if workload.empty:
+        raise DataError("the workload has no queries")
+    _check_models(fleet, models)
+    H = fleet.horizon_s
+    q = workload[["query_id", "input_tokens", "output_tokens", "min_accuracy", "deadline_s"]].reset_index(drop=True).copy()
+    q["weight"] = (q["input_tokens"] + q["output_tokens"]).astype(float)
+    dl = q["deadline_s"].to_numpy(dtype=float)
+    q["deadline_eff_s"] = np.where(np.isnan(dl), H, np.minimum(dl, H))
+    deps = fleet.deployments_table()
+    deps["pool_count"] = deps["device"].map({n: p.count for n, p in fleet.pools.items()})
+    n_q, n_d = len(q), len(deps)
+    tin = q["input_tokens"].to_numpy()
+    tout = q["output_tokens"].to_numpy()
+    E = np.full((n_q, n_d), np.nan)
+    R = np.full((n_q, n_d), np.nan)
+    valid = np.zeros((n_q, n_d), dtype=bool)
+    for j, d in enumerate(fleet.deployments):
+        pred = models.predict(d.llm, d.pool, tin, tout)
+        E[:, j] = pred["energy_j"].to_numpy()
+        R[:, j] = pred["runtime_s"].to_numpy()
+        valid[:, j] = pred["valid"].to_numpy()
+    acc = deps["accuracy"].to_numpy()
+    ctx = deps["context_tokens"].to_numpy()
+    acc_ok = acc[None, :] >= q["min_accuracy"].to_numpy()[:, None] - 1e-12
+    ctx_ok = (tin + tout)[:, None] <= ctx[None, :]
+    time_ok = R <= q["deadline_eff_s"].to_numpy()[:, None]
+    time_ok &= valid  # NaN-safe
+    ok = acc_ok & ctx_ok & valid & time_ok
+    excluded_invalid = int((acc_ok & ctx_ok & ~valid).sum())
+
+    # why a query has no option: the first requirement that no deployment meets
+    no_opt = ~ok.any(axis=1)
+    reasons = []
+    for i in np.flatnonzero(no_opt):
+        row = q.iloc[i]
+        if not acc_ok[i].any():
+            msg = f"needs accuracy >= {row.min_accuracy:g}; the best LLM in the fleet has {acc.max():g}"
+        elif not (acc_ok[i] & ctx_ok[i]).any():
+            msg = f"{row.input_tokens + row.output_tokens} tokens exceed the context of every LLM accurate enough"
+        elif not (acc_ok[i] & ctx_ok[i] & valid[i]).any():
+            msg = "every accurate-enough option's model predicts <= 0 for this query (outside its valid domain)"
+        else:
+            cand_r = np.where(acc_ok[i] & ctx_ok[i] & valid[i], R[i], np.inf)
+            j = int(np.argmin(cand_r))
+            limit = "deadline" if not np.isnan(row.deadline_s) and row.deadline_s <= H else "horizon"
+            msg = (f"fastest accurate-enough option ({deps.deployment[j]}) takes {cand_r[j]:.3g} s, "
+                   f"more than its {limit} of {row.deadline_eff_s:.3g} s")
+        reasons.append({"query_id": row.query_id, "reason": msg})
+    unservable = pd.DataFrame(reasons, columns=["query_id", "reason"])
+
+    qi, di = np.nonzero(ok)
+    cand = pd.DataFrame(
+        {
+            "q": qi.astype(np.int64),
+            "d": di.astype(np.int64),
+            "energy_j": E[qi, di],
+            "runtime_s": R[qi, di],
+            "accuracy": acc[di],
+            "deadline_eff_s": q["deadline_eff_s"].to_numpy()[qi],
+        }
+    )
+    idle_w = deps["idle_power_w"].to_numpy(dtype=float)
+    if idle:
+        energy_cost = np.maximum(cand["energy_j"].to_numpy() - idle_w[di] * cand["runtime_s"].to_numpy(), 0.0)
+        inst_cost = idle_w * H
+    else:
+        energy_cost = cand["energy_j"].to_numpy()
+        inst_cost = np.zeros(n_d)
+    norms: dict[str, float] = {}
+    if objective == "tradeoff":
+        Eok = np.where(ok, E, -np.inf)
+        e_norm = float(np.sum(np.max(Eok, axis=1)[~no_opt])) or 1.0
+        a_norm = float(np.sum(q["weight"].to_numpy()[~no_opt]) * acc.max()) or 1.0
+        w = q["weight"].to_numpy()[qi]
+        cost = zeta * energy_cost / e_norm - (1 - zeta) * w * acc[di] / a_norm
+        inst_cost = zeta * inst_cost / e_norm
+        norms = {"energy_norm_j": e_norm, "accuracy_norm": a_norm}
+    else:
+        cost = energy_cost
+    cand["cost"] = cost
+    pools = pd.DataFrame([{"pool": p.name, "count": p.count} for p in fleet.pools.values()])
+    return Problem(
+        queries=q,
+        deployments=deps,
+        cand=cand,
+        energy_j=E,
+        runtime_s=R,
+        instance_cost=inst_cost,
+        pools=pools,
+        horizon_s=H,
+        objective=objective,
+        zeta=zeta,
+        idle=idle,
+        min_mean_accuracy=min_mean_accuracy,
+        unservable=unservable,
+        excluded_invalid=excluded_invalid,
+        norms=norms,
+    )

@@ -1,0 +1,99 @@
+"""The solver interface, the registry, and the LP-relaxation bound every backend can fall back on."""
+
+from __future__ import annotations
+
+import importlib
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import SolverNotAvailableError
+from ..formulation import MatrixModel
+from ..schema import Status
+
+__all__ = ["SolveResult", "Solver", "available_solvers", "get_solver", "lp_bound", "SOLVER_NAMES"]
+
+#: backend name -> module:class; "auto" picks the first available in this order
+SOLVER_NAMES = {
+    "highs": "energyopt.solvers.highs:HighsSolver",
+    "cbc": "energyopt.solvers.cbc:CbcSolver",
+    "cpsat": "energyopt.solvers.cpsat:CpSatSolver",
+}
+
+
+@dataclass
+class SolveResult:
+    status: Status
+    x: np.ndarray | None  # values of the model's variables, or None without a solution
+    objective: float  # model objective of x (float coefficients), NaN without a solution
+    bound: float  # a valid lower bound on the model's optimum (-inf if none)
+    bound_source: str  # "mip" (the backend's proven bound) or "lp" (LP relaxation)
+    solver: str
+    time_s: float
+    message: str = ""
+
+
+class Solver(ABC):
+    name: str = ""
+
+    @classmethod
+    @abstractmethod
+    def available(cls) -> bool: ...
+
+    @abstractmethod
+    def solve(self, model: MatrixModel, *, time_limit_s: float | None = None, mip_rel_gap: float = 1e-4,
+              threads: int = 2) -> SolveResult: ...
+
+
+def _load(name: str) -> type[Solver]:
+    mod, cls = SOLVER_NAMES[name].split(":")
+    return getattr(importlib.import_module(mod), cls)
+
+
+def available_solvers() -> list[str]:
+    """Names of the backends that can run here."""
+    out = []
+    for name in SOLVER_NAMES:
+        try:
+            if _load(name).available():
+                out.append(name)
+        except ImportError:
+            continue
+    return out
+
+
+def get_solver(name: str = "auto") -> Solver:
+    if name == "auto":
+        names = available_solvers()
+        if not names:
+            raise SolverNotAvailableError("no solver backend is installed (need scipy, pulp or ortools)")
+        name = names[0]
+    if name not in SOLVER_NAMES:
+        raise SolverNotAvailableError(f"unknown solver {name!r}; choose auto or one of {', '.join(SOLVER_NAMES)}")
+    try:
+        cls = _load(name)
+    except ImportError as exc:
+        raise SolverNotAvailableError(f"solver {name} is not installed ({exc})") from None
+    if not cls.available():
+        raise SolverNotAvailableError(f"solver {name} is not available here")
+    return cls()
+
+
+def lp_bound(model: MatrixModel, time_limit_s: float | None = None) -> float:
+    """Optimum of the LP relaxation (HiGHS through scipy): a valid lower bound; -inf if unknown."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    opts: dict = {"disp": False}
+    if time_limit_s is not None:
+        opts["time_limit"] = max(1.0, time_limit_s)
+    cons = [LinearConstraint(model.A, model.row_lo, model.row_hi)] if model.A.shape[0] else []
+    res = milp(model.c, constraints=cons, integrality=np.zeros(model.n_vars), bounds=Bounds(model.var_lo, model.var_hi), options=opts)
+    if res.status == 0 and res.fun is not None:
+        return float(res.fun)
+    return -np.inf
+
+
+def now() -> float:
+    return time.perf_counter()

@@ -1,0 +1,53 @@
+"""HiGHS through scipy.optimize.milp.
+
+scipy bundles its own HiGHS, which coexists in one process with OR-Tools (whose bundled HiGHS
+clashes with the ``highspy`` package: whichever is imported second fails). Its MIP dual bound is
+reported as the bound.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..formulation import MatrixModel
+from ..schema import Status
+from .base import SolveResult, Solver, lp_bound, now
+
+
+class HighsSolver(Solver):
+    name = "highs"
+
+    @classmethod
+    def available(cls) -> bool:
+        try:
+            from scipy.optimize import milp  # noqa: F401
+        except ImportError:
+            return False
+        return True
+
+    def solve(self, model: MatrixModel, *, time_limit_s: float | None = None, mip_rel_gap: float = 1e-4,
+              threads: int = 2) -> SolveResult:
+        from scipy.optimize import Bounds, LinearConstraint, milp
+
+        t0 = now()
+        opts: dict = {"disp": False, "mip_rel_gap": mip_rel_gap, "presolve": True}
+        if time_limit_s is not None:
+            opts["time_limit"] = float(time_limit_s)
+        cons = [LinearConstraint(model.A, model.row_lo, model.row_hi)] if model.A.shape[0] else []
+        res = milp(model.c, constraints=cons, integrality=model.integrality, bounds=Bounds(model.var_lo, model.var_hi), options=opts)
+        dt = now() - t0
+        bound = getattr(res, "mip_dual_bound", None)
+        bound = float(bound) if bound is not None and np.isfinite(bound) else -np.inf
+        if res.status == 0:
+            x = np.asarray(res.x)
+            return SolveResult(Status.OPTIMAL, x, float(model.c @ x), bound if np.isfinite(bound) else float(model.c @ x),
+                               "mip", self.name, dt, res.message)
+        if res.status == 2:
+            return SolveResult(Status.INFEASIBLE, None, np.nan, np.inf, "mip", self.name, dt, res.message)
+        if res.x is not None:
+            x = np.asarray(res.x)
+            src = "mip"
+            if not np.isfinite(bound):
+                bound, src = lp_bound(model), "lp"
+            return SolveResult(Status.FEASIBLE, x, float(model.c @ x), bound, src, self.name, dt, res.message)
+        return SolveResult(Status.NO_SOLUTION, None, np.nan, bound, "mip", self.name, dt, res.message)
