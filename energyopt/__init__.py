@@ -5,9 +5,16 @@ Data flows one way: characterization → models → problem → solver → sched
 
 __version__ = "0.1.0"
 
+from .check import check_plan, check_schedule
 from .errors import DataError, EnergyoptError, FitError, InfeasibleError, SolverNotAvailableError
 from .fit import FittedModels, fit_models
+from .fleet import Fleet, read_fleet
 from .io import read_characterization, read_workload
+from .plan import plan
+from .problem import Problem, build_problem
+from .schedule import Schedule
+from .schema import Status
+from .solvers import available_solvers
 
 __all__ = [
     "__version__",
@@ -17,7 +24,17 @@ __all__ = [
     "InfeasibleError",
     "SolverNotAvailableError",
     "FittedModels",
+    "Fleet",
+    "Problem",
+    "Schedule",
+    "Status",
+    "available_solvers",
+    "build_problem",
+    "check_plan",
+    "check_schedule",
     "fit_models",
+    "plan",
     "read_characterization",
+    "read_fleet",
     "read_workload",
 ]

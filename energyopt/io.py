@@ -20,6 +20,7 @@ from .errors import DataError
 from .schema import (
     CHAR_COLUMN_ALIASES,
     CHAR_OPTIONAL_NUMERIC,
+    CHAR_OPTIONAL_SIGNED,
     CHAR_REQUIRED,
     WORKLOAD_OPTIONAL,
     WORKLOAD_REQUIRED,
@@ -98,7 +99,8 @@ def _numeric(
     """Parse one column as numbers; raise naming the first bad line (``lines[i]`` is row i's line)."""
     raw = df[col]
     values = pd.to_numeric(raw, errors="coerce")
-    blank = raw.isna() | (raw.astype(str).str.strip() == "")
+    text = raw.astype(str).str.strip().str.lower()
+    blank = raw.isna() | text.isin(["", "nan", "na", "n/a", "null", "none"])
     bad_parse = values.isna() & ~blank
     if bad_parse.any():
         pos = int(np.flatnonzero(bad_parse.to_numpy())[0])
@@ -177,6 +179,9 @@ def read_characterization(path: str | Path) -> pd.DataFrame:
     for col in CHAR_OPTIONAL_NUMERIC:
         if col in df.columns:
             df[col] = _numeric(df, col, p, lines, nonnegative=True, allow_missing=True)
+    for col in CHAR_OPTIONAL_SIGNED:
+        if col in df.columns:
+            df[col] = _numeric(df, col, p, lines, allow_missing=True)
     dup = df.duplicated(keep="first")
     if dup.any():
         pos = int(np.flatnonzero(dup.to_numpy())[0])

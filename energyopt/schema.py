@@ -10,6 +10,7 @@ from enum import Enum
 __all__ = [
     "CHAR_REQUIRED",
     "CHAR_OPTIONAL_NUMERIC",
+    "CHAR_OPTIONAL_SIGNED",
     "CHAR_COLUMN_ALIASES",
     "TARGETS",
     "TARGET_UNITS",
@@ -35,6 +36,8 @@ CHAR_OPTIONAL_NUMERIC = (
     "idle_power_w",
     "num_devices",
 )
+# numeric, any sign (energy above the idle floor can dip below 0 within measurement noise)
+CHAR_OPTIONAL_SIGNED = ("above_idle_energy_j",)
 # raw header (lower-cased, stripped) -> canonical name
 CHAR_COLUMN_ALIASES = {
     "model": "llm",

@@ -10,12 +10,23 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import warnings
+from contextlib import contextmanager
+from typing import Iterator
 
 import numpy as np
 
 from ..formulation import MatrixModel
 from ..schema import Status
 from .base import SolveResult, Solver, lp_bound, now
+
+
+@contextmanager
+def _quiet_pulp() -> Iterator[None]:
+    """PuLP 3.3 warns on nearly every call about its 4.0 API; those warnings are not ours to act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*(PuLP 4\.0|deprecated).*", category=DeprecationWarning)
+        yield
 
 
 class CbcSolver(Solver):
@@ -27,10 +38,15 @@ class CbcSolver(Solver):
             import pulp
         except ImportError:
             return False
-        return pulp.PULP_CBC_CMD(msg=False).available()
+        with _quiet_pulp():
+            return bool(pulp.PULP_CBC_CMD(msg=False).available())
 
     def solve(self, model: MatrixModel, *, time_limit_s: float | None = None, mip_rel_gap: float = 1e-4,
               threads: int = 2) -> SolveResult:
+        with _quiet_pulp():
+            return self._solve(model, time_limit_s, mip_rel_gap, threads)
+
+    def _solve(self, model: MatrixModel, time_limit_s: float | None, mip_rel_gap: float, threads: int) -> SolveResult:
         import pulp
 
         t0 = now()
@@ -59,7 +75,8 @@ class CbcSolver(Solver):
         try:
             cmd = pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s, gapRel=mip_rel_gap, threads=threads, logPath=log)
             prob.solve(cmd)
-            text = open(log, errors="replace").read()
+            with open(log, errors="replace") as fh:
+                text = fh.read()
         finally:
             os.unlink(log)
         dt = now() - t0

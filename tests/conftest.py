@@ -1,0 +1,90 @@
+"""Shared fixtures: models with known coefficients, tiny fleets, random workloads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from energyopt.fit import FitMetrics, FittedModel, FittedModels
+from energyopt.fleet import fleet_from_dict
+
+DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).parent.parent
+
+
+def known_model(llm: str, device: str, energy: tuple[float, float, float, float], runtime: tuple[float, float, float, float],
+                origin: str = "fitted") -> dict[str, FittedModel]:
+    """A (llm, device) pair whose targets are c + a·τin + b·τout + d·τin·τout with given coefficients."""
+    feats = ("1", "tin", "tout", "tin*tout")
+    m = FitMetrics(1.0, 1.0, 0.0, 0.0, 10, 10)
+    return {
+        t: FittedModel(llm, device, t, "paper+c", feats, np.array(c, dtype=float), m, (1, 8192), (1, 4096), origin=origin)
+        for t, c in (("energy_j", energy), ("runtime_s", runtime))
+    }
+
+
+def make_models(spec: dict[tuple[str, str], tuple]) -> FittedModels:
+    return FittedModels({k: known_model(k[0], k[1], *v) for k, v in spec.items()})
+
+
+def random_instance(seed: int, n_q: int = 4):
+    """A tiny random fleet, models and workload (deadlines, floors and capacity can all bind)."""
+    rng = np.random.default_rng(seed)
+    pools = {"ga": {"kind": "gpu", "count": int(rng.integers(1, 3)), "memory_gb": 80, "idle_power_w": float(rng.uniform(0, 100))},
+             "gb": {"kind": "gpu", "count": int(rng.integers(1, 3)), "memory_gb": 80, "idle_power_w": float(rng.uniform(0, 100))}}
+    llms = {"s": {"accuracy": 0.4, "accuracy_source": "test", "params_b": 1},
+            "b": {"accuracy": float(rng.choice([0.5, 0.7])), "accuracy_source": "test", "params_b": 1}}
+    deps = [{"llm": "s", "pool": "ga"}, {"llm": "b", "pool": "ga"}, {"llm": "b", "pool": "gb"}]
+    if rng.random() < 0.3:
+        deps[2]["devices_per_instance"] = int(pools["gb"]["count"])
+    horizon = float(rng.uniform(3, 12))
+    fleet = fleet_from_dict({"horizon_s": horizon, "pools": pools, "llms": llms, "deployments": deps})
+    spec = {}
+    for llm, pool in (("s", "ga"), ("b", "ga"), ("b", "gb")):
+        e = (rng.uniform(0, 20), rng.uniform(0, 0.05), rng.uniform(0.5, 3), rng.uniform(0, 1e-3))
+        r = (rng.uniform(0, 0.2), rng.uniform(0, 1e-3), rng.uniform(0.005, 0.03), rng.uniform(0, 1e-5))
+        spec[(llm, pool)] = (e, r)
+    models = make_models(spec)
+    tin = rng.integers(10, 2000, n_q)
+    tout = rng.integers(10, 300, n_q)
+    dl = np.where(rng.random(n_q) < 0.5, rng.uniform(1, 10, n_q), np.nan)
+    floor = np.where(rng.random(n_q) < 0.3, 0.5, 0.0)
+    wl = pd.DataFrame({"query_id": [f"q{i}" for i in range(n_q)], "input_tokens": tin, "output_tokens": tout,
+                       "min_accuracy": floor, "deadline_s": dl})
+    kw = {"idle": bool(rng.random() < 0.4)}
+    if rng.random() < 0.3:
+        kw["objective"] = "tradeoff"
+        kw["zeta"] = float(rng.uniform(0.2, 0.9))
+    if rng.random() < 0.3:
+        kw["min_mean_accuracy"] = float(rng.uniform(0.4, 0.6))
+    return wl, fleet, models, kw
+
+
+@pytest.fixture(scope="session")
+def synthetic_models(tmp_path_factory) -> Path:
+    from energyopt.fit import fit_models
+    from energyopt.io import read_characterization
+
+    d = tmp_path_factory.mktemp("models")
+    fit_models(read_characterization(DATA / "synthetic_characterization.csv")).save(d)
+    return d
+
+
+@pytest.fixture(scope="session")
+def synthetic_fleet() -> Path:
+    return DATA / "fleet_synthetic.toml"
+
+
+def lognormal_workload(n: int, seed: int = 0, deadline_fraction: float = 0.0, deadline_range=(60, 600)) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    dl = np.where(rng.random(n) < deadline_fraction, rng.uniform(*deadline_range, n), np.nan)
+    return pd.DataFrame({
+        "query_id": [f"q{i}" for i in range(n)],
+        "input_tokens": np.clip(rng.lognormal(np.log(1000), 0.9, n), 8, 4096).astype(int),
+        "output_tokens": np.clip(rng.lognormal(np.log(130), 0.8, n), 8, 1024).astype(int),
+        "min_accuracy": 0.0,
+        "deadline_s": dl,
+    })

@@ -1,0 +1,89 @@
+"""The independent checker catches each kind of violation in an exported plan."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import lognormal_workload
+from energyopt.check import check_plan
+from energyopt.fit import FittedModels
+from energyopt.fleet import read_fleet
+from energyopt.plan import plan
+
+
+@pytest.fixture(scope="module")
+def solved(synthetic_models, synthetic_fleet):
+    wl = lognormal_workload(60, seed=5, deadline_fraction=0.3, deadline_range=(20, 300))
+    fl, fm = read_fleet(synthetic_fleet), FittedModels.load(synthetic_models)
+    s = plan(wl, fl, fm)
+    assert s.status.value == "optimal"
+    return s, wl, fl, fm
+
+
+def test_valid_plan_passes(solved, tmp_path):
+    s, wl, fl, fm = solved
+    s.to_csv(tmp_path / "a.csv")
+    assert check_plan(tmp_path / "a.csv", wl, fl, fm) == []
+
+
+def _set(col, value_fn):
+    def fn(a, wl):
+        a = a.copy()
+        a.loc[0, col] = value_fn(a)
+        return a, wl
+    return fn
+
+
+def _drop_first(a, wl):
+    return a.iloc[1:], wl
+
+
+def _raise_floor(a, wl):
+    wl = wl.copy()
+    wl.loc[wl["query_id"] == a.loc[0, "query_id"], "min_accuracy"] = 0.99
+    return a, wl
+
+
+@pytest.mark.parametrize(
+    "fn, match",
+    [
+        (_drop_first, "not assigned"),
+        (_set("query_id", lambda a: a.loc[1, "query_id"]), "more than once"),
+        (_set("energy_j", lambda a: a.loc[0, "energy_j"] * 0.5), "energy_j differs"),
+        (_set("runtime_s", lambda a: a.loc[0, "runtime_s"] * 0.5), "runtime_s differs"),
+        (_set("instance", lambda a: 99), "instance numbers"),
+        (_set("llm", lambda a: "nope"), "not a deployment"),
+        (_raise_floor, "below their min_accuracy"),
+    ],
+)
+def test_violations_are_found(solved, fn, match):
+    s, wl, fl, fm = solved
+    a, wl2 = fn(s.assignment, wl)
+    out = check_plan(a, wl2, fl, fm)
+    assert any(match in v for v in out), out
+
+
+def test_overlap_late_and_horizon(solved):
+    s, wl, fl, fm = solved
+    a = s.assignment.copy()
+    key = a.groupby(["llm", "device", "instance"]).filter(lambda g: len(g) > 1).index[:2]
+    a.loc[key[1], ["start_s", "end_s"]] = [a.loc[key[0], "start_s"], a.loc[key[0], "start_s"] + a.loc[key[1], "runtime_s"]]
+    assert any("overlap" in v for v in check_plan(a, wl, fl, fm))
+    b = s.assignment.copy()
+    b[["start_s", "end_s"]] += fl.horizon_s
+    out = check_plan(b, wl, fl, fm)
+    assert any("after the horizon" in v for v in out) and any("after their deadline" in v for v in out)
+
+
+def test_pool_capacity(solved):
+    s, wl, fl, fm = solved
+    a = s.assignment.copy()
+    dev = a["device"].iloc[0]
+    llms = [d.llm for d in fl.deployments if d.pool == dev]
+    a.loc[a["device"] == dev, "llm"] = llms[0]
+    a.loc[a["device"] == dev, "instance"] = range((a["device"] == dev).sum())
+    a.loc[a["device"] == dev, "instance"] %= 2
+    other = a[(a["device"] == dev)].index[:1]
+    a.loc[other, "llm"] = llms[1]
+    out = check_plan(a, wl, fl, fm)
+    assert any("devices switched on" in v for v in out), out

@@ -1,0 +1,93 @@
+"""The CLI through click's CliRunner: outputs, exit codes, one-line errors, no partial files."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+from click.testing import CliRunner
+
+from conftest import DATA, ROOT, lognormal_workload
+from energyopt.cli import main
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_fit_models_predict(tmp_path):
+    r = run("fit", DATA / "synthetic_characterization.csv", "--out", tmp_path)
+    assert r.exit_code == 0, r.output
+    assert "big-llm" in r.output and "wrote 4 model file(s)" in r.output
+    r = run("models", "--models", tmp_path)
+    assert r.exit_code == 0 and "8-4096 x 8-1024" in r.output
+    r = run("predict", "--models", tmp_path, "--llm", "big-llm", "--device", "gpu-a", "--input-tokens", 1000, "--output-tokens", 130)
+    assert r.exit_code == 0 and "energy_j=" in r.output
+
+
+def test_fit_gate_writes_nothing(tmp_path):
+    r = run("fit", DATA / "synthetic_characterization.csv", "--out", tmp_path / "m", "--min-r2", "1.0")
+    assert r.exit_code == 2 and r.output.count("error:") == 1 and "cross-validated R² below 1.0" in r.output
+    assert not (tmp_path / "m").exists()
+
+
+def test_solve_writes_plan(tmp_path, synthetic_models, synthetic_fleet):
+    wl = tmp_path / "w.csv"
+    lognormal_workload(80, seed=2, deadline_fraction=0.2).to_csv(wl, index=False)
+    r = run("solve", wl, "--fleet", synthetic_fleet, "--models", synthetic_models, "--out", tmp_path / "p")
+    assert r.exit_code == 0, r.output
+    a = pd.read_csv(tmp_path / "p" / "assignment.csv")
+    assert len(a) == 80 and list(a.columns) == ["query_id", "llm", "device", "instance", "start_s", "end_s",
+                                                "runtime_s", "energy_j", "accuracy", "deadline_s"]
+    s = json.loads((tmp_path / "p" / "summary.json").read_text())
+    assert s["status"] == "optimal" and s["check"]["ok"] and s["gap"] <= 1e-4
+
+
+def test_solve_default_example(tmp_path):
+    r = run("solve", ROOT / "examples" / "workload.csv", "--out", tmp_path / "p", "--quiet")
+    assert r.exit_code == 0, r.output
+    assert "status: optimal" in r.output
+
+
+def test_bad_input_one_line_exit_2_no_files(tmp_path, synthetic_models, synthetic_fleet):
+    wl = tmp_path / "w.csv"
+    wl.write_text("query_id,input_tokens,output_tokens\n1,5,5\n1,6,6\n")
+    r = run("solve", wl, "--fleet", synthetic_fleet, "--models", synthetic_models, "--out", tmp_path / "p")
+    assert r.exit_code == 2 and r.output.strip().count("\n") == 0
+    assert "duplicate id '1'" in r.output and not (tmp_path / "p").exists()
+    r = run("solve", tmp_path / "missing.csv", "--fleet", synthetic_fleet, "--models", synthetic_models)
+    assert r.exit_code == 2 and "file not found" in r.output
+    bad_fleet = tmp_path / "f.toml"
+    bad_fleet.write_text("horizon_s = ")
+    r = run("solve", ROOT / "examples" / "workload.csv", "--fleet", bad_fleet, "--out", tmp_path / "p")
+    assert r.exit_code == 2 and "malformed TOML" in r.output and not (tmp_path / "p").exists()
+
+
+def test_deployment_without_model(tmp_path, synthetic_models):
+    f = tmp_path / "f.toml"
+    f.write_text((DATA / "fleet_synthetic.toml").read_text().replace('llm = "big-llm"\npool = "gpu-a"', 'llm = "other"\npool = "gpu-a"')
+                 + '\n[llms.other]\naccuracy = 0.3\naccuracy_source = "t"\nparams_b = 1\n')
+    r = run("solve", ROOT / "examples" / "workload.csv", "--fleet", f, "--models", synthetic_models, "--out", tmp_path / "p")
+    assert r.exit_code == 2 and "no fitted model for deployment(s) other@gpu-a" in r.output
+
+
+def test_infeasible_exit_1_with_reasons(tmp_path, synthetic_models, synthetic_fleet):
+    wl = tmp_path / "w.csv"
+    pd.DataFrame({"query_id": ["a", "b"], "input_tokens": [100, 100], "output_tokens": [1000, 10],
+                  "min_accuracy": [0.9, 0], "deadline_s": [None, 0.01]}).to_csv(wl, index=False)
+    r = run("solve", wl, "--fleet", synthetic_fleet, "--models", synthetic_models, "--out", tmp_path / "p")
+    assert r.exit_code == 1
+    assert "query a: needs accuracy >= 0.9" in r.output and "query b: fastest accurate-enough option" in r.output
+    assert json.loads((tmp_path / "p" / "summary.json").read_text())["status"] == "infeasible"
+    assert not (tmp_path / "p" / "assignment.csv").exists()
+
+
+def test_compare_and_solvers(tmp_path, synthetic_models, synthetic_fleet):
+    wl = tmp_path / "w.csv"
+    lognormal_workload(40, seed=4).to_csv(wl, index=False)
+    r = run("compare", wl, "--fleet", synthetic_fleet, "--models", synthetic_models)
+    assert r.exit_code == 0, r.output
+    for name in ("optimal", "round-robin", "random", "most-accurate-fastest", "fastest", "only:big-llm"):
+        assert name in r.output
+    r = run("solvers")
+    assert "highs" in r.output and "cpsat" in r.output

@@ -1,0 +1,107 @@
+"""Fits: coefficient recovery, form selection, the R² gate, non-negativity, JSON round trip."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from energyopt.errors import DataError, FitError
+from energyopt.fit import FittedModels, fit_models
+
+
+def table(fn, noise=0.02, seed=0, llm="m", device="d", repeats=2):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for x in (8, 32, 128, 512, 1024, 2048, 4096):
+        for y in (8, 32, 128, 512, 1024):
+            for _ in range(repeats):
+                rt = fn(x, y) * rng.lognormal(0, noise)
+                rows.append(dict(llm=llm, device=device, input_tokens=x, output_tokens=y, batch_size=1,
+                                 runtime_s=rt, energy_j=300 * rt))
+    return pd.DataFrame(rows)
+
+
+def test_recovers_known_coefficients_and_form():
+    truth = (0.05, 2e-5, 0.02, 3e-7, 0.0)
+    df = table(lambda x, y: truth[0] + truth[1] * x + truth[2] * y + truth[3] * x * y, noise=0.01)
+    m = fit_models(df).get("m", "d")["runtime_s"]
+    assert m.form == "paper+c"
+    np.testing.assert_allclose(m.coefficients, truth[:4], rtol=0.15, atol=2e-3)
+    assert m.metrics.cv_r2 > 0.99 and m.metrics.cv_median_rel_error < 0.02
+
+
+def test_selects_quadratic_output_form_when_true():
+    df = table(lambda x, y: 0.05 + 0.02 * y + 2e-5 * y * y + 1e-7 * x * y, noise=0.005)
+    assert fit_models(df).get("m", "d")["runtime_s"].form in ("quad_out", "full_quad")
+
+
+def test_predictions_never_negative():
+    df = table(lambda x, y: 0.02 * y + 1e-7 * x * y)
+    fm = fit_models(df)
+    p = fm.predict("m", "d", [1, 4096, 100000], [1, 8, 1])
+    assert (p["energy_j"] >= 0).all() and (p["runtime_s"] >= 0).all()
+    assert p["extrapolated"].tolist() == [True, False, True]
+
+
+def test_gate_lists_every_failing_pair():
+    rng = np.random.default_rng(1)
+    df = pd.concat([table(lambda x, y: 0.02 * y, llm="good"),
+                    table(lambda x, y: rng.uniform(0.1, 10), noise=0.0, llm="bad")])
+    with pytest.raises(FitError, match=r"bad/d/energy_j.*bad/d/runtime_s") as e:
+        fit_models(df, min_r2=0.96)
+    assert "good" not in str(e.value) and e.value.models is not None
+
+
+def test_too_few_points():
+    df = table(lambda x, y: 0.02 * y).query("input_tokens == 8 and output_tokens <= 32")
+    with pytest.raises(FitError, match=r"only 2 distinct .* points; 5-fold"):
+        fit_models(df)
+
+
+def test_json_round_trip(tmp_path):
+    fm = fit_models(table(lambda x, y: 0.05 + 0.02 * y))
+    fm.save(tmp_path)
+    back = FittedModels.load(tmp_path)
+    a = fm.predict("m", "d", [10, 2000], [5, 700])
+    b = back.predict("m", "d", [10, 2000], [5, 700])
+    pd.testing.assert_frame_equal(a, b)
+    doc = json.loads((tmp_path / "m__d.json").read_text())
+    assert doc["provenance"]["training_data"].startswith("sha256:") and doc["energy_j"]["unit"] == "J"
+
+
+def test_load_validation(tmp_path):
+    fit_models(table(lambda x, y: 0.05 + 0.02 * y)).save(tmp_path)
+    f = tmp_path / "m__d.json"
+    doc = json.loads(f.read_text())
+    doc["runtime_s"]["coefficients"]["tout"] = -1.0
+    f.write_text(json.dumps(doc))
+    with pytest.raises(DataError, match=r"m__d\.json: key runtime_s\.coefficients must be >= 0"):
+        FittedModels.load(tmp_path)
+    f.write_text("{not json")
+    with pytest.raises(DataError, match=r"m__d\.json: not valid JSON"):
+        FittedModels.load(tmp_path)
+    with pytest.raises(DataError, match=r"models directory not found"):
+        FittedModels.load(tmp_path / "missing")
+
+
+def test_published_negative_predictions_marked_invalid():
+    from conftest import make_models
+
+    fm = make_models({("p", "a100"): ((0.0, -3.89, 31.5, 0.0427), (0.0, -0.01, 0.0835, 0.000107))})
+    fm.models[("p", "a100")]["energy_j"].origin = "published"
+    p = fm.predict("p", "a100", [100, 4000], [200, 8])
+    assert p["valid"].tolist() == [True, False]
+    assert p["energy_j"].iloc[1] == 0.0
+
+
+def test_shipped_models_load_and_pass_gate():
+    from conftest import ROOT
+
+    fm = FittedModels.load(ROOT / "models")
+    for (llm, dev), t in fm.models.items():
+        for m in t.values():
+            if m.origin == "fitted":
+                assert m.metrics.cv_r2 >= 0.96 and m.metrics.cv_median_rel_error <= 0.10, (llm, dev)

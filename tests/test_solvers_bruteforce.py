@@ -1,0 +1,114 @@
+"""Every backend against a brute-force optimum on hundreds of tiny random instances."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from conftest import random_instance
+from energyopt.check import check_plan
+from energyopt.plan import plan
+from energyopt.problem import build_problem
+
+N_INSTANCES = 120
+
+
+def brute_force(problem) -> float:
+    """Least objective over every (deployment, instance) per query; inf if none is feasible."""
+    cand = problem.cand
+    deps = problem.deployments
+    m = deps["max_instances"].to_numpy()
+    k = deps["devices_per_instance"].to_numpy()
+    pool = deps["device"].to_numpy()
+    count = dict(zip(problem.pools["pool"], problem.pools["count"]))
+    w = problem.queries["weight"].to_numpy()
+    opts = []
+    for q in range(problem.n_queries):
+        rows = cand[cand["q"] == q]
+        opts.append([(int(i), int(r.d), j) for i, r in rows.iterrows() for j in range(m[int(r.d)])])
+    if any(not o for o in opts):
+        return math.inf
+    best = math.inf
+    for combo in itertools.product(*opts):
+        on = {(d, j) for _, d, j in combo}
+        dev = {p: 0 for p in count}
+        for d, _ in on:
+            dev[pool[d]] += k[d]
+        if any(dev[p] > count[p] for p in count):
+            continue
+        if problem.min_mean_accuracy is not None:
+            acc = sum(w[q] * cand.at[c, "accuracy"] for q, (c, _, _) in enumerate(combo))
+            if acc < problem.min_mean_accuracy * w.sum() - 1e-9:
+                continue
+        ok = True
+        for d, j in on:
+            jobs = sorted((cand.at[c, "deadline_eff_s"], cand.at[c, "runtime_s"]) for c, dd, jj in combo if (dd, jj) == (d, j))
+            t = 0.0
+            for dl, r in jobs:
+                t += r
+                if t > dl + 1e-9:
+                    ok = False
+                    break
+            if not ok:
+                break
+        if not ok:
+            continue
+        cost = sum(cand.at[c, "cost"] for c, _, _ in combo) + sum(problem.instance_cost[d] for d, _ in on)
+        best = min(best, cost)
+    return best
+
+
+@pytest.mark.parametrize("chunk", range(6))
+def test_backends_match_brute_force(chunk):
+    solved = 0
+    for seed in range(chunk * N_INSTANCES // 6, (chunk + 1) * N_INSTANCES // 6):
+        wl, fleet, models, kw = random_instance(seed)
+        problem = build_problem(wl, fleet, models, **kw)
+        opt = brute_force(problem) if problem.unservable.empty else math.inf
+        for solver in ("highs", "cbc", "cpsat"):
+            s = plan(wl, fleet, models, solver=solver, formulation="exact", mip_rel_gap=0.0, **kw)
+            tol = 1e-6 * max(1.0, abs(opt)) if solver != "cpsat" else 1e-4 * max(1.0, abs(opt))
+            if math.isinf(opt):
+                assert s.status.value == "infeasible", (seed, solver, s.summary())
+                continue
+            assert s.status.value in ("optimal", "feasible"), (seed, solver, s.message)
+            assert s.objective == pytest.approx(opt, abs=tol), (seed, solver, kw)
+            assert s.bound <= opt + tol, (seed, solver)
+            assert check_plan(s.assignment, wl, fleet, models, min_mean_accuracy=kw.get("min_mean_accuracy")) == []
+        solved += not math.isinf(opt)
+    assert solved > 0
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_aggregate_bound_is_valid_and_plan_checks(seed):
+    """The aggregate relaxation's bound never exceeds the true optimum; its packed plan is valid."""
+    wl, fleet, models, kw = random_instance(1000 + seed, n_q=5)
+    problem = build_problem(wl, fleet, models, **kw)
+    opt = brute_force(problem) if problem.unservable.empty else math.inf
+    s = plan(wl, fleet, models, solver="highs", formulation="aggregate", mip_rel_gap=0.0, **kw)
+    if s.status.value in ("optimal", "feasible"):
+        assert s.bound <= opt + 1e-6 * max(1, abs(opt))
+        assert s.objective >= opt - 1e-6 * max(1, abs(opt))
+        assert check_plan(s.assignment, wl, fleet, models, min_mean_accuracy=kw.get("min_mean_accuracy")) == []
+    elif math.isinf(opt):
+        assert s.status.value in ("infeasible", "no_solution")
+
+
+def test_solvers_agree_on_a_larger_instance(synthetic_models, synthetic_fleet):
+    from conftest import lognormal_workload
+
+    wl = lognormal_workload(150, seed=3, deadline_fraction=0.3, deadline_range=(30, 300))
+    objs = {}
+    for solver in ("highs", "cbc", "cpsat"):
+        s = plan(wl, synthetic_fleet, synthetic_models, solver=solver, formulation="aggregate", mip_rel_gap=1e-6)
+        assert s.status.value in ("optimal", "feasible")
+        objs[solver] = (s.objective, s.bound)
+    best_bound = max(b for _, b in objs.values())
+    for o, b in objs.values():
+        assert o >= best_bound - 1e-6 * abs(o)  # every plan is above every valid bound
+    lo = min(o for o, _ in objs.values())
+    for o, _ in objs.values():
+        assert o <= lo * (1 + 1e-3)
