@@ -114,7 +114,10 @@ def _repair(problem: Problem, chosen: np.ndarray, inst: np.ndarray, loads: dict[
         opts = order_q[starts[q]:ends[q]]
         opts_of_q[q] = opts
         best = None
+        acc = cand["accuracy"].to_numpy()
         for c in opts:
+            if problem.min_mean_accuracy is not None and chosen[q] >= 0 and acc[c] < acc[chosen[q]] - 1e-12:
+                continue  # a less accurate option could break the batch's mean-accuracy floor
             d = int(cd[c])
             tries = [(i, 0.0) for i in sorted(used_inst[d])]
             free = sorted(set(range(m_d[d])) - used_inst[d])

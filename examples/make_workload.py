@@ -2,8 +2,9 @@
 
 Input and output lengths are lognormal (medians about 1,000 input and 130 output tokens, as in
 public LLM chat traces), clipped to 8-4096 and 8-1024 tokens. A fifth of the queries carry a
-completion deadline (60-1800 s after the batch start); 30% ask for accuracy >= 0.5 and 10% for
->= 0.6. Floors are drawn only among queries with at least 64 output tokens and at most 4096 tokens
+completion deadline (by default 60-1800 s after the batch start, uniform), drawn among those
+without an accuracy floor (interactive queries need speed, not the largest model); 30% ask for
+accuracy >= 0.5 and 10% for >= 0.6. Floors are drawn only among queries with at least 64 output tokens and at most 4096 tokens
 in all: in the default fleet only the Llama-2 models reach those accuracies, their context is 4096
 tokens, and their published runtime models go negative for short outputs after long prompts, so
 such a query with a floor could not be served (energyopt would report it as infeasible). Seeded,
@@ -19,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 
-def make(n: int, seed: int = 0, deadline_fraction: float = 0.2) -> pd.DataFrame:
+def make(n: int, seed: int = 0, deadline_fraction: float = 0.2, deadline_range: tuple[float, float] = (60, 1800)) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     tin = np.clip(np.round(rng.lognormal(np.log(1000), 0.9, n)), 8, 4096).astype(int)
     tout = np.clip(np.round(rng.lognormal(np.log(130), 0.8, n)), 8, 1024).astype(int)
@@ -27,8 +28,9 @@ def make(n: int, seed: int = 0, deadline_fraction: float = 0.2) -> pd.DataFrame:
     can_floor = (tout >= 64) & (tin + tout <= 4096)
     u = np.where(can_floor, u * can_floor.mean(), 1.0)  # keep the overall shares at 10% and 30%
     min_acc = np.where(u < 0.1, 0.6, np.where(u < 0.3, 0.5, np.nan))
-    has_dl = rng.random(n) < deadline_fraction
-    deadline = np.where(has_dl, np.round(rng.uniform(60, 1800, n), 1), np.nan)
+    free = np.isnan(min_acc)
+    has_dl = free & (rng.random(n) < deadline_fraction / max(free.mean(), 1e-9))
+    deadline = np.where(has_dl, np.round(rng.uniform(*deadline_range, n), 1), np.nan)
     return pd.DataFrame({"query_id": [f"q{i:06d}" for i in range(n)], "input_tokens": tin, "output_tokens": tout,
                          "min_accuracy": min_acc, "deadline_s": deadline})
 
@@ -39,8 +41,9 @@ def main() -> None:
     ap.add_argument("out", nargs="?", type=Path, default=Path(__file__).with_name("workload.csv"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--deadline-fraction", type=float, default=0.2)
+    ap.add_argument("--deadline-range", type=float, nargs=2, default=(60, 1800), metavar=("MIN_S", "MAX_S"))
     a = ap.parse_args()
-    make(a.n, a.seed, a.deadline_fraction).to_csv(a.out, index=False)
+    make(a.n, a.seed, a.deadline_fraction, tuple(a.deadline_range)).to_csv(a.out, index=False)
     print(f"wrote {a.n} queries to {a.out}")
 
 

@@ -13,7 +13,7 @@ from energyopt.check import check_plan
 from energyopt.plan import plan
 from energyopt.problem import build_problem
 
-N_INSTANCES = 120
+N_INSTANCES = 240
 
 
 def brute_force(problem) -> float:
@@ -112,3 +112,32 @@ def test_solvers_agree_on_a_larger_instance(synthetic_models, synthetic_fleet):
     lo = min(o for o, _ in objs.values())
     for o, _ in objs.values():
         assert o <= lo * (1 + 1e-3)
+
+
+def test_repair_never_lowers_accuracy_under_a_mean_floor():
+    """A late query is moved only to an option at least as accurate when a mean floor is set."""
+    import pandas as pd
+
+    from conftest import make_models
+    from energyopt.fleet import fleet_from_dict
+    from energyopt.schedule import pack
+
+    fleet = fleet_from_dict({
+        "horizon_s": 100.0,
+        "pools": {"g": {"kind": "gpu", "count": 3, "memory_gb": 80, "idle_power_w": 0}},
+        "llms": {"lo": {"accuracy": 0.3, "accuracy_source": "t", "params_b": 1},
+                 "hi": {"accuracy": 0.7, "accuracy_source": "t", "params_b": 1}},
+        "deployments": [{"llm": "hi", "pool": "g", "max_instances": 2}, {"llm": "lo", "pool": "g", "max_instances": 1}],
+    })
+    models = make_models({("hi", "g"): ((10, 0, 0, 0), (0, 0, 0.1, 0)), ("lo", "g"): ((1, 0, 0, 0), (0, 0, 0.1, 0))})
+    wl = pd.DataFrame({"query_id": ["a", "b"], "input_tokens": [10, 10], "output_tokens": [50, 50],
+                       "min_accuracy": [0.0, 0.0], "deadline_s": [5.0, 5.0]})
+    for floor, want in ((None, "lo"), (0.7, "hi")):
+        p = build_problem(wl, fleet, models, min_mean_accuracy=floor)
+        hi_opts = p.cand.index[(p.cand["d"] == 0)].to_numpy()
+        # both on one "hi" instance: the second finishes at 10 s > 5 s and must be repaired
+        tl = pack(p, hi_opts[[0, 1]], np.array([1, 0]))
+        moved = [q for q in range(2) if p.cand["d"].to_numpy()[tl.cand[q]] != 0]
+        dep = {0: "hi", 1: "lo"}
+        got = dep[int(p.cand["d"].to_numpy()[tl.cand[moved[0]]])] if moved else "hi"
+        assert got == want and not tl.unplaced

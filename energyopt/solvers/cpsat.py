@@ -48,8 +48,10 @@ class CpSatSolver(Solver):
         is_z = np.zeros(n, dtype=bool)
         is_z[model.n_x:model.u_start] = True
         var_hi = model.var_hi.copy()
-        # z is in time units; its bound is the largest deadline
-        var_hi[is_z] = np.ceil(t_max * T) if np.any(is_z) else 0
+        # z is in time units: at most the largest deadline on each of the most instances a machine has
+        u_hi = model.var_hi[model.u_start:]
+        most = float(np.max(u_hi)) if len(u_hi) else 1.0
+        var_hi[is_z] = np.ceil(t_max * T) * max(1.0, most) if np.any(is_z) else 0
         v = []
         for i in range(n):
             hi = var_hi[i]
