@@ -127,10 +127,11 @@ def check_plan(
     return out
 
 
-def check_schedule(schedule, workload: pd.DataFrame, fleet: Fleet, models: FittedModels) -> list[str]:
-    """:func:`check_plan` on a :class:`~energyopt.schedule.Schedule`'s assignment."""
-    if workload is None:
-        raise DataError("check_schedule needs the workload")
+def check_schedule(problem, schedule) -> list[str]:
+    """:func:`check_plan` on a schedule, from the raw workload, fleet and models the problem was
+    built from (none of the problem's derived arrays is used)."""
+    if problem.inputs is None:
+        raise DataError("this problem does not carry its inputs; call check_plan(assignment, workload, fleet, models)")
+    workload, fleet, models = problem.inputs
     return check_plan(schedule.assignment, workload, fleet, models,
-                      min_mean_accuracy=schedule.problem.min_mean_accuracy,
-                      require_all=True)
+                      min_mean_accuracy=problem.min_mean_accuracy, require_all=True)

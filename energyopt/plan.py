@@ -20,6 +20,7 @@ from .problem import Problem, build_problem
 from .schedule import Schedule, Timeline, assignment_table, pack, plan_objective
 from .schema import ASSIGNMENT_COLUMNS, Status
 from .solvers import get_solver
+from .solvers.watchdog import solve_with_watchdog
 
 __all__ = ["plan", "explain_infeasible", "load_inputs"]
 
@@ -145,7 +146,7 @@ def plan(
     model = build_matrix(problem, formulation)
     t["matrix"] = time.perf_counter()
     say(f"model: {model.kind} formulation, {model.n_vars} variables, {model.A.shape[0]} rows; solving with {backend.name}")
-    res = backend.solve(model, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, threads=threads)
+    res = solve_with_watchdog(backend, model, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, threads=threads)
     t["solve"] = time.perf_counter()
     say(f"{backend.name}: {res.status} in {res.time_s:.2f} s, objective {res.objective:.6g}, bound {res.bound:.6g}")
     if res.status == Status.INFEASIBLE:
@@ -186,5 +187,5 @@ def plan(
         sched.message = "the independent check failed: " + "; ".join(violations[:5])
     else:
         sched.status = Status.OPTIMAL if sched.gap <= max(mip_rel_gap, 1e-9) * 1.0001 else Status.FEASIBLE
-    say(f"plan: {sched.status}, objective {obj:.6g}, gap {sched.gap:.3%}, check {'ok' if not violations else 'FAILED'}")
+    say(f"plan: {sched.status}, objective {obj:.6g}, gap {sched.gap:.4%}, check {'ok' if not violations else 'FAILED'}")
     return sched

@@ -51,6 +51,8 @@ class Problem:
     unservable: pd.DataFrame = field(default_factory=pd.DataFrame)  # query_id, reason
     excluded_invalid: int = 0
     norms: dict[str, float] = field(default_factory=dict)
+    # the raw inputs (workload, fleet, models), for the independent checker
+    inputs: tuple[Any, Any, Any] | None = None
 
     @property
     def n_queries(self) -> int:
@@ -193,4 +195,5 @@ def build_problem(
         unservable=unservable,
         excluded_invalid=excluded_invalid,
         norms=norms,
+        inputs=(workload, fleet, models),
     )

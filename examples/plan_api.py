@@ -23,7 +23,7 @@ s = schedule.summary()
 print(f"\nstatus {s['status']}, {s['total_energy_kwh']:.3f} kWh, gap {s['gap']:.3%}, "
       f"token-weighted accuracy {s['token_weighted_mean_accuracy']:.3f}, deadlines met {s['deadlines_met']}/{s['queries_with_deadline']}")
 
-violations = energyopt.check_schedule(schedule, workload, fleet, models)
+violations = energyopt.check_schedule(schedule.problem, schedule)
 print("independent check:", "ok" if not violations else violations)
 
 out = ROOT / "plan-api"

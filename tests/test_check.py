@@ -87,3 +87,10 @@ def test_pool_capacity(solved):
     a.loc[other, "llm"] = llms[1]
     out = check_plan(a, wl, fl, fm)
     assert any("devices switched on" in v for v in out), out
+
+
+def test_check_schedule_api(solved):
+    from energyopt import check_schedule
+
+    s, wl, fl, fm = solved
+    assert check_schedule(s.problem, s) == []

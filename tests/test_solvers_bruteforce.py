@@ -141,3 +141,30 @@ def test_repair_never_lowers_accuracy_under_a_mean_floor():
         dep = {0: "hi", 1: "lo"}
         got = dep[int(p.cand["d"].to_numpy()[tl.cand[moved[0]]])] if moved else "hi"
         assert got == want and not tl.unplaced
+
+
+def test_watchdog_stops_a_backend_that_ignores_its_time_limit():
+    import time as _time
+
+    from energyopt.formulation import build_matrix
+    from energyopt.solvers.base import Solver
+    from energyopt.solvers.watchdog import solve_with_watchdog
+
+    class Stuck(Solver):
+        name = "stuck"
+
+        @classmethod
+        def available(cls):
+            return True
+
+        def solve(self, model, *, time_limit_s=None, mip_rel_gap=1e-4, threads=2):
+            _time.sleep(60)
+
+    wl, fleet, models, kw = random_instance(3)
+    model = build_matrix(build_problem(wl, fleet, models, **kw), "exact")
+    t0 = _time.perf_counter()
+    res = solve_with_watchdog(Stuck(), model, time_limit_s=0.2, grace_factor=1.0, grace_s=0.5)
+    assert res.status.value == "no_solution" and "watchdog" in res.message
+    assert _time.perf_counter() - t0 < 10
+    ok = solve_with_watchdog(__import__("energyopt.solvers.highs", fromlist=["HighsSolver"]).HighsSolver(), model, time_limit_s=5)
+    assert ok.status.value in ("optimal", "infeasible")
