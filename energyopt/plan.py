@@ -33,6 +33,17 @@ def load_inputs(workload, fleet, models) -> tuple[pd.DataFrame, Fleet, FittedMod
     return wl, fl, fm
 
 
+def _prefix_shortage(work: np.ndarray, deadlines: np.ndarray, servers: float) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """Work due by each deadline (sorted) against ``servers`` × deadline: cumulative work, the
+    sorted deadlines, and the index of the worst shortage (None if nothing is short)."""
+    order = np.argsort(deadlines)
+    cum = np.cumsum(work[order])
+    due = deadlines[order]
+    short = cum - servers * due
+    j = int(np.argmax(short))
+    return cum, due, (j if short[j] > 1e-9 else None)
+
+
 def explain_infeasible(problem: Problem) -> list[str]:
     """Reasons no plan exists: unservable queries, an accuracy floor out of reach, short pools."""
     out = [f"query {r.query_id}: {r.reason}" for r in problem.unservable.itertuples()]
@@ -54,16 +65,12 @@ def explain_infeasible(problem: Problem) -> list[str]:
     single = cand[cand["q"].isin(n_dep.index[(n_dep == 1).to_numpy()])]
     for d, sel in single.groupby("d"):
         m = int(deps["max_instances"].iloc[d])
-        dl = sel["deadline_eff_s"].to_numpy()
-        order = np.argsort(dl)
-        cum = np.cumsum(sel["runtime_s"].to_numpy()[order])
-        short = cum - m * dl[order]
-        j = int(np.argmax(short))
-        if short[j] > 1e-9:
-            out.append(f"{deps['deployment'].iloc[d]}: queries only it can serve need {cum[j]:.1f} instance-seconds by "
-                       f"t = {dl[order][j]:.1f} s, but its {m} instances offer {m * dl[order][j]:.1f} "
-                       f"(short by {short[j]:.1f} s)")
-        min_inst[d] = int(np.ceil(np.max(cum / dl[order]) - 1e-9))
+        cum, due, worst = _prefix_shortage(sel["runtime_s"].to_numpy(), sel["deadline_eff_s"].to_numpy(), m)
+        if worst is not None:
+            out.append(f"{deps['deployment'].iloc[d]}: queries only it can serve need {cum[worst]:.1f} instance-seconds by "
+                       f"t = {due[worst]:.1f} s, but its {m} instances offer {m * due[worst]:.1f} "
+                       f"(short by {cum[worst] - m * due[worst]:.1f} s)")
+        min_inst[d] = int(np.ceil(np.max(cum / due) - 1e-9))
     pool_of = deps["device"].to_numpy()
     k_all = deps["devices_per_instance"].to_numpy()
     for pool, cnt in zip(problem.pools["pool"], problem.pools["count"]):
@@ -82,15 +89,11 @@ def explain_infeasible(problem: Problem) -> list[str]:
         if sel.empty:
             continue
         need = (sel["runtime_s"] * k[sel["d"].to_numpy()]).groupby(sel["q"]).min()
-        dl = q["deadline_eff_s"].to_numpy()[need.index]
-        order = np.argsort(dl)
-        cum = np.cumsum(need.to_numpy()[order])
-        short = cum - cnt * dl[order]
-        j = int(np.argmax(short))
-        if short[j] > 1e-9:
-            out.append(f"pool {pool}: queries only it can serve need at least {cum[j]:.1f} device-seconds by "
-                       f"t = {dl[order][j]:.1f} s, but its {cnt} devices offer {cnt * dl[order][j]:.1f} "
-                       f"(short by {short[j]:.1f} device-seconds)")
+        cum, due, worst = _prefix_shortage(need.to_numpy(), q["deadline_eff_s"].to_numpy()[need.index], cnt)
+        if worst is not None:
+            out.append(f"pool {pool}: queries only it can serve need at least {cum[worst]:.1f} device-seconds by "
+                       f"t = {due[worst]:.1f} s, but its {cnt} devices offer {cnt * due[worst]:.1f} "
+                       f"(short by {cum[worst] - cnt * due[worst]:.1f} device-seconds)")
     if not out:
         out.append("capacity and deadlines together cannot be met: instances are too few for the work due "
                    "before some deadlines (relax deadlines, add devices, or allow more instances)")

@@ -94,3 +94,33 @@ def test_check_schedule_api(solved):
 
     s, wl, fl, fm = solved
     assert check_schedule(s.problem, s) == []
+
+
+def test_infeasible_capacity_is_explained():
+    import pandas as pd
+
+    from conftest import make_models
+    from energyopt.fleet import fleet_from_dict
+
+    fleet = fleet_from_dict({
+        "horizon_s": 100.0,
+        "pools": {"g": {"kind": "gpu", "count": 4, "memory_gb": 80, "idle_power_w": 0}},
+        "llms": {"m": {"accuracy": 0.5, "accuracy_source": "t", "params_b": 1},
+                 "x": {"accuracy": 0.9, "accuracy_source": "t", "params_b": 1}},
+        "deployments": [{"llm": "m", "pool": "g", "max_instances": 1},
+                        {"llm": "x", "pool": "g", "devices_per_instance": 2, "max_instances": 2}],
+    })
+    models = make_models({("m", "g"): ((1, 0, 0, 0), (0, 0, 0.02, 0)), ("x", "g"): ((1, 0, 0, 0), (0, 0, 0.05, 0))})
+    # three 2-second queries only "m" may serve (floor 0.5 < 0.9 is fine, but x is too slow: 5 s > 3 s)
+    wl = pd.DataFrame({"query_id": ["a", "b", "c"], "input_tokens": [1, 1, 1], "output_tokens": [100, 100, 100],
+                       "min_accuracy": [0.0] * 3, "deadline_s": [3.0, 3.0, 3.0]})
+    s = plan(wl, fleet, models)
+    assert s.status.value == "infeasible"
+    assert "m@g: queries only it can serve need 6.0 instance-seconds by t = 3.0 s" in s.message
+    assert "short by 3.0 s" in s.message
+    # queries only "x" can serve need both of its 2-device instances, and "m" one device more
+    wl2 = pd.DataFrame({"query_id": list("pqrs"), "input_tokens": [1] * 4, "output_tokens": [100] * 4,
+                        "min_accuracy": [0.9, 0.9, 0.0, 0.0], "deadline_s": [5.0, 5.0, 2.5, None]})
+    s2 = plan(wl2, fleet, models)
+    assert s2.status.value == "infeasible"
+    assert "pool g: the queries only one deployment can serve need" in s2.message and "the pool has 4 devices" in s2.message
