@@ -187,7 +187,7 @@ def build_matrix(problem: Problem, formulation: str = "auto", max_levels: int = 
         np.zeros(n_load), np.zeros(n_load), "load",
     )
     # deadline prefix rows: sum_{l' <= l} z_l' - T_l u <= 0
-    rr, cc, vv, hi = [], [], [], []
+    rr, cc, vv = [], [], []
     k = 0
     for m in range(n_u):
         lv = levels_of_dep[u_dep[m]]
