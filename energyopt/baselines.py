@@ -25,16 +25,9 @@ def baseline_names(problem: Problem) -> list[str]:
     return list(BASELINES) + [f"only:{llm}" for llm in sorted(problem.deployments["llm"].unique())]
 
 
-def _runnable(problem: Problem) -> np.ndarray:
-    q = problem.queries
-    ctx = problem.deployments["context_tokens"].to_numpy()
-    tok = (q["input_tokens"] + q["output_tokens"]).to_numpy()
-    return ~np.isnan(problem.energy_j) & (problem.energy_j > 0) & (problem.runtime_s > 0) & (tok[:, None] <= ctx[None, :])
-
-
 def baseline_choice(problem: Problem, name: str, seed: int = 0) -> np.ndarray:
     """Deployment index per query (-1 where the rule finds nothing that can run it)."""
-    ok = _runnable(problem)
+    ok = problem.runnable
     n_q, n_d = ok.shape
     out = np.full(n_q, -1, dtype=np.int64)
     deps = problem.deployments

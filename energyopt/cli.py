@@ -64,6 +64,9 @@ def _fmt_table(df, floatfmt: dict[str, str] | None = None) -> str:
     return "\n".join(out)
 
 
+_FIT_FORMATS = {"cv_r2": ".4f", "r2": ".4f", "median_rel_err": ".1%", "p95_rel_err": ".1%"}
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="energyopt")
 def main() -> None:
@@ -112,9 +115,9 @@ def fit_cmd(data: tuple[Path, ...], out_dir: Path, min_r2: float, folds: int, lo
     except FitError as exc:
         fitted = getattr(exc, "models", None)
         if fitted is not None:
-            click.echo(_fmt_table(fitted.table(), {"cv_r2": ".4f", "r2": ".4f", "median_rel_err": ".1%", "p95_rel_err": ".1%"}))
+            click.echo(_fmt_table(fitted.table(), _FIT_FORMATS))
         raise
-    click.echo(_fmt_table(models.table(), {"cv_r2": ".4f", "r2": ".4f", "median_rel_err": ".1%", "p95_rel_err": ".1%"}))
+    click.echo(_fmt_table(models.table(), _FIT_FORMATS))
     written = models.save(out_dir)
     click.echo(f"wrote {len(written)} model file(s) to {out_dir}")
 
@@ -231,12 +234,9 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
                  time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, formulation=formulation, progress=say)
     s = sched.summary()
     if sched.assignment.empty or s["status"] in ("infeasible", "no_solution", "error"):
-        from .schedule import _jsonable, write_atomic
-        import json
-
-        write_atomic(out_dir / "summary.json", json.dumps(_jsonable(s), indent=2) + "\n")
+        path = sched.write_summary(out_dir)
         click.echo(f"status: {s['status']}: {sched.message}")
-        click.echo(f"wrote {out_dir / 'summary.json'} (no assignment)")
+        click.echo(f"wrote {path} (no assignment)")
         sys.exit(1)
     paths = sched.write(out_dir)
     click.echo(

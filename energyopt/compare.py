@@ -9,7 +9,6 @@ import pandas as pd
 
 from .baselines import baseline_choice, baseline_names, evaluate_choice
 from .plan import plan
-from .problem import build_problem
 
 __all__ = ["compare"]
 
@@ -31,8 +30,7 @@ def compare(workload: pd.DataFrame, fleet, models, *, seed: int = 0, equal_accur
         "deadlines_met": f"{s['deadlines_met']}/{s['queries_with_deadline']}", "makespan_s": s["makespan_s"],
         "optimal_same_acc_kwh": np.nan, "saved": np.nan, "gap": s["gap"], "status": s["status"],
     }]
-    pkw = {k: plan_kw[k] for k in ("objective", "zeta", "idle", "min_mean_accuracy") if k in plan_kw}
-    problem = build_problem(workload, fleet, models, **pkw)
+    problem = opt.problem  # the baselines are priced on the same problem
     base_floor = plan_kw.get("min_mean_accuracy")
     for name in baseline_names(problem):
         r = evaluate_choice(problem, name, baseline_choice(problem, name, seed=seed))

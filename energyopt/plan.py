@@ -80,15 +80,14 @@ def explain_infeasible(problem: Problem) -> list[str]:
             out.append(f"pool {pool}: the queries only one deployment can serve need {parts}; the pool has {cnt} devices")
     if out:
         return out
-    k = deps["devices_per_instance"].to_numpy()
     cand_pool = pool_of[cand["d"].to_numpy()]
     n_pools = cand.assign(pool=cand_pool).groupby("q")["pool"].nunique()
+    one_pool = cand["q"].isin(n_pools.index[(n_pools == 1).to_numpy()])
     for pool, cnt in zip(problem.pools["pool"], problem.pools["count"]):
-        only = n_pools.index[(n_pools == 1).to_numpy()]
-        sel = cand[cand["q"].isin(only) & (cand_pool == pool)]
+        sel = cand[one_pool & (cand_pool == pool)]
         if sel.empty:
             continue
-        need = (sel["runtime_s"] * k[sel["d"].to_numpy()]).groupby(sel["q"]).min()
+        need = (sel["runtime_s"] * k_all[sel["d"].to_numpy()]).groupby(sel["q"]).min()
         cum, due, worst = _prefix_shortage(need.to_numpy(), q["deadline_eff_s"].to_numpy()[need.index], cnt)
         if worst is not None:
             out.append(f"pool {pool}: queries only it can serve need at least {cum[worst]:.1f} device-seconds by "

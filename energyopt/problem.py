@@ -39,8 +39,9 @@ class Problem:
     queries: pd.DataFrame  # query_id, input_tokens, output_tokens, min_accuracy, deadline_s, weight, deadline_eff_s
     deployments: pd.DataFrame  # deployment, llm, device, kind, devices_per_instance, max_instances, accuracy, idle_power_w, pool_count
     cand: pd.DataFrame  # q, d, energy_j, runtime_s, accuracy, cost, deadline_eff_s
-    energy_j: np.ndarray  # [n_q, n_d] predicted energy on every deployment (NaN where no model is valid)
+    energy_j: np.ndarray  # [n_q, n_d] predicted energy on every deployment (0 where the prediction is invalid)
     runtime_s: np.ndarray  # [n_q, n_d]
+    runnable: np.ndarray  # [n_q, n_d] the model's prediction is valid and the LLM's context holds the query
     instance_cost: np.ndarray  # [n_d] objective cost of switching one instance on
     pools: pd.DataFrame  # pool, count
     horizon_s: float
@@ -185,6 +186,7 @@ def build_problem(
         cand=cand,
         energy_j=E,
         runtime_s=R,
+        runnable=valid & ctx_ok,
         instance_cost=inst_cost,
         pools=pools,
         horizon_s=H,

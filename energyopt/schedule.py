@@ -105,16 +105,14 @@ def _repair(problem: Problem, chosen: np.ndarray, inst: np.ndarray, loads: dict[
     used_dev = {p: 0 for p in count}
     for d, s in used_inst.items():
         used_dev[pool_of[d]] += len(s) * k_d[d]
-    opts_of_q: dict[int, np.ndarray] = {}
+    acc = cand["accuracy"].to_numpy()
     order_q = np.argsort(cq, kind="stable")
     starts = np.searchsorted(cq[order_q], np.arange(problem.n_queries))
     ends = np.searchsorted(cq[order_q], np.arange(problem.n_queries), side="right")
     unplaced = []
     for q in sorted(late, key=lambda q: cdl[chosen[q]]):
         opts = order_q[starts[q]:ends[q]]
-        opts_of_q[q] = opts
         best = None
-        acc = cand["accuracy"].to_numpy()
         for c in opts:
             if problem.min_mean_accuracy is not None and chosen[q] >= 0 and acc[c] < acc[chosen[q]] - 1e-12:
                 continue  # a less accurate option could break the batch's mean-accuracy floor
@@ -285,13 +283,17 @@ class Schedule:
     def to_csv(self, path: str | Path) -> None:
         write_atomic(Path(path), self.assignment.to_csv(index=False, float_format="%.9g"))
 
+    def write_summary(self, out_dir: str | Path) -> Path:
+        """Write ``summary.json`` alone (replaced atomically), e.g. for a plan that does not exist."""
+        path = Path(out_dir) / "summary.json"
+        write_atomic(path, json.dumps(_jsonable(self.summary()), indent=2) + "\n")
+        return path
+
     def write(self, out_dir: str | Path) -> list[Path]:
         """Write ``assignment.csv`` and ``summary.json`` (each replaced atomically)."""
-        d = Path(out_dir)
-        paths = [d / "assignment.csv", d / "summary.json"]
-        self.to_csv(paths[0])
-        write_atomic(paths[1], json.dumps(_jsonable(self.summary()), indent=2) + "\n")
-        return paths
+        csv_path = Path(out_dir) / "assignment.csv"
+        self.to_csv(csv_path)
+        return [csv_path, self.write_summary(out_dir)]
 
 
 def _jsonable(o: Any) -> Any:
