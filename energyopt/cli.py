@@ -64,7 +64,8 @@ def _fmt_table(df, floatfmt: dict[str, str] | None = None) -> str:
     return "\n".join(out)
 
 
-_FIT_FORMATS = {"cv_r2": ".4f", "r2": ".4f", "median_rel_err": ".1%", "p95_rel_err": ".1%"}
+_FIT_FORMATS = {"cv_r2": ".4f", "r2": ".4f", "median_rel_err": ".1%", "p95_rel_err": ".1%",
+                "holdout_med_err": ".1%", "holdout_max_err": ".1%"}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -140,7 +141,7 @@ def models_cmd(models_dir: Path | None) -> None:
         else:
             ranges.append(f"{m.input_tokens_range[0]}-{m.input_tokens_range[1]} x {m.output_tokens_range[0]}-{m.output_tokens_range[1]}")
     t["tokens_in_x_out"] = ranges
-    click.echo(_fmt_table(t.drop(columns=["r2", "points"]), {"cv_r2": ".4f", "median_rel_err": ".1%", "p95_rel_err": ".1%"}))
+    click.echo(_fmt_table(t.drop(columns=["r2", "points"]), _FIT_FORMATS))
 
 
 @main.command("predict")

@@ -103,6 +103,10 @@ class FitMetrics:
     cv_p95_rel_error: float
     n_samples: int
     n_points: int
+    # error on held-back rows (split=holdout), measured off the fitting design; NaN when none
+    holdout_median_rel_error: float = float("nan")
+    holdout_max_rel_error: float = float("nan")
+    n_holdout: int = 0
 
 
 @dataclass
@@ -151,6 +155,9 @@ class FittedModel:
             "cv_p95_rel_error": self.metrics.cv_p95_rel_error,
             "n_samples": self.metrics.n_samples,
             "n_points": self.metrics.n_points,
+            "holdout_median_rel_error": _none_if_nan(self.metrics.holdout_median_rel_error),
+            "holdout_max_rel_error": _none_if_nan(self.metrics.holdout_max_rel_error),
+            "n_holdout": self.metrics.n_holdout,
             "input_tokens_range": None if self.input_tokens_range[1] == _UNSTATED else list(self.input_tokens_range),
             "output_tokens_range": None if self.output_tokens_range[1] == _UNSTATED else list(self.output_tokens_range),
             "candidates": self.candidates,
@@ -203,6 +210,9 @@ class FittedModel:
             cv_p95_rel_error=float(metric("cv_p95_rel_error", (int, float))),
             n_samples=int(get("n_samples", int)),
             n_points=int(get("n_points", int)),
+            holdout_median_rel_error=_optional_float(d, "holdout_median_rel_error", target, where),
+            holdout_max_rel_error=_optional_float(d, "holdout_max_rel_error", target, where),
+            n_holdout=int(d.get("n_holdout", 0) or 0),
         )
         if origin == "published" and d.get("input_tokens_range") is None:
             xr, yr = [0, _UNSTATED], [0, _UNSTATED]  # the source states no range: never flagged
@@ -224,6 +234,19 @@ class FittedModel:
         )
 
 
+def _none_if_nan(x: float) -> float | None:
+    return None if not np.isfinite(x) else float(x)
+
+
+def _optional_float(d: Mapping[str, Any], key: str, target: str, where: str) -> float:
+    val = d.get(key)
+    if val is None:
+        return float("nan")
+    if not isinstance(val, (int, float)) or isinstance(val, bool):
+        raise DataError(f"{where}: key {target}.{key} must be a number or null")
+    return float(val)
+
+
 def _cv_predictions(
     features: tuple[str, ...], tin: np.ndarray, tout: np.ndarray, y: np.ndarray, folds: int, relative: bool
 ) -> np.ndarray:
@@ -240,12 +263,13 @@ def _cv_predictions(
 
 def fit_pair(
     rows: pd.DataFrame, llm: str, device: str, target: str, *, folds: int = 5, relative: bool = True,
-    forms: Mapping[str, tuple[str, ...]] = FORMS,
+    forms: Mapping[str, tuple[str, ...]] = FORMS, holdout: pd.DataFrame | None = None,
 ) -> FittedModel:
     """Fit every candidate form to one (LLM, device, target) and keep the best by CV score.
 
     The CV score is the mean squared relative error of out-of-fold predictions (the quantity the
-    fit minimises); a form with more terms must beat a simpler one by 2% to be chosen.
+    fit minimises); a form with more terms must beat a simpler one by 2% to be chosen. Rows in
+    ``holdout`` (measured off the design) are not fitted; the final model's error on them is kept.
     """
     tin = rows["input_tokens"].to_numpy(dtype=float)
     tout = rows["output_tokens"].to_numpy(dtype=float)
@@ -275,6 +299,13 @@ def fit_pair(
     X = _design(feats, tin, tout)
     coef = _nnls_fit(X, y, relative)
     chosen = results[best]
+    hold_med = hold_max = float("nan")
+    n_hold = 0
+    if holdout is not None and len(holdout):
+        hy = holdout[target].to_numpy(dtype=float)
+        hx = _design(feats, holdout["input_tokens"].to_numpy(dtype=float), holdout["output_tokens"].to_numpy(dtype=float))
+        hrel = np.abs(np.maximum(hx @ coef, 0.0) - hy) / hy
+        hold_med, hold_max, n_hold = float(np.median(hrel)), float(np.max(hrel)), len(hy)
     metrics = FitMetrics(
         r2=_r2(y, np.maximum(X @ coef, 0.0)),
         cv_r2=chosen["cv_r2"],
@@ -282,6 +313,9 @@ def fit_pair(
         cv_p95_rel_error=chosen["cv_p95_rel_error"],
         n_samples=len(y),
         n_points=n_points,
+        holdout_median_rel_error=hold_med,
+        holdout_max_rel_error=hold_max,
+        n_holdout=n_hold,
     )
     return FittedModel(
         llm=llm,
@@ -401,6 +435,9 @@ class FittedModels:
                         "p95_rel_err": fm.metrics.cv_p95_rel_error,
                         "n": fm.metrics.n_samples,
                         "points": fm.metrics.n_points,
+                        "holdout_med_err": fm.metrics.holdout_median_rel_error,
+                        "holdout_max_err": fm.metrics.holdout_max_rel_error,
+                        "holdout_n": fm.metrics.n_holdout,
                     }
                 )
         return pd.DataFrame(rows)
@@ -482,6 +519,7 @@ def fit_models(
     """Fit ``energy_j`` and ``runtime_s`` for every (llm, device) in a characterization table.
 
     Only rows with ``batch_size`` equal to the argument are used (plans run one query at a time).
+    Rows whose ``split`` is ``holdout`` are not fitted: each model's error on them is reported.
     Raises :class:`FitError` listing every (llm, device, target) whose cross-validated R² is below
     ``min_r2``; the error's ``models`` attribute holds all the fits, for a report.
     """
@@ -496,8 +534,13 @@ def fit_models(
     info: dict[tuple[str, str], dict[str, Any]] = {}
     now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
     versions = _versions()
-    for (llm, dev), g in rows.groupby(["llm", "device"], sort=True):
-        models[(llm, dev)] = {t: fit_pair(g, llm, dev, t, folds=folds, relative=relative) for t in TARGETS}
+    for (llm, dev), g_all in rows.groupby(["llm", "device"], sort=True):
+        is_hold = (g_all["split"].astype(str).str.strip() == "holdout").to_numpy() if "split" in g_all else np.zeros(len(g_all), bool)
+        hold = g_all[is_hold]
+        g = g_all[~is_hold]
+        if g.empty:
+            raise FitError(f"{llm} on {dev}: only held-back rows (split=holdout); nothing to fit")
+        models[(llm, dev)] = {t: fit_pair(g, llm, dev, t, folds=folds, relative=relative, holdout=hold) for t in TARGETS}
         meas: dict[str, Any] = {}
         if "idle_power_w" in g and g["idle_power_w"].notna().any():
             meas["idle_power_w"] = round(float(g["idle_power_w"].median()), 3)

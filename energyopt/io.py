@@ -182,6 +182,13 @@ def read_characterization(path: str | Path) -> pd.DataFrame:
     for col in CHAR_OPTIONAL_SIGNED:
         if col in df.columns:
             df[col] = _numeric(df, col, p, lines, allow_missing=True)
+    if "split" in df.columns:
+        split = df["split"].fillna("").astype(str).str.strip().replace("", "design")
+        bad = ~split.isin(["design", "holdout"])
+        if bad.any():
+            pos = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataError(f"{p}: line {lines[pos]}, column split: {df['split'].iloc[pos]!r}; expected design or holdout")
+        df["split"] = split
     dup = df.duplicated(keep="first")
     if dup.any():
         pos = int(np.flatnonzero(dup.to_numpy())[0])

@@ -41,6 +41,8 @@ def test_reads_valid_characterization_with_aliases(tmp_path):
         (HEADER, r"no data rows"),
         ("", r"file is empty"),
         (HEADER + ",d,10,20,1,0.5,100\n", r"line 2, column llm: value is missing"),
+        (HEADER.strip() + ",split\n" + ROW.strip() + ",design\nm,d,11,20,1,0.5,100,test\n",
+         r"line 3, column split: 'test'; expected design or holdout"),
     ],
 )
 def test_characterization_errors(tmp_path, text, match):
