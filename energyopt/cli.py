@@ -193,9 +193,11 @@ def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Count idle power of switched-on instances over the horizon (instances with no work are off)."),
         click.option("--min-mean-accuracy", type=click.FloatRange(0, 1), default=None,
                      help="Floor on the token-weighted mean accuracy of the batch."),
-        click.option("--formulation", type=click.Choice(["auto", "exact", "aggregate"]), default="auto", show_default=True,
-                     help="exact: one variable per query and instance; aggregate: per deployment, then packing "
-                          "(scales); auto: exact while small."),
+        click.option("--formulation", type=click.Choice(["auto", "exact", "aggregate", "decompose"]), default="auto",
+                     show_default=True,
+                     help="exact: one variable per query and instance; aggregate: one MILP per deployment, then "
+                          "packing; decompose: priced coupling rows (Lagrangian bound) and the MILP only on the "
+                          "nearly tied queries (large batches); auto: exact while small, else decompose."),
     ]
     for o in reversed(opts):
         fn = o(fn)
@@ -235,6 +237,9 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
                  time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, formulation=formulation, progress=say)
     s = sched.summary()
     if sched.assignment.empty or s["status"] in ("infeasible", "no_solution", "error"):
+        stale = out_dir / "assignment.csv"
+        if stale.exists():  # an earlier run's plan must not pass for this one's
+            stale.unlink()
         path = sched.write_summary(out_dir)
         click.echo(f"status: {s['status']}: {sched.message}")
         click.echo(f"wrote {path} (no assignment)")

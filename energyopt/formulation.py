@@ -35,7 +35,7 @@ from .problem import Problem
 
 __all__ = ["MatrixModel", "build_matrix", "FORMULATIONS", "choose_formulation"]
 
-FORMULATIONS = ("auto", "exact", "aggregate")
+FORMULATIONS = ("auto", "exact", "aggregate", "decompose")
 EXACT_MAX_COLUMNS = 20_000
 
 
@@ -72,7 +72,7 @@ def choose_formulation(problem: Problem, formulation: str = "auto") -> str:
         return formulation
     m = problem.deployments["max_instances"].to_numpy()
     cols = int(m[problem.cand["d"].to_numpy()].sum()) if len(problem.cand) else 0
-    return "exact" if cols <= EXACT_MAX_COLUMNS else "aggregate"
+    return "exact" if cols <= EXACT_MAX_COLUMNS else "decompose"
 
 
 def _levels(deadlines: np.ndarray, max_levels: int | None) -> np.ndarray:
@@ -121,9 +121,27 @@ class _Rows:
         )
 
 
-def build_matrix(problem: Problem, formulation: str = "auto", max_levels: int = 24) -> MatrixModel:
-    """The matrix model of a problem (see the module docstring)."""
+def build_matrix(
+    problem: Problem,
+    formulation: str = "auto",
+    max_levels: int = 24,
+    *,
+    fixed_work: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    fixed_accuracy: float = 0.0,
+    weight_total: float | None = None,
+) -> MatrixModel:
+    """The matrix model of a problem (see the module docstring).
+
+    ``fixed_work`` = (deployment, deadline, runtime) of queries already decided outside the model
+    (aggregate only): their work enters the deadline rows as constants, and ``fixed_accuracy``
+    (their Σ w·acc) the accuracy row, whose total weight is then ``weight_total``.
+    """
     kind = choose_formulation(problem, formulation)
+    if kind == "decompose":  # its MILP part is aggregate (decompose.py)
+        kind = "aggregate"
+    if fixed_work is not None and kind != "aggregate":
+        raise ValueError("fixed work needs the aggregate formulation")
+    fd, fdl, fr = fixed_work if fixed_work is not None else (np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
     cand = problem.cand
     deps = problem.deployments
     n_d = len(deps)
@@ -154,7 +172,8 @@ def build_matrix(problem: Problem, formulation: str = "auto", max_levels: int = 
 
     # deadline levels per machine: level index of each x column, loads z per (machine, level)
     levels_of_dep = [
-        _levels(cdl[cd == j], None if kind == "exact" else max_levels) if np.any(cd == j) else np.zeros(0)
+        _levels(np.concatenate([cdl[cd == j], fdl[fd == j]]), None if kind == "exact" else max_levels)
+        if (np.any(cd == j) or np.any(fd == j)) else np.zeros(0)
         for j in range(n_d)
     ]
     x_dl = cdl[x_cand]
@@ -180,11 +199,16 @@ def build_matrix(problem: Problem, formulation: str = "auto", max_levels: int = 
     z_col_of_x = z_start_machine[x_machine] + x_level
     n_load = n_z
     load_rows_x = z_col_of_x - n_x
+    fixed_load = np.zeros(n_load)
+    for j in np.unique(fd):  # aggregate: machine j is deployment j
+        sel = fd == j
+        lv = np.searchsorted(levels_of_dep[j], fdl[sel], side="left")
+        np.add.at(fixed_load, z_start_machine[j] - n_x + lv, fr[sel])
     rows.add_many(
         np.concatenate([load_rows_x, np.arange(n_z)]),
         np.concatenate([np.arange(n_x), n_x + np.arange(n_z)]),
         np.concatenate([-cr[x_cand], np.ones(n_z)]),
-        np.zeros(n_load), np.zeros(n_load), "load",
+        fixed_load, fixed_load, "load",
     )
     # deadline prefix rows: sum_{l' <= l} z_l' - T_l u <= 0
     rr, cc, vv = [], [], []
@@ -210,7 +234,8 @@ def build_matrix(problem: Problem, formulation: str = "auto", max_levels: int = 
         w = problem.queries["weight"].to_numpy()
         acc = cand["accuracy"].to_numpy()
         coef = w[cq[x_cand]] * acc[x_cand]
-        rows.add(np.arange(n_x), coef, problem.min_mean_accuracy * float(w[served_q].sum()), np.inf, "accuracy")
+        w_total = float(w[served_q].sum()) if weight_total is None else weight_total
+        rows.add(np.arange(n_x), coef, problem.min_mean_accuracy * w_total - fixed_accuracy, np.inf, "accuracy")
     # symmetry breaking (exact): u_i - u_{i+1} >= 0 within a deployment
     if kind == "exact":
         same = (u_dep[:-1] == u_dep[1:]) if n_u > 1 else np.zeros(0, dtype=bool)

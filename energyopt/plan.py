@@ -14,7 +14,8 @@ from .check import check_plan
 from .errors import DataError
 from .fit import FittedModels
 from .fleet import Fleet, read_fleet
-from .formulation import build_matrix
+from .decompose import fix_and_solve, lagrangian_bound
+from .formulation import build_matrix, choose_formulation
 from .io import read_workload
 from .problem import Problem, build_problem
 from .schedule import Schedule, Timeline, assignment_table, pack, plan_objective
@@ -145,6 +146,9 @@ def plan(
         msg = "; ".join(explain_infeasible(problem)[:10])
         return Schedule(empty, problem, Status.INFEASIBLE, backend.name, math.nan, math.inf, "none", "none", timings(),
                         message=f"{len(problem.unservable)} queries have no feasible option: {msg}")
+    if choose_formulation(problem, formulation) == "decompose":
+        return _plan_decomposed(problem, backend, wl, fl, fm, t, timings, say, time_limit_s=time_limit_s,
+                                mip_rel_gap=mip_rel_gap, check=check, min_mean_accuracy=min_mean_accuracy)
     model = build_matrix(problem, formulation)
     t["matrix"] = time.perf_counter()
     say(f"model: {model.kind} formulation, {model.n_vars} variables, {model.A.shape[0]} rows; solving with {backend.name}")
@@ -172,14 +176,23 @@ def plan(
         u = np.round(model.u_values(res.x)).astype(np.int64)
         np.add.at(n_inst, model.u_dep, u)
         tl = pack(problem, cand_of_q, n_inst)
+    return _finish(problem, tl, wl, fl, fm, t, timings, say, status=res.status, solver=backend.name,
+                   bound=res.bound, bound_source=res.bound_source, kind=model.kind, solver_s=res.time_s,
+                   message=res.message, mip_rel_gap=mip_rel_gap, check=check, min_mean_accuracy=min_mean_accuracy)
+
+
+def _finish(problem: Problem, tl: Timeline, wl, fl, fm, t: dict, timings, say, *, status, solver: str, bound: float,
+            bound_source: str, kind: str, solver_s: float, message: str, mip_rel_gap: float, check: bool,
+            min_mean_accuracy: float | None) -> Schedule:
+    """Price the packed plan, tabulate it, check it independently, and set its status."""
     obj = plan_objective(problem, tl)
     assignment = assignment_table(problem, tl)
     t["schedule"] = time.perf_counter()
     unplaced = [str(problem.queries["query_id"].iloc[i]) for i in tl.unplaced]
     violations = check_plan(assignment, wl, fl, fm, min_mean_accuracy=min_mean_accuracy) if check else []
     t["check"] = time.perf_counter()
-    sched = Schedule(assignment, problem, res.status, backend.name, obj, min(res.bound, obj), res.bound_source,
-                     model.kind, timings(solver_s=round(res.time_s, 4)), message=res.message, unplaced=unplaced,
+    sched = Schedule(assignment, problem, status, solver, obj, min(bound, obj), bound_source,
+                     kind, timings(solver_s=round(solver_s, 4)), message=message, unplaced=unplaced,
                      check_violations=violations)
     if unplaced:
         sched.status = Status.NO_SOLUTION
@@ -191,3 +204,30 @@ def plan(
         sched.status = Status.OPTIMAL if sched.gap <= max(mip_rel_gap, 1e-9) * 1.0001 else Status.FEASIBLE
     say(f"plan: {sched.status}, objective {obj:.6g}, gap {sched.gap:.4%}, check {'ok' if not violations else 'FAILED'}")
     return sched
+
+
+def _plan_decomposed(problem: Problem, backend, wl, fl, fm, t: dict, timings, say, *, time_limit_s: float | None,
+                     mip_rel_gap: float, check: bool, min_mean_accuracy: float | None) -> Schedule:
+    """Large batches: the Lagrangian bound, then fix-and-solve on the nearly tied queries (decompose.py)."""
+    t["matrix"] = time.perf_counter()
+    say(f"model: decomposition (priced coupling rows, then {backend.name} on the nearly tied queries)")
+    t0 = time.perf_counter()
+    dual, dense = lagrangian_bound(problem, time_limit_s=time_limit_s, progress=say)
+    empty = pd.DataFrame(columns=list(ASSIGNMENT_COLUMNS))
+    if dual.infeasible:
+        t["solve"] = time.perf_counter()
+        msg = "; ".join(explain_infeasible(problem)[:10])
+        return Schedule(empty, problem, Status.INFEASIBLE, backend.name, math.nan, dual.bound, "lagrangian",
+                        "decompose", timings(), message=msg)
+    say(f"lagrangian: bound {dual.bound:.8g} after {dual.iterations} iterations in {dual.time_s:.2f} s")
+    left = None if time_limit_s is None else max(time_limit_s - (time.perf_counter() - t0), 1.0)
+    fp = fix_and_solve(problem, dual, dense, backend, time_limit_s=left, progress=say)
+    t["solve"] = time.perf_counter()
+    if fp is None:
+        return Schedule(empty, problem, Status.NO_SOLUTION, backend.name, math.nan, dual.bound, "lagrangian",
+                        "decompose", timings(), message="no plan found: the nearly tied queries left no feasible completion")
+    say(f"{backend.name}: {fp.message}")
+    tl = pack(problem, fp.cand_of_q, fp.n_inst)
+    return _finish(problem, tl, wl, fl, fm, t, timings, say, status=Status.FEASIBLE, solver=backend.name,
+                   bound=dual.bound, bound_source="lagrangian", kind="decompose", solver_s=time.perf_counter() - t0,
+                   message=fp.message, mip_rel_gap=mip_rel_gap, check=check, min_mean_accuracy=min_mean_accuracy)

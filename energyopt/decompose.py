@@ -1,0 +1,377 @@
+"""Large batches: price the few coupling rows (Lagrangian relaxation), then fix and solve the rest.
+
+The aggregate model (``formulation.py``) has one "exactly one option" row per query and few rows
+that couple queries: per deployment and deadline level, the work due by T ≤ T × instances; per
+pool, the devices; optionally the batch's mean accuracy. Its LP relaxation is almost integral.
+
+**Bound.** Moving the coupling rows into the objective with prices λ ≥ 0 (per deployment and
+deadline level, J per instance-second) and μ ≥ 0 (per unit of token-weighted accuracy) leaves a
+problem that splits: each query takes the option of least *priced* cost
+``cost + r·Σ_{levels ≥ its deadline} λ − μ·w·acc``, and each pool switches on the instances worth
+most at those prices (a small knapsack). For any prices its value L(λ, μ) is a lower bound on the
+aggregate model's optimum, hence on the exact one's. L is concave and piecewise linear in a
+handful of prices; it is maximised by a proximal bundle method (cutting planes with a trust
+region, each master a small LP). The work per evaluation is a few passes over an
+(queries × deployments) array.
+
+**Plan.** At the best prices, a query whose cheapest priced option beats its second cheapest by a
+clear margin takes it; the queries with the smallest margins (the ones the prices leave nearly
+tied) are solved exactly by the MILP backend on the aggregate model, with the fixed queries' work
+and accuracy as constants. The plan is then packed onto instances (EDF) like any aggregate plan.
+
+The gap reported is between that plan's objective and the best L found, so it is proven.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from .problem import Problem
+
+__all__ = ["DualBound", "lagrangian_bound", "FixPlan", "fix_and_solve", "knapsack_max"]
+
+
+def knapsack_max(values: np.ndarray, sizes: np.ndarray, upper: np.ndarray, capacity: int) -> tuple[float, np.ndarray]:
+    """max Σ v·n subject to Σ s·n ≤ capacity, 0 ≤ n ≤ upper, n integer (bounded knapsack).
+
+    Items of value ≤ 0 are never taken. Dynamic programming over the capacity with binary
+    splitting of each item's multiplicity: O(capacity × Σ log upper)."""
+    n_items = len(values)
+    best_n = np.zeros(n_items, dtype=np.int64)
+    take = [i for i in range(n_items) if values[i] > 0 and upper[i] > 0 and sizes[i] <= capacity]
+    if not take or capacity <= 0:
+        return 0.0, best_n
+    # 0/1 pieces: (item, count)
+    pieces: list[tuple[int, int]] = []
+    for i in take:
+        left = int(min(upper[i], capacity // sizes[i]))
+        c = 1
+        while left > 0:
+            k = min(c, left)
+            pieces.append((i, k))
+            left -= k
+            c *= 2
+    cap = int(capacity)
+    dp = np.zeros(cap + 1)
+    choice = np.zeros((len(pieces), cap + 1), dtype=bool)
+    for p, (i, k) in enumerate(pieces):
+        w = int(sizes[i]) * k
+        v = float(values[i]) * k
+        if w > cap:
+            continue
+        cand = dp[:-w] + v if w > 0 else dp + v
+        better = cand > dp[w:] + 1e-12
+        choice[p, w:] = better
+        dp[w:] = np.where(better, cand, dp[w:])
+    c = int(np.argmax(dp))
+    val = float(dp[c])
+    for p in range(len(pieces) - 1, -1, -1):
+        if choice[p, c]:
+            i, k = pieces[p]
+            best_n[i] += k
+            c -= int(sizes[i]) * k
+    return val, best_n
+
+
+@dataclass
+class DualBound:
+    """The best Lagrangian bound found and what the plan step needs from it."""
+
+    bound: float
+    lam: np.ndarray  # [n_d, n_levels] prices of the deadline-level capacity rows
+    mu: float  # price of the mean-accuracy row
+    levels: np.ndarray  # deadline levels [s]
+    level_of_q: np.ndarray  # each query's level
+    best: np.ndarray  # each query's option of least priced cost (deployment index)
+    margin: np.ndarray  # second least priced cost minus the least, per query
+    iterations: int
+    time_s: float
+    converged: bool
+    infeasible: bool = False  # the bound exceeds the cost of every assignment: no plan exists
+    history: list[tuple[int, float]] = field(default_factory=list)
+
+
+class _Dense:
+    """The problem as dense (query × deployment) arrays; +inf cost where a pair is not an option."""
+
+    def __init__(self, problem: Problem, max_levels: int):
+        cand = problem.cand
+        n_q, n_d = problem.n_queries, problem.n_deployments
+        cq = cand["q"].to_numpy()
+        cd = cand["d"].to_numpy()
+        self.cost = np.full((n_q, n_d), np.inf)
+        self.cost[cq, cd] = cand["cost"].to_numpy()
+        self.run = np.zeros((n_q, n_d))
+        self.run[cq, cd] = cand["runtime_s"].to_numpy()
+        self.opt = np.full((n_q, n_d), -1, dtype=np.int64)
+        self.opt[cq, cd] = np.arange(len(cand))
+        self.served = np.zeros(n_q, dtype=bool)
+        self.served[cq] = True
+        dl = problem.queries["deadline_eff_s"].to_numpy(dtype=float)
+        levels = np.unique(dl[self.served])
+        if len(levels) > max_levels:
+            idx = np.unique(np.round(np.linspace(0, len(levels) - 1, max_levels)).astype(int))
+            levels = levels[idx]
+        self.levels = levels
+        # the smallest kept level >= the deadline: the row "work due by T" includes the query
+        self.lev = np.searchsorted(levels, dl, side="left").clip(0, len(levels) - 1)
+        self.acc_floor = problem.min_mean_accuracy
+        w = problem.queries["weight"].to_numpy(dtype=float)
+        acc = problem.deployments["accuracy"].to_numpy(dtype=float)
+        self.wacc = w[:, None] * acc[None, :] if self.acc_floor is not None else None
+        self.acc_rhs = (self.acc_floor or 0.0) * float(w[self.served].sum())
+        deps = problem.deployments
+        self.k = deps["devices_per_instance"].to_numpy().astype(np.int64)
+        self.max_inst = deps["max_instances"].to_numpy().astype(np.int64)
+        self.inst_cost = np.asarray(problem.instance_cost, dtype=float)
+        pool_of = deps["device"].to_numpy()
+        self.pools = [(int(cnt), np.flatnonzero(pool_of == p)) for p, cnt in zip(problem.pools["pool"], problem.pools["count"])]
+        self.rows = np.flatnonzero(self.served)
+
+
+def _priced(D: _Dense, lam: np.ndarray, mu: float) -> np.ndarray:
+    """Each option's priced cost (queries × deployments)."""
+    S = np.cumsum(lam[:, ::-1], axis=1)[:, ::-1]  # S[d, l] = Σ_{l' ≥ l} λ[d, l']
+    r_idx = D.rows
+    if S.shape[1] == 1:
+        rc = D.cost[r_idx] + D.run[r_idx] * S[:, 0][None, :]
+    else:
+        rc = D.cost[r_idx] + D.run[r_idx] * S[:, D.lev[r_idx]].T
+    if D.wacc is not None and mu > 0:
+        rc -= mu * D.wacc[r_idx]
+    return rc
+
+
+def _margin(rc: np.ndarray, best: np.ndarray) -> np.ndarray:
+    """Second least priced cost minus the least, per query (inf with one option)."""
+    rows = np.arange(len(rc))
+    v1 = rc[rows, best].copy()
+    rc[rows, best] = np.inf
+    out = rc.min(axis=1) - v1
+    rc[rows, best] = v1
+    return out
+
+
+def _evaluate(D: _Dense, lam: np.ndarray, mu: float):
+    """L(λ, μ), a subgradient, each query's best option and the priced costs."""
+    rc = _priced(D, lam, mu)
+    r_idx = D.rows
+    best = np.argmin(rc, axis=1)
+    x_part = float(rc[np.arange(len(r_idx)), best].sum())
+    # instances: each pool switches on those worth most at these prices
+    T = D.levels
+    gain = lam @ T - D.inst_cost
+    n = np.zeros(len(gain), dtype=np.int64)
+    n_part = 0.0
+    for cnt, ds in D.pools:
+        if len(ds):
+            v, nn = knapsack_max(gain[ds], D.k[ds], D.max_inst[ds], cnt)
+            n_part += v
+            n[ds] = nn
+    L = x_part - n_part + mu * D.acc_rhs
+    # subgradient: load due by each level minus capacity; accuracy floor minus accuracy
+    n_d, n_l = lam.shape
+    r_best = D.run[r_idx, best]
+    load = np.bincount(best * n_l + D.lev[r_idx], weights=r_best, minlength=n_d * n_l).reshape(n_d, n_l)
+    g_lam = np.cumsum(load, axis=1) - n[:, None] * T[None, :]
+    g_mu = D.acc_rhs - float(D.wacc[r_idx, best].sum()) if D.wacc is not None else 0.0
+    return L, g_lam, g_mu, best, rc
+
+
+def lagrangian_bound(
+    problem: Problem,
+    *,
+    rel_tol: float = 1e-6,
+    max_iter: int = 300,
+    time_limit_s: float | None = None,
+    max_levels: int = 24,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[DualBound, "_Dense"]:
+    """Maximise the Lagrangian bound with a proximal bundle method (see the module docstring)."""
+    from scipy.optimize import linprog
+
+    say = progress or (lambda s: None)
+    t0 = time.perf_counter()
+    D = _Dense(problem, max_levels)
+    n_d, n_l = problem.n_deployments, len(D.levels)
+    has_mu = D.wacc is not None
+    m = n_d * n_l + (1 if has_mu else 0)
+    # price scales: J per instance-second for λ (the largest cost per second of any option), and
+    # J per unit of w·acc for μ; the trust region is measured in these units
+    finite = np.isfinite(D.cost) & (D.run > 0)
+    per_s = np.where(finite, np.abs(D.cost) / np.where(D.run > 0, D.run, 1.0), 0.0)
+    s_lam = float(np.quantile(per_s[finite], 0.9)) if finite.any() else 1.0
+    scale = np.full(m, s_lam / max(n_l, 1))
+    if has_mu:
+        w_spread = float(np.median(problem.queries["weight"])) * max(float(np.ptp(problem.deployments["accuracy"])), 1e-3)
+        med_cost = float(np.median(np.abs(problem.cand["cost"]))) or 1.0
+        scale[-1] = med_cost / w_spread
+
+    def split(theta: np.ndarray) -> tuple[np.ndarray, float]:
+        lam = theta[: n_d * n_l].reshape(n_d, n_l)
+        return lam, float(theta[-1]) if has_mu else 0.0
+
+    def ev(theta: np.ndarray):
+        lam, mu = split(theta)
+        L, g_lam, g_mu, best, _ = _evaluate(D, lam, mu)
+        g = g_lam.ravel()
+        if has_mu:
+            g = np.concatenate([g, [g_mu]])
+        return L, g, best
+
+    # no feasible plan costs more than every query on its dearest option and every instance on
+    cap = float(np.where(np.isfinite(D.cost[D.rows]), D.cost[D.rows], -np.inf).max(axis=1).sum())
+    cap += float((np.maximum(D.inst_cost, 0) * D.max_inst).sum())
+    infeasible = False
+    center = np.zeros(m)
+    Lc, gc, best_c = ev(center)
+    cuts_g = [gc]
+    cuts_b = [Lc - gc @ center]
+    delta = 1.0  # trust region radius, in units of ``scale``
+    history = [(0, Lc)]
+    converged = False
+    it = 0
+    last_say = t0
+    for it in range(1, max_iter + 1):
+        G = np.array(cuts_g)
+        b = np.array(cuts_b)
+        # master: max v s.t. v <= b_k + g_k·θ, θ in the box around the center, θ >= 0
+        lo = np.maximum(center - delta * scale, 0.0)
+        hi = center + delta * scale
+        c = np.zeros(m + 1)
+        c[-1] = -1.0
+        A = np.hstack([-G, np.ones((len(G), 1))])
+        res = linprog(c, A_ub=A, b_ub=b, bounds=list(zip(lo, hi)) + [(None, None)], method="highs")
+        if res.status != 0:  # pragma: no cover - the master is always feasible and bounded
+            break
+        theta = res.x[:m]
+        pred = res.x[-1] - Lc
+        if pred <= rel_tol * max(abs(Lc), 1.0):
+            if np.all((theta - lo > 1e-12 * scale) | (lo <= 0)) and np.all(hi - theta > 1e-12 * scale):
+                converged = True  # the model's maximum lies inside the box: L is at its maximum
+                break
+            delta *= 2.0
+            continue
+        L, g, best = ev(theta)
+        cuts_g.append(g)
+        cuts_b.append(L - g @ theta)
+        if L >= Lc + 0.1 * pred:  # serious step
+            center, Lc, best_c = theta, L, best
+            boxed = np.any(np.isclose(theta, hi)) or np.any((np.isclose(theta, lo)) & (lo > 0))
+            if L >= Lc - 1e-12 and boxed:
+                delta *= 2.0
+        else:
+            delta *= 0.5
+        history.append((it, Lc))
+        if Lc > cap + 1e-9 * abs(cap):
+            infeasible = True
+            break
+        if len(cuts_g) > 4 * m + 50:  # keep the newest cuts
+            cuts_g, cuts_b = cuts_g[-(2 * m + 25):], cuts_b[-(2 * m + 25):]
+        now = time.perf_counter()
+        if now - last_say > 1.0:
+            say(f"lagrangian: iteration {it}, bound {Lc:.8g}")
+            last_say = now
+        if time_limit_s is not None and now - t0 > time_limit_s:
+            break
+    lam, mu = split(center)
+    margin_full = np.full(problem.n_queries, np.inf)
+    margin_full[D.rows] = _margin(_priced(D, lam, mu), best_c)
+    best_full = np.full(problem.n_queries, -1, dtype=np.int64)
+    best_full[D.rows] = best_c
+    return (
+        DualBound(bound=Lc, lam=lam, mu=mu, levels=D.levels, level_of_q=D.lev, best=best_full, margin=margin_full,
+                  iterations=it, time_s=time.perf_counter() - t0, converged=converged, infeasible=infeasible,
+                  history=history),
+        D,
+    )
+
+
+@dataclass
+class FixPlan:
+    cand_of_q: np.ndarray  # chosen option (row of problem.cand) per query
+    n_inst: np.ndarray  # instances per deployment
+    objective: float  # aggregate-model objective of the choice (before packing)
+    free_queries: int  # queries solved by the MILP
+    message: str = ""
+
+
+def sub_problem(problem: Problem, free: np.ndarray) -> Problem:
+    """The problem restricted to the queries ``free`` (indices), renumbered from 0."""
+    cand = problem.cand
+    newq = np.full(problem.n_queries, -1, dtype=np.int64)
+    newq[free] = np.arange(len(free))
+    keep = newq[cand["q"].to_numpy()] >= 0
+    sub_cand = cand[keep].copy()
+    sub_cand["q"] = newq[sub_cand["q"].to_numpy()]
+    sub_cand["orig"] = np.flatnonzero(keep)
+    return dataclasses.replace(
+        problem,
+        queries=problem.queries.iloc[free].reset_index(drop=True),
+        cand=sub_cand.reset_index(drop=True),
+        energy_j=problem.energy_j[free],
+        runtime_s=problem.runtime_s[free],
+        runnable=problem.runnable[free],
+        unservable=pd.DataFrame(columns=["query_id", "reason"]),
+    )
+
+
+def fix_and_solve(
+    problem: Problem,
+    dual: DualBound,
+    D: _Dense,
+    backend,
+    *,
+    free_size: int = 300,
+    time_limit_s: float | None = None,
+    mip_rel_gap: float = 1e-6,
+    progress: Callable[[str], None] | None = None,
+) -> FixPlan | None:
+    """Fix the clearly decided queries at the prices' choice; solve the nearly tied ones exactly."""
+    from .formulation import build_matrix
+
+    say = progress or (lambda s: None)
+    served = D.rows
+    order = served[np.argsort(dual.margin[served], kind="stable")]
+    size = min(free_size, len(order))
+    w = problem.queries["weight"].to_numpy(dtype=float)
+    acc = problem.deployments["accuracy"].to_numpy(dtype=float)
+    while True:
+        free = np.sort(order[:size])
+        fixed = np.setdiff1d(served, free, assume_unique=True)
+        fd = dual.best[fixed]
+        fixed_work = (fd, problem.queries["deadline_eff_s"].to_numpy()[fixed], D.run[fixed, fd])
+        fixed_acc = float((w[fixed] * acc[fd]).sum())
+        sub = sub_problem(problem, free)
+        model = build_matrix(sub, "aggregate", fixed_work=fixed_work, fixed_accuracy=fixed_acc,
+                             weight_total=float(w[served].sum()))
+        res = backend.solve(model, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, threads=1)
+        if res.x is not None:
+            break
+        if size >= len(order):
+            return None
+        say(f"lagrangian: {size} free queries left no feasible plan ({res.status}); freeing more")
+        size = min(len(order), size * 4)
+    cand_of_q = np.full(problem.n_queries, -1, dtype=np.int64)
+    cand_of_q[fixed] = D.opt[fixed, fd]
+    x = res.x[: model.n_x]
+    pick = np.flatnonzero(x > 0.5)
+    sub_c = model.x_cand[pick]
+    cand_of_q[free[sub.cand["q"].to_numpy()[sub_c]]] = sub.cand["orig"].to_numpy()[sub_c]
+    n_inst = np.zeros(problem.n_deployments, dtype=np.int64)
+    np.add.at(n_inst, model.u_dep, np.round(model.u_values(res.x)).astype(np.int64))
+    obj = float(D.cost[fixed, fd].sum()) + float(res.objective)
+    return FixPlan(cand_of_q, n_inst, obj, len(free), message=f"{len(free)} queries solved by {backend.name} ({res.status})")
+
+
+def plan_gap(objective: float, bound: float) -> float:
+    if not math.isfinite(objective):
+        return math.inf
+    return max(objective - bound, 0.0) / max(abs(objective), 1e-12)
