@@ -44,22 +44,24 @@ def check_plan(
     dup = a["query_id"][a["query_id"].duplicated()]
     if len(dup):
         out.append(f"queries assigned more than once: {', '.join(dup.unique()[:5])}")
-    unknown = sorted(set(a["query_id"]) - set(wl.index))
+    known = a["query_id"].isin(wl.index).to_numpy()
+    unknown = sorted(a["query_id"][~known].unique())
     if unknown:
         out.append(f"assignment names queries not in the workload: {', '.join(unknown[:5])}")
     if require_all:
-        absent = sorted(set(wl.index) - set(a["query_id"]))
+        absent = sorted(wl.index[~wl.index.isin(a["query_id"])])
         if absent:
             out.append(f"{len(absent)} queries not assigned, e.g. {', '.join(absent[:5])}")
-    a = a[a["query_id"].isin(wl.index)]
+    a = a[known]
     if a.empty:
         return out
     # deployments exist and instance counts fit the pools
     deps = {(d.llm, d.pool): d for d in fleet.deployments}
-    bad_dep = a[[(l, d) not in deps for l, d in zip(a["llm"], a["device"])]]
-    for r in bad_dep.drop_duplicates(["llm", "device"]).itertuples():
-        out.append(f"{r.llm} on {r.device} is not a deployment of the fleet")
-    a = a[[(l, d) in deps for l, d in zip(a["llm"], a["device"])]]
+    pairs = a[["llm", "device"]].astype(str).drop_duplicates()
+    is_dep = pd.Series([(l, d) in deps for l, d in zip(pairs["llm"], pairs["device"])], index=pd.MultiIndex.from_frame(pairs))
+    for l, d in is_dep.index[~is_dep.to_numpy()]:
+        out.append(f"{l} on {d} is not a deployment of the fleet")
+    a = a[is_dep.reindex(pd.MultiIndex.from_frame(a[["llm", "device"]].astype(str))).to_numpy()]
     used = a.groupby(["llm", "device"])["instance"].agg(["nunique", "max", "min"])
     devices = {p: 0 for p in fleet.pools}
     for (llm, dev), r in used.iterrows():
@@ -106,7 +108,7 @@ def check_plan(
     over = end > fleet.horizon_s + TOL_S
     if over.any():
         out.append(f"{int(over.sum())} queries end after the horizon of {fleet.horizon_s:g} s")
-    acc = np.array([fleet.llms[l].accuracy for l in a["llm"]])
+    acc = a["llm"].astype(str).map({name: x.accuracy for name, x in fleet.llms.items()}).to_numpy(float)
     if not np.allclose(a["accuracy"].to_numpy(float), acc):
         out.append("accuracy column differs from the fleet's LLM catalog")
     floor = wl.loc[a["query_id"], "min_accuracy"].to_numpy(float)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -88,69 +88,90 @@ class DualBound:
     lam: np.ndarray  # [n_d, n_levels] prices of the deadline-level capacity rows
     mu: float  # price of the mean-accuracy row
     levels: np.ndarray  # deadline levels [s]
-    level_of_q: np.ndarray  # each query's level
+    level_of_q: np.ndarray  # each served query's level (rows of the dense arrays)
     best: np.ndarray  # each query's option of least priced cost (deployment index)
     margin: np.ndarray  # second least priced cost minus the least, per query
     iterations: int
     time_s: float
     converged: bool
     infeasible: bool = False  # the bound exceeds the cost of every assignment: no plan exists
-    history: list[tuple[int, float]] = field(default_factory=list)
 
 
 class _Dense:
-    """The problem as dense (query × deployment) arrays; +inf cost where a pair is not an option."""
+    """The served queries as dense (query × deployment) arrays, +inf cost where a pair is not an
+    option. Row s is query ``rows[s]``; ``wt`` weighs each row (a sample stands for the batch)."""
 
     def __init__(self, problem: Problem, max_levels: int):
         cand = problem.cand
         n_q, n_d = problem.n_queries, problem.n_deployments
         cq = cand["q"].to_numpy()
         cd = cand["d"].to_numpy()
-        self.cost = np.full((n_q, n_d), np.inf)
-        self.cost[cq, cd] = cand["cost"].to_numpy()
-        self.run = np.zeros((n_q, n_d))
-        self.run[cq, cd] = cand["runtime_s"].to_numpy()
-        self.opt = np.full((n_q, n_d), -1, dtype=np.int64)
-        self.opt[cq, cd] = np.arange(len(cand))
-        self.served = np.zeros(n_q, dtype=bool)
-        self.served[cq] = True
-        dl = problem.queries["deadline_eff_s"].to_numpy(dtype=float)
-        levels = np.unique(dl[self.served])
+        served = np.zeros(n_q, dtype=bool)
+        served[cq] = True
+        self.rows = np.flatnonzero(served)
+        self.pos = np.full(n_q, -1, dtype=np.int64)
+        self.pos[self.rows] = np.arange(len(self.rows))
+        cs = self.pos[cq]
+        n_s = len(self.rows)
+        self.cost = np.full((n_s, n_d), np.inf)
+        self.cost[cs, cd] = cand["cost"].to_numpy()
+        self.run = np.zeros((n_s, n_d))
+        self.run[cs, cd] = cand["runtime_s"].to_numpy()
+        self.opt = np.full((n_s, n_d), -1, dtype=np.int64)
+        self.opt[cs, cd] = np.arange(len(cand))
+        dl = problem.queries["deadline_eff_s"].to_numpy(dtype=float)[self.rows]
+        levels = np.unique(dl)
         if len(levels) > max_levels:
             idx = np.unique(np.round(np.linspace(0, len(levels) - 1, max_levels)).astype(int))
             levels = levels[idx]
         self.levels = levels
         # the smallest kept level >= the deadline: the row "work due by T" includes the query
         self.lev = np.searchsorted(levels, dl, side="left").clip(0, len(levels) - 1)
-        self.acc_floor = problem.min_mean_accuracy
-        w = problem.queries["weight"].to_numpy(dtype=float)
+        w = problem.queries["weight"].to_numpy(dtype=float)[self.rows]
         acc = problem.deployments["accuracy"].to_numpy(dtype=float)
-        self.wacc = w[:, None] * acc[None, :] if self.acc_floor is not None else None
-        self.acc_rhs = (self.acc_floor or 0.0) * float(w[self.served].sum())
+        self.wacc = w[:, None] * acc[None, :] if problem.min_mean_accuracy is not None else None
+        self.acc_rhs = (problem.min_mean_accuracy or 0.0) * float(w.sum())
         deps = problem.deployments
         self.k = deps["devices_per_instance"].to_numpy().astype(np.int64)
         self.max_inst = deps["max_instances"].to_numpy().astype(np.int64)
         self.inst_cost = np.asarray(problem.instance_cost, dtype=float)
         pool_of = deps["device"].to_numpy()
         self.pools = [(int(cnt), np.flatnonzero(pool_of == p)) for p, cnt in zip(problem.pools["pool"], problem.pools["count"])]
-        self.rows = np.flatnonzero(self.served)
+        self.wt = 1.0
+        self.f32: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
+
+    def sample(self, idx: np.ndarray) -> "_Dense":
+        """Rows ``idx`` standing for all the rows (costs and work scaled up)."""
+        out = object.__new__(_Dense)
+        out.__dict__.update(self.__dict__)
+        out.rows = self.rows[idx]
+        out.cost, out.run, out.opt, out.lev = self.cost[idx], self.run[idx], self.opt[idx], self.lev[idx]
+        out.wacc = None if self.wacc is None else self.wacc[idx]
+        out.wt = len(self.rows) / len(idx)
+        out.f32 = None
+        return out
+
+    def single(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """float32 copies, for the bound's iterations (the bound itself is evaluated in float64)."""
+        if self.f32 is None:
+            self.f32 = (self.cost.astype(np.float32), self.run.astype(np.float32),
+                        None if self.wacc is None else self.wacc.astype(np.float32))
+        return self.f32
 
 
-def _priced(D: _Dense, lam: np.ndarray, mu: float) -> np.ndarray:
-    """Each option's priced cost (queries × deployments)."""
+def _priced(D: _Dense, lam: np.ndarray, mu: float, single: bool = False) -> np.ndarray:
+    """Each option's priced cost (rows × deployments)."""
+    cost, run, wacc = D.single() if single else (D.cost, D.run, D.wacc)
     S = np.cumsum(lam[:, ::-1], axis=1)[:, ::-1]  # S[d, l] = Σ_{l' ≥ l} λ[d, l']
-    r_idx = D.rows
-    if S.shape[1] == 1:
-        rc = D.cost[r_idx] + D.run[r_idx] * S[:, 0][None, :]
-    else:
-        rc = D.cost[r_idx] + D.run[r_idx] * S[:, D.lev[r_idx]].T
-    if D.wacc is not None and mu > 0:
-        rc -= mu * D.wacc[r_idx]
+    S = S.astype(cost.dtype)
+    rc = cost + run * (S[:, 0][None, :] if S.shape[1] == 1 else S[:, D.lev].T)
+    if wacc is not None and mu > 0:
+        rc -= cost.dtype.type(mu) * wacc
     return rc
 
 
 def _margin(rc: np.ndarray, best: np.ndarray) -> np.ndarray:
-    """Second least priced cost minus the least, per query (inf with one option)."""
+    """Second least priced cost minus the least, per row (inf with one option)."""
     rows = np.arange(len(rc))
     v1 = rc[rows, best].copy()
     rc[rows, best] = np.inf
@@ -159,12 +180,12 @@ def _margin(rc: np.ndarray, best: np.ndarray) -> np.ndarray:
     return out
 
 
-def _evaluate(D: _Dense, lam: np.ndarray, mu: float):
-    """L(λ, μ), a subgradient, each query's best option and the priced costs."""
-    rc = _priced(D, lam, mu)
-    r_idx = D.rows
+def _evaluate(D: _Dense, lam: np.ndarray, mu: float, single: bool = False):
+    """L(λ, μ), a subgradient, each row's best option and the priced costs."""
+    rc = _priced(D, lam, mu, single)
+    ar = np.arange(len(rc))
     best = np.argmin(rc, axis=1)
-    x_part = float(rc[np.arange(len(r_idx)), best].sum())
+    x_part = D.wt * float(rc[ar, best].sum(dtype=np.float64))
     # instances: each pool switches on those worth most at these prices
     T = D.levels
     gain = lam @ T - D.inst_cost
@@ -178,77 +199,44 @@ def _evaluate(D: _Dense, lam: np.ndarray, mu: float):
     L = x_part - n_part + mu * D.acc_rhs
     # subgradient: load due by each level minus capacity; accuracy floor minus accuracy
     n_d, n_l = lam.shape
-    r_best = D.run[r_idx, best]
-    load = np.bincount(best * n_l + D.lev[r_idx], weights=r_best, minlength=n_d * n_l).reshape(n_d, n_l)
-    g_lam = np.cumsum(load, axis=1) - n[:, None] * T[None, :]
-    g_mu = D.acc_rhs - float(D.wacc[r_idx, best].sum()) if D.wacc is not None else 0.0
+    load = np.bincount(best * n_l + D.lev, weights=D.run[ar, best], minlength=n_d * n_l).reshape(n_d, n_l)
+    g_lam = D.wt * np.cumsum(load, axis=1) - n[:, None] * T[None, :]
+    g_mu = D.acc_rhs - D.wt * float(D.wacc[ar, best].sum()) if D.wacc is not None else 0.0
     return L, g_lam, g_mu, best, rc
 
 
-def lagrangian_bound(
-    problem: Problem,
-    *,
-    rel_tol: float = 1e-6,
-    max_iter: int = 300,
-    time_limit_s: float | None = None,
-    max_levels: int = 24,
-    progress: Callable[[str], None] | None = None,
-) -> tuple[DualBound, "_Dense"]:
-    """Maximise the Lagrangian bound with a proximal bundle method (see the module docstring)."""
+def _bundle(D: _Dense, theta0: np.ndarray, delta: float, scale: np.ndarray, *, rel_tol: float, max_iter: int,
+            cap: float, single: bool, deadline: float | None, say: Callable[[str], None]):
+    """Maximise L over θ ≥ 0 from ``theta0``: a proximal bundle method with a box trust region
+    (``delta`` in units of ``scale``). Stops at convergence, ``max_iter``, the deadline, or when L
+    exceeds ``cap``."""
     from scipy.optimize import linprog
 
-    say = progress or (lambda s: None)
-    t0 = time.perf_counter()
-    D = _Dense(problem, max_levels)
-    n_d, n_l = problem.n_deployments, len(D.levels)
-    has_mu = D.wacc is not None
-    m = n_d * n_l + (1 if has_mu else 0)
-    # price scales: J per instance-second for λ (the largest cost per second of any option), and
-    # J per unit of w·acc for μ; the trust region is measured in these units
-    finite = np.isfinite(D.cost) & (D.run > 0)
-    per_s = np.where(finite, np.abs(D.cost) / np.where(D.run > 0, D.run, 1.0), 0.0)
-    s_lam = float(np.quantile(per_s[finite], 0.9)) if finite.any() else 1.0
-    scale = np.full(m, s_lam / max(n_l, 1))
-    if has_mu:
-        w_spread = float(np.median(problem.queries["weight"])) * max(float(np.ptp(problem.deployments["accuracy"])), 1e-3)
-        med_cost = float(np.median(np.abs(problem.cand["cost"]))) or 1.0
-        scale[-1] = med_cost / w_spread
-
-    def split(theta: np.ndarray) -> tuple[np.ndarray, float]:
-        lam = theta[: n_d * n_l].reshape(n_d, n_l)
-        return lam, float(theta[-1]) if has_mu else 0.0
+    n_d, n_l = len(D.k), len(D.levels)
+    m = len(theta0)
+    has_mu = m > n_d * n_l
 
     def ev(theta: np.ndarray):
-        lam, mu = split(theta)
-        L, g_lam, g_mu, best, _ = _evaluate(D, lam, mu)
+        lam = theta[: n_d * n_l].reshape(n_d, n_l)
+        L, g_lam, g_mu, best, _ = _evaluate(D, lam, float(theta[-1]) if has_mu else 0.0, single)
         g = g_lam.ravel()
-        if has_mu:
-            g = np.concatenate([g, [g_mu]])
-        return L, g, best
+        return L, (np.concatenate([g, [g_mu]]) if has_mu else g), best
 
-    # no feasible plan costs more than every query on its dearest option and every instance on
-    cap = float(np.where(np.isfinite(D.cost[D.rows]), D.cost[D.rows], -np.inf).max(axis=1).sum())
-    cap += float((np.maximum(D.inst_cost, 0) * D.max_inst).sum())
-    infeasible = False
-    center = np.zeros(m)
+    center = theta0.copy()
     Lc, gc, best_c = ev(center)
-    cuts_g = [gc]
-    cuts_b = [Lc - gc @ center]
-    delta = 1.0  # trust region radius, in units of ``scale``
-    history = [(0, Lc)]
-    converged = False
+    cuts_g, cuts_b = [gc], [Lc - gc @ center]
+    converged = over_cap = False
     it = 0
-    last_say = t0
+    last_say = time.perf_counter()
     for it in range(1, max_iter + 1):
         G = np.array(cuts_g)
-        b = np.array(cuts_b)
-        # master: max v s.t. v <= b_k + g_k·θ, θ in the box around the center, θ >= 0
         lo = np.maximum(center - delta * scale, 0.0)
         hi = center + delta * scale
         c = np.zeros(m + 1)
         c[-1] = -1.0
-        A = np.hstack([-G, np.ones((len(G), 1))])
-        res = linprog(c, A_ub=A, b_ub=b, bounds=list(zip(lo, hi)) + [(None, None)], method="highs")
+        # master: max v s.t. v <= b_k + g_k·θ, θ in the box around the center
+        res = linprog(c, A_ub=np.hstack([-G, np.ones((len(G), 1))]), b_ub=np.array(cuts_b),
+                      bounds=list(zip(lo, hi)) + [(None, None)], method="highs")
         if res.status != 0:  # pragma: no cover - the master is always feasible and bounded
             break
         theta = res.x[:m]
@@ -262,16 +250,15 @@ def lagrangian_bound(
         L, g, best = ev(theta)
         cuts_g.append(g)
         cuts_b.append(L - g @ theta)
-        if L >= Lc + 0.1 * pred:  # serious step
+        if L >= Lc + 0.1 * pred:  # serious step; widen the box if the step reached its edge
+            boxed = np.any(np.isclose(theta, hi)) or np.any(np.isclose(theta, lo) & (lo > 0))
             center, Lc, best_c = theta, L, best
-            boxed = np.any(np.isclose(theta, hi)) or np.any((np.isclose(theta, lo)) & (lo > 0))
-            if L >= Lc - 1e-12 and boxed:
+            if boxed:
                 delta *= 2.0
         else:
             delta *= 0.5
-        history.append((it, Lc))
         if Lc > cap + 1e-9 * abs(cap):
-            infeasible = True
+            over_cap = True
             break
         if len(cuts_g) > 4 * m + 50:  # keep the newest cuts
             cuts_g, cuts_b = cuts_g[-(2 * m + 25):], cuts_b[-(2 * m + 25):]
@@ -279,17 +266,68 @@ def lagrangian_bound(
         if now - last_say > 1.0:
             say(f"lagrangian: iteration {it}, bound {Lc:.8g}")
             last_say = now
-        if time_limit_s is not None and now - t0 > time_limit_s:
+        if deadline is not None and now > deadline:
             break
-    lam, mu = split(center)
-    margin_full = np.full(problem.n_queries, np.inf)
-    margin_full[D.rows] = _margin(_priced(D, lam, mu), best_c)
-    best_full = np.full(problem.n_queries, -1, dtype=np.int64)
-    best_full[D.rows] = best_c
+    return center, it, converged, over_cap
+
+
+def lagrangian_bound(
+    problem: Problem,
+    *,
+    rel_tol: float = 1e-7,
+    max_iter: int = 300,
+    time_limit_s: float | None = None,
+    max_levels: int = 24,
+    sample_above: int = 60_000,
+    sample_size: int = 30_000,
+    progress: Callable[[str], None] | None = None,
+) -> tuple[DualBound, _Dense]:
+    """Maximise the Lagrangian bound (see the module docstring). Batches above ``sample_above``
+    queries first find prices on a seeded random sample of ``sample_size`` queries standing for
+    the batch, then refine them on the whole batch; iterations run in float32, and the bound
+    returned is L evaluated in float64 at the best prices."""
+    say = progress or (lambda s: None)
+    t0 = time.perf_counter()
+    deadline = None if time_limit_s is None else t0 + time_limit_s
+    D = _Dense(problem, max_levels)
+    n_d, n_l = problem.n_deployments, len(D.levels)
+    has_mu = D.wacc is not None
+    m = n_d * n_l + (1 if has_mu else 0)
+    # price scales: J per instance-second for λ (the largest cost per second of any option), and
+    # J per unit of w·acc for μ; the trust region is measured in these units
+    finite = np.isfinite(D.cost) & (D.run > 0)
+    per_s = np.abs(D.cost[finite]) / D.run[finite]
+    s_lam = float(np.quantile(per_s, 0.9)) if len(per_s) else 1.0
+    scale = np.full(m, s_lam / max(n_l, 1))
+    if has_mu:
+        w_spread = float(np.median(problem.queries["weight"])) * max(float(np.ptp(problem.deployments["accuracy"])), 1e-3)
+        med_cost = float(np.median(np.abs(problem.cand["cost"]))) or 1.0
+        scale[-1] = med_cost / w_spread
+    # no feasible plan costs more than every query on its dearest option and every instance on
+    cap = float(np.where(np.isfinite(D.cost), D.cost, -np.inf).max(axis=1).sum())
+    cap += float((np.maximum(D.inst_cost, 0) * D.max_inst).sum())
+    theta, delta, iters = np.zeros(m), 1.0, 0
+    if len(D.rows) > sample_above:
+        idx = np.sort(np.random.default_rng(0).choice(len(D.rows), sample_size, replace=False))
+        theta, it_s, _, _ = _bundle(D.sample(idx), theta, 1.0, scale, rel_tol=rel_tol, max_iter=max_iter, cap=math.inf,
+                                    single=False, deadline=deadline, say=say)
+        say(f"lagrangian: prices from a sample of {sample_size} queries after {it_s} iterations")
+        delta, iters = 0.05, it_s
+    theta, it, converged, over_cap = _bundle(D, theta, delta, scale, rel_tol=rel_tol, max_iter=max_iter, cap=cap,
+                                             single=len(D.rows) > sample_above, deadline=deadline, say=say)
+    lam = theta[: n_d * n_l].reshape(n_d, n_l)
+    mu = float(theta[-1]) if has_mu else 0.0
+    L, _, _, best, rc = _evaluate(D, lam, mu)  # float64: the bound
+    margin = _margin(rc, best)
+    n_q = problem.n_queries
+    margin_full = np.full(n_q, np.inf)
+    margin_full[D.rows] = margin
+    best_full = np.full(n_q, -1, dtype=np.int64)
+    best_full[D.rows] = best
     return (
-        DualBound(bound=Lc, lam=lam, mu=mu, levels=D.levels, level_of_q=D.lev, best=best_full, margin=margin_full,
-                  iterations=it, time_s=time.perf_counter() - t0, converged=converged, infeasible=infeasible,
-                  history=history),
+        DualBound(bound=L, lam=lam, mu=mu, levels=D.levels, level_of_q=D.lev, best=best_full, margin=margin_full,
+                  iterations=iters + it, time_s=time.perf_counter() - t0, converged=converged,
+                  infeasible=over_cap or L > cap + 1e-9 * abs(cap)),
         D,
     )
 
@@ -329,42 +367,54 @@ def fix_and_solve(
     D: _Dense,
     backend,
     *,
-    free_size: int = 300,
+    free_size: int | None = None,
     time_limit_s: float | None = None,
     mip_rel_gap: float = 1e-6,
     progress: Callable[[str], None] | None = None,
 ) -> FixPlan | None:
-    """Fix the clearly decided queries at the prices' choice; solve the nearly tied ones exactly."""
+    """Fix the clearly decided queries at the prices' choice; solve the nearly tied ones exactly.
+
+    Queries are freed in order of the price change that would flip their choice (margin per
+    second of work): ``free_size`` of them (default: one per thousand queries, 300 to 2,000); if
+    the MILP finds no feasible completion, four times as many."""
     from .formulation import build_matrix
 
     say = progress or (lambda s: None)
-    served = D.rows
-    order = served[np.argsort(dual.margin[served], kind="stable")]
-    size = min(free_size, len(order))
-    w = problem.queries["weight"].to_numpy(dtype=float)
+    n_s = len(D.rows)
+    best = dual.best[D.rows]
+    ar = np.arange(n_s)
+    r_best = D.run[ar, best]
+    flip = dual.margin[D.rows] / np.maximum(r_best, 1e-9)
+    order = np.argsort(flip, kind="stable")
+    if free_size is None:
+        free_size = int(np.clip(n_s // 1000, 300, 2000))
+    size = min(n_s, free_size)
+    w = problem.queries["weight"].to_numpy(dtype=float)[D.rows]
     acc = problem.deployments["accuracy"].to_numpy(dtype=float)
+    dl = problem.queries["deadline_eff_s"].to_numpy()[D.rows]
     while True:
         free = np.sort(order[:size])
-        fixed = np.setdiff1d(served, free, assume_unique=True)
-        fd = dual.best[fixed]
-        fixed_work = (fd, problem.queries["deadline_eff_s"].to_numpy()[fixed], D.run[fixed, fd])
+        is_fixed = np.ones(n_s, dtype=bool)
+        is_fixed[free] = False
+        fixed = np.flatnonzero(is_fixed)
+        fd = best[fixed]
+        fixed_work = (fd, dl[fixed], D.run[fixed, fd])
         fixed_acc = float((w[fixed] * acc[fd]).sum())
-        sub = sub_problem(problem, free)
+        sub = sub_problem(problem, D.rows[free])
         model = build_matrix(sub, "aggregate", fixed_work=fixed_work, fixed_accuracy=fixed_acc,
-                             weight_total=float(w[served].sum()))
+                             weight_total=float(w.sum()))
         res = backend.solve(model, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, threads=1)
         if res.x is not None:
             break
-        if size >= len(order):
+        if size >= n_s:
             return None
         say(f"lagrangian: {size} free queries left no feasible plan ({res.status}); freeing more")
-        size = min(len(order), size * 4)
+        size = min(n_s, size * 4)
     cand_of_q = np.full(problem.n_queries, -1, dtype=np.int64)
-    cand_of_q[fixed] = D.opt[fixed, fd]
-    x = res.x[: model.n_x]
-    pick = np.flatnonzero(x > 0.5)
+    cand_of_q[D.rows[fixed]] = D.opt[fixed, fd]
+    pick = np.flatnonzero(res.x[: model.n_x] > 0.5)
     sub_c = model.x_cand[pick]
-    cand_of_q[free[sub.cand["q"].to_numpy()[sub_c]]] = sub.cand["orig"].to_numpy()[sub_c]
+    cand_of_q[D.rows[free[sub.cand["q"].to_numpy()[sub_c]]]] = sub.cand["orig"].to_numpy()[sub_c]
     n_inst = np.zeros(problem.n_deployments, dtype=np.int64)
     np.add.at(n_inst, model.u_dep, np.round(model.u_values(res.x)).astype(np.int64))
     obj = float(D.cost[fixed, fd].sum()) + float(res.objective)

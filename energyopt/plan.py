@@ -14,7 +14,7 @@ from .check import check_plan
 from .errors import DataError
 from .fit import FittedModels
 from .fleet import Fleet, read_fleet
-from .decompose import fix_and_solve, lagrangian_bound
+from .decompose import fix_and_solve, lagrangian_bound, plan_gap
 from .formulation import build_matrix, choose_formulation
 from .io import read_workload
 from .problem import Problem, build_problem
@@ -220,8 +220,19 @@ def _plan_decomposed(problem: Problem, backend, wl, fl, fm, t: dict, timings, sa
         return Schedule(empty, problem, Status.INFEASIBLE, backend.name, math.nan, dual.bound, "lagrangian",
                         "decompose", timings(), message=msg)
     say(f"lagrangian: bound {dual.bound:.8g} after {dual.iterations} iterations in {dual.time_s:.2f} s")
-    left = None if time_limit_s is None else max(time_limit_s - (time.perf_counter() - t0), 1.0)
-    fp = fix_and_solve(problem, dual, dense, backend, time_limit_s=left, progress=say)
+    fp = None
+    size = None
+    for _ in range(3):  # free more nearly tied queries while the plan is further than the gap from the bound
+        left = None if time_limit_s is None else max(time_limit_s - (time.perf_counter() - t0), 1.0)
+        got = fix_and_solve(problem, dual, dense, backend, free_size=size, time_limit_s=left, progress=say)
+        if got is not None and (fp is None or got.objective < fp.objective):
+            fp = got
+        if fp is None or plan_gap(fp.objective, dual.bound) <= mip_rel_gap or fp.free_queries >= len(dense.rows):
+            break
+        if time_limit_s is not None and time.perf_counter() - t0 > time_limit_s:
+            break
+        say(f"{backend.name}: {fp.message}, gap {plan_gap(fp.objective, dual.bound):.2e}; freeing more queries")
+        size = 4 * fp.free_queries
     t["solve"] = time.perf_counter()
     if fp is None:
         return Schedule(empty, problem, Status.NO_SOLUTION, backend.name, math.nan, dual.bound, "lagrangian",
