@@ -5,7 +5,7 @@ queries with an accuracy floor of 0.5 and 10% of 0.6) and the default fleet
 (examples/fleet.toml: 2 H100s, 2 H200s and eight 8-core CPU slices per 1,000 queries, seven
 LLMs in 15 deployments, 900 s horizon), with a token-weighted mean-accuracy floor of 0.55, so
 capacity and accuracy bind. With --deadline-fraction F, a fraction F of the queries also get a
-completion deadline (30-300 s).
+completion deadline (--deadline-range, default 10-60 s).
 
 * ``energyopt``: the command ``energyopt solve`` end to end in a fresh process (read, build,
   solve, check, write the CSV and summary), ``--repeats`` times; the table shows medians. build
@@ -86,12 +86,13 @@ print(json.dumps({"build_s": t2 - t0, "solve_s": t3 - t2, "total_s": t3 - t0, "s
 """
 
 
-def make_instance(n: int, seed: int, deadline_fraction: float, tmp: Path) -> tuple[Path, Path]:
+def make_instance(n: int, seed: int, deadline_fraction: float, tmp: Path,
+                  deadline_range: tuple[float, float] = (30.0, 300.0)) -> tuple[Path, Path]:
     sys.path.insert(0, str(ROOT / "examples"))
     from make_workload import make
 
     wl = tmp / f"workload-{n}.csv"
-    make(n, seed=seed, deadline_fraction=deadline_fraction, deadline_range=(30, 300)).to_csv(wl, index=False)
+    make(n, seed=seed, deadline_fraction=deadline_fraction, deadline_range=deadline_range).to_csv(wl, index=False)
     scale = max(1, round(n / 1000))
     text = (ROOT / "examples" / "fleet.toml").read_text()
     text = re.sub(r"^count = (\d+)", lambda m: f"count = {int(m.group(1)) * scale}", text, flags=re.M)
@@ -138,6 +139,7 @@ def main() -> None:
     ap.add_argument("--naive-up-to", type=int, default=100_000, help="run the naive model up to this N (0: never)")
     ap.add_argument("--naive-time-limit", type=float, default=600.0)
     ap.add_argument("--deadline-fraction", type=float, default=0.0)
+    ap.add_argument("--deadline-range", type=float, nargs=2, default=(10.0, 60.0), metavar=("MIN_S", "MAX_S"))
     ap.add_argument("--min-mean-accuracy", type=float, default=0.55)
     ap.add_argument("--seed", type=int, default=1)
     a = ap.parse_args()
@@ -145,7 +147,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmpd:
         tmp = Path(tmpd)
         for n in a.sizes:
-            wl, fleet = make_instance(n, a.seed, a.deadline_fraction, tmp)
+            wl, fleet = make_instance(n, a.seed, a.deadline_fraction, tmp, tuple(a.deadline_range))
             runs = []
             for r in range(a.repeats):
                 runs.append(run_energyopt(wl, fleet, tmp / f"plan-{n}", a.min_mean_accuracy))

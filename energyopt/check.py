@@ -73,8 +73,9 @@ def check_plan(
         if n > fleet.pools[pool].count:
             out.append(f"pool {pool}: {n} devices switched on, only {fleet.pools[pool].count} exist")
     # runtimes, energies and accuracies re-derived from the models and the catalog
-    tin = wl.loc[a["query_id"], "input_tokens"].to_numpy()
-    tout = wl.loc[a["query_id"], "output_tokens"].to_numpy()
+    at = wl.index.get_indexer(a["query_id"])  # each assigned query's workload row (all known here)
+    tin = wl["input_tokens"].to_numpy()[at]
+    tout = wl["output_tokens"].to_numpy()[at]
     rt = np.empty(len(a))
     en = np.empty(len(a))
     for (llm, dev), idx in a.groupby(["llm", "device"]).indices.items():
@@ -101,7 +102,7 @@ def check_plan(
     bad = np.abs(end - start - rt) > TOL_S + REL * rt
     if bad.any():
         out.append(f"end_s - start_s differs from the runtime for {int(bad.sum())} queries, e.g. {ids[bad][0]}")
-    dl = wl.loc[a["query_id"], "deadline_s"].to_numpy(float)
+    dl = wl["deadline_s"].to_numpy(float)[at]
     late = ~np.isnan(dl) & (end > dl + TOL_S)
     if late.any():
         out.append(f"{int(late.sum())} queries end after their deadline, e.g. {ids[late][0]}")
@@ -111,7 +112,7 @@ def check_plan(
     acc = a["llm"].astype(str).map({name: x.accuracy for name, x in fleet.llms.items()}).to_numpy(float)
     if not np.allclose(a["accuracy"].to_numpy(float), acc):
         out.append("accuracy column differs from the fleet's LLM catalog")
-    floor = wl.loc[a["query_id"], "min_accuracy"].to_numpy(float)
+    floor = wl["min_accuracy"].to_numpy(float)[at]
     low = acc < floor - 1e-12
     if low.any():
         out.append(f"{int(low.sum())} queries run on an LLM below their min_accuracy, e.g. {ids[low][0]}")

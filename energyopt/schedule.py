@@ -11,6 +11,7 @@ left) that still meets every deadline. The plan is priced again from its final a
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import os
@@ -70,23 +71,35 @@ def pack(problem: Problem, cand_of_q: np.ndarray, n_inst: np.ndarray, *, repair:
             continue
         k = max(1, int(n_inst[d]))
         c = chosen[qs]
-        order = qs[np.lexsort((-cr[c], cdl[c]))]
-        finish = np.zeros(k)
-        for q in order:
-            i = int(np.argmin(finish))
-            r = cr[chosen[q]]
-            if finish[i] + r > cdl[chosen[q]] * (1 + 1e-12) + EPS:
-                late.append(int(q))
+        srt = np.lexsort((-cr[c], cdl[c]))
+        order = qs[srt].tolist()
+        runs = cr[c[srt]].tolist()
+        dues = (cdl[c[srt]] * (1 + 1e-12) + EPS).tolist()
+        heap = [(0.0, i) for i in range(k)]  # (finish time, instance): the least loaded on top
+        got = np.full(len(order), -1, dtype=np.int64)
+        for j, (q, r, due) in enumerate(zip(order, runs, dues)):
+            f, i = heap[0]
+            if f + r > due:
+                late.append(q)
                 continue
-            finish[i] += r
-            inst[q] = i
-            loads.setdefault((d, i), []).append(int(q))
+            heapq.heapreplace(heap, (f + r, i))
+            got[j] = i
+        ok = got >= 0
+        placed_q, placed_i = np.asarray(order, dtype=np.int64)[ok], got[ok]
+        inst[placed_q] = placed_i
+        by = np.argsort(placed_i, kind="stable")  # EDF order kept within each instance
+        ids, starts = np.unique(placed_i[by], return_index=True)
+        for i, part in zip(ids.tolist(), np.split(placed_q[by], starts[1:])):
+            loads[(d, i)] = part.tolist()
     unplaced: list[int] = []
     if late and repair:
         unplaced = _repair(problem, chosen, inst, loads, late)
     else:
         unplaced = late
     return Timeline(chosen, inst, unplaced)
+
+
+REPAIR_TRIES = 4  # instances of one deployment tried per late query, least loaded first
 
 
 def _repair(problem: Problem, chosen: np.ndarray, inst: np.ndarray, loads: dict[tuple[int, int], list[int]], late: list[int]) -> list[int]:
@@ -109,6 +122,7 @@ def _repair(problem: Problem, chosen: np.ndarray, inst: np.ndarray, loads: dict[
     order_q = np.argsort(cq, kind="stable")
     starts = np.searchsorted(cq[order_q], np.arange(problem.n_queries))
     ends = np.searchsorted(cq[order_q], np.arange(problem.n_queries), side="right")
+    load_s = {key: float(cr[chosen[np.asarray(qs, dtype=np.int64)]].sum()) for key, qs in loads.items()}
     unplaced = []
     for q in sorted(late, key=lambda q: cdl[chosen[q]]):
         opts = order_q[starts[q]:ends[q]]
@@ -117,14 +131,15 @@ def _repair(problem: Problem, chosen: np.ndarray, inst: np.ndarray, loads: dict[
             if problem.min_mean_accuracy is not None and chosen[q] >= 0 and acc[c] < acc[chosen[q]] - 1e-12:
                 continue  # a less accurate option could break the batch's mean-accuracy floor
             d = int(cd[c])
-            tries = [(i, 0.0) for i in sorted(used_inst[d])]
+            # the least-loaded instances are the likeliest to take it: try a few of them
+            tries = [(i, 0.0) for i in sorted(used_inst[d], key=lambda i: load_s.get((d, i), 0.0))[:REPAIR_TRIES]]
             free = sorted(set(range(m_d[d])) - used_inst[d])
             if free and used_dev[pool_of[d]] + k_d[d] <= count[pool_of[d]]:
                 tries.append((free[0], float(problem.instance_cost[d])))
             for i, extra in tries:
-                qs = loads.get((d, i), [])
-                dl = np.array([cdl[chosen[x]] for x in qs] + [cdl[c]])
-                r = np.array([cr[chosen[x]] for x in qs] + [cr[c]])
+                qs = np.asarray(loads.get((d, i), []), dtype=np.int64)
+                dl = np.append(cdl[chosen[qs]], cdl[c])
+                r = np.append(cr[chosen[qs]], cr[c])
                 if _edf_feasible(dl, r):
                     delta = cost[c] + extra
                     if best is None or delta < best[0]:
@@ -137,6 +152,7 @@ def _repair(problem: Problem, chosen: np.ndarray, inst: np.ndarray, loads: dict[
         chosen[q] = c
         inst[q] = i
         loads.setdefault((d, i), []).append(q)
+        load_s[(d, i)] = load_s.get((d, i), 0.0) + float(cr[c])
         if i not in used_inst[d]:
             used_inst[d].add(i)
             used_dev[pool_of[d]] += k_d[d]
