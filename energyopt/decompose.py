@@ -369,6 +369,7 @@ def fix_and_solve(
     *,
     free_size: int | None = None,
     time_limit_s: float | None = None,
+    sub_time_limit_s: float = 60.0,
     mip_rel_gap: float = 1e-6,
     progress: Callable[[str], None] | None = None,
 ) -> FixPlan | None:
@@ -376,8 +377,10 @@ def fix_and_solve(
 
     Queries are freed in order of the price change that would flip their choice (margin per
     second of work): ``free_size`` of them (default: one per thousand queries, 300 to 2,000); if
-    the MILP finds no feasible completion, four times as many."""
+    the MILP finds no feasible completion, four times as many. Each MILP gets at most
+    ``sub_time_limit_s`` (and what is left of ``time_limit_s``); its best completion is kept."""
     from .formulation import build_matrix
+    from .solvers.watchdog import solve_with_watchdog
 
     say = progress or (lambda s: None)
     n_s = len(D.rows)
@@ -403,7 +406,9 @@ def fix_and_solve(
         sub = sub_problem(problem, D.rows[free])
         model = build_matrix(sub, "aggregate", fixed_work=fixed_work, fixed_accuracy=fixed_acc,
                              weight_total=float(w.sum()))
-        res = backend.solve(model, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, threads=1)
+        # the time limit is enforced from outside too, as for every backend call
+        limit = sub_time_limit_s if time_limit_s is None else min(time_limit_s, sub_time_limit_s)
+        res = solve_with_watchdog(backend, model, time_limit_s=limit, mip_rel_gap=mip_rel_gap, threads=1)
         if res.x is not None:
             break
         if size >= n_s:

@@ -222,9 +222,13 @@ def _plan_decomposed(problem: Problem, backend, wl, fl, fm, t: dict, timings, sa
     say(f"lagrangian: bound {dual.bound:.8g} after {dual.iterations} iterations in {dual.time_s:.2f} s")
     fp = None
     size = None
-    for _ in range(2):  # free more nearly tied queries while the plan is further than the gap from the bound
+    for attempt in range(2):  # free more nearly tied queries if the plan is further than the gap from the bound
         left = None if time_limit_s is None else max(time_limit_s - (time.perf_counter() - t0), 1.0)
+        t_fix = time.perf_counter()
         got = fix_and_solve(problem, dual, dense, backend, free_size=size, time_limit_s=left, progress=say)
+        if attempt == 0 and time.perf_counter() - t_fix > 5.0:  # a slow MILP: a four times larger one would be slower
+            fp = got
+            break
         if got is not None and (fp is None or got.objective < fp.objective):
             fp = got
         if fp is None or plan_gap(fp.objective, dual.bound) <= mip_rel_gap or fp.free_queries >= len(dense.rows):

@@ -4,10 +4,9 @@ Input and output lengths are lognormal (medians about 1,000 input and 130 output
 public LLM chat traces), clipped to 8-4096 and 8-1024 tokens. A fifth of the queries carry a
 completion deadline (by default 60-1800 s after the batch start, uniform), drawn among those
 without an accuracy floor (interactive queries need speed, not the largest model); 30% ask for
-accuracy >= 0.5 and 10% for >= 0.6. Floors are drawn only among queries with at least 64 output tokens and at most 4096 tokens
-in all: in the default fleet only the Llama-2 models reach those accuracies, their context is 4096
-tokens, and their published runtime models go negative for short outputs after long prompts, so
-such a query with a floor could not be served (energyopt would report it as infeasible). Seeded,
+accuracy >= 0.5 and 10% for >= 0.6. Floors are drawn only among queries with at least 64 output
+tokens and at most 4096 tokens in all (the context of the Llama-2 models; the default fleet's
+models reach 0.6 with Mistral-7B, Llama-3-8B and Mixtral-8x7B). Seeded,
 so the files are reproducible.
 
 Run: python examples/make_workload.py [N] [OUT.csv] [--seed S]
