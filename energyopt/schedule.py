@@ -5,8 +5,8 @@ queries all released at t = 0 that order meets every deadline whenever any order
 exact formulation names the instance of every query. The aggregate one gives only how many
 instances each deployment switches on: queries are then *packed*, in EDF order, each onto the
 instance of its deployment that is free first; a query that would finish late is *repaired*: moved
-to the cheapest instance (of any of its options, switching one more on where the pool has devices
-left) that still meets every deadline. The plan is priced again from its final assignment.
+to the cheapest instance that still meets every deadline, among its options' four least-loaded
+instances and one more switched on where the pool has devices left. The plan is priced again from its final assignment.
 """
 
 from __future__ import annotations
