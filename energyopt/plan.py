@@ -222,7 +222,9 @@ def _plan_decomposed(problem: Problem, backend, wl, fl, fm, t: dict, timings, sa
     say(f"lagrangian: bound {dual.bound:.8g} after {dual.iterations} iterations in {dual.time_s:.2f} s")
     fp = None
     size = None
-    for attempt in range(2):  # free more nearly tied queries if the plan is further than the gap from the bound
+    # free more nearly tied queries if the plan is further than the gap from the bound; with
+    # deadlines the gap left is mostly the aggregate relaxation's (packing), which that cannot close
+    for attempt in range(2 if len(dual.levels) == 1 else 1):
         left = None if time_limit_s is None else max(time_limit_s - (time.perf_counter() - t0), 1.0)
         t_fix = time.perf_counter()
         got = fix_and_solve(problem, dual, dense, backend, free_size=size, time_limit_s=left, progress=say)
