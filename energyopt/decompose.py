@@ -88,7 +88,6 @@ class DualBound:
     lam: np.ndarray  # [n_d, n_levels] prices of the deadline-level capacity rows
     mu: float  # price of the mean-accuracy row
     levels: np.ndarray  # deadline levels [s]
-    level_of_q: np.ndarray  # each served query's level (rows of the dense arrays)
     best: np.ndarray  # each query's option of least priced cost (deployment index)
     margin: np.ndarray  # second least priced cost minus the least, per query
     iterations: int
@@ -325,7 +324,7 @@ def lagrangian_bound(
     best_full = np.full(n_q, -1, dtype=np.int64)
     best_full[D.rows] = best
     return (
-        DualBound(bound=L, lam=lam, mu=mu, levels=D.levels, level_of_q=D.lev, best=best_full, margin=margin_full,
+        DualBound(bound=L, lam=lam, mu=mu, levels=D.levels, best=best_full, margin=margin_full,
                   iterations=iters + it, time_s=time.perf_counter() - t0, converged=converged,
                   infeasible=over_cap or L > cap + 1e-9 * abs(cap)),
         D,
