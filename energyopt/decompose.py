@@ -217,12 +217,12 @@ def _bundle(D: _Dense, theta0: np.ndarray, delta: float, scale: np.ndarray, *, r
 
     def ev(theta: np.ndarray):
         lam = theta[: n_d * n_l].reshape(n_d, n_l)
-        L, g_lam, g_mu, best, _ = _evaluate(D, lam, float(theta[-1]) if has_mu else 0.0, single)
+        L, g_lam, g_mu, _, _ = _evaluate(D, lam, float(theta[-1]) if has_mu else 0.0, single)
         g = g_lam.ravel()
-        return L, (np.concatenate([g, [g_mu]]) if has_mu else g), best
+        return L, (np.concatenate([g, [g_mu]]) if has_mu else g)
 
     center = theta0.copy()
-    Lc, gc, best_c = ev(center)
+    Lc, gc = ev(center)
     cuts_g, cuts_b = [gc], [Lc - gc @ center]
     converged = over_cap = False
     it = 0
@@ -246,12 +246,12 @@ def _bundle(D: _Dense, theta0: np.ndarray, delta: float, scale: np.ndarray, *, r
                 break
             delta *= 2.0
             continue
-        L, g, best = ev(theta)
+        L, g = ev(theta)
         cuts_g.append(g)
         cuts_b.append(L - g @ theta)
         if L >= Lc + 0.1 * pred:  # serious step; widen the box if the step reached its edge
             boxed = np.any(np.isclose(theta, hi)) or np.any(np.isclose(theta, lo) & (lo > 0))
-            center, Lc, best_c = theta, L, best
+            center, Lc = theta, L
             if boxed:
                 delta *= 2.0
         else:

@@ -133,8 +133,6 @@ def plan(
     t["build"] = time.perf_counter()
     say(f"problem: {problem.n_queries} queries, {problem.n_deployments} deployments, {len(problem.cand)} options")
     backend = get_solver(solver)
-    empty = pd.DataFrame(columns=list(ASSIGNMENT_COLUMNS))
-
     def timings(**extra: float) -> dict[str, float]:
         keys = ["start", "build", "matrix", "solve", "schedule", "check"]
         have = [k for k in keys if k in t]
@@ -144,7 +142,7 @@ def plan(
 
     if len(problem.unservable):
         msg = "; ".join(explain_infeasible(problem)[:10])
-        return Schedule(empty, problem, Status.INFEASIBLE, backend.name, math.nan, math.inf, "none", "none", timings(),
+        return _no_plan(problem, Status.INFEASIBLE, backend.name, math.inf, "none", "none", timings(),
                         message=f"{len(problem.unservable)} queries have no feasible option: {msg}")
     if choose_formulation(problem, formulation) == "decompose":
         return _plan_decomposed(problem, backend, wl, fl, fm, t, timings, say, time_limit_s=time_limit_s,
@@ -157,10 +155,10 @@ def plan(
     say(f"{backend.name}: {res.status} in {res.time_s:.2f} s, objective {res.objective:.6g}, bound {res.bound:.6g}")
     if res.status == Status.INFEASIBLE:
         msg = "; ".join(explain_infeasible(problem)[:10])
-        return Schedule(empty, problem, Status.INFEASIBLE, backend.name, math.nan, res.bound, res.bound_source,
+        return _no_plan(problem, Status.INFEASIBLE, backend.name, res.bound, res.bound_source,
                         model.kind, timings(), message=msg)
     if res.x is None:
-        return Schedule(empty, problem, Status.NO_SOLUTION, backend.name, math.nan, res.bound, res.bound_source,
+        return _no_plan(problem, Status.NO_SOLUTION, backend.name, res.bound, res.bound_source,
                         model.kind, timings(), message=f"no plan found within the limits ({res.message})")
     x = res.x[: model.n_x]
     pick = np.flatnonzero(x > 0.5)
@@ -179,6 +177,13 @@ def plan(
     return _finish(problem, tl, wl, fl, fm, t, timings, say, status=res.status, solver=backend.name,
                    bound=res.bound, bound_source=res.bound_source, kind=model.kind, solver_s=res.time_s,
                    message=res.message, mip_rel_gap=mip_rel_gap, check=check, min_mean_accuracy=min_mean_accuracy)
+
+
+def _no_plan(problem: Problem, status: Status, solver: str, bound: float, bound_source: str, kind: str,
+             timings: dict, *, message: str) -> Schedule:
+    """A schedule without an assignment (objective NaN): the status and the reasons."""
+    return Schedule(pd.DataFrame(columns=list(ASSIGNMENT_COLUMNS)), problem, status, solver, math.nan, bound,
+                    bound_source, kind, timings, message=message)
 
 
 def _finish(problem: Problem, tl: Timeline, wl, fl, fm, t: dict, timings, say, *, status, solver: str, bound: float,
@@ -213,11 +218,10 @@ def _plan_decomposed(problem: Problem, backend, wl, fl, fm, t: dict, timings, sa
     say(f"model: decomposition (priced coupling rows, then {backend.name} on the nearly tied queries)")
     t0 = time.perf_counter()
     dual, dense = lagrangian_bound(problem, time_limit_s=time_limit_s, progress=say)
-    empty = pd.DataFrame(columns=list(ASSIGNMENT_COLUMNS))
     if dual.infeasible:
         t["solve"] = time.perf_counter()
         msg = "; ".join(explain_infeasible(problem)[:10])
-        return Schedule(empty, problem, Status.INFEASIBLE, backend.name, math.nan, dual.bound, "lagrangian",
+        return _no_plan(problem, Status.INFEASIBLE, backend.name, dual.bound, "lagrangian",
                         "decompose", timings(), message=msg)
     say(f"lagrangian: bound {dual.bound:.8g} after {dual.iterations} iterations in {dual.time_s:.2f} s")
     fp = None
@@ -241,7 +245,7 @@ def _plan_decomposed(problem: Problem, backend, wl, fl, fm, t: dict, timings, sa
         size = 4 * fp.free_queries
     t["solve"] = time.perf_counter()
     if fp is None:
-        return Schedule(empty, problem, Status.NO_SOLUTION, backend.name, math.nan, dual.bound, "lagrangian",
+        return _no_plan(problem, Status.NO_SOLUTION, backend.name, dual.bound, "lagrangian",
                         "decompose", timings(), message="no plan found: the nearly tied queries left no feasible completion")
     say(f"{backend.name}: {fp.message}")
     tl = pack(problem, fp.cand_of_q, fp.n_inst)
