@@ -65,7 +65,7 @@ def _fmt_table(df, floatfmt: dict[str, str] | None = None) -> str:
 
 
 _FIT_FORMATS = {"cv_r2": ".4f", "r2": ".4f", "median_rel_err": ".1%", "p95_rel_err": ".1%",
-                "holdout_med_err": ".1%", "holdout_max_err": ".1%"}
+                "holdout_med_err": ".1%", "holdout_max_err": ".1%", "repeat_spread": ".1%"}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -13,9 +13,11 @@ prediction is ≥ 0 by construction: no form can predict negative energy for lon
 paper's published coefficients do. The loss is the squared *relative* error by default, so the
 typical short query is predicted as well as the long ones.
 
-The form is chosen per (LLM, device, target) by k-fold cross-validation in which all repeats of one
-(τin, τout) point stay in the same fold (:class:`sklearn.model_selection.GroupKFold`), so the score
-measures prediction at unseen points. The cross-validated R² is gated by ``min_r2``.
+Repeated runs of one (τin, τout) point are averaged before fitting: a model predicts the expected
+cost of a query, and the spread between repeats (run-to-run noise, e.g. a CPU's neighbours' load)
+is reported beside the fit as ``repeat_spread`` rather than counted as model error.
+The form is chosen per (LLM, device, target) by k-fold cross-validation over those points, so the
+score measures prediction at unseen points. The cross-validated R² is gated by ``min_r2``.
 """
 
 from __future__ import annotations
@@ -107,6 +109,8 @@ class FitMetrics:
     holdout_median_rel_error: float = float("nan")
     holdout_max_rel_error: float = float("nan")
     n_holdout: int = 0
+    # median over repeated points of (max - min) / mean of the repeats; NaN when no point was repeated
+    repeat_spread: float = float("nan")
 
 
 @dataclass
@@ -158,6 +162,7 @@ class FittedModel:
             "holdout_median_rel_error": _none_if_nan(self.metrics.holdout_median_rel_error),
             "holdout_max_rel_error": _none_if_nan(self.metrics.holdout_max_rel_error),
             "n_holdout": self.metrics.n_holdout,
+            "repeat_spread": _none_if_nan(self.metrics.repeat_spread),
             "input_tokens_range": None if self.input_tokens_range[1] == _UNSTATED else list(self.input_tokens_range),
             "output_tokens_range": None if self.output_tokens_range[1] == _UNSTATED else list(self.output_tokens_range),
             "candidates": self.candidates,
@@ -213,6 +218,7 @@ class FittedModel:
             holdout_median_rel_error=_optional_float(d, "holdout_median_rel_error", target, where),
             holdout_max_rel_error=_optional_float(d, "holdout_max_rel_error", target, where),
             n_holdout=int(d.get("n_holdout", 0) or 0),
+            repeat_spread=_optional_float(d, "repeat_spread", target, where),
         )
         if origin == "published" and d.get("input_tokens_range") is None:
             xr, yr = [0, _UNSTATED], [0, _UNSTATED]  # the source states no range: never flagged
@@ -261,6 +267,16 @@ def _cv_predictions(
     return oof
 
 
+def _point_means(rows: pd.DataFrame, target: str) -> tuple[pd.DataFrame, float]:
+    """Mean of ``target`` per (input_tokens, output_tokens) and the median spread of repeated points."""
+    g = rows.groupby(["input_tokens", "output_tokens"], sort=True)[target]
+    stats = g.agg(["mean", "min", "max", "size"])
+    rep = stats[stats["size"] > 1]
+    spread = float(np.median((rep["max"] - rep["min"]) / rep["mean"])) if len(rep) else float("nan")
+    points = stats["mean"].rename(target).reset_index()
+    return points, spread
+
+
 def fit_pair(
     rows: pd.DataFrame, llm: str, device: str, target: str, *, folds: int = 5, relative: bool = True,
     forms: Mapping[str, tuple[str, ...]] = FORMS, holdout: pd.DataFrame | None = None,
@@ -268,13 +284,15 @@ def fit_pair(
     """Fit every candidate form to one (LLM, device, target) and keep the best by CV score.
 
     The CV score is the mean squared relative error of out-of-fold predictions (the quantity the
-    fit minimises); a form with more terms must beat a simpler one by 2% to be chosen. Rows in
-    ``holdout`` (measured off the design) are not fitted; the final model's error on them is kept.
+    fit minimises); a form with more terms must beat a simpler one by 2% to be chosen. Repeats of a
+    point are averaged first. Rows in ``holdout`` (measured off the design) are not fitted; the
+    final model's error on them (also averaged per point) is kept.
     """
-    tin = rows["input_tokens"].to_numpy(dtype=float)
-    tout = rows["output_tokens"].to_numpy(dtype=float)
-    y = rows[target].to_numpy(dtype=float)
-    n_points = len(set(zip(tin, tout)))
+    points, spread = _point_means(rows, target)
+    tin = points["input_tokens"].to_numpy(dtype=float)
+    tout = points["output_tokens"].to_numpy(dtype=float)
+    y = points[target].to_numpy(dtype=float)
+    n_points = len(points)
     if n_points < folds:
         raise FitError(
             f"{llm} on {device}: only {n_points} distinct (input_tokens, output_tokens) points; "
@@ -302,6 +320,7 @@ def fit_pair(
     hold_med = hold_max = float("nan")
     n_hold = 0
     if holdout is not None and len(holdout):
+        holdout, _ = _point_means(holdout, target)
         hy = holdout[target].to_numpy(dtype=float)
         hx = _design(feats, holdout["input_tokens"].to_numpy(dtype=float), holdout["output_tokens"].to_numpy(dtype=float))
         hrel = np.abs(np.maximum(hx @ coef, 0.0) - hy) / hy
@@ -311,11 +330,12 @@ def fit_pair(
         cv_r2=chosen["cv_r2"],
         cv_median_rel_error=chosen["cv_median_rel_error"],
         cv_p95_rel_error=chosen["cv_p95_rel_error"],
-        n_samples=len(y),
+        n_samples=len(rows),
         n_points=n_points,
         holdout_median_rel_error=hold_med,
         holdout_max_rel_error=hold_max,
         n_holdout=n_hold,
+        repeat_spread=spread,
     )
     return FittedModel(
         llm=llm,
@@ -438,6 +458,7 @@ class FittedModels:
                         "holdout_med_err": fm.metrics.holdout_median_rel_error,
                         "holdout_max_err": fm.metrics.holdout_max_rel_error,
                         "holdout_n": fm.metrics.n_holdout,
+                        "repeat_spread": fm.metrics.repeat_spread,
                     }
                 )
         return pd.DataFrame(rows)
