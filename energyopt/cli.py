@@ -217,10 +217,14 @@ def _inputs(workload: Path, fleet_path: Path | None, models_dir: Path | None):
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("plan"), show_default=True,
               help="Directory for assignment.csv and summary.json.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary line.")
+@click.option("--report", is_flag=True,
+              help="Also write OUT/report/: report.html (one self-contained page) and PNGs of energy per LLM and "
+                   "device, the per-instance timeline, utilisation, deadline slack and the marginal energy cost "
+                   "of accuracy (5 extra plans at raised accuracy floors), with the table behind each as CSV.")
 @friendly_errors
 def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, solver: str, time_limit_s: float | None,
               mip_rel_gap: float, objective: str, zeta: float, idle: bool, min_mean_accuracy: float | None,
-              formulation: str, out_dir: Path, quiet: bool) -> None:
+              formulation: str, out_dir: Path, quiet: bool, report: bool) -> None:
     """Plan a batch of queries (CSV or JSONL workload) at least energy.
 
     \b
@@ -257,6 +261,12 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
             click.echo(f"  {r['llm']:<16} {r['device']:<8} {r['queries']:>7} queries {r['instances']:>3} instances "
                        f"{r['energy_j']:>14.1f} J")
         click.echo(f"wrote {paths[0]} and {paths[1]}")
+    if report:
+        from .report import write_report
+
+        written = write_report(sched, out_dir, progress=say, solver=solver, time_limit_s=time_limit_s,
+                               mip_rel_gap=mip_rel_gap, formulation=formulation, idle=idle)
+        click.echo(f"wrote the report: {written[0]} and {len(written) - 1} plots and tables in {written[0].parent}")
 
 
 @main.command("compare")
@@ -285,6 +295,101 @@ def compare_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None
                     progress=lambda s: click.echo(s, err=True))
     click.echo(_fmt_table(table, {"energy_kwh": ".4f", "accuracy": ".4f", "makespan_s": ".1f",
                                   "optimal_same_acc_kwh": ".4f", "saved": ".1%", "gap": ".3%"}))
+
+
+@main.command("sweep")
+@click.argument("workload", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--vary", required=True, type=click.Choice(["min-mean-accuracy", "zeta", "deadline-scale"]),
+              help="What the series varies: the batch's token-weighted accuracy floor, the trade-off weight zeta "
+                   "(objective tradeoff), or a factor on every query's deadline_s.")
+@click.option("--values", default=None,
+              help="Comma-separated values [default: accuracy: 7 floors from the unconstrained plan's accuracy to "
+                   "the most reachable; zeta: 0,0.1,...,1; deadline-scale: 0.5,0.75,1,1.5,2,4].")
+@_plan_options
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("sweep"),
+              show_default=True, help="Directory for sweep.csv and sweep.png.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random baseline.")
+@click.option("--baselines/--no-baselines", default=True, show_default=True,
+              help="Price round-robin, random, fastest, most-accurate and each LLM alone, drawn as points.")
+@friendly_errors
+def sweep_cmd(workload: Path, vary: str, values: str | None, fleet_path: Path | None, models_dir: Path | None,
+              solver: str, time_limit_s: float | None, mip_rel_gap: float, objective: str, zeta: float, idle: bool,
+              min_mean_accuracy: float | None, formulation: str, out_dir: Path, seed: int, baselines: bool) -> None:
+    """Solve a series of plans and draw the energy/accuracy (or energy/deadline) front.
+
+    \b
+    Writes OUT/sweep.csv (one row per plan and per baseline: energy [J, kWh], token-weighted
+    accuracy, deadlines and floors met, makespan, gap, whether the point is on the Pareto front)
+    and OUT/sweep.png. Points without a plan (an accuracy floor out of reach, deadlines too
+    tight) are kept in the CSV with their status. Options other than the swept one hold for
+    every point.
+    """
+    from .report import plot_sweep
+    from .schedule import write_atomic
+    from .sweep import sweep
+
+    vals = None
+    if values is not None:
+        try:
+            vals = [float(v) for v in values.split(",") if v.strip()]
+        except ValueError:
+            raise click.BadParameter(f"expected comma-separated numbers, got {values!r}", param_hint="--values") from None
+    wl, fl, fm = _inputs(workload, fleet_path, models_dir)
+    table = sweep(wl, fl, fm, vary, vals, baselines=baselines, seed=seed, progress=lambda s: click.echo(s, err=True),
+                  solver=solver, objective=objective, zeta=zeta, idle=idle, min_mean_accuracy=min_mean_accuracy,
+                  time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, formulation=formulation)
+    csv_p = out_dir / "sweep.csv"
+    png_p = plot_sweep(table, out_dir / "sweep.png", title=f"{workload.name}: {len(wl)} queries, sweep over {vary}")
+    write_atomic(csv_p, table.to_csv(index=False, float_format="%.9g"))
+    click.echo(_fmt_table(table.drop(columns=["vary", "total_energy_j", "mean_accuracy", "total_s"]),
+                          {"value": ".4g", "total_energy_kwh": ".5f", "token_weighted_mean_accuracy": ".4f",
+                           "makespan_s": ".1f", "gap": ".3%", "deadlines_met": ".0f", "accuracy_floors_met": ".0f"}))
+    click.echo(f"wrote {csv_p} and {png_p}")
+
+
+@main.command("explain")
+@click.argument("plan_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("query_id")
+@click.option("--workload", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Workload the plan was made from [default: as recorded in PLAN_DIR/summary.json].")
+@click.option("--fleet", "fleet_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Fleet TOML [default: as recorded].")
+@click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Models directory [default: as recorded].")
+@click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
+@friendly_errors
+def explain_cmd(plan_dir: Path, query_id: str, workload: Path | None, fleet_path: Path | None,
+                models_dir: Path | None, as_json: bool) -> None:
+    """Why QUERY_ID went where it did in the plan in PLAN_DIR.
+
+    \b
+    Lists every (LLM, device) of the fleet with the query's predicted energy and runtime there,
+    what rules it out (context window, accuracy floor, deadline or horizon, capacity of the plan's
+    instances, the batch's mean-accuracy floor), and for each option the plan could move it to,
+    the energy the plan would gain (+) or save (-) by moving it, all other queries kept.
+    """
+    import json as _json
+
+    from .explain import explain_plan_dir
+
+    ex = explain_plan_dir(plan_dir, query_id, workload=workload, fleet=fleet_path, models=models_dir)
+    if as_json:
+        click.echo(_json.dumps(ex.to_dict(), indent=2))
+        return
+    qi = ex.query
+    dl = "none" if qi["deadline_s"] is None else f"{qi['deadline_s']:g} s"
+    click.echo(f"query {qi['query_id']}: {qi['input_tokens']} input + {qi['output_tokens']} output tokens, "
+               f"accuracy floor {qi['min_accuracy']:g}, deadline {dl}")
+    click.echo(f"plan: {qi['llm']} on {qi['device']} instance {qi['instance']} ({qi['queries_on_its_instance']} queries there), "
+               f"{qi['start_s']:.2f}-{qi['end_s']:.2f} s, {qi['energy_j']:.6g} J")
+    t = ex.options.rename(columns={"delta_energy_j": "move_delta_j"})
+    click.echo(_fmt_table(t[["llm", "device", "accuracy", "energy_j", "runtime_s", "verdict", "move_delta_j", "where"]],
+                          {"accuracy": ".4f", "energy_j": ".6g", "runtime_s": ".4g", "move_delta_j": "+.6g"}))
+    for r in t.itertuples():
+        if r.reasons:
+            click.echo(f"  {r.llm}/{r.device}: {r.reasons}")
+    for n in ex.notes:
+        click.echo(n)
 
 
 @main.command("solvers")

@@ -395,6 +395,7 @@ class FittedModels:
     def __init__(self, models: dict[tuple[str, str], dict[str, FittedModel]], info: dict[tuple[str, str], dict[str, Any]] | None = None):
         self.models = models
         self.info = info or {k: {} for k in models}
+        self.source: str | None = None  # the directory they were loaded from
 
     # -- lookup ----------------------------------------------------------------------------
     def pairs(self) -> list[tuple[str, str]]:
@@ -525,7 +526,9 @@ class FittedModels:
                 fitted[t] = FittedModel.from_dict(llm, dev, t, doc[t], str(f))
             models[(llm, dev)] = fitted
             info[(llm, dev)] = {k: v for k, v in doc.items() if k not in ("format_version", "llm", "device", *TARGETS)}
-        return cls(models, info)
+        out = cls(models, info)
+        out.source = str(d.resolve())
+        return out
 
 
 def fit_models(

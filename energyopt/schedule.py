@@ -294,7 +294,18 @@ class Schedule:
             "check": {"ok": not self.check_violations, "violations": self.check_violations[:20]},
             "timings_s": self.timings_s,
             "message": self.message,
+            "inputs": self.inputs(),
         }
+
+    def inputs(self) -> dict[str, str | None]:
+        """Where the plan's workload, fleet and models were read from (None: built in memory)."""
+        if self.problem.inputs is None:
+            return {"workload": None, "fleet": None, "models": None}
+        wl, fl, fm = self.problem.inputs
+        def where(s: str | None) -> str | None:
+            return str(Path(s).resolve()) if s and not s.startswith("<") else None
+        return {"workload": where(wl.attrs.get("source")), "fleet": where(getattr(fl, "source", None)),
+                "models": where(getattr(fm, "source", None))}
 
     def to_csv(self, path: str | Path) -> None:
         write_atomic(Path(path), self.assignment.to_csv(index=False, float_format="%.9g"))

@@ -11,7 +11,7 @@ PKG = Path(__file__).parent.parent / "energyopt"
 RANK = {
     "errors": 0, "schema": 0, "defaults": 1, "io": 1, "fleet": 1, "fit": 2, "characterize": 2,
     "problem": 3, "formulation": 4, "solvers": 5, "decompose": 5, "schedule": 6, "check": 6, "baselines": 6,
-    "plan": 7, "compare": 8, "cli": 9, "__init__": 9,
+    "plan": 7, "compare": 8, "sweep": 8, "explain": 8, "report": 8, "cli": 9, "__init__": 9,
 }
 
 

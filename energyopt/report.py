@@ -1,0 +1,357 @@
+"""Plan reports and sweep figures: the tables behind each plot, the PNGs, and one HTML page.
+
+Every plot is drawn from a plain table computed here (tested on its own); matplotlib is imported
+inside the drawing functions, with the non-interactive Agg backend, so nothing here needs a
+display.
+
+* ``energy_by_llm_device`` — queries, energy [J, kWh] and busy time [s] per (LLM, device);
+* ``instance_table`` — per instance: queries, busy time, last end, utilisation over the horizon;
+* ``timeline_blocks`` — the Gantt chart's bars: per instance, each query (small plans) or each
+  run of back-to-back queries (large ones);
+* ``deadline_slack`` — deadline − end [s] of every query with a deadline;
+* ``accuracy_cost`` — the least energy at raised token-weighted accuracy floors, from the plan's
+  own accuracy up to the most the fleet can reach, and the marginal cost in J per accuracy point
+  (one point = 0.01 of token-weighted mean accuracy) of each step.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from .plan import plan
+from .schedule import Schedule, write_atomic
+
+__all__ = [
+    "energy_by_llm_device", "instance_table", "timeline_blocks", "deadline_slack", "accuracy_cost",
+    "write_report", "plot_sweep",
+]
+
+#: plans with more queries than this draw runs of back-to-back queries as one bar
+GANTT_QUERY_LIMIT = 2000
+
+
+def energy_by_llm_device(assignment: pd.DataFrame) -> pd.DataFrame:
+    g = assignment.groupby(["llm", "device"], sort=True)
+    t = g.agg(queries=("query_id", "size"), energy_j=("energy_j", "sum"), busy_s=("runtime_s", "sum"),
+              instances=("instance", "nunique")).reset_index()
+    t["energy_kwh"] = t["energy_j"] / 3.6e6
+    t["energy_share"] = t["energy_j"] / t["energy_j"].sum() if len(t) else []
+    return t
+
+
+def instance_table(assignment: pd.DataFrame, horizon_s: float) -> pd.DataFrame:
+    g = assignment.groupby(["llm", "device", "instance"], sort=True)
+    t = g.agg(queries=("query_id", "size"), busy_s=("runtime_s", "sum"), end_s=("end_s", "max"),
+              energy_j=("energy_j", "sum")).reset_index()
+    t["utilisation"] = t["busy_s"] / horizon_s
+    t["label"] = t["llm"] + " @ " + t["device"] + " #" + t["instance"].astype(str)
+    return t
+
+
+def timeline_blocks(assignment: pd.DataFrame, limit: int = GANTT_QUERY_LIMIT) -> pd.DataFrame:
+    """Bars of the Gantt chart: label, llm, start_s, end_s, queries (per bar)."""
+    a = assignment.sort_values(["llm", "device", "instance", "start_s"])
+    label = a["llm"] + " @ " + a["device"] + " #" + a["instance"].astype(str)
+    t = pd.DataFrame({"label": label.to_numpy(), "llm": a["llm"].to_numpy(), "start_s": a["start_s"].to_numpy(dtype=float),
+                      "end_s": a["end_s"].to_numpy(dtype=float)})
+    if len(t) <= limit:
+        t["queries"] = 1
+        return t.reset_index(drop=True)
+    # merge runs of back-to-back queries on one instance
+    new_inst = t["label"].to_numpy()[1:] != t["label"].to_numpy()[:-1]
+    gap = t["start_s"].to_numpy()[1:] > t["end_s"].to_numpy()[:-1] + 1e-6
+    starts = np.concatenate([[True], new_inst | gap])
+    block = np.cumsum(starts) - 1
+    g = t.groupby(block)
+    return pd.DataFrame({"label": g["label"].first(), "llm": g["llm"].first(), "start_s": g["start_s"].min(),
+                         "end_s": g["end_s"].max(), "queries": g.size()}).reset_index(drop=True)
+
+
+def deadline_slack(assignment: pd.DataFrame) -> pd.DataFrame:
+    a = assignment[assignment["deadline_s"].notna()]
+    return pd.DataFrame({"query_id": a["query_id"].to_numpy(), "llm": a["llm"].to_numpy(),
+                         "device": a["device"].to_numpy(),
+                         "slack_s": (a["deadline_s"] - a["end_s"]).to_numpy(dtype=float)})
+
+
+def accuracy_cost(schedule: Schedule, *, steps: int = 5, progress: Callable[[str], None] | None = None,
+                  **plan_kw) -> pd.DataFrame:
+    """Least energy at ``steps`` raised accuracy floors above the plan's, and the marginal cost.
+
+    Row 0 is the plan itself. Each further row is a plan at a token-weighted accuracy floor
+    evenly spaced up to the most the fleet can reach (every query on its most accurate option);
+    ``marginal_j_per_point`` is the energy added per 0.01 of accuracy since the previous feasible
+    row. The plans minimise energy (a trade-off plan's curve is that of its energy).
+    """
+    say = progress or (lambda s: None)
+    s = schedule.summary()
+    problem = schedule.problem
+    wl, fl, fm = problem.inputs
+    a0 = s["token_weighted_mean_accuracy"]
+    best = problem.cand.groupby("q")["accuracy"].max()
+    w = problem.queries["weight"].to_numpy()[best.index]
+    a_max = float(np.sum(w * best.to_numpy()) / w.sum())
+    rows = [{"min_mean_accuracy": s["min_mean_accuracy"], "status": s["status"], "token_weighted_mean_accuracy": a0,
+             "total_energy_j": s["total_energy_j"], "marginal_j_per_point": np.nan}]
+    kw = {k: v for k, v in plan_kw.items() if k not in ("objective", "zeta", "min_mean_accuracy")}
+    kw.setdefault("idle", problem.idle)
+    if a_max > a0 + 1e-6:
+        for k, floor in enumerate(np.linspace(a0, a_max, steps + 1)[1:], 1):
+            say(f"accuracy cost [{k}/{steps}]: least energy at token-weighted accuracy >= {floor:.4f} ...")
+            o = plan(wl, fl, fm, objective="energy", min_mean_accuracy=min(float(floor), 1.0), **kw).summary()
+            ok = o["status"] in ("optimal", "feasible")
+            rows.append({"min_mean_accuracy": float(floor), "status": o["status"],
+                         "token_weighted_mean_accuracy": o["token_weighted_mean_accuracy"] if ok else np.nan,
+                         "total_energy_j": o["total_energy_j"] if ok else np.nan, "marginal_j_per_point": np.nan})
+    t = pd.DataFrame(rows)
+    prev = None
+    for i, r in t.iterrows():
+        if not np.isfinite(r["total_energy_j"]):
+            continue
+        if prev is not None:
+            da = r["token_weighted_mean_accuracy"] - t.at[prev, "token_weighted_mean_accuracy"]
+            if da > 1e-9:
+                t.at[i, "marginal_j_per_point"] = (r["total_energy_j"] - t.at[prev, "total_energy_j"]) / (da * 100)
+        prev = i
+    return t
+
+
+# ------------------------------------------------------------------------------------------
+# drawing
+# ------------------------------------------------------------------------------------------
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _colors(names) -> dict:
+    plt = _plt()
+    cmap = plt.get_cmap("tab10")
+    return {n: cmap(i % 10) for i, n in enumerate(sorted(set(names)))}
+
+
+def _save(fig, path: Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(buf.getvalue())
+    tmp.replace(path)
+    return path
+
+
+def plot_energy(t: pd.DataFrame, path: Path) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 0.45 * len(t) + 1.5))
+    labels = t["llm"] + " @ " + t["device"]
+    col = _colors(t["llm"])
+    ax.barh(labels, t["energy_kwh"], color=[col[x] for x in t["llm"]])
+    for y, (e, n) in enumerate(zip(t["energy_kwh"], t["queries"])):
+        ax.text(e, y, f" {e:.4g} kWh, {n} queries", va="center", fontsize=8)
+    ax.set_xlabel("energy [kWh]")
+    ax.set_title("Energy per LLM and device")
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(t["energy_kwh"].max() * 1.45, 1e-9))
+    return _save(fig, path)
+
+
+def plot_timeline(blocks: pd.DataFrame, horizon_s: float, path: Path) -> Path:
+    plt = _plt()
+    labels = list(dict.fromkeys(blocks["label"]))
+    fig, ax = plt.subplots(figsize=(9, 0.35 * len(labels) + 1.6))
+    col = _colors(blocks["llm"])
+    for y, lab in enumerate(labels):
+        b = blocks[blocks["label"] == lab]
+        ax.broken_barh(list(zip(b["start_s"], b["end_s"] - b["start_s"])), (y - 0.4, 0.8),
+                       facecolors=col[b["llm"].iloc[0]], edgecolor="white", linewidth=0.2)
+    ax.axvline(horizon_s, color="k", ls="--", lw=1)
+    ax.text(horizon_s, -0.9, " horizon", fontsize=8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_ylim(len(labels) - 0.4, -1.2)
+    ax.set_xlabel("time from the batch start [s]")
+    per = "query" if blocks["queries"].max() == 1 else "run of back-to-back queries"
+    ax.set_title(f"Timeline per instance (one bar per {per})")
+    return _save(fig, path)
+
+
+def plot_utilisation(t: pd.DataFrame, path: Path) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(t) + 1.5))
+    col = _colors(t["llm"])
+    ax.barh(t["label"], 100 * t["utilisation"], color=[col[x] for x in t["llm"]])
+    ax.set_xlabel("busy time / horizon [%]")
+    ax.set_xlim(0, 105)
+    ax.set_title("Utilisation per instance")
+    ax.invert_yaxis()
+    ax.tick_params(axis="y", labelsize=8)
+    return _save(fig, path)
+
+
+def plot_slack(t: pd.DataFrame, path: Path) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    if t.empty:
+        ax.text(0.5, 0.5, "no query has a deadline", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+    else:
+        ax.hist(t["slack_s"], bins=min(40, max(5, len(t) // 5)), color="tab:blue")
+        late = int((t["slack_s"] < -1e-6).sum())
+        ax.axvline(0, color="k", lw=1)
+        ax.set_xlabel("deadline − end [s] (negative: late)")
+        ax.set_ylabel("queries")
+        ax.set_title(f"Deadline slack of {len(t)} queries with a deadline ({late} late)")
+    return _save(fig, path)
+
+
+def plot_accuracy_cost(t: pd.DataFrame, path: Path) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ok = t[np.isfinite(t["total_energy_j"])]
+    ax.plot(ok["token_weighted_mean_accuracy"], ok["total_energy_j"] / 3.6e6, "o-", color="tab:green")
+    ax.plot(ok["token_weighted_mean_accuracy"].iloc[:1], ok["total_energy_j"].iloc[:1] / 3.6e6, "s", color="k",
+            ms=8, label="this plan")
+    xs, ys = ok["token_weighted_mean_accuracy"].to_numpy(), ok["total_energy_j"].to_numpy() / 3.6e6
+    for k in range(1, len(ok)):
+        m = ok["marginal_j_per_point"].iloc[k]
+        if np.isfinite(m):
+            ax.annotate(f"{m:,.0f} J/pt", ((xs[k - 1] + xs[k]) / 2, (ys[k - 1] + ys[k]) / 2), fontsize=8,
+                        textcoords="offset points", xytext=(-10, 6))
+    bad = int((~np.isfinite(t["total_energy_j"])).sum())
+    ax.set_xlabel("token-weighted mean accuracy")
+    ax.set_ylabel("least energy [kWh]")
+    ax.set_title("Marginal energy cost of accuracy" + (f" ({bad} floor(s) out of reach)" if bad else ""))
+    ax.legend(loc="upper left")
+    return _save(fig, path)
+
+
+def _tables_html(t: pd.DataFrame, fmt: dict[str, str]) -> str:
+    def cell(c, v):
+        if isinstance(v, float):
+            return "-" if v != v else format(v, fmt.get(c, ".4g"))
+        return html.escape(str(v))
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in t.columns)
+    body = "".join("<tr>" + "".join(f"<td>{cell(c, r[c])}</td>" for c in t.columns) + "</tr>" for _, r in t.iterrows())
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def write_report(schedule: Schedule, out_dir: str | Path, *, accuracy_steps: int = 5,
+                 progress: Callable[[str], None] | None = None, **plan_kw) -> list[Path]:
+    """Write the report of a plan into ``out_dir/report/``: PNGs, their tables (CSV), report.html."""
+    say = progress or (lambda s: None)
+    d = Path(out_dir) / "report"
+    a = schedule.assignment
+    H = schedule.problem.horizon_s
+    energy = energy_by_llm_device(a)
+    inst = instance_table(a, H)
+    blocks = timeline_blocks(a)
+    slack = deadline_slack(a)
+    curve = accuracy_cost(schedule, steps=accuracy_steps, progress=say, **plan_kw)
+    say(f"report: drawing {len(blocks)} timeline bars on {inst.shape[0]} instances ...")
+    written = [
+        plot_energy(energy, d / "energy_by_llm_device.png"),
+        plot_timeline(blocks, H, d / "timeline.png"),
+        plot_utilisation(inst, d / "utilisation.png"),
+        plot_slack(slack, d / "deadline_slack.png"),
+        plot_accuracy_cost(curve, d / "accuracy_cost.png"),
+    ]
+    for name, t in (("energy_by_llm_device", energy), ("instances", inst.drop(columns="label")),
+                    ("deadline_slack", slack), ("accuracy_cost", curve)):
+        p = d / f"{name}.csv"
+        write_atomic(p, t.to_csv(index=False, float_format="%.9g"))
+        written.append(p)
+    s = schedule.summary()
+    imgs = "".join(
+        f'<h2>{html.escape(p.stem.replace("_", " "))}</h2><img alt="{p.stem}" src="data:image/png;base64,'
+        f'{base64.b64encode(p.read_bytes()).decode()}">' for p in written[:5])
+    facts = pd.DataFrame([
+        ("status", s["status"]), ("queries", s["queries"]), ("energy [kWh]", f"{s['total_energy_kwh']:.6g}"),
+        ("proven gap", f"{s['gap']:.4%}"), ("token-weighted mean accuracy", f"{s['token_weighted_mean_accuracy']:.4f}"),
+        ("deadlines met", f"{s['deadlines_met']}/{s['queries_with_deadline']}"), ("makespan [s]", f"{s['makespan_s']:.1f}"),
+        ("horizon [s]", f"{H:g}"), ("independent check", "ok" if s["check"]["ok"] else "FAILED"),
+    ], columns=["", "value"])
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>energyopt plan report</title><style>"
+        "body{font-family:sans-serif;max-width:1000px;margin:2em auto}table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}img{max-width:100%}</style></head><body>"
+        "<h1>energyopt plan report</h1>" + _tables_html(facts, {})
+        + "<h2>energy per LLM and device</h2>"
+        + _tables_html(energy, {"energy_j": ".6g", "energy_kwh": ".4f", "energy_share": ".1%", "busy_s": ".1f"})
+        + "<h2>marginal energy cost of accuracy</h2>"
+        + _tables_html(curve, {"total_energy_j": ".6g", "marginal_j_per_point": ".4g"})
+        + imgs + "</body></html>\n"
+    )
+    html_p = d / "report.html"
+    write_atomic(html_p, page)
+    return [html_p, *written]
+
+
+def _keeps_promises(r: pd.Series) -> bool:
+    """A baseline row that routes every query and meets every accuracy floor and deadline."""
+    return (str(r["status"]) == "baseline" and r["deadlines_met"] == r["queries_with_deadline"]
+            and r["accuracy_floors_met"] == r["queries"])
+
+
+def plot_sweep(table: pd.DataFrame, path: str | Path, *, title: str = "") -> Path:
+    """The sweep's figure: energy against accuracy (accuracy and ζ sweeps) or against the
+    deadline scale, the plans as a line (Pareto points filled), the baselines as labelled points."""
+    plt = _plt()
+    vary = str(table["vary"].iloc[0])
+    opt = table[table["method"] == "optimal"]
+    ok = opt[np.isfinite(opt["total_energy_kwh"])]
+    base = table[(table["method"] != "optimal") & np.isfinite(table["total_energy_kwh"])]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    if vary == "deadline-scale":
+        ok = ok.sort_values("value")
+        ax.plot(ok["value"], ok["total_energy_kwh"], "o-", color="tab:green", label="least energy (energyopt)")
+        for _, r in ok.iterrows():
+            ax.annotate(f"{r['deadlines_met']:.0f}/{r['queries_with_deadline']:.0f} met", (r["value"], r["total_energy_kwh"]),
+                        fontsize=7, textcoords="offset points", xytext=(4, 4))
+        for i, (_, r) in enumerate(base.iterrows()):
+            ax.axhline(r["total_energy_kwh"], color=plt.get_cmap("tab10")((i + 1) % 10), ls=":", lw=1)
+            ax.annotate(f"{r['method']} ({r['deadlines_met']:.0f}/{r['queries_with_deadline']:.0f} deadlines met)",
+                        (float(ok["value"].max()) if len(ok) else 1.0, r["total_energy_kwh"]), fontsize=7,
+                        textcoords="offset points", xytext=(0, 2))
+        ax.set_xscale("log")
+        ax.set_xlabel("deadline scale (× each query's deadline; smaller is tighter)")
+        ax.invert_xaxis()
+    else:
+        ok = ok.sort_values("token_weighted_mean_accuracy")
+        ax.plot(ok["token_weighted_mean_accuracy"], ok["total_energy_kwh"], "-", color="tab:green", lw=1.5,
+                label="least energy (energyopt)")
+        par = ok[ok["pareto"].astype(bool)]
+        ax.plot(par["token_weighted_mean_accuracy"], par["total_energy_kwh"], "o", color="tab:green", label="Pareto points")
+        if vary == "zeta":
+            for _, r in ok.iterrows():
+                ax.annotate(f"ζ={r['value']:g}", (r["token_weighted_mean_accuracy"], r["total_energy_kwh"]),
+                            fontsize=7, textcoords="offset points", xytext=(4, -8))
+        # baselines at one point share a label; a baseline that breaks floors or deadlines is hollow
+        groups: dict[tuple[float, float], list] = {}
+        for _, r in base.iterrows():
+            groups.setdefault((round(r["token_weighted_mean_accuracy"], 4), round(r["total_energy_kwh"], 6)), []).append(r)
+        for i, ((x, y), rs) in enumerate(sorted(groups.items())):
+            col = plt.get_cmap("tab10")((i + 1) % 10)
+            honest = all(_keeps_promises(r) for r in rs)
+            ax.plot(x, y, "s", ms=6, color=col, mfc=col if honest else "none")
+            ax.annotate(" / ".join(r["method"] for r in rs), (x, y), fontsize=7, textcoords="offset points",
+                        xytext=(4, 3 if i % 2 == 0 else -9))
+        ax.plot([], [], "s", color="grey", mfc="none", label="baseline breaking floors or deadlines")
+        ax.plot([], [], "s", color="grey", label="baseline meeting them")
+        ax.set_xlabel("token-weighted mean accuracy")
+    bad = int(len(opt) - len(ok))
+    ax.set_ylabel("energy [kWh]")
+    ax.set_title((title or f"Sweep over {vary}") + (f" ({bad} point(s) without a plan)" if bad else ""))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
+    return _save(fig, Path(path))
