@@ -10,7 +10,10 @@ from .errors import DataError, EnergyoptError, FitError, InfeasibleError, Solver
 from .fit import FittedModels, fit_models
 from .fleet import Fleet, read_fleet
 from .io import read_characterization, read_workload
+from .explain import explain_plan_dir
 from .plan import plan
+from .report import plot_sweep, write_report
+from .sweep import sweep
 from .problem import Problem, build_problem
 from .schedule import Schedule
 from .schema import Status
@@ -32,9 +35,13 @@ __all__ = [
     "build_problem",
     "check_plan",
     "check_schedule",
+    "explain_plan_dir",
     "fit_models",
     "plan",
+    "plot_sweep",
     "read_characterization",
     "read_fleet",
     "read_workload",
+    "sweep",
+    "write_report",
 ]

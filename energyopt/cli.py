@@ -365,8 +365,9 @@ def explain_cmd(plan_dir: Path, query_id: str, workload: Path | None, fleet_path
     \b
     Lists every (LLM, device) of the fleet with the query's predicted energy and runtime there,
     what rules it out (context window, accuracy floor, deadline or horizon, capacity of the plan's
-    instances, the batch's mean-accuracy floor), and for each option the plan could move it to,
-    the energy the plan would gain (+) or save (-) by moving it, all other queries kept.
+    instances, the batch's mean-accuracy floor), and the energy the plan would gain (+) or save
+    (-) by moving it there, all other queries kept (shown for ruled-out options too: what the
+    constraint that rules them out costs for this query).
     """
     import json as _json
 
@@ -382,9 +383,9 @@ def explain_cmd(plan_dir: Path, query_id: str, workload: Path | None, fleet_path
                f"accuracy floor {qi['min_accuracy']:g}, deadline {dl}")
     click.echo(f"plan: {qi['llm']} on {qi['device']} instance {qi['instance']} ({qi['queries_on_its_instance']} queries there), "
                f"{qi['start_s']:.2f}-{qi['end_s']:.2f} s, {qi['energy_j']:.6g} J")
-    t = ex.options.rename(columns={"delta_energy_j": "move_delta_j"})
-    click.echo(_fmt_table(t[["llm", "device", "accuracy", "energy_j", "runtime_s", "verdict", "move_delta_j", "where"]],
-                          {"accuracy": ".4f", "energy_j": ".6g", "runtime_s": ".4g", "move_delta_j": "+.6g"}))
+    t = ex.options.rename(columns={"delta_energy_j": "delta_j_if_moved"})
+    click.echo(_fmt_table(t[["llm", "device", "accuracy", "energy_j", "runtime_s", "verdict", "delta_j_if_moved", "where"]],
+                          {"accuracy": ".4f", "energy_j": ".6g", "runtime_s": ".4g", "delta_j_if_moved": "+.6g"}))
     for r in t.itertuples():
         if r.reasons:
             click.echo(f"  {r.llm}/{r.device}: {r.reasons}")

@@ -1,0 +1,100 @@
+"""The tables behind the report's plots, re-derived from the assignment; the files it writes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import lognormal_workload
+from energyopt.cli import main
+from energyopt.plan import plan
+from energyopt.report import (accuracy_cost, deadline_slack, energy_by_llm_device, instance_table, timeline_blocks,
+                              write_report)
+
+
+@pytest.fixture(scope="module")
+def sched(synthetic_models, synthetic_fleet):
+    wl = lognormal_workload(120, seed=3, deadline_fraction=0.3, deadline_range=(100, 600))
+    s = plan(wl, synthetic_fleet, synthetic_models)
+    assert s.summary()["status"] == "optimal"
+    return s
+
+
+def test_energy_and_instance_tables(sched):
+    a = sched.assignment
+    e = energy_by_llm_device(a)
+    assert e["queries"].sum() == len(a)
+    assert e["energy_j"].sum() == pytest.approx(a["energy_j"].sum())
+    assert e["energy_share"].sum() == pytest.approx(1.0)
+    for r in e.itertuples():
+        sel = a[(a["llm"] == r.llm) & (a["device"] == r.device)]
+        assert r.energy_kwh == pytest.approx(sel["energy_j"].sum() / 3.6e6)
+        assert r.instances == sel["instance"].nunique()
+    H = sched.problem.horizon_s
+    t = instance_table(a, H)
+    assert t["busy_s"].sum() == pytest.approx(a["runtime_s"].sum())
+    assert np.allclose(t["utilisation"], t["busy_s"] / H) and (t["utilisation"] <= 1 + 1e-9).all()
+
+
+def test_timeline_blocks_cover_every_query(sched):
+    a = sched.assignment
+    full = timeline_blocks(a)
+    assert len(full) == len(a) and (full["queries"] == 1).all()
+    merged = timeline_blocks(a, limit=10)
+    assert merged["queries"].sum() == len(a) and len(merged) < len(a)
+    for lab, g in merged.groupby("label"):
+        llm, rest = lab.split(" @ ")
+        dev, k = rest.split(" #")
+        sel = a[(a["llm"] == llm) & (a["device"] == dev) & (a["instance"] == int(k))]
+        assert g["start_s"].min() == pytest.approx(sel["start_s"].min())
+        assert g["end_s"].max() == pytest.approx(sel["end_s"].max())
+        assert g["queries"].sum() == len(sel)
+        s = g.sort_values("start_s")
+        assert (s["start_s"].to_numpy()[1:] >= s["end_s"].to_numpy()[:-1] - 1e-9).all()  # bars do not overlap
+
+
+def test_deadline_slack(sched):
+    a = sched.assignment
+    s = deadline_slack(a)
+    has = a[a["deadline_s"].notna()]
+    assert len(s) == len(has) > 0
+    assert np.allclose(s["slack_s"].to_numpy(), (has["deadline_s"] - has["end_s"]).to_numpy())
+    assert (s["slack_s"] >= -1e-6).all()  # the plan meets every deadline
+
+
+def test_accuracy_cost_curve(sched):
+    t = accuracy_cost(sched, steps=3)
+    assert len(t) == 4
+    assert t["total_energy_j"].iloc[0] == pytest.approx(sched.summary()["total_energy_j"])
+    ok = t[np.isfinite(t["total_energy_j"])]
+    assert (np.diff(ok["total_energy_j"]) >= -1e-6).all()
+    for k in range(1, len(ok)):
+        de = ok["total_energy_j"].iloc[k] - ok["total_energy_j"].iloc[k - 1]
+        da = ok["token_weighted_mean_accuracy"].iloc[k] - ok["token_weighted_mean_accuracy"].iloc[k - 1]
+        assert ok["marginal_j_per_point"].iloc[k] == pytest.approx(de / (100 * da))
+    # the last floor is the most a plan can reach (every query on its most accurate option)
+    assert t["min_mean_accuracy"].iloc[-1] == pytest.approx(0.6)
+
+
+def test_write_report_files(sched, tmp_path):
+    paths = write_report(sched, tmp_path, accuracy_steps=2)
+    names = {p.name for p in paths}
+    assert {"report.html", "energy_by_llm_device.png", "timeline.png", "utilisation.png", "deadline_slack.png",
+            "accuracy_cost.png", "accuracy_cost.csv", "instances.csv"} <= names
+    for p in paths:
+        if p.suffix == ".png":
+            assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 5
+
+
+def test_solve_report_cli(tmp_path, synthetic_models, synthetic_fleet):
+    w = tmp_path / "w.csv"
+    lognormal_workload(30, seed=4).to_csv(w, index=False)
+    r = CliRunner().invoke(main, ["solve", str(w), "--fleet", str(synthetic_fleet), "--models", str(synthetic_models),
+                                  "--out", str(tmp_path / "p"), "--report"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "p" / "report" / "report.html").exists() and "wrote the report" in r.output
+    # a workload without deadlines still gets its slack plot, saying so
+    assert (tmp_path / "p" / "report" / "deadline_slack.png").exists()
