@@ -319,12 +319,15 @@ def plot_sweep(table: pd.DataFrame, path: str | Path, *, title: str = "") -> Pat
             ax.annotate(f"{r['deadlines_met']:.0f}/{r['queries_with_deadline']:.0f} met", (r["value"], r["total_energy_kwh"]),
                         fontsize=7, textcoords="offset points", xytext=(4, 4))
         for i, (_, r) in enumerate(base.iterrows()):
-            ax.axhline(r["total_energy_kwh"], color=plt.get_cmap("tab10")((i + 1) % 10), ls=":", lw=1)
-            ax.annotate(f"{r['method']} ({r['deadlines_met']:.0f}/{r['queries_with_deadline']:.0f} deadlines met)",
-                        (float(ok["value"].max()) if len(ok) else 1.0, r["total_energy_kwh"]), fontsize=7,
-                        textcoords="offset points", xytext=(0, 2))
+            ax.axhline(r["total_energy_kwh"], color=plt.get_cmap("tab20")(i % 20), ls=":" if _keeps_promises(r) else "--",
+                       lw=1.2, label=f"{r['method']}: {r['deadlines_met']:.0f}/{r['queries_with_deadline']:.0f} deadlines, "
+                       f"{r['accuracy_floors_met']:.0f}/{r['queries']:.0f} accuracy floors met")
         ax.set_xscale("log")
-        ax.set_xlabel("deadline scale (× each query's deadline; smaller is tighter)")
+        ticks = sorted(set(float(v) for v in opt["value"]))
+        ax.set_xticks(ticks, [f"{v:g}×" for v in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("deadline scale (× each query's deadline; smaller is tighter); baselines: dotted if they "
+                      "meet every floor and deadline, dashed if not", fontsize=8)
         ax.invert_xaxis()
     else:
         ok = ok.sort_values("token_weighted_mean_accuracy")
@@ -353,5 +356,8 @@ def plot_sweep(table: pd.DataFrame, path: str | Path, *, title: str = "") -> Pat
     ax.set_ylabel("energy [kWh]")
     ax.set_title((title or f"Sweep over {vary}") + (f" ({bad} point(s) without a plan)" if bad else ""))
     ax.grid(alpha=0.3)
-    ax.legend(loc="best", fontsize=8)
+    if vary == "deadline-scale":
+        ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=7)
+    else:
+        ax.legend(loc="best", fontsize=8)
     return _save(fig, Path(path))
