@@ -41,15 +41,16 @@ def check_plan(
     a["query_id"] = a["query_id"].astype(str)
     wl = workload.set_index(workload["query_id"].astype(str))
     # each query exactly once
-    dup = a["query_id"][a["query_id"].duplicated()]
+    dup = a["query_id"][a["query_id"].duplicated()] if not pd.Index(a["query_id"]).is_unique else a["query_id"][:0]
     if len(dup):
         out.append(f"queries assigned more than once: {', '.join(dup.unique()[:5])}")
-    known = a["query_id"].isin(wl.index).to_numpy()
+    # hash lookups (Index.get_indexer): Series.isin on pyarrow-backed strings converts each value
+    known = wl.index.get_indexer(a["query_id"]) >= 0 if wl.index.is_unique else a["query_id"].isin(wl.index).to_numpy()
     unknown = sorted(a["query_id"][~known].unique())
     if unknown:
         out.append(f"assignment names queries not in the workload: {', '.join(unknown[:5])}")
     if require_all:
-        absent = sorted(wl.index[~wl.index.isin(a["query_id"])])
+        absent = sorted(wl.index[pd.Index(a["query_id"]).drop_duplicates().get_indexer(wl.index) < 0])
         if absent:
             out.append(f"{len(absent)} queries not assigned, e.g. {', '.join(absent[:5])}")
     a = a[known]
@@ -122,9 +123,10 @@ def check_plan(
         if mean < min_mean_accuracy - 1e-9:
             out.append(f"token-weighted mean accuracy {mean:.4f} below the floor {min_mean_accuracy}")
     # no overlap on any instance
-    s = pd.DataFrame({"k": list(zip(a["llm"], a["device"], a["instance"])), "start": start, "end": end}).sort_values(["k", "start"])
-    prev_end = s.groupby("k")["end"].shift()
-    overlap = (s["start"] < prev_end - TOL_S).to_numpy()
+    k = a.groupby(["llm", "device", "instance"], sort=False).ngroup().to_numpy()
+    order = np.lexsort((start, k))
+    ks, st, en = k[order], start[order], end[order]
+    overlap = (ks[1:] == ks[:-1]) & (st[1:] < en[:-1] - TOL_S)
     if overlap.any():
         out.append(f"{int(overlap.sum())} queries overlap another on the same instance")
     return out

@@ -131,8 +131,12 @@ class FittedModel:
 
     def predict_raw(self, input_tokens: Any, output_tokens: Any) -> np.ndarray:
         """The model's value as is; only a published model's can be negative."""
-        X = _design(self.features, np.atleast_1d(input_tokens), np.atleast_1d(output_tokens))
-        return X @ self.coefficients
+        x = np.atleast_1d(np.asarray(input_tokens, dtype=float))
+        y = np.atleast_1d(np.asarray(output_tokens, dtype=float))
+        out = np.zeros(np.broadcast_shapes(x.shape, y.shape))
+        for f, c in zip(self.features, self.coefficients):  # term by term: no design matrix for a million queries
+            out += c * _FEATURES[f](x, y)
+        return out
 
     def predict(self, input_tokens: Any, output_tokens: Any) -> np.ndarray:
         """Predicted target for arrays of token counts, never below 0."""

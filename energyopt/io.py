@@ -98,9 +98,16 @@ def _numeric(
 ) -> pd.Series:
     """Parse one column as numbers; raise naming the first bad line (``lines[i]`` is row i's line)."""
     raw = df[col]
-    values = pd.to_numeric(raw, errors="coerce")
-    text = raw.astype(str).str.strip().str.lower()
-    blank = raw.isna() | text.isin(["", "nan", "na", "n/a", "null", "none"])
+    try:  # a clean numeric column converts in one vectorised cast; anything else is parsed one by one
+        values = raw.astype("float64")
+    except (ValueError, TypeError):
+        values = pd.to_numeric(raw, errors="coerce")
+    missing = raw.isna().to_numpy()
+    unparsed = values.isna().to_numpy() & ~missing
+    blank = pd.Series(missing, index=raw.index)
+    if unparsed.any():  # only these need a look at their text
+        text = raw[unparsed].astype(str).str.strip().str.lower()
+        blank[unparsed] = text.isin(["", "nan", "na", "n/a", "null", "none"]).to_numpy()
     bad_parse = values.isna() & ~blank
     if bad_parse.any():
         pos = int(np.flatnonzero(bad_parse.to_numpy())[0])
@@ -256,8 +263,11 @@ def read_workload(path: str | Path) -> pd.DataFrame:
 
     qid = df["query_id"]
     bad((qid.isna() | (qid.astype(str).str.strip() == "")).to_numpy(), "query_id", "value is missing")
-    df["query_id"] = qid.map(lambda v: str(int(v)) if isinstance(v, float) and v.is_integer() else str(v).strip())
-    dup = df["query_id"].duplicated(keep="first").to_numpy()
+    if qid.dtype != object and pd.api.types.is_string_dtype(qid):  # a string column (CSV)
+        df["query_id"] = qid.str.strip()
+    else:  # objects, e.g. JSONL numbers: 7.0 -> "7"
+        df["query_id"] = qid.map(lambda v: str(int(v)) if isinstance(v, float) and v.is_integer() else str(v).strip())
+    dup = np.zeros(len(df), dtype=bool) if pd.Index(df["query_id"]).is_unique else df["query_id"].duplicated(keep="first").to_numpy()
     if dup.any():
         pos = int(np.flatnonzero(dup)[0])
         first = int(np.flatnonzero((df["query_id"] == df["query_id"].iloc[pos]).to_numpy())[0])

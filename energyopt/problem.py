@@ -112,8 +112,8 @@ def build_problem(
     n_q, n_d = len(q), len(deps)
     tin = q["input_tokens"].to_numpy()
     tout = q["output_tokens"].to_numpy()
-    E = np.full((n_q, n_d), np.nan)
-    R = np.full((n_q, n_d), np.nan)
+    E = np.empty((n_q, n_d))  # every column is filled below
+    R = np.empty((n_q, n_d))
     valid = np.zeros((n_q, n_d), dtype=bool)
     for j, d in enumerate(fleet.deployments):
         pred = models.predict(d.llm, d.pool, tin, tout)
@@ -149,23 +149,15 @@ def build_problem(
         reasons.append({"query_id": row.query_id, "reason": msg})
     unservable = pd.DataFrame(reasons, columns=["query_id", "reason"])
 
-    qi, di = np.nonzero(ok)
-    cand = pd.DataFrame(
-        {
-            "q": qi.astype(np.int64),
-            "d": di.astype(np.int64),
-            "energy_j": E[qi, di],
-            "runtime_s": R[qi, di],
-            "accuracy": acc[di],
-            "deadline_eff_s": q["deadline_eff_s"].to_numpy()[qi],
-        }
-    )
+    flat = np.flatnonzero(ok)  # row-major: options grouped by query, in deployment order
+    qi, di = np.divmod(flat, n_d)
+    e_c, r_c = E.ravel()[flat], R.ravel()[flat]
     idle_w = deps["idle_power_w"].to_numpy(dtype=float)
     if idle:
-        energy_cost = np.maximum(cand["energy_j"].to_numpy() - idle_w[di] * cand["runtime_s"].to_numpy(), 0.0)
+        energy_cost = np.maximum(e_c - idle_w[di] * r_c, 0.0)
         inst_cost = idle_w * H
     else:
-        energy_cost = cand["energy_j"].to_numpy()
+        energy_cost = e_c
         inst_cost = np.zeros(n_d)
     norms: dict[str, float] = {}
     if objective == "tradeoff":
@@ -178,7 +170,9 @@ def build_problem(
         norms = {"energy_norm_j": e_norm, "accuracy_norm": a_norm}
     else:
         cost = energy_cost
-    cand["cost"] = cost
+    # one construction: every column added later would copy the table again
+    cand = pd.DataFrame({"q": qi, "d": di, "energy_j": e_c, "runtime_s": r_c, "accuracy": acc[di],
+                         "deadline_eff_s": q["deadline_eff_s"].to_numpy()[qi], "cost": cost})
     pools = pd.DataFrame([{"pool": p.name, "count": p.count} for p in fleet.pools.values()])
     return Problem(
         queries=q,
