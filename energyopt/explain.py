@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
+from .io import read_json_object
 from .plan import load_inputs
 from .problem import Problem, build_problem
 from .schema import ASSIGNMENT_COLUMNS
@@ -205,12 +205,7 @@ def explain_plan_dir(plan_dir: str | Path, query_id: str, *, workload=None, flee
     summ_p, asg_p = d / "summary.json", d / "assignment.csv"
     if not summ_p.is_file():
         raise DataError(f"{summ_p}: not found; PLAN_DIR must be the --out directory of `energyopt solve`")
-    try:
-        summary = json.loads(summ_p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{summ_p}: not valid JSON ({getattr(exc, 'msg', exc)})") from None
-    if not isinstance(summary, dict):
-        raise DataError(f"{summ_p}: expected a JSON object")
+    summary = read_json_object(summ_p)
     if not asg_p.is_file():
         raise DataError(f"{asg_p}: not found; the plan has no assignment (status {summary.get('status')!r})")
     rec = summary.get("inputs") or {}

@@ -35,6 +35,7 @@ import pandas as pd
 from scipy.optimize import nnls
 
 from .errors import DataError, FitError
+from .io import read_json_object
 from .schema import TARGET_UNITS, TARGETS
 
 __all__ = [
@@ -509,12 +510,7 @@ class FittedModels:
         models: dict[tuple[str, str], dict[str, FittedModel]] = {}
         info: dict[tuple[str, str], dict[str, Any]] = {}
         for f in files:
-            try:
-                doc = json.loads(f.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise DataError(f"{f}: not valid JSON ({getattr(exc, 'msg', exc)})") from None
-            if not isinstance(doc, dict):
-                raise DataError(f"{f}: expected a JSON object")
+            doc = read_json_object(f)
             for key in ("format_version", "llm", "device", *TARGETS):
                 if key not in doc:
                     raise DataError(f"{f}: key {key} is missing")

@@ -145,6 +145,17 @@ def _numeric(
     return values
 
 
+def read_json_object(p: Path) -> dict:
+    """A JSON file that must hold one object; a one-line DataError naming the file otherwise."""
+    try:
+        doc = json.loads(Path(p).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{p}: not valid JSON ({getattr(exc, 'msg', exc)})") from None
+    if not isinstance(doc, dict):
+        raise DataError(f"{p}: expected a JSON object")
+    return doc
+
+
 def _read_csv_strings(p: Path) -> pd.DataFrame:
     try:
         df = pd.read_csv(p, dtype=str, keep_default_na=False, skipinitialspace=True)
