@@ -53,9 +53,7 @@ def explain_infeasible(problem: Problem) -> list[str]:
     cand = problem.cand
     q = problem.queries
     if problem.min_mean_accuracy is not None:
-        best = cand.groupby("q")["accuracy"].max()
-        w = q["weight"].to_numpy()[best.index]
-        reach = float(np.sum(w * best.to_numpy()) / w.sum())
+        reach = problem.max_mean_accuracy()
         if reach < problem.min_mean_accuracy:
             out.append(f"token-weighted mean accuracy can reach at most {reach:.4f} (every query on its most "
                        f"accurate option), below the floor {problem.min_mean_accuracy}")

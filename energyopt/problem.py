@@ -63,6 +63,13 @@ class Problem:
     def n_deployments(self) -> int:
         return len(self.deployments)
 
+    def max_mean_accuracy(self) -> float:
+        """The most token-weighted mean accuracy a plan can reach: every query (that has an
+        option) on its most accurate option."""
+        best = self.cand.groupby("q")["accuracy"].max()
+        w = self.queries["weight"].to_numpy()[best.index]
+        return float(np.sum(w * best.to_numpy()) / w.sum())
+
     def describe(self) -> dict[str, Any]:
         return {
             "queries": self.n_queries,

@@ -95,9 +95,7 @@ def accuracy_cost(schedule: Schedule, *, steps: int = 5, progress: Callable[[str
     problem = schedule.problem
     wl, fl, fm = problem.inputs
     a0 = s["token_weighted_mean_accuracy"]
-    best = problem.cand.groupby("q")["accuracy"].max()
-    w = problem.queries["weight"].to_numpy()[best.index]
-    a_max = float(np.sum(w * best.to_numpy()) / w.sum())
+    a_max = problem.max_mean_accuracy()
     rows = [{"min_mean_accuracy": s["min_mean_accuracy"], "status": s["status"], "token_weighted_mean_accuracy": a0,
              "total_energy_j": s["total_energy_j"], "marginal_j_per_point": np.nan}]
     kw = {k: v for k, v in plan_kw.items() if k not in ("objective", "zeta", "min_mean_accuracy")}

@@ -29,13 +29,6 @@ SWEEP_COLUMNS = [
 ]
 
 
-def _max_reachable_accuracy(problem) -> float:
-    """Token-weighted mean accuracy with every query on its most accurate option."""
-    best = problem.cand.groupby("q")["accuracy"].max()
-    w = problem.queries["weight"].to_numpy()[best.index]
-    return float(np.sum(w * best.to_numpy()) / w.sum())
-
-
 def default_values(vary: str, *, base_accuracy: float | None = None, max_accuracy: float | None = None) -> list[float]:
     """The series swept when none is given.
 
@@ -134,7 +127,7 @@ def sweep(
             raise DataError(f"no plan without an accuracy floor ({s0['status']}: {first.message}); nothing to sweep")
         base_problem = first.problem
         values = default_values(vary, base_accuracy=s0["token_weighted_mean_accuracy"],
-                                max_accuracy=_max_reachable_accuracy(first.problem))
+                                max_accuracy=first.problem.max_mean_accuracy())
         rows.append(_row("optimal", vary, np.nan, s0))
         values = values[1:]  # the first floor is the unconstrained plan's own accuracy
     elif values is None:
