@@ -168,3 +168,24 @@ def test_watchdog_stops_a_backend_that_ignores_its_time_limit():
     assert _time.perf_counter() - t0 < 10
     ok = solve_with_watchdog(__import__("energyopt.solvers.highs", fromlist=["HighsSolver"]).HighsSolver(), model, time_limit_s=5)
     assert ok.status.value in ("optimal", "infeasible")
+
+
+def test_watchdog_child_keeps_solver_noise_off_stdout(capfd):
+    """A backend that writes to file descriptor 1 (as HiGHS's C code sometimes does) in the
+    watched child: nothing reaches the program's stdout, and the answer still arrives."""
+    import os as _os
+
+    from energyopt.formulation import build_matrix
+    from energyopt.solvers.highs import HighsSolver
+    from energyopt.solvers.watchdog import solve_with_watchdog
+
+    class Noisy(HighsSolver):
+        def solve(self, model, **kw):
+            _os.write(1, b"HighsMipSolverData::noise\n")
+            return super().solve(model, **kw)
+
+    wl, fleet, models, kw = random_instance(3)
+    model = build_matrix(build_problem(wl, fleet, models, **kw), "exact")
+    res = solve_with_watchdog(Noisy(), model, time_limit_s=5)
+    assert res.status.value in ("optimal", "infeasible")
+    assert "noise" not in capfd.readouterr().out

@@ -22,6 +22,11 @@ __all__ = ["solve_with_watchdog"]
 
 def _child(solver: Solver, model: MatrixModel, kwargs: dict, conn) -> None:
     os.setpgrp()
+    # the answer goes through the pipe; what a backend's C code prints to stdout (HiGHS sometimes
+    # prints internal messages even with its log off) must not mix with the program's output
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
     try:
         conn.send(("ok", solver.solve(model, **kwargs)))
     except BaseException as exc:  # reported to the parent, which raises it
