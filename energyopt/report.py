@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from pathlib import Path
 from typing import Callable
 
@@ -26,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .plan import plan
-from .schedule import Schedule, write_atomic
+from .schedule import Schedule, atomic_path, write_atomic
 
 __all__ = [
     "energy_by_llm_device", "instance_table", "timeline_blocks", "deadline_slack", "accuracy_cost",
@@ -46,19 +45,24 @@ def energy_by_llm_device(assignment: pd.DataFrame) -> pd.DataFrame:
     return t
 
 
+def _instance_label(t: pd.DataFrame) -> pd.Series:
+    """``llm @ device #instance``: how the instance plots name an instance."""
+    return t["llm"] + " @ " + t["device"] + " #" + t["instance"].astype(str)
+
+
 def instance_table(assignment: pd.DataFrame, horizon_s: float) -> pd.DataFrame:
     g = assignment.groupby(["llm", "device", "instance"], sort=True)
     t = g.agg(queries=("query_id", "size"), busy_s=("runtime_s", "sum"), end_s=("end_s", "max"),
               energy_j=("energy_j", "sum")).reset_index()
     t["utilisation"] = t["busy_s"] / horizon_s
-    t["label"] = t["llm"] + " @ " + t["device"] + " #" + t["instance"].astype(str)
+    t["label"] = _instance_label(t)
     return t
 
 
 def timeline_blocks(assignment: pd.DataFrame, limit: int = GANTT_QUERY_LIMIT) -> pd.DataFrame:
     """Bars of the Gantt chart: label, llm, start_s, end_s, queries (per bar)."""
     a = assignment.sort_values(["llm", "device", "instance", "start_s"])
-    label = a["llm"] + " @ " + a["device"] + " #" + a["instance"].astype(str)
+    label = _instance_label(a)
     t = pd.DataFrame({"label": label.to_numpy(), "llm": a["llm"].to_numpy(), "start_s": a["start_s"].to_numpy(dtype=float),
                       "end_s": a["end_s"].to_numpy(dtype=float)})
     if len(t) <= limit:
@@ -140,13 +144,11 @@ def _colors(names) -> dict:
 
 
 def _save(fig, path: Path) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _plt().close(fig)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    finally:
+        _plt().close(fig)
     return path
 
 

@@ -11,6 +11,7 @@ instances and one more switched on where the pool has devices left. The plan is 
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import json
 import math
@@ -18,7 +19,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -200,17 +201,25 @@ def assignment_table(problem: Problem, tl: Timeline) -> pd.DataFrame:
     return df[list(ASSIGNMENT_COLUMNS)].reset_index(drop=True)
 
 
-def write_atomic(path: Path, text: str) -> None:
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[str]:
+    """A temporary file beside ``path`` to write into; it replaces ``path`` only when the block
+    ends without error, so a failed write never leaves a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def write_atomic(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text)
 
 
 def write_table_csv(table: pd.DataFrame, path: Path) -> None:
@@ -218,17 +227,9 @@ def write_table_csv(table: pd.DataFrame, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         pa_csv.write_csv(pa.Table.from_pandas(table, preserve_index=False), tmp,
                          write_options=pa_csv.WriteOptions(quoting_style="needed"))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 @dataclass
