@@ -90,6 +90,7 @@ class DualBound:
     levels: np.ndarray  # deadline levels [s]
     best: np.ndarray  # each query's option of least priced cost (deployment index)
     margin: np.ndarray  # second least priced cost minus the least, per query
+    flip: np.ndarray  # relative change of the prices that would make the second least the least
     iterations: int
     time_s: float
     converged: bool
@@ -98,26 +99,18 @@ class DualBound:
 
 class _Dense:
     """The served queries as dense (query × deployment) arrays, +inf cost where a pair is not an
-    option. Row s is query ``rows[s]``; ``wt`` weighs each row (a sample stands for the batch)."""
+    option (views of the problem's arrays when every query is served). Row s is query
+    ``rows[s]``; ``wt`` weighs each row (a sample stands for the batch)."""
 
     def __init__(self, problem: Problem, max_levels: int):
-        cand = problem.cand
-        n_q, n_d = problem.n_queries, problem.n_deployments
-        cq = cand["q"].to_numpy()
-        cd = cand["d"].to_numpy()
-        served = np.zeros(n_q, dtype=bool)
-        served[cq] = True
-        self.rows = np.flatnonzero(served)
-        self.pos = np.full(n_q, -1, dtype=np.int64)
-        self.pos[self.rows] = np.arange(len(self.rows))
-        cs = self.pos[cq]
-        n_s = len(self.rows)
-        self.cost = np.full((n_s, n_d), np.inf)
-        self.cost[cs, cd] = cand["cost"].to_numpy()
-        self.run = np.zeros((n_s, n_d))
-        self.run[cs, cd] = cand["runtime_s"].to_numpy()
-        self.opt = np.full((n_s, n_d), -1, dtype=np.int64)
-        self.opt[cs, cd] = np.arange(len(cand))
+        n_d = problem.n_deployments
+        served = problem.ok.any(axis=1)
+        if served.all():
+            self.rows = np.arange(problem.n_queries)
+            self.cost, self.run = problem.cost, problem.runtime_s
+        else:
+            self.rows = np.flatnonzero(served)
+            self.cost, self.run = problem.cost[self.rows], problem.runtime_s[self.rows]
         dl = problem.queries["deadline_eff_s"].to_numpy(dtype=float)[self.rows]
         levels = np.unique(dl)
         if len(levels) > max_levels:
@@ -127,8 +120,8 @@ class _Dense:
         # the smallest kept level >= the deadline: the row "work due by T" includes the query
         self.lev = np.searchsorted(levels, dl, side="left").clip(0, len(levels) - 1)
         w = problem.queries["weight"].to_numpy(dtype=float)[self.rows]
-        acc = problem.deployments["accuracy"].to_numpy(dtype=float)
-        self.wacc = w[:, None] * acc[None, :] if problem.min_mean_accuracy is not None else None
+        self.acc = problem.deployments["accuracy"].to_numpy(dtype=float)
+        self.w = w if problem.min_mean_accuracy is not None else None  # the accuracy row's weights
         self.acc_rhs = (problem.min_mean_accuracy or 0.0) * float(w.sum())
         deps = problem.deployments
         self.k = deps["devices_per_instance"].to_numpy().astype(np.int64)
@@ -137,54 +130,63 @@ class _Dense:
         pool_of = deps["device"].to_numpy()
         self.pools = [(int(cnt), np.flatnonzero(pool_of == p)) for p, cnt in zip(problem.pools["pool"], problem.pools["count"])]
         self.wt = 1.0
-        self.f32: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
 
     def sample(self, idx: np.ndarray) -> "_Dense":
         """Rows ``idx`` standing for all the rows (costs and work scaled up)."""
         out = object.__new__(_Dense)
         out.__dict__.update(self.__dict__)
         out.rows = self.rows[idx]
-        out.cost, out.run, out.opt, out.lev = self.cost[idx], self.run[idx], self.opt[idx], self.lev[idx]
-        out.wacc = None if self.wacc is None else self.wacc[idx]
+        out.cost, out.run, out.lev = self.cost[idx], self.run[idx], self.lev[idx]
+        out.w = None if self.w is None else self.w[idx]
         out.wt = len(self.rows) / len(idx)
-        out.f32 = None
         return out
 
-    def single(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """float32 copies, for the bound's iterations (the bound itself is evaluated in float64)."""
-        if self.f32 is None:
-            self.f32 = (self.cost.astype(np.float32), self.run.astype(np.float32),
-                        None if self.wacc is None else self.wacc.astype(np.float32))
-        return self.f32
+
+#: rows priced at a time: the block's work arrays stay in the processor's cache, and no
+#: (queries × deployments) temporary is ever allocated
+BLOCK_ROWS = 32_768
 
 
-def _priced(D: _Dense, lam: np.ndarray, mu: float, single: bool = False) -> np.ndarray:
-    """Each option's priced cost (rows × deployments)."""
-    cost, run, wacc = D.single() if single else (D.cost, D.run, D.wacc)
+def _evaluate(D: _Dense, lam: np.ndarray, mu: float, margin: bool = False):
+    """L(λ, μ), a subgradient, and each row's option of least priced cost
+    ``cost + run·Σ_{levels ≥ its deadline} λ − μ·w·acc``; with ``margin``, also each row's second
+    least priced cost minus the least (inf with one option) and that second option."""
+    n_s, n_d = D.cost.shape
+    n_l = lam.shape[1]
     S = np.cumsum(lam[:, ::-1], axis=1)[:, ::-1]  # S[d, l] = Σ_{l' ≥ l} λ[d, l']
-    S = S.astype(cost.dtype)
-    rc = cost + run * (S[:, 0][None, :] if S.shape[1] == 1 else S[:, D.lev].T)
-    if wacc is not None and mu > 0:
-        rc -= cost.dtype.type(mu) * wacc
-    return rc
-
-
-def _margin(rc: np.ndarray, best: np.ndarray) -> np.ndarray:
-    """Second least priced cost minus the least, per row (inf with one option)."""
-    rows = np.arange(len(rc))
-    v1 = rc[rows, best].copy()
-    rc[rows, best] = np.inf
-    out = rc.min(axis=1) - v1
-    rc[rows, best] = v1
-    return out
-
-
-def _evaluate(D: _Dense, lam: np.ndarray, mu: float, single: bool = False):
-    """L(λ, μ), a subgradient, each row's best option and the priced costs."""
-    rc = _priced(D, lam, mu, single)
-    ar = np.arange(len(rc))
-    best = np.argmin(rc, axis=1)
-    x_part = D.wt * float(rc[ar, best].sum(dtype=np.float64))
+    S_lev = np.ascontiguousarray(S.T)  # [level, deployment]
+    macc = mu * D.acc if D.w is not None and mu > 0 else None
+    best = np.empty(n_s, dtype=np.int64)
+    run_best = np.empty(n_s)
+    gap = np.empty(n_s) if margin else None
+    second = np.full(n_s, -1, dtype=np.int64) if margin else None
+    x_part = 0.0
+    blk = min(BLOCK_ROWS, max(n_s, 1))
+    rc_buf = np.empty((blk, n_d))
+    base = np.arange(blk) * n_d
+    for a in range(0, n_s, blk):
+        b = min(a + blk, n_s)
+        rc = rc_buf[: b - a]
+        if n_l == 1:
+            np.multiply(D.run[a:b], S_lev[0], out=rc)
+        else:
+            np.multiply(D.run[a:b], S_lev[D.lev[a:b]], out=rc)
+        rc += D.cost[a:b]
+        if macc is not None:
+            rc -= np.multiply.outer(D.w[a:b], macc)
+        bb = rc.argmin(axis=1)
+        at = base[: b - a] + bb
+        flat = rc.reshape(-1)
+        v = flat[at]
+        x_part += float(v.sum())
+        best[a:b] = bb
+        run_best[a:b] = D.run[a:b].reshape(-1)[at]
+        if gap is not None:
+            flat[at] = np.inf
+            b2 = rc.argmin(axis=1)
+            gap[a:b] = flat[base[: b - a] + b2] - v
+            second[a:b] = b2
+    x_part *= D.wt
     # instances: each pool switches on those worth most at these prices
     T = D.levels
     gain = lam @ T - D.inst_cost
@@ -197,15 +199,39 @@ def _evaluate(D: _Dense, lam: np.ndarray, mu: float, single: bool = False):
             n[ds] = nn
     L = x_part - n_part + mu * D.acc_rhs
     # subgradient: load due by each level minus capacity; accuracy floor minus accuracy
-    n_d, n_l = lam.shape
-    load = np.bincount(best * n_l + D.lev, weights=D.run[ar, best], minlength=n_d * n_l).reshape(n_d, n_l)
+    if n_l == 1:
+        load = np.bincount(best, weights=run_best, minlength=n_d)[:, None]
+    else:
+        load = np.bincount(best * n_l + D.lev, weights=run_best, minlength=n_d * n_l).reshape(n_d, n_l)
     g_lam = D.wt * np.cumsum(load, axis=1) - n[:, None] * T[None, :]
-    g_mu = D.acc_rhs - D.wt * float(D.wacc[ar, best].sum()) if D.wacc is not None else 0.0
-    return L, g_lam, g_mu, best, rc
+    g_mu = D.acc_rhs - D.wt * float(np.dot(D.w, D.acc[best])) if D.w is not None else 0.0
+    return L, g_lam, g_mu, best, (gap, second)
+
+
+def _flip(D: _Dense, lam: np.ndarray, mu: float, best: np.ndarray, second: np.ndarray, margin: np.ndarray) -> np.ndarray:
+    """Per row, the relative change of all prices that would close the margin between its best
+    and second best option: margin / |priced part of the second − priced part of the best|, where
+    the priced part is run·Σλ − μ·w·acc. Small: the row is nearly tied under these prices (the
+    rows an LP solution splits are exactly tied); inf where no price tells the two apart."""
+    S = np.cumsum(lam[:, ::-1], axis=1)[:, ::-1]
+    has2 = second >= 0
+    rows = np.flatnonzero(has2)
+    d1, d2 = best[rows], second[rows]
+    lev = D.lev[rows]
+    n_d = len(D.k)
+    run1 = D.run.reshape(-1)[rows * n_d + d1]
+    run2 = D.run.reshape(-1)[rows * n_d + d2]
+    sens = np.abs(run2 * S[d2, lev] - run1 * S[d1, lev])
+    if D.w is not None:
+        sens += mu * D.w[rows] * np.abs(D.acc[d2] - D.acc[d1])
+    out = np.full(len(best), np.inf)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out[rows] = np.where(sens > 0, margin[rows] / sens, np.inf)
+    return out
 
 
 def _bundle(D: _Dense, theta0: np.ndarray, delta: float, scale: np.ndarray, *, rel_tol: float, max_iter: int,
-            cap: float, single: bool, deadline: float | None, say: Callable[[str], None]):
+            cap: float, deadline: float | None, say: Callable[[str], None]):
     """Maximise L over θ ≥ 0 from ``theta0``: a proximal bundle method with a box trust region
     (``delta`` in units of ``scale``). Stops at convergence, ``max_iter``, the deadline, or when L
     exceeds ``cap``."""
@@ -217,7 +243,7 @@ def _bundle(D: _Dense, theta0: np.ndarray, delta: float, scale: np.ndarray, *, r
 
     def ev(theta: np.ndarray):
         lam = theta[: n_d * n_l].reshape(n_d, n_l)
-        L, g_lam, g_mu, _, _ = _evaluate(D, lam, float(theta[-1]) if has_mu else 0.0, single)
+        L, g_lam, g_mu, _, _ = _evaluate(D, lam, float(theta[-1]) if has_mu else 0.0)
         g = g_lam.ravel()
         return L, (np.concatenate([g, [g_mu]]) if has_mu else g)
 
@@ -277,54 +303,60 @@ def lagrangian_bound(
     max_iter: int = 300,
     time_limit_s: float | None = None,
     max_levels: int = 24,
-    sample_above: int = 60_000,
-    sample_size: int = 30_000,
+    samples: tuple[int, ...] = (30_000, 100_000, 300_000),
+    refine_delta: float = 0.002,
+    sample_rel_tol: float = 1e-6,
     progress: Callable[[str], None] | None = None,
 ) -> tuple[DualBound, _Dense]:
-    """Maximise the Lagrangian bound (see the module docstring). Batches above ``sample_above``
-    queries first find prices on a seeded random sample of ``sample_size`` queries standing for
-    the batch, then refine them on the whole batch; iterations run in float32, and the bound
-    returned is L evaluated in float64 at the best prices."""
+    """Maximise the Lagrangian bound (see the module docstring). A batch more than twice as large
+    as a size in ``samples`` first finds prices on seeded random samples of those sizes, each
+    standing for the batch and starting from the last one's prices (with a trust region of
+    ``refine_delta`` price units), then refines them on the whole batch; the bound returned is L
+    evaluated on the whole batch at the best prices."""
     say = progress or (lambda s: None)
     t0 = time.perf_counter()
     deadline = None if time_limit_s is None else t0 + time_limit_s
     D = _Dense(problem, max_levels)
     n_d, n_l = problem.n_deployments, len(D.levels)
-    has_mu = D.wacc is not None
+    has_mu = D.w is not None
     m = n_d * n_l + (1 if has_mu else 0)
     # price scales: J per instance-second for λ (the largest cost per second of any option), and
-    # J per unit of w·acc for μ; the trust region is measured in these units
-    finite = np.isfinite(D.cost) & (D.run > 0)
-    per_s = np.abs(D.cost[finite]) / D.run[finite]
+    # J per unit of w·acc for μ; the trust region is measured in these units. A sample suffices.
+    rng = np.random.default_rng(0)
+    stages = [D.sample(np.sort(rng.choice(len(D.rows), n, replace=False))) for n in sorted(samples) if len(D.rows) > 2 * n]
+    Ds = stages[0] if stages else D
+    finite = np.isfinite(Ds.cost) & (Ds.run > 0)
+    per_s = np.abs(Ds.cost[finite]) / Ds.run[finite]
     s_lam = float(np.quantile(per_s, 0.9)) if len(per_s) else 1.0
     scale = np.full(m, s_lam / max(n_l, 1))
     if has_mu:
         w_spread = float(np.median(problem.queries["weight"])) * max(float(np.ptp(problem.deployments["accuracy"])), 1e-3)
-        med_cost = float(np.median(np.abs(problem.cand["cost"]))) or 1.0
+        med_cost = float(np.median(np.abs(Ds.cost[np.isfinite(Ds.cost)]))) or 1.0
         scale[-1] = med_cost / w_spread
     # no feasible plan costs more than every query on its dearest option and every instance on
-    cap = float(np.where(np.isfinite(D.cost), D.cost, -np.inf).max(axis=1).sum())
+    cap = float(np.max(D.cost, axis=1, where=problem.ok[D.rows] if len(D.rows) < problem.n_queries else problem.ok,
+                       initial=-np.inf).sum())
     cap += float((np.maximum(D.inst_cost, 0) * D.max_inst).sum())
     theta, delta, iters = np.zeros(m), 1.0, 0
-    if len(D.rows) > sample_above:
-        idx = np.sort(np.random.default_rng(0).choice(len(D.rows), sample_size, replace=False))
-        theta, it_s, _, _ = _bundle(D.sample(idx), theta, 1.0, scale, rel_tol=rel_tol, max_iter=max_iter, cap=math.inf,
-                                    single=False, deadline=deadline, say=say)
-        say(f"lagrangian: prices from a sample of {sample_size} queries after {it_s} iterations")
-        delta, iters = 0.05, it_s
+    for St in stages:
+        theta, it_s, _, _ = _bundle(St, theta, delta, scale, rel_tol=sample_rel_tol, max_iter=max_iter, cap=math.inf,
+                                    deadline=deadline, say=say)
+        say(f"lagrangian: prices from a sample of {len(St.rows)} queries after {it_s} iterations")
+        delta, iters = refine_delta, iters + it_s
     theta, it, converged, over_cap = _bundle(D, theta, delta, scale, rel_tol=rel_tol, max_iter=max_iter, cap=cap,
-                                             single=len(D.rows) > sample_above, deadline=deadline, say=say)
+                                             deadline=deadline, say=say)
     lam = theta[: n_d * n_l].reshape(n_d, n_l)
     mu = float(theta[-1]) if has_mu else 0.0
-    L, _, _, best, rc = _evaluate(D, lam, mu)  # float64: the bound
-    margin = _margin(rc, best)
+    L, _, _, best, (margin, second) = _evaluate(D, lam, mu, margin=True)
     n_q = problem.n_queries
     margin_full = np.full(n_q, np.inf)
     margin_full[D.rows] = margin
     best_full = np.full(n_q, -1, dtype=np.int64)
     best_full[D.rows] = best
+    flip_full = np.full(n_q, np.inf)
+    flip_full[D.rows] = _flip(D, lam, mu, best, second, margin)
     return (
-        DualBound(bound=L, lam=lam, mu=mu, levels=D.levels, best=best_full, margin=margin_full,
+        DualBound(bound=L, lam=lam, mu=mu, levels=D.levels, best=best_full, margin=margin_full, flip=flip_full,
                   iterations=iters + it, time_s=time.perf_counter() - t0, converged=converged,
                   infeasible=over_cap or L > cap + 1e-9 * abs(cap)),
         D,
@@ -333,7 +365,7 @@ def lagrangian_bound(
 
 @dataclass
 class FixPlan:
-    cand_of_q: np.ndarray  # chosen option (row of problem.cand) per query
+    dep_of_q: np.ndarray  # chosen deployment per query (-1: none)
     n_inst: np.ndarray  # instances per deployment
     objective: float  # aggregate-model objective of the choice (before packing)
     free_queries: int  # queries solved by the MILP
@@ -342,17 +374,11 @@ class FixPlan:
 
 def sub_problem(problem: Problem, free: np.ndarray) -> Problem:
     """The problem restricted to the queries ``free`` (indices), renumbered from 0."""
-    cand = problem.cand
-    newq = np.full(problem.n_queries, -1, dtype=np.int64)
-    newq[free] = np.arange(len(free))
-    keep = newq[cand["q"].to_numpy()] >= 0
-    sub_cand = cand[keep].copy()
-    sub_cand["q"] = newq[sub_cand["q"].to_numpy()]
-    sub_cand["orig"] = np.flatnonzero(keep)
     return dataclasses.replace(
         problem,
         queries=problem.queries.iloc[free].reset_index(drop=True),
-        cand=sub_cand.reset_index(drop=True),
+        ok=problem.ok[free],
+        cost=problem.cost[free],
         energy_j=problem.energy_j[free],
         runtime_s=problem.runtime_s[free],
         runnable=problem.runnable[free],
@@ -374,8 +400,8 @@ def fix_and_solve(
 ) -> FixPlan | None:
     """Fix the clearly decided queries at the prices' choice; solve the nearly tied ones exactly.
 
-    Queries are freed in order of the price change that would flip their choice (margin per
-    second of work): ``free_size`` of them (default: one per thousand queries, 300 to 2,000); if
+    Queries are freed in order of the relative price change that would flip their choice
+    (:attr:`DualBound.flip`): ``free_size`` of them (default: one per thousand queries, 300 to 2,000); if
     the MILP finds no feasible completion, four times as many. Each MILP gets at most
     ``sub_time_limit_s`` (and what is left of ``time_limit_s``); its best completion is kept."""
     from .formulation import build_matrix
@@ -384,10 +410,9 @@ def fix_and_solve(
     say = progress or (lambda s: None)
     n_s = len(D.rows)
     best = dual.best[D.rows]
-    ar = np.arange(n_s)
-    r_best = D.run[ar, best]
-    flip = dual.margin[D.rows] / np.maximum(r_best, 1e-9)
-    order = np.argsort(flip, kind="stable")
+    run_flat = D.run.reshape(-1)
+    base = np.arange(n_s) * problem.n_deployments  # flat index of each row's first entry
+    flip = dual.flip[D.rows]
     if free_size is None:
         free_size = int(np.clip(n_s // 1000, 300, 2000))
     size = min(n_s, free_size)
@@ -395,12 +420,12 @@ def fix_and_solve(
     acc = problem.deployments["accuracy"].to_numpy(dtype=float)
     dl = problem.queries["deadline_eff_s"].to_numpy()[D.rows]
     while True:
-        free = np.sort(order[:size])
+        free = np.sort(np.argpartition(flip, size - 1)[:size]) if size < n_s else np.arange(n_s)
         is_fixed = np.ones(n_s, dtype=bool)
         is_fixed[free] = False
         fixed = np.flatnonzero(is_fixed)
         fd = best[fixed]
-        fixed_work = (fd, dl[fixed], D.run[fixed, fd])
+        fixed_work = (fd, dl[fixed], run_flat[base[fixed] + fd])
         fixed_acc = float((w[fixed] * acc[fd]).sum())
         sub = sub_problem(problem, D.rows[free])
         model = build_matrix(sub, "aggregate", fixed_work=fixed_work, fixed_accuracy=fixed_acc,
@@ -414,15 +439,15 @@ def fix_and_solve(
             return None
         say(f"lagrangian: {size} free queries left no feasible plan ({res.status}); freeing more")
         size = min(n_s, size * 4)
-    cand_of_q = np.full(problem.n_queries, -1, dtype=np.int64)
-    cand_of_q[D.rows[fixed]] = D.opt[fixed, fd]
+    dep_of_q = np.full(problem.n_queries, -1, dtype=np.int64)
+    dep_of_q[D.rows[fixed]] = fd
     pick = np.flatnonzero(res.x[: model.n_x] > 0.5)
     sub_c = model.x_cand[pick]
-    cand_of_q[D.rows[free[sub.cand["q"].to_numpy()[sub_c]]]] = sub.cand["orig"].to_numpy()[sub_c]
+    dep_of_q[D.rows[free[sub.cand["q"].to_numpy()[sub_c]]]] = sub.cand["d"].to_numpy()[sub_c]
     n_inst = np.zeros(problem.n_deployments, dtype=np.int64)
     np.add.at(n_inst, model.u_dep, np.round(model.u_values(res.x)).astype(np.int64))
-    obj = float(D.cost[fixed, fd].sum()) + float(res.objective)
-    return FixPlan(cand_of_q, n_inst, obj, len(free), message=f"{len(free)} queries solved by {backend.name} ({res.status})")
+    obj = float(D.cost.reshape(-1)[base[fixed] + fd].sum()) + float(res.objective)
+    return FixPlan(dep_of_q, n_inst, obj, len(free), message=f"{len(free)} queries solved by {backend.name} ({res.status})")
 
 
 def plan_gap(objective: float, bound: float) -> float:

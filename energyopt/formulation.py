@@ -71,7 +71,7 @@ def choose_formulation(problem: Problem, formulation: str = "auto") -> str:
     if formulation != "auto":
         return formulation
     m = problem.deployments["max_instances"].to_numpy()
-    cols = int(m[problem.cand["d"].to_numpy()].sum()) if len(problem.cand) else 0
+    cols = int(np.count_nonzero(problem.ok, axis=0) @ m)  # x columns of the exact model: options × instances
     return "exact" if cols <= EXACT_MAX_COLUMNS else "decompose"
 
 

@@ -129,7 +129,7 @@ def plan(
         raise DataError(f"time limit must be > 0 s, got {time_limit_s}")
     problem = build_problem(wl, fl, fm, objective=objective, zeta=zeta, idle=idle, min_mean_accuracy=min_mean_accuracy)
     t["build"] = time.perf_counter()
-    say(f"problem: {problem.n_queries} queries, {problem.n_deployments} deployments, {len(problem.cand)} options")
+    say(f"problem: {problem.n_queries} queries, {problem.n_deployments} deployments, {problem.n_options} options")
     backend = get_solver(solver)
     def timings(**extra: float) -> dict[str, float]:
         keys = ["start", "build", "matrix", "solve", "schedule", "check"]
@@ -160,18 +160,18 @@ def plan(
                         model.kind, timings(), message=f"no plan found within the limits ({res.message})")
     x = res.x[: model.n_x]
     pick = np.flatnonzero(x > 0.5)
-    cq = problem.cand["q"].to_numpy()
-    cand_of_q = np.full(problem.n_queries, -1, dtype=np.int64)
+    q_of = problem.cand["q"].to_numpy()[model.x_cand[pick]]
+    dep_of_q = np.full(problem.n_queries, -1, dtype=np.int64)
     inst_of_q = np.full(problem.n_queries, -1, dtype=np.int64)
-    cand_of_q[cq[model.x_cand[pick]]] = model.x_cand[pick]
+    dep_of_q[q_of] = problem.cand["d"].to_numpy()[model.x_cand[pick]]
     if model.kind == "exact":
-        inst_of_q[cq[model.x_cand[pick]]] = model.x_inst[pick]
-        tl = Timeline(cand_of_q, inst_of_q)
+        inst_of_q[q_of] = model.x_inst[pick]
+        tl = Timeline(dep_of_q, inst_of_q)
     else:
         n_inst = np.zeros(problem.n_deployments, dtype=np.int64)
         u = np.round(model.u_values(res.x)).astype(np.int64)
         np.add.at(n_inst, model.u_dep, u)
-        tl = pack(problem, cand_of_q, n_inst)
+        tl = pack(problem, dep_of_q, n_inst)
     return _finish(problem, tl, wl, fl, fm, t, timings, say, status=res.status, solver=backend.name,
                    bound=res.bound, bound_source=res.bound_source, kind=model.kind, solver_s=res.time_s,
                    message=res.message, mip_rel_gap=mip_rel_gap, check=check, min_mean_accuracy=min_mean_accuracy)
@@ -246,7 +246,7 @@ def _plan_decomposed(problem: Problem, backend, wl, fl, fm, t: dict, timings, sa
         return _no_plan(problem, Status.NO_SOLUTION, backend.name, dual.bound, "lagrangian",
                         "decompose", timings(), message="no plan found: the nearly tied queries left no feasible completion")
     say(f"{backend.name}: {fp.message}")
-    tl = pack(problem, fp.cand_of_q, fp.n_inst)
+    tl = pack(problem, fp.dep_of_q, fp.n_inst)
     return _finish(problem, tl, wl, fl, fm, t, timings, say, status=Status.FEASIBLE, solver=backend.name,
                    bound=dual.bound, bound_source="lagrangian", kind="decompose", solver_s=time.perf_counter() - t0,
                    message=fp.message, mip_rel_gap=mip_rel_gap, check=check, min_mean_accuracy=min_mean_accuracy)

@@ -20,6 +20,7 @@ Objective coefficients (``cost``):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -36,9 +37,14 @@ OBJECTIVES = ("energy", "tradeoff")
 
 @dataclass
 class Problem:
+    """Every option as dense [queries × deployments] arrays: ``ok`` says which pairs are options,
+    ``cost`` is each option's objective coefficient (+inf where not an option). :attr:`cand`, the
+    same options as a table (one row each), is built on first use."""
+
     queries: pd.DataFrame  # query_id, input_tokens, output_tokens, min_accuracy, deadline_s, weight, deadline_eff_s
     deployments: pd.DataFrame  # deployment, llm, device, kind, devices_per_instance, max_instances, accuracy, idle_power_w, pool_count
-    cand: pd.DataFrame  # q, d, energy_j, runtime_s, accuracy, cost, deadline_eff_s
+    ok: np.ndarray  # [n_q, n_d] the pair is an option
+    cost: np.ndarray  # [n_q, n_d] objective coefficient of each option; +inf where not an option
     energy_j: np.ndarray  # [n_q, n_d] predicted energy on every deployment (0 where the prediction is invalid)
     runtime_s: np.ndarray  # [n_q, n_d]
     runnable: np.ndarray  # [n_q, n_d] the model's prediction is valid and the LLM's context holds the query
@@ -63,18 +69,37 @@ class Problem:
     def n_deployments(self) -> int:
         return len(self.deployments)
 
+    @property
+    def n_options(self) -> int:
+        return int(np.count_nonzero(self.ok))
+
+    @cached_property
+    def cand(self) -> pd.DataFrame:
+        """The options as a table, one row each, grouped by query in deployment order: ``q``,
+        ``d``, ``energy_j``, ``runtime_s``, ``accuracy``, ``deadline_eff_s``, ``cost``. Option
+        ``c`` of the formulations is row ``c``."""
+        flat = np.flatnonzero(self.ok)  # row-major: options grouped by query, in deployment order
+        qi, di = np.divmod(flat, self.n_deployments)
+        acc = self.deployments["accuracy"].to_numpy(dtype=float)
+        return pd.DataFrame({"q": qi, "d": di, "energy_j": self.energy_j.ravel()[flat],
+                             "runtime_s": self.runtime_s.ravel()[flat], "accuracy": acc[di],
+                             "deadline_eff_s": self.queries["deadline_eff_s"].to_numpy()[qi],
+                             "cost": self.cost.ravel()[flat]})
+
     def max_mean_accuracy(self) -> float:
         """The most token-weighted mean accuracy a plan can reach: every query (that has an
         option) on its most accurate option."""
-        best = self.cand.groupby("q")["accuracy"].max()
-        w = self.queries["weight"].to_numpy()[best.index]
-        return float(np.sum(w * best.to_numpy()) / w.sum())
+        acc = self.deployments["accuracy"].to_numpy(dtype=float)
+        best = np.where(self.ok, acc[None, :], -np.inf).max(axis=1)
+        has = np.isfinite(best)
+        w = self.queries["weight"].to_numpy(dtype=float)[has]
+        return float(np.sum(w * best[has]) / w.sum())
 
     def describe(self) -> dict[str, Any]:
         return {
             "queries": self.n_queries,
             "deployments": self.n_deployments,
-            "options": len(self.cand),
+            "options": self.n_options,
             "unservable": len(self.unservable),
             "excluded_invalid_predictions": self.excluded_invalid,
         }
@@ -116,17 +141,10 @@ def build_problem(
     q["deadline_eff_s"] = np.where(np.isnan(dl), H, np.minimum(dl, H))
     deps = fleet.deployments_table()
     deps["pool_count"] = deps["device"].map({n: p.count for n, p in fleet.pools.items()})
-    n_q, n_d = len(q), len(deps)
+    n_d = len(deps)
     tin = q["input_tokens"].to_numpy()
     tout = q["output_tokens"].to_numpy()
-    E = np.empty((n_q, n_d))  # every column is filled below
-    R = np.empty((n_q, n_d))
-    valid = np.zeros((n_q, n_d), dtype=bool)
-    for j, d in enumerate(fleet.deployments):
-        pred = models.predict(d.llm, d.pool, tin, tout)
-        E[:, j] = pred["energy_j"].to_numpy()
-        R[:, j] = pred["runtime_s"].to_numpy()
-        valid[:, j] = pred["valid"].to_numpy()
+    E, R, valid = models.predict_matrix([(d.llm, d.pool) for d in fleet.deployments], tin, tout)
     acc = deps["accuracy"].to_numpy()
     ctx = deps["context_tokens"].to_numpy()
     acc_ok = acc[None, :] >= q["min_accuracy"].to_numpy()[:, None] - 1e-12
@@ -156,35 +174,31 @@ def build_problem(
         reasons.append({"query_id": row.query_id, "reason": msg})
     unservable = pd.DataFrame(reasons, columns=["query_id", "reason"])
 
-    flat = np.flatnonzero(ok)  # row-major: options grouped by query, in deployment order
-    qi, di = np.divmod(flat, n_d)
-    e_c, r_c = E.ravel()[flat], R.ravel()[flat]
     idle_w = deps["idle_power_w"].to_numpy(dtype=float)
     if idle:
-        energy_cost = np.maximum(e_c - idle_w[di] * r_c, 0.0)
+        energy_cost = np.maximum(E - idle_w[None, :] * R, 0.0)
         inst_cost = idle_w * H
     else:
-        energy_cost = e_c
+        energy_cost = E
         inst_cost = np.zeros(n_d)
     norms: dict[str, float] = {}
     if objective == "tradeoff":
         Eok = np.where(ok, E, -np.inf)
         e_norm = float(np.sum(np.max(Eok, axis=1)[~no_opt])) or 1.0
         a_norm = float(np.sum(q["weight"].to_numpy()[~no_opt]) * acc.max()) or 1.0
-        w = q["weight"].to_numpy()[qi]
-        cost = zeta * energy_cost / e_norm - (1 - zeta) * w * acc[di] / a_norm
+        w = q["weight"].to_numpy()
+        cost = zeta * energy_cost / e_norm - (1 - zeta) * w[:, None] * acc[None, :] / a_norm
         inst_cost = zeta * inst_cost / e_norm
         norms = {"energy_norm_j": e_norm, "accuracy_norm": a_norm}
     else:
         cost = energy_cost
-    # one construction: every column added later would copy the table again
-    cand = pd.DataFrame({"q": qi, "d": di, "energy_j": e_c, "runtime_s": r_c, "accuracy": acc[di],
-                         "deadline_eff_s": q["deadline_eff_s"].to_numpy()[qi], "cost": cost})
+    cost = np.where(ok, cost, np.inf)
     pools = pd.DataFrame([{"pool": p.name, "count": p.count} for p in fleet.pools.values()])
     return Problem(
         queries=q,
         deployments=deps,
-        cand=cand,
+        ok=ok,
+        cost=cost,
         energy_j=E,
         runtime_s=R,
         runnable=valid & ctx_ok,

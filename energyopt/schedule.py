@@ -34,9 +34,9 @@ EPS = 1e-9
 
 @dataclass
 class Timeline:
-    """Option and instance of each query (-1: not placed)."""
+    """Deployment and instance of each query (-1: not placed)."""
 
-    cand: np.ndarray  # option index per query
+    dep: np.ndarray  # deployment index per query
     instance: np.ndarray  # instance index within its deployment per query
     unplaced: list[int] = field(default_factory=list)  # queries the packing could not place
 
@@ -46,55 +46,63 @@ def _edf_feasible(dl: np.ndarray, r: np.ndarray) -> bool:
     return bool(np.all(np.cumsum(r[order]) <= dl[order] * (1 + 1e-12) + EPS))
 
 
-def pack(problem: Problem, cand_of_q: np.ndarray, n_inst: np.ndarray, *, repair: bool = True) -> Timeline:
-    """Place each query's option on an instance of its deployment (see the module docstring).
+#: deployments with at least this many instances are packed a round at a time (vectorised)
+ROUND_MIN_INSTANCES = 16
 
-    ``cand_of_q[q]`` is the chosen option (row of ``problem.cand``) or -1; ``n_inst[d]`` the
-    instances deployment d may use before repair opens more.
+
+def _place(runs: np.ndarray, dues: np.ndarray, k: int) -> np.ndarray:
+    """Instances (0..k-1) for queries taken in the given order, each onto the instance free
+    first; -1 where the query would end after its due time. With many instances the queries go
+    a round of k at a time: the round's i-th query to the i-th least loaded instance."""
+    got = np.full(len(runs), -1, dtype=np.int64)
+    if k < ROUND_MIN_INSTANCES:
+        heap = [(0.0, i) for i in range(k)]  # (finish time, instance): the least loaded on top
+        for j, (r, due) in enumerate(zip(runs.tolist(), dues.tolist())):
+            f, i = heap[0]
+            if f + r <= due:
+                heapq.heapreplace(heap, (f + r, i))
+                got[j] = i
+        return got
+    loads = np.zeros(k)
+    for s in range(0, len(runs), k):
+        rr, du = runs[s:s + k], dues[s:s + k]
+        slots = np.argsort(loads, kind="stable")[: len(rr)]
+        f = loads[slots] + rr
+        fit = f <= du
+        loads[slots[fit]] = f[fit]
+        got[s:s + k] = np.where(fit, slots, -1)
+    return got
+
+
+def pack(problem: Problem, dep_of_q: np.ndarray, n_inst: np.ndarray, *, repair: bool = True) -> Timeline:
+    """Place each query on an instance of its deployment (see the module docstring).
+
+    ``dep_of_q[q]`` is the chosen deployment or -1; ``n_inst[d]`` the instances deployment d
+    may use before repair opens more.
     """
-    cand = problem.cand
-    cd = cand["d"].to_numpy()
-    cr = cand["runtime_s"].to_numpy()
-    cdl = cand["deadline_eff_s"].to_numpy()
-    n_q = problem.n_queries
+    n_q, n_d = problem.n_queries, problem.n_deployments
     inst = np.full(n_q, -1, dtype=np.int64)
-    chosen = cand_of_q.copy()
-    deps = problem.deployments
-    m_d = deps["max_instances"].to_numpy()
+    chosen = np.asarray(dep_of_q, dtype=np.int64).copy()
+    m_d = problem.deployments["max_instances"].to_numpy()
     n_inst = np.minimum(np.asarray(n_inst, dtype=np.int64), m_d)
-    # per (deployment, instance): list of queries
-    loads: dict[tuple[int, int], list[int]] = {}
-    late: list[int] = []
+    due_all = problem.queries["deadline_eff_s"].to_numpy(dtype=float)
     placed = np.flatnonzero(chosen >= 0)
-    for d in range(problem.n_deployments):
-        qs = placed[cd[chosen[placed]] == d]
+    run_all = np.zeros(n_q)
+    run_all[placed] = problem.runtime_s.reshape(-1)[placed * n_d + chosen[placed]]
+    # EDF, longest first among equal deadlines, per deployment
+    order = placed[np.lexsort((-run_all[placed], due_all[placed], chosen[placed]))]
+    bounds = np.searchsorted(chosen[order], np.arange(n_d + 1))
+    late: list[int] = []
+    for d in range(n_d):
+        qs = order[bounds[d]:bounds[d + 1]]
         if not len(qs):
             continue
-        k = max(1, int(n_inst[d]))
-        c = chosen[qs]
-        srt = np.lexsort((-cr[c], cdl[c]))
-        order = qs[srt].tolist()
-        runs = cr[c[srt]].tolist()
-        dues = (cdl[c[srt]] * (1 + 1e-12) + EPS).tolist()
-        heap = [(0.0, i) for i in range(k)]  # (finish time, instance): the least loaded on top
-        got = np.full(len(order), -1, dtype=np.int64)
-        for j, (q, r, due) in enumerate(zip(order, runs, dues)):
-            f, i = heap[0]
-            if f + r > due:
-                late.append(q)
-                continue
-            heapq.heapreplace(heap, (f + r, i))
-            got[j] = i
-        ok = got >= 0
-        placed_q, placed_i = np.asarray(order, dtype=np.int64)[ok], got[ok]
-        inst[placed_q] = placed_i
-        by = np.argsort(placed_i, kind="stable")  # EDF order kept within each instance
-        ids, starts = np.unique(placed_i[by], return_index=True)
-        for i, part in zip(ids.tolist(), np.split(placed_q[by], starts[1:])):
-            loads[(d, i)] = part.tolist()
+        got = _place(run_all[qs], due_all[qs] * (1 + 1e-12) + EPS, max(1, int(n_inst[d])))
+        inst[qs] = got
+        late.extend(qs[got < 0].tolist())
     unplaced: list[int] = []
     if late and repair:
-        unplaced = _repair(problem, chosen, inst, loads, late)
+        unplaced = _repair(problem, chosen, inst, run_all, late)
     else:
         unplaced = late
     return Timeline(chosen, inst, unplaced)
@@ -103,57 +111,58 @@ def pack(problem: Problem, cand_of_q: np.ndarray, n_inst: np.ndarray, *, repair:
 REPAIR_TRIES = 4  # instances of one deployment tried per late query, least loaded first
 
 
-def _repair(problem: Problem, chosen: np.ndarray, inst: np.ndarray, loads: dict[tuple[int, int], list[int]], late: list[int]) -> list[int]:
-    cand = problem.cand
-    cd = cand["d"].to_numpy()
-    cq = cand["q"].to_numpy()
-    cr = cand["runtime_s"].to_numpy()
-    cdl = cand["deadline_eff_s"].to_numpy()
-    cost = cand["cost"].to_numpy()
+def _repair(problem: Problem, chosen: np.ndarray, inst: np.ndarray, run_all: np.ndarray, late: list[int]) -> list[int]:
+    n_d = problem.n_deployments
+    R = problem.runtime_s
+    due_all = problem.queries["deadline_eff_s"].to_numpy(dtype=float)
     deps = problem.deployments
     k_d = deps["devices_per_instance"].to_numpy()
     m_d = deps["max_instances"].to_numpy()
     pool_of = deps["device"].to_numpy()
+    acc = deps["accuracy"].to_numpy(dtype=float)
     count = dict(zip(problem.pools["pool"], problem.pools["count"]))
-    used_inst = {d: {i for (dd, i) in loads if dd == d} for d in range(problem.n_deployments)}
+    # the queries on each (deployment, instance), from one sort
+    on = np.flatnonzero(inst >= 0)
+    M = int(m_d.max()) + 1
+    key = chosen[on] * M + inst[on]
+    srt = np.argsort(key, kind="stable")
+    keys, starts = np.unique(key[srt], return_index=True)
+    ends = np.append(starts[1:], len(srt))
+    members = {(int(k) // M, int(k) % M): on[srt[a:b]] for k, a, b in zip(keys, starts, ends)}
+    load_s = {dk: float(run_all[qs].sum()) for dk, qs in members.items()}
+    used_inst: dict[int, set[int]] = {d: set() for d in range(n_d)}
+    for d, i in members:
+        used_inst[d].add(i)
     used_dev = {p: 0 for p in count}
     for d, s in used_inst.items():
         used_dev[pool_of[d]] += len(s) * k_d[d]
-    acc = cand["accuracy"].to_numpy()
-    order_q = np.argsort(cq, kind="stable")
-    starts = np.searchsorted(cq[order_q], np.arange(problem.n_queries))
-    ends = np.searchsorted(cq[order_q], np.arange(problem.n_queries), side="right")
-    load_s = {key: float(cr[chosen[np.asarray(qs, dtype=np.int64)]].sum()) for key, qs in loads.items()}
     unplaced = []
-    for q in sorted(late, key=lambda q: cdl[chosen[q]]):
-        opts = order_q[starts[q]:ends[q]]
+    for q in sorted(late, key=lambda q: due_all[q]):
         best = None
-        for c in opts:
-            if problem.min_mean_accuracy is not None and chosen[q] >= 0 and acc[c] < acc[chosen[q]] - 1e-12:
+        for d in np.flatnonzero(problem.ok[q]).tolist():
+            if problem.min_mean_accuracy is not None and chosen[q] >= 0 and acc[d] < acc[chosen[q]] - 1e-12:
                 continue  # a less accurate option could break the batch's mean-accuracy floor
-            d = int(cd[c])
             # the least-loaded instances are the likeliest to take it: try a few of them
             tries = [(i, 0.0) for i in sorted(used_inst[d], key=lambda i: load_s.get((d, i), 0.0))[:REPAIR_TRIES]]
             free = sorted(set(range(m_d[d])) - used_inst[d])
             if free and used_dev[pool_of[d]] + k_d[d] <= count[pool_of[d]]:
                 tries.append((free[0], float(problem.instance_cost[d])))
             for i, extra in tries:
-                qs = np.asarray(loads.get((d, i), []), dtype=np.int64)
-                dl = np.append(cdl[chosen[qs]], cdl[c])
-                r = np.append(cr[chosen[qs]], cr[c])
-                if _edf_feasible(dl, r):
-                    delta = cost[c] + extra
+                qs = members.get((d, i), np.zeros(0, dtype=np.int64))
+                if _edf_feasible(np.append(due_all[qs], due_all[q]), np.append(run_all[qs], R[q, d])):
+                    delta = float(problem.cost[q, d]) + extra
                     if best is None or delta < best[0]:
-                        best = (delta, c, d, i)
+                        best = (delta, d, i)
                     break  # instances of one deployment are alike: the first that fits will do
         if best is None:
             unplaced.append(q)
             continue
-        _, c, d, i = best
-        chosen[q] = c
+        _, d, i = best
+        chosen[q] = d
         inst[q] = i
-        loads.setdefault((d, i), []).append(q)
-        load_s[(d, i)] = load_s.get((d, i), 0.0) + float(cr[c])
+        run_all[q] = R[q, d]
+        members[(d, i)] = np.append(members.get((d, i), np.zeros(0, dtype=np.int64)), q)
+        load_s[(d, i)] = load_s.get((d, i), 0.0) + float(R[q, d])
         if i not in used_inst[d]:
             used_inst[d].add(i)
             used_dev[pool_of[d]] += k_d[d]
@@ -162,43 +171,48 @@ def _repair(problem: Problem, chosen: np.ndarray, inst: np.ndarray, loads: dict[
 
 def plan_objective(problem: Problem, tl: Timeline) -> float:
     """Objective of a placed plan: option costs plus the cost of each instance that has work."""
-    ok = (tl.cand >= 0) & (tl.instance >= 0)
-    cost = problem.cand["cost"].to_numpy()
-    cd = problem.cand["d"].to_numpy()
-    d_on = cd[tl.cand[ok]]
-    on = np.unique(d_on * (int(tl.instance[ok].max(initial=0)) + 1) + tl.instance[ok])  # distinct (d, instance)
-    d_of_on = on // (int(tl.instance[ok].max(initial=0)) + 1)
-    return float(cost[tl.cand[ok]].sum() + problem.instance_cost[d_of_on].sum())
+    qs = np.flatnonzero((tl.dep >= 0) & (tl.instance >= 0))
+    d = tl.dep[qs]
+    M = int(tl.instance[qs].max(initial=0)) + 1
+    d_of_on = np.unique(d * M + tl.instance[qs]) // M  # one entry per distinct (d, instance)
+    return float(problem.cost.reshape(-1)[qs * problem.n_deployments + d].sum() + problem.instance_cost[d_of_on].sum())
 
 
 def assignment_table(problem: Problem, tl: Timeline) -> pd.DataFrame:
     """One row per placed query with its timeline (EDF order per instance)."""
-    cand = problem.cand
-    qs = np.flatnonzero((tl.cand >= 0) & (tl.instance >= 0))
-    c = tl.cand[qs]
+    qs = np.flatnonzero((tl.dep >= 0) & (tl.instance >= 0))
+    d = tl.dep[qs]
+    n_d = problem.n_deployments
+    at = qs * n_d + d
+    run = problem.runtime_s.reshape(-1)[at]
     deps = problem.deployments
+    q = problem.queries
+    # compact instance numbers per deployment (only instances with work are on)
+    M = int(tl.instance[qs].max(initial=0)) + 1
+    keys, grp = np.unique(d * M + tl.instance[qs], return_inverse=True)
+    kd = keys // M
+    instance = (np.arange(len(keys)) - np.searchsorted(kd, kd))[grp]
+    # each instance runs its queries in EDF order (shorter first among equal deadlines)
+    dl_eff = q["deadline_eff_s"].to_numpy(dtype=float)[qs]
+    order = np.lexsort((qs, run, dl_eff, grp))
+    end = np.empty(len(qs))
+    end[order] = pd.Series(run[order]).groupby(grp[order], sort=False).cumsum().to_numpy()
+    ids = q["query_id"]
     df = pd.DataFrame(
         {
-            "q": qs,
-            "query_id": problem.queries["query_id"].to_numpy()[qs],
-            "llm": deps["llm"].to_numpy()[cand["d"].to_numpy()[c]],
-            "device": deps["device"].to_numpy()[cand["d"].to_numpy()[c]],
-            "d": cand["d"].to_numpy()[c],
-            "instance": tl.instance[qs],
-            "runtime_s": cand["runtime_s"].to_numpy()[c],
-            "energy_j": cand["energy_j"].to_numpy()[c],
-            "accuracy": cand["accuracy"].to_numpy()[c],
-            "deadline_s": problem.queries["deadline_s"].to_numpy()[qs],
-            "_dl": cand["deadline_eff_s"].to_numpy()[c],
+            "query_id": ids.reset_index(drop=True) if len(qs) == len(q) else ids.iloc[qs].reset_index(drop=True),
+            "llm": deps["llm"].to_numpy(dtype=object)[d],
+            "device": deps["device"].to_numpy(dtype=object)[d],
+            "instance": instance,
+            "start_s": end - run,
+            "end_s": end,
+            "runtime_s": run,
+            "energy_j": problem.energy_j.reshape(-1)[at],
+            "accuracy": deps["accuracy"].to_numpy(dtype=float)[d],
+            "deadline_s": q["deadline_s"].to_numpy(dtype=float)[qs],
         }
     )
-    # compact instance numbers per deployment (only instances with work are on)
-    df["instance"] = df.groupby("d")["instance"].transform(lambda s: pd.factorize(s, sort=True)[0])
-    df = df.sort_values(["d", "instance", "_dl", "runtime_s", "q"], kind="stable")
-    df["end_s"] = df.groupby(["d", "instance"])["runtime_s"].cumsum()
-    df["start_s"] = df["end_s"] - df["runtime_s"]
-    df = df.sort_values("q", kind="stable")
-    return df[list(ASSIGNMENT_COLUMNS)].reset_index(drop=True)
+    return df[list(ASSIGNMENT_COLUMNS)]
 
 
 @contextlib.contextmanager

@@ -83,6 +83,50 @@ def test_workload_errors(tmp_path, text, match):
         read_workload(write(tmp_path, text, "w.csv"))
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "query_id,input_tokens,output_tokens,min_accuracy,deadline_s\nq1,10,5,0.5,\nq2,7,3,,30\n",
+        " ID , Prompt_Tokens,completion_tokens,deadline\n a ,1e2,3.0,12.5\n\"b,c\",7,3,\n",  # aliases, spaces, quotes
+        "query_id,input_tokens,output_tokens,min_accuracy,note\n1,10,5,nan,hello\n2,7,3,0.6,\n3,7,3,0, padded\n",
+        "output_tokens,query_id,input_tokens\n5,x,4\n",  # any column order
+        "query_id,input_tokens,output_tokens\n1, 2,3\n",
+        "\ufeffquery_id,input_tokens,output_tokens\nz,1,1\n",  # a byte-order mark
+    ],
+)
+def test_fast_and_validating_workload_readers_agree(tmp_path, monkeypatch, text):
+    """A clean CSV is read by pyarrow with typed columns; the result must equal the validating
+    reader's, column for column and dtype for dtype."""
+    import pandas as pd
+
+    from energyopt import io
+
+    p = write(tmp_path, text, "w.csv")
+    fast = io._read_workload_csv_fast(p)
+    assert fast is not None  # these files are clean: the fast reader must take them
+    monkeypatch.setattr(io, "_read_workload_csv_fast", lambda p: None)
+    pd.testing.assert_frame_equal(fast, read_workload(p))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "query_id,input_tokens,output_tokens\n1,2.5,3\n",
+        "query_id,input_tokens,output_tokens\n1,2,3\n1,4,5\n",
+        "query_id,input_tokens,output_tokens\n ,2,3\n",
+        "query_id,input_tokens,output_tokens,deadline_s\n1,2,3,NA\n",
+        "query_id,input_tokens,output_tokens,deadline_s\n1,2,3,inf\n",
+        "query_id,input_tokens,output_tokens,min_accuracy\n1,2,3,-0.1\n",
+        "query_id,id,input_tokens,output_tokens\n1,2,3,4\n",
+        "query_id,input_tokens,output_tokens\n1,2,3,4\n",
+    ],
+)
+def test_fast_workload_reader_leaves_anything_unusual_to_the_validating_one(tmp_path, text):
+    from energyopt import io
+
+    assert io._read_workload_csv_fast(write(tmp_path, text, "w.csv")) is None
+
+
 def test_jsonl_bad_line(tmp_path):
     with pytest.raises(DataError, match=r"w\.jsonl: line 2: not valid JSON"):
         read_workload(write(tmp_path, '{"query_id": 1, "input_tokens": 1, "output_tokens": 1}\n{oops\n', "w.jsonl"))

@@ -134,12 +134,11 @@ def test_repair_never_lowers_accuracy_under_a_mean_floor():
                        "min_accuracy": [0.0, 0.0], "deadline_s": [5.0, 5.0]})
     for floor, want in ((None, "lo"), (0.7, "hi")):
         p = build_problem(wl, fleet, models, min_mean_accuracy=floor)
-        hi_opts = p.cand.index[(p.cand["d"] == 0)].to_numpy()
         # both on one "hi" instance: the second finishes at 10 s > 5 s and must be repaired
-        tl = pack(p, hi_opts[[0, 1]], np.array([1, 0]))
-        moved = [q for q in range(2) if p.cand["d"].to_numpy()[tl.cand[q]] != 0]
+        tl = pack(p, np.array([0, 0]), np.array([1, 0]))
+        moved = [q for q in range(2) if tl.dep[q] != 0]
         dep = {0: "hi", 1: "lo"}
-        got = dep[int(p.cand["d"].to_numpy()[tl.cand[moved[0]]])] if moved else "hi"
+        got = dep[int(tl.dep[moved[0]])] if moved else "hi"
         assert got == want and not tl.unplaced
 
 
