@@ -33,56 +33,84 @@ def check_plan(
     require_all: bool = True,
 ) -> list[str]:
     """Every violated constraint, one line each; an empty list means the plan is valid."""
-    a = pd.read_csv(assignment, dtype={"query_id": str}) if isinstance(assignment, (str, Path)) else assignment.copy()
+    a = pd.read_csv(assignment, dtype={"query_id": str}) if isinstance(assignment, (str, Path)) else assignment
     out: list[str] = []
     missing = [c for c in ASSIGNMENT_COLUMNS if c not in a.columns]
     if missing:
         return [f"assignment lacks column(s) {', '.join(missing)}"]
-    a["query_id"] = a["query_id"].astype(str)
-    wl = workload.set_index(workload["query_id"].astype(str))
-    # each query exactly once
-    dup = a["query_id"][a["query_id"].duplicated()] if not pd.Index(a["query_id"]).is_unique else a["query_id"][:0]
-    if len(dup):
+    ids_s = a["query_id"].astype(str).reset_index(drop=True)
+    wl_ids = pd.Index(workload["query_id"].astype(str))
+    first = ~wl_ids.duplicated() if not wl_ids.is_unique else None
+    if first is not None:  # an id given twice in a workload: its first row counts
+        wl_rows = np.flatnonzero(first)
+        wl_ids = wl_ids[first]
+    else:
+        wl_rows = np.arange(len(wl_ids))
+    # each query exactly once: one hash lookup per assigned row (Index.get_indexer; Series.isin
+    # on pyarrow-backed strings converts each value)
+    pos = wl_ids.get_indexer(ids_s)
+    known = pos >= 0
+    times = np.bincount(pos[known], minlength=len(wl_ids))
+    twice = times[pos[known]] > 1
+    if twice.any() or (not known.all() and ids_s[~known].duplicated().any()):
+        dup_rows = np.flatnonzero(known)[twice] if twice.any() else np.flatnonzero(~known)
+        dup = ids_s.iloc[dup_rows]
+        dup = dup[dup.duplicated()] if not twice.any() else dup.drop_duplicates()
         out.append(f"queries assigned more than once: {', '.join(dup.unique()[:5])}")
-    # hash lookups (Index.get_indexer): Series.isin on pyarrow-backed strings converts each value
-    known = wl.index.get_indexer(a["query_id"]) >= 0 if wl.index.is_unique else a["query_id"].isin(wl.index).to_numpy()
-    unknown = sorted(a["query_id"][~known].unique())
-    if unknown:
+    if not known.all():
+        unknown = sorted(ids_s[~known].unique())
         out.append(f"assignment names queries not in the workload: {', '.join(unknown[:5])}")
-    if require_all:
-        absent = sorted(wl.index[pd.Index(a["query_id"]).drop_duplicates().get_indexer(wl.index) < 0])
-        if absent:
-            out.append(f"{len(absent)} queries not assigned, e.g. {', '.join(absent[:5])}")
-    a = a[known]
-    if a.empty:
+    if require_all and (times == 0).any():
+        absent = sorted(wl_ids[times == 0])
+        out.append(f"{len(absent)} queries not assigned, e.g. {', '.join(absent[:5])}")
+    rows = np.flatnonzero(known)
+    if not len(rows):
         return out
-    # deployments exist and instance counts fit the pools
+    # deployments exist and instance counts fit the pools; each (llm, device) pair as a code
     deps = {(d.llm, d.pool): d for d in fleet.deployments}
-    pairs = a[["llm", "device"]].astype(str).drop_duplicates()
-    is_dep = pd.Series([(l, d) in deps for l, d in zip(pairs["llm"], pairs["device"])], index=pd.MultiIndex.from_frame(pairs))
-    for l, d in is_dep.index[~is_dep.to_numpy()]:
+    sub = a.iloc[rows]
+    code = sub.groupby(["llm", "device"], sort=False, dropna=False).ngroup().to_numpy()
+    firsts = np.unique(code, return_index=True)[1]
+    llm_col, dev_col = sub["llm"].astype(str), sub["device"].astype(str)
+    pair_of = [(llm_col.iloc[i], dev_col.iloc[i]) for i in firsts]  # code -> (llm, device)
+    is_dep = np.array([pr in deps for pr in pair_of])
+    for l, d in (pr for pr, ok in zip(pair_of, is_dep) if not ok):
         out.append(f"{l} on {d} is not a deployment of the fleet")
-    a = a[is_dep.reindex(pd.MultiIndex.from_frame(a[["llm", "device"]].astype(str))).to_numpy()]
-    used = a.groupby(["llm", "device"])["instance"].agg(["nunique", "max", "min"])
+    keep = is_dep[code]
+    rows, code = rows[keep], code[keep]
+    if not len(rows):
+        return out
+    sub = a.iloc[rows]
+    inst = sub["instance"].to_numpy()
+    on = pd.DataFrame({"c": code, "i": inst}).drop_duplicates()
+    used = on.groupby("c")["i"].agg(["size", "max", "min"])
     devices = {p: 0 for p in fleet.pools}
-    for (llm, dev), r in used.iterrows():
+    for c, r in used.iterrows():
+        llm, dev = pair_of[c]
         d = deps[(llm, dev)]
         if r["min"] < 0 or r["max"] >= d.max_instances:
             out.append(f"{llm} on {dev}: instance numbers {r['min']}..{r['max']} outside 0..{d.max_instances - 1}")
-        devices[dev] += int(r["nunique"]) * d.devices_per_instance
+        devices[dev] += int(r["size"]) * d.devices_per_instance
     for pool, n in devices.items():
         if n > fleet.pools[pool].count:
             out.append(f"pool {pool}: {n} devices switched on, only {fleet.pools[pool].count} exist")
     # runtimes, energies and accuracies re-derived from the models and the catalog
-    at = wl.index.get_indexer(a["query_id"])  # each assigned query's workload row (all known here)
-    tin = wl["input_tokens"].to_numpy()[at]
-    tout = wl["output_tokens"].to_numpy()[at]
-    rt = np.empty(len(a))
-    en = np.empty(len(a))
-    for (llm, dev), idx in a.groupby(["llm", "device"]).indices.items():
+    at = wl_rows[pos[rows]]  # each assigned query's workload row
+    tin = workload["input_tokens"].to_numpy()[at]
+    tout = workload["output_tokens"].to_numpy()[at]
+    rt = np.empty(len(rows))
+    en = np.empty(len(rows))
+    by_code = np.argsort(code, kind="stable")
+    bounds = np.searchsorted(code[by_code], np.arange(len(pair_of) + 1))
+    acc = np.empty(len(rows))
+    for c, (llm, dev) in enumerate(pair_of):
+        idx = by_code[bounds[c]:bounds[c + 1]]
+        if not len(idx):
+            continue
         p = models.predict(llm, dev, tin[idx], tout[idx])
         rt[idx] = p["runtime_s"].to_numpy()
         en[idx] = p["energy_j"].to_numpy()
+        acc[idx] = fleet.llms[llm].accuracy
         if not p["valid"].all():
             out.append(f"{llm} on {dev}: {int((~p['valid']).sum())} queries where the model predicts <= 0")
         ctx = fleet.llms[llm].context_tokens
@@ -91,39 +119,40 @@ def check_plan(
     def close(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         return np.abs(x - y) <= REL * np.maximum(np.abs(y), 1.0) + 1e-9
 
-    ids = a["query_id"].to_numpy()
-    for name, col, ref in (("runtime_s", a["runtime_s"].to_numpy(float), rt), ("energy_j", a["energy_j"].to_numpy(float), en)):
+    def first_id(mask: np.ndarray) -> str:  # for the messages: no million-row conversion of the ids
+        return str(ids_s.iloc[rows[np.flatnonzero(mask)[0]]])
+
+    for name, col, ref in (("runtime_s", sub["runtime_s"].to_numpy(float), rt), ("energy_j", sub["energy_j"].to_numpy(float), en)):
         bad = ~close(col, ref)
         if bad.any():
-            out.append(f"{name} differs from the model's prediction for {int(bad.sum())} queries, e.g. {ids[bad][0]}")
-    start = a["start_s"].to_numpy(float)
-    end = a["end_s"].to_numpy(float)
+            out.append(f"{name} differs from the model's prediction for {int(bad.sum())} queries, e.g. {first_id(bad)}")
+    start = sub["start_s"].to_numpy(float)
+    end = sub["end_s"].to_numpy(float)
     if np.any(start < -TOL_S):
         out.append(f"{int(np.sum(start < -TOL_S))} queries start before t = 0")
     bad = np.abs(end - start - rt) > TOL_S + REL * rt
     if bad.any():
-        out.append(f"end_s - start_s differs from the runtime for {int(bad.sum())} queries, e.g. {ids[bad][0]}")
-    dl = wl["deadline_s"].to_numpy(float)[at]
+        out.append(f"end_s - start_s differs from the runtime for {int(bad.sum())} queries, e.g. {first_id(bad)}")
+    dl = workload["deadline_s"].to_numpy(float)[at]
     late = ~np.isnan(dl) & (end > dl + TOL_S)
     if late.any():
-        out.append(f"{int(late.sum())} queries end after their deadline, e.g. {ids[late][0]}")
+        out.append(f"{int(late.sum())} queries end after their deadline, e.g. {first_id(late)}")
     over = end > fleet.horizon_s + TOL_S
     if over.any():
         out.append(f"{int(over.sum())} queries end after the horizon of {fleet.horizon_s:g} s")
-    acc = a["llm"].astype(str).map({name: x.accuracy for name, x in fleet.llms.items()}).to_numpy(float)
-    if not np.allclose(a["accuracy"].to_numpy(float), acc):
+    if not np.allclose(sub["accuracy"].to_numpy(float), acc):
         out.append("accuracy column differs from the fleet's LLM catalog")
-    floor = wl["min_accuracy"].to_numpy(float)[at]
+    floor = workload["min_accuracy"].to_numpy(float)[at]
     low = acc < floor - 1e-12
     if low.any():
-        out.append(f"{int(low.sum())} queries run on an LLM below their min_accuracy, e.g. {ids[low][0]}")
+        out.append(f"{int(low.sum())} queries run on an LLM below their min_accuracy, e.g. {first_id(low)}")
     if min_mean_accuracy is not None:
         w = (tin + tout).astype(float)
         mean = float(np.sum(w * acc) / w.sum())
         if mean < min_mean_accuracy - 1e-9:
             out.append(f"token-weighted mean accuracy {mean:.4f} below the floor {min_mean_accuracy}")
     # no overlap on any instance
-    k = a.groupby(["llm", "device", "instance"], sort=False).ngroup().to_numpy()
+    k = code.astype(np.int64) * (int(inst.max()) - int(inst.min()) + 1) + (inst - inst.min())
     order = np.lexsort((start, k))
     ks, st, en = k[order], start[order], end[order]
     overlap = (ks[1:] == ks[:-1]) & (st[1:] < en[:-1] - TOL_S)

@@ -244,11 +244,11 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
         stale = out_dir / "assignment.csv"
         if stale.exists():  # an earlier run's plan must not pass for this one's
             stale.unlink()
-        path = sched.write_summary(out_dir)
+        path = sched.write_summary(out_dir, s)
         click.echo(f"status: {s['status']}: {sched.message}")
         click.echo(f"wrote {path} (no assignment)")
         sys.exit(1)
-    paths = sched.write(out_dir)
+    paths = sched.write(out_dir, s)
     click.echo(
         f"status: {s['status']}  solver: {s['solver']} ({s['formulation']})  energy: {s['total_energy_j']:.6g} J "
         f"({s['total_energy_kwh']:.4f} kWh{', idle counted' if s['idle_counted'] else ''})  gap: {s['gap']:.4%}"

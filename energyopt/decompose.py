@@ -103,7 +103,6 @@ class _Dense:
     ``rows[s]``; ``wt`` weighs each row (a sample stands for the batch)."""
 
     def __init__(self, problem: Problem, max_levels: int):
-        n_d = problem.n_deployments
         served = problem.ok.any(axis=1)
         if served.all():
             self.rows = np.arange(problem.n_queries)

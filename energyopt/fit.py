@@ -32,7 +32,6 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import nnls
 
 from .errors import DataError, FitError
 from .io import read_json_object
@@ -81,6 +80,8 @@ def _design(features: Iterable[str], tin: np.ndarray, tout: np.ndarray) -> np.nd
 
 
 def _nnls_fit(X: np.ndarray, y: np.ndarray, relative: bool) -> np.ndarray:
+    from scipy.optimize import nnls  # here: planning loads fitted models and never needs scipy's import time
+
     w = 1.0 / y if relative else np.ones_like(y)
     A = X * w[:, None]
     b = y * w

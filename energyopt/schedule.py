@@ -188,13 +188,17 @@ def assignment_table(problem: Problem, tl: Timeline) -> pd.DataFrame:
     deps = problem.deployments
     q = problem.queries
     # compact instance numbers per deployment (only instances with work are on)
-    M = int(tl.instance[qs].max(initial=0)) + 1
-    keys, grp = np.unique(d * M + tl.instance[qs], return_inverse=True)
-    kd = keys // M
-    instance = (np.arange(len(keys)) - np.searchsorted(kd, kd))[grp]
-    # each instance runs its queries in EDF order (shorter first among equal deadlines)
+    inst = tl.instance[qs]
+    M = int(inst.max(initial=0)) + 1
+    used = np.zeros((n_d, M), dtype=bool)
+    used[d, inst] = True
+    instance = (np.cumsum(used, axis=1) - 1)[d, inst]
+    grp = d * M + inst  # orders queries by (deployment, instance)
+    # each instance runs its queries in EDF order (shorter first among equal deadlines, then by
+    # query: the sort is stable and qs ascends)
     dl_eff = q["deadline_eff_s"].to_numpy(dtype=float)[qs]
-    order = np.lexsort((qs, run, dl_eff, grp))
+    keys = (run, grp) if np.all(dl_eff == dl_eff[:1]) else (run, dl_eff, grp)
+    order = np.lexsort(keys)
     end = np.empty(len(qs))
     end[order] = pd.Series(run[order]).groupby(grp[order], sort=False).cumsum().to_numpy()
     ids = q["query_id"]
@@ -241,9 +245,28 @@ def write_table_csv(table: pd.DataFrame, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
+    t = pa.Table.from_pandas(table, preserve_index=False)
+    # large tables in two halves formatted at once (pyarrow's writer releases the GIL), then
+    # written one after the other: formatting floats is most of the time
+    half = (t.num_rows + 1) // 2 if t.num_rows >= 200_000 else t.num_rows
+    parts = [t.slice(0, half), t.slice(half)] if half < t.num_rows else [t]
+
+    def fmt(i_part: tuple[int, pa.Table]) -> pa.Buffer:
+        sink = pa.BufferOutputStream()
+        pa_csv.write_csv(i_part[1], sink, write_options=pa_csv.WriteOptions(quoting_style="needed", include_header=i_part[0] == 0))
+        return sink.getvalue()
+
     with atomic_path(path) as tmp:
-        pa_csv.write_csv(pa.Table.from_pandas(table, preserve_index=False), tmp,
-                         write_options=pa_csv.WriteOptions(quoting_style="needed"))
+        if len(parts) == 1:
+            bufs = [fmt((0, parts[0]))]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(len(parts)) as ex:
+                bufs = list(ex.map(fmt, enumerate(parts)))
+        with open(tmp, "wb") as fh:
+            for b in bufs:
+                fh.write(b)
 
 
 @dataclass
@@ -288,8 +311,11 @@ class Schedule:
         a = self.assignment
         p = self.problem
         q = p.queries
-        w = (q["weight"].to_numpy(dtype=float)[pd.Index(q["query_id"]).get_indexer(a["query_id"])]
-             if len(a) else np.zeros(0))
+        if len(a) == len(q) and a["query_id"].reset_index(drop=True).equals(q["query_id"].reset_index(drop=True)):
+            w = q["weight"].to_numpy(dtype=float)  # the plan lists every query in the problem's order
+        else:
+            w = (q["weight"].to_numpy(dtype=float)[pd.Index(q["query_id"]).get_indexer(a["query_id"])]
+                 if len(a) else np.zeros(0))
         e = self.energy_totals()
         has_dl = a["deadline_s"].notna() if len(a) else pd.Series(dtype=bool)
         met = int(((a["end_s"] <= a["deadline_s"] + 1e-9) & has_dl).sum()) if len(a) else 0
@@ -348,17 +374,18 @@ class Schedule:
         a second, where pandas' takes about seven; floats are written in their shortest exact form."""
         write_table_csv(self.assignment, Path(path))
 
-    def write_summary(self, out_dir: str | Path) -> Path:
-        """Write ``summary.json`` alone (replaced atomically), e.g. for a plan that does not exist."""
+    def write_summary(self, out_dir: str | Path, summary: dict[str, Any] | None = None) -> Path:
+        """Write ``summary.json`` alone (replaced atomically), e.g. for a plan that does not exist.
+        ``summary``: :meth:`summary`'s result if the caller has it already."""
         path = Path(out_dir) / "summary.json"
-        write_atomic(path, json.dumps(_jsonable(self.summary()), indent=2) + "\n")
+        write_atomic(path, json.dumps(_jsonable(summary or self.summary()), indent=2) + "\n")
         return path
 
-    def write(self, out_dir: str | Path) -> list[Path]:
+    def write(self, out_dir: str | Path, summary: dict[str, Any] | None = None) -> list[Path]:
         """Write ``assignment.csv`` and ``summary.json`` (each replaced atomically)."""
         csv_path = Path(out_dir) / "assignment.csv"
         self.to_csv(csv_path)
-        return [csv_path, self.write_summary(out_dir)]
+        return [csv_path, self.write_summary(out_dir, summary)]
 
 
 def _jsonable(o: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from conftest import lognormal_workload
@@ -54,6 +55,9 @@ def _raise_floor(a, wl):
         (_set("instance", lambda a: 99), "instance numbers"),
         (_set("llm", lambda a: "nope"), "not a deployment"),
         (_raise_floor, "below their min_accuracy"),
+        (_set("query_id", lambda a: "ghost"), "not in the workload: ghost"),
+        (_set("instance", lambda a: -1), "instance numbers -1.."),
+        (_set("end_s", lambda a: a.loc[0, "end_s"] + 1.0), "end_s - start_s differs"),
     ],
 )
 def test_violations_are_found(solved, fn, match):
@@ -61,6 +65,17 @@ def test_violations_are_found(solved, fn, match):
     a, wl2 = fn(s.assignment, wl)
     out = check_plan(a, wl2, fl, fm)
     assert any(match in v for v in out), out
+
+
+def test_repeated_unknown_ids_and_a_workload_listing_an_id_twice(solved):
+    s, wl, fl, fm = solved
+    a = s.assignment.copy()
+    a.loc[[0, 1], "query_id"] = "ghost"
+    out = check_plan(a, wl, fl, fm)
+    assert any("more than once: ghost" in v for v in out) and any("2 queries not assigned" in v for v in out), out
+    # an id listed twice in a workload given through the API: its first row is the one checked
+    wl2 = pd.concat([wl, wl.iloc[[0]].assign(input_tokens=wl["input_tokens"].iloc[0] + 1)], ignore_index=True)
+    assert check_plan(s.assignment, wl2, fl, fm) == []
 
 
 def test_overlap_late_and_horizon(solved):
