@@ -184,7 +184,7 @@ def _evaluate(D: _Dense, lam: np.ndarray, mu: float, margin: bool = False):
             flat[at] = np.inf
             b2 = rc.argmin(axis=1)
             gap[a:b] = flat[base[: b - a] + b2] - v
-            second[a:b] = b2
+            second[a:b] = np.where(np.isfinite(gap[a:b]), b2, -1)  # -1: the row has one option
     x_part *= D.wt
     # instances: each pool switches on those worth most at these prices
     T = D.levels

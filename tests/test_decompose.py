@@ -11,6 +11,7 @@ import pytest
 from conftest import lognormal_workload, random_instance
 from energyopt.check import check_plan
 from energyopt.decompose import knapsack_max, lagrangian_bound
+from energyopt.fit import FittedModels
 from energyopt.plan import plan
 from energyopt.problem import build_problem
 from test_solvers_bruteforce import brute_force
@@ -80,3 +81,102 @@ def test_over_capacity_is_proven_infeasible(synthetic_models, synthetic_fleet):
     small = dataclasses.replace(read_fleet(synthetic_fleet), horizon_s=30.0)
     s = plan(wl, small, synthetic_models, solver="highs", formulation="decompose")
     assert s.status.value == "infeasible" and s.message
+
+
+def _big_fleet(synthetic_fleet, devices: int, horizon_s: float):
+    """The synthetic fleet with ``devices`` GPUs in each pool and every deployment allowed all."""
+    import dataclasses
+
+    from energyopt.fleet import read_fleet
+
+    fl = read_fleet(synthetic_fleet)
+    pools = {n: dataclasses.replace(p, count=devices) for n, p in fl.pools.items()}
+    deps = [dataclasses.replace(d, max_instances=devices) for d in fl.deployments]
+    return dataclasses.replace(fl, pools=pools, deployments=deps, horizon_s=horizon_s)
+
+
+@pytest.mark.parametrize("deadlines", [False, True])
+def test_blocked_evaluation_equals_the_priced_costs_written_out(monkeypatch, synthetic_models, synthetic_fleet, deadlines):
+    """L, each row's best option and its margin, evaluated block by block, equal a direct
+    computation of cost + run·Σλ − μ·w·acc over the whole (queries × deployments) array."""
+    import energyopt.decompose as dc
+
+    wl = lognormal_workload(700, seed=3, deadline_fraction=0.4 if deadlines else 0.0, deadline_range=(600, 6000))
+    fleet = _big_fleet(synthetic_fleet, 4, 4 * 3600.0)
+    p = build_problem(wl, fleet, FittedModels.load(synthetic_models), min_mean_accuracy=0.55)
+    D = dc._Dense(p, 24)
+    rng = np.random.default_rng(0)
+    lam = rng.uniform(0, 0.5, (p.n_deployments, len(D.levels)))
+    mu = 0.01
+    S = np.cumsum(lam[:, ::-1], axis=1)[:, ::-1]
+    w = p.queries["weight"].to_numpy()
+    acc = p.deployments["accuracy"].to_numpy()
+    rc = p.cost + p.runtime_s * S[:, D.lev].T - mu * w[:, None] * acc[None, :]
+    srt = np.sort(rc, axis=1)
+    for block in (7, 10**9):
+        monkeypatch.setattr(dc, "BLOCK_ROWS", block)
+        L, _, _, best, (margin, second) = dc._evaluate(D, lam, mu, margin=True)
+        assert np.array_equal(best, np.argmin(rc, axis=1))
+        assert np.allclose(margin, srt[:, 1] - srt[:, 0], rtol=1e-12, atol=1e-9)
+        assert np.all(rc[np.arange(len(rc)), second] == srt[:, 1])
+        # the instances' part: each pool's knapsack at these prices (knapsack_max is checked
+        # against enumeration above)
+        gain = lam @ D.levels - p.instance_cost
+        n_part = sum(knapsack_max(gain[ds], D.k[ds], D.max_inst[ds], cnt)[0] for cnt, ds in D.pools)
+        assert L == pytest.approx(srt[:, 0].sum() - n_part + mu * 0.55 * w.sum(), rel=1e-12)
+
+
+def test_prices_from_samples_give_the_same_bound(synthetic_models, synthetic_fleet):
+    """Prices found on samples first (as a million-query batch does) and then refined on the
+    whole batch give the bound found without samples, and it stays below the MILP's optimum."""
+    fleet = _big_fleet(synthetic_fleet, 3, 2 * 3600.0)
+    wl = lognormal_workload(3000, seed=8, deadline_fraction=0.2, deadline_range=(600, 6000))
+    kw = {"min_mean_accuracy": 0.55}
+    p = build_problem(wl, fleet, FittedModels.load(synthetic_models), **kw)
+    whole, _ = lagrangian_bound(p, samples=())
+    staged, _ = lagrangian_bound(p, samples=(300, 1000))
+    assert staged.bound == pytest.approx(whole.bound, rel=1e-6)
+    a = plan(wl, fleet, synthetic_models, solver="highs", formulation="aggregate", mip_rel_gap=1e-7, **kw)
+    assert a.status.value in ("optimal", "feasible")
+    assert staged.bound <= a.objective * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_round_packing_meets_every_due_time_and_balances(seed):
+    """With many instances queries go a round at a time; every placed query ends by its due
+    time, and without deadlines the loads stay within one query of each other's mean."""
+    from energyopt.schedule import ROUND_MIN_INSTANCES, _place
+
+    rng = np.random.default_rng(seed)
+    k = ROUND_MIN_INSTANCES + int(rng.integers(0, 30))
+    n = int(rng.integers(50, 2000))
+    runs = rng.lognormal(0, 1, n)
+    if seed % 2:
+        dues = np.sort(rng.uniform(1, 3 * runs.sum() / k, n))
+        order = np.lexsort((-runs, dues))
+    else:
+        dues = np.full(n, np.inf)
+        order = np.argsort(-runs, kind="stable")
+    runs, dues = runs[order], dues[order]
+    got = _place(runs, dues, k)
+    load = np.zeros(k)
+    for r, due, i in zip(runs, dues, got):
+        if i >= 0:
+            load[i] += r
+            assert load[i] <= due
+    if seed % 2 == 0:
+        assert np.all(got >= 0)
+        assert load.max() <= runs.sum() / k + runs.max() + 1e-9
+
+
+def test_many_instances_pack_into_a_valid_plan(synthetic_models, synthetic_fleet):
+    """A batch spread over dozens of instances per deployment (packed in rounds), deadlines on a
+    fifth of the queries: the plan passes the independent checker."""
+    fleet = _big_fleet(synthetic_fleet, 40, 300.0)
+    wl = lognormal_workload(6000, seed=11, deadline_fraction=0.2, deadline_range=(60, 300))
+    s = plan(wl, fleet, synthetic_models, solver="highs", formulation="decompose", min_mean_accuracy=0.5)
+    assert s.status.value in ("optimal", "feasible"), s.message
+    per_dep = s.assignment.groupby(["llm", "device"])["instance"].nunique()
+    assert per_dep.max() >= 16  # the rounds were used
+    assert check_plan(s.assignment, wl, fleet, FittedModels.load(synthetic_models), min_mean_accuracy=0.5) == []
+    assert s.gap <= 0.01
