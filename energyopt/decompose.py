@@ -15,9 +15,10 @@ region, each master a small LP). The work per evaluation is a few passes over an
 (queries × deployments) array.
 
 **Plan.** At the best prices, a query whose cheapest priced option beats its second cheapest by a
-clear margin takes it; the queries with the smallest margins (the ones the prices leave nearly
-tied) are solved exactly by the MILP backend on the aggregate model, with the fixed queries' work
-and accuracy as constants. The plan is then packed onto instances (EDF) like any aggregate plan.
+clear margin takes it; the queries that the smallest relative change of the prices would move to
+their second option (the ones the prices leave nearly tied) are solved exactly by the MILP
+backend on the aggregate model, with the fixed queries' work and accuracy as constants. The plan
+is then packed onto instances (EDF) like any aggregate plan.
 
 The gap reported is between that plan's objective and the best L found, so it is proven.
 """

@@ -222,7 +222,7 @@ def _plan_decomposed(problem: Problem, backend, wl, fl, fm, t: dict, timings, sa
         return _no_plan(problem, Status.INFEASIBLE, backend.name, dual.bound, "lagrangian",
                         "decompose", timings(), message=msg)
     say(f"lagrangian: bound {dual.bound:.8g} after {dual.iterations} iterations in {dual.time_s:.2f} s")
-    fp = None
+    best = None  # (queries left unplaced, packed objective, FixPlan, Timeline) of the best plan so far
     size = None
     # free more nearly tied queries if the plan is further than the gap from the bound; with
     # deadlines the gap left is mostly the aggregate relaxation's (packing), which that cannot close
@@ -230,23 +230,26 @@ def _plan_decomposed(problem: Problem, backend, wl, fl, fm, t: dict, timings, sa
         left = None if time_limit_s is None else max(time_limit_s - (time.perf_counter() - t0), 1.0)
         t_fix = time.perf_counter()
         got = fix_and_solve(problem, dual, dense, backend, free_size=size, time_limit_s=left, progress=say)
-        if attempt == 0 and time.perf_counter() - t_fix > 5.0:  # a slow MILP: a four times larger one would be slower
-            fp = got
-            break
-        if got is not None and (fp is None or got.objective < fp.objective):
-            fp = got
-        if fp is None or plan_gap(fp.objective, dual.bound) <= mip_rel_gap or fp.free_queries >= len(dense.rows):
+        slow = time.perf_counter() - t_fix > 5.0  # a slow MILP: a four times larger one would be slower
+        if got is not None:
+            # plans are compared once packed: a better aggregate objective can pack worse (repair
+            # moves late queries, and with idle power counted every instance has its price)
+            tl = pack(problem, got.dep_of_q, got.n_inst)
+            key = (len(tl.unplaced), plan_objective(problem, tl) if not tl.unplaced else math.inf)
+            if best is None or key < best[:2]:
+                best = (*key, got, tl)
+        if got is None or slow or plan_gap(got.objective, dual.bound) <= mip_rel_gap or got.free_queries >= len(dense.rows):
             break
         if time_limit_s is not None and time.perf_counter() - t0 > time_limit_s:
             break
-        say(f"{backend.name}: {fp.message}, gap {plan_gap(fp.objective, dual.bound):.2e}; freeing more queries")
-        size = 4 * fp.free_queries
+        say(f"{backend.name}: {got.message}, gap {plan_gap(got.objective, dual.bound):.2e}; freeing more queries")
+        size = 4 * got.free_queries
     t["solve"] = time.perf_counter()
-    if fp is None:
+    if best is None:
         return _no_plan(problem, Status.NO_SOLUTION, backend.name, dual.bound, "lagrangian",
                         "decompose", timings(), message="no plan found: the nearly tied queries left no feasible completion")
+    fp, tl = best[2], best[3]
     say(f"{backend.name}: {fp.message}")
-    tl = pack(problem, fp.dep_of_q, fp.n_inst)
     return _finish(problem, tl, wl, fl, fm, t, timings, say, status=Status.FEASIBLE, solver=backend.name,
                    bound=dual.bound, bound_source="lagrangian", kind="decompose", solver_s=time.perf_counter() - t0,
                    message=fp.message, mip_rel_gap=mip_rel_gap, check=check, min_mean_accuracy=min_mean_accuracy)

@@ -4,9 +4,11 @@ On each instance queries run one after another from t = 0 in earliest-deadline-f
 queries all released at t = 0 that order meets every deadline whenever any order does). The
 exact formulation names the instance of every query. The aggregate one gives only how many
 instances each deployment switches on: queries are then *packed*, in EDF order, each onto the
-instance of its deployment that is free first; a query that would finish late is *repaired*: moved
-to the cheapest instance that still meets every deadline, among its options' four least-loaded
-instances and one more switched on where the pool has devices left. The plan is priced again from its final assignment.
+instance of its deployment that is free first (with 16 or more instances, a round of one query
+per instance at a time: the round's i-th query onto the i-th least loaded instance); a query
+that would finish late is *repaired*: moved to the cheapest instance that still meets every
+deadline, among its options' four least-loaded instances and one more switched on where the
+pool has devices left. The plan is priced again from its final assignment.
 """
 
 from __future__ import annotations
