@@ -51,11 +51,8 @@ def check_plan(
     pos = wl_ids.get_indexer(ids_s)
     known = pos >= 0
     times = np.bincount(pos[known], minlength=len(wl_ids))
-    twice = times[pos[known]] > 1
-    if twice.any() or (not known.all() and ids_s[~known].duplicated().any()):
-        dup_rows = np.flatnonzero(known)[twice] if twice.any() else np.flatnonzero(~known)
-        dup = ids_s.iloc[dup_rows]
-        dup = dup[dup.duplicated()] if not twice.any() else dup.drop_duplicates()
+    if (times > 1).any() or (not known.all() and ids_s[~known].duplicated().any()):
+        dup = ids_s[ids_s.duplicated()]
         out.append(f"queries assigned more than once: {', '.join(dup.unique()[:5])}")
     if not known.all():
         unknown = sorted(ids_s[~known].unique())

@@ -142,6 +142,11 @@ class _Dense:
         return out
 
 
+def _suffix(lam: np.ndarray) -> np.ndarray:
+    """S[d, l] = Σ_{l' ≥ l} λ[d, l']: the price per second of work of a query due by level l."""
+    return np.cumsum(lam[:, ::-1], axis=1)[:, ::-1]
+
+
 #: rows priced at a time: the block's work arrays stay in the processor's cache, and no
 #: (queries × deployments) temporary is ever allocated
 BLOCK_ROWS = 32_768
@@ -153,8 +158,7 @@ def _evaluate(D: _Dense, lam: np.ndarray, mu: float, margin: bool = False):
     least priced cost minus the least (inf with one option) and that second option."""
     n_s, n_d = D.cost.shape
     n_l = lam.shape[1]
-    S = np.cumsum(lam[:, ::-1], axis=1)[:, ::-1]  # S[d, l] = Σ_{l' ≥ l} λ[d, l']
-    S_lev = np.ascontiguousarray(S.T)  # [level, deployment]
+    S_lev = np.ascontiguousarray(_suffix(lam).T)  # [level, deployment]
     macc = mu * D.acc if D.w is not None and mu > 0 else None
     best = np.empty(n_s, dtype=np.int64)
     run_best = np.empty(n_s)
@@ -213,7 +217,7 @@ def _flip(D: _Dense, lam: np.ndarray, mu: float, best: np.ndarray, second: np.nd
     and second best option: margin / |priced part of the second − priced part of the best|, where
     the priced part is run·Σλ − μ·w·acc. Small: the row is nearly tied under these prices (the
     rows an LP solution splits are exactly tied); inf where no price tells the two apart."""
-    S = np.cumsum(lam[:, ::-1], axis=1)[:, ::-1]
+    S = _suffix(lam)
     has2 = second >= 0
     rows = np.flatnonzero(has2)
     d1, d2 = best[rows], second[rows]
