@@ -107,10 +107,10 @@ class _Dense:
         served = problem.ok.any(axis=1)
         if served.all():
             self.rows = np.arange(problem.n_queries)
-            self.cost, self.run = problem.cost, problem.runtime_s
+            self.cost, self.run, self.ok = problem.cost, problem.runtime_s, problem.ok
         else:
             self.rows = np.flatnonzero(served)
-            self.cost, self.run = problem.cost[self.rows], problem.runtime_s[self.rows]
+            self.cost, self.run, self.ok = problem.cost[self.rows], problem.runtime_s[self.rows], problem.ok[self.rows]
         dl = problem.queries["deadline_eff_s"].to_numpy(dtype=float)[self.rows]
         levels = np.unique(dl)
         if len(levels) > max_levels:
@@ -136,7 +136,7 @@ class _Dense:
         out = object.__new__(_Dense)
         out.__dict__.update(self.__dict__)
         out.rows = self.rows[idx]
-        out.cost, out.run, out.lev = self.cost[idx], self.run[idx], self.lev[idx]
+        out.cost, out.run, out.ok, out.lev = self.cost[idx], self.run[idx], self.ok[idx], self.lev[idx]
         out.w = None if self.w is None else self.w[idx]
         out.wt = len(self.rows) / len(idx)
         return out
@@ -338,8 +338,7 @@ def lagrangian_bound(
         med_cost = float(np.median(np.abs(Ds.cost[np.isfinite(Ds.cost)]))) or 1.0
         scale[-1] = med_cost / w_spread
     # no feasible plan costs more than every query on its dearest option and every instance on
-    cap = float(np.max(D.cost, axis=1, where=problem.ok[D.rows] if len(D.rows) < problem.n_queries else problem.ok,
-                       initial=-np.inf).sum())
+    cap = float(np.max(D.cost, axis=1, where=D.ok, initial=-np.inf).sum())
     cap += float((np.maximum(D.inst_cost, 0) * D.max_inst).sum())
     theta, delta, iters = np.zeros(m), 1.0, 0
     for St in stages:

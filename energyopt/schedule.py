@@ -253,19 +253,20 @@ def write_table_csv(table: pd.DataFrame, path: Path) -> None:
     half = (t.num_rows + 1) // 2 if t.num_rows >= 200_000 else t.num_rows
     parts = [t.slice(0, half), t.slice(half)] if half < t.num_rows else [t]
 
-    def fmt(i_part: tuple[int, pa.Table]) -> pa.Buffer:
+    def fmt(part: pa.Table, header: bool) -> pa.Buffer:
         sink = pa.BufferOutputStream()
-        pa_csv.write_csv(i_part[1], sink, write_options=pa_csv.WriteOptions(quoting_style="needed", include_header=i_part[0] == 0))
+        pa_csv.write_csv(part, sink, write_options=pa_csv.WriteOptions(quoting_style="needed", include_header=header))
         return sink.getvalue()
 
+    headers = [True] + [False] * (len(parts) - 1)
     with atomic_path(path) as tmp:
         if len(parts) == 1:
-            bufs = [fmt((0, parts[0]))]
+            bufs = [fmt(parts[0], True)]
         else:
             from concurrent.futures import ThreadPoolExecutor
 
             with ThreadPoolExecutor(len(parts)) as ex:
-                bufs = list(ex.map(fmt, enumerate(parts)))
+                bufs = list(ex.map(fmt, parts, headers))
         with open(tmp, "wb") as fh:
             for b in bufs:
                 fh.write(b)
