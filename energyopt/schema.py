@@ -18,6 +18,8 @@ __all__ = [
     "WORKLOAD_OPTIONAL",
     "ASSIGNMENT_COLUMNS",
     "Status",
+    "BoundSource",
+    "Termination",
 ]
 
 # --- characterization data (one row per measured run) -------------------------------------
@@ -89,5 +91,37 @@ class Status(str, Enum):
     NO_SOLUTION = "no_solution"  # stopped before any plan was found
     ERROR = "error"
 
-    def __str__(self) -> str:  # pragma: no cover - trivial
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def has_plan(self) -> bool:
+        """Whether a result of this status carries a plan (an assignment of every query)."""
+        return self in (Status.OPTIMAL, Status.FEASIBLE)
+
+
+class BoundSource(str, Enum):
+    """Where a reported lower bound comes from."""
+
+    MIP = "mip"  # the backend's own proof (branch and bound; also its proof of infeasibility)
+    LP = "lp"  # the LP relaxation of the model the backend solved
+    LAGRANGIAN = "lagrangian"  # the Lagrangian relaxation of the coupling rows (methods/decompose.py)
+    NONE = "none"  # no bound is known
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Termination(str, Enum):
+    """Why a method or backend stopped."""
+
+    OPTIMAL = "optimal"  # proven optimal within the gap asked for
+    FEASIBLE = "feasible"  # stopped with a plan that is not proven within the gap (e.g. the time limit)
+    INFEASIBLE = "infeasible"  # proved that no plan exists
+    TIME_LIMIT = "time_limit"  # stopped by the time limit without a plan
+    WATCHDOG = "watchdog"  # the backend overran its limit and was stopped from outside
+    NO_SOLUTION = "no_solution"  # ended without a plan for another reason
+    ERROR = "error"  # the backend failed
+
+    def __str__(self) -> str:
         return self.value

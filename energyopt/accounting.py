@@ -1,0 +1,101 @@
+"""One home per formula: energy above idle, idle energy, objective, gap, deadlines, accuracy, units.
+
+Pure functions on numbers and numpy arrays; every module that prices, packs, checks or reports a
+plan calls these, so a formula is written once. Units are in the names: ``*_j`` joules, ``*_s``
+seconds, ``*_w`` watts.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = [
+    "J_PER_KWH",
+    "EDF_REL_TOL",
+    "EDF_ABS_TOL_S",
+    "j_to_kwh",
+    "above_idle_energy_j",
+    "query_energy_cost_j",
+    "idle_energy_j",
+    "relative_gap",
+    "effective_deadline_s",
+    "token_weight",
+    "weighted_mean_accuracy",
+    "edf_end_s",
+    "edf_feasible",
+]
+
+#: joules in one kilowatt-hour
+J_PER_KWH = 3.6e6
+#: tolerance of the earliest-deadline-first test: a query may end ``due·(1 + EDF_REL_TOL) + EDF_ABS_TOL_S``
+EDF_REL_TOL = 1e-12
+EDF_ABS_TOL_S = 1e-9
+
+
+def j_to_kwh(energy_j: float) -> float:
+    """Joules to kilowatt-hours."""
+    return float(energy_j) / J_PER_KWH
+
+
+def above_idle_energy_j(energy_j, runtime_s, idle_power_w):
+    """A query's energy above its instance's idle draw, ``max(E − P_idle·t, 0)`` [J] (arrays broadcast)."""
+    return np.maximum(np.asarray(energy_j, dtype=float) - np.asarray(idle_power_w, dtype=float) * runtime_s, 0.0)
+
+
+def query_energy_cost_j(energy_j, runtime_s, idle_power_w, *, idle: bool):
+    """The energy a query is charged [J]: all of its predicted energy, or with ``idle`` (idle power
+    counted per switched-on instance over the horizon) only its energy above idle."""
+    if idle:
+        return above_idle_energy_j(energy_j, runtime_s, idle_power_w)
+    return np.asarray(energy_j, dtype=float)
+
+
+def idle_energy_j(idle_power_w, horizon_s: float):
+    """Idle energy of one switched-on instance over the horizon, ``P_idle × H`` [J] (arrays broadcast).
+    An instance that is on costs it whether busy or not; one with no work is off."""
+    return np.asarray(idle_power_w, dtype=float) * float(horizon_s)
+
+
+def relative_gap(objective: float, bound: float) -> float:
+    """``max(objective − bound, 0) / |objective|``: how far a plan is proven to be from the optimum
+    (inf where either is not finite)."""
+    if not math.isfinite(objective) or not math.isfinite(bound):
+        return math.inf
+    return max(objective - bound, 0.0) / max(abs(objective), 1e-12)
+
+
+def effective_deadline_s(deadline_s, horizon_s: float) -> np.ndarray:
+    """The time a query must end by: its deadline, or the horizon where it has none or a later one."""
+    dl = np.asarray(deadline_s, dtype=float)
+    return np.where(np.isnan(dl), horizon_s, np.minimum(dl, horizon_s))
+
+
+def token_weight(input_tokens, output_tokens) -> np.ndarray:
+    """A query's weight in the token-weighted mean accuracy: input + output tokens."""
+    return np.asarray(input_tokens, dtype=float) + np.asarray(output_tokens, dtype=float)
+
+
+def weighted_mean_accuracy(weights, accuracy) -> float:
+    """Σ w·acc / Σ w (NaN for no queries)."""
+    w = np.asarray(weights, dtype=float)
+    if not len(w) or w.sum() <= 0:
+        return math.nan
+    return float(np.dot(w, np.asarray(accuracy, dtype=float)) / w.sum())
+
+
+def edf_end_s(runtime_s, due_s) -> tuple[np.ndarray, np.ndarray]:
+    """Queries released at t = 0 run one after another in earliest-deadline-first order (shorter
+    first among equal deadlines): the order and each one's end time in that order."""
+    r = np.asarray(runtime_s, dtype=float)
+    order = np.lexsort((r, np.asarray(due_s, dtype=float)))
+    return order, np.cumsum(r[order])
+
+
+def edf_feasible(runtime_s, due_s) -> bool:
+    """Whether queries released at t = 0 can all end by their due times on one lane. EDF order is
+    optimal for that, so this is exact: every prefix of the EDF order ends in time."""
+    due = np.asarray(due_s, dtype=float)
+    order, end = edf_end_s(runtime_s, due)
+    return bool(np.all(end <= due[order] * (1 + EDF_REL_TOL) + EDF_ABS_TOL_S))
