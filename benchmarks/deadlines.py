@@ -52,8 +52,8 @@ def main() -> None:
         ("queries", f"{a.n}"),
         ("with a deadline", f"{int(has.sum())} ({has.mean():.1%}), {a.range[0]:g}-{a.range[1]:g} s"),
         ("plan with deadlines", f"{with_dl.objective:.6g} J, bound {with_dl.bound:.6g} J, gap {with_dl.gap:.4%}, "
-                                f"{with_dl.status.value}, {s['deadlines_met']}/{s['queries_with_deadline']} deadlines met, "
-                                f"check {'ok' if s['check']['ok'] else 'FAILED'}, {t1 - t0:.2f} s"),
+                                f"{with_dl.status.value}, {s.deadlines_met}/{s.queries_with_deadline} deadlines met, "
+                                f"check {'ok' if s.check['ok'] else 'FAILED'}, {t1 - t0:.2f} s"),
         ("plan without deadlines", f"{without.objective:.6g} J, gap {without.gap:.4%}"),
         ("deadlines provably bind", f"{with_dl.bound > without.objective} (bound with {with_dl.bound:.6g} J > "
                                     f"plan without {without.objective:.6g} J: +{with_dl.bound - without.objective:.6g} J at least)"),

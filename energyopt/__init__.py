@@ -13,6 +13,7 @@ from .io import read_characterization, read_workload
 from .explain import explain_plan_dir
 from .plan import plan
 from .report import plot_sweep, write_report
+from .methods import Limits
 from .sweep import sweep
 from .problem import Problem, build_problem
 from .schedule import Schedule
@@ -25,6 +26,7 @@ __all__ = [
     "EnergyoptError",
     "FitError",
     "InfeasibleError",
+    "Limits",
     "SolverNotAvailableError",
     "FittedModels",
     "Fleet",

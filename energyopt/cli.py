@@ -182,7 +182,9 @@ def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--solver", type=click.Choice(["auto", "highs", "cbc", "cpsat"]), default="auto", show_default=True,
                      help="Backend: HiGHS (scipy), CBC (PuLP) or CP-SAT (OR-Tools); auto takes the first installed."),
         click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=0, min_open=True), default=None,
-                     help="Stop the search after this many seconds and return the best plan with its gap."),
+                     help="Seconds the command may spend planning: solve (with --report, its extra plans too) "
+                          "returns the best plan found by then with its gap; compare and sweep apply it to each "
+                          "plan of theirs."),
         click.option("--gap", "mip_rel_gap", type=click.FloatRange(0, 1), default=1e-4, show_default=True,
                      help="Relative gap at which the search may stop."),
         click.option("--objective", type=click.Choice(["energy", "tradeoff"]), default="energy", show_default=True,
@@ -206,7 +208,7 @@ def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _inputs(workload: Path, fleet_path: Path | None, models_dir: Path | None):
     from .defaults import default_fleet_path
-    from .plan import load_inputs
+    from .inputs import load_inputs
 
     return load_inputs(workload, fleet_path or default_fleet_path(), models_dir or _default_models())
 
@@ -233,39 +235,42 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
     Writes OUT/assignment.csv (one row per query) and OUT/summary.json (totals, status, bound,
     gap). Exit code 0 with a plan, 1 when no plan exists (summary.json says why), 2 on bad input.
     """
+    from .methods import Limits
     from .plan import plan
 
+    limits = Limits(time_limit_s, mip_rel_gap)  # one budget for the whole command, --report included
     wl, fl, fm = _inputs(workload, fleet_path, models_dir)
     say = (lambda s: None) if quiet else (lambda s: click.echo(s, err=True))
     sched = plan(wl, fl, fm, solver=solver, objective=objective, zeta=zeta, idle=idle, min_mean_accuracy=min_mean_accuracy,
-                 time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, formulation=formulation, progress=say)
+                 limits=limits, formulation=formulation, progress=say)
     s = sched.summary()
-    if sched.assignment.empty or s["status"] in ("infeasible", "no_solution", "error"):
+    if sched.assignment.empty or not s.status.has_plan:
         stale = out_dir / "assignment.csv"
         if stale.exists():  # an earlier run's plan must not pass for this one's
             stale.unlink()
         path = sched.write_summary(out_dir, s)
-        click.echo(f"status: {s['status']}: {sched.message}")
+        click.echo(f"status: {s.status}: {sched.message}")
         click.echo(f"wrote {path} (no assignment)")
         sys.exit(1)
     paths = sched.write(out_dir, s)
     click.echo(
-        f"status: {s['status']}  solver: {s['solver']} ({s['formulation']})  energy: {s['total_energy_j']:.6g} J "
-        f"({s['total_energy_kwh']:.4f} kWh{', idle counted' if s['idle_counted'] else ''})  gap: {s['gap']:.4%}"
+        f"status: {s.status}  solver: {s.solver} ({s.formulation})  energy: {s.total_energy_j:.6g} J "
+        f"({s.total_energy_kwh:.4f} kWh{', idle counted' if s.idle_counted else ''})  gap: {s.gap:.4%}"
     )
     if not quiet:
-        click.echo(f"queries: {s['assigned']}  mean accuracy: {s['mean_accuracy']:.4f} (token-weighted "
-                   f"{s['token_weighted_mean_accuracy']:.4f})  deadlines met: {s['deadlines_met']}/{s['queries_with_deadline']}  "
-                   f"makespan: {s['makespan_s']:.1f} s  check: {'ok' if s['check']['ok'] else 'FAILED'}")
-        for r in s["by_llm_device"]:
+        click.echo(f"queries: {s.assigned}  mean accuracy: {s.mean_accuracy:.4f} (token-weighted "
+                   f"{s.token_weighted_mean_accuracy:.4f})  deadlines met: {s.deadlines_met}/{s.queries_with_deadline}  "
+                   f"makespan: {s.makespan_s:.1f} s  check: {'ok' if s.check['ok'] else 'FAILED'}")
+        for r in s.by_llm_device:
             click.echo(f"  {r['llm']:<16} {r['device']:<8} {r['queries']:>7} queries {r['instances']:>3} instances "
                        f"{r['energy_j']:>14.1f} J")
         click.echo(f"wrote {paths[0]} and {paths[1]}")
     if report:
         from .report import write_report
+        from .sweep import accuracy_cost
 
-        written = write_report(sched, out_dir, progress=say, solver=solver, time_limit_s=time_limit_s,
-                               mip_rel_gap=mip_rel_gap, formulation=formulation, idle=idle)
+        curve = accuracy_cost(sched, limits=limits, progress=say, solver=solver, formulation=formulation, idle=idle)
+        written = write_report(sched, out_dir, curve, progress=say)
         click.echo(f"wrote the report: {written[0]} and {len(written) - 1} plots and tables in {written[0].parent}")
 
 
@@ -325,8 +330,8 @@ def sweep_cmd(workload: Path, vary: str, values: str | None, fleet_path: Path | 
     every point.
     """
     from .report import plot_sweep
-    from .schedule import write_atomic
     from .sweep import sweep
+    from .writers import write_atomic
 
     vals = None
     if values is not None:

@@ -24,7 +24,7 @@ import pandas as pd
 
 from .errors import DataError
 from .io import read_json_object
-from .plan import load_inputs
+from .inputs import load_inputs
 from .problem import Problem, build_problem
 from .schema import ASSIGNMENT_COLUMNS
 

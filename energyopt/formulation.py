@@ -19,7 +19,7 @@ Rows:
   are Σ_{l' ≤ l} z_l' − T_l·u ≤ 0. The exact formulation has a level for every distinct deadline of
   an instance's options (so it is exact); the aggregate one pools a deployment's instances and keeps
   at most ``max_levels`` levels, each row being implied by the exact model: it is a relaxation, so
-  its optimum is a valid lower bound, and the plan is made by packing (``schedule.py``);
+  its optimum is a valid lower bound, and the plan is made by packing (``packing.py``);
 * optional token-weighted mean accuracy: Σ w_q·acc·x ≥ A·Σ w_q;
 * exact only: instances of a deployment switch on in order, u_i ≥ u_{i+1} (symmetry breaking).
 """
@@ -33,10 +33,10 @@ import scipy.sparse as sp
 
 from .problem import Problem
 
-__all__ = ["MatrixModel", "build_matrix", "FORMULATIONS", "choose_formulation"]
+__all__ = ["MatrixModel", "build_matrix", "KINDS", "deadline_levels", "level_of"]
 
-FORMULATIONS = ("auto", "exact", "aggregate", "decompose")
-EXACT_MAX_COLUMNS = 20_000
+#: the two matrix models: one column per (option, instance), or per option with instance counts
+KINDS = ("exact", "aggregate")
 
 
 @dataclass
@@ -65,26 +65,24 @@ class MatrixModel:
         return sol[self.u_start:]
 
 
-def choose_formulation(problem: Problem, formulation: str = "auto") -> str:
-    if formulation not in FORMULATIONS:
-        raise ValueError(f"formulation must be one of {FORMULATIONS}, got {formulation!r}")
-    if formulation != "auto":
-        return formulation
-    m = problem.deployments["max_instances"].to_numpy()
-    cols = int(np.count_nonzero(problem.ok, axis=0) @ m)  # x columns of the exact model: options × instances
-    return "exact" if cols <= EXACT_MAX_COLUMNS else "decompose"
-
-
-def _levels(deadlines: np.ndarray, max_levels: int | None) -> np.ndarray:
-    levels = np.unique(deadlines)
+def deadline_levels(deadlines_s: np.ndarray, max_levels: int | None) -> np.ndarray:
+    """The deadline levels [s] of the capacity rows: the distinct deadlines, or, where there are
+    more than ``max_levels``, evenly spaced quantiles of them that always keep the largest."""
+    levels = np.unique(deadlines_s)
     if max_levels is not None and len(levels) > max_levels:
-        # keep evenly spaced quantiles of the distinct deadlines, always the largest
         idx = np.unique(np.round(np.linspace(0, len(levels) - 1, max_levels)).astype(int))
         levels = levels[idx]
     return levels
 
 
+def level_of(levels_s: np.ndarray, deadlines_s: np.ndarray) -> np.ndarray:
+    """Each deadline's level: the smallest kept level ≥ it (the row "work due by T" includes it)."""
+    return np.searchsorted(levels_s, deadlines_s, side="left")
+
+
 class _Rows:
+    """Rows of the sparse matrix, collected as (row, column, value) triplets."""
+
     def __init__(self) -> None:
         self.r: list[np.ndarray] = []
         self.c: list[np.ndarray] = []
@@ -102,7 +100,8 @@ class _Rows:
         self.hi.append(hi)
         self.kind.append(kind)
 
-    def add_many(self, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, lo: np.ndarray, hi: np.ndarray, kind: str) -> None:
+    def add_many(self, rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                 kind: str) -> None:
         """Rows numbered 0..len(lo)-1 locally, appended after the existing ones."""
         base = len(self.lo)
         self.r.append(np.asarray(rows, dtype=np.int64) + base)
@@ -121,151 +120,226 @@ class _Rows:
         )
 
 
+@dataclass
+class _Options:
+    """The problem's options as arrays: deployment, query, runtime [s], effective deadline [s],
+    objective coefficient of each."""
+
+    dep: np.ndarray
+    query: np.ndarray
+    runtime_s: np.ndarray
+    deadline_s: np.ndarray
+    cost: np.ndarray
+
+
+@dataclass
+class _FixedWork:
+    """Queries decided outside the model (aggregate only): deployment, deadline [s], runtime [s]."""
+
+    dep: np.ndarray
+    deadline_s: np.ndarray
+    runtime_s: np.ndarray
+
+
+@dataclass
+class _Columns:
+    """The column layout: x columns (option, instance, machine), z columns (loads per machine
+    and deadline level), then u columns (one per machine)."""
+
+    x_cand: np.ndarray  # option of each x column
+    x_inst: np.ndarray  # instance of each x column (exact) or -1
+    x_machine: np.ndarray  # machine of each x column
+    u_dep: np.ndarray  # deployment of each machine
+    u_inst: np.ndarray  # instance of each machine (exact) or -1
+    levels: list[np.ndarray]  # deadline levels [s] per deployment
+    x_level: np.ndarray  # deadline level of each x column
+    z_start: np.ndarray  # first z column of each machine
+
+    @property
+    def n_x(self) -> int:
+        return len(self.x_cand)
+
+    @property
+    def n_z(self) -> int:
+        return int(sum(len(self.levels[d]) for d in self.u_dep))
+
+    @property
+    def u_start(self) -> int:
+        return self.n_x + self.n_z
+
+    @property
+    def n_vars(self) -> int:
+        return self.u_start + len(self.u_dep)
+
+
+def _machines(kind: str, opts: _Options, max_inst: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Machines and x columns: exact, one machine per instance and one x per (option, instance);
+    aggregate, one machine per deployment and one x per option."""
+    n_d = len(max_inst)
+    if kind == "exact":
+        u_dep = np.repeat(np.arange(n_d), max_inst)
+        u_inst = np.concatenate([np.arange(m) for m in max_inst]) if n_d else np.zeros(0, dtype=int)
+        first_u = np.concatenate([[0], np.cumsum(max_inst)[:-1]]) if n_d else np.zeros(0, dtype=int)
+        reps = max_inst[opts.dep]
+        x_cand = np.repeat(np.arange(len(opts.dep)), reps)
+        x_inst = np.concatenate([np.arange(r) for r in reps]) if len(opts.dep) else np.zeros(0, dtype=int)
+        x_machine = first_u[opts.dep[x_cand]] + x_inst
+    else:
+        u_dep = np.arange(n_d)
+        u_inst = np.full(n_d, -1)
+        x_cand = np.arange(len(opts.dep))
+        x_inst = np.full(len(opts.dep), -1)
+        x_machine = opts.dep.copy()
+    return x_cand, x_inst, x_machine, u_dep, u_inst
+
+
+def _columns(kind: str, opts: _Options, fixed: _FixedWork, max_inst: np.ndarray, max_levels: int) -> _Columns:
+    """The column layout, with the deadline levels of each deployment (every distinct deadline in
+    the exact model, at most ``max_levels`` in the aggregate one)."""
+    x_cand, x_inst, x_machine, u_dep, u_inst = _machines(kind, opts, max_inst)
+    n_d = len(max_inst)
+    levels = [
+        deadline_levels(np.concatenate([opts.deadline_s[opts.dep == j], fixed.deadline_s[fixed.dep == j]]),
+                        None if kind == "exact" else max_levels)
+        if (np.any(opts.dep == j) or np.any(fixed.dep == j)) else np.zeros(0)
+        for j in range(n_d)
+    ]
+    x_dep = opts.dep[x_cand]
+    x_deadline = opts.deadline_s[x_cand]
+    x_level = np.empty(len(x_cand), dtype=np.int64)
+    for j in range(n_d):
+        sel = x_dep == j
+        if sel.any():
+            x_level[sel] = level_of(levels[j], x_deadline[sel])
+    n_lv_machine = np.array([len(levels[j]) for j in u_dep], dtype=np.int64)
+    n_x = len(x_cand)
+    z_start = n_x + np.concatenate([[0], np.cumsum(n_lv_machine)[:-1]]) if len(u_dep) else np.zeros(0, dtype=np.int64)
+    return _Columns(x_cand, x_inst, x_machine, u_dep, u_inst, levels, x_level, z_start)
+
+
+def _assignment_rows(rows: _Rows, cols: _Columns, opts: _Options, n_queries: int) -> np.ndarray:
+    """Σ x = 1 for every servable query; returns the servable queries."""
+    served_q = np.unique(opts.query)
+    q_row = np.full(n_queries, -1, dtype=np.int64)
+    q_row[served_q] = np.arange(len(served_q))
+    ones = np.ones(len(served_q))
+    rows.add_many(q_row[opts.query[cols.x_cand]], np.arange(cols.n_x), np.ones(cols.n_x), ones, ones, "assign")
+    return served_q
+
+
+def _load_rows(rows: _Rows, cols: _Columns, opts: _Options, fixed: _FixedWork) -> None:
+    """z_(machine, level) − Σ r·x = the fixed queries' work at that level (0 without them)."""
+    n_x, n_z = cols.n_x, cols.n_z
+    z_row_of_x = cols.z_start[cols.x_machine] + cols.x_level - n_x
+    fixed_load = np.zeros(n_z)
+    for j in np.unique(fixed.dep):  # aggregate: machine j is deployment j
+        sel = fixed.dep == j
+        lv = level_of(cols.levels[j], fixed.deadline_s[sel])
+        np.add.at(fixed_load, cols.z_start[j] - n_x + lv, fixed.runtime_s[sel])
+    rows.add_many(
+        np.concatenate([z_row_of_x, np.arange(n_z)]),
+        np.concatenate([np.arange(n_x), n_x + np.arange(n_z)]),
+        np.concatenate([-opts.runtime_s[cols.x_cand], np.ones(n_z)]),
+        fixed_load, fixed_load, "load",
+    )
+
+
+def _deadline_rows(rows: _Rows, cols: _Columns) -> None:
+    """Σ_{l' ≤ l} z_l' − T_l·u ≤ 0 per machine and deadline level."""
+    rr, cc, vv = [], [], []
+    k = 0
+    for m, dep in enumerate(cols.u_dep):
+        z0 = cols.z_start[m]
+        for lv, T in enumerate(cols.levels[dep]):
+            rr.append(np.full(lv + 2, k))
+            cc.append(np.concatenate([z0 + np.arange(lv + 1), [cols.u_start + m]]))
+            vv.append(np.concatenate([np.ones(lv + 1), [-T]]))
+            k += 1
+    if k:
+        rows.add_many(np.concatenate(rr), np.concatenate(cc), np.concatenate(vv), np.full(k, -np.inf), np.zeros(k),
+                      "deadline")
+
+
+def _pool_rows(rows: _Rows, cols: _Columns, problem: Problem) -> None:
+    """Σ devices_per_instance · u ≤ the pool's devices."""
+    deps = problem.deployments
+    devices_per_inst = deps["devices_per_instance"].to_numpy()
+    pool_of_machine = deps["device"].to_numpy()[cols.u_dep]
+    for pool, count in zip(problem.pools["pool"], problem.pools["count"]):
+        sel = np.flatnonzero(pool_of_machine == pool)
+        if len(sel):
+            rows.add(cols.u_start + sel, devices_per_inst[cols.u_dep[sel]].astype(float), -np.inf, float(count), "pool")
+
+
+def _accuracy_row(rows: _Rows, cols: _Columns, problem: Problem, opts: _Options, served_q: np.ndarray,
+                  fixed_accuracy: float, weight_total: float | None) -> None:
+    """Σ w_q·acc·x ≥ A·Σ w_q (less what the fixed queries already bring)."""
+    if problem.min_mean_accuracy is None:
+        return
+    w = problem.queries["weight"].to_numpy()
+    acc = problem.deployments["accuracy"].to_numpy(dtype=float)[opts.dep]
+    coef = w[opts.query[cols.x_cand]] * acc[cols.x_cand]
+    w_total = float(w[served_q].sum()) if weight_total is None else weight_total
+    rows.add(np.arange(cols.n_x), coef, problem.min_mean_accuracy * w_total - fixed_accuracy, np.inf, "accuracy")
+
+
+def _order_rows(rows: _Rows, cols: _Columns) -> None:
+    """Symmetry breaking (exact): instances of a deployment switch on in order, u_i ≥ u_{i+1}."""
+    u = cols.u_dep
+    same = (u[:-1] == u[1:]) if len(u) > 1 else np.zeros(0, dtype=bool)
+    for m in np.flatnonzero(same):
+        rows.add(np.array([cols.u_start + m, cols.u_start + m + 1]), np.array([1.0, -1.0]), 0.0, np.inf, "order")
+
+
 def build_matrix(
     problem: Problem,
-    formulation: str = "auto",
+    kind: str,
     max_levels: int = 24,
     *,
     fixed_work: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     fixed_accuracy: float = 0.0,
     weight_total: float | None = None,
 ) -> MatrixModel:
-    """The matrix model of a problem (see the module docstring).
+    """The ``exact`` or ``aggregate`` matrix model of a problem (see the module docstring).
 
-    ``fixed_work`` = (deployment, deadline, runtime) of queries already decided outside the model
-    (aggregate only): their work enters the deadline rows as constants, and ``fixed_accuracy``
-    (their Σ w·acc) the accuracy row, whose total weight is then ``weight_total``.
+    ``fixed_work`` = (deployment, deadline [s], runtime [s]) of queries already decided outside
+    the model (aggregate only): their work enters the deadline rows as constants, and
+    ``fixed_accuracy`` (their Σ w·acc) the accuracy row, whose total weight is then ``weight_total``.
     """
-    kind = choose_formulation(problem, formulation)
-    if kind == "decompose":  # its MILP part is aggregate (decompose.py)
-        kind = "aggregate"
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if fixed_work is not None and kind != "aggregate":
         raise ValueError("fixed work needs the aggregate formulation")
-    fd, fdl, fr = fixed_work if fixed_work is not None else (np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
+    fixed = _FixedWork(*fixed_work) if fixed_work is not None else _FixedWork(np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
     cand = problem.cand
-    deps = problem.deployments
-    n_d = len(deps)
-    m_d = deps["max_instances"].to_numpy()
-    cd = cand["d"].to_numpy()
-    cq = cand["q"].to_numpy()
-    cr = cand["runtime_s"].to_numpy()
-    cdl = cand["deadline_eff_s"].to_numpy()
-    ccost = cand["cost"].to_numpy()
-
-    # machines and x columns
-    if kind == "exact":
-        u_dep = np.repeat(np.arange(n_d), m_d)
-        u_inst = np.concatenate([np.arange(m) for m in m_d]) if n_d else np.zeros(0, dtype=int)
-        first_u = np.concatenate([[0], np.cumsum(m_d)[:-1]]) if n_d else np.zeros(0, dtype=int)
-        reps = m_d[cd]
-        x_cand = np.repeat(np.arange(len(cand)), reps)
-        x_inst = np.concatenate([np.arange(r) for r in reps]) if len(cand) else np.zeros(0, dtype=int)
-        x_machine = first_u[cd[x_cand]] + x_inst
-    else:
-        u_dep = np.arange(n_d)
-        u_inst = np.full(n_d, -1)
-        x_cand = np.arange(len(cand))
-        x_inst = np.full(len(cand), -1)
-        x_machine = cd.copy()
-    n_x = len(x_cand)
-    n_u = len(u_dep)
-
-    # deadline levels per machine: level index of each x column, loads z per (machine, level)
-    levels_of_dep = [
-        _levels(np.concatenate([cdl[cd == j], fdl[fd == j]]), None if kind == "exact" else max_levels)
-        if (np.any(cd == j) or np.any(fd == j)) else np.zeros(0)
-        for j in range(n_d)
-    ]
-    x_dl = cdl[x_cand]
-    x_level = np.empty(n_x, dtype=np.int64)
-    for j in range(n_d):
-        sel = cd[x_cand] == j
-        if sel.any():
-            # the smallest kept level >= the deadline (the largest deadline is always kept)
-            x_level[sel] = np.searchsorted(levels_of_dep[j], x_dl[sel], side="left")
-    n_lv_machine = np.array([len(levels_of_dep[j]) for j in u_dep], dtype=np.int64)
-    z_start_machine = n_x + np.concatenate([[0], np.cumsum(n_lv_machine)[:-1]]) if n_u else np.zeros(0, dtype=np.int64)
-    n_z = int(n_lv_machine.sum())
-    u_start = n_x + n_z
-    n_vars = u_start + n_u
+    opts = _Options(cand["d"].to_numpy(), cand["q"].to_numpy(), cand["runtime_s"].to_numpy(),
+                    cand["deadline_eff_s"].to_numpy(), cand["cost"].to_numpy())
+    max_inst = problem.deployments["max_instances"].to_numpy()
+    cols = _columns(kind, opts, fixed, max_inst, max_levels)
 
     rows = _Rows()
-    # assignment rows: one per servable query
-    served_q = np.unique(cq)
-    q_row = np.full(problem.n_queries, -1, dtype=np.int64)
-    q_row[served_q] = np.arange(len(served_q))
-    rows.add_many(q_row[cq[x_cand]], np.arange(n_x), np.ones(n_x), np.ones(len(served_q)), np.ones(len(served_q)), "assign")
-    # load rows: z_(machine, level) - sum r x = 0
-    z_col_of_x = z_start_machine[x_machine] + x_level
-    n_load = n_z
-    load_rows_x = z_col_of_x - n_x
-    fixed_load = np.zeros(n_load)
-    for j in np.unique(fd):  # aggregate: machine j is deployment j
-        sel = fd == j
-        lv = np.searchsorted(levels_of_dep[j], fdl[sel], side="left")
-        np.add.at(fixed_load, z_start_machine[j] - n_x + lv, fr[sel])
-    rows.add_many(
-        np.concatenate([load_rows_x, np.arange(n_z)]),
-        np.concatenate([np.arange(n_x), n_x + np.arange(n_z)]),
-        np.concatenate([-cr[x_cand], np.ones(n_z)]),
-        fixed_load, fixed_load, "load",
-    )
-    # deadline prefix rows: sum_{l' <= l} z_l' - T_l u <= 0
-    rr, cc, vv = [], [], []
-    k = 0
-    for m in range(n_u):
-        lv = levels_of_dep[u_dep[m]]
-        z0 = z_start_machine[m]
-        for l, T in enumerate(lv):
-            rr.append(np.full(l + 2, k))
-            cc.append(np.concatenate([z0 + np.arange(l + 1), [u_start + m]]))
-            vv.append(np.concatenate([np.ones(l + 1), [-T]]))
-            k += 1
-    if k:
-        rows.add_many(np.concatenate(rr), np.concatenate(cc), np.concatenate(vv), np.full(k, -np.inf), np.zeros(k), "deadline")
-    # pool rows
-    k_d = deps["devices_per_instance"].to_numpy()
-    for _, p in problem.pools.iterrows():
-        sel = np.flatnonzero(deps["device"].to_numpy()[u_dep] == p["pool"])
-        if len(sel):
-            rows.add(u_start + sel, k_d[u_dep[sel]].astype(float), -np.inf, float(p["count"]), "pool")
-    # accuracy row
-    if problem.min_mean_accuracy is not None:
-        w = problem.queries["weight"].to_numpy()
-        acc = cand["accuracy"].to_numpy()
-        coef = w[cq[x_cand]] * acc[x_cand]
-        w_total = float(w[served_q].sum()) if weight_total is None else weight_total
-        rows.add(np.arange(n_x), coef, problem.min_mean_accuracy * w_total - fixed_accuracy, np.inf, "accuracy")
-    # symmetry breaking (exact): u_i - u_{i+1} >= 0 within a deployment
+    served_q = _assignment_rows(rows, cols, opts, problem.n_queries)
+    _load_rows(rows, cols, opts, fixed)
+    _deadline_rows(rows, cols)
+    _pool_rows(rows, cols, problem)
+    _accuracy_row(rows, cols, problem, opts, served_q, fixed_accuracy, weight_total)
     if kind == "exact":
-        same = (u_dep[:-1] == u_dep[1:]) if n_u > 1 else np.zeros(0, dtype=bool)
-        for m in np.flatnonzero(same):
-            rows.add(np.array([u_start + m, u_start + m + 1]), np.array([1.0, -1.0]), 0.0, np.inf, "order")
+        _order_rows(rows, cols)
 
+    n_x, u_start, n_vars = cols.n_x, cols.u_start, cols.n_vars
     c = np.zeros(n_vars)
-    c[:n_x] = ccost[x_cand]
-    c[u_start:] = problem.instance_cost[u_dep]
+    c[:n_x] = opts.cost[cols.x_cand]
+    c[u_start:] = problem.instance_cost[cols.u_dep]
     var_lo = np.zeros(n_vars)
     var_hi = np.full(n_vars, np.inf)
     var_hi[:n_x] = 1.0
-    var_hi[u_start:] = 1.0 if kind == "exact" else m_d[u_dep]
+    var_hi[u_start:] = 1.0 if kind == "exact" else max_inst[cols.u_dep]
     integrality = np.zeros(n_vars, dtype=np.int8)
     integrality[:n_x] = 1
     integrality[u_start:] = 1
     return MatrixModel(
-        kind=kind,
-        c=c,
-        A=rows.matrix(n_vars),
-        row_lo=np.array(rows.lo, dtype=float),
-        row_hi=np.array(rows.hi, dtype=float),
-        var_lo=var_lo,
-        var_hi=var_hi.astype(float),
-        integrality=integrality,
-        n_x=n_x,
-        x_cand=x_cand,
-        x_inst=x_inst,
-        u_dep=u_dep,
-        u_inst=u_inst,
-        u_start=u_start,
-        row_kind=np.array(rows.kind),
+        kind=kind, c=c, A=rows.matrix(n_vars), row_lo=np.array(rows.lo, dtype=float),
+        row_hi=np.array(rows.hi, dtype=float), var_lo=var_lo, var_hi=var_hi.astype(float),
+        integrality=integrality, n_x=n_x, x_cand=cols.x_cand, x_inst=cols.x_inst, u_dep=cols.u_dep,
+        u_inst=cols.u_inst, u_start=u_start, row_kind=np.array(rows.kind),
     )

@@ -26,9 +26,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .accounting import effective_deadline_s, idle_energy_j, query_energy_cost_j, token_weight
 from .errors import DataError
 from .fit import FittedModels
 from .fleet import Fleet
+from .inputs import Inputs
 
 __all__ = ["Problem", "build_problem", "OBJECTIVES"]
 
@@ -59,7 +61,7 @@ class Problem:
     excluded_invalid: int = 0
     norms: dict[str, float] = field(default_factory=dict)
     # the raw inputs (workload, fleet, models), for the independent checker
-    inputs: tuple[Any, Any, Any] | None = None
+    inputs: Inputs | None = None
 
     @property
     def n_queries(self) -> int:
@@ -136,9 +138,8 @@ def build_problem(
     _check_models(fleet, models)
     H = fleet.horizon_s
     q = workload[["query_id", "input_tokens", "output_tokens", "min_accuracy", "deadline_s"]].reset_index(drop=True).copy()
-    q["weight"] = (q["input_tokens"] + q["output_tokens"]).astype(float)
-    dl = q["deadline_s"].to_numpy(dtype=float)
-    q["deadline_eff_s"] = np.where(np.isnan(dl), H, np.minimum(dl, H))
+    q["weight"] = token_weight(q["input_tokens"], q["output_tokens"])
+    q["deadline_eff_s"] = effective_deadline_s(q["deadline_s"].to_numpy(dtype=float), H)
     deps = fleet.deployments_table()
     deps["pool_count"] = deps["device"].map({n: p.count for n, p in fleet.pools.items()})
     n_d = len(deps)
@@ -175,12 +176,8 @@ def build_problem(
     unservable = pd.DataFrame(reasons, columns=["query_id", "reason"])
 
     idle_w = deps["idle_power_w"].to_numpy(dtype=float)
-    if idle:
-        energy_cost = np.maximum(E - idle_w[None, :] * R, 0.0)
-        inst_cost = idle_w * H
-    else:
-        energy_cost = E
-        inst_cost = np.zeros(n_d)
+    energy_cost = query_energy_cost_j(E, R, idle_w[None, :], idle=idle)
+    inst_cost = idle_energy_j(idle_w, H) if idle else np.zeros(n_d)
     norms: dict[str, float] = {}
     if objective == "tradeoff":
         Eok = np.where(ok, E, -np.inf)
@@ -212,5 +209,5 @@ def build_problem(
         unservable=unservable,
         excluded_invalid=excluded_invalid,
         norms=norms,
-        inputs=(workload, fleet, models),
+        inputs=Inputs(workload, fleet, models),
     )

@@ -8,10 +8,10 @@ display.
 * ``instance_table`` — per instance: queries, busy time, last end, utilisation over the horizon;
 * ``timeline_blocks`` — the Gantt chart's bars: per instance, each query (small plans) or each
   run of back-to-back queries (large ones);
-* ``deadline_slack`` — deadline − end [s] of every query with a deadline;
-* ``accuracy_cost`` — the least energy at raised token-weighted accuracy floors, from the plan's
-  own accuracy up to the most the fleet can reach, and the marginal cost in J per accuracy point
-  (one point = 0.01 of token-weighted mean accuracy) of each step.
+* ``deadline_slack`` — deadline − end [s] of every query with a deadline.
+
+The marginal energy cost of accuracy is a series of plans (:func:`energyopt.sweep.accuracy_cost`);
+this module only draws the table it is given. No plan is made here.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .plan import plan
-from .schedule import Schedule, atomic_path, write_atomic
+from .accounting import j_to_kwh
+from .schedule import Schedule
+from .writers import atomic_path, write_atomic
 
 __all__ = [
-    "energy_by_llm_device", "instance_table", "timeline_blocks", "deadline_slack", "accuracy_cost",
-    "write_report", "plot_sweep",
+    "energy_by_llm_device", "instance_table", "timeline_blocks", "deadline_slack", "write_report", "plot_sweep",
 ]
 
 #: plans with more queries than this draw runs of back-to-back queries as one bar
@@ -40,7 +40,7 @@ def energy_by_llm_device(assignment: pd.DataFrame) -> pd.DataFrame:
     g = assignment.groupby(["llm", "device"], sort=True)
     t = g.agg(queries=("query_id", "size"), energy_j=("energy_j", "sum"), busy_s=("runtime_s", "sum"),
               instances=("instance", "nunique")).reset_index()
-    t["energy_kwh"] = t["energy_j"] / 3.6e6
+    t["energy_kwh"] = t["energy_j"].map(j_to_kwh)
     t["energy_share"] = t["energy_j"] / t["energy_j"].sum() if len(t) else []
     return t
 
@@ -83,46 +83,6 @@ def deadline_slack(assignment: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"query_id": a["query_id"].to_numpy(), "llm": a["llm"].to_numpy(),
                          "device": a["device"].to_numpy(),
                          "slack_s": (a["deadline_s"] - a["end_s"]).to_numpy(dtype=float)})
-
-
-def accuracy_cost(schedule: Schedule, *, steps: int = 5, progress: Callable[[str], None] | None = None,
-                  **plan_kw) -> pd.DataFrame:
-    """Least energy at ``steps`` raised accuracy floors above the plan's, and the marginal cost.
-
-    Row 0 is the plan itself. Each further row is a plan at a token-weighted accuracy floor
-    evenly spaced up to the most the fleet can reach (every query on its most accurate option);
-    ``marginal_j_per_point`` is the energy added per 0.01 of accuracy since the previous feasible
-    row. The plans minimise energy (a trade-off plan's curve is that of its energy).
-    """
-    say = progress or (lambda s: None)
-    s = schedule.summary()
-    problem = schedule.problem
-    wl, fl, fm = problem.inputs
-    a0 = s["token_weighted_mean_accuracy"]
-    a_max = problem.max_mean_accuracy()
-    rows = [{"min_mean_accuracy": s["min_mean_accuracy"], "status": s["status"], "token_weighted_mean_accuracy": a0,
-             "total_energy_j": s["total_energy_j"], "marginal_j_per_point": np.nan}]
-    kw = {k: v for k, v in plan_kw.items() if k not in ("objective", "zeta", "min_mean_accuracy")}
-    kw.setdefault("idle", problem.idle)
-    if a_max > a0 + 1e-6:
-        for k, floor in enumerate(np.linspace(a0, a_max, steps + 1)[1:], 1):
-            say(f"accuracy cost [{k}/{steps}]: least energy at token-weighted accuracy >= {floor:.4f} ...")
-            o = plan(wl, fl, fm, objective="energy", min_mean_accuracy=min(float(floor), 1.0), **kw).summary()
-            ok = o["status"] in ("optimal", "feasible")
-            rows.append({"min_mean_accuracy": float(floor), "status": o["status"],
-                         "token_weighted_mean_accuracy": o["token_weighted_mean_accuracy"] if ok else np.nan,
-                         "total_energy_j": o["total_energy_j"] if ok else np.nan, "marginal_j_per_point": np.nan})
-    t = pd.DataFrame(rows)
-    prev = None
-    for i, r in t.iterrows():
-        if not np.isfinite(r["total_energy_j"]):
-            continue
-        if prev is not None:
-            da = r["token_weighted_mean_accuracy"] - t.at[prev, "token_weighted_mean_accuracy"]
-            if da > 1e-9:
-                t.at[i, "marginal_j_per_point"] = (r["total_energy_j"] - t.at[prev, "total_energy_j"]) / (da * 100)
-        prev = i
-    return t
 
 
 # ------------------------------------------------------------------------------------------
@@ -246,9 +206,10 @@ def _tables_html(t: pd.DataFrame, fmt: dict[str, str]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def write_report(schedule: Schedule, out_dir: str | Path, *, accuracy_steps: int = 5,
-                 progress: Callable[[str], None] | None = None, **plan_kw) -> list[Path]:
-    """Write the report of a plan into ``out_dir/report/``: PNGs, their tables (CSV), report.html."""
+def write_report(schedule: Schedule, out_dir: str | Path, accuracy_curve: pd.DataFrame, *,
+                 progress: Callable[[str], None] | None = None) -> list[Path]:
+    """Write the report of a plan into ``out_dir/report/``: PNGs, their tables (CSV), report.html.
+    ``accuracy_curve`` is :func:`energyopt.sweep.accuracy_cost`'s table for this plan."""
     say = progress or (lambda s: None)
     d = Path(out_dir) / "report"
     a = schedule.assignment
@@ -257,7 +218,7 @@ def write_report(schedule: Schedule, out_dir: str | Path, *, accuracy_steps: int
     inst = instance_table(a, H)
     blocks = timeline_blocks(a)
     slack = deadline_slack(a)
-    curve = accuracy_cost(schedule, steps=accuracy_steps, progress=say, **plan_kw)
+    curve = accuracy_curve
     say(f"report: drawing {len(blocks)} timeline bars on {inst.shape[0]} instances ...")
     written = [
         plot_energy(energy, d / "energy_by_llm_device.png"),
@@ -276,10 +237,10 @@ def write_report(schedule: Schedule, out_dir: str | Path, *, accuracy_steps: int
         f'<h2>{html.escape(p.stem.replace("_", " "))}</h2><img alt="{p.stem}" src="data:image/png;base64,'
         f'{base64.b64encode(p.read_bytes()).decode()}">' for p in written[:5])
     facts = pd.DataFrame([
-        ("status", s["status"]), ("queries", s["queries"]), ("energy [kWh]", f"{s['total_energy_kwh']:.6g}"),
-        ("proven gap", f"{s['gap']:.4%}"), ("token-weighted mean accuracy", f"{s['token_weighted_mean_accuracy']:.4f}"),
-        ("deadlines met", f"{s['deadlines_met']}/{s['queries_with_deadline']}"), ("makespan [s]", f"{s['makespan_s']:.1f}"),
-        ("horizon [s]", f"{H:g}"), ("independent check", "ok" if s["check"]["ok"] else "FAILED"),
+        ("status", str(s.status)), ("queries", s.queries), ("energy [kWh]", f"{s.total_energy_kwh:.6g}"),
+        ("proven gap", f"{s.gap:.4%}"), ("token-weighted mean accuracy", f"{s.token_weighted_mean_accuracy:.4f}"),
+        ("deadlines met", f"{s.deadlines_met}/{s.queries_with_deadline}"), ("makespan [s]", f"{s.makespan_s:.1f}"),
+        ("horizon [s]", f"{H:g}"), ("independent check", "ok" if s.check["ok"] else "FAILED"),
     ], columns=["", "value"])
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>energyopt plan report</title><style>"

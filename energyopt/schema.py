@@ -17,6 +17,7 @@ __all__ = [
     "WORKLOAD_REQUIRED",
     "WORKLOAD_OPTIONAL",
     "ASSIGNMENT_COLUMNS",
+    "SWEEP_COLUMNS",
     "Status",
     "BoundSource",
     "Termination",
@@ -79,6 +80,14 @@ ASSIGNMENT_COLUMNS = (
     "energy_j",
     "accuracy",
     "deadline_s",
+)
+
+
+# --- a sweep (one row per plan or baseline) ---------------------------------------------------
+SWEEP_COLUMNS = (
+    "method", "vary", "value", "status", "queries", "total_energy_j", "total_energy_kwh",
+    "token_weighted_mean_accuracy", "mean_accuracy", "deadlines_met", "queries_with_deadline",
+    "accuracy_floors_met", "makespan_s", "gap", "total_s", "pareto",
 )
 
 

@@ -1,32 +1,35 @@
-"""Pareto sweeps: the least-energy plan over a series of accuracy floors, ζ values or deadline scales.
+"""Series of plans: the least-energy plan over accuracy floors, ζ values or deadline scales, and the
+marginal energy cost of accuracy above one plan.
 
-Each point of the series is a full plan (same solver, same checks). The baselines (round-robin,
-random, …; see :mod:`energyopt.baselines`) are priced once on the unswept problem and drawn as
-points, so a planner sees what each point of accuracy or each tightening of the deadlines costs,
-and where today's routing rules sit against the front.
+Each point of a series is a full plan (same solver, same checks). The baselines (round-robin,
+random, …; see :mod:`energyopt.methods.baselines`) are planned once on the unswept problem,
+through the same packing and checker as every plan, and drawn as points, so a planner sees what
+each point of accuracy or each tightening of the deadlines costs, and where today's routing
+rules sit against the front.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Sequence
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
-from .baselines import baseline_choice, baseline_names, evaluate_choice
 from .errors import DataError
-from .plan import load_inputs, plan
-from .problem import build_problem
+from .inputs import load_inputs
+from .methods import Limits
+from .methods.baselines import baseline_choice, baseline_names
+from .plan import plan, schedule_choice
+from .problem import Problem, build_problem
+from .schedule import Schedule, Summary
+from .schema import SWEEP_COLUMNS
 
-__all__ = ["VARY", "default_values", "sweep", "pareto_mask"]
+__all__ = ["VARY", "default_values", "sweep", "pareto_mask", "accuracy_cost", "baseline_rows"]
 
 VARY = ("min-mean-accuracy", "zeta", "deadline-scale")
 
-SWEEP_COLUMNS = [
-    "method", "vary", "value", "status", "queries", "total_energy_j", "total_energy_kwh", "token_weighted_mean_accuracy",
-    "mean_accuracy", "deadlines_met", "queries_with_deadline", "accuracy_floors_met", "makespan_s", "gap",
-    "total_s", "pareto",
-]
+Progress = Callable[[str], None]
 
 
 def default_values(vary: str, *, base_accuracy: float | None = None, max_accuracy: float | None = None) -> list[float]:
@@ -71,40 +74,58 @@ def pareto_mask(energy: np.ndarray, merit: np.ndarray) -> np.ndarray:
     return out
 
 
-def _row(method: str, vary: str, value: float, s: dict) -> dict:
-    planned = s["status"] in ("optimal", "feasible")
+def _row(method: str, vary: str, value: float, s: Summary) -> dict[str, Any]:
+    planned = s.status.has_plan
+    nan = np.nan
     return {
-        "method": method, "vary": vary, "value": value, "status": s["status"], "queries": s["queries"],
-        "total_energy_j": s["total_energy_j"] if planned else np.nan,
-        "total_energy_kwh": s["total_energy_kwh"] if planned else np.nan,
-        "token_weighted_mean_accuracy": s["token_weighted_mean_accuracy"] if planned else np.nan,
-        "mean_accuracy": s["mean_accuracy"] if planned else np.nan,
-        "deadlines_met": s["deadlines_met"] if planned else np.nan,
-        "queries_with_deadline": s["queries_with_deadline"],
-        "accuracy_floors_met": s["assigned"] if planned else np.nan,
-        "makespan_s": s["makespan_s"] if planned else np.nan,
-        "gap": s["gap"] if planned else np.nan,
-        "total_s": s["timings_s"].get("total_s", np.nan),
+        "method": method, "vary": vary, "value": value, "status": str(s.status), "queries": s.queries,
+        "total_energy_j": s.total_energy_j if planned else nan,
+        "total_energy_kwh": s.total_energy_kwh if planned else nan,
+        "token_weighted_mean_accuracy": s.token_weighted_mean_accuracy if planned else nan,
+        "mean_accuracy": s.mean_accuracy if planned else nan,
+        "deadlines_met": s.deadlines_met if planned else nan,
+        "queries_with_deadline": s.queries_with_deadline,
+        "accuracy_floors_met": s.accuracy_floors_met if planned else nan,
+        "makespan_s": s.makespan_s if planned else nan,
+        "gap": s.gap if planned else nan,
+        "total_s": s.timings_s.get("total_s", nan),
         "pareto": False,
     }
 
 
+def baseline_rows(problem: Problem, vary: str, *, seed: int = 0) -> list[dict[str, Any]]:
+    """One row per routing rule, planned (packed, priced, checked) on ``problem``."""
+    rows = []
+    for name in baseline_names(problem):
+        choice = baseline_choice(problem, name, seed=seed)
+        s = schedule_choice(problem, choice).summary()
+        assert choice.dep_of_q is not None
+        unrouted = int((choice.dep_of_q < 0).sum())
+        r = _row(name, vary, 1.0 if vary == "deadline-scale" else np.nan, s)
+        r.update(status="baseline" if unrouted == 0 else f"baseline ({unrouted} unrouted)", mean_accuracy=np.nan,
+                 deadlines_met=s.deadlines_met, accuracy_floors_met=s.accuracy_floors_met, gap=np.nan, total_s=np.nan,
+                 queries_with_deadline=int(problem.queries["deadline_s"].notna().sum()))
+        rows.append(r)
+    return rows
+
+
 def sweep(
-    workload,
-    fleet,
-    models,
+    workload: Any,
+    fleet: Any,
+    models: Any,
     vary: str,
     values: Sequence[float] | None = None,
     *,
     baselines: bool = True,
     seed: int = 0,
-    progress: Callable[[str], None] | None = None,
-    **plan_kw,
+    progress: Progress | None = None,
+    **plan_kw: Any,
 ) -> pd.DataFrame:
-    """Solve the series and price the baselines; one row per plan or baseline (``SWEEP_COLUMNS``).
+    """Solve the series and plan the baselines; one row per plan or baseline (``SWEEP_COLUMNS``).
 
     ``plan_kw`` are :func:`~energyopt.plan.plan` options held fixed over the series (the swept
-    one is set per point). ``zeta`` sweeps use the trade-off objective; the others minimise energy.
+    one is set per point); a time limit holds per plan. ``zeta`` sweeps use the trade-off
+    objective; the others minimise energy.
     """
     say = progress or (lambda s: None)
     if vary not in VARY:
@@ -117,16 +138,17 @@ def sweep(
     if vary == "deadline-scale" and not has_dl.any():
         src = wl.attrs.get("source", "the workload")
         raise DataError(f"{src}: no query has a deadline_s; --vary deadline-scale needs deadlines to scale")
-    rows: list[dict] = []
+    rows: list[dict[str, Any]] = []
     base_problem = None
     if values is None and vary == "min-mean-accuracy":
         say("plan without an accuracy floor, to start the series ...")
         first = plan(wl, fl, fm, **{**kw, "min_mean_accuracy": None})
         s0 = first.summary()
-        if s0["status"] not in ("optimal", "feasible"):
-            raise DataError(f"no plan without an accuracy floor ({s0['status']}: {first.message}); nothing to sweep")
+        if not s0.status.has_plan:
+            raise DataError(f"no plan without an accuracy floor ({s0.status}: {first.message}); nothing to sweep")
         base_problem = first.problem
-        values = default_values(vary, base_accuracy=s0["token_weighted_mean_accuracy"],
+        assert s0.token_weighted_mean_accuracy is not None
+        values = default_values(vary, base_accuracy=s0.token_weighted_mean_accuracy,
                                 max_accuracy=first.problem.max_mean_accuracy())
         rows.append(_row("optimal", vary, np.nan, s0))
         values = values[1:]  # the first floor is the unconstrained plan's own accuracy
@@ -147,13 +169,13 @@ def sweep(
             w["deadline_s"] = wl["deadline_s"] * v
         sched = plan(w, fl, fm, **pk)
         s = sched.summary()
-        say(f"[{k}/{len(values)}] {vary} = {v:g}: {s['status']}"
-            + (f", {s['total_energy_kwh']:.6g} kWh, accuracy {s['token_weighted_mean_accuracy']:.4f}"
-               if s["status"] in ("optimal", "feasible") else f" ({sched.message[:120]})"))
+        say(f"[{k}/{len(values)}] {vary} = {v:g}: {s.status}"
+            + (f", {s.total_energy_kwh:.6g} kWh, accuracy {s.token_weighted_mean_accuracy:.4f}"
+               if s.status.has_plan else f" ({sched.message[:120]})"))
         rows.append(_row("optimal", vary, v, s))
         if base_problem is None and vary != "deadline-scale":
             base_problem = sched.problem
-    out = pd.DataFrame(rows, columns=SWEEP_COLUMNS)
+    out = pd.DataFrame(rows, columns=list(SWEEP_COLUMNS))
     opt = out["method"] == "optimal"
     if vary == "deadline-scale":  # tighter (smaller scale) is better
         merit = -out["value"].to_numpy(dtype=float)
@@ -164,18 +186,54 @@ def sweep(
         if base_problem is None:
             base_problem = build_problem(wl, fl, fm, objective=kw.get("objective", "energy"),
                                          zeta=kw.get("zeta", 0.5), idle=kw.get("idle", False))
-        brows = []
-        for name in baseline_names(base_problem):
-            r = evaluate_choice(base_problem, name, baseline_choice(base_problem, name, seed=seed))
-            brows.append({
-                "method": name, "vary": vary, "value": 1.0 if vary == "deadline-scale" else np.nan,
-                "status": "baseline" if r.unrouted == 0 else f"baseline ({r.unrouted} unrouted)",
-                "queries": base_problem.n_queries,
-                "total_energy_j": r.total_energy_j, "total_energy_kwh": r.total_energy_j / 3.6e6,
-                "token_weighted_mean_accuracy": r.token_weighted_mean_accuracy, "mean_accuracy": np.nan,
-                "deadlines_met": r.deadlines_met, "queries_with_deadline": r.queries_with_deadline,
-                "accuracy_floors_met": r.accuracy_floors_met, "makespan_s": r.makespan_s, "gap": np.nan,
-                "total_s": np.nan, "pareto": False,
-            })
-        out = pd.concat([out, pd.DataFrame(brows, columns=SWEEP_COLUMNS)], ignore_index=True)
+        out = pd.concat([out, pd.DataFrame(baseline_rows(base_problem, vary, seed=seed), columns=list(SWEEP_COLUMNS))],
+                        ignore_index=True)
     return out
+
+
+def accuracy_cost(schedule: Schedule, *, steps: int = 5, limits: Limits | None = None, progress: Progress | None = None,
+                  **plan_kw: Any) -> pd.DataFrame:
+    """Least energy at ``steps`` raised accuracy floors above the plan's, and the marginal cost.
+
+    Row 0 is the plan itself. Each further row is a plan at a token-weighted accuracy floor
+    evenly spaced up to the most the fleet can reach (every query on its most accurate option);
+    ``marginal_j_per_point`` is the energy added per 0.01 of accuracy since the previous feasible
+    row. The plans minimise energy (a trade-off plan's curve is that of its energy). ``limits``
+    is shared by the whole series (e.g. what is left of the command's time limit): once it is
+    spent, the remaining floors get the status "skipped: time limit".
+    """
+    say = progress or (lambda s: None)
+    s = schedule.summary()
+    problem = schedule.problem
+    assert problem.inputs is not None
+    wl, fl, fm = problem.inputs
+    a0 = s.token_weighted_mean_accuracy
+    a_max = problem.max_mean_accuracy()
+    rows = [{"min_mean_accuracy": s.min_mean_accuracy, "status": str(s.status), "token_weighted_mean_accuracy": a0,
+             "total_energy_j": s.total_energy_j, "marginal_j_per_point": np.nan}]
+    kw = {k: v for k, v in plan_kw.items() if k not in ("objective", "zeta", "min_mean_accuracy")}
+    kw.setdefault("idle", problem.idle)
+    if a0 is not None and a_max > a0 + 1e-6:
+        for k, floor in enumerate(np.linspace(a0, a_max, steps + 1)[1:], 1):
+            if limits is not None and limits.expired():
+                rows.append({"min_mean_accuracy": float(floor), "status": "skipped: time limit",
+                             "token_weighted_mean_accuracy": np.nan, "total_energy_j": np.nan,
+                             "marginal_j_per_point": np.nan})
+                continue
+            say(f"accuracy cost [{k}/{steps}]: least energy at token-weighted accuracy >= {floor:.4f} ...")
+            o = plan(wl, fl, fm, objective="energy", min_mean_accuracy=min(float(floor), 1.0), limits=limits, **kw).summary()
+            ok = o.status.has_plan
+            rows.append({"min_mean_accuracy": float(floor), "status": str(o.status),
+                         "token_weighted_mean_accuracy": o.token_weighted_mean_accuracy if ok else np.nan,
+                         "total_energy_j": o.total_energy_j if ok else np.nan, "marginal_j_per_point": np.nan})
+    t = pd.DataFrame(rows)
+    prev = None
+    for i, r in t.iterrows():
+        if not np.isfinite(r["total_energy_j"]):
+            continue
+        if prev is not None:
+            da = r["token_weighted_mean_accuracy"] - t.at[prev, "token_weighted_mean_accuracy"]
+            if da > 1e-9:
+                t.at[i, "marginal_j_per_point"] = (r["total_energy_j"] - t.at[prev, "total_energy_j"]) / (da * 100)
+        prev = i
+    return t

@@ -187,9 +187,9 @@ def main() -> None:
         ("authors' optimiser", "authors' routing (reproduced)", half.loc["authors' routing (reproduced)"]),
         ("-", "energyopt (per-query costs), zeta = 0.5", half.loc["energyopt (per-query costs)"]),
         ("-", "energyopt, least energy at the authors' accuracy", pd.Series(
-            {"energy_kwh": same_acc["total_energy_kwh"], "accuracy": same_acc["token_weighted_mean_accuracy"]})),
+            {"energy_kwh": same_acc.total_energy_kwh, "accuracy": same_acc.token_weighted_mean_accuracy})),
         ("-", "energyopt, least energy at round-robin's accuracy", pd.Series(
-            {"energy_kwh": rr_acc["total_energy_kwh"], "accuracy": rr_acc["token_weighted_mean_accuracy"]})),
+            {"energy_kwh": rr_acc.total_energy_kwh, "accuracy": rr_acc.token_weighted_mean_accuracy})),
         ("round-robin", "round-robin", rr),
         ("random", "random (seeded)", half.loc["random"]),
     ] + [(f"only:{k}", f"{k} alone", half.loc[f"only:{k}"]) for k in LLMS]

@@ -20,8 +20,8 @@ for d in fleet.deployments:
 
 schedule = energyopt.plan(workload, fleet, models, solver="highs", min_mean_accuracy=0.52)
 s = schedule.summary()
-print(f"\nstatus {s['status']}, {s['total_energy_kwh']:.3f} kWh, gap {s['gap']:.3%}, "
-      f"token-weighted accuracy {s['token_weighted_mean_accuracy']:.3f}, deadlines met {s['deadlines_met']}/{s['queries_with_deadline']}")
+print(f"\nstatus {s.status}, {s.total_energy_kwh:.3f} kWh, gap {s.gap:.3%}, "
+      f"token-weighted accuracy {s.token_weighted_mean_accuracy:.3f}, deadlines met {s.deadlines_met}/{s.queries_with_deadline}")
 
 violations = energyopt.check_schedule(schedule.problem, schedule)
 print("independent check:", "ok" if not violations else violations)

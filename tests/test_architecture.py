@@ -10,8 +10,8 @@ PKG = Path(__file__).parent.parent / "energyopt"
 # a module may import only modules of its own rank or lower
 RANK = {
     "errors": 0, "schema": 0, "defaults": 1, "io": 1, "fleet": 1, "fit": 2, "characterize": 2,
-    "problem": 3, "formulation": 4, "solvers": 5, "decompose": 5, "schedule": 6, "check": 6, "baselines": 6,
-    "plan": 7, "compare": 8, "sweep": 8, "explain": 8, "report": 8, "cli": 9, "__init__": 9,
+    "accounting": 0, "writers": 1, "inputs": 2, "problem": 3, "formulation": 4, "diagnose": 4, "solvers": 5, "packing": 5, "methods": 6, "schedule": 7, "check": 6,
+    "plan": 9, "compare": 10, "sweep": 10, "explain": 10, "report": 11, "cli": 12, "__init__": 12,
 }
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import lognormal_workload, random_instance
 from energyopt.check import check_plan
-from energyopt.decompose import knapsack_max, lagrangian_bound
+from energyopt.methods.decompose import knapsack_max, lagrangian_bound
 from energyopt.fit import FittedModels
 from energyopt.plan import plan
 from energyopt.problem import build_problem
@@ -99,7 +99,7 @@ def _big_fleet(synthetic_fleet, devices: int, horizon_s: float):
 def test_blocked_evaluation_equals_the_priced_costs_written_out(monkeypatch, synthetic_models, synthetic_fleet, deadlines):
     """L, each row's best option and its margin, evaluated block by block, equal a direct
     computation of cost + run·Σλ − μ·w·acc over the whole (queries × deployments) array."""
-    import energyopt.decompose as dc
+    import energyopt.methods.decompose as dc
 
     wl = lognormal_workload(700, seed=3, deadline_fraction=0.4 if deadlines else 0.0, deadline_range=(600, 6000))
     fleet = _big_fleet(synthetic_fleet, 4, 4 * 3600.0)
@@ -145,7 +145,7 @@ def test_prices_from_samples_give_the_same_bound(synthetic_models, synthetic_fle
 def test_round_packing_meets_every_due_time_and_balances(seed):
     """With many instances queries go a round at a time; every placed query ends by its due
     time, and without deadlines the loads stay within one query of each other's mean."""
-    from energyopt.schedule import ROUND_MIN_INSTANCES, _place
+    from energyopt.packing import ROUND_MIN_INSTANCES, _place
 
     rng = np.random.default_rng(seed)
     k = ROUND_MIN_INSTANCES + int(rng.integers(0, 30))

@@ -9,15 +9,16 @@ from click.testing import CliRunner
 from conftest import lognormal_workload
 from energyopt.cli import main
 from energyopt.plan import plan
-from energyopt.report import (accuracy_cost, deadline_slack, energy_by_llm_device, instance_table, timeline_blocks,
-                              write_report)
+from energyopt.report import deadline_slack, energy_by_llm_device, instance_table, timeline_blocks, write_report
+from energyopt.schema import Status
+from energyopt.sweep import accuracy_cost
 
 
 @pytest.fixture(scope="module")
 def sched(synthetic_models, synthetic_fleet):
     wl = lognormal_workload(120, seed=3, deadline_fraction=0.3, deadline_range=(100, 600))
     s = plan(wl, synthetic_fleet, synthetic_models)
-    assert s.summary()["status"] == "optimal"
+    assert s.summary().status is Status.OPTIMAL
     return s
 
 
@@ -66,7 +67,7 @@ def test_deadline_slack(sched):
 def test_accuracy_cost_curve(sched):
     t = accuracy_cost(sched, steps=3)
     assert len(t) == 4
-    assert t["total_energy_j"].iloc[0] == pytest.approx(sched.summary()["total_energy_j"])
+    assert t["total_energy_j"].iloc[0] == pytest.approx(sched.summary().total_energy_j)
     ok = t[np.isfinite(t["total_energy_j"])]
     assert (np.diff(ok["total_energy_j"]) >= -1e-6).all()
     for k in range(1, len(ok)):
@@ -78,7 +79,7 @@ def test_accuracy_cost_curve(sched):
 
 
 def test_write_report_files(sched, tmp_path):
-    paths = write_report(sched, tmp_path, accuracy_steps=2)
+    paths = write_report(sched, tmp_path, accuracy_cost(sched, steps=2))
     names = {p.name for p in paths}
     assert {"report.html", "energy_by_llm_device.png", "timeline.png", "utilisation.png", "deadline_slack.png",
             "accuracy_cost.png", "accuracy_cost.csv", "instances.csv"} <= names

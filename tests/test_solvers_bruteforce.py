@@ -120,7 +120,7 @@ def test_repair_never_lowers_accuracy_under_a_mean_floor():
 
     from conftest import make_models
     from energyopt.fleet import fleet_from_dict
-    from energyopt.schedule import pack
+    from energyopt.packing import pack
 
     fleet = fleet_from_dict({
         "horizon_s": 100.0,

@@ -8,10 +8,11 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import lognormal_workload
-from energyopt.baselines import baseline_choice, evaluate_choice
+from energyopt.methods.baselines import baseline_choice
 from energyopt.cli import main
 from energyopt.errors import DataError
-from energyopt.plan import load_inputs, plan
+from energyopt.inputs import load_inputs
+from energyopt.plan import plan, schedule_choice
 from energyopt.sweep import pareto_mask, sweep
 
 
@@ -36,17 +37,17 @@ def test_accuracy_sweep_points_are_the_plans(inputs):
     # each point equals an independent plan at that floor
     for _, r in opt.iloc[:3].iterrows():
         s = plan(wl, fl, fm, min_mean_accuracy=r["value"]).summary()
-        assert r["status"] == s["status"] and r["total_energy_j"] == pytest.approx(s["total_energy_j"], rel=1e-9)
+        assert r["status"] == str(s.status) and r["total_energy_j"] == pytest.approx(s.total_energy_j, rel=1e-9)
         assert r["token_weighted_mean_accuracy"] >= r["value"] - 1e-9
     ok = opt.iloc[:3]
     assert np.all(np.diff(ok["total_energy_j"]) >= -1e-6 * ok["total_energy_j"].iloc[:-1])  # more accuracy costs
     # 0.99 is above every LLM's accuracy: no plan, kept as a row
     assert opt.loc[3, "status"] == "infeasible" and np.isnan(opt.loc[3, "total_energy_j"])
     assert ok["pareto"].all() and not opt.loc[3, "pareto"]
-    # baselines are priced as compare prices them
+    # baselines are planned as compare plans them: packed, priced and checked
     base = t[t["method"] != "optimal"].set_index("method")
     problem = plan(wl, fl, fm).problem
-    r = evaluate_choice(problem, "round-robin", baseline_choice(problem, "round-robin"))
+    r = schedule_choice(problem, baseline_choice(problem, "round-robin")).summary()
     assert base.loc["round-robin", "total_energy_j"] == pytest.approx(r.total_energy_j)
     assert base.loc["round-robin", "deadlines_met"] == r.deadlines_met
 
@@ -57,8 +58,8 @@ def test_default_accuracy_series_starts_at_the_unconstrained_plan(inputs):
     first = t.iloc[0]
     assert np.isnan(first["value"])
     s = plan(wl, fl, fm).summary()
-    assert first["total_energy_j"] == pytest.approx(s["total_energy_j"], rel=1e-9)
-    assert len(t) == 7 and t["value"].iloc[1] > s["token_weighted_mean_accuracy"]
+    assert first["total_energy_j"] == pytest.approx(s.total_energy_j, rel=1e-9)
+    assert len(t) == 7 and t["value"].iloc[1] > s.token_weighted_mean_accuracy
 
 
 def test_zeta_and_deadline_sweeps_move_the_right_way(inputs):

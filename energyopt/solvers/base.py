@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import SolverNotAvailableError
 from ..formulation import MatrixModel
-from ..schema import Status
+from ..schema import BoundSource, Status, Termination
 
 __all__ = ["SolveResult", "Solver", "available_solvers", "get_solver", "lp_bound", "SOLVER_NAMES"]
 
@@ -28,11 +28,25 @@ class SolveResult:
     status: Status
     x: np.ndarray | None  # values of the model's variables, or None without a solution
     objective: float  # model objective of x (float coefficients), NaN without a solution
-    bound: float  # a valid lower bound on the model's optimum (-inf if none)
-    bound_source: str  # "mip" (the backend's proven bound) or "lp" (LP relaxation)
+    bound: float  # a valid lower bound on the model's optimum (-inf if none, inf: proven infeasible)
+    bound_source: BoundSource
     solver: str
     time_s: float
     message: str = ""
+    termination: Termination | None = None  # why it stopped; by default read off the status
+
+    def __post_init__(self) -> None:
+        if self.termination is None:
+            self.termination = _TERMINATION_OF[self.status]
+
+
+_TERMINATION_OF = {
+    Status.OPTIMAL: Termination.OPTIMAL,
+    Status.FEASIBLE: Termination.FEASIBLE,
+    Status.INFEASIBLE: Termination.INFEASIBLE,
+    Status.NO_SOLUTION: Termination.NO_SOLUTION,
+    Status.ERROR: Termination.ERROR,
+}
 
 
 class Solver(ABC):

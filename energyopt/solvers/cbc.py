@@ -17,7 +17,7 @@ from typing import Iterator
 import numpy as np
 
 from ..formulation import MatrixModel
-from ..schema import Status
+from ..schema import BoundSource, Status
 from .base import SolveResult, Solver, lp_bound, now
 
 
@@ -85,16 +85,16 @@ class CbcSolver(Solver):
         m = re.findall(r"Lower bound:\s*([-+0-9.eE]+)", text) or re.findall(r"best possible\s*([-+0-9.eE]+)", text)
         log_bound = float(m[-1]) if m else None
         if st == "Infeasible":
-            return SolveResult(Status.INFEASIBLE, None, np.nan, np.inf, "mip", self.name, dt, "CBC: infeasible")
+            return SolveResult(Status.INFEASIBLE, None, np.nan, np.inf, BoundSource.MIP, self.name, dt, "CBC: infeasible")
         x = np.array([vi.varValue if vi.varValue is not None else np.nan for vi in v], dtype=float)
         has_x = not np.isnan(x).any() and sol_st in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible)
         if not has_x:
-            return SolveResult(Status.NO_SOLUTION, None, np.nan, lp_bound(model), "lp", self.name, dt, f"CBC: {st}")
+            return SolveResult(Status.NO_SOLUTION, None, np.nan, lp_bound(model), BoundSource.LP, self.name, dt, f"CBC: {st}")
         x = np.where(model.integrality == 1, np.round(x), x)
         obj = float(model.c @ x)
         if sol_st == pulp.LpSolutionOptimal:
             bound = log_bound if log_bound is not None else obj
-            return SolveResult(Status.OPTIMAL, x, obj, min(bound, obj), "mip", self.name, dt, "CBC: optimal")
+            return SolveResult(Status.OPTIMAL, x, obj, min(bound, obj), BoundSource.MIP, self.name, dt, "CBC: optimal")
         if log_bound is not None:
-            return SolveResult(Status.FEASIBLE, x, obj, log_bound, "mip", self.name, dt, "CBC: stopped with a plan")
-        return SolveResult(Status.FEASIBLE, x, obj, lp_bound(model), "lp", self.name, dt, "CBC: stopped with a plan")
+            return SolveResult(Status.FEASIBLE, x, obj, log_bound, BoundSource.MIP, self.name, dt, "CBC: stopped with a plan")
+        return SolveResult(Status.FEASIBLE, x, obj, lp_bound(model), BoundSource.LP, self.name, dt, "CBC: stopped with a plan")

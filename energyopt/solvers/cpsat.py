@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..formulation import MatrixModel
-from ..schema import Status
+from ..schema import BoundSource, Status
 from .base import SolveResult, Solver, lp_bound, now
 
 OBJ_SCALE_TARGET = 1e7  # the largest objective coefficient becomes about this integer
@@ -93,11 +93,11 @@ class CpSatSolver(Solver):
         st = solver.Solve(cp)
         dt = now() - t0
         if st == cp_model.INFEASIBLE:
-            return SolveResult(Status.INFEASIBLE, None, np.nan, np.inf, "lp", self.name, dt, "CP-SAT: infeasible")
+            return SolveResult(Status.INFEASIBLE, None, np.nan, np.inf, BoundSource.MIP, self.name, dt, "CP-SAT: infeasible")
         if st not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            return SolveResult(Status.NO_SOLUTION, None, np.nan, lp_bound(model), "lp", self.name, dt, f"CP-SAT: {solver.StatusName(st)}")
+            return SolveResult(Status.NO_SOLUTION, None, np.nan, lp_bound(model), BoundSource.LP, self.name, dt, f"CP-SAT: {solver.StatusName(st)}")
         x = np.array([solver.Value(vi) for vi in v], dtype=float)
         x[is_z] = x[is_z] / T
         obj = float(model.c @ x)
         status = Status.OPTIMAL if st == cp_model.OPTIMAL else Status.FEASIBLE
-        return SolveResult(status, x, obj, lp_bound(model), "lp", self.name, dt, f"CP-SAT: {solver.StatusName(st)}")
+        return SolveResult(status, x, obj, lp_bound(model), BoundSource.LP, self.name, dt, f"CP-SAT: {solver.StatusName(st)}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..formulation import MatrixModel
-from ..schema import Status
+from ..schema import BoundSource, Status, Termination
 from .base import SolveResult, Solver, lp_bound, now
 
 
@@ -41,13 +41,15 @@ class HighsSolver(Solver):
         if res.status == 0:
             x = np.asarray(res.x)
             return SolveResult(Status.OPTIMAL, x, float(model.c @ x), bound if np.isfinite(bound) else float(model.c @ x),
-                               "mip", self.name, dt, res.message)
+                               BoundSource.MIP, self.name, dt, res.message)
         if res.status == 2:
-            return SolveResult(Status.INFEASIBLE, None, np.nan, np.inf, "mip", self.name, dt, res.message)
+            return SolveResult(Status.INFEASIBLE, None, np.nan, np.inf, BoundSource.MIP, self.name, dt, res.message)
         if res.x is not None:
             x = np.asarray(res.x)
-            src = "mip"
+            src = BoundSource.MIP
             if not np.isfinite(bound):
-                bound, src = lp_bound(model), "lp"
+                bound, src = lp_bound(model), BoundSource.LP
             return SolveResult(Status.FEASIBLE, x, float(model.c @ x), bound, src, self.name, dt, res.message)
-        return SolveResult(Status.NO_SOLUTION, None, np.nan, bound, "mip", self.name, dt, res.message)
+        stop = Termination.TIME_LIMIT if res.status == 1 else Termination.NO_SOLUTION
+        return SolveResult(Status.NO_SOLUTION, None, np.nan, bound, BoundSource.MIP if np.isfinite(bound) else BoundSource.NONE,
+                           self.name, dt, res.message, termination=stop)

@@ -14,7 +14,7 @@ import signal
 import time
 
 from ..formulation import MatrixModel
-from ..schema import Status
+from ..schema import BoundSource, Status, Termination
 from .base import SolveResult, Solver
 
 __all__ = ["solve_with_watchdog"]
@@ -55,7 +55,7 @@ def solve_with_watchdog(solver: Solver, model: MatrixModel, *, time_limit_s: flo
             return payload
     except EOFError:
         p.join(5)
-        return SolveResult(Status.ERROR, None, math.nan, -math.inf, "none", solver.name, time.perf_counter() - t0,
+        return SolveResult(Status.ERROR, None, math.nan, -math.inf, BoundSource.NONE, solver.name, time.perf_counter() - t0,
                            f"{solver.name} exited without an answer (exit code {p.exitcode})")
     finally:
         parent.close()
@@ -64,5 +64,6 @@ def solve_with_watchdog(solver: Solver, model: MatrixModel, *, time_limit_s: flo
     except (ProcessLookupError, PermissionError):
         p.kill()
     p.join(5)
-    return SolveResult(Status.NO_SOLUTION, None, math.nan, -math.inf, "none", solver.name, time.perf_counter() - t0,
-                       f"{solver.name} ignored its {time_limit_s:g} s time limit; stopped by the watchdog after {wait:g} s")
+    return SolveResult(Status.NO_SOLUTION, None, math.nan, -math.inf, BoundSource.NONE, solver.name, time.perf_counter() - t0,
+                       f"{solver.name} ignored its {time_limit_s:g} s time limit; stopped by the watchdog after {wait:g} s",
+                       termination=Termination.WATCHDOG)

@@ -18,9 +18,15 @@ region, each master a small LP). The work per evaluation is a few passes over an
 clear margin takes it; the queries that the smallest relative change of the prices would move to
 their second option (the ones the prices leave nearly tied) are solved exactly by the MILP
 backend on the aggregate model, with the fixed queries' work and accuracy as constants. The plan
-is then packed onto instances (EDF) like any aggregate plan.
+is then packed onto instances (EDF) like any aggregate plan. Without deadlines, if the packed
+plan is further than the gap from the bound, four times as many queries are freed once more;
+the best packed plan is kept.
 
 The gap reported is between that plan's objective and the best L found, so it is proven.
+
+**Limits.** The bound gets at most half of the call's time limit, each MILP at most 60 s and
+what is left; the relative gap and the threads of :class:`~energyopt.methods.Limits` reach
+every MILP.
 """
 
 from __future__ import annotations
@@ -34,9 +40,17 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .problem import Problem
+from ..accounting import relative_gap
+from ..formulation import build_matrix, deadline_levels, level_of
+from ..packing import Timeline, pack, plan_objective
+from ..problem import Problem
+from ..schema import BoundSource, Status, Termination
+from ..solvers import Solver
+from ..solvers.watchdog import solve_with_watchdog
+from . import Choice, Limits, Method, Progress
 
-__all__ = ["DualBound", "lagrangian_bound", "FixPlan", "fix_and_solve", "knapsack_max"]
+__all__ = ["DecomposeMethod", "DualBound", "lagrangian_bound", "FixPlan", "fix_and_solve", "knapsack_max",
+           "sub_problem"]
 
 
 def knapsack_max(values: np.ndarray, sizes: np.ndarray, upper: np.ndarray, capacity: int) -> tuple[float, np.ndarray]:
@@ -112,13 +126,9 @@ class _Dense:
             self.rows = np.flatnonzero(served)
             self.cost, self.run, self.ok = problem.cost[self.rows], problem.runtime_s[self.rows], problem.ok[self.rows]
         dl = problem.queries["deadline_eff_s"].to_numpy(dtype=float)[self.rows]
-        levels = np.unique(dl)
-        if len(levels) > max_levels:
-            idx = np.unique(np.round(np.linspace(0, len(levels) - 1, max_levels)).astype(int))
-            levels = levels[idx]
-        self.levels = levels
+        self.levels = deadline_levels(dl, max_levels)
         # the smallest kept level >= the deadline: the row "work due by T" includes the query
-        self.lev = np.searchsorted(levels, dl, side="left").clip(0, len(levels) - 1)
+        self.lev = level_of(self.levels, dl).clip(0, len(self.levels) - 1)
         w = problem.queries["weight"].to_numpy(dtype=float)[self.rows]
         self.acc = problem.deployments["accuracy"].to_numpy(dtype=float)
         self.w = w if problem.min_mean_accuracy is not None else None  # the accuracy row's weights
@@ -393,12 +403,11 @@ def fix_and_solve(
     problem: Problem,
     dual: DualBound,
     D: _Dense,
-    backend,
+    backend: Solver,
+    limits: Limits,
     *,
     free_size: int | None = None,
-    time_limit_s: float | None = None,
     sub_time_limit_s: float = 60.0,
-    mip_rel_gap: float = 1e-6,
     progress: Callable[[str], None] | None = None,
 ) -> FixPlan | None:
     """Fix the clearly decided queries at the prices' choice; solve the nearly tied ones exactly.
@@ -406,10 +415,8 @@ def fix_and_solve(
     Queries are freed in order of the relative price change that would flip their choice
     (:attr:`DualBound.flip`): ``free_size`` of them (default: one per thousand queries, 300 to 2,000); if
     the MILP finds no feasible completion, four times as many. Each MILP gets at most
-    ``sub_time_limit_s`` (and what is left of ``time_limit_s``); its best completion is kept."""
-    from .formulation import build_matrix
-    from .solvers.watchdog import solve_with_watchdog
-
+    ``sub_time_limit_s`` (and what is left of the call's limits, whose gap and threads it gets);
+    its best completion is kept."""
     say = progress or (lambda s: None)
     n_s = len(D.rows)
     best = dual.best[D.rows]
@@ -434,11 +441,11 @@ def fix_and_solve(
         model = build_matrix(sub, "aggregate", fixed_work=fixed_work, fixed_accuracy=fixed_acc,
                              weight_total=float(w.sum()))
         # the time limit is enforced from outside too, as for every backend call
-        limit = sub_time_limit_s if time_limit_s is None else min(time_limit_s, sub_time_limit_s)
-        res = solve_with_watchdog(backend, model, time_limit_s=limit, mip_rel_gap=mip_rel_gap, threads=1)
+        res = solve_with_watchdog(backend, model, time_limit_s=limits.capped_s(sub_time_limit_s),
+                                  mip_rel_gap=limits.mip_rel_gap, threads=limits.threads)
         if res.x is not None:
             break
-        if size >= n_s:
+        if size >= n_s or limits.expired():
             return None
         say(f"lagrangian: {size} free queries left no feasible plan ({res.status}); freeing more")
         size = min(n_s, size * 4)
@@ -453,7 +460,57 @@ def fix_and_solve(
     return FixPlan(dep_of_q, n_inst, obj, len(free), message=f"{len(free)} queries solved by {backend.name} ({res.status})")
 
 
-def plan_gap(objective: float, bound: float) -> float:
-    if not math.isfinite(objective):
-        return math.inf
-    return max(objective - bound, 0.0) / max(abs(objective), 1e-12)
+class DecomposeMethod(Method):
+    """The Lagrangian bound, then fix-and-solve on the nearly tied queries, freeing more while
+    the packed plan is further than the gap from the bound (see the module docstring)."""
+
+    name = "decompose"
+
+    def solve(self, problem: Problem, backend: Solver, limits: Limits, progress: Progress) -> Choice:
+        progress(f"model: decomposition (priced coupling rows, then {backend.name} on the nearly tied queries)")
+        t0 = time.perf_counter()
+        left = limits.remaining_s()
+        dual, dense = lagrangian_bound(problem, time_limit_s=None if left is None else left / 2, progress=progress)
+        if dual.infeasible:
+            return Choice.none(self.name, backend.name, Status.INFEASIBLE, Termination.INFEASIBLE, dual.bound,
+                               BoundSource.LAGRANGIAN, solver_s=time.perf_counter() - t0)
+        progress(f"lagrangian: bound {dual.bound:.8g} after {dual.iterations} iterations in {dual.time_s:.2f} s")
+        best = self._fix_and_pack(problem, backend, limits, dual, dense, progress)
+        solver_s = time.perf_counter() - t0
+        if best is None:
+            stop = Termination.TIME_LIMIT if limits.expired() else Termination.NO_SOLUTION
+            return Choice.none(self.name, backend.name, Status.NO_SOLUTION, stop, dual.bound, BoundSource.LAGRANGIAN,
+                               solver_s=solver_s,
+                               message="no plan found: the nearly tied queries left no feasible completion")
+        fp, tl = best
+        progress(f"{backend.name}: {fp.message}")
+        return Choice(self.name, backend.name, Status.FEASIBLE, Termination.FEASIBLE, dual.bound,
+                      BoundSource.LAGRANGIAN, dep_of_q=tl.dep, n_inst=fp.n_inst, inst_of_q=tl.instance,
+                      objective=fp.objective, solver_s=solver_s, message=fp.message, unplaced=tl.unplaced)
+
+    @staticmethod
+    def _fix_and_pack(problem: Problem, backend: Solver, limits: Limits, dual: DualBound, dense: _Dense,
+                      progress: Progress) -> tuple[FixPlan, Timeline] | None:
+        """Fix-and-solve, packed; without deadlines, once more with four times the free queries if
+        the packed plan is further than the gap from the bound (with deadlines the gap left is
+        mostly the aggregate relaxation's, which that cannot close). The best packed plan."""
+        best: tuple[tuple[int, float], FixPlan, Timeline] | None = None
+        size = None
+        for _attempt in range(2 if len(dual.levels) == 1 else 1):
+            t_fix = time.perf_counter()
+            got = fix_and_solve(problem, dual, dense, backend, limits, free_size=size, progress=progress)
+            slow = time.perf_counter() - t_fix > 5.0  # a slow MILP: a four times larger one would be slower
+            if got is not None:
+                # plans are compared once packed: a better aggregate objective can pack worse (repair
+                # moves late queries, and with idle power counted every instance has its price)
+                tl = pack(problem, got.dep_of_q, got.n_inst)
+                key = (len(tl.unplaced), plan_objective(problem, tl) if not tl.unplaced else math.inf)
+                if best is None or key < best[0]:
+                    best = (key, got, tl)
+            if (got is None or slow or relative_gap(got.objective, dual.bound) <= limits.mip_rel_gap
+                    or got.free_queries >= len(dense.rows) or limits.expired()):
+                break
+            progress(f"{backend.name}: {got.message}, gap {relative_gap(got.objective, dual.bound):.2e}; "
+                     "freeing more queries")
+            size = 4 * got.free_queries
+        return None if best is None else (best[1], best[2])

@@ -1,0 +1,105 @@
+"""Why no plan exists: queries no option can serve, an accuracy floor out of reach, pools or
+deployments short of instance-seconds before some deadline."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .problem import Problem
+
+__all__ = ["explain_infeasible"]
+
+
+def _prefix_shortage(work: np.ndarray, deadlines: np.ndarray, servers: float) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """Work due by each deadline (sorted) against ``servers`` × deadline: cumulative work, the
+    sorted deadlines, and the index of the worst shortage (None if nothing is short)."""
+    order = np.argsort(deadlines)
+    cum = np.cumsum(work[order])
+    due = deadlines[order]
+    short = cum - servers * due
+    j = int(np.argmax(short))
+    return cum, due, (j if short[j] > 1e-9 else None)
+
+
+def _unreachable_accuracy(problem: Problem) -> list[str]:
+    if problem.min_mean_accuracy is None:
+        return []
+    reach = problem.max_mean_accuracy()
+    if reach < problem.min_mean_accuracy:
+        return [f"token-weighted mean accuracy can reach at most {reach:.4f} (every query on its most "
+                f"accurate option), below the floor {problem.min_mean_accuracy}"]
+    return []
+
+
+def _single_deployment_shortage(problem: Problem) -> tuple[list[str], dict[int, int]]:
+    """Queries that only one deployment can serve, against that deployment's instances; and the
+    least instances each such deployment needs."""
+    cand = problem.cand
+    deps = problem.deployments
+    n_dep = cand.groupby("q")["d"].nunique()
+    single = cand[cand["q"].isin(n_dep.index[(n_dep == 1).to_numpy()])]
+    out: list[str] = []
+    min_inst: dict[int, int] = {}
+    for d, sel in single.groupby("d"):
+        m = int(deps["max_instances"].iloc[d])
+        cum, due, worst = _prefix_shortage(sel["runtime_s"].to_numpy(), sel["deadline_eff_s"].to_numpy(), m)
+        if worst is not None:
+            out.append(f"{deps['deployment'].iloc[d]}: queries only it can serve need {cum[worst]:.1f} instance-seconds by "
+                       f"t = {due[worst]:.1f} s, but its {m} instances offer {m * due[worst]:.1f} "
+                       f"(short by {cum[worst] - m * due[worst]:.1f} s)")
+        min_inst[int(d)] = int(np.ceil(np.max(cum / due) - 1e-9))
+    return out, min_inst
+
+
+def _pool_short_of_instances(problem: Problem, min_inst: dict[int, int]) -> list[str]:
+    deps = problem.deployments
+    pool_of = deps["device"].to_numpy()
+    k_all = deps["devices_per_instance"].to_numpy()
+    out = []
+    for pool, cnt in zip(problem.pools["pool"], problem.pools["count"]):
+        need = {d: n * int(k_all[d]) for d, n in min_inst.items() if pool_of[d] == pool and n > 0}
+        if sum(need.values()) > cnt:
+            parts = ", ".join(f"{deps['deployment'].iloc[d]} at least {min_inst[d]} instances ({n} devices)"
+                              for d, n in need.items())
+            out.append(f"pool {pool}: the queries only one deployment can serve need {parts}; the pool has {cnt} devices")
+    return out
+
+
+def _pool_short_of_device_seconds(problem: Problem) -> list[str]:
+    """Queries that only one pool can serve, against that pool's device-seconds by each deadline."""
+    cand = problem.cand
+    deps = problem.deployments
+    pool_of = deps["device"].to_numpy()
+    k_all = deps["devices_per_instance"].to_numpy()
+    cand_pool = pool_of[cand["d"].to_numpy()]
+    n_pools = cand.assign(pool=cand_pool).groupby("q")["pool"].nunique()
+    one_pool = cand["q"].isin(n_pools.index[(n_pools == 1).to_numpy()])
+    out = []
+    for pool, cnt in zip(problem.pools["pool"], problem.pools["count"]):
+        sel = cand[one_pool & (cand_pool == pool)]
+        if sel.empty:
+            continue
+        need = (sel["runtime_s"] * k_all[sel["d"].to_numpy()]).groupby(sel["q"]).min()
+        cum, due, worst = _prefix_shortage(need.to_numpy(), problem.queries["deadline_eff_s"].to_numpy()[need.index], cnt)
+        if worst is not None:
+            out.append(f"pool {pool}: queries only it can serve need at least {cum[worst]:.1f} device-seconds by "
+                       f"t = {due[worst]:.1f} s, but its {cnt} devices offer {cnt * due[worst]:.1f} "
+                       f"(short by {cum[worst] - cnt * due[worst]:.1f} device-seconds)")
+    return out
+
+
+def explain_infeasible(problem: Problem) -> list[str]:
+    """Reasons no plan exists, the most specific first: unservable queries; an accuracy floor out
+    of reach or deployments and pools short of instances; pools short of device-seconds."""
+    out = [f"query {r.query_id}: {r.reason}" for r in problem.unservable.itertuples()]
+    if out:
+        return out
+    short, min_inst = _single_deployment_shortage(problem)
+    out = _unreachable_accuracy(problem) + short + _pool_short_of_instances(problem, min_inst)
+    if out:
+        return out
+    out = _pool_short_of_device_seconds(problem)
+    if not out:
+        out.append("capacity and deadlines together cannot be met: instances are too few for the work due "
+                   "before some deadlines (relax deadlines, add devices, or allow more instances)")
+    return out

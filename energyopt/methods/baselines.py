@@ -1,0 +1,102 @@
+"""Routing rules planners use today, returned as a :class:`~energyopt.methods.Choice` like any method.
+
+Each rule picks a deployment per query from those that can run it at all (a valid model, and a
+context window that holds the query); it ignores accuracy floors, deadlines and the energy. The
+pool's devices are split evenly among the deployments a rule uses (:func:`even_split`); packing
+then runs the queries in EDF order on the instance of their deployment that is free first,
+however late they end; the plan is priced and checked like every plan, and whatever the rule
+misses (accuracy floors, deadlines, the horizon) is counted by the checker, not hidden.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..problem import Problem
+from ..schema import BoundSource, Status, Termination
+from . import Choice
+
+__all__ = ["BASELINES", "baseline_names", "baseline_routing", "baseline_choice", "even_split"]
+
+BASELINES = ("round-robin", "random", "most-accurate-fastest", "fastest")
+
+
+def baseline_names(problem: Problem) -> list[str]:
+    return list(BASELINES) + [f"only:{llm}" for llm in sorted(problem.deployments["llm"].unique())]
+
+
+def baseline_routing(problem: Problem, name: str, seed: int = 0) -> np.ndarray:
+    """Deployment index per query (-1 where the rule finds nothing that can run it)."""
+    ok = problem.runnable
+    n_q, n_d = ok.shape
+    out = np.full(n_q, -1, dtype=np.int64)
+    deps = problem.deployments
+    R = np.where(ok, problem.runtime_s, np.inf)
+    if name == "round-robin":
+        k = 0
+        for i in range(n_q):
+            for step in range(n_d):
+                d = (k + step) % n_d
+                if ok[i, d]:
+                    out[i] = d
+                    k = d + 1
+                    break
+    elif name == "random":
+        rng = np.random.default_rng(seed)
+        for i in range(n_q):
+            opts = np.flatnonzero(ok[i])
+            if len(opts):
+                out[i] = rng.choice(opts)
+    elif name == "fastest":
+        has = ok.any(axis=1)
+        out[has] = np.argmin(R[has], axis=1)
+    elif name == "most-accurate-fastest":
+        # the most accurate LLM on its fastest device (median runtime over the batch); a query it
+        # cannot run goes to the next most accurate LLM
+        acc = deps["accuracy"].to_numpy()
+        med = np.nanmedian(np.where(ok, problem.runtime_s, np.nan), axis=0)
+        order = sorted(range(n_d), key=lambda d: (-acc[d], np.nan_to_num(med[d], nan=np.inf)))
+        for d in order:
+            free = (out < 0) & ok[:, d]
+            out[free] = d
+    elif name.startswith("only:"):
+        llm = name.split(":", 1)[1]
+        ds = np.flatnonzero(deps["llm"].to_numpy() == llm)
+        if not len(ds):
+            raise ValueError(f"no deployment of {llm}")
+        k = 0
+        for i in range(n_q):  # spread over that LLM's deployments in turn
+            for step in range(len(ds)):
+                d = ds[(k + step) % len(ds)]
+                if ok[i, d]:
+                    out[i] = d
+                    k += 1
+                    break
+    else:
+        raise ValueError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)}, only:<llm>")
+    return out
+
+
+def even_split(problem: Problem, dep_of_q: np.ndarray) -> np.ndarray:
+    """Instances per deployment: each pool's devices split evenly among the deployments the
+    routing uses there (at least one instance each, at most the deployment's maximum)."""
+    deps = problem.deployments
+    n_inst = np.zeros(problem.n_deployments, dtype=np.int64)
+    used = np.unique(dep_of_q[dep_of_q >= 0])
+    pool_of = deps["device"].to_numpy()
+    for pool, cnt in zip(problem.pools["pool"], problem.pools["count"]):
+        in_pool = [j for j in used if pool_of[j] == pool]
+        for j in in_pool:
+            share = int(cnt) // len(in_pool)
+            n_inst[j] = max(1, min(int(deps["max_instances"].iloc[j]), share // int(deps["devices_per_instance"].iloc[j])))
+    return n_inst
+
+
+def baseline_choice(problem: Problem, name: str, seed: int = 0) -> Choice:
+    """The rule ``name`` as a choice: its routing and an even split of each pool's devices. A rule
+    proves no bound (``-inf``); queries it cannot route are left out (``dep_of_q`` −1)."""
+    dep_of_q = baseline_routing(problem, name, seed)
+    unrouted = int((dep_of_q < 0).sum())
+    return Choice(f"baseline:{name}", "-", Status.FEASIBLE, Termination.FEASIBLE, -np.inf, BoundSource.NONE,
+                  dep_of_q=dep_of_q, n_inst=even_split(problem, dep_of_q),
+                  message=f"{unrouted} queries no deployment can run" if unrouted else "")

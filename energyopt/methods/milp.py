@@ -1,0 +1,51 @@
+"""The matrix model handed to a backend: ``exact`` (one column per option and instance) or
+``aggregate`` (one column per option, instance counts per deployment; packing places the queries)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..formulation import build_matrix
+from ..problem import Problem
+from ..schema import Status
+from ..solvers import Solver
+from ..solvers.watchdog import solve_with_watchdog
+from . import Choice, Limits, Method, Progress
+
+__all__ = ["MilpMethod"]
+
+
+class MilpMethod(Method):
+    """``exact`` or ``aggregate``: build the matrix model, solve it under the limits, read the choice."""
+
+    def __init__(self, kind: str):
+        self.name = kind
+
+    def solve(self, problem: Problem, backend: Solver, limits: Limits, progress: Progress) -> Choice:
+        model = build_matrix(problem, self.name)
+        progress(f"model: {model.kind} formulation, {model.n_vars} variables, {model.A.shape[0]} rows; "
+                 f"solving with {backend.name}")
+        res = solve_with_watchdog(backend, model, time_limit_s=limits.remaining_s(), mip_rel_gap=limits.mip_rel_gap,
+                                  threads=limits.threads)
+        progress(f"{backend.name}: {res.status} in {res.time_s:.2f} s, objective {res.objective:.6g}, bound {res.bound:.6g}")
+        assert res.termination is not None
+        if res.x is None:
+            status = Status.INFEASIBLE if res.status == Status.INFEASIBLE else Status.NO_SOLUTION
+            # an infeasible model's reasons come from the diagnosis (plan.py), not the backend's words
+            message = "" if status == Status.INFEASIBLE else f"no plan found within the limits ({res.message})"
+            return Choice.none(self.name, backend.name, status, res.termination, res.bound, res.bound_source,
+                               solver_s=res.time_s, message=message)
+        pick = np.flatnonzero(res.x[: model.n_x] > 0.5)
+        options = model.x_cand[pick]
+        q_of = problem.cand["q"].to_numpy()[options]
+        dep_of_q = np.full(problem.n_queries, -1, dtype=np.int64)
+        dep_of_q[q_of] = problem.cand["d"].to_numpy()[options]
+        n_inst = np.zeros(problem.n_deployments, dtype=np.int64)
+        np.add.at(n_inst, model.u_dep, np.round(model.u_values(res.x)).astype(np.int64))
+        inst_of_q = None
+        if model.kind == "exact":
+            inst_of_q = np.full(problem.n_queries, -1, dtype=np.int64)
+            inst_of_q[q_of] = model.x_inst[pick]
+        return Choice(self.name, backend.name, res.status, res.termination, res.bound, res.bound_source,
+                      dep_of_q=dep_of_q, n_inst=n_inst, inst_of_q=inst_of_q, objective=res.objective,
+                      solver_s=res.time_s, message=res.message)

@@ -1,0 +1,184 @@
+"""From a deployment per query to a timeline: which instance runs each query, and in what order.
+
+On each instance queries run one after another from t = 0 in earliest-deadline-first order (for
+queries all released at t = 0 that order meets every deadline whenever any order does). The
+exact model names the instance of every query. The aggregate model and the decomposition give
+only how many instances each deployment switches on: queries are then *packed*, in EDF order,
+each onto the instance of its deployment that is free first (with 16 or more instances, a round
+of one query per instance at a time: the round's i-th query onto the i-th least loaded
+instance); a query that would finish late is *repaired*: moved to the cheapest instance that
+still meets every deadline, among its options' four least-loaded instances and one more switched
+on where the pool has devices left. :func:`plan_objective` prices the result again.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .accounting import EDF_ABS_TOL_S, EDF_REL_TOL, edf_feasible
+from .problem import Problem
+
+__all__ = ["Timeline", "pack", "plan_objective", "ROUND_MIN_INSTANCES", "REPAIR_TRIES"]
+
+#: deployments with at least this many instances are packed a round at a time (vectorised)
+ROUND_MIN_INSTANCES = 16
+#: instances of one deployment tried per late query, least loaded first
+REPAIR_TRIES = 4
+
+
+@dataclass
+class Timeline:
+    """Deployment and instance of each query (-1: not placed)."""
+
+    dep: np.ndarray  # deployment index per query
+    instance: np.ndarray  # instance index within its deployment per query
+    unplaced: list[int] = field(default_factory=list)  # queries the packing could not place
+
+
+def _due_with_tolerance(due_s: np.ndarray) -> np.ndarray:
+    return due_s * (1 + EDF_REL_TOL) + EDF_ABS_TOL_S
+
+
+def _place(runs: np.ndarray, dues: np.ndarray, k: int) -> np.ndarray:
+    """Instances (0..k-1) for queries taken in the given order, each onto the instance free
+    first; -1 where the query would end after its due time. With many instances the queries go
+    a round of k at a time: the round's i-th query to the i-th least loaded instance."""
+    got = np.full(len(runs), -1, dtype=np.int64)
+    if k < ROUND_MIN_INSTANCES:
+        heap = [(0.0, i) for i in range(k)]  # (finish time, instance): the least loaded on top
+        for j, (r, due) in enumerate(zip(runs.tolist(), dues.tolist())):
+            f, i = heap[0]
+            if f + r <= due:
+                heapq.heapreplace(heap, (f + r, i))
+                got[j] = i
+        return got
+    loads = np.zeros(k)
+    for s in range(0, len(runs), k):
+        rr, du = runs[s:s + k], dues[s:s + k]
+        slots = np.argsort(loads, kind="stable")[: len(rr)]
+        f = loads[slots] + rr
+        fit = f <= du
+        loads[slots[fit]] = f[fit]
+        got[s:s + k] = np.where(fit, slots, -1)
+    return got
+
+
+def pack(problem: Problem, dep_of_q: np.ndarray, n_inst: np.ndarray, *, repair: bool = True,
+         enforce_due: bool = True) -> Timeline:
+    """Place each query on an instance of its deployment (see the module docstring).
+
+    ``dep_of_q[q]`` is the chosen deployment or -1; ``n_inst[d]`` the instances deployment d
+    may use before repair opens more. With ``enforce_due=False`` (routing rules, which ignore
+    deadlines) every query is placed on the instance free first, however late it ends.
+    """
+    n_q, n_d = problem.n_queries, problem.n_deployments
+    inst = np.full(n_q, -1, dtype=np.int64)
+    chosen = np.asarray(dep_of_q, dtype=np.int64).copy()
+    m_d = problem.deployments["max_instances"].to_numpy()
+    n_inst = np.minimum(np.asarray(n_inst, dtype=np.int64), m_d)
+    due_all = problem.queries["deadline_eff_s"].to_numpy(dtype=float)
+    placed = np.flatnonzero(chosen >= 0)
+    run_all = np.zeros(n_q)
+    run_all[placed] = problem.runtime_s.reshape(-1)[placed * n_d + chosen[placed]]
+    # EDF, longest first among equal deadlines, per deployment
+    order = placed[np.lexsort((-run_all[placed], due_all[placed], chosen[placed]))]
+    bounds = np.searchsorted(chosen[order], np.arange(n_d + 1))
+    late: list[int] = []
+    for d in range(n_d):
+        qs = order[bounds[d]:bounds[d + 1]]
+        if not len(qs):
+            continue
+        dues = _due_with_tolerance(due_all[qs]) if enforce_due else np.full(len(qs), np.inf)
+        got = _place(run_all[qs], dues, max(1, int(n_inst[d])))
+        inst[qs] = got
+        late.extend(qs[got < 0].tolist())
+    unplaced = _repair(problem, chosen, inst, run_all, late) if late and repair else late
+    return Timeline(chosen, inst, unplaced)
+
+
+class _Load:
+    """The queries on each (deployment, instance) of a packed plan, their busy seconds, and the
+    devices switched on per pool: what repair needs to try a move."""
+
+    def __init__(self, problem: Problem, chosen: np.ndarray, inst: np.ndarray, run_all: np.ndarray):
+        deps = problem.deployments
+        self.devices_per_inst = deps["devices_per_instance"].to_numpy()
+        self.pool_of = deps["device"].to_numpy()
+        m_d = deps["max_instances"].to_numpy()
+        on = np.flatnonzero(inst >= 0)
+        M = int(m_d.max()) + 1
+        key = chosen[on] * M + inst[on]
+        srt = np.argsort(key, kind="stable")
+        keys, starts = np.unique(key[srt], return_index=True)
+        ends = np.append(starts[1:], len(srt))
+        self.members = {(int(k) // M, int(k) % M): on[srt[a:b]] for k, a, b in zip(keys, starts, ends)}
+        self.busy_s = {dk: float(run_all[qs].sum()) for dk, qs in self.members.items()}
+        self.used_inst: dict[int, set[int]] = {d: set() for d in range(problem.n_deployments)}
+        for d, i in self.members:
+            self.used_inst[d].add(i)
+        self.used_dev = {p: 0 for p in problem.pools["pool"]}
+        for d, s in self.used_inst.items():
+            self.used_dev[self.pool_of[d]] += len(s) * self.devices_per_inst[d]
+
+    def queries_on(self, d: int, i: int) -> np.ndarray:
+        return self.members.get((d, i), np.zeros(0, dtype=np.int64))
+
+    def add(self, q: int, d: int, i: int, run_s: float) -> None:
+        self.members[(d, i)] = np.append(self.queries_on(d, i), q)
+        self.busy_s[(d, i)] = self.busy_s.get((d, i), 0.0) + run_s
+        if i not in self.used_inst[d]:
+            self.used_inst[d].add(i)
+            self.used_dev[self.pool_of[d]] += self.devices_per_inst[d]
+
+
+def _repair(problem: Problem, chosen: np.ndarray, inst: np.ndarray, run_all: np.ndarray, late: list[int]) -> list[int]:
+    """Move each late query (earliest deadline first) to the cheapest instance that still meets
+    every due time with it; returns the queries no instance can take."""
+    R = problem.runtime_s
+    due_all = problem.queries["deadline_eff_s"].to_numpy(dtype=float)
+    deps = problem.deployments
+    m_d = deps["max_instances"].to_numpy()
+    acc = deps["accuracy"].to_numpy(dtype=float)
+    count = dict(zip(problem.pools["pool"], problem.pools["count"]))
+    load = _Load(problem, chosen, inst, run_all)
+    unplaced = []
+    for q in sorted(late, key=lambda q: due_all[q]):
+        best = None
+        for d in np.flatnonzero(problem.ok[q]).tolist():
+            if problem.min_mean_accuracy is not None and chosen[q] >= 0 and acc[d] < acc[chosen[q]] - 1e-12:
+                continue  # a less accurate option could break the batch's mean-accuracy floor
+            # the least-loaded instances are the likeliest to take it: try a few of them
+            used = sorted(load.used_inst[d], key=lambda i: load.busy_s.get((d, i), 0.0))[:REPAIR_TRIES]
+            tries = [(i, 0.0) for i in used]
+            free = sorted(set(range(m_d[d])) - load.used_inst[d])
+            pool = load.pool_of[d]
+            if free and load.used_dev[pool] + load.devices_per_inst[d] <= count[pool]:
+                tries.append((free[0], float(problem.instance_cost[d])))
+            for i, extra in tries:
+                qs = load.queries_on(d, i)
+                if edf_feasible(np.append(run_all[qs], R[q, d]), np.append(due_all[qs], due_all[q])):
+                    delta = float(problem.cost[q, d]) + extra
+                    if best is None or delta < best[0]:
+                        best = (delta, d, i)
+                    break  # instances of one deployment are alike: the first that fits will do
+        if best is None:
+            unplaced.append(q)
+            continue
+        _, d, i = best
+        chosen[q] = d
+        inst[q] = i
+        run_all[q] = R[q, d]
+        load.add(q, d, i, float(R[q, d]))
+    return unplaced
+
+
+def plan_objective(problem: Problem, tl: Timeline) -> float:
+    """Objective of a placed plan: its options' costs plus the cost of each instance with work."""
+    qs = np.flatnonzero((tl.dep >= 0) & (tl.instance >= 0))
+    d = tl.dep[qs]
+    M = int(tl.instance[qs].max(initial=0)) + 1
+    d_of_on = np.unique(d * M + tl.instance[qs]) // M  # one entry per distinct (d, instance)
+    return float(problem.cost.reshape(-1)[qs * problem.n_deployments + d].sum() + problem.instance_cost[d_of_on].sum())
