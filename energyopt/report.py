@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .accounting import j_to_kwh
+from .accounting import J_PER_KWH, j_to_kwh
 from .schedule import Schedule
 from .writers import atomic_path, write_atomic
 
@@ -179,10 +179,10 @@ def plot_accuracy_cost(t: pd.DataFrame, path: Path) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4))
     ok = t[np.isfinite(t["total_energy_j"])]
-    ax.plot(ok["token_weighted_mean_accuracy"], ok["total_energy_j"] / 3.6e6, "o-", color="tab:green")
-    ax.plot(ok["token_weighted_mean_accuracy"].iloc[:1], ok["total_energy_j"].iloc[:1] / 3.6e6, "s", color="k",
+    ax.plot(ok["token_weighted_mean_accuracy"], ok["total_energy_j"] / J_PER_KWH, "o-", color="tab:green")
+    ax.plot(ok["token_weighted_mean_accuracy"].iloc[:1], ok["total_energy_j"].iloc[:1] / J_PER_KWH, "s", color="k",
             ms=8, label="this plan")
-    xs, ys = ok["token_weighted_mean_accuracy"].to_numpy(), ok["total_energy_j"].to_numpy() / 3.6e6
+    xs, ys = ok["token_weighted_mean_accuracy"].to_numpy(), ok["total_energy_j"].to_numpy() / J_PER_KWH
     for k in range(1, len(ok)):
         m = ok["marginal_j_per_point"].iloc[k]
         if np.isfinite(m):
