@@ -12,7 +12,7 @@ import pandas as pd
 
 from .check import check_plan
 from .errors import DataError
-from .fit import FittedModels
+from .modelstore import FittedModels
 from .fleet import Fleet, read_fleet
 from .decompose import fix_and_solve, lagrangian_bound, plan_gap
 from .formulation import build_matrix, choose_formulation

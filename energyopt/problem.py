@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
-from .fit import FittedModels
 from .fleet import Fleet
+from .modelstore import FittedModels
 
 __all__ = ["Problem", "build_problem", "OBJECTIVES"]
 
