@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import DataError
-from .fit import FittedModels
 from .fleet import Fleet
+from .modelstore import FittedModels
 from .schema import ASSIGNMENT_COLUMNS
 
 __all__ = ["check_plan", "check_schedule"]

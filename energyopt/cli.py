@@ -12,8 +12,11 @@ from typing import Any, Callable
 
 import click
 
-from . import __version__
 from .errors import EnergyoptError, FitError
+
+# Heavy libraries (pandas, numpy, scipy, scikit-learn) and the pipeline's modules are imported
+# inside the commands that use them: `energyopt --help` loads click and this module only.
+
 
 def _default_models() -> Path:
     from .defaults import default_models_dir
@@ -68,16 +71,29 @@ _FIT_FORMATS = {"cv_r2": ".4f", "r2": ".4f", "median_rel_err": ".1%", "p95_rel_e
                 "holdout_med_err": ".1%", "holdout_max_err": ".1%", "repeat_spread": ".1%"}
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``--version``: the installed version, read from the package metadata only when asked."""
+    if not value or ctx.resilient_parsing:
+        return
+    from .version import package_version
+
+    click.echo(f"energyopt, version {package_version()}")
+    ctx.exit()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="energyopt")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the version and exit.")
 def main() -> None:
     """Plan where LLM queries run so that a batch is served with the least energy.
 
     \b
     Typical session:
-      energyopt fit data/*.csv --out models/      # characterization data -> models
-      energyopt models                            # what models there are
-      energyopt predict --llm llama-2-7b --device h100 --input-tokens 1000 --output-tokens 130
+      energyopt solve examples/workload.csv       # plan the example batch: plan/assignment.csv
+      energyopt explain plan/ q000001             # one query's options and why it went where
+      energyopt compare examples/workload.csv     # the plan next to routing rules
+      energyopt models                            # the fitted models and their quality
+      energyopt predict --llm mistral-7b --device h200 --input-tokens 1000 --output-tokens 130
     """
 
 
@@ -129,7 +145,7 @@ def fit_cmd(data: tuple[Path, ...], out_dir: Path, min_r2: float, folds: int, lo
 @friendly_errors
 def models_cmd(models_dir: Path | None) -> None:
     """List the fitted models: form, cross-validated R², error and token ranges."""
-    from .fit import FittedModels
+    from .modelstore import FittedModels
 
     fm = FittedModels.load(models_dir or _default_models())
     t = fm.table()
@@ -154,7 +170,7 @@ def models_cmd(models_dir: Path | None) -> None:
 @friendly_errors
 def predict_cmd(llm: str, device: str, input_tokens: int, output_tokens: int, models_dir: Path | None) -> None:
     """Predict the runtime [s] and energy [J] of one query on one (LLM, device)."""
-    from .fit import FittedModels
+    from .modelstore import FittedModels
 
     fm = FittedModels.load(models_dir or _default_models())
     p = fm.predict(llm, device, [input_tokens], [output_tokens]).iloc[0]

@@ -7,9 +7,9 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from .fit import FittedModels
 from .fleet import Fleet, read_fleet
 from .io import read_workload
+from .modelstore import FittedModels
 
 __all__ = ["Inputs", "load_inputs"]
 

@@ -13,7 +13,7 @@ import pandas as pd
 from .accounting import relative_gap
 from .check import check_plan
 from .diagnose import explain_infeasible
-from .fit import FittedModels
+from .modelstore import FittedModels
 from .fleet import Fleet
 from .inputs import load_inputs
 from .methods import Choice, Limits, choose_method, get_method

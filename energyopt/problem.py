@@ -28,9 +28,9 @@ import pandas as pd
 
 from .accounting import effective_deadline_s, idle_energy_j, query_energy_cost_j, token_weight
 from .errors import DataError
-from .fit import FittedModels
 from .fleet import Fleet
 from .inputs import Inputs
+from .modelstore import FittedModels
 
 __all__ = ["Problem", "build_problem", "OBJECTIVES"]
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from energyopt.fit import FitMetrics, FittedModel, FittedModels
+from energyopt.modelstore import FitMetrics, FittedModel, FittedModels
 from energyopt.fleet import fleet_from_dict
 
 DATA = Path(__file__).parent / "data"

@@ -10,7 +10,7 @@ PKG = Path(__file__).parent.parent / "energyopt"
 # a module may import only modules of its own rank or lower
 RANK = {
     "errors": 0, "schema": 0, "defaults": 1, "io": 1, "fleet": 1, "fit": 2, "characterize": 2,
-    "accounting": 0, "writers": 1, "inputs": 2, "problem": 3, "formulation": 4, "diagnose": 4, "solvers": 5, "packing": 5, "methods": 6, "schedule": 7, "check": 6,
+    "accounting": 0, "version": 0, "modelstore": 2, "writers": 1, "inputs": 2, "problem": 3, "formulation": 4, "diagnose": 4, "solvers": 5, "packing": 5, "methods": 6, "schedule": 7, "check": 6,
     "plan": 9, "compare": 10, "sweep": 10, "explain": 10, "report": 11, "cli": 12, "__init__": 12,
 }
 

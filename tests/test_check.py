@@ -7,7 +7,7 @@ import pytest
 
 from conftest import lognormal_workload
 from energyopt.check import check_plan
-from energyopt.fit import FittedModels
+from energyopt.modelstore import FittedModels
 from energyopt.fleet import read_fleet
 from energyopt.plan import plan
 

@@ -11,7 +11,7 @@ import pytest
 from conftest import lognormal_workload, random_instance
 from energyopt.check import check_plan
 from energyopt.methods.decompose import knapsack_max, lagrangian_bound
-from energyopt.fit import FittedModels
+from energyopt.modelstore import FittedModels
 from energyopt.plan import plan
 from energyopt.problem import build_problem
 from test_solvers_bruteforce import brute_force

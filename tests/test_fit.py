@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from energyopt.errors import DataError, FitError
-from energyopt.fit import FittedModels, fit_models
+from energyopt.fit import fit_models
+from energyopt.modelstore import FittedModels
 
 
 def table(fn, noise=0.02, seed=0, llm="m", device="d", repeats=2):

@@ -56,48 +56,48 @@ class CpSatSolver(Solver):
         for i in range(n):
             hi = var_hi[i]
             hi = int(hi) if np.isfinite(hi) else int(TIME_UNITS_MAX * 10)
-            v.append(cp.NewIntVar(int(model.var_lo[i]), hi, f"v{i}"))
+            v.append(cp.new_int_var(int(model.var_lo[i]), hi, f"v{i}"))
         for r in range(A.shape[0]):
             lo_i, hi_i = A.indptr[r], A.indptr[r + 1]
             cols, a = A.indices[lo_i:hi_i], A.data[lo_i:hi_i]
             rlo, rhi, kind = model.row_lo[r], model.row_hi[r], kinds[r]
             if kind == "load":  # z - sum r x = 0, in time units, runtimes rounded up
                 coef = np.where(is_z[cols], 1, -np.ceil(np.abs(a) * T).astype(np.int64))
-                cp.Add(sum(int(c) * v[j] for j, c in zip(cols, coef)) == 0)
+                cp.add(sum(int(c) * v[j] for j, c in zip(cols, coef)) == 0)
                 continue
             if kind == "deadline":  # sum z - T_l u <= 0; capacities rounded down
                 coef = np.where(is_z[cols], 1, -np.floor(np.abs(a) * T).astype(np.int64))
-                cp.Add(sum(int(c) * v[j] for j, c in zip(cols, coef)) <= 0)
+                cp.add(sum(int(c) * v[j] for j, c in zip(cols, coef)) <= 0)
                 continue
             if rlo == rhi:
                 if not np.allclose(a, np.round(a)) or rlo != round(rlo):
                     raise ValueError(f"equality row {r} ({kind}) is not integral")
-                cp.Add(sum(int(round(c)) * v[j] for j, c in zip(cols, a)) == int(round(rlo)))
+                cp.add(sum(int(round(c)) * v[j] for j, c in zip(cols, a)) == int(round(rlo)))
                 continue
             s = ROW_SCALE_TARGET / max(np.max(np.abs(a)), 1e-300)
             if np.allclose(a, np.round(a)) and (not np.isfinite(rhi) or rhi == round(rhi)) and (not np.isfinite(rlo) or rlo == round(rlo)):
                 s = 1.0
             if np.isfinite(rhi):
-                cp.Add(sum(int(np.ceil(c * s)) * v[j] for j, c in zip(cols, a)) <= int(np.floor(rhi * s)))
+                cp.add(sum(int(np.ceil(c * s)) * v[j] for j, c in zip(cols, a)) <= int(np.floor(rhi * s)))
             if np.isfinite(rlo):
-                cp.Add(sum(int(np.floor(c * s)) * v[j] for j, c in zip(cols, a)) >= int(np.ceil(rlo * s)))
+                cp.add(sum(int(np.floor(c * s)) * v[j] for j, c in zip(cols, a)) >= int(np.ceil(rlo * s)))
         cmax = float(np.max(np.abs(model.c))) if np.any(model.c) else 1.0
         so = OBJ_SCALE_TARGET / cmax
         nz = np.flatnonzero(model.c)
-        cp.Minimize(sum(int(round(model.c[i] * so)) * v[i] for i in nz))
+        cp.minimize(sum(int(round(model.c[i] * so)) * v[i] for i in nz))
         solver = cp_model.CpSolver()
         solver.parameters.num_workers = max(1, threads)
         solver.parameters.relative_gap_limit = mip_rel_gap
         if time_limit_s is not None:
             solver.parameters.max_time_in_seconds = float(time_limit_s)
-        st = solver.Solve(cp)
+        st = solver.solve(cp)
         dt = now() - t0
         if st == cp_model.INFEASIBLE:
             return SolveResult(Status.INFEASIBLE, None, np.nan, np.inf, BoundSource.MIP, self.name, dt, "CP-SAT: infeasible")
         if st not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            return SolveResult(Status.NO_SOLUTION, None, np.nan, lp_bound(model), BoundSource.LP, self.name, dt, f"CP-SAT: {solver.StatusName(st)}")
-        x = np.array([solver.Value(vi) for vi in v], dtype=float)
+            return SolveResult(Status.NO_SOLUTION, None, np.nan, lp_bound(model), BoundSource.LP, self.name, dt, f"CP-SAT: {solver.status_name(st)}")
+        x = np.array([solver.value(vi) for vi in v], dtype=float)
         x[is_z] = x[is_z] / T
         obj = float(model.c @ x)
         status = Status.OPTIMAL if st == cp_model.OPTIMAL else Status.FEASIBLE
-        return SolveResult(status, x, obj, lp_bound(model), BoundSource.LP, self.name, dt, f"CP-SAT: {solver.StatusName(st)}")
+        return SolveResult(status, x, obj, lp_bound(model), BoundSource.LP, self.name, dt, f"CP-SAT: {solver.status_name(st)}")

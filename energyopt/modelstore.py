@@ -1,0 +1,378 @@
+"""The model store: fitted runtime [s] and energy [J] models, their JSON files, their predictions.
+
+:mod:`energyopt.fit` makes models from measurements and returns :class:`FittedModels`; every
+other module only loads, saves and predicts with them, through this module, so planning never
+imports the fitting code (nor scipy or scikit-learn).
+
+One JSON file per (LLM, device), ``models/<llm>__<device>.json``, holds both targets
+(``energy_j`` [J], ``runtime_s`` [s]): form, feature names, coefficients, intercept, fit quality,
+the token ranges measured, and the measurement and provenance records (see README, "Data
+formats"). Each target is a linear combination of the features in :data:`FEATURES` of the input
+token count τin and the output token count τout.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError
+from .io import read_json_object
+from .schema import TARGET_UNITS, TARGETS
+
+__all__ = [
+    "FORMAT_VERSION",
+    "FEATURES",
+    "FitMetrics",
+    "FittedModel",
+    "FittedModels",
+]
+
+#: version of the model file layout; a file of another version is refused
+FORMAT_VERSION = 1
+
+#: feature name -> function of (tin, tout) arrays (float64); a stored model names its features
+FEATURES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "1": lambda x, y: np.ones_like(x),
+    "tin": lambda x, y: x,
+    "tout": lambda x, y: y,
+    "tin*tout": lambda x, y: x * y,
+    "tout^2": lambda x, y: y * y,
+    "tin^2": lambda x, y: x * x,
+}
+
+# token range of a published model whose source states none
+_UNSTATED = 10**12
+
+
+@dataclass(frozen=True)
+class FitMetrics:
+    """Quality of one fit. ``cv_*`` are computed on out-of-fold predictions."""
+
+    r2: float
+    cv_r2: float
+    cv_median_rel_error: float
+    cv_p95_rel_error: float
+    n_samples: int
+    n_points: int
+    # error on held-back rows (split=holdout), measured off the fitting design; NaN when none
+    holdout_median_rel_error: float = float("nan")
+    holdout_max_rel_error: float = float("nan")
+    n_holdout: int = 0
+    # median over repeated points of (max - min) / mean of the repeats; NaN when no point was repeated
+    repeat_spread: float = float("nan")
+
+
+@dataclass
+class FittedModel:
+    """One fitted target (``energy_j`` or ``runtime_s``) of one (LLM, device)."""
+
+    llm: str
+    device: str
+    target: str
+    form: str
+    features: tuple[str, ...]
+    coefficients: np.ndarray
+    metrics: FitMetrics
+    input_tokens_range: tuple[int, int]
+    output_tokens_range: tuple[int, int]
+    candidates: dict[str, dict[str, float]] = field(default_factory=dict)
+    origin: str = "fitted"  # "fitted" here (coefficients >= 0) or "published" (taken as printed)
+
+    def predict_raw(self, input_tokens: Any, output_tokens: Any) -> np.ndarray:
+        """The model's value as is; only a published model's can be negative."""
+        x = np.atleast_1d(np.asarray(input_tokens, dtype=float))
+        y = np.atleast_1d(np.asarray(output_tokens, dtype=float))
+        out = np.zeros(np.broadcast_shapes(x.shape, y.shape))
+        for f, c in zip(self.features, self.coefficients):  # term by term: no design matrix for a million queries
+            out += c * FEATURES[f](x, y)
+        return out
+
+    def predict(self, input_tokens: Any, output_tokens: Any) -> np.ndarray:
+        """Predicted target for arrays of token counts, never below 0."""
+        return np.maximum(self.predict_raw(input_tokens, output_tokens), 0.0)
+
+    def extrapolated(self, input_tokens: Any, output_tokens: Any) -> np.ndarray:
+        x = np.atleast_1d(np.asarray(input_tokens))
+        y = np.atleast_1d(np.asarray(output_tokens))
+        (x0, x1), (y0, y1) = self.input_tokens_range, self.output_tokens_range
+        return (x < x0) | (x > x1) | (y < y0) | (y > y1)
+
+    def to_dict(self) -> dict[str, Any]:
+        coef = {f: float(c) for f, c in zip(self.features, self.coefficients)}
+        return {
+            "origin": self.origin,
+            "form": self.form,
+            "features": list(self.features),
+            "coefficients": {f: v for f, v in coef.items() if f != "1"},
+            "intercept": coef.get("1", 0.0),
+            "unit": TARGET_UNITS[self.target],
+            "r2": self.metrics.r2,
+            "cv_r2": self.metrics.cv_r2,
+            "cv_median_rel_error": self.metrics.cv_median_rel_error,
+            "cv_p95_rel_error": self.metrics.cv_p95_rel_error,
+            "n_samples": self.metrics.n_samples,
+            "n_points": self.metrics.n_points,
+            "holdout_median_rel_error": _none_if_nan(self.metrics.holdout_median_rel_error),
+            "holdout_max_rel_error": _none_if_nan(self.metrics.holdout_max_rel_error),
+            "n_holdout": self.metrics.n_holdout,
+            "repeat_spread": _none_if_nan(self.metrics.repeat_spread),
+            "input_tokens_range": None if self.input_tokens_range[1] == _UNSTATED else list(self.input_tokens_range),
+            "output_tokens_range": None if self.output_tokens_range[1] == _UNSTATED else list(self.output_tokens_range),
+            "candidates": self.candidates,
+        }
+
+    @classmethod
+    def from_dict(cls, llm: str, device: str, target: str, d: Mapping[str, Any], where: str) -> "FittedModel":
+        def get(key: str, typ: type | tuple[type, ...]) -> Any:
+            if key not in d:
+                raise DataError(f"{where}: key {target}.{key} is missing")
+            val = d[key]
+            if not isinstance(val, typ) or isinstance(val, bool):
+                raise DataError(f"{where}: key {target}.{key} has the wrong type ({type(val).__name__})")
+            return val
+
+        form = get("form", str)
+        features = tuple(get("features", list))
+        unknown = [f for f in features if f not in FEATURES]
+        if unknown:
+            raise DataError(f"{where}: key {target}.features has unknown feature(s) {unknown}")
+        coefs = get("coefficients", dict)
+        intercept = float(get("intercept", (int, float)))
+        values = []
+        for f in features:
+            if f == "1":
+                values.append(intercept)
+                continue
+            if f not in coefs or not isinstance(coefs[f], (int, float)):
+                raise DataError(f"{where}: key {target}.coefficients.{f} is missing or not a number")
+            values.append(float(coefs[f]))
+        arr = np.array(values, dtype=float)
+        origin = d.get("origin", "fitted")
+        if origin not in ("fitted", "published"):
+            raise DataError(f"{where}: key {target}.origin must be 'fitted' or 'published', got {origin!r}")
+        if not np.all(np.isfinite(arr)):
+            raise DataError(f"{where}: key {target}.coefficients must be finite numbers")
+        if origin == "fitted" and np.any(arr < 0):
+            raise DataError(f"{where}: key {target}.coefficients must be >= 0 for a fitted model")
+
+        def metric(key: str, typ: type | tuple[type, ...]) -> Any:
+            # a published model carries the figures its source printed, or null
+            if origin == "published" and d.get(key) is None:
+                return float("nan")
+            return get(key, typ)
+
+        metrics = FitMetrics(
+            r2=float(metric("r2", (int, float))),
+            cv_r2=float(metric("cv_r2", (int, float))),
+            cv_median_rel_error=float(metric("cv_median_rel_error", (int, float))),
+            cv_p95_rel_error=float(metric("cv_p95_rel_error", (int, float))),
+            n_samples=int(get("n_samples", int)),
+            n_points=int(get("n_points", int)),
+            holdout_median_rel_error=_optional_float(d, "holdout_median_rel_error", target, where),
+            holdout_max_rel_error=_optional_float(d, "holdout_max_rel_error", target, where),
+            n_holdout=int(d.get("n_holdout", 0) or 0),
+            repeat_spread=_optional_float(d, "repeat_spread", target, where),
+        )
+        if origin == "published" and d.get("input_tokens_range") is None:
+            xr, yr = [0, _UNSTATED], [0, _UNSTATED]  # the source states no range: never flagged
+        else:
+            xr = get("input_tokens_range", list)
+            yr = get("output_tokens_range", list)
+        return cls(
+            llm=llm,
+            device=device,
+            target=target,
+            form=form,
+            features=features,
+            coefficients=arr,
+            metrics=metrics,
+            input_tokens_range=(int(xr[0]), int(xr[1])),
+            output_tokens_range=(int(yr[0]), int(yr[1])),
+            candidates=dict(d.get("candidates", {})),
+            origin=origin,
+        )
+
+
+def _none_if_nan(x: float) -> float | None:
+    return None if not np.isfinite(x) else float(x)
+
+
+def _optional_float(d: Mapping[str, Any], key: str, target: str, where: str) -> float:
+    val = d.get(key)
+    if val is None:
+        return float("nan")
+    if not isinstance(val, (int, float)) or isinstance(val, bool):
+        raise DataError(f"{where}: key {target}.{key} must be a number or null")
+    return float(val)
+
+
+def _safe_name(s: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", s)
+
+
+class FittedModels:
+    """All fitted models, keyed by (llm, device), with both targets each."""
+
+    def __init__(self, models: dict[tuple[str, str], dict[str, FittedModel]], info: dict[tuple[str, str], dict[str, Any]] | None = None):
+        self.models = models
+        self.info = info or {k: {} for k in models}
+        self.source: str | None = None  # the directory they were loaded from
+
+    # -- lookup ----------------------------------------------------------------------------
+    def pairs(self) -> list[tuple[str, str]]:
+        return sorted(self.models)
+
+    def __contains__(self, pair: object) -> bool:
+        return pair in self.models
+
+    def __len__(self) -> int:
+        return len(self.models)
+
+    def get(self, llm: str, device: str) -> dict[str, FittedModel]:
+        try:
+            return self.models[(llm, device)]
+        except KeyError:
+            have = ", ".join(f"{a}/{b}" for a, b in self.pairs()) or "none"
+            raise DataError(f"no fitted model for LLM {llm!r} on device {device!r}; models exist for: {have}") from None
+
+    def predict(self, llm: str, device: str, input_tokens: Any, output_tokens: Any) -> pd.DataFrame:
+        """Predicted ``energy_j`` [J] and ``runtime_s`` [s] per query, vectorised over arrays.
+
+        The column ``extrapolated`` is True where a token count lies outside the range measured;
+        ``valid`` is False where a published model's raw value is <= 0 (a planner must not use
+        such a prediction: it would make the option look free).
+        """
+        m = self.get(llm, device)
+        tin = np.atleast_1d(np.asarray(input_tokens, dtype=float))
+        tout = np.atleast_1d(np.asarray(output_tokens, dtype=float))
+        if np.any(tin < 1) or np.any(tout < 1):
+            raise DataError("input_tokens and output_tokens must be >= 1")
+        tin, tout = np.broadcast_arrays(tin, tout)
+        e = m["energy_j"].predict_raw(tin, tout)
+        r = m["runtime_s"].predict_raw(tin, tout)
+        return pd.DataFrame(
+            {
+                "energy_j": np.maximum(e, 0.0),
+                "runtime_s": np.maximum(r, 0.0),
+                "extrapolated": m["energy_j"].extrapolated(tin, tout),
+                "valid": (e > 0) & (r > 0),
+            }
+        )
+
+    def predict_matrix(self, pairs: list[tuple[str, str]], input_tokens: np.ndarray,
+                       output_tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`predict` for many (llm, device) pairs at once: ``energy_j``, ``runtime_s`` and
+        ``valid`` as [queries × pairs] arrays. Each feature is computed once and every pair's
+        prediction is one matrix product (a million queries × 15 pairs in tens of ms)."""
+        tin = np.asarray(input_tokens, dtype=float)
+        tout = np.asarray(output_tokens, dtype=float)
+        if np.any(tin < 1) or np.any(tout < 1):
+            raise DataError("input_tokens and output_tokens must be >= 1")
+        models = [self.get(llm, dev) for llm, dev in pairs]
+        feats = sorted({f for m in models for t in TARGETS for f in m[t].features})
+        F = np.empty((len(tin), len(feats)))
+        for k, f in enumerate(feats):
+            F[:, k] = FEATURES[f](tin, tout)
+        raw = {}
+        for t in TARGETS:
+            C = np.zeros((len(feats), len(pairs)))
+            for j, m in enumerate(models):
+                for f, c in zip(m[t].features, m[t].coefficients):
+                    C[feats.index(f), j] = c
+            raw[t] = np.einsum("nk,kd->nd", F, C)  # faster than matmul for so few features
+        valid = (raw["energy_j"] > 0) & (raw["runtime_s"] > 0)
+        return np.maximum(raw["energy_j"], 0.0, out=raw["energy_j"]), np.maximum(raw["runtime_s"], 0.0, out=raw["runtime_s"]), valid
+
+    def table(self) -> pd.DataFrame:
+        """One row per (llm, device, target): form and fit quality."""
+        rows = []
+        for (llm, dev) in self.pairs():
+            for t in TARGETS:
+                fm = self.models[(llm, dev)][t]
+                rows.append(
+                    {
+                        "llm": llm,
+                        "device": dev,
+                        "target": t,
+                        "form": fm.form if fm.origin == "fitted" else f"{fm.form} (published)",
+                        "cv_r2": fm.metrics.cv_r2,
+                        "r2": fm.metrics.r2,
+                        "median_rel_err": fm.metrics.cv_median_rel_error,
+                        "p95_rel_err": fm.metrics.cv_p95_rel_error,
+                        "n": fm.metrics.n_samples,
+                        "points": fm.metrics.n_points,
+                        "holdout_med_err": fm.metrics.holdout_median_rel_error,
+                        "holdout_max_err": fm.metrics.holdout_max_rel_error,
+                        "holdout_n": fm.metrics.n_holdout,
+                        "repeat_spread": fm.metrics.repeat_spread,
+                    }
+                )
+        return pd.DataFrame(rows)
+
+    def failing(self, min_r2: float) -> list[str]:
+        return [
+            f"{m.llm}/{m.device}/{m.target} (CV R² {m.metrics.cv_r2:.4f})"
+            for pair in self.pairs()
+            for m in (self.models[pair][t] for t in TARGETS)
+            if not m.metrics.cv_r2 >= min_r2
+        ]
+
+    # -- persistence -----------------------------------------------------------------------
+    def save(self, directory: str | Path) -> list[Path]:
+        """Write one JSON file per (llm, device) into ``directory``; returns the paths."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        written = []
+        for llm, dev in self.pairs():
+            doc = {
+                "format_version": FORMAT_VERSION,
+                "llm": llm,
+                "device": dev,
+                **{t: self.models[(llm, dev)][t].to_dict() for t in TARGETS},
+                **self.info.get((llm, dev), {}),
+            }
+            path = d / f"{_safe_name(llm)}__{_safe_name(dev)}.json"
+            tmp = path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+            tmp.replace(path)
+            written.append(path)
+        return written
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "FittedModels":
+        """Read every ``*.json`` model file in ``directory``, validating each."""
+        d = Path(directory)
+        if not d.is_dir():
+            raise DataError(f"{d}: models directory not found")
+        files = sorted(d.glob("*.json"))
+        if not files:
+            raise DataError(f"{d}: no model files (*.json); run `energyopt fit` first")
+        models: dict[tuple[str, str], dict[str, FittedModel]] = {}
+        info: dict[tuple[str, str], dict[str, Any]] = {}
+        for f in files:
+            doc = read_json_object(f)
+            for key in ("format_version", "llm", "device", *TARGETS):
+                if key not in doc:
+                    raise DataError(f"{f}: key {key} is missing")
+            if doc["format_version"] != FORMAT_VERSION:
+                raise DataError(f"{f}: key format_version is {doc['format_version']!r}; expected {FORMAT_VERSION}")
+            llm, dev = str(doc["llm"]), str(doc["device"])
+            if (llm, dev) in models:
+                raise DataError(f"{f}: a second model file for {llm} on {dev}")
+            fitted = {}
+            for t in TARGETS:
+                if not isinstance(doc[t], dict):
+                    raise DataError(f"{f}: key {t} must be an object")
+                fitted[t] = FittedModel.from_dict(llm, dev, t, doc[t], str(f))
+            models[(llm, dev)] = fitted
+            info[(llm, dev)] = {k: v for k, v in doc.items() if k not in ("format_version", "llm", "device", *TARGETS)}
+        out = cls(models, info)
+        out.source = str(d.resolve())
+        return out
