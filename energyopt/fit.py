@@ -59,7 +59,7 @@ _PARSIMONY = 0.98
 def _design(features: Iterable[str], tin: np.ndarray, tout: np.ndarray) -> np.ndarray:
     x = np.asarray(tin, dtype=float)
     y = np.asarray(tout, dtype=float)
-    return np.column_stack([FEATURES[f](x, y) for f in features])
+    return np.column_stack([FEATURES[f](x, y, np.ones_like(x)) for f in features])
 
 
 def _nnls_fit(X: np.ndarray, y: np.ndarray, relative: bool) -> np.ndarray:

@@ -16,12 +16,20 @@ Example::
     params_b = 7.22                       # parameters [billions]
     bytes_per_param = 2                   # bf16
     context_tokens = 2048                 # input + output must fit
+    kv_bytes_per_token = 524288           # KV cache per token of context [bytes]; needed for batch sizes > 1
 
     [[deployments]]
     llm = "falcon-7b"
     pool = "h100"
     devices_per_instance = 1
     max_instances = 4                     # optional; default: as many as the pool holds
+    batch_sizes = [1, 8, 32]              # optional (or batch_size = 8); default [1]
+
+An instance at batch size b serves b queries at once: it is b *lanes*, each running its queries
+one after another, each query costing the batch-b prediction of the models. Where a deployment
+allows several batch sizes, the plan chooses one per instance. The KV cache of b lanes at the
+longest context an instance's queries need must fit beside the weights:
+``weights × MEMORY_OVERHEAD + b × kv_bytes_per_token × context ≤ memory_gb × devices``.
 """
 
 from __future__ import annotations
@@ -36,10 +44,16 @@ import pandas as pd
 
 from .errors import DataError
 
-__all__ = ["Pool", "LLMInfo", "Deployment", "Fleet", "read_fleet", "MEMORY_OVERHEAD"]
+__all__ = ["Pool", "LLMInfo", "Deployment", "Fleet", "read_fleet", "fleet_from_dict", "MEMORY_OVERHEAD", "GB"]
 
 #: weights' memory × this factor must fit in the instance's memory (KV cache and activations)
 MEMORY_OVERHEAD = 1.2
+#: bytes in one GB (the fleet's memory_gb and an LLM's weights are in 10^9 bytes)
+GB = 1e9
+
+_POOL_KEYS = ("kind", "count", "memory_gb", "idle_power_w")
+_LLM_KEYS = ("accuracy", "accuracy_source", "params_b", "bytes_per_param", "context_tokens", "kv_bytes_per_token")
+_DEPLOYMENT_KEYS = ("llm", "pool", "devices_per_instance", "max_instances", "batch_size", "batch_sizes")
 
 
 @dataclass(frozen=True)
@@ -59,6 +73,7 @@ class LLMInfo:
     params_b: float
     bytes_per_param: float = 2.0
     context_tokens: int | None = None
+    kv_bytes_per_token: float | None = None  # KV cache per token of context [bytes]
 
     @property
     def memory_gb(self) -> float:
@@ -71,6 +86,7 @@ class Deployment:
     pool: str
     devices_per_instance: int
     max_instances: int
+    batch_sizes: tuple[int, ...] = (1,)  # the batch sizes an instance may run at
 
     @property
     def name(self) -> str:
@@ -86,26 +102,76 @@ class Fleet:
     source: str = "<memory>"
     meta: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def batched(self) -> bool:
+        """Whether any deployment runs at a batch size above 1."""
+        return any(b > 1 for d in self.deployments for b in d.batch_sizes)
+
     def deployments_table(self) -> pd.DataFrame:
-        """One row per deployment with what the problem builder needs."""
+        """One row per deployment and batch size it may run at (the problem's "deployments"), with
+        what the problem builder needs; ``group`` is the deployment's index in the fleet (its
+        batch sizes share its ``max_instances``), ``lanes`` the queries an instance runs at once,
+        ``kv_context_tokens`` the longest context whose KV cache fits ``lanes`` times beside the
+        weights."""
         rows = []
-        for d in self.deployments:
+        for g, d in enumerate(self.deployments):
             p = self.pools[d.pool]
             m = self.llms[d.llm]
-            rows.append(
-                {
-                    "deployment": d.name,
-                    "llm": d.llm,
-                    "device": d.pool,
-                    "kind": p.kind,
-                    "devices_per_instance": d.devices_per_instance,
-                    "max_instances": d.max_instances,
-                    "accuracy": m.accuracy,
-                    "context_tokens": m.context_tokens if m.context_tokens else 10**12,
-                    "idle_power_w": p.idle_power_w * d.devices_per_instance,
-                }
-            )
+            for b in d.batch_sizes:
+                rows.append(
+                    {
+                        "deployment": d.name if d.batch_sizes == (1,) else f"{d.name}/b{b}",
+                        "llm": d.llm,
+                        "device": d.pool,
+                        "kind": p.kind,
+                        "devices_per_instance": d.devices_per_instance,
+                        "max_instances": d.max_instances,
+                        "accuracy": m.accuracy,
+                        "context_tokens": m.context_tokens if m.context_tokens else 10**12,
+                        "idle_power_w": p.idle_power_w * d.devices_per_instance,
+                        "group": g,
+                        "batch_size": b,
+                        "lanes": b,
+                        "kv_context_tokens": kv_context_tokens(p, m, d.devices_per_instance, b),
+                    }
+                )
         return pd.DataFrame(rows)
+
+
+def kv_context_tokens(pool: Pool, llm: LLMInfo, devices: int, batch_size: int) -> int:
+    """The longest context [tokens] whose KV cache, ``batch_size`` times, fits beside the weights
+    in an instance of ``devices`` devices of ``pool`` (no limit at batch size 1: the weights'
+    ``MEMORY_OVERHEAD`` covers one query's cache, as it always has)."""
+    if batch_size == 1 or llm.kv_bytes_per_token is None:
+        return 10**12
+    free_bytes = (pool.memory_gb * devices - llm.memory_gb * MEMORY_OVERHEAD) * GB
+    return max(int(free_bytes // (batch_size * llm.kv_bytes_per_token)), 0)
+
+
+def _no_unknown_keys(table: dict[str, Any], known: tuple[str, ...], where: str, path: Path) -> None:
+    """A key the reader does not know is an error (a typo must not drop a limit silently)."""
+    import difflib
+
+    for key in table:
+        if key not in known:
+            near = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean {near[0]}?" if near else f"; known keys: {', '.join(known)}"
+            raise DataError(f"{path}: unknown key {where}.{key}{hint}")
+
+
+def _batch_sizes(t: dict[str, Any], where: str, path: Path) -> tuple[int, ...]:
+    if "batch_size" in t and "batch_sizes" in t:
+        raise DataError(f"{path}: key {where}: give batch_size or batch_sizes, not both")
+    raw = t.get("batch_sizes", [t.get("batch_size", 1)])
+    if not isinstance(raw, list) or not raw:
+        raise DataError(f"{path}: key {where}.batch_sizes must be a non-empty list of whole numbers >= 1, got {raw!r}")
+    for b in raw:
+        if not isinstance(b, int) or isinstance(b, bool) or b < 1:
+            key = "batch_sizes" if "batch_sizes" in t else "batch_size"
+            raise DataError(f"{path}: key {where}.{key} must hold whole numbers >= 1, got {b!r}")
+    if len(set(raw)) != len(raw):
+        raise DataError(f"{path}: key {where}.batch_sizes lists a batch size twice: {raw}")
+    return tuple(sorted(raw))
 
 
 def _need(table: dict[str, Any], key: str, typ: type | tuple[type, ...], where: str, path: Path) -> Any:
@@ -149,6 +215,7 @@ def fleet_from_dict(doc: dict[str, Any], path: Path | str = "<fleet>") -> Fleet:
         w = f"pools.{name}"
         if not isinstance(t, dict):
             raise DataError(f"{p}: key {w} must be a table")
+        _no_unknown_keys(t, _POOL_KEYS, w, p)
         kind = _need(t, "kind", str, w, p)
         if kind not in ("gpu", "cpu"):
             raise DataError(f"{p}: key {w}.kind must be 'gpu' or 'cpu', got {kind!r}")
@@ -166,6 +233,7 @@ def fleet_from_dict(doc: dict[str, Any], path: Path | str = "<fleet>") -> Fleet:
         w = f"llms.{name}"
         if not isinstance(t, dict):
             raise DataError(f"{p}: key {w} must be a table")
+        _no_unknown_keys(t, _LLM_KEYS, w, p)
         acc = _need(t, "accuracy", (int, float), w, p)
         if not 0 <= acc <= 1:
             raise DataError(f"{p}: key {w}.accuracy must be in [0, 1], got {acc}")
@@ -177,7 +245,12 @@ def fleet_from_dict(doc: dict[str, Any], path: Path | str = "<fleet>") -> Fleet:
             raise DataError(f"{p}: key {w}: params_b and bytes_per_param must be > 0")
         if ctx is not None and (not isinstance(ctx, int) or ctx < 2):
             raise DataError(f"{p}: key {w}.context_tokens must be a whole number >= 2, got {ctx!r}")
-        llms[name] = LLMInfo(name, float(acc), src, float(params), float(bpp), ctx)
+        kv = t.get("kv_bytes_per_token")
+        if kv is not None and (isinstance(kv, bool) or not isinstance(kv, (int, float)) or not kv > 0
+                               or not math.isfinite(kv)):
+            raise DataError(f"{p}: key {w}.kv_bytes_per_token must be a number > 0 [bytes], got {kv!r}")
+        llms[name] = LLMInfo(name, float(acc), src, float(params), float(bpp), ctx,
+                             None if kv is None else float(kv))
     deps_doc = _need(doc, "deployments", list, "<top>", p)
     if not deps_doc:
         raise DataError(f"{p}: key deployments is empty; expected at least one")
@@ -187,6 +260,7 @@ def fleet_from_dict(doc: dict[str, Any], path: Path | str = "<fleet>") -> Fleet:
         w = f"deployments[{i}]"
         if not isinstance(t, dict):
             raise DataError(f"{p}: key {w} must be a table")
+        _no_unknown_keys(t, _DEPLOYMENT_KEYS, w, p)
         llm = _need(t, "llm", str, w, p)
         pool = _need(t, "pool", str, w, p)
         if llm not in llms:
@@ -212,5 +286,9 @@ def fleet_from_dict(doc: dict[str, Any], path: Path | str = "<fleet>") -> Fleet:
                 f"{p}: key {w}: {llm} needs {need:.0f} GB ({llms[llm].memory_gb:.0f} GB of weights x {MEMORY_OVERHEAD}) "
                 f"but an instance of {k} x {pool} has {have:.0f} GB; raise devices_per_instance"
             )
-        deployments.append(Deployment(llm, pool, k, min(m, cap)))
+        sizes = _batch_sizes(t, w, p)
+        if max(sizes) > 1 and llms[llm].kv_bytes_per_token is None:
+            raise DataError(f"{p}: key llms.{llm}.kv_bytes_per_token is missing; {w} runs at batch sizes "
+                            f"{list(sizes)}, whose KV cache must be checked against the memory")
+        deployments.append(Deployment(llm, pool, k, min(m, cap), sizes))
     return Fleet(pools, llms, deployments, float(horizon), str(p), {k: doc[k] for k in ("name", "description") if k in doc})

@@ -4,22 +4,26 @@ Variables, in column order:
 
 * ``x`` — binary, one per (option, machine): the query of the option runs there;
 * ``z`` — continuous ≥ 0, the work [s] of one deadline bucket on one machine;
-* ``u`` — a machine's capacity switch.
+* ``u`` — capacity switches.
 
-A *machine* is one instance in the **exact** formulation (``u`` binary: instance on or off) and one
-deployment in the **aggregate** formulation (``u`` integer 0…max_instances: instances switched on).
+A *deployment* here is one LLM on one pool at one batch size b; an instance of it is b *lanes*,
+each running its queries one after another. A *machine* is one lane of one instance in the
+**exact** formulation (``u`` binary per instance: on or off, its lanes with it) and all lanes of
+a deployment in the **aggregate** formulation (``u`` integer 0…max_instances: instances on).
 
 Rows:
 
 * every servable query is assigned once: Σ x = 1;
 * each pool's devices: Σ devices_per_instance · u ≤ count;
-* deadlines (completion times, all queries released at t = 0): on one instance, running queries in
+* the batch sizes of one fleet deployment share its instances: Σ u ≤ max_instances;
+* deadlines (completion times, all queries released at t = 0): on one lane, running queries in
   earliest-deadline-first order is optimal, and it meets every deadline iff for each deadline T the
   work of the queries due by T is ≤ T. With bucket loads z_l = Σ_{c in bucket l} r_c·x_c, the rows
-  are Σ_{l' ≤ l} z_l' − T_l·u ≤ 0. The exact formulation has a level for every distinct deadline of
-  an instance's options (so it is exact); the aggregate one pools a deployment's instances and keeps
-  at most ``max_levels`` levels, each row being implied by the exact model: it is a relaxation, so
-  its optimum is a valid lower bound, and the plan is made by packing (``packing.py``);
+  are Σ_{l' ≤ l} z_l' − T_l·lanes·u ≤ 0. The exact formulation has a level for every distinct
+  deadline of a lane's options (so it is exact); the aggregate one pools a deployment's lanes and
+  keeps at most ``max_levels`` levels, each row being implied by the exact model: it is a
+  relaxation, so its optimum is a valid lower bound, and the plan is made by packing
+  (``packing.py``);
 * optional token-weighted mean accuracy: Σ w_q·acc·x ≥ A·Σ w_q;
 * exact only: instances of a deployment switch on in order, u_i ≥ u_{i+1} (symmetry breaking).
 """
@@ -52,10 +56,11 @@ class MatrixModel:
     n_x: int
     x_cand: np.ndarray  # option index of each x column
     x_inst: np.ndarray  # instance index of each x column (exact) or -1
+    x_lane: np.ndarray  # lane of its instance of each x column (exact) or -1
     u_dep: np.ndarray  # deployment of each u column
     u_inst: np.ndarray  # instance index (exact) or -1
     u_start: int
-    row_kind: np.ndarray  # "assign", "pool", "deadline", "accuracy", "order", "load"
+    row_kind: np.ndarray  # "assign", "pool", "group", "deadline", "accuracy", "order", "load"
 
     @property
     def n_vars(self) -> int:
@@ -143,14 +148,20 @@ class _FixedWork:
 
 @dataclass
 class _Columns:
-    """The column layout: x columns (option, instance, machine), z columns (loads per machine
-    and deadline level), then u columns (one per machine)."""
+    """The column layout: x columns (option and machine), z columns (loads per machine and
+    deadline level), then u columns. A *machine* runs queries one after another: one lane of one
+    instance in the exact model, all lanes of all instances of a deployment in the aggregate one.
+    A ``u`` is one instance's switch (exact) or a deployment's instance count (aggregate)."""
 
     x_cand: np.ndarray  # option of each x column
     x_inst: np.ndarray  # instance of each x column (exact) or -1
+    x_lane: np.ndarray  # lane of each x column (exact) or -1
     x_machine: np.ndarray  # machine of each x column
-    u_dep: np.ndarray  # deployment of each machine
-    u_inst: np.ndarray  # instance of each machine (exact) or -1
+    machine_dep: np.ndarray  # deployment of each machine
+    machine_u: np.ndarray  # u column (0-based among the u) of each machine
+    machine_lanes: np.ndarray  # lanes a machine's capacity counts per unit of its u (aggregate: the batch size)
+    u_dep: np.ndarray  # deployment of each u column
+    u_inst: np.ndarray  # instance of each u column (exact) or -1
     levels: list[np.ndarray]  # deadline levels [s] per deployment
     x_level: np.ndarray  # deadline level of each x column
     z_start: np.ndarray  # first z column of each machine
@@ -161,7 +172,7 @@ class _Columns:
 
     @property
     def n_z(self) -> int:
-        return int(sum(len(self.levels[d]) for d in self.u_dep))
+        return int(sum(len(self.levels[d]) for d in self.machine_dep))
 
     @property
     def u_start(self) -> int:
@@ -172,31 +183,50 @@ class _Columns:
         return self.u_start + len(self.u_dep)
 
 
-def _machines(kind: str, opts: _Options, max_inst: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Machines and x columns: exact, one machine per instance and one x per (option, instance);
-    aggregate, one machine per deployment and one x per option."""
+def _starts(counts: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if len(counts) else np.zeros(0, np.int64)
+
+
+def _machines(kind: str, opts: _Options, max_inst: np.ndarray, lanes: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Machines, u columns and x columns: exact, one machine per lane of each instance, one u per
+    instance and one x per (option, lane); aggregate, one machine and one u per deployment and
+    one x per option."""
     n_d = len(max_inst)
     if kind == "exact":
         u_dep = np.repeat(np.arange(n_d), max_inst)
         u_inst = np.concatenate([np.arange(m) for m in max_inst]) if n_d else np.zeros(0, dtype=int)
-        first_u = np.concatenate([[0], np.cumsum(max_inst)[:-1]]) if n_d else np.zeros(0, dtype=int)
-        reps = max_inst[opts.dep]
+        first_u = _starts(max_inst)
+        per_dep = max_inst * lanes  # machines (lanes) per deployment
+        machine_dep = np.repeat(np.arange(n_d), per_dep)
+        k = np.concatenate([np.arange(m) for m in per_dep]) if n_d else np.zeros(0, dtype=int)  # lane slot within it
+        machine_u = first_u[machine_dep] + k // lanes[machine_dep]
+        machine_lanes = np.ones(len(machine_dep), dtype=np.int64)  # each machine is one lane
+        reps = per_dep[opts.dep]
         x_cand = np.repeat(np.arange(len(opts.dep)), reps)
-        x_inst = np.concatenate([np.arange(r) for r in reps]) if len(opts.dep) else np.zeros(0, dtype=int)
-        x_machine = first_u[opts.dep[x_cand]] + x_inst
+        slot = np.concatenate([np.arange(r) for r in reps]) if len(opts.dep) else np.zeros(0, dtype=int)
+        x_dep = opts.dep[x_cand]
+        x_inst = slot // lanes[x_dep]
+        x_lane = slot % lanes[x_dep]
+        x_machine = _starts(per_dep)[x_dep] + slot
     else:
         u_dep = np.arange(n_d)
         u_inst = np.full(n_d, -1)
+        machine_dep = np.arange(n_d)
+        machine_u = np.arange(n_d)
+        machine_lanes = np.asarray(lanes, dtype=np.int64)
         x_cand = np.arange(len(opts.dep))
         x_inst = np.full(len(opts.dep), -1)
+        x_lane = np.full(len(opts.dep), -1)
         x_machine = opts.dep.copy()
-    return x_cand, x_inst, x_machine, u_dep, u_inst
+    return x_cand, x_inst, x_lane, x_machine, machine_dep, machine_u, machine_lanes, u_dep, u_inst
 
 
-def _columns(kind: str, opts: _Options, fixed: _FixedWork, max_inst: np.ndarray, max_levels: int) -> _Columns:
+def _columns(kind: str, opts: _Options, fixed: _FixedWork, max_inst: np.ndarray, lanes: np.ndarray,
+             max_levels: int) -> _Columns:
     """The column layout, with the deadline levels of each deployment (every distinct deadline in
     the exact model, at most ``max_levels`` in the aggregate one)."""
-    x_cand, x_inst, x_machine, u_dep, u_inst = _machines(kind, opts, max_inst)
+    x_cand, x_inst, x_lane, x_machine, machine_dep, machine_u, machine_lanes, u_dep, u_inst = _machines(
+        kind, opts, max_inst, lanes)
     n_d = len(max_inst)
     levels = [
         deadline_levels(np.concatenate([opts.deadline_s[opts.dep == j], fixed.deadline_s[fixed.dep == j]]),
@@ -211,10 +241,10 @@ def _columns(kind: str, opts: _Options, fixed: _FixedWork, max_inst: np.ndarray,
         sel = x_dep == j
         if sel.any():
             x_level[sel] = level_of(levels[j], x_deadline[sel])
-    n_lv_machine = np.array([len(levels[j]) for j in u_dep], dtype=np.int64)
-    n_x = len(x_cand)
-    z_start = n_x + np.concatenate([[0], np.cumsum(n_lv_machine)[:-1]]) if len(u_dep) else np.zeros(0, dtype=np.int64)
-    return _Columns(x_cand, x_inst, x_machine, u_dep, u_inst, levels, x_level, z_start)
+    n_lv_machine = np.array([len(levels[j]) for j in machine_dep], dtype=np.int64)
+    z_start = len(x_cand) + _starts(n_lv_machine)
+    return _Columns(x_cand, x_inst, x_lane, x_machine, machine_dep, machine_u, machine_lanes, u_dep, u_inst, levels,
+                    x_level, z_start)
 
 
 def _assignment_rows(rows: _Rows, cols: _Columns, opts: _Options, n_queries: int) -> np.ndarray:
@@ -245,15 +275,17 @@ def _load_rows(rows: _Rows, cols: _Columns, opts: _Options, fixed: _FixedWork) -
 
 
 def _deadline_rows(rows: _Rows, cols: _Columns) -> None:
-    """Σ_{l' ≤ l} z_l' − T_l·u ≤ 0 per machine and deadline level."""
+    """Σ_{l' ≤ l} z_l' − T_l·lanes·u ≤ 0 per machine and deadline level (lanes = 1 for a lane of
+    the exact model, the batch size for a deployment of the aggregate one)."""
     rr, cc, vv = [], [], []
     k = 0
-    for m, dep in enumerate(cols.u_dep):
+    for m, dep in enumerate(cols.machine_dep):
         z0 = cols.z_start[m]
+        u_col = cols.u_start + cols.machine_u[m]
         for lv, T in enumerate(cols.levels[dep]):
             rr.append(np.full(lv + 2, k))
-            cc.append(np.concatenate([z0 + np.arange(lv + 1), [cols.u_start + m]]))
-            vv.append(np.concatenate([np.ones(lv + 1), [-T]]))
+            cc.append(np.concatenate([z0 + np.arange(lv + 1), [u_col]]))
+            vv.append(np.concatenate([np.ones(lv + 1), [-T * cols.machine_lanes[m]]]))
             k += 1
     if k:
         rows.add_many(np.concatenate(rr), np.concatenate(cc), np.concatenate(vv), np.full(k, -np.inf), np.zeros(k),
@@ -269,6 +301,17 @@ def _pool_rows(rows: _Rows, cols: _Columns, problem: Problem) -> None:
         sel = np.flatnonzero(pool_of_machine == pool)
         if len(sel):
             rows.add(cols.u_start + sel, devices_per_inst[cols.u_dep[sel]].astype(float), -np.inf, float(count), "pool")
+
+
+def _group_rows(rows: _Rows, cols: _Columns, problem: Problem) -> None:
+    """The batch sizes of one fleet deployment share its max_instances: Σ u ≤ max_instances."""
+    deps = problem.deployments
+    group_of_u = deps["group"].to_numpy()[cols.u_dep]
+    for g, members in deps.groupby("group").groups.items():
+        if len(members) < 2:
+            continue  # one batch size: the u's own upper bound says it
+        sel = np.flatnonzero(group_of_u == g)
+        rows.add(cols.u_start + sel, np.ones(len(sel)), -np.inf, float(deps["max_instances"].iloc[members[0]]), "group")
 
 
 def _accuracy_row(rows: _Rows, cols: _Columns, problem: Problem, opts: _Options, served_q: np.ndarray,
@@ -315,13 +358,15 @@ def build_matrix(
     opts = _Options(cand["d"].to_numpy(), cand["q"].to_numpy(), cand["runtime_s"].to_numpy(),
                     cand["deadline_eff_s"].to_numpy(), cand["cost"].to_numpy())
     max_inst = problem.deployments["max_instances"].to_numpy()
-    cols = _columns(kind, opts, fixed, max_inst, max_levels)
+    lanes = problem.deployments["lanes"].to_numpy().astype(np.int64)
+    cols = _columns(kind, opts, fixed, max_inst, lanes, max_levels)
 
     rows = _Rows()
     served_q = _assignment_rows(rows, cols, opts, problem.n_queries)
     _load_rows(rows, cols, opts, fixed)
     _deadline_rows(rows, cols)
     _pool_rows(rows, cols, problem)
+    _group_rows(rows, cols, problem)
     _accuracy_row(rows, cols, problem, opts, served_q, fixed_accuracy, weight_total)
     if kind == "exact":
         _order_rows(rows, cols)
@@ -340,6 +385,6 @@ def build_matrix(
     return MatrixModel(
         kind=kind, c=c, A=rows.matrix(n_vars), row_lo=np.array(rows.lo, dtype=float),
         row_hi=np.array(rows.hi, dtype=float), var_lo=var_lo, var_hi=var_hi.astype(float),
-        integrality=integrality, n_x=n_x, x_cand=cols.x_cand, x_inst=cols.x_inst, u_dep=cols.u_dep,
+        integrality=integrality, n_x=n_x, x_cand=cols.x_cand, x_inst=cols.x_inst, x_lane=cols.x_lane, u_dep=cols.u_dep,
         u_inst=cols.u_inst, u_start=u_start, row_kind=np.array(rows.kind),
     )

@@ -8,7 +8,9 @@ One JSON file per (LLM, device), ``models/<llm>__<device>.json``, holds both tar
 (``energy_j`` [J], ``runtime_s`` [s]): form, feature names, coefficients, intercept, fit quality,
 the token ranges measured, and the measurement and provenance records (see README, "Data
 formats"). Each target is a linear combination of the features in :data:`FEATURES` of the input
-token count τin and the output token count τout.
+token count τin, the output token count τout and the batch size b (a query's energy [J] is its
+share of its batch's energy; its runtime [s] is its latency while it shares the device with b − 1
+others). A model measured at batch size 1 only predicts batch size 1.
 """
 
 from __future__ import annotations
@@ -37,14 +39,28 @@ __all__ = [
 #: version of the model file layout; a file of another version is refused
 FORMAT_VERSION = 1
 
-#: feature name -> function of (tin, tout) arrays (float64); a stored model names its features
-FEATURES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "1": lambda x, y: np.ones_like(x),
-    "tin": lambda x, y: x,
-    "tout": lambda x, y: y,
-    "tin*tout": lambda x, y: x * y,
-    "tout^2": lambda x, y: y * y,
-    "tin^2": lambda x, y: x * x,
+#: feature name -> function of (tin, tout, b) arrays (float64); a stored model names its features
+FEATURES: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]] = {
+    "1": lambda x, y, b: np.ones_like(x),
+    "tin": lambda x, y, b: x,
+    "tout": lambda x, y, b: y,
+    "tin*tout": lambda x, y, b: x * y,
+    "tout^2": lambda x, y, b: y * y,
+    "tin^2": lambda x, y, b: x * x,
+    # KV cache off (each output token re-reads the whole context): cost grows a degree faster
+    "tin*tout^2": lambda x, y, b: x * y * y,
+    "tout^3": lambda x, y, b: y * y * y,
+    # batches: what a batch shares (the weights read once per step) falls as 1/b per query; what
+    # each query adds to a step (its KV cache) makes every query's step slower by a factor of b
+    "1/b": lambda x, y, b: 1.0 / b,
+    "tin/b": lambda x, y, b: x / b,
+    "tout/b": lambda x, y, b: y / b,
+    "tin*tout/b": lambda x, y, b: x * y / b,
+    "b": lambda x, y, b: b * np.ones_like(x),
+    "b*tin": lambda x, y, b: b * x,
+    "b*tout": lambda x, y, b: b * y,
+    "b*tin*tout": lambda x, y, b: b * x * y,
+    "b*tout^2": lambda x, y, b: b * y * y,
 }
 
 # token range of a published model whose source states none
@@ -84,25 +100,33 @@ class FittedModel:
     output_tokens_range: tuple[int, int]
     candidates: dict[str, dict[str, float]] = field(default_factory=dict)
     origin: str = "fitted"  # "fitted" here (coefficients >= 0) or "published" (taken as printed)
+    batch_size_range: tuple[int, int] = (1, 1)  # the batch sizes measured
 
-    def predict_raw(self, input_tokens: Any, output_tokens: Any) -> np.ndarray:
+    def predict_raw(self, input_tokens: Any, output_tokens: Any, batch_size: Any = 1) -> np.ndarray:
         """The model's value as is; only a published model's can be negative."""
         x = np.atleast_1d(np.asarray(input_tokens, dtype=float))
         y = np.atleast_1d(np.asarray(output_tokens, dtype=float))
-        out = np.zeros(np.broadcast_shapes(x.shape, y.shape))
+        b = np.atleast_1d(np.asarray(batch_size, dtype=float))
+        out = np.zeros(np.broadcast_shapes(x.shape, y.shape, b.shape))
         for f, c in zip(self.features, self.coefficients):  # term by term: no design matrix for a million queries
-            out += c * FEATURES[f](x, y)
+            out += c * FEATURES[f](x, y, b)
         return out
 
-    def predict(self, input_tokens: Any, output_tokens: Any) -> np.ndarray:
-        """Predicted target for arrays of token counts, never below 0."""
-        return np.maximum(self.predict_raw(input_tokens, output_tokens), 0.0)
+    def predict(self, input_tokens: Any, output_tokens: Any, batch_size: Any = 1) -> np.ndarray:
+        """Predicted target for arrays of token counts (and batch sizes), never below 0."""
+        return np.maximum(self.predict_raw(input_tokens, output_tokens, batch_size), 0.0)
 
     def extrapolated(self, input_tokens: Any, output_tokens: Any) -> np.ndarray:
         x = np.atleast_1d(np.asarray(input_tokens))
         y = np.atleast_1d(np.asarray(output_tokens))
         (x0, x1), (y0, y1) = self.input_tokens_range, self.output_tokens_range
         return (x < x0) | (x > x1) | (y < y0) | (y > y1)
+
+    def covers_batch_size(self, batch_size: int) -> bool:
+        """Whether ``batch_size`` lies within the batch sizes measured (a model measured at batch
+        size 1 only says nothing about batches)."""
+        lo, hi = self.batch_size_range
+        return lo <= batch_size <= hi
 
     def to_dict(self) -> dict[str, Any]:
         coef = {f: float(c) for f, c in zip(self.features, self.coefficients)}
@@ -125,6 +149,7 @@ class FittedModel:
             "repeat_spread": _none_if_nan(self.metrics.repeat_spread),
             "input_tokens_range": None if self.input_tokens_range[1] == _UNSTATED else list(self.input_tokens_range),
             "output_tokens_range": None if self.output_tokens_range[1] == _UNSTATED else list(self.output_tokens_range),
+            "batch_size_range": list(self.batch_size_range),
             "candidates": self.candidates,
         }
 
@@ -197,7 +222,16 @@ class FittedModel:
             output_tokens_range=(int(yr[0]), int(yr[1])),
             candidates=dict(d.get("candidates", {})),
             origin=origin,
+            batch_size_range=_batch_size_range(d.get("batch_size_range", [1, 1]), target, where),
         )
+
+
+def _batch_size_range(raw: Any, target: str, where: str) -> tuple[int, int]:
+    ok = (isinstance(raw, list) and len(raw) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in raw)
+          and 1 <= raw[0] <= raw[1])
+    if not ok:
+        raise DataError(f"{where}: key {target}.batch_size_range must be [smallest, largest] batch size >= 1, got {raw!r}")
+    return int(raw[0]), int(raw[1])
 
 
 def _none_if_nan(x: float) -> float | None:
@@ -242,21 +276,23 @@ class FittedModels:
             have = ", ".join(f"{a}/{b}" for a, b in self.pairs()) or "none"
             raise DataError(f"no fitted model for LLM {llm!r} on device {device!r}; models exist for: {have}") from None
 
-    def predict(self, llm: str, device: str, input_tokens: Any, output_tokens: Any) -> pd.DataFrame:
-        """Predicted ``energy_j`` [J] and ``runtime_s`` [s] per query, vectorised over arrays.
+    def predict(self, llm: str, device: str, input_tokens: Any, output_tokens: Any, batch_size: int = 1) -> pd.DataFrame:
+        """Predicted ``energy_j`` [J] and ``runtime_s`` [s] per query at ``batch_size``, vectorised
+        over arrays of token counts.
 
         The column ``extrapolated`` is True where a token count lies outside the range measured;
         ``valid`` is False where a published model's raw value is <= 0 (a planner must not use
         such a prediction: it would make the option look free).
         """
         m = self.get(llm, device)
+        self._check_batch_size(llm, device, batch_size)
         tin = np.atleast_1d(np.asarray(input_tokens, dtype=float))
         tout = np.atleast_1d(np.asarray(output_tokens, dtype=float))
         if np.any(tin < 1) or np.any(tout < 1):
             raise DataError("input_tokens and output_tokens must be >= 1")
         tin, tout = np.broadcast_arrays(tin, tout)
-        e = m["energy_j"].predict_raw(tin, tout)
-        r = m["runtime_s"].predict_raw(tin, tout)
+        e = m["energy_j"].predict_raw(tin, tout, batch_size)
+        r = m["runtime_s"].predict_raw(tin, tout, batch_size)
         return pd.DataFrame(
             {
                 "energy_j": np.maximum(e, 0.0),
@@ -266,27 +302,45 @@ class FittedModels:
             }
         )
 
+    def _check_batch_size(self, llm: str, device: str, batch_size: int) -> None:
+        m = self.get(llm, device)
+        if not all(m[t].covers_batch_size(batch_size) for t in TARGETS):
+            lo, hi = m["energy_j"].batch_size_range
+            raise DataError(f"the models of {llm} on {device} were measured at batch sizes {lo}..{hi}, not at "
+                            f"{batch_size}; characterize it at that batch size (energyopt characterize --batch-sizes)")
+
     def predict_matrix(self, pairs: list[tuple[str, str]], input_tokens: np.ndarray,
-                       output_tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`predict` for many (llm, device) pairs at once: ``energy_j``, ``runtime_s`` and
-        ``valid`` as [queries × pairs] arrays. Each feature is computed once and every pair's
-        prediction is one matrix product (a million queries × 15 pairs in tens of ms)."""
+                       output_tokens: np.ndarray, batch_sizes: list[int] | None = None,
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`predict` for many (llm, device) pairs at once, each at its batch size (default
+        1): ``energy_j``, ``runtime_s`` and ``valid`` as [queries × pairs] arrays. Each feature
+        is computed once per batch size and every pair's prediction is one matrix product (a
+        million queries × 15 pairs in tens of ms)."""
         tin = np.asarray(input_tokens, dtype=float)
         tout = np.asarray(output_tokens, dtype=float)
         if np.any(tin < 1) or np.any(tout < 1):
             raise DataError("input_tokens and output_tokens must be >= 1")
+        sizes = [1] * len(pairs) if batch_sizes is None else [int(b) for b in batch_sizes]
+        for (llm, dev), b in zip(pairs, sizes):
+            self._check_batch_size(llm, dev, b)
         models = [self.get(llm, dev) for llm, dev in pairs]
-        feats = sorted({f for m in models for t in TARGETS for f in m[t].features})
-        F = np.empty((len(tin), len(feats)))
-        for k, f in enumerate(feats):
-            F[:, k] = FEATURES[f](tin, tout)
-        raw = {}
-        for t in TARGETS:
-            C = np.zeros((len(feats), len(pairs)))
-            for j, m in enumerate(models):
-                for f, c in zip(m[t].features, m[t].coefficients):
-                    C[feats.index(f), j] = c
-            raw[t] = np.einsum("nk,kd->nd", F, C)  # faster than matmul for so few features
+        raw = {t: np.empty((len(tin), len(pairs))) for t in TARGETS}
+        for b in sorted(set(sizes)):
+            cols = [j for j, bj in enumerate(sizes) if bj == b]
+            feats = sorted({f for j in cols for t in TARGETS for f in models[j][t].features})
+            F = np.empty((len(tin), len(feats)))
+            for k, f in enumerate(feats):
+                F[:, k] = FEATURES[f](tin, tout, np.float64(b))
+            for t in TARGETS:
+                C = np.zeros((len(feats), len(cols)))
+                for jj, j in enumerate(cols):
+                    for f, c in zip(models[j][t].features, models[j][t].coefficients):
+                        C[feats.index(f), jj] = c
+                block = np.einsum("nk,kd->nd", F, C)  # faster than matmul for so few features
+                if len(cols) == len(pairs):
+                    raw[t] = block
+                else:
+                    raw[t][:, cols] = block
         valid = (raw["energy_j"] > 0) & (raw["runtime_s"] > 0)
         return np.maximum(raw["energy_j"], 0.0, out=raw["energy_j"]), np.maximum(raw["runtime_s"], 0.0, out=raw["runtime_s"]), valid
 

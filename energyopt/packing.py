@@ -1,14 +1,16 @@
-"""From a deployment per query to a timeline: which instance runs each query, and in what order.
+"""From a deployment per query to a timeline: which lane of which instance runs each query.
 
-On each instance queries run one after another from t = 0 in earliest-deadline-first order (for
-queries all released at t = 0 that order meets every deadline whenever any order does). The
-exact model names the instance of every query. The aggregate model and the decomposition give
-only how many instances each deployment switches on: queries are then *packed*, in EDF order,
-each onto the instance of its deployment that is free first (with 16 or more instances, a round
-of one query per instance at a time: the round's i-th query onto the i-th least loaded
-instance); a query that would finish late is *repaired*: moved to the cheapest instance that
-still meets every deadline, among its options' four least-loaded instances and one more switched
-on where the pool has devices left. :func:`plan_objective` prices the result again.
+An instance at batch size b is b lanes. On each lane queries run one after another from t = 0 in
+earliest-deadline-first order (for queries all released at t = 0 that order meets every deadline
+whenever any order does). The exact model names the lane of every query. The aggregate model
+and the decomposition give only how many instances each deployment switches on: queries are
+then *packed*, in EDF order, each onto the lane of its deployment that is free first (with 16 or
+more lanes, a round of one query per lane at a time: the round's i-th query onto the i-th least
+loaded lane); a query that would finish late is *repaired*: moved to the cheapest lane that
+still meets every deadline, among its options' four least-loaded lanes of instances already on
+and a lane of one more instance switched on where the pool has devices left. A lane is named by
+its index within its deployment, ``instance × lanes + lane``. :func:`plan_objective` prices the
+result again.
 """
 
 from __future__ import annotations
@@ -23,19 +25,23 @@ from .problem import Problem
 
 __all__ = ["Timeline", "pack", "plan_objective", "ROUND_MIN_INSTANCES", "REPAIR_TRIES"]
 
-#: deployments with at least this many instances are packed a round at a time (vectorised)
+#: deployments with at least this many lanes are packed a round at a time (vectorised)
 ROUND_MIN_INSTANCES = 16
-#: instances of one deployment tried per late query, least loaded first
+#: lanes of one deployment tried per late query, least loaded first
 REPAIR_TRIES = 4
 
 
 @dataclass
 class Timeline:
-    """Deployment and instance of each query (-1: not placed)."""
+    """Deployment and lane of each query (-1: not placed)."""
 
     dep: np.ndarray  # deployment index per query
-    instance: np.ndarray  # instance index within its deployment per query
+    lane: np.ndarray  # lane index within its deployment per query: instance × lanes + lane of the instance
     unplaced: list[int] = field(default_factory=list)  # queries the packing could not place
+
+    def instance(self, lanes: np.ndarray) -> np.ndarray:
+        """Each query's instance within its deployment (-1: not placed), given lanes per deployment."""
+        return np.where(self.lane >= 0, self.lane // lanes[np.maximum(self.dep, 0)], -1)
 
 
 def _due_with_tolerance(due_s: np.ndarray) -> np.ndarray:
@@ -75,9 +81,10 @@ def pack(problem: Problem, dep_of_q: np.ndarray, n_inst: np.ndarray, *, repair: 
     deadlines) every query is placed on the instance free first, however late it ends.
     """
     n_q, n_d = problem.n_queries, problem.n_deployments
-    inst = np.full(n_q, -1, dtype=np.int64)
+    lane = np.full(n_q, -1, dtype=np.int64)
     chosen = np.asarray(dep_of_q, dtype=np.int64).copy()
     m_d = problem.deployments["max_instances"].to_numpy()
+    lanes = problem.deployments["lanes"].to_numpy().astype(np.int64)
     n_inst = np.minimum(np.asarray(n_inst, dtype=np.int64), m_d)
     due_all = problem.queries["deadline_eff_s"].to_numpy(dtype=float)
     placed = np.flatnonzero(chosen >= 0)
@@ -92,93 +99,106 @@ def pack(problem: Problem, dep_of_q: np.ndarray, n_inst: np.ndarray, *, repair: 
         if not len(qs):
             continue
         dues = _due_with_tolerance(due_all[qs]) if enforce_due else np.full(len(qs), np.inf)
-        got = _place(run_all[qs], dues, max(1, int(n_inst[d])))
-        inst[qs] = got
+        got = _place(run_all[qs], dues, max(1, int(n_inst[d])) * int(lanes[d]))
+        lane[qs] = got
         late.extend(qs[got < 0].tolist())
-    unplaced = _repair(problem, chosen, inst, run_all, late) if late and repair else late
-    return Timeline(chosen, inst, unplaced)
+    unplaced = _repair(problem, chosen, lane, run_all, late) if late and repair else late
+    return Timeline(chosen, lane, unplaced)
 
 
 class _Load:
-    """The queries on each (deployment, instance) of a packed plan, their busy seconds, and the
-    devices switched on per pool: what repair needs to try a move."""
+    """The queries on each (deployment, lane) of a packed plan, their busy seconds, the instances
+    on per deployment and per fleet deployment (group), and the devices on per pool: what
+    repair needs to try a move."""
 
-    def __init__(self, problem: Problem, chosen: np.ndarray, inst: np.ndarray, run_all: np.ndarray):
+    def __init__(self, problem: Problem, chosen: np.ndarray, lane: np.ndarray, run_all: np.ndarray):
         deps = problem.deployments
         self.devices_per_inst = deps["devices_per_instance"].to_numpy()
         self.pool_of = deps["device"].to_numpy()
-        m_d = deps["max_instances"].to_numpy()
-        on = np.flatnonzero(inst >= 0)
-        M = int(m_d.max()) + 1
-        key = chosen[on] * M + inst[on]
+        self.lanes = deps["lanes"].to_numpy().astype(np.int64)
+        self.group_of = deps["group"].to_numpy()
+        on = np.flatnonzero(lane >= 0)
+        M = int((deps["max_instances"].to_numpy() * self.lanes).max()) + 1
+        key = chosen[on] * M + lane[on]
         srt = np.argsort(key, kind="stable")
         keys, starts = np.unique(key[srt], return_index=True)
         ends = np.append(starts[1:], len(srt))
         self.members = {(int(k) // M, int(k) % M): on[srt[a:b]] for k, a, b in zip(keys, starts, ends)}
         self.busy_s = {dk: float(run_all[qs].sum()) for dk, qs in self.members.items()}
         self.used_inst: dict[int, set[int]] = {d: set() for d in range(problem.n_deployments)}
-        for d, i in self.members:
-            self.used_inst[d].add(i)
+        for d, ln in self.members:
+            self.used_inst[d].add(ln // int(self.lanes[d]))
         self.used_dev = {p: 0 for p in problem.pools["pool"]}
+        self.group_inst: dict[int, int] = {}
         for d, s in self.used_inst.items():
             self.used_dev[self.pool_of[d]] += len(s) * self.devices_per_inst[d]
+            self.group_inst[self.group_of[d]] = self.group_inst.get(self.group_of[d], 0) + len(s)
 
-    def queries_on(self, d: int, i: int) -> np.ndarray:
-        return self.members.get((d, i), np.zeros(0, dtype=np.int64))
+    def queries_on(self, d: int, ln: int) -> np.ndarray:
+        return self.members.get((d, ln), np.zeros(0, dtype=np.int64))
 
-    def add(self, q: int, d: int, i: int, run_s: float) -> None:
-        self.members[(d, i)] = np.append(self.queries_on(d, i), q)
-        self.busy_s[(d, i)] = self.busy_s.get((d, i), 0.0) + run_s
+    def lanes_on(self, d: int) -> list[int]:
+        """Every lane of the instances of ``d`` that are on."""
+        b = int(self.lanes[d])
+        return [i * b + k for i in sorted(self.used_inst[d]) for k in range(b)]
+
+    def add(self, q: int, d: int, ln: int, run_s: float) -> None:
+        self.members[(d, ln)] = np.append(self.queries_on(d, ln), q)
+        self.busy_s[(d, ln)] = self.busy_s.get((d, ln), 0.0) + run_s
+        i = ln // int(self.lanes[d])
         if i not in self.used_inst[d]:
             self.used_inst[d].add(i)
             self.used_dev[self.pool_of[d]] += self.devices_per_inst[d]
+            self.group_inst[self.group_of[d]] = self.group_inst.get(self.group_of[d], 0) + 1
 
 
-def _repair(problem: Problem, chosen: np.ndarray, inst: np.ndarray, run_all: np.ndarray, late: list[int]) -> list[int]:
-    """Move each late query (earliest deadline first) to the cheapest instance that still meets
-    every due time with it; returns the queries no instance can take."""
+def _repair(problem: Problem, chosen: np.ndarray, lane: np.ndarray, run_all: np.ndarray, late: list[int]) -> list[int]:
+    """Move each late query (earliest deadline first) to the cheapest lane that still meets every
+    due time with it; returns the queries no lane can take."""
     R = problem.runtime_s
     due_all = problem.queries["deadline_eff_s"].to_numpy(dtype=float)
     deps = problem.deployments
     m_d = deps["max_instances"].to_numpy()
     acc = deps["accuracy"].to_numpy(dtype=float)
     count = dict(zip(problem.pools["pool"], problem.pools["count"]))
-    load = _Load(problem, chosen, inst, run_all)
+    load = _Load(problem, chosen, lane, run_all)
     unplaced = []
     for q in sorted(late, key=lambda q: due_all[q]):
         best = None
         for d in np.flatnonzero(problem.ok[q]).tolist():
             if problem.min_mean_accuracy is not None and chosen[q] >= 0 and acc[d] < acc[chosen[q]] - 1e-12:
                 continue  # a less accurate option could break the batch's mean-accuracy floor
-            # the least-loaded instances are the likeliest to take it: try a few of them
-            used = sorted(load.used_inst[d], key=lambda i: load.busy_s.get((d, i), 0.0))[:REPAIR_TRIES]
-            tries = [(i, 0.0) for i in used]
+            # the least-loaded lanes are the likeliest to take it: try a few of them
+            used = sorted(load.lanes_on(d), key=lambda ln: load.busy_s.get((d, ln), 0.0))[:REPAIR_TRIES]
+            tries = [(ln, 0.0) for ln in used]
             free = sorted(set(range(m_d[d])) - load.used_inst[d])
             pool = load.pool_of[d]
-            if free and load.used_dev[pool] + load.devices_per_inst[d] <= count[pool]:
-                tries.append((free[0], float(problem.instance_cost[d])))
-            for i, extra in tries:
-                qs = load.queries_on(d, i)
+            if (free and load.used_dev[pool] + load.devices_per_inst[d] <= count[pool]
+                    and load.group_inst.get(load.group_of[d], 0) < m_d[d]):
+                tries.append((free[0] * int(load.lanes[d]), float(problem.instance_cost[d])))
+            for ln, extra in tries:
+                qs = load.queries_on(d, ln)
                 if edf_feasible(np.append(run_all[qs], R[q, d]), np.append(due_all[qs], due_all[q])):
                     delta = float(problem.cost[q, d]) + extra
                     if best is None or delta < best[0]:
-                        best = (delta, d, i)
-                    break  # instances of one deployment are alike: the first that fits will do
+                        best = (delta, d, ln)
+                    break  # lanes of one deployment are alike: the first that fits will do
         if best is None:
             unplaced.append(q)
             continue
-        _, d, i = best
+        _, d, ln = best
         chosen[q] = d
-        inst[q] = i
+        lane[q] = ln
         run_all[q] = R[q, d]
-        load.add(q, d, i, float(R[q, d]))
+        load.add(q, d, ln, float(R[q, d]))
     return unplaced
 
 
 def plan_objective(problem: Problem, tl: Timeline) -> float:
     """Objective of a placed plan: its options' costs plus the cost of each instance with work."""
-    qs = np.flatnonzero((tl.dep >= 0) & (tl.instance >= 0))
+    qs = np.flatnonzero((tl.dep >= 0) & (tl.lane >= 0))
     d = tl.dep[qs]
-    M = int(tl.instance[qs].max(initial=0)) + 1
-    d_of_on = np.unique(d * M + tl.instance[qs]) // M  # one entry per distinct (d, instance)
+    inst = tl.instance(problem.deployments["lanes"].to_numpy().astype(np.int64))[qs]
+    M = int(inst.max(initial=0)) + 1
+    d_of_on = np.unique(d * M + inst) // M  # one entry per distinct (d, instance)
     return float(problem.cost.reshape(-1)[qs * problem.n_deployments + d].sum() + problem.instance_cost[d_of_on].sum())

@@ -117,8 +117,8 @@ def _without_plan(problem: Problem, choice: Choice, clock: _Clock) -> Schedule:
 
 def _timeline(problem: Problem, choice: Choice, *, routing_rule: bool) -> Timeline:
     assert choice.dep_of_q is not None
-    if choice.inst_of_q is not None:
-        return Timeline(choice.dep_of_q, choice.inst_of_q, list(choice.unplaced))
+    if choice.lane_of_q is not None:
+        return Timeline(choice.dep_of_q, choice.lane_of_q, list(choice.unplaced))
     assert choice.n_inst is not None
     if routing_rule:  # a rule ignores deadlines: its queries are placed however late they end
         return pack(problem, choice.dep_of_q, choice.n_inst, repair=False, enforce_due=False)

@@ -145,9 +145,11 @@ def build_problem(
     n_d = len(deps)
     tin = q["input_tokens"].to_numpy()
     tout = q["output_tokens"].to_numpy()
-    E, R, valid = models.predict_matrix([(d.llm, d.pool) for d in fleet.deployments], tin, tout)
+    E, R, valid = models.predict_matrix(list(zip(deps["llm"], deps["device"])), tin, tout,
+                                        deps["batch_size"].tolist())
     acc = deps["accuracy"].to_numpy()
-    ctx = deps["context_tokens"].to_numpy()
+    # the LLM's context window, and the KV cache of an instance's lanes at the query's context
+    ctx = np.minimum(deps["context_tokens"].to_numpy(), deps["kv_context_tokens"].to_numpy())
     acc_ok = acc[None, :] >= q["min_accuracy"].to_numpy()[:, None] - 1e-12
     ctx_ok = (tin + tout)[:, None] <= ctx[None, :]
     time_ok = R <= q["deadline_eff_s"].to_numpy()[:, None]
@@ -163,7 +165,8 @@ def build_problem(
         if not acc_ok[i].any():
             msg = f"needs accuracy >= {row.min_accuracy:g}; the best LLM in the fleet has {acc.max():g}"
         elif not (acc_ok[i] & ctx_ok[i]).any():
-            msg = f"{row.input_tokens + row.output_tokens} tokens exceed the context of every LLM accurate enough"
+            msg = (f"{row.input_tokens + row.output_tokens} tokens exceed the context of every LLM accurate enough "
+                   "(its context window, or what the KV cache of its instances' lanes leaves room for)")
         elif not (acc_ok[i] & ctx_ok[i] & valid[i]).any():
             msg = "every accurate-enough option's model predicts <= 0 for this query (outside its valid domain)"
         else:

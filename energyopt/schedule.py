@@ -24,36 +24,52 @@ from .writers import write_json, write_table_csv
 __all__ = ["Schedule", "Summary", "assignment_table", "empty_assignment"]
 
 
+def _compact_instances(deps: pd.DataFrame, d: np.ndarray, inst: np.ndarray) -> np.ndarray:
+    """Instance numbers 0, 1, … per (LLM, device): only instances with work are on, and the batch
+    sizes of one fleet deployment (its problem deployments) share its numbering."""
+    n_d = len(deps)
+    M = int(inst.max(initial=0)) + 1
+    used = np.zeros((n_d, M), dtype=bool)
+    used[d, inst] = True
+    within = np.cumsum(used, axis=1) - 1  # compact per problem deployment
+    on = used.sum(axis=1)
+    group = deps["group"].to_numpy()
+    offset = np.zeros(n_d, dtype=np.int64)  # instances on in earlier batch sizes of the same group
+    for g in np.unique(group):
+        members = np.flatnonzero(group == g)
+        offset[members] = np.concatenate([[0], np.cumsum(on[members])[:-1]])
+    return within[d, inst] + offset[d]
+
+
 def assignment_table(problem: Problem, tl: Timeline) -> pd.DataFrame:
-    """One row per placed query with its timeline (EDF order per instance)."""
-    qs = np.flatnonzero((tl.dep >= 0) & (tl.instance >= 0))
+    """One row per placed query with its timeline (EDF order per lane)."""
+    qs = np.flatnonzero((tl.dep >= 0) & (tl.lane >= 0))
     d = tl.dep[qs]
     n_d = problem.n_deployments
     at = qs * n_d + d
     run = problem.runtime_s.reshape(-1)[at]
     deps = problem.deployments
+    lanes = deps["lanes"].to_numpy().astype(np.int64)
     q = problem.queries
-    # compact instance numbers per deployment (only instances with work are on)
-    inst = tl.instance[qs]
-    M = int(inst.max(initial=0)) + 1
-    used = np.zeros((n_d, M), dtype=bool)
-    used[d, inst] = True
-    instance = (np.cumsum(used, axis=1) - 1)[d, inst]
-    grp = d * M + inst  # orders queries by (deployment, instance)
-    # each instance runs its queries in EDF order (shorter first among equal deadlines, then by
+    lane_id = tl.lane[qs]
+    inst = lane_id // lanes[d]
+    machine = d * (int(lane_id.max(initial=0)) + 1) + lane_id  # orders queries by (deployment, lane)
+    # each lane runs its queries in EDF order (shorter first among equal deadlines, then by
     # query: the sort is stable and qs ascends)
     dl_eff = q["deadline_eff_s"].to_numpy(dtype=float)[qs]
-    keys = (run, grp) if np.all(dl_eff == dl_eff[:1]) else (run, dl_eff, grp)
+    keys = (run, machine) if np.all(dl_eff == dl_eff[:1]) else (run, dl_eff, machine)
     order = np.lexsort(keys)
     end = np.empty(len(qs))
-    end[order] = pd.Series(run[order]).groupby(grp[order], sort=False).cumsum().to_numpy()
+    end[order] = pd.Series(run[order]).groupby(machine[order], sort=False).cumsum().to_numpy()
     ids = q["query_id"]
     df = pd.DataFrame(
         {
             "query_id": ids.reset_index(drop=True) if len(qs) == len(q) else ids.iloc[qs].reset_index(drop=True),
             "llm": deps["llm"].to_numpy(dtype=object)[d],
             "device": deps["device"].to_numpy(dtype=object)[d],
-            "instance": instance,
+            "instance": _compact_instances(deps, d, inst),
+            "lane": lane_id % lanes[d],
+            "batch_size": deps["batch_size"].to_numpy().astype(np.int64)[d],
             "start_s": end - run,
             "end_s": end,
             "runtime_s": run,

@@ -74,6 +74,8 @@ ASSIGNMENT_COLUMNS = (
     "llm",
     "device",
     "instance",
+    "lane",
+    "batch_size",
     "start_s",
     "end_s",
     "runtime_s",

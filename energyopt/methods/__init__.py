@@ -92,7 +92,9 @@ class Choice:
     bound_source: BoundSource
     dep_of_q: np.ndarray | None = None  # deployment index per query (-1: none)
     n_inst: np.ndarray | None = None  # instances each deployment may switch on
-    inst_of_q: np.ndarray | None = None  # instance per query where the method names it (else packing does)
+    # where the method names each query's place (else packing does): the lane within its deployment,
+    # instance × lanes + lane of that instance (with one lane per instance: the instance)
+    lane_of_q: np.ndarray | None = None
     objective: float = math.nan  # the method's own objective of the choice (before packing)
     solver_s: float = 0.0  # seconds spent in the method
     message: str = ""
@@ -120,13 +122,15 @@ class Method(ABC):
 
 
 def choose_method(problem: Problem, name: str = "auto") -> str:
-    """``auto``: the exact model while it is small (≤ ``EXACT_MAX_COLUMNS`` columns), else decompose."""
+    """``auto``: the exact model while it is small (≤ ``EXACT_MAX_COLUMNS`` columns: options × lanes),
+    else decompose."""
     if name not in METHOD_NAMES:
         raise DataError(f"formulation must be one of {', '.join(METHOD_NAMES)}, got {name!r}")
     if name != "auto":
         return name
-    m = problem.deployments["max_instances"].to_numpy()
-    cols = int(np.count_nonzero(problem.ok, axis=0) @ m)  # x columns of the exact model: options × instances
+    deps = problem.deployments
+    lanes = deps["max_instances"].to_numpy() * deps["lanes"].to_numpy()
+    cols = int(np.count_nonzero(problem.ok, axis=0) @ lanes)  # x columns of the exact model: options × lanes
     return "exact" if cols <= EXACT_MAX_COLUMNS else "decompose"
 
 

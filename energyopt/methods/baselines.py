@@ -26,8 +26,10 @@ def baseline_names(problem: Problem) -> list[str]:
 
 
 def baseline_routing(problem: Problem, name: str, seed: int = 0) -> np.ndarray:
-    """Deployment index per query (-1 where the rule finds nothing that can run it)."""
-    ok = problem.runnable
+    """Deployment index per query (-1 where the rule finds nothing that can run it). Where a fleet
+    deployment may run at several batch sizes, a rule runs it at the largest (as an engine that
+    batches would)."""
+    ok = problem.runnable & _largest_batch_size(problem)[None, :]
     n_q, n_d = ok.shape
     out = np.full(n_q, -1, dtype=np.int64)
     deps = problem.deployments
@@ -75,6 +77,13 @@ def baseline_routing(problem: Problem, name: str, seed: int = 0) -> np.ndarray:
     else:
         raise ValueError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)}, only:<llm>")
     return out
+
+
+def _largest_batch_size(problem: Problem) -> np.ndarray:
+    """Per problem deployment: whether it is its fleet deployment's largest batch size."""
+    deps = problem.deployments
+    largest = deps.groupby("group")["batch_size"].transform("max").to_numpy()
+    return deps["batch_size"].to_numpy() == largest
 
 
 def even_split(problem: Problem, dep_of_q: np.ndarray) -> np.ndarray:

@@ -136,6 +136,11 @@ class _Dense:
         deps = problem.deployments
         self.k = deps["devices_per_instance"].to_numpy().astype(np.int64)
         self.max_inst = deps["max_instances"].to_numpy().astype(np.int64)
+        self.lanes = deps["lanes"].to_numpy().astype(np.int64)
+        # the batch sizes of one fleet deployment: its instances, of one size each, are shared
+        group = deps["group"].to_numpy()
+        self.groups = [np.flatnonzero(group == g) for g in np.unique(group)]
+        self.single_variant = all(len(m) == 1 for m in self.groups)
         self.inst_cost = np.asarray(problem.instance_cost, dtype=float)
         pool_of = deps["device"].to_numpy()
         self.pools = [(int(cnt), np.flatnonzero(pool_of == p)) for p, cnt in zip(problem.pools["pool"], problem.pools["count"])]
@@ -201,25 +206,40 @@ def _evaluate(D: _Dense, lam: np.ndarray, mu: float, margin: bool = False):
             gap[a:b] = flat[base[: b - a] + b2] - v
             second[a:b] = np.where(np.isfinite(gap[a:b]), b2, -1)  # -1: the row has one option
     x_part *= D.wt
-    # instances: each pool switches on those worth most at these prices
     T = D.levels
-    gain = lam @ T - D.inst_cost
-    n = np.zeros(len(gain), dtype=np.int64)
-    n_part = 0.0
-    for cnt, ds in D.pools:
-        if len(ds):
-            v, nn = knapsack_max(gain[ds], D.k[ds], D.max_inst[ds], cnt)
-            n_part += v
-            n[ds] = nn
+    n_part, n = _instances_at_prices(D, D.lanes * (lam @ T) - D.inst_cost)
     L = x_part - n_part + mu * D.acc_rhs
     # subgradient: load due by each level minus capacity; accuracy floor minus accuracy
     if n_l == 1:
         load = np.bincount(best, weights=run_best, minlength=n_d)[:, None]
     else:
         load = np.bincount(best * n_l + D.lev, weights=run_best, minlength=n_d * n_l).reshape(n_d, n_l)
-    g_lam = D.wt * np.cumsum(load, axis=1) - n[:, None] * T[None, :]
+    g_lam = D.wt * np.cumsum(load, axis=1) - (n * D.lanes)[:, None] * T[None, :]
     g_mu = D.acc_rhs - D.wt * float(np.dot(D.w, D.acc[best])) if D.w is not None else 0.0
     return L, g_lam, g_mu, best, (gap, second)
+
+
+def _instances_at_prices(D: _Dense, gain: np.ndarray) -> tuple[float, np.ndarray]:
+    """Each pool switches on the instances worth most at these prices (``gain`` per instance of
+    each deployment: the capacity it brings, priced, less its own cost): a bounded knapsack over
+    the pool's devices. The batch sizes of one fleet deployment share its instances and need the
+    same devices each, so its best batch size takes them all. Returns the value and the instances."""
+    n = np.zeros(len(gain), dtype=np.int64)
+    if D.single_variant:
+        best_of = np.arange(len(gain))
+        item_gain = gain
+    else:
+        best_of = np.array([m[int(np.argmax(gain[m]))] for m in D.groups])
+        item_gain = np.full(len(gain), -np.inf)
+        item_gain[best_of] = gain[best_of]
+    total = 0.0
+    for cnt, ds in D.pools:
+        ds = ds[np.isfinite(item_gain[ds])]
+        if len(ds):
+            v, nn = knapsack_max(item_gain[ds], D.k[ds], D.max_inst[ds], cnt)
+            total += v
+            n[ds] = nn
+    return total, n
 
 
 def _flip(D: _Dense, lam: np.ndarray, mu: float, best: np.ndarray, second: np.ndarray, margin: np.ndarray) -> np.ndarray:
@@ -485,7 +505,7 @@ class DecomposeMethod(Method):
         fp, tl = best
         progress(f"{backend.name}: {fp.message}")
         return Choice(self.name, backend.name, Status.FEASIBLE, Termination.FEASIBLE, dual.bound,
-                      BoundSource.LAGRANGIAN, dep_of_q=tl.dep, n_inst=fp.n_inst, inst_of_q=tl.instance,
+                      BoundSource.LAGRANGIAN, dep_of_q=tl.dep, n_inst=fp.n_inst, lane_of_q=tl.lane,
                       objective=fp.objective, solver_s=solver_s, message=fp.message, unplaced=tl.unplaced)
 
     @staticmethod

@@ -42,10 +42,11 @@ class MilpMethod(Method):
         dep_of_q[q_of] = problem.cand["d"].to_numpy()[options]
         n_inst = np.zeros(problem.n_deployments, dtype=np.int64)
         np.add.at(n_inst, model.u_dep, np.round(model.u_values(res.x)).astype(np.int64))
-        inst_of_q = None
+        lane_of_q = None
         if model.kind == "exact":
-            inst_of_q = np.full(problem.n_queries, -1, dtype=np.int64)
-            inst_of_q[q_of] = model.x_inst[pick]
+            lanes = problem.deployments["lanes"].to_numpy()
+            lane_of_q = np.full(problem.n_queries, -1, dtype=np.int64)
+            lane_of_q[q_of] = model.x_inst[pick] * lanes[dep_of_q[q_of]] + model.x_lane[pick]
         return Choice(self.name, backend.name, res.status, res.termination, res.bound, res.bound_source,
-                      dep_of_q=dep_of_q, n_inst=n_inst, inst_of_q=inst_of_q, objective=res.objective,
+                      dep_of_q=dep_of_q, n_inst=n_inst, lane_of_q=lane_of_q, objective=res.objective,
                       solver_s=res.time_s, message=res.message)
