@@ -220,7 +220,7 @@ def read_characterization(path: str | Path) -> pd.DataFrame:
         df[col] = df[col].astype(str).str.strip()
     for spec in CHAR_SPEC:  # the required numbers, in the spec's order
         if spec.required and spec.is_numeric:
-            df[spec.name] = _spec_numeric(df, spec, p, lines).astype(spec.dtype)
+            df[spec.name] = _spec_numeric(df, spec, p, lines).astype(np.dtype(spec.dtype))
     for col in CHAR_OPTIONAL_NUMERIC + CHAR_OPTIONAL_SIGNED:  # parsed as float64, empty allowed
         if col in df.columns:
             df[col] = _spec_numeric(df, spec_of(CHAR_SPEC, col), p, lines)
@@ -388,7 +388,7 @@ def read_workload(path: str | Path) -> pd.DataFrame:
 
     def num(col: str, what: str | None = None) -> pd.Series:
         spec = spec_of(WORKLOAD_SPEC, col)
-        return _spec_numeric(df, spec, p, lines, what=what).astype(spec.dtype)
+        return _spec_numeric(df, spec, p, lines, what=what).astype(np.dtype(spec.dtype))
 
     for spec in WORKLOAD_SPEC:  # the required numbers (token counts), in the spec's order
         if spec.required and spec.is_numeric:
