@@ -212,7 +212,7 @@ def _python(code: str) -> str:
 
 
 def test_cli_and_facade_import_no_heavy_library():
-    out = _python("import sys, energyopt, energyopt.cli; print(' '.join(m for m in %r if m in sys.modules))" % (HEAVY,))
+    out = _python(f"import sys, energyopt, energyopt.cli; print(' '.join(m for m in {HEAVY!r} if m in sys.modules))")
     assert out.strip() == ""
 
 

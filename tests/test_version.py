@@ -31,7 +31,8 @@ def test_source_tree_fallback_reads_pyproject(tmp_path, monkeypatch):
     monkeypatch.setattr(metadata, "version", not_installed)
     version.package_version.cache_clear()
     try:
-        assert version.package_version() == version._source_tree_version(version.Path(version.__file__).resolve().parent.parent / "pyproject.toml")
+        pyproject = version.Path(version.__file__).resolve().parent.parent / "pyproject.toml"
+        assert version.package_version() == version._source_tree_version(pyproject)
     finally:
         version.package_version.cache_clear()
 
