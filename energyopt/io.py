@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -22,8 +22,12 @@ from .schema import (
     CHAR_OPTIONAL_NUMERIC,
     CHAR_OPTIONAL_SIGNED,
     CHAR_REQUIRED,
+    CHAR_SPEC,
     WORKLOAD_OPTIONAL,
     WORKLOAD_REQUIRED,
+    WORKLOAD_SPEC,
+    ColumnSpec,
+    spec_of,
 )
 
 __all__ = [
@@ -95,8 +99,12 @@ def _numeric(
     low: float | None = None,
     high: float | None = None,
     what: str | None = None,
+    unit: str = "",
 ) -> pd.Series:
-    """Parse one column as numbers; raise naming the first bad line (``lines[i]`` is row i's line)."""
+    """Parse one column as numbers; raise naming the first bad line (``lines[i]`` is row i's line).
+
+    A value outside the accepted range is reported with the column's ``unit`` in brackets.
+    """
     raw = df[col]
     try:  # a clean numeric column converts in one vectorised cast; anything else is parsed one by one
         values = raw.astype("float64")
@@ -134,15 +142,33 @@ def _numeric(
         checks.append((lambda a: ~((a >= lo) & (a <= hi)), what or f"expected a number in [{lo}, {hi}]"))
     checks.append((lambda a: np.isinf(a), "expected a finite number"))
     present = ~blank.to_numpy()
+    in_unit = f" [{unit}]" if unit else ""
     for test, msg in checks:
         with np.errstate(invalid="ignore"):
             bad = test(arr) & present
         if bad.any():
             pos = int(np.flatnonzero(bad)[0])
             raise DataError(
-                f"{path}: line {lines[pos]}, column {col}: {msg}, got {raw.iloc[pos]!r}"
+                f"{path}: line {lines[pos]}, column {col}: {msg}{in_unit}, got {raw.iloc[pos]!r}"
             )
     return values
+
+
+def _spec_numeric(
+    df: pd.DataFrame, spec: ColumnSpec, path: Path, lines: np.ndarray, *, what: str | None = None
+) -> pd.Series:
+    """:func:`_numeric` with the checks a column's spec states: whole numbers for ``int64``, its
+    bounds, its unit in the messages; an optional column may have empty values."""
+    kw: dict[str, Any] = {}
+    lo, hi = spec.minimum, spec.maximum
+    if lo == 0 and hi is None:  # the common bounds, with their own words
+        kw["positive" if spec.exclusive_minimum else "nonnegative"] = True
+    elif lo is not None or hi is not None:
+        if spec.exclusive_minimum:
+            raise ValueError(f"column {spec.name}: an exclusive minimum other than 0 has no check")
+        kw.update(low=lo, high=hi, what=what)
+    return _numeric(df, spec.name, path, lines, integer=spec.dtype == "int64", allow_missing=not spec.required,
+                    unit=spec.unit, **kw)
 
 
 def read_json_object(p: Path) -> dict:
@@ -170,9 +196,11 @@ def _read_csv_strings(p: Path) -> pd.DataFrame:
 def read_characterization(path: str | Path) -> pd.DataFrame:
     """Read and validate a characterization CSV (one row per measured run).
 
-    Required columns: ``llm, device, input_tokens, output_tokens, batch_size, runtime_s [s],
-    energy_j [J]``; optional numeric ``gpu_energy_j, cpu_energy_j, idle_power_w, num_devices``;
-    any other column (provenance: ``gpu_name``, ``driver``, ``measured_at``, …) is kept as text.
+    Columns as in :data:`~energyopt.schema.CHAR_SPEC`. Required: ``llm, device, input_tokens,
+    output_tokens, batch_size, runtime_s [s], energy_j [J]``; optional numeric ``gpu_energy_j [J],
+    cpu_energy_j [J], idle_power_w [W], num_devices`` (≥ 0) and ``above_idle_energy_j [J]`` (any
+    sign); ``split`` is ``design`` (the default) or ``holdout``; any other column (provenance:
+    ``gpu_name``, ``driver``, ``measured_at``, …) is kept as text.
 
     Raises :class:`DataError` for a missing file or column, a non-numeric, NaN, zero or negative
     token count, runtime or energy, and for a row that duplicates an earlier one exactly.
@@ -184,28 +212,26 @@ def read_characterization(path: str | Path) -> pd.DataFrame:
     if df.empty:
         raise DataError(f"{p}: no data rows; expected one row per measured run")
     lines = np.arange(len(df)) + 2  # the header is line 1
-    for col in ("llm", "device"):
+    for col in (c.name for c in CHAR_SPEC if c.required and c.dtype == "str"):
         blank = df[col].isna() | (df[col].astype(str).str.strip() == "")
         if blank.any():
             pos = int(np.flatnonzero(blank.to_numpy())[0])
             raise DataError(f"{p}: line {lines[pos]}, column {col}: value is missing; expected a name")
         df[col] = df[col].astype(str).str.strip()
-    for col in ("input_tokens", "output_tokens", "batch_size"):
-        df[col] = _numeric(df, col, p, lines, positive=True, integer=True).astype("int64")
-    for col in ("runtime_s", "energy_j"):
-        df[col] = _numeric(df, col, p, lines, positive=True)
-    for col in CHAR_OPTIONAL_NUMERIC:
+    for spec in CHAR_SPEC:  # the required numbers, in the spec's order
+        if spec.required and spec.is_numeric:
+            df[spec.name] = _spec_numeric(df, spec, p, lines).astype(np.dtype(spec.dtype))
+    for col in CHAR_OPTIONAL_NUMERIC + CHAR_OPTIONAL_SIGNED:  # parsed as float64, empty allowed
         if col in df.columns:
-            df[col] = _numeric(df, col, p, lines, nonnegative=True, allow_missing=True)
-    for col in CHAR_OPTIONAL_SIGNED:
-        if col in df.columns:
-            df[col] = _numeric(df, col, p, lines, allow_missing=True)
+            df[col] = _spec_numeric(df, spec_of(CHAR_SPEC, col), p, lines)
     if "split" in df.columns:
-        split = df["split"].fillna("").astype(str).str.strip().replace("", "design")
-        bad = ~split.isin(["design", "holdout"])
+        choices = spec_of(CHAR_SPEC, "split").choices
+        split = df["split"].fillna("").astype(str).str.strip().replace("", choices[0])
+        bad = ~split.isin(choices)
         if bad.any():
             pos = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(f"{p}: line {lines[pos]}, column split: {df['split'].iloc[pos]!r}; expected design or holdout")
+            raise DataError(f"{p}: line {lines[pos]}, column split: {df['split'].iloc[pos]!r}; "
+                            f"expected {' or '.join(choices)}")
         df["split"] = split
     dup = df.duplicated(keep="first")
     if dup.any():
@@ -260,7 +286,7 @@ def _read_workload_csv_fast(p: Path) -> pd.DataFrame | None:
     canon = [WORKLOAD_COLUMN_ALIASES.get(h.strip().lower(), h.strip().lower()) for h in header]
     if len(set(canon)) != len(canon) or not set(WORKLOAD_REQUIRED) <= set(canon):
         return None
-    numeric = {"input_tokens", "output_tokens", "min_accuracy", "deadline_s"}
+    numeric = {c.name for c in WORKLOAD_SPEC if c.is_numeric}
     types = {raw: (pa.float64() if c in numeric else pa.string()) for raw, c in zip(header, canon)}
     try:
         table = pa_csv.read_csv(p, convert_options=pa_csv.ConvertOptions(
@@ -312,11 +338,11 @@ def _read_workload_csv_fast(p: Path) -> pd.DataFrame | None:
 def read_workload(path: str | Path) -> pd.DataFrame:
     """Read and validate a workload (one row per query) from CSV or JSONL.
 
-    Canonical columns: ``query_id`` (text), ``input_tokens`` and ``output_tokens`` (whole numbers
-    ≥ 1), optional ``min_accuracy`` (0–1) and ``deadline_s`` (completion time [s] from the batch
-    start, > 0; empty means no deadline). The public Azure LLM inference trace layout
-    (``TIMESTAMP,ContextTokens,GeneratedTokens``) is accepted too: its rows are numbered as
-    query ids ``q0, q1, …`` in file order.
+    Columns as in :data:`~energyopt.schema.WORKLOAD_SPEC`: ``query_id`` (text), ``input_tokens``
+    and ``output_tokens`` (whole numbers ≥ 1), optional ``min_accuracy`` (0–1) and ``deadline_s``
+    (completion time [s] from the batch start, > 0; empty means no deadline). The public Azure
+    LLM inference trace layout (``TIMESTAMP,ContextTokens,GeneratedTokens``) is accepted too: its
+    rows are numbered as query ids ``q0, q1, …`` in file order.
     """
     p = _check_file(path)
     if p.suffix.lower() not in (".jsonl", ".ndjson"):
@@ -360,19 +386,19 @@ def read_workload(path: str | Path) -> pd.DataFrame:
             f"(first on line {lines[first]}); expected each query once"
         )
 
-    def num(col: str, **kw) -> pd.Series:
-        return _numeric(df, col, p, lines, **kw)
+    def num(col: str, what: str | None = None) -> pd.Series:
+        spec = spec_of(WORKLOAD_SPEC, col)
+        return _spec_numeric(df, spec, p, lines, what=what).astype(np.dtype(spec.dtype))
 
-    df["input_tokens"] = num("input_tokens", positive=True, integer=True).astype("int64")
-    df["output_tokens"] = num("output_tokens", positive=True, integer=True).astype("int64")
+    for spec in WORKLOAD_SPEC:  # the required numbers (token counts), in the spec's order
+        if spec.required and spec.is_numeric:
+            df[spec.name] = num(spec.name)
     if "min_accuracy" in df.columns:
-        df["min_accuracy"] = num(
-            "min_accuracy", allow_missing=True, low=0.0, high=1.0, what="expected an accuracy in [0, 1]"
-        ).fillna(0.0)
+        df["min_accuracy"] = num("min_accuracy", what="expected an accuracy in [0, 1]").fillna(0.0)
     else:
         df["min_accuracy"] = 0.0
     if "deadline_s" in df.columns:
-        df["deadline_s"] = num("deadline_s", allow_missing=True, positive=True).astype(float)
+        df["deadline_s"] = num("deadline_s")
     else:
         df["deadline_s"] = np.nan
     extra = [c for c in df.columns if c not in WORKLOAD_REQUIRED + WORKLOAD_OPTIONAL]

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -154,7 +155,7 @@ class FittedModel:
         }
 
     @classmethod
-    def from_dict(cls, llm: str, device: str, target: str, d: Mapping[str, Any], where: str) -> "FittedModel":
+    def from_dict(cls, llm: str, device: str, target: str, d: Mapping[str, Any], where: str) -> FittedModel:
         def get(key: str, typ: type | tuple[type, ...]) -> Any:
             if key not in d:
                 raise DataError(f"{where}: key {target}.{key} is missing")
@@ -400,7 +401,7 @@ class FittedModels:
         return written
 
     @classmethod
-    def load(cls, directory: str | Path) -> "FittedModels":
+    def load(cls, directory: str | Path) -> FittedModels:
         """Read every ``*.json`` model file in ``directory``, validating each."""
         d = Path(directory)
         if not d.is_dir():
