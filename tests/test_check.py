@@ -367,11 +367,6 @@ def test_check_schedule_api(solved):
 
 
 def test_infeasible_capacity_is_explained():
-    import pandas as pd
-
-    from conftest import make_models
-    from energyopt.fleet import fleet_from_dict
-
     fleet = fleet_from_dict({
         "horizon_s": 100.0,
         "pools": {"g": {"kind": "gpu", "count": 4, "memory_gb": 80, "idle_power_w": 0}},
