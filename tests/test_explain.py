@@ -218,7 +218,7 @@ def test_rules_on_its_own():
                        "output_tokens": [100, 100, 50], "min_accuracy": [0.5, 0.0, 0.0],
                        "deadline_s": [np.nan, 10.0, np.nan]})
     s = plan(wl, fleet, models)
-    deps = list(zip(s.problem.deployments["llm"], s.problem.deployments["device"]))
+    deps = list(zip(s.problem.deployments["llm"], s.problem.deployments["device"], strict=True))
     s_g, b_g, b_h = deps.index(("s", "g")), deps.index(("b", "g")), deps.index(("b", "h"))
 
     def rules(qid, j):
