@@ -322,7 +322,16 @@ def refuse_damaged_plan(problem: Problem, assignment: pd.DataFrame, source: str 
     numbers in every column that needs one, and with the energy and deadline its inputs give it
     (a deleted row, a truncated file, a workload edited after planning)."""
     ids = assignment["query_id"].astype(str).reset_index(drop=True)
+    index = _each_query_listed_once(problem, ids, source)
+    _numbers_present(assignment, ids, source)
+    _rows_match_inputs(problem, assignment, ids, index, source)
+
+
+def _each_query_listed_once(problem: Problem, ids: pd.Series, source: str | Path) -> np.ndarray:
+    """Each row's query in the problem's workload (its row there), every query listed exactly once."""
     workload_ids = pd.Index(problem.queries["query_id"].astype(str))
+    if not workload_ids.is_unique:
+        raise DataError(f"the workload lists query {workload_ids[workload_ids.duplicated()][0]!r} more than once")
     index = workload_ids.get_indexer(pd.Index(ids))
     if (index < 0).any():
         qid = ids.iloc[int(np.flatnonzero(index < 0)[0])]
@@ -335,11 +344,22 @@ def refuse_damaged_plan(problem: Problem, assignment: pd.DataFrame, source: str 
     if not listed.all():
         raise DataError(f"{source}: query {workload_ids[int(np.flatnonzero(~listed)[0])]!r} of the workload is "
                         f"missing: the plan is damaged or was made from other inputs")
+    return index
+
+
+def _numbers_present(assignment: pd.DataFrame, ids: pd.Series, source: str | Path) -> None:
+    """A finite number in every numeric column but deadline_s (empty: no deadline)."""
     for col in ("instance", "start_s", "end_s", "runtime_s", "energy_j", "accuracy"):
         value = pd.to_numeric(assignment[col], errors="coerce").to_numpy(dtype=float)
         if not np.isfinite(value).all():
             raise DataError(f"{source}: query {ids.iloc[int(np.flatnonzero(~np.isfinite(value))[0])]!r} has no "
                             f"number in column {col}: the plan is damaged")
+
+
+def _rows_match_inputs(problem: Problem, assignment: pd.DataFrame, ids: pd.Series, index: np.ndarray,
+                       source: str | Path) -> None:
+    """Every row on a deployment of the fleet, with the energy the models predict for its query there
+    and its query's deadline."""
     deps = problem.deployments
     code_of = pd.Series(np.arange(len(deps)), index=pd.MultiIndex.from_arrays([deps["llm"], deps["device"]]))
     code = code_of.reindex(pd.MultiIndex.from_arrays([assignment["llm"].astype(str),

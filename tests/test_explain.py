@@ -17,6 +17,7 @@ from energyopt.errors import DataError
 from energyopt.explain import (
     batch_accuracy_floor,
     explain,
+    explain_plan_dir,
     locate_query,
     move_energy_delta_j,
     notes_on,
@@ -377,3 +378,11 @@ def test_a_workload_edited_after_planning_is_refused(solved_dir):
     _refused(plan_dir, "query 'q99' of the workload is missing")
     original.to_csv(w, index=False)
     assert CliRunner().invoke(main, ["explain", str(plan_dir), "q3"]).exit_code == 0
+
+
+def test_a_workload_listing_a_query_twice_is_refused(solved_dir):
+    plan_dir, w = solved_dir
+    wl = pd.read_csv(w, dtype={"query_id": str})
+    with pytest.raises(DataError, match="the workload lists query 'q0' more than once"):
+        explain_plan_dir(plan_dir, "q3", workload=pd.concat([wl, wl.iloc[[0]]], ignore_index=True))
+    assert explain_plan_dir(plan_dir, "q3", workload=wl).query["query_id"] == "q3"
