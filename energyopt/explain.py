@@ -11,26 +11,53 @@
   when all are released at t = 0), all still end by their deadlines and the horizon, or a free
   instance; and whether the batch's token-weighted mean accuracy stays above its floor;
 * the energy the plan would gain (+) or lose (−) by moving the query there, other queries kept.
+
+The steps, in order: :func:`locate_query` (the query and its row of the plan),
+:func:`queues_without` (the plan's queues per instance without it), and per deployment
+:func:`rules_on_its_own`, :func:`where_it_could_go`, :func:`batch_accuracy_floor` and
+:func:`move_energy_delta_j`; then :func:`notes_on`. :func:`explain_plan_dir` first refuses a damaged
+plan (:func:`refuse_damaged_plan`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
+from .accounting import edf_feasible, effective_deadline_s, idle_energy_j, query_energy_cost_j
 from .errors import DataError
-from .io import read_json_object
 from .inputs import load_inputs
+from .io import read_json_object
 from .problem import Problem, build_problem
 from .schema import ASSIGNMENT_COLUMNS
 
-__all__ = ["Explanation", "explain", "explain_plan_dir"]
+__all__ = [
+    "Explanation",
+    "PlannedQuery",
+    "OtherQueues",
+    "explain",
+    "explain_plan_dir",
+    "refuse_damaged_plan",
+    "locate_query",
+    "queues_without",
+    "rules_on_its_own",
+    "where_it_could_go",
+    "batch_accuracy_floor",
+    "move_energy_delta_j",
+    "notes_on",
+]
 
+#: tolerance on times [s] and accuracies in the verdicts
 _TOL = 1e-9
+#: relative and absolute tolerance when a plan's energy is compared with the models' [J]
+_ENERGY_RTOL, _ENERGY_ATOL_J = 1e-5, 1e-6
+
+Instance = tuple[str, str, Any]  # (llm, device, instance number)
+Lane = tuple[str, str, Any, Any]  # (llm, device, instance number, lane)
 
 
 @dataclass
@@ -44,162 +71,345 @@ class Explanation:
         return {"query": self.query, "options": opts, "notes": self.notes}
 
 
-def _edf_fits(runtimes: np.ndarray, dues: np.ndarray) -> tuple[bool, float]:
-    """Whether jobs released at t = 0 all end by their due times in EDF order; and the last end."""
-    order = np.argsort(dues, kind="stable")
-    ends = np.cumsum(runtimes[order])
-    return bool(np.all(ends <= dues[order] * (1 + 1e-12) + 1e-6)), float(ends[-1]) if len(ends) else 0.0
+@dataclass(frozen=True)
+class PlannedQuery:
+    """The query explained: its row in the problem, its row of the plan, where it runs."""
+
+    query_id: str
+    index: int  # row of problem.queries (and of the problem's [queries × deployments] arrays)
+    row: pd.Series  # its row of the assignment
+    deployment: int  # the deployment it runs on, an index into problem.deployments
+    queries_on_its_instance: int  # itself included
+
+    @property
+    def alone(self) -> bool:
+        """Nothing else runs on its instance: moving it away switches the instance off."""
+        return self.queries_on_its_instance == 1
 
 
-def explain(problem: Problem, assignment: pd.DataFrame, query_id: str) -> Explanation:
-    """Explain one query of a plan (``assignment`` as exported) made on ``problem``."""
-    q = problem.queries
-    ids = q["query_id"].astype(str).to_numpy()
+@dataclass(frozen=True)
+class OtherQueues:
+    """The plan without the query explained: the queue of every switched-on instance, and what the
+    instances occupy."""
+
+    runtime_s: dict[Lane, np.ndarray]  # per lane of an instance, its queries' runtimes
+    due_s: dict[Lane, np.ndarray]  # per lane, the time each of its queries must end by
+    instances_of: dict[tuple[str, str], list[Any]]  # per (llm, device), its switched-on instances
+    devices_on: dict[str, int]  # per pool, the devices its switched-on instances take
+    batch_size_of: dict[Instance, int]  # the batch size each switched-on instance runs at
+
+
+# --- the steps ---------------------------------------------------------------------------------
+
+
+def locate_query(problem: Problem, assignment: pd.DataFrame, query_id: str) -> PlannedQuery:
+    """The query in the problem and its row of the plan; a :class:`DataError` if it is not in the
+    workload or the plan, or the plan's row does not match the problem (other inputs)."""
+    ids = problem.queries["query_id"].astype(str).to_numpy()
     hit = np.flatnonzero(ids == str(query_id))
     if not len(hit):
         raise DataError(f"query {query_id!r} is not in the plan's workload")
-    i = int(hit[0])
-    a = assignment.copy()
-    a["query_id"] = a["query_id"].astype(str)
-    mine = a[a["query_id"] == str(query_id)]
+    index = int(hit[0])
+    assigned_ids = assignment["query_id"].astype(str)
+    mine = assignment[(assigned_ids == str(query_id)).to_numpy()]
     if mine.empty:
         raise DataError(f"query {query_id!r} is in the workload but not in assignment.csv (an incomplete plan)")
     row = mine.iloc[0]
     deps = problem.deployments
-    dep_key = {(llm, dev): j for j, (llm, dev) in enumerate(zip(deps["llm"], deps["device"]))}
-    c = dep_key.get((str(row["llm"]), str(row["device"])))
-    if c is None:
-        raise DataError(f"assignment.csv: query {query_id!r} is on {row['llm']}/{row['device']}, which the fleet does not deploy")
-    E, R = problem.energy_j[i], problem.runtime_s[i]
-    if not np.isclose(float(row["energy_j"]), E[c], rtol=1e-5, atol=1e-6):
+    on = np.flatnonzero((deps["llm"] == str(row["llm"])).to_numpy() & (deps["device"] == str(row["device"])).to_numpy()
+                        & (deps["batch_size"] == int(row["batch_size"])).to_numpy())
+    if not len(on):
+        raise DataError(f"assignment.csv: query {query_id!r} is on {row['llm']}/{row['device']} at batch size "
+                        f"{int(row['batch_size'])}, which the fleet does not deploy")
+    deployment = int(on[0])
+    predicted_j = problem.energy_j[index, deployment]
+    if not np.isclose(float(row["energy_j"]), predicted_j, rtol=_ENERGY_RTOL, atol=_ENERGY_ATOL_J):
         raise DataError(
             f"assignment.csv: query {query_id!r} has energy_j {float(row['energy_j']):.6g} but the models predict "
-            f"{E[c]:.6g} J on {row['llm']}/{row['device']}: the plan was made from other inputs"
+            f"{predicted_j:.6g} J on {row['llm']}/{row['device']}: the plan was made from other inputs"
         )
-    H = problem.horizon_s
-    tin, tout = int(q["input_tokens"].iloc[i]), int(q["output_tokens"].iloc[i])
-    floor = float(q["min_accuracy"].iloc[i])
-    dl = float(q["deadline_s"].iloc[i])
-    due_i = float(q["deadline_eff_s"].iloc[i])
-    acc = deps["accuracy"].to_numpy(dtype=float)
-    ctx = deps["context_tokens"].to_numpy()
-    idle_w = deps["idle_power_w"].to_numpy(dtype=float)
-    # per-deployment queues of the plan, without this query
-    others = a[a["query_id"] != str(query_id)]
-    a_dl = others["deadline_s"].astype(float).to_numpy()
-    others = others.assign(_due=np.where(np.isnan(a_dl), H, np.minimum(a_dl, H)))
-    queues = {key: g for key, g in others.groupby(["llm", "device", "instance"], sort=False)}
-    insts_of = {}
-    for (llm, dev, k) in queues:
-        insts_of.setdefault((llm, dev), []).append(k)
-    used_devices = {}
-    for (llm, dev), ks in insts_of.items():
-        j = dep_key[(llm, dev)]
-        used_devices[dev] = used_devices.get(dev, 0) + len(ks) * int(deps["devices_per_instance"].iloc[j])
-    pool_count = dict(zip(problem.pools["pool"], problem.pools["count"]))
-    # the batch's token-weighted accuracy now
-    w_all = q["weight"].to_numpy(dtype=float)
-    w_a = w_all[pd.Index(ids).get_indexer(a["query_id"])]
-    acc_a = pd.Series(acc, index=pd.MultiIndex.from_arrays([deps["llm"], deps["device"]])).reindex(
-        pd.MultiIndex.from_arrays([a["llm"].astype(str), a["device"].astype(str)])).to_numpy()
-    wa, W = float(np.sum(w_a * acc_a)), float(np.sum(w_a))
-    w_i = float(w_all[i])
-    # the query's own instance: alone on it, moving it away switches the instance off
-    own = a[(a["llm"] == row["llm"]) & (a["device"] == row["device"]) & (a["instance"] == row["instance"])]
-    alone = len(own) == 1
+    same_instance = ((assignment["llm"] == row["llm"]) & (assignment["device"] == row["device"])
+                     & (assignment["instance"] == row["instance"]))
+    return PlannedQuery(str(query_id), index, row, deployment, int(same_instance.sum()))
 
-    def energy_cost(j: int) -> float:
-        return max(E[j] - idle_w[j] * R[j], 0.0) if problem.idle else float(E[j])
 
-    rows = []
-    for j in range(problem.n_deployments):
-        llm, dev = str(deps["llm"].iloc[j]), str(deps["device"].iloc[j])
-        reasons: list[str] = []
-        if not problem.runnable[i, j]:
-            if (tin + tout) > ctx[j]:
-                reasons.append(f"context: {tin + tout} tokens exceed {llm}'s {int(ctx[j])}")
-            else:
-                reasons.append("model: the prediction is <= 0 here (outside the model's valid domain)")
-        if acc[j] < floor - 1e-12:
-            reasons.append(f"accuracy: {llm} scores {acc[j]:.4g}, below the query's floor {floor:.4g}")
-        if problem.runnable[i, j] and R[j] > due_i + _TOL:
-            what = "deadline" if not np.isnan(dl) and dl <= H else "horizon"
-            reasons.append(f"{what}: it takes {R[j]:.4g} s alone, after its {what} of {due_i:.4g} s")
-        verdict = "chosen" if j == c else ("ruled out" if reasons else "")
-        where = ""
-        new_inst = False
-        if j != c and not reasons:
-            # can an instance of this deployment take it, the plan otherwise unchanged?
-            best_end = np.inf
-            for k in sorted(insts_of.get((llm, dev), []), key=lambda k: float(queues[(llm, dev, k)]["runtime_s"].sum())):
-                g = queues[(llm, dev, k)]
-                ok, end = _edf_fits(np.append(g["runtime_s"].to_numpy(dtype=float), R[j]),
-                                    np.append(g["_due"].to_numpy(dtype=float), due_i))
-                if ok:
-                    where = f"instance {k}"
-                    break
-                best_end = min(best_end, end)
-            if not where:
-                n_used = len(insts_of.get((llm, dev), []))
-                k_dev = int(deps["devices_per_instance"].iloc[j])
-                free = pool_count.get(dev, 0) - used_devices.get(dev, 0) + (
-                    int(deps["devices_per_instance"].iloc[c]) if alone and str(row["device"]) == dev else 0)
-                if n_used < int(deps["max_instances"].iloc[j]) and free >= k_dev:
-                    where, new_inst = "a new instance", True
-                elif n_used:
-                    reasons.append(f"capacity: each of its {n_used} instance(s) would then miss a deadline or the "
-                                   f"horizon (the least late would end at {best_end:.4g} s), and no more can be switched on")
-                else:
-                    reasons.append(f"capacity: no instance can be switched on ({free} free device(s) in pool {dev}, "
-                                   f"{k_dev} needed)")
-            if problem.min_mean_accuracy is not None:
-                new = (wa - w_i * acc[c] + w_i * acc[j]) / W
-                if new < problem.min_mean_accuracy - 1e-12:
-                    reasons.append(f"mean accuracy: the batch's token-weighted accuracy would drop to {new:.4f}, "
-                                   f"below its floor {problem.min_mean_accuracy:.4f}")
-            verdict = "ruled out" if reasons else "could move"
-        delta = np.nan
-        if j != c and problem.runnable[i, j]:
-            delta = energy_cost(j) - energy_cost(c)
-            if problem.idle:
-                delta += (idle_w[j] * H if new_inst else 0.0) - (idle_w[c] * H if alone else 0.0)
-        rows.append({
-            "llm": llm, "device": dev, "accuracy": float(acc[j]),
-            "energy_j": float(E[j]) if problem.runnable[i, j] else np.nan,
-            "runtime_s": float(R[j]) if problem.runnable[i, j] else np.nan,
-            "verdict": verdict, "where": where if verdict == "could move" else "",
-            "delta_energy_j": delta, "reasons": "; ".join(reasons),
-        })
-    options = pd.DataFrame(rows)
-    info = {
-        "query_id": str(query_id), "input_tokens": tin, "output_tokens": tout, "min_accuracy": floor,
-        "deadline_s": None if np.isnan(dl) else dl, "llm": str(row["llm"]), "device": str(row["device"]),
-        "instance": int(row["instance"]), "start_s": float(row["start_s"]), "end_s": float(row["end_s"]),
-        "energy_j": float(row["energy_j"]), "runtime_s": float(row["runtime_s"]),
-        "queries_on_its_instance": int(len(own)),
-    }
+def queues_without(problem: Problem, assignment: pd.DataFrame, query_id: str) -> OtherQueues:
+    """The plan's queue on every instance, the query explained taken out (an instance it ran on
+    alone is then off)."""
+    others = assignment[(assignment["query_id"].astype(str) != str(query_id)).to_numpy()]
+    due_s = effective_deadline_s(others["deadline_s"].astype(float).to_numpy(), problem.horizon_s)
+    runtime_of: dict[Lane, np.ndarray] = {}
+    due_of: dict[Lane, np.ndarray] = {}
+    instances_of: dict[tuple[str, str], list[Any]] = {}
+    batch_size_of: dict[Instance, int] = {}
+    batch_sizes = others["batch_size"].to_numpy()
+    for group, positions in others.groupby(["llm", "device", "instance", "lane"], sort=False).indices.items():
+        key = cast(Lane, group)
+        llm, device, instance, _lane = key
+        runtime_of[key] = others["runtime_s"].to_numpy(dtype=float)[positions]
+        due_of[key] = due_s[positions]
+        if (llm, device, instance) not in batch_size_of:
+            batch_size_of[(llm, device, instance)] = int(batch_sizes[positions[0]])
+            instances_of.setdefault((llm, device), []).append(instance)
+    deps = problem.deployments
+    devices_per_instance = dict(zip(zip(deps["llm"], deps["device"], strict=True), deps["devices_per_instance"],
+                                    strict=True))
+    devices_on: dict[str, int] = {}
+    for (llm, device), instances in instances_of.items():
+        devices_on[device] = devices_on.get(device, 0) + len(instances) * int(devices_per_instance[(llm, device)])
+    return OtherQueues(runtime_of, due_of, instances_of, devices_on, batch_size_of)
+
+
+def rules_on_its_own(problem: Problem, query: PlannedQuery, j: int) -> list[str]:
+    """What rules deployment ``j`` out for the query whatever the rest of the plan: an invalid
+    prediction or the LLM's context window, the query's accuracy floor, its deadline or the horizon."""
+    q = problem.queries.iloc[query.index]
+    llm = str(problem.deployments["llm"].iloc[j])
+    accuracy = float(problem.deployments["accuracy"].iloc[j])
+    tokens = int(q["input_tokens"]) + int(q["output_tokens"])
+    floor = float(q["min_accuracy"])
+    reasons = []
+    runnable = bool(problem.runnable[query.index, j])
+    if not runnable:
+        context = problem.deployments["context_tokens"].iloc[j]
+        if tokens > context:
+            reasons.append(f"context: {tokens} tokens exceed {llm}'s {int(context)}")
+        else:
+            reasons.append("model: the prediction is <= 0 here (outside the model's valid domain)")
+    if accuracy < floor - 1e-12:
+        reasons.append(f"accuracy: {llm} scores {accuracy:.4g}, below the query's floor {floor:.4g}")
+    runtime_s, due_s, deadline_s = problem.runtime_s[query.index, j], float(q["deadline_eff_s"]), float(q["deadline_s"])
+    if runnable and runtime_s > due_s + _TOL:
+        what = "deadline" if not np.isnan(deadline_s) and deadline_s <= problem.horizon_s else "horizon"
+        reasons.append(f"{what}: it takes {runtime_s:.4g} s alone, after its {what} of {due_s:.4g} s")
+    return reasons
+
+
+def where_it_could_go(problem: Problem, query: PlannedQuery, queues: OtherQueues, j: int) -> tuple[str, list[str]]:
+    """Where on deployment ``j`` (an LLM on a pool at one batch size) the plan as it stands could
+    take the query: the least loaded lane, of an instance at that batch size, whose queue, the
+    query added, still meets every due time in EDF order (``"instance K"``, or ``"instance K lane
+    L"`` where instances have several lanes), else ``"a new instance"`` on free devices, else
+    ``""`` and the capacity reason."""
+    deps = problem.deployments
+    llm, device = str(deps["llm"].iloc[j]), str(deps["device"].iloc[j])
+    batch_size = int(deps["batch_size"].iloc[j])
+    runtime_s = problem.runtime_s[query.index, j]
+    due_s = float(problem.queries["deadline_eff_s"].iloc[query.index])
+    instances = queues.instances_of.get((llm, device), [])
+    empty = np.zeros(0)
+    lanes = [(k, lane) for k in instances if queues.batch_size_of[(llm, device, k)] == batch_size
+             for lane in range(batch_size)]
+    least_late_end_s = np.inf
+    for k, lane in sorted(lanes, key=lambda kl: float(queues.runtime_s.get((llm, device, *kl), empty).sum())):
+        runtimes = np.append(queues.runtime_s.get((llm, device, k, lane), empty), runtime_s)
+        if edf_feasible(runtimes, np.append(queues.due_s.get((llm, device, k, lane), empty), due_s)):
+            return (f"instance {k}" if batch_size == 1 else f"instance {k} lane {lane}"), []
+        least_late_end_s = min(least_late_end_s, float(runtimes.sum()))  # the last one ends then in any order
+    devices_needed = int(deps["devices_per_instance"].iloc[j])
+    pool_count = dict(zip(problem.pools["pool"], problem.pools["count"], strict=True))
+    free = int(pool_count.get(device, 0)) - queues.devices_on.get(device, 0)
+    if len(instances) < int(deps["max_instances"].iloc[j]) and free >= devices_needed:
+        return "a new instance", []
+    if instances:
+        return "", [f"capacity: each of its {len(instances)} instance(s) would then miss a deadline or the horizon "
+                    f"(the least late would end at {least_late_end_s:.4g} s), and no more can be switched on"]
+    return "", [f"capacity: no instance can be switched on ({free} free device(s) in pool {device}, "
+                f"{devices_needed} needed)"]
+
+
+def batch_accuracy_floor(problem: Problem, assignment: pd.DataFrame, query: PlannedQuery, j: int) -> list[str]:
+    """Whether moving the query to deployment ``j`` keeps the batch's token-weighted mean accuracy
+    at its floor (if the plan has one)."""
+    floor = problem.min_mean_accuracy
+    if floor is None:
+        return []
+    deps = problem.deployments
+    weights = problem.queries["weight"].to_numpy(dtype=float)
+    ids = pd.Index(problem.queries["query_id"].astype(str))
+    assigned_weights = weights[ids.get_indexer(pd.Index(assignment["query_id"].astype(str)))]
+    accuracy_of = pd.Series(deps["accuracy"].to_numpy(dtype=float),
+                            index=pd.MultiIndex.from_arrays([deps["llm"], deps["device"]]))
+    assigned_accuracy = accuracy_of.reindex(pd.MultiIndex.from_arrays(
+        [assignment["llm"].astype(str), assignment["device"].astype(str)])).to_numpy()
+    accuracy = deps["accuracy"].to_numpy(dtype=float)
+    w = float(weights[query.index])
+    moved = (float(np.sum(assigned_weights * assigned_accuracy)) - w * accuracy[query.deployment]
+             + w * accuracy[j]) / float(np.sum(assigned_weights))
+    if moved < floor - 1e-12:
+        return [f"mean accuracy: the batch's token-weighted accuracy would drop to {moved:.4f}, "
+                f"below its floor {floor:.4f}"]
+    return []
+
+
+def move_energy_delta_j(problem: Problem, query: PlannedQuery, j: int, *, new_instance: bool) -> float:
+    """The energy [J] the plan gains (+) or saves (−) by moving the query to deployment ``j``, other
+    queries kept: its own cost there less its cost now, and with idle power counted the idle energy
+    of an instance switched on for it (``new_instance``) less that of its instance if it ran there alone."""
+    idle_w = problem.deployments["idle_power_w"].to_numpy(dtype=float)
+    i, c = query.index, query.deployment
+
+    def cost_j(d: int) -> float:
+        return float(query_energy_cost_j(problem.energy_j[i, d], problem.runtime_s[i, d], idle_w[d], idle=problem.idle))
+
+    delta = cost_j(j) - cost_j(c)
+    if problem.idle:
+        delta += (float(idle_energy_j(idle_w[j], problem.horizon_s)) if new_instance else 0.0) - (
+            float(idle_energy_j(idle_w[c], problem.horizon_s)) if query.alone else 0.0)
+    return delta
+
+
+def notes_on(problem: Problem, options: pd.DataFrame) -> list[str]:
+    """The cheapest move the plan allows (or that none is allowed), and the objective if not energy."""
     notes = []
     movable = options[options["verdict"] == "could move"]
     if movable.empty:
         notes.append("no other option can take it without breaking a constraint: the plan must keep it where it is")
     else:
-        b = movable.loc[movable["delta_energy_j"].idxmin()]
+        b = movable.iloc[int(np.argmin(movable["delta_energy_j"].to_numpy(dtype=float)))]
         if b["delta_energy_j"] >= 0:
             notes.append(f"its cheapest alternative is {b['llm']}/{b['device']} ({b['where']}): moving it there "
                          f"would cost {b['delta_energy_j']:.6g} J more")
         else:
-            notes.append(f"moving it to {b['llm']}/{b['device']} ({b['where']}) would save {-b['delta_energy_j']:.6g} J: "
-                         f"the plan is optimal only within its proven gap, or other queries' moves made room")
+            notes.append(f"moving it to {b['llm']}/{b['device']} ({b['where']}) would save "
+                         f"{-b['delta_energy_j']:.6g} J: the plan is optimal only within its proven gap, "
+                         f"or other queries' moves made room")
     if problem.objective == "tradeoff":
         notes.append(f"the plan minimised the trade-off objective (zeta = {problem.zeta:g}), not energy alone: "
                      f"a more accurate option may be chosen at an energy cost")
-    return Explanation(info, options, notes)
+    return notes
+
+
+# --- explain ---------------------------------------------------------------------------------------
+
+
+def _option(problem: Problem, assignment: pd.DataFrame, query: PlannedQuery, queues: OtherQueues,
+            j: int) -> dict[str, Any]:
+    """One row of the options table: deployment ``j`` for the query, its verdict and the reasons."""
+    deps = problem.deployments
+    i = query.index
+    runnable = bool(problem.runnable[i, j])
+    reasons = rules_on_its_own(problem, query, j)
+    where, verdict = "", "chosen" if j == query.deployment else ("ruled out" if reasons else "")
+    if j != query.deployment and not reasons:
+        where, capacity = where_it_could_go(problem, query, queues, j)
+        reasons = capacity + batch_accuracy_floor(problem, assignment, query, j)
+        verdict = "ruled out" if reasons else "could move"
+    delta = np.nan
+    if j != query.deployment and runnable:
+        delta = move_energy_delta_j(problem, query, j, new_instance=where == "a new instance")
+    return {
+        "llm": str(deps["llm"].iloc[j]), "device": str(deps["device"].iloc[j]),
+        "accuracy": float(deps["accuracy"].iloc[j]),
+        "energy_j": float(problem.energy_j[i, j]) if runnable else np.nan,
+        "runtime_s": float(problem.runtime_s[i, j]) if runnable else np.nan,
+        "verdict": verdict, "where": where if verdict == "could move" else "",
+        "delta_energy_j": delta, "reasons": "; ".join(reasons),
+    }
+
+
+def _query_info(problem: Problem, query: PlannedQuery) -> dict[str, Any]:
+    q = problem.queries.iloc[query.index]
+    row = query.row
+    deadline_s = float(q["deadline_s"])
+    return {
+        "query_id": query.query_id, "input_tokens": int(q["input_tokens"]), "output_tokens": int(q["output_tokens"]),
+        "min_accuracy": float(q["min_accuracy"]), "deadline_s": None if np.isnan(deadline_s) else deadline_s,
+        "llm": str(row["llm"]), "device": str(row["device"]), "instance": int(row["instance"]),
+        "start_s": float(row["start_s"]), "end_s": float(row["end_s"]), "energy_j": float(row["energy_j"]),
+        "runtime_s": float(row["runtime_s"]), "queries_on_its_instance": query.queries_on_its_instance,
+    }
+
+
+def explain(problem: Problem, assignment: pd.DataFrame, query_id: str) -> Explanation:
+    """Explain one query of a plan (``assignment`` as exported) made on ``problem``."""
+    query = locate_query(problem, assignment, query_id)
+    queues = queues_without(problem, assignment, query_id)
+    options = pd.DataFrame([_option(problem, assignment, query, queues, j) for j in range(problem.n_deployments)])
+    return Explanation(_query_info(problem, query), options, notes_on(problem, options))
+
+
+def refuse_damaged_plan(problem: Problem, assignment: pd.DataFrame, source: str | Path) -> None:
+    """A :class:`DataError` naming ``source`` and the first offending query unless the assignment
+    lists every query of the problem's workload exactly once, on a deployment of the fleet, with
+    numbers in every column that needs one, and with the energy and deadline its inputs give it
+    (a deleted row, a truncated file, a workload edited after planning)."""
+    ids = assignment["query_id"].astype(str).reset_index(drop=True)
+    index = _each_query_listed_once(problem, ids, source)
+    _numbers_present(assignment, ids, source)
+    _rows_match_inputs(problem, assignment, ids, index, source)
+
+
+def _each_query_listed_once(problem: Problem, ids: pd.Series, source: str | Path) -> np.ndarray:
+    """Each row's query in the problem's workload (its row there), every query listed exactly once."""
+    workload_ids = pd.Index(problem.queries["query_id"].astype(str))
+    if not workload_ids.is_unique:
+        raise DataError(f"the workload lists query {workload_ids[workload_ids.duplicated()][0]!r} more than once")
+    index = workload_ids.get_indexer(pd.Index(ids))
+    if (index < 0).any():
+        qid = ids.iloc[int(np.flatnonzero(index < 0)[0])]
+        raise DataError(f"{source}: query {qid!r} is not in the workload: the plan was made from other inputs")
+    twice = ids.duplicated()
+    if twice.any():
+        raise DataError(f"{source}: query {ids[twice].iloc[0]!r} is listed more than once: the plan is damaged")
+    listed = np.zeros(len(workload_ids), dtype=bool)
+    listed[index] = True
+    if not listed.all():
+        raise DataError(f"{source}: query {workload_ids[int(np.flatnonzero(~listed)[0])]!r} of the workload is "
+                        f"missing: the plan is damaged or was made from other inputs")
+    return index
+
+
+def _numbers_present(assignment: pd.DataFrame, ids: pd.Series, source: str | Path) -> None:
+    """A finite number in every numeric column but deadline_s (empty: no deadline)."""
+    for col in ("instance", "lane", "batch_size", "start_s", "end_s", "runtime_s", "energy_j", "accuracy"):
+        value = pd.to_numeric(assignment[col], errors="coerce").to_numpy(dtype=float)
+        if not np.isfinite(value).all():
+            raise DataError(f"{source}: query {ids.iloc[int(np.flatnonzero(~np.isfinite(value))[0])]!r} has no "
+                            f"number in column {col}: the plan is damaged")
+
+
+def _rows_match_inputs(problem: Problem, assignment: pd.DataFrame, ids: pd.Series, index: np.ndarray,
+                       source: str | Path) -> None:
+    """Every row on a deployment of the fleet, with the energy the models predict for its query there
+    and its query's deadline."""
+    deps = problem.deployments
+    code_of = pd.Series(np.arange(len(deps)), index=pd.MultiIndex.from_arrays([deps["llm"], deps["device"]]))
+    code = code_of.reindex(pd.MultiIndex.from_arrays([assignment["llm"].astype(str),
+                                                      assignment["device"].astype(str)])).to_numpy()
+    if np.isnan(code).any():
+        first = int(np.flatnonzero(np.isnan(code))[0])
+        raise DataError(f"{source}: query {ids.iloc[first]!r} is on {assignment['llm'].iloc[first]}/"
+                        f"{assignment['device'].iloc[first]}, which the fleet does not deploy: the plan was made "
+                        f"from other inputs")
+    code = code.astype(np.int64)
+    stated_j = assignment["energy_j"].to_numpy(dtype=float)
+    predicted_j = problem.energy_j[index, code]
+    wrong = ~np.isclose(stated_j, predicted_j, rtol=_ENERGY_RTOL, atol=_ENERGY_ATOL_J)
+    if wrong.any():
+        first = int(np.flatnonzero(wrong)[0])
+        raise DataError(f"{source}: query {ids.iloc[first]!r} has energy_j {stated_j[first]:.6g} but the models "
+                        f"predict {predicted_j[first]:.6g} J on {deps['llm'].iloc[code[first]]}/"
+                        f"{deps['device'].iloc[code[first]]}: the plan was made from other inputs")
+    stated_s = pd.to_numeric(assignment["deadline_s"], errors="coerce").to_numpy(dtype=float)
+    workload_s = problem.queries["deadline_s"].to_numpy(dtype=float)[index]
+    differs = np.isnan(stated_s) != np.isnan(workload_s)
+    differs |= ~np.isnan(stated_s) & ~np.isnan(workload_s) & ~np.isclose(stated_s, workload_s, rtol=1e-9, atol=1e-9)
+    if differs.any():
+        first = int(np.flatnonzero(differs)[0])
+        raise DataError(f"{source}: query {ids.iloc[first]!r} has deadline_s {_deadline_text(stated_s[first])} but "
+                        f"the workload says {_deadline_text(workload_s[first])}: the plan was made from other inputs")
+
+
+def _deadline_text(deadline_s: float) -> str:
+    return "none" if np.isnan(deadline_s) else f"{deadline_s:g} s"
 
 
 def explain_plan_dir(plan_dir: str | Path, query_id: str, *, workload=None, fleet=None, models=None) -> Explanation:
     """Explain a query of the plan in ``plan_dir`` (``assignment.csv`` + ``summary.json``).
 
-    The plan's inputs are those its summary records, unless given here.
+    The plan's inputs are those its summary records, unless given here. A plan whose assignment
+    does not match its inputs is refused (:func:`refuse_damaged_plan`).
     """
     d = Path(plan_dir)
     summ_p, asg_p = d / "summary.json", d / "assignment.csv"
@@ -230,4 +440,5 @@ def explain_plan_dir(plan_dir: str | Path, query_id: str, *, workload=None, flee
     missing = [col for col in ASSIGNMENT_COLUMNS if col not in asg.columns]
     if missing:
         raise DataError(f"{asg_p}: column(s) {', '.join(missing)} missing")
+    refuse_damaged_plan(problem, asg, asg_p)
     return explain(problem, asg, query_id)

@@ -19,7 +19,7 @@ from .inputs import load_inputs
 from .methods import Choice, Limits, choose_method, get_method
 from .packing import Timeline, pack, plan_objective
 from .problem import Problem, build_problem
-from .schedule import Schedule, assignment_table, empty_assignment
+from .schedule import Schedule, assignment_table, empty_assignment, energy_totals
 from .schema import BoundSource, Status, Termination
 from .solvers import get_solver
 
@@ -144,7 +144,7 @@ def schedule_choice(problem: Problem, choice: Choice, *, clock: _Clock | None = 
         assert problem.inputs is not None
         wl, fl, fm = problem.inputs
         violations = check_plan(assignment, wl, fl, fm, min_mean_accuracy=problem.min_mean_accuracy,
-                                require_all=not rule)
+                                require_all=not rule, totals=energy_totals(assignment, problem), idle=problem.idle)
     clock.mark("check")
     bound = min(choice.bound, objective)
     status, termination, message = choice.status, choice.termination, choice.message

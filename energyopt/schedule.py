@@ -21,7 +21,7 @@ from .problem import Problem
 from .schema import ASSIGNMENT_COLUMNS, BoundSource, Status, Termination
 from .writers import write_json, write_table_csv
 
-__all__ = ["Schedule", "Summary", "assignment_table", "empty_assignment"]
+__all__ = ["Schedule", "Summary", "assignment_table", "empty_assignment", "energy_totals"]
 
 
 def _compact_instances(deps: pd.DataFrame, d: np.ndarray, inst: np.ndarray) -> np.ndarray:
@@ -79,6 +79,23 @@ def assignment_table(problem: Problem, tl: Timeline) -> pd.DataFrame:
         }
     )
     return df[list(ASSIGNMENT_COLUMNS)]
+
+
+def energy_totals(assignment: pd.DataFrame, problem: Problem) -> dict[str, float]:
+    """A plan's energy [J]: per query (above idle where idle is counted), idle of the switched-on
+    instances over the horizon, and their sum."""
+    a, p = assignment, problem
+    if a.empty:
+        return {"query_energy_j": 0.0, "idle_energy_j": 0.0, "total_energy_j": 0.0}
+    qe = float(a["energy_j"].sum())
+    if not p.idle:
+        return {"query_energy_j": qe, "idle_energy_j": 0.0, "total_energy_j": qe}
+    idle_w = dict(zip(zip(p.deployments["llm"], p.deployments["device"]), p.deployments["idle_power_w"]))
+    key = list(zip(a["llm"], a["device"]))
+    above = above_idle_energy_j(a["energy_j"].to_numpy(), a["runtime_s"].to_numpy(), np.array([idle_w[k] for k in key]))
+    on = a.drop_duplicates(["llm", "device", "instance"])
+    idle_e = float(idle_energy_j([idle_w[(r.llm, r.device)] for r in on.itertuples()], p.horizon_s).sum())
+    return {"query_energy_j": float(above.sum()), "idle_energy_j": idle_e, "total_energy_j": float(above.sum()) + idle_e}
 
 
 def empty_assignment() -> pd.DataFrame:
@@ -151,21 +168,8 @@ class Schedule:
         return relative_gap(self.objective, self.bound)
 
     def energy_totals(self) -> dict[str, float]:
-        """The plan's energy [J]: per query (above idle where idle is counted), idle of the
-        switched-on instances over the horizon, and their sum."""
-        a = self.assignment
-        p = self.problem
-        if a.empty:
-            return {"query_energy_j": 0.0, "idle_energy_j": 0.0, "total_energy_j": 0.0}
-        qe = float(a["energy_j"].sum())
-        if not p.idle:
-            return {"query_energy_j": qe, "idle_energy_j": 0.0, "total_energy_j": qe}
-        idle_w = dict(zip(zip(p.deployments["llm"], p.deployments["device"]), p.deployments["idle_power_w"]))
-        key = list(zip(a["llm"], a["device"]))
-        above = above_idle_energy_j(a["energy_j"].to_numpy(), a["runtime_s"].to_numpy(), np.array([idle_w[k] for k in key]))
-        on = a.drop_duplicates(["llm", "device", "instance"])
-        idle_e = float(idle_energy_j([idle_w[(r.llm, r.device)] for r in on.itertuples()], p.horizon_s).sum())
-        return {"query_energy_j": float(above.sum()), "idle_energy_j": idle_e, "total_energy_j": float(above.sum()) + idle_e}
+        """The plan's energy [J] (see :func:`energy_totals`)."""
+        return energy_totals(self.assignment, self.problem)
 
     def _weights(self) -> np.ndarray:
         """Each assigned query's token weight, in the assignment's order."""

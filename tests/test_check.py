@@ -1,15 +1,270 @@
-"""The independent checker catches each kind of violation in an exported plan."""
+"""The independent checker catches each kind of violation in an exported plan: each rule on a small
+plan made by hand that breaks exactly that rule, then on real plans; and it re-derives the energy
+totals of a plan's summary."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import lognormal_workload
-from energyopt.check import check_plan
+from conftest import lognormal_workload, make_models
+from energyopt import check
+from energyopt.check import check_plan, derive_totals
+from energyopt.errors import DataError
 from energyopt.modelstore import FittedModels
-from energyopt.fleet import read_fleet
+from energyopt.fleet import fleet_from_dict, read_fleet
 from energyopt.plan import plan
+
+# --- a plan made by hand, and one test per rule ----------------------------------------------------
+#
+# Fleet: pool g (2 GPUs, 10 W idle each), pool c (2 CPUs, 20 W idle each); LLM s (accuracy 0.4,
+# 1000-token context) and b (0.7); deployments s@g and b@g (1 device each, at most 2 instances) and
+# b@c (2 devices, 1 instance). Models: s@g  E = 100 - tin + tout [J] (<= 0 for long prompts),
+# R = 0.01 tout [s]; b@g  E = 5 tout, R = 0.05 tout; b@c  E = 3 tout, R = 0.2 tout.
+#
+#   query  tin  tout  floor  deadline  placed           start  end   runtime  energy
+#   q1     100   100   0      -        s@g instance 0    0      1     1        100
+#   q2     100   200   0      10       s@g instance 0    1      3     2        200
+#   q3      50   100   0.6    -        b@c instance 0    0     20    20        300
+#   q4     100    60   0      -        s@g instance 1    0      0.6   0.6       60
+
+
+def _hand_fleet(s_context_tokens: int = 1000):
+    return fleet_from_dict({
+        "horizon_s": 100,
+        "pools": {"g": {"kind": "gpu", "count": 2, "memory_gb": 80, "idle_power_w": 10},
+                  "c": {"kind": "cpu", "count": 2, "memory_gb": 80, "idle_power_w": 20}},
+        "llms": {"s": {"accuracy": 0.4, "accuracy_source": "t", "params_b": 1, "context_tokens": s_context_tokens},
+                 "b": {"accuracy": 0.7, "accuracy_source": "t", "params_b": 1}},
+        "deployments": [{"llm": "s", "pool": "g"}, {"llm": "b", "pool": "g"},
+                        {"llm": "b", "pool": "c", "devices_per_instance": 2}],
+    })
+
+
+HAND_MODELS = make_models({("s", "g"): ((100, -1, 1, 0), (0, 0, 0.01, 0)),
+                           ("b", "g"): ((0, 0, 5, 0), (0, 0, 0.05, 0)),
+                           ("b", "c"): ((0, 0, 3, 0), (0, 0, 0.2, 0))})
+
+
+def _hand_workload() -> pd.DataFrame:
+    return pd.DataFrame({"query_id": ["q1", "q2", "q3", "q4"], "input_tokens": [100, 100, 50, 100],
+                         "output_tokens": [100, 200, 100, 60], "min_accuracy": [0.0, 0.0, 0.6, 0.0],
+                         "deadline_s": [np.nan, 10.0, np.nan, np.nan]})
+
+
+def _hand_plan() -> pd.DataFrame:
+    return pd.DataFrame({
+        "query_id": ["q1", "q2", "q3", "q4"], "llm": ["s", "s", "b", "s"], "device": ["g", "g", "c", "g"],
+        "instance": [0, 0, 0, 1], "lane": [0, 0, 0, 0], "batch_size": [1, 1, 1, 1],
+        "start_s": [0.0, 1.0, 0.0, 0.0], "end_s": [1.0, 3.0, 20.0, 0.6],
+        "runtime_s": [1.0, 2.0, 20.0, 0.6], "energy_j": [100.0, 200.0, 300.0, 60.0], "accuracy": [0.4, 0.4, 0.7, 0.4],
+        "deadline_s": [np.nan, 10.0, np.nan, np.nan]})
+
+
+def _with(plan_table: pd.DataFrame, qid: str, **values) -> pd.DataFrame:
+    """The plan with some columns of one query's row changed."""
+    out = plan_table.copy()
+    for col, v in values.items():
+        out.loc[out["query_id"] == qid, col] = v
+    return out
+
+
+def _extra_row(plan_table: pd.DataFrame, **values) -> pd.DataFrame:
+    """The plan with one more row (on lane 0 of a batch-1 instance unless ``values`` say otherwise)."""
+    return pd.concat([plan_table, pd.DataFrame([{"lane": 0, "batch_size": 1, **values}])], ignore_index=True)
+
+
+def test_the_hand_made_plan_is_valid():
+    assert check_plan(_hand_plan(), _hand_workload(), _hand_fleet(), HAND_MODELS, min_mean_accuracy=0.45) == []
+
+
+def test_rule_columns_present():
+    out = check_plan(_hand_plan().drop(columns=["energy_j"]), _hand_workload(), _hand_fleet(), HAND_MODELS)
+    assert out == ["assignment lacks column(s) energy_j"]
+
+
+def test_rule_each_query_exactly_once():
+    wl, fl = _hand_workload(), _hand_fleet()
+    # q1 a second time, on b@c after q3 (valid there): only the duplicate is wrong
+    twice = _extra_row(_hand_plan(), query_id="q1", llm="b", device="c", instance=0, start_s=20.0, end_s=40.0,
+                       runtime_s=20.0, energy_j=300.0, accuracy=0.7, deadline_s=np.nan)
+    assert check_plan(twice, wl, fl, HAND_MODELS) == ["queries assigned more than once: q1"]
+    ghost = _extra_row(_hand_plan(), query_id="ghost", llm="s", device="g", instance=1, start_s=5.0, end_s=6.0,
+                       runtime_s=1.0, energy_j=100.0, accuracy=0.4, deadline_s=np.nan)
+    assert check_plan(ghost, wl, fl, HAND_MODELS) == ["assignment names queries not in the workload: ghost"]
+    without_q4 = _hand_plan().iloc[:3]
+    assert check_plan(without_q4, wl, fl, HAND_MODELS) == ["1 queries not assigned, e.g. q4"]
+    assert check_plan(without_q4, wl, fl, HAND_MODELS, require_all=False) == []
+
+
+def test_rule_deployments_exist():
+    out = check_plan(_with(_hand_plan(), "q3", device="x"), _hand_workload(), _hand_fleet(), HAND_MODELS)
+    assert out == ["b on x is not a deployment of the fleet"]
+
+
+def test_rule_instances_within_deployments_and_pools():
+    wl, fl = _hand_workload(), _hand_fleet()
+    out = check_plan(_with(_hand_plan(), "q4", instance=5), wl, fl, HAND_MODELS)
+    assert out == ["s on g: instance numbers 0..5 outside 0..1"]
+    # q1 on an instance of b@g: with s@g's two instances, three devices of pool g's two
+    moved = _with(_hand_plan(), "q1", llm="b", end_s=5.0, runtime_s=5.0, energy_j=500.0, accuracy=0.7)
+    assert check_plan(moved, wl, fl, HAND_MODELS) == ["pool g: 3 devices switched on, only 2 exist"]
+
+
+def test_rule_predictions_valid_and_within_context():
+    # q4 with a 200-token prompt: s@g's model predicts 100 - 200 + 60 < 0 J (the plan states 0 J, the clipped value)
+    wl = _hand_workload()
+    wl.loc[3, "input_tokens"] = 200
+    out = check_plan(_with(_hand_plan(), "q4", energy_j=0.0), wl, _hand_fleet(), HAND_MODELS)
+    assert out == ["s on g: 1 queries where the model predicts <= 0"]
+    out = check_plan(_hand_plan(), _hand_workload(), _hand_fleet(s_context_tokens=250), HAND_MODELS)
+    assert out == ["s: 1 queries exceed its 250-token context"]  # q2: 300 tokens
+
+
+def test_rule_runtimes_and_energies_match_models():
+    wl, fl = _hand_workload(), _hand_fleet()
+    out = check_plan(_with(_hand_plan(), "q2", energy_j=100.0), wl, fl, HAND_MODELS)
+    assert out == ["energy_j differs from the model's prediction for 1 queries, e.g. q2"]
+    out = check_plan(_with(_hand_plan(), "q2", runtime_s=1.0), wl, fl, HAND_MODELS)
+    assert out == ["runtime_s differs from the model's prediction for 1 queries, e.g. q2"]
+    # within the relative tolerance: still valid
+    assert check_plan(_with(_hand_plan(), "q2", energy_j=200.0 * (1 + 1e-8)), wl, fl, HAND_MODELS) == []
+
+
+def test_rule_starts_at_or_after_zero():
+    out = check_plan(_with(_hand_plan(), "q4", start_s=-0.5, end_s=0.1), _hand_workload(), _hand_fleet(), HAND_MODELS)
+    assert out == ["1 queries start before t = 0"]
+
+
+def test_rule_durations_match_runtimes():
+    out = check_plan(_with(_hand_plan(), "q4", end_s=0.7), _hand_workload(), _hand_fleet(), HAND_MODELS)
+    assert out == ["end_s - start_s differs from the runtime for 1 queries, e.g. q4"]
+
+
+def test_rule_deadlines_met():
+    out = check_plan(_with(_hand_plan(), "q2", start_s=9.0, end_s=11.0), _hand_workload(), _hand_fleet(), HAND_MODELS)
+    assert out == ["1 queries end after their deadline, e.g. q2"]
+
+
+def test_rule_horizon_met():
+    out = check_plan(_with(_hand_plan(), "q4", start_s=99.8, end_s=100.4), _hand_workload(), _hand_fleet(), HAND_MODELS)
+    assert out == ["1 queries end after the horizon of 100 s"]
+
+
+def test_rule_accuracy_column_matches_catalog():
+    out = check_plan(_with(_hand_plan(), "q1", accuracy=0.5), _hand_workload(), _hand_fleet(), HAND_MODELS)
+    assert out == ["accuracy column differs from the fleet's LLM catalog"]
+
+
+def test_rule_accuracy_floors_met():
+    wl = _hand_workload()
+    wl.loc[0, "min_accuracy"] = 0.5
+    assert check_plan(_hand_plan(), wl, _hand_fleet(), HAND_MODELS) == [
+        "1 queries run on an LLM below their min_accuracy, e.g. q1"]
+
+
+def test_rule_batch_mean_accuracy_floor_met():
+    # token weights 200, 300, 150, 160: (200 + 300 + 160) * 0.4 + 150 * 0.7 = 369 over 810
+    out = check_plan(_hand_plan(), _hand_workload(), _hand_fleet(), HAND_MODELS, min_mean_accuracy=0.5)
+    assert out == ["token-weighted mean accuracy 0.4556 below the floor 0.5"]
+
+
+def test_rule_batch_sizes_and_lanes_valid():
+    out = check_plan(_with(_hand_plan(), "q4", lane=1), _hand_workload(), _hand_fleet(), HAND_MODELS)
+    assert out == ["1 queries on a lane outside 0..batch size - 1, e.g. q4"]
+
+
+def test_rule_no_overlap_on_a_lane():
+    out = check_plan(_with(_hand_plan(), "q2", start_s=0.5, end_s=2.5), _hand_workload(), _hand_fleet(), HAND_MODELS)
+    assert out == ["1 queries overlap another on the same lane"]
+    # the same times on different instances do not overlap
+    apart = _with(_hand_plan(), "q4", start_s=0.2, end_s=0.8)
+    assert check_plan(apart, _hand_workload(), _hand_fleet(), HAND_MODELS) == []
+
+
+def test_every_rule_is_tested_here():
+    tested = {name.removeprefix("test_rule_") for name in globals() if name.startswith("test_rule_")}
+    rules = {"columns_present", "each_query_exactly_once", "deployments_exist", "instances_within_deployments_and_pools",
+             "predictions_valid_and_within_context", "runtimes_and_energies_match_models", "starts_at_or_after_zero",
+             "durations_match_runtimes", "deadlines_met", "horizon_met", "accuracy_column_matches_catalog",
+             "accuracy_floors_met", "batch_mean_accuracy_floor_met", "batch_sizes_and_lanes_valid",
+             "no_overlap_on_a_lane", "totals_match"}
+    assert rules <= set(check.__all__)
+    assert tested == rules
+
+
+# --- the energy totals, re-derived ------------------------------------------------------------------
+
+
+def test_derive_totals_by_hand():
+    wl, fl = _hand_workload(), _hand_fleet()
+    # the plan's own energies are not read
+    plan_table = _with(_hand_plan(), "q1", energy_j=1e6, runtime_s=1e6)
+    assert derive_totals(plan_table, wl, fl, HAND_MODELS, idle=False) == {
+        "query_energy_j": 660.0, "idle_energy_j": 0.0, "total_energy_j": 660.0}
+    # above idle: q1 100 - 10·1, q2 200 - 10·2, q3 max(300 - 2·20 W·20 s, 0), q4 60 - 10·0.6;
+    # idle: instances s@g 0 and 1 (10 W each) and b@c 0 (2 devices of 20 W), over 100 s
+    got = derive_totals(plan_table, wl, fl, HAND_MODELS, idle=True)
+    assert got == pytest.approx({"query_energy_j": 90 + 180 + 0 + 54, "idle_energy_j": 6000.0,
+                                 "total_energy_j": 6324.0}, rel=1e-12)
+
+
+def test_derive_totals_refuses_rows_it_cannot_price():
+    wl, fl = _hand_workload(), _hand_fleet()
+    with pytest.raises(DataError, match="query 'ghost' is not in the workload"):
+        derive_totals(_with(_hand_plan(), "q1", query_id="ghost"), wl, fl, HAND_MODELS, idle=False)
+    with pytest.raises(DataError, match="query 'q3' is on b/x, which the fleet does not deploy"):
+        derive_totals(_with(_hand_plan(), "q3", device="x"), wl, fl, HAND_MODELS, idle=True)
+    with pytest.raises(DataError, match="assignment lacks column"):
+        derive_totals(_hand_plan().drop(columns=["instance"]), wl, fl, HAND_MODELS, idle=True)
+
+
+def test_rule_totals_match():
+    wl, fl = _hand_workload(), _hand_fleet()
+    ok = {"query_energy_j": 324.0, "idle_energy_j": 6000.0, "total_energy_j": 6324.0}
+    assert check_plan(_hand_plan(), wl, fl, HAND_MODELS, totals=ok, idle=True) == []
+    assert check_plan(_hand_plan(), wl, fl, HAND_MODELS, totals={"total_energy_j": 660.0 * (1 + 1e-8)}) == []
+    out = check_plan(_hand_plan(), wl, fl, HAND_MODELS, totals={"total_energy_j": 661.0})
+    assert out == ["total_energy_j 661 J differs from the 660 J re-derived from the assignment and the models"]
+    # totals counted without idle power checked as if with it: the query and idle parts differ
+    out = check_plan(_hand_plan(), wl, fl, HAND_MODELS, totals={**ok, "query_energy_j": 660.0, "idle_energy_j": 0.0},
+                     idle=True)
+    assert out == ["query_energy_j 660 J differs from the 324 J re-derived from the assignment and the models",
+                   "idle_energy_j 0 J differs from the 6000 J re-derived from the assignment and the models"]
+    assert check_plan(_hand_plan(), wl, fl, HAND_MODELS, totals={"energy": 1.0}) == [
+        "the totals name none of query_energy_j, idle_energy_j, total_energy_j"]
+
+
+@pytest.mark.parametrize("idle", [False, True])
+def test_totals_of_real_plans_match_the_schedule(synthetic_models, idle):
+    # a short horizon and a high accuracy floor: the one big-llm instance of gpu-b is not enough, so
+    # big-llm also runs on 2-device instances of gpu-a
+    fl = fleet_from_dict({
+        "horizon_s": 200,
+        "pools": {"gpu-a": {"kind": "gpu", "count": 4, "memory_gb": 80, "idle_power_w": 60},
+                  "gpu-b": {"kind": "gpu", "count": 1, "memory_gb": 40, "idle_power_w": 50}},
+        "llms": {"small-llm": {"accuracy": 0.45, "accuracy_source": "t", "params_b": 7},
+                 "big-llm": {"accuracy": 0.6, "accuracy_source": "t", "params_b": 13}},
+        "deployments": [{"llm": "small-llm", "pool": "gpu-a"}, {"llm": "big-llm", "pool": "gpu-a", "devices_per_instance": 2},
+                        {"llm": "big-llm", "pool": "gpu-b"}],
+    })
+    fm = FittedModels.load(synthetic_models)
+    wl = lognormal_workload(80, seed=11, deadline_fraction=0.2, deadline_range=(30, 300))
+    s = plan(wl, fl, fm, idle=idle, min_mean_accuracy=0.58)
+    assert s.status.has_plan
+    on = s.assignment.groupby(["llm", "device"]).size()
+    assert on.get(("big-llm", "gpu-a"), 0) and on.get(("small-llm", "gpu-a"), 0), on  # 2-device and 1-device instances
+    got = derive_totals(s.assignment, wl, fl, fm, idle=idle)
+    assert got == pytest.approx(s.energy_totals(), rel=1e-9)
+    assert (got["idle_energy_j"] > 0) == idle
+    assert check_plan(s.assignment, wl, fl, fm, totals=s.summary().to_dict(), idle=idle) == []
+    # the other accounting's totals are caught
+    other = derive_totals(s.assignment, wl, fl, fm, idle=not idle)
+    assert check_plan(s.assignment, wl, fl, fm, totals=other, idle=idle) != []
+
+
+# --- real plans ---------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -109,14 +364,17 @@ def test_check_schedule_api(solved):
 
     s, wl, fl, fm = solved
     assert check_schedule(s.problem, s) == []
+    # it compares the schedule's own energy totals with the re-derived ones
+    s.assignment.loc[0, "energy_j"] *= 2
+    try:
+        out = check_schedule(s.problem, s)
+    finally:
+        s.assignment.loc[0, "energy_j"] /= 2
+    assert any("energy_j differs from the model" in v for v in out)
+    assert any(v.startswith("total_energy_j") and "re-derived" in v for v in out), out
 
 
 def test_infeasible_capacity_is_explained():
-    import pandas as pd
-
-    from conftest import make_models
-    from energyopt.fleet import fleet_from_dict
-
     fleet = fleet_from_dict({
         "horizon_s": 100.0,
         "pools": {"g": {"kind": "gpu", "count": 4, "memory_gb": 80, "idle_power_w": 0}},
