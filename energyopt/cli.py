@@ -68,7 +68,8 @@ def _fmt_table(df, floatfmt: dict[str, str] | None = None) -> str:
 
 
 _FIT_FORMATS = {"cv_r2": ".4f", "r2": ".4f", "median_rel_err": ".1%", "p95_rel_err": ".1%",
-                "holdout_med_err": ".1%", "holdout_max_err": ".1%", "repeat_spread": ".1%"}
+                "holdout_med_err": ".1%", "holdout_max_err": ".1%", "repeat_spread": ".1%",
+                "held_back_batch_err": ".1%"}
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
@@ -110,25 +111,35 @@ def main() -> None:
               help="Number of cross-validation folds (repeats of one point stay in one fold).")
 @click.option("--loss", type=click.Choice(["relative", "absolute"]), default="relative", show_default=True,
               help="Least-squares loss: squared relative error (fits short queries well) or squared error.")
+@click.option("--holdout-batch-sizes", default="",
+              help="Comma-separated batch sizes not fitted but predicted from the others and scored "
+                   "(e.g. 64 from 1, 8, 32, 128), shown as held_back_batch_err.")
 @friendly_errors
-def fit_cmd(data: tuple[Path, ...], out_dir: Path, min_r2: float, folds: int, loss: str) -> None:
+def fit_cmd(data: tuple[Path, ...], out_dir: Path, min_r2: float, folds: int, loss: str, holdout_batch_sizes: str) -> None:
     """Fit runtime and energy models from characterization CSV files.
 
     Each (LLM, device) gets the model form with the best cross-validated score among the paper's
-    a0·τin + a1·τout + a2·τin·τout and richer forms (intercept, τout², τin²). Predictions are never
-    negative. Prints one row per (LLM, device, target); writes OUT/<llm>__<device>.json only if every
-    fit passes the R² gate.
+    a0·τin + a1·τout + a2·τin·τout and richer forms (intercept, τout², τin², KV cache off); data
+    measured at several batch sizes gets forms in the batch size b (energy per query, latency in
+    the batch). Predictions are never negative. A run far off what the others predict (a factor 3
+    or more) is reported as an outlier and not fitted. Prints one row per (LLM, device, target);
+    writes OUT/<llm>__<device>.json only if every fit passes the R² gate at every batch size.
     """
     import pandas as pd
 
     from .fit import fit_models
     from .io import read_characterization
 
+    try:
+        held = [int(v) for v in holdout_batch_sizes.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated whole numbers, got {holdout_batch_sizes!r}",
+                                 param_hint="--holdout-batch-sizes") from None
     frames = [read_characterization(p) for p in data]
     df = pd.concat(frames, ignore_index=True)
     try:
         models = fit_models(df, min_r2=min_r2, folds=folds, relative=(loss == "relative"),
-                            sources=[p.name for p in data])
+                            holdout_batch_sizes=held, sources=[p.name for p in data])
     except FitError as exc:
         fitted = getattr(exc, "models", None)
         if fitted is not None:
@@ -165,16 +176,20 @@ def models_cmd(models_dir: Path | None) -> None:
 @click.option("--device", required=True, help="Device name as in the models.")
 @click.option("--input-tokens", type=click.IntRange(min=1), required=True, help="Prompt length [tokens].")
 @click.option("--output-tokens", type=click.IntRange(min=1), required=True, help="Generated length [tokens].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Queries served at once; the prediction is one query's latency and share of the energy.")
 @click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Models directory [default: the shipped models].")
 @friendly_errors
-def predict_cmd(llm: str, device: str, input_tokens: int, output_tokens: int, models_dir: Path | None) -> None:
-    """Predict the runtime [s] and energy [J] of one query on one (LLM, device)."""
+def predict_cmd(llm: str, device: str, input_tokens: int, output_tokens: int, batch_size: int,
+                models_dir: Path | None) -> None:
+    """Predict the runtime [s] and energy [J] of one query on one (LLM, device) at a batch size."""
     from .modelstore import FittedModels
 
     fm = FittedModels.load(models_dir or _default_models())
-    p = fm.predict(llm, device, [input_tokens], [output_tokens]).iloc[0]
-    click.echo(f"llm={llm} device={device} input_tokens={input_tokens} output_tokens={output_tokens}")
+    p = fm.predict(llm, device, [input_tokens], [output_tokens], batch_size=batch_size).iloc[0]
+    click.echo(f"llm={llm} device={device} input_tokens={input_tokens} output_tokens={output_tokens} "
+               f"batch_size={batch_size}")
     click.echo(f"runtime_s={p['runtime_s']:.4f}")
     click.echo(f"energy_j={p['energy_j']:.2f}")
     if p["extrapolated"]:

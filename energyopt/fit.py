@@ -17,18 +17,43 @@ prediction is ≥ 0 by construction: no form can predict negative energy for lon
 paper's published coefficients do. The loss is the squared *relative* error by default, so the
 typical short query is predicted as well as the long ones.
 
-Repeated runs of one (τin, τout) point are averaged before fitting: a model predicts the expected
-cost of a query, and the spread between repeats (run-to-run noise, e.g. a CPU's neighbours' load)
-is reported beside the fit as ``repeat_spread`` rather than counted as model error.
-The form is chosen per (LLM, device, target) by k-fold cross-validation over those points, so the
-score measures prediction at unseen points. The cross-validated R² is gated by ``min_r2``.
+    kv_off       quad_out + a5·τin·τout² + a6·τout³              (KV cache off: each step re-reads the context)
+
+**Batch sizes.** Where an (LLM, device) was measured at several batch sizes b, the targets are a
+query's share of its batch's energy (``energy_per_query_j``, or ``energy_j / batch_size``) and its
+latency while it shares the device (the batch's ``runtime_s``), and the forms add b: what a batch
+shares (the weights read once per decode step, fixed overheads) falls as 1/b per query; what each
+query adds to every step (its KV cache) makes every query's step slower in proportion to b::
+
+    energy  batch       e/b + a0·τin + a1·τout/b + a2·τin·τout + a3·τout²
+            batch+      batch + a4·τout
+            batch_full  batch+ + a5·τin/b + a6·τin·τout/b
+            batch_power batch+ + b·(a5·τin + a6·τin·τout + a7·τout²)   (power grows with the queries served)
+    runtime latency     c + a0·b·τin + a1·τout + a2·b·τin·τout + a3·b·τout²
+            latency+    latency + a4·τin + a5·τin·τout + a6·τout²
+
+The gate holds per batch size (each one's cross-validated R²), and batch sizes held back
+(``holdout_batch_sizes``) are predicted from the others and scored, like held-back token points.
+
+Repeated runs of one (τin, τout, b) point are averaged before fitting: a model predicts the
+expected cost of a query, and the spread between repeats (run-to-run noise, e.g. a CPU's
+neighbours' load) is reported beside the fit as ``repeat_spread`` rather than counted as model
+error. The form is chosen per (LLM, device, target) by k-fold cross-validation over those points,
+so the score measures prediction at unseen points. The cross-validated R² is gated by ``min_r2``.
+
+**Outliers.** A point whose out-of-fold prediction is off by more than a factor ``OUTLIER_FACTOR``
+either way (and ten times the median error), e.g. a warm-up run ten times slow, is reported and
+not fitted. A
+measurement near zero must not drag a relative-error fit: each point's weight is capped at that
+of 5% of the median measurement.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,8 +65,11 @@ from .version import package_version
 
 __all__ = [
     "FORMS",
+    "BATCH_FORMS",
+    "OUTLIER_FACTOR",
     "fit_models",
     "fit_pair",
+    "per_query_targets",
 ]
 
 #: form name -> feature names, simplest first (ties in the CV score go to the simpler form)
@@ -50,22 +78,51 @@ FORMS: dict[str, tuple[str, ...]] = {
     "paper+c": ("1", "tin", "tout", "tin*tout"),
     "quad_out": ("1", "tin", "tout", "tin*tout", "tout^2"),
     "full_quad": ("1", "tin", "tout", "tin*tout", "tout^2", "tin^2"),
+    "kv_off": ("1", "tin", "tout", "tin*tout", "tout^2", "tin*tout^2", "tout^3"),
+}
+
+#: per target, the forms for data measured at several batch sizes (see the module docstring)
+BATCH_FORMS: dict[str, dict[str, tuple[str, ...]]] = {
+    "energy_j": {
+        "batch": ("1/b", "tin", "tout/b", "tin*tout", "tout^2"),
+        "batch+": ("1/b", "tin", "tout/b", "tout", "tin*tout", "tout^2"),
+        "batch_full": ("1/b", "tin", "tin/b", "tout/b", "tout", "tin*tout", "tin*tout/b", "tout^2"),
+        # a device draws more power the more queries it serves at once: the latency's b-terms appear too
+        "batch_power": ("1/b", "tin", "b*tin", "tout/b", "tout", "tin*tout", "b*tin*tout", "tout^2", "b*tout^2"),
+    },
+    "runtime_s": {
+        "latency": ("1", "b*tin", "tout", "b*tin*tout", "b*tout^2"),
+        "latency+": ("1", "tin", "b*tin", "tout", "tin*tout", "b*tin*tout", "tout^2", "b*tout^2"),
+    },
 }
 
 # a more complex form must beat a simpler one's CV score by this factor to be chosen
 _PARSIMONY = 0.98
+#: a point whose out-of-fold prediction is off by more than this factor (and ten times the median
+#: log-error) is an outlier
+OUTLIER_FACTOR = 3.0
+# a point's weight in the relative loss is at most that of this fraction of the median measurement
+_WEIGHT_FLOOR = 0.05
 
 
-def _design(features: Iterable[str], tin: np.ndarray, tout: np.ndarray) -> np.ndarray:
+def _design(features: Iterable[str], tin: np.ndarray, tout: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
     x = np.asarray(tin, dtype=float)
     y = np.asarray(tout, dtype=float)
-    return np.column_stack([FEATURES[f](x, y, np.ones_like(x)) for f in features])
+    bb = np.ones_like(x) if b is None else np.asarray(b, dtype=float)
+    return np.column_stack([FEATURES[f](x, y, bb) for f in features])
+
+
+def _loss_weights(y: np.ndarray, relative: bool) -> np.ndarray:
+    """Per point: 1/y for the relative loss, capped so that a measurement near zero cannot dominate."""
+    if not relative:
+        return np.ones_like(y)
+    return 1.0 / np.maximum(y, _WEIGHT_FLOOR * float(np.median(y)))
 
 
 def _nnls_fit(X: np.ndarray, y: np.ndarray, relative: bool) -> np.ndarray:
     from scipy.optimize import nnls  # here: planning loads fitted models and never needs scipy's import time
 
-    w = 1.0 / y if relative else np.ones_like(y)
+    w = _loss_weights(y, relative)
     A = X * w[:, None]
     b = y * w
     scale = np.abs(A).max(axis=0)
@@ -80,23 +137,34 @@ def _r2(y: np.ndarray, yhat: np.ndarray) -> float:
     return 1.0 - ss_res / ss_tot if ss_tot > 0 else (1.0 if ss_res == 0 else 0.0)
 
 
-def _cv_predictions(
-    features: tuple[str, ...], tin: np.ndarray, tout: np.ndarray, y: np.ndarray, folds: int, relative: bool
-) -> np.ndarray:
+def _cv_predictions(X: np.ndarray, y: np.ndarray, folds: int, relative: bool) -> np.ndarray:
+    """Out-of-fold predictions, each row of ``X`` a distinct point (a group of its own)."""
     from sklearn.model_selection import GroupKFold
 
-    X = _design(features, tin, tout)
-    groups = pd.factorize(pd.Series(list(zip(tin, tout))))[0]
     oof = np.empty_like(y)
-    for train, test in GroupKFold(n_splits=folds).split(X, y, groups):
+    for train, test in GroupKFold(n_splits=folds).split(X, y, np.arange(len(y))):
         coef = _nnls_fit(X[train], y[train], relative)
         oof[test] = np.maximum(X[test] @ coef, 0.0)
     return oof
 
 
+def per_query_targets(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows with ``energy_j`` as each query's share of its batch's energy
+    (``energy_per_query_j`` where measured, else ``energy_j / batch_size``); ``runtime_s`` is a
+    query's latency in its batch as measured."""
+    out = rows.copy()
+    share = out["energy_j"].to_numpy(dtype=float) / out["batch_size"].to_numpy(dtype=float)
+    if "energy_per_query_j" in out:
+        given = pd.to_numeric(out["energy_per_query_j"], errors="coerce").to_numpy(dtype=float)
+        share = np.where(np.isnan(given), share, given)
+    out["energy_j"] = share
+    return out
+
+
 def _point_means(rows: pd.DataFrame, target: str) -> tuple[pd.DataFrame, float]:
-    """Mean of ``target`` per (input_tokens, output_tokens) and the median spread of repeated points."""
-    g = rows.groupby(["input_tokens", "output_tokens"], sort=True)[target]
+    """Mean of ``target`` per (input_tokens, output_tokens, batch_size) and the median spread of
+    repeated points."""
+    g = rows.groupby(["input_tokens", "output_tokens", "batch_size"], sort=True)[target]
     stats = g.agg(["mean", "min", "max", "size"])
     rep = stats[stats["size"] > 1]
     spread = float(np.median((rep["max"] - rep["min"]) / rep["mean"])) if len(rep) else float("nan")
@@ -104,61 +172,116 @@ def _point_means(rows: pd.DataFrame, target: str) -> tuple[pd.DataFrame, float]:
     return points, spread
 
 
+def _choose_form(X_of: dict[str, np.ndarray], y: np.ndarray, folds: int, relative: bool
+                 ) -> tuple[str, dict[str, dict[str, float]], np.ndarray]:
+    """The form with the best CV score (a richer one must beat a simpler one by 2%), every form's
+    scores, and the chosen form's out-of-fold predictions."""
+    results: dict[str, dict[str, float]] = {}
+    oofs: dict[str, np.ndarray] = {}
+    best: str | None = None
+    for name, X in X_of.items():
+        oof = _cv_predictions(X, y, folds, relative)
+        rel = np.abs(oof - y) / y
+        oofs[name] = oof
+        results[name] = {
+            "cv_r2": _r2(y, oof),
+            "cv_median_rel_error": float(np.median(rel)),
+            "cv_p95_rel_error": float(np.quantile(rel, 0.95)),
+            "cv_score": float(np.mean(rel**2)),
+        }
+        if best is None or results[name]["cv_score"] < _PARSIMONY * results[best]["cv_score"]:
+            best = name
+    assert best is not None
+    return best, results, oofs[best]
+
+
+def _outliers(y: np.ndarray, oof: np.ndarray) -> np.ndarray:
+    """Points far off what the others predict: measured and predicted differ by more than a factor
+    ``OUTLIER_FACTOR`` either way (a run 10× slow, or one that lost its work), and by ten times the
+    median such difference (log-ratios, so that high and low outliers count alike)."""
+    err = np.abs(np.log(np.maximum(oof, 1e-300) / y))
+    return (err > np.log(OUTLIER_FACTOR)) & (err > 10 * np.median(err))
+
+
+def _by_batch_size(y: np.ndarray, oof: np.ndarray, b: np.ndarray) -> dict[int, dict[str, float]]:
+    """Cross-validated figures per batch size (R² where it has three points or more)."""
+    out: dict[int, dict[str, float]] = {}
+    for size in np.unique(b):
+        sel = b == size
+        rel = np.abs(oof[sel] - y[sel]) / y[sel]
+        out[int(size)] = {
+            "cv_r2": _r2(y[sel], oof[sel]) if sel.sum() >= 3 else float("nan"),
+            "cv_median_rel_error": float(np.median(rel)),
+            "n_points": int(sel.sum()),
+        }
+    return out
+
+
 def fit_pair(
     rows: pd.DataFrame, llm: str, device: str, target: str, *, folds: int = 5, relative: bool = True,
-    forms: Mapping[str, tuple[str, ...]] = FORMS, holdout: pd.DataFrame | None = None,
+    forms: Mapping[str, tuple[str, ...]] | None = None, holdout: pd.DataFrame | None = None,
+    holdout_batch: pd.DataFrame | None = None,
 ) -> FittedModel:
     """Fit every candidate form to one (LLM, device, target) and keep the best by CV score.
 
     The CV score is the mean squared relative error of out-of-fold predictions (the quantity the
     fit minimises); a form with more terms must beat a simpler one by 2% to be chosen. Repeats of a
-    point are averaged first. Rows in ``holdout`` (measured off the design) are not fitted; the
-    final model's error on them (also averaged per point) is kept.
+    point are averaged first; outliers (see the module docstring) are dropped and reported. Rows in
+    ``holdout`` (measured off the design) and ``holdout_batch`` (batch sizes held back) are not
+    fitted; the final model's error on them (also averaged per point) is kept.
     """
     points, spread = _point_means(rows, target)
-    tin = points["input_tokens"].to_numpy(dtype=float)
-    tout = points["output_tokens"].to_numpy(dtype=float)
-    y = points[target].to_numpy(dtype=float)
-    n_points = len(points)
-    if n_points < folds:
+    b_all = points["batch_size"].to_numpy(dtype=float)
+    batched = len(np.unique(b_all)) > 1
+    if forms is None:
+        forms = BATCH_FORMS[target] if batched else FORMS
+    if len(points) < folds:
         raise FitError(
-            f"{llm} on {device}: only {n_points} distinct (input_tokens, output_tokens) points; "
+            f"{llm} on {device}: only {len(points)} distinct (input_tokens, output_tokens, batch_size) points; "
             f"{folds}-fold cross-validation needs at least {folds}"
         )
-    results: dict[str, dict[str, Any]] = {}
-    best: str | None = None
-    for name, feats in forms.items():
-        oof = _cv_predictions(feats, tin, tout, y, folds, relative)
-        rel = np.abs(oof - y) / y
-        score = float(np.mean(rel**2))
-        results[name] = {
-            "cv_r2": _r2(y, oof),
-            "cv_median_rel_error": float(np.median(rel)),
-            "cv_p95_rel_error": float(np.quantile(rel, 0.95)),
-            "cv_score": score,
-        }
-        if best is None or score < _PARSIMONY * results[best]["cv_score"]:
-            best = name
-    assert best is not None
-    feats = forms[best]
-    X = _design(feats, tin, tout)
+    keep = np.ones(len(points), dtype=bool)
+    for _round in range(2):  # choose, drop the outliers, choose again on the rest
+        pts = points[keep]
+        tin = pts["input_tokens"].to_numpy(dtype=float)
+        tout = pts["output_tokens"].to_numpy(dtype=float)
+        b = pts["batch_size"].to_numpy(dtype=float)
+        y = pts[target].to_numpy(dtype=float)
+        X_of = {name: _design(feats, tin, tout, b) for name, feats in forms.items()}
+        best, results, oof = _choose_form(X_of, y, folds, relative)
+        far = _outliers(y, oof)
+        if _round == 1 or not far.any() or keep.sum() - far.sum() < folds:
+            break
+        keep[np.flatnonzero(keep)[far]] = False
+    outliers = [
+        {"input_tokens": int(r.input_tokens), "output_tokens": int(r.output_tokens), "batch_size": int(r.batch_size),
+         "measured": round(float(getattr(r, target)), 6)}
+        for r in points[~keep].itertuples()
+    ]
+    feats = tuple(forms[best])
+    X = X_of[best]
     coef = _nnls_fit(X, y, relative)
     chosen = results[best]
+    by_b = _by_batch_size(y, oof, b)
     hold_med = hold_max = float("nan")
     n_hold = 0
     if holdout is not None and len(holdout):
-        holdout, _ = _point_means(holdout, target)
-        hy = holdout[target].to_numpy(dtype=float)
-        hx = _design(feats, holdout["input_tokens"].to_numpy(dtype=float), holdout["output_tokens"].to_numpy(dtype=float))
-        hrel = np.abs(np.maximum(hx @ coef, 0.0) - hy) / hy
-        hold_med, hold_max, n_hold = float(np.median(hrel)), float(np.max(hrel)), len(hy)
+        hrel = _held_back_errors(holdout, target, feats, coef)
+        hold_med, hold_max, n_hold = float(np.median(hrel)), float(np.max(hrel)), len(hrel)
+    if holdout_batch is not None and len(holdout_batch):
+        hb, _ = _point_means(holdout_batch, target)
+        hrel = _held_back_errors(holdout_batch, target, feats, coef)
+        for size in np.unique(hb["batch_size"]):
+            sel = (hb["batch_size"] == size).to_numpy()
+            by_b[int(size)] = {"held_back": True, "median_rel_error": float(np.median(hrel[sel])),
+                               "max_rel_error": float(np.max(hrel[sel])), "n_points": int(sel.sum())}
     metrics = FitMetrics(
         r2=_r2(y, np.maximum(X @ coef, 0.0)),
         cv_r2=chosen["cv_r2"],
         cv_median_rel_error=chosen["cv_median_rel_error"],
         cv_p95_rel_error=chosen["cv_p95_rel_error"],
         n_samples=len(rows),
-        n_points=n_points,
+        n_points=int(keep.sum()),
         holdout_median_rel_error=hold_med,
         holdout_max_rel_error=hold_max,
         n_holdout=n_hold,
@@ -175,7 +298,19 @@ def fit_pair(
         input_tokens_range=(int(tin.min()), int(tin.max())),
         output_tokens_range=(int(tout.min()), int(tout.max())),
         candidates={k: {m: round(v, 6) for m, v in r.items()} for k, r in results.items()},
+        batch_size_range=(int(b.min()), int(b.max())),
+        by_batch_size=by_b if batched or holdout_batch is not None and len(holdout_batch) else {},
+        outliers=outliers,
     )
+
+
+def _held_back_errors(rows: pd.DataFrame, target: str, feats: tuple[str, ...], coef: np.ndarray) -> np.ndarray:
+    """Relative error of the model on held-back rows, averaged per point first."""
+    pts, _ = _point_means(rows, target)
+    hy = pts[target].to_numpy(dtype=float)
+    hx = _design(feats, pts["input_tokens"].to_numpy(dtype=float), pts["output_tokens"].to_numpy(dtype=float),
+                 pts["batch_size"].to_numpy(dtype=float))
+    return np.abs(np.maximum(hx @ coef, 0.0) - hy) / hy
 
 
 def _data_hash(rows: pd.DataFrame) -> str:
@@ -215,35 +350,47 @@ def fit_models(
     *,
     min_r2: float = 0.96,
     folds: int = 5,
-    batch_size: int = 1,
+    batch_sizes: Iterable[int] | None = None,
+    holdout_batch_sizes: Iterable[int] = (),
     relative: bool = True,
     sources: Iterable[str] = (),
 ) -> FittedModels:
-    """Fit ``energy_j`` and ``runtime_s`` for every (llm, device) in a characterization table.
+    """Fit ``energy_j`` (per query) and ``runtime_s`` (per query) for every (llm, device) in a
+    characterization table, over every batch size measured (or those in ``batch_sizes``).
 
-    Only rows with ``batch_size`` equal to the argument are used (plans run one query at a time).
-    Rows whose ``split`` is ``holdout`` are not fitted: each model's error on them is reported.
-    Raises :class:`FitError` listing every (llm, device, target) whose cross-validated R² is below
-    ``min_r2``; the error's ``models`` attribute holds all the fits, for a report.
+    Rows whose ``split`` is ``holdout`` are not fitted, nor rows at ``holdout_batch_sizes``: each
+    model's error on them is reported. Raises :class:`FitError` listing every (llm, device,
+    target, batch size) whose cross-validated R² is below ``min_r2``; the error's ``models``
+    attribute holds all the fits, for a report.
     """
     if not 0 <= min_r2 <= 1:
         raise FitError(f"min_r2 must be in [0, 1], got {min_r2}")
     if folds < 2:
         raise FitError(f"folds must be at least 2, got {folds}")
-    rows = data[data["batch_size"] == batch_size]
-    if rows.empty:
-        raise FitError(f"no rows with batch_size = {batch_size} to fit")
+    rows = per_query_targets(data)
+    if batch_sizes is not None:
+        wanted = sorted({int(b) for b in batch_sizes})
+        rows = rows[rows["batch_size"].isin(wanted)]
+        if rows.empty:
+            raise FitError(f"no rows with batch_size in {wanted} to fit")
+    held_sizes = sorted({int(b) for b in holdout_batch_sizes})
     models: dict[tuple[str, str], dict[str, FittedModel]] = {}
     info: dict[tuple[str, str], dict[str, Any]] = {}
     now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
     versions = _versions()
     for (llm, dev), g_all in rows.groupby(["llm", "device"], sort=True):
         is_hold = (g_all["split"].astype(str).str.strip() == "holdout").to_numpy() if "split" in g_all else np.zeros(len(g_all), bool)
-        hold = g_all[is_hold]
-        g = g_all[~is_hold]
+        in_held_size = g_all["batch_size"].isin(held_sizes).to_numpy()
+        hold = g_all[is_hold & ~in_held_size]
+        hold_batch = g_all[in_held_size]
+        g = g_all[~is_hold & ~in_held_size]
         if g.empty:
-            raise FitError(f"{llm} on {dev}: only held-back rows (split=holdout); nothing to fit")
-        models[(llm, dev)] = {t: fit_pair(g, llm, dev, t, folds=folds, relative=relative, holdout=hold) for t in TARGETS}
+            raise FitError(f"{llm} on {dev}: only held-back rows (split=holdout or a held-back batch size); nothing to fit")
+        if len(hold_batch) and g["batch_size"].nunique() < 2:
+            raise FitError(f"{llm} on {dev}: batch sizes {held_sizes} are held back, but the rest was measured at "
+                           f"one batch size only ({int(g['batch_size'].iloc[0])}); nothing to predict them from")
+        models[(llm, dev)] = {t: fit_pair(g, llm, dev, t, folds=folds, relative=relative, holdout=hold,
+                                          holdout_batch=hold_batch) for t in TARGETS}
         meas: dict[str, Any] = {}
         if "idle_power_w" in g and g["idle_power_w"].notna().any():
             meas["idle_power_w"] = round(float(g["idle_power_w"].median()), 3)
@@ -263,7 +410,8 @@ def fit_models(
                 "folds": folds,
                 "loss": "relative" if relative else "absolute",
                 "min_r2": min_r2,
-                "batch_size": batch_size,
+                "batch_sizes": sorted(int(b) for b in g["batch_size"].unique()),
+                "held_back_batch_sizes": sorted(int(b) for b in hold_batch["batch_size"].unique()),
                 "versions": versions,
             },
         }

@@ -102,6 +102,10 @@ class FittedModel:
     candidates: dict[str, dict[str, float]] = field(default_factory=dict)
     origin: str = "fitted"  # "fitted" here (coefficients >= 0) or "published" (taken as printed)
     batch_size_range: tuple[int, int] = (1, 1)  # the batch sizes measured
+    # per batch size: cross-validated R² and median relative error, or for a batch size held back,
+    # the error predicting it from the others ("held_back": True)
+    by_batch_size: dict[int, dict[str, Any]] = field(default_factory=dict)
+    outliers: list[dict[str, Any]] = field(default_factory=list)  # points reported and not fitted
 
     def predict_raw(self, input_tokens: Any, output_tokens: Any, batch_size: Any = 1) -> np.ndarray:
         """The model's value as is; only a published model's can be negative."""
@@ -151,6 +155,9 @@ class FittedModel:
             "input_tokens_range": None if self.input_tokens_range[1] == _UNSTATED else list(self.input_tokens_range),
             "output_tokens_range": None if self.output_tokens_range[1] == _UNSTATED else list(self.output_tokens_range),
             "batch_size_range": list(self.batch_size_range),
+            "by_batch_size": {str(b): {k: _none_if_nan(v) if isinstance(v, float) else v for k, v in m.items()}
+                              for b, m in sorted(self.by_batch_size.items())},
+            "outliers": self.outliers,
             "candidates": self.candidates,
         }
 
@@ -224,6 +231,8 @@ class FittedModel:
             candidates=dict(d.get("candidates", {})),
             origin=origin,
             batch_size_range=_batch_size_range(d.get("batch_size_range", [1, 1]), target, where),
+            by_batch_size=_by_batch_size(d.get("by_batch_size", {}), target, where),
+            outliers=list(d.get("outliers", [])),
         )
 
 
@@ -233,6 +242,17 @@ def _batch_size_range(raw: Any, target: str, where: str) -> tuple[int, int]:
     if not ok:
         raise DataError(f"{where}: key {target}.batch_size_range must be [smallest, largest] batch size >= 1, got {raw!r}")
     return int(raw[0]), int(raw[1])
+
+
+def _by_batch_size(raw: Any, target: str, where: str) -> dict[int, dict[str, Any]]:
+    if not isinstance(raw, dict):
+        raise DataError(f"{where}: key {target}.by_batch_size must be an object keyed by batch size")
+    out: dict[int, dict[str, Any]] = {}
+    for key, val in raw.items():
+        if not str(key).isdigit() or not isinstance(val, dict):
+            raise DataError(f"{where}: key {target}.by_batch_size.{key} must be a batch size with an object of figures")
+        out[int(key)] = {k: (float("nan") if v is None else v) for k, v in val.items()}
+    return out
 
 
 def _none_if_nan(x: float) -> float | None:
@@ -246,6 +266,12 @@ def _optional_float(d: Mapping[str, Any], key: str, target: str, where: str) -> 
     if not isinstance(val, (int, float)) or isinstance(val, bool):
         raise DataError(f"{where}: key {target}.{key} must be a number or null")
     return float(val)
+
+
+def _held_back_batch_error(fm: FittedModel) -> float:
+    """The largest median relative error over the batch sizes held back (NaN: none)."""
+    errs = [float(f["median_rel_error"]) for f in fm.by_batch_size.values() if f.get("held_back")]
+    return max(errs) if errs else float("nan")
 
 
 def _safe_name(s: str) -> str:
@@ -367,17 +393,26 @@ class FittedModels:
                         "holdout_max_err": fm.metrics.holdout_max_rel_error,
                         "holdout_n": fm.metrics.n_holdout,
                         "repeat_spread": fm.metrics.repeat_spread,
+                        "batch_sizes": "-".join(str(b) for b in sorted({*fm.batch_size_range})),
+                        "held_back_batch_err": _held_back_batch_error(fm),
+                        "outliers": len(fm.outliers),
                     }
                 )
         return pd.DataFrame(rows)
 
     def failing(self, min_r2: float) -> list[str]:
-        return [
-            f"{m.llm}/{m.device}/{m.target} (CV R² {m.metrics.cv_r2:.4f})"
-            for pair in self.pairs()
-            for m in (self.models[pair][t] for t in TARGETS)
-            if not m.metrics.cv_r2 >= min_r2
-        ]
+        """Every (llm, device, target), and every batch size of it, whose cross-validated R² is
+        below ``min_r2`` (a batch size with too few points for an R² is not gated on its own)."""
+        out = []
+        for pair in self.pairs():
+            for m in (self.models[pair][t] for t in TARGETS):
+                if not m.metrics.cv_r2 >= min_r2:
+                    out.append(f"{m.llm}/{m.device}/{m.target} (CV R² {m.metrics.cv_r2:.4f})")
+                for b, fig in sorted(m.by_batch_size.items()):
+                    r2 = fig.get("cv_r2", float("nan"))
+                    if not fig.get("held_back") and isinstance(r2, float) and np.isfinite(r2) and r2 < min_r2:
+                        out.append(f"{m.llm}/{m.device}/{m.target} at batch size {b} (CV R² {r2:.4f})")
+        return out
 
     # -- persistence -----------------------------------------------------------------------
     def save(self, directory: str | Path) -> list[Path]:

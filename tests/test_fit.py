@@ -125,3 +125,84 @@ def test_shipped_models_load_and_pass_gate():
         assert m.metrics.cv_r2 >= 0.96, (llm, dev, m.target)
         assert m.metrics.n_holdout >= 6 and m.metrics.holdout_median_rel_error <= 0.10, (llm, dev, m.target)
         assert m.metrics.cv_median_rel_error <= 0.10, (llm, dev, m.target)
+
+
+# --- batch sizes, outliers, near-zero points, KV cache off -------------------------------------------
+
+
+def batch_table(sizes=(1, 8, 32, 64, 128), noise=0.02, seed=0):
+    """Whole-batch runs of b identical queries: a decode step takes 8 ms for the weights plus
+    2e-6 s per token of context per query; power 300 W + 1 W per query; prefill 1e-4 s per token
+    per query. energy_j is the batch's, runtime_s each query's latency (the batch's)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for b in sizes:
+        for x in (8, 128, 512, 1024, 2048):
+            for y in (8, 64, 256, 512):
+                steps = 0.008 * y + 2e-6 * b * (x * y + y * y / 2)
+                runtime = (1e-4 * b * x + steps) * rng.lognormal(0, noise)
+                energy = (300 + b) * runtime
+                rows.append(dict(llm="m", device="d", input_tokens=x, output_tokens=y, batch_size=b,
+                                 runtime_s=runtime, energy_j=energy, energy_per_query_j=energy / b))
+    return pd.DataFrame(rows)
+
+
+def test_batch_sizes_are_fitted_gated_per_size_and_a_held_back_size_is_predicted():
+    df = batch_table()
+    fm = fit_models(df, holdout_batch_sizes=[64])
+    e, r = fm.get("m", "d")["energy_j"], fm.get("m", "d")["runtime_s"]
+    assert e.form == "batch_power" and r.form in ("latency", "latency+")
+    assert e.batch_size_range == (1, 128) and set(e.by_batch_size) == {1, 8, 32, 64, 128}
+    assert e.by_batch_size[64]["held_back"] and e.by_batch_size[64]["median_rel_error"] < 0.10
+    assert r.by_batch_size[64]["median_rel_error"] < 0.10
+    for b in (1, 8, 32, 128):
+        assert e.by_batch_size[b]["cv_r2"] > 0.96 and r.by_batch_size[b]["cv_r2"] > 0.96
+    # energy per query falls with the batch size; latency grows
+    p = {b: fm.predict("m", "d", [512], [256], batch_size=b).iloc[0] for b in (1, 64)}
+    assert p[64]["energy_j"] == pytest.approx(364 * 26.30 / 64, rel=0.05)  # 4.9x less than at batch size 1
+    assert p[1]["energy_j"] == pytest.approx(301 * 2.427, rel=0.05) and p[64]["runtime_s"] > p[1]["runtime_s"]
+    t = fm.table()
+    assert t["batch_sizes"].tolist() == ["1-128", "1-128"] and (t["held_back_batch_err"] < 0.10).all()
+
+
+def test_the_gate_holds_per_batch_size():
+    df = batch_table(sizes=(1, 8, 32))
+    wild = df["batch_size"] == 32  # noise of a factor ~2 at one batch size only
+    df.loc[wild, "runtime_s"] *= np.random.default_rng(5).lognormal(0, 0.6, int(wild.sum()))
+    with pytest.raises(FitError, match=r"m/d/runtime_s at batch size 32 \(CV R² "):
+        fit_models(df, min_r2=0.96)
+
+
+def test_holding_back_the_only_other_batch_size_is_refused():
+    with pytest.raises(FitError, match="measured at one batch size only"):
+        fit_models(batch_table(sizes=(1, 8)), holdout_batch_sizes=[8])
+
+
+def test_a_run_ten_times_slow_is_reported_and_not_fitted():
+    df = table(lambda x, y: 0.05 + 2e-5 * x + 0.02 * y, noise=0.01, repeats=1)
+    clean = fit_models(df).get("m", "d")["runtime_s"]
+    slow = df.copy()
+    at = (slow["input_tokens"] == 8) & (slow["output_tokens"] == 8)
+    slow.loc[at, ["runtime_s", "energy_j"]] *= 10  # a warm-up run
+    m = fit_models(slow).get("m", "d")["runtime_s"]
+    assert [(o["input_tokens"], o["output_tokens"]) for o in m.outliers] == [(8, 8)]
+    assert m.metrics.n_points == len(df) - 1
+    p = m.predict([8, 2048], [8, 512])
+    assert p == pytest.approx(clean.predict([8, 2048], [8, 512]), rel=0.05)
+
+
+def test_a_near_zero_measurement_does_not_drag_a_relative_fit():
+    df = table(lambda x, y: 0.05 + 2e-5 * x + 0.02 * y, noise=0.01, repeats=1)
+    bad = df.copy()
+    at = (bad["input_tokens"] == 4096) & (bad["output_tokens"] == 1024)
+    bad.loc[at, ["runtime_s", "energy_j"]] = [1e-6, 3e-4]  # a run that lost its work
+    m = fit_models(bad).get("m", "d")["runtime_s"]
+    assert [(o["input_tokens"], o["output_tokens"]) for o in m.outliers] == [(4096, 1024)]
+    assert m.predict([512], [512])[0] == pytest.approx(0.05 + 2e-5 * 512 + 0.02 * 512, rel=0.05)
+
+
+def test_kv_cache_off_data_is_fittable():
+    # without a KV cache each output token re-reads the whole context: cost grows with τout³ and τin·τout²
+    df = table(lambda x, y: 0.05 + 1e-4 * x * y + 1e-5 * x * y * y / 1000 + 2e-8 * y ** 3, noise=0.01)
+    m = fit_models(df).get("m", "d")["runtime_s"]
+    assert m.form == "kv_off" and m.metrics.cv_median_rel_error < 0.03
