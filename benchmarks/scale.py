@@ -51,7 +51,7 @@ import json, resource, sys, time, warnings
 warnings.filterwarnings("ignore")
 import numpy as np
 import pulp
-from energyopt.plan import load_inputs
+from energyopt.inputs import load_inputs
 from energyopt.problem import build_problem
 wl_path, fleet_path, models, acc, limit = sys.argv[1:6]
 t0 = time.perf_counter()
