@@ -28,16 +28,17 @@ __all__ = [
 TIME_TOL_S = 1e-9
 
 
-def edf_feasible_by_permutations(runtime_s, due_s, tol_s: float = TIME_TOL_S) -> bool:
+def edf_feasible_by_permutations(runtime_s, due_s, tol_s: float = TIME_TOL_S, rel_tol: float = 0.0) -> bool:
     """Whether *some* order of the queries, run one after another from t = 0 on one lane, ends
-    each by its due time: every permutation is tried (keep it to 7 queries or fewer)."""
+    each by its due time (``due·(1 + rel_tol) + tol_s``): every permutation is tried (keep it to
+    7 queries or fewer)."""
     runs = [float(r) for r in runtime_s]
     dues = [float(d) for d in due_s]
     for order in itertools.permutations(range(len(runs))):
         t, ok = 0.0, True
         for i in order:
             t += runs[i]
-            if t > dues[i] + tol_s:
+            if t > dues[i] * (1 + rel_tol) + tol_s:
                 ok = False
                 break
         if ok:
