@@ -4,10 +4,11 @@ idle power, energy or trade-off), and why a query has none."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from conftest import make_models
+from conftest import TWO_LLM_MODELS as MODELS
+from conftest import make_models, workload_of
+from conftest import two_llm_fleet as fleet
 from energyopt.errors import DataError
 from energyopt.fleet import fleet_from_dict
 from energyopt.problem import build_problem
@@ -15,35 +16,7 @@ from energyopt.problem import build_problem
 SMALL_G, BIG_G, BIG_C = 0, 1, 2
 
 
-def fleet(horizon_s: float = 100.0, big_context: int | None = None):
-    """small (accuracy 0.4, 1000-token context) on GPUs; big (0.8) on GPUs and on a CPU."""
-    big = {"accuracy": 0.8, "accuracy_source": "t", "params_b": 1}
-    if big_context is not None:
-        big["context_tokens"] = big_context
-    return fleet_from_dict({
-        "horizon_s": horizon_s,
-        "pools": {"g": {"kind": "gpu", "count": 2, "memory_gb": 80, "idle_power_w": 50},
-                  "c": {"kind": "cpu", "count": 1, "memory_gb": 80, "idle_power_w": 10}},
-        "llms": {"small": {"accuracy": 0.4, "accuracy_source": "t", "params_b": 1, "context_tokens": 1000},
-                 "big": big},
-        "deployments": [{"llm": "small", "pool": "g"}, {"llm": "big", "pool": "g"}, {"llm": "big", "pool": "c"}],
-    })
-
-
-# per output token: small@g 1 J and 0.01 s, big@g 3 J and 0.02 s, big@c 2 J and 0.1 s
-MODELS = {("small", "g"): ((0, 0, 1.0, 0), (0, 0, 0.01, 0)),
-          ("big", "g"): ((0, 0, 3.0, 0), (0, 0, 0.02, 0)),
-          ("big", "c"): ((0, 0, 2.0, 0), (0, 0, 0.1, 0))}
-
-
-def workload(rows):
-    """(input tokens, output tokens, min accuracy, deadline) per query."""
-    tin, tout, floor, dl = zip(*rows)
-    return pd.DataFrame({"query_id": [f"q{i}" for i in range(len(rows))], "input_tokens": tin, "output_tokens": tout,
-                         "min_accuracy": floor, "deadline_s": [np.nan if d is None else d for d in dl]})
-
-
-FOUR = workload([
+FOUR = workload_of([
     (10, 100, 0.0, None),  # q0: every deployment
     (10, 100, 0.6, None),  # q1: floor 0.6, only big
     (950, 100, 0.0, None),  # q2: 1050 tokens, beyond small's context
@@ -114,7 +87,7 @@ def test_tradeoff_with_idle_scales_the_instance_cost_like_energy():
 
 
 def test_tradeoff_normalisers_leave_out_unservable_queries():
-    wl = workload([(10, 100, 0.0, None), (10, 100, 0.95, None)])  # q1: no LLM reaches 0.95
+    wl = workload_of([(10, 100, 0.0, None), (10, 100, 0.95, None)])  # q1: no LLM reaches 0.95
     p = build_problem(wl, fleet(), make_models(MODELS), objective="tradeoff")
     assert p.norms == pytest.approx({"energy_norm_j": 300.0, "accuracy_norm": 110 * 0.8})
 
@@ -136,7 +109,7 @@ def test_weights_are_input_plus_output_tokens():
 
 def test_max_mean_accuracy_puts_each_query_on_its_most_accurate_option():
     # q1 only small can serve in time (deadline 1.5 s: small 1 s, big 2 s and 10 s)
-    wl = workload([(10, 100, 0.0, None), (30, 100, 0.0, 1.5)])
+    wl = workload_of([(10, 100, 0.0, None), (30, 100, 0.0, 1.5)])
     p = build_problem(wl, fleet(), make_models(MODELS))
     assert p.max_mean_accuracy() == pytest.approx((110 * 0.8 + 130 * 0.4) / 240)
 
@@ -150,12 +123,12 @@ def test_describe_counts_queries_options_and_exclusions():
 # --- why a query has no option --------------------------------------------------------------
 
 def test_unservable_reason_accuracy_floor_above_every_llm():
-    p = build_problem(workload([(10, 100, 0.9, None)]), fleet(), make_models(MODELS))
+    p = build_problem(workload_of([(10, 100, 0.9, None)]), fleet(), make_models(MODELS))
     assert p.unservable["reason"].tolist() == ["needs accuracy >= 0.9; the best LLM in the fleet has 0.8"]
 
 
 def test_unservable_reason_tokens_exceed_every_accurate_enough_context():
-    p = build_problem(workload([(1500, 100, 0.6, None)]), fleet(big_context=1200), make_models(MODELS))
+    p = build_problem(workload_of([(1500, 100, 0.6, None)]), fleet(big_context=1200), make_models(MODELS))
     assert p.unservable["reason"].tolist() == ["1600 tokens exceed the context of every LLM accurate enough"]
 
 
@@ -163,7 +136,7 @@ def test_unservable_reason_every_prediction_invalid_and_counted_as_excluded():
     models = dict(MODELS)
     models[("big", "g")] = ((50.0, 0, -1.0, 0), (0, 0, 0.02, 0))  # 50 − 100 J: predicts below 0
     models[("big", "c")] = ((0, 0, 2.0, 0), (1.0, 0, -0.1, 0))  # 1 − 10 s
-    p = build_problem(workload([(10, 100, 0.6, None)]), fleet(), make_models(models))
+    p = build_problem(workload_of([(10, 100, 0.6, None)]), fleet(), make_models(models))
     assert p.unservable["reason"].tolist() == [
         "every accurate-enough option's model predicts <= 0 for this query (outside its valid domain)"]
     assert p.excluded_invalid == 2 and not p.runnable[0, BIG_G] and not p.runnable[0, BIG_C]
@@ -177,19 +150,20 @@ def test_an_invalid_prediction_is_never_an_option_even_where_others_are():
 
 
 def test_unservable_reason_deadline_names_the_fastest_option():
-    p = build_problem(workload([(10, 100, 0.0, 0.5)]), fleet(), make_models(MODELS))
-    assert p.unservable["reason"].tolist() == ["fastest accurate-enough option (small@g) takes 1 s, more than its deadline of 0.5 s"]
+    p = build_problem(workload_of([(10, 100, 0.0, 0.5)]), fleet(), make_models(MODELS))
+    assert p.unservable["reason"].tolist() == [
+        "fastest accurate-enough option (small@g) takes 1 s, more than its deadline of 0.5 s"]
 
 
 def test_unservable_reason_horizon_where_the_deadline_is_later_or_absent():
     for dl in (None, 50.0):
-        p = build_problem(workload([(10, 100, 0.0, dl)]), fleet(horizon_s=0.5), make_models(MODELS))
+        p = build_problem(workload_of([(10, 100, 0.0, dl)]), fleet(horizon_s=0.5), make_models(MODELS))
         assert p.unservable["reason"].tolist() == [
             "fastest accurate-enough option (small@g) takes 1 s, more than its horizon of 0.5 s"]
 
 
 def test_unservable_lists_only_the_queries_without_options():
-    wl = workload([(10, 100, 0.0, None), (10, 100, 0.9, None), (10, 100, 0.0, None)])
+    wl = workload_of([(10, 100, 0.0, None), (10, 100, 0.9, None), (10, 100, 0.0, None)])
     p = build_problem(wl, fleet(), make_models(MODELS))
     assert p.unservable["query_id"].tolist() == ["q1"] and p.n_queries == 3
 

@@ -62,7 +62,7 @@ def test_solvers_agree_on_a_larger_instance(synthetic_models, synthetic_fleet):
         assert s.status.has_plan
         objs[solver] = (s.objective, s.bound)
     best_bound = max(b for _, b in objs.values())
-    for o, b in objs.values():
+    for o, _ in objs.values():
         assert o >= best_bound - 1e-6 * abs(o)  # every plan is above every valid bound
     lo = min(o for o, _ in objs.values())
     for o, _ in objs.values():
