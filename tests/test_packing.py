@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from conftest import make_models
@@ -245,7 +245,8 @@ def packing_cases(draw):
     floor = draw(st.lists(st.sampled_from([0.0, 0.0, 0.5]), min_size=n_q, max_size=n_q))
     wl = pd.DataFrame({"query_id": [f"q{i}" for i in range(n_q)], "input_tokens": 10, "output_tokens": tout,
                        "min_accuracy": floor, "deadline_s": dl})
-    p = build_problem(wl, fleet, models, idle=draw(st.booleans()))
+    floor_mean = draw(st.one_of(st.none(), st.just(0.5)))
+    p = build_problem(wl, fleet, models, idle=draw(st.booleans()), min_mean_accuracy=floor_mean)
     # instance counts within each pool's devices (deployments of a pool served in turn), then a
     # deployment per query among its options that have an instance (as every method chooses)
     left = dict(zip(p.pools["pool"], p.pools["count"]))
@@ -298,3 +299,14 @@ def test_property_a_packed_plan_passes_the_independent_checker(case):
     wl, fl, fm = p.inputs
     assert check_plan(a, wl, fl, fm, require_all=False) == []
     assert plan_objective(p, tl) == pytest.approx(timeline_cost(p, tl.dep, tl.instance), rel=1e-12, abs=1e-9)
+
+
+@PROPERTY
+@given(packing_cases())
+def test_property_repair_under_a_mean_accuracy_floor_never_lowers_a_querys_accuracy(case):
+    p, dep_of_q, n_inst = case
+    assume(p.min_mean_accuracy is not None)
+    tl = pack(p, dep_of_q, n_inst)
+    acc = p.deployments["accuracy"].to_numpy()
+    moved = np.flatnonzero((tl.dep != dep_of_q) & (tl.instance >= 0))
+    assert np.all(acc[tl.dep[moved]] >= acc[dep_of_q[moved]])
