@@ -63,6 +63,36 @@ def random_instance(seed: int, n_q: int = 4):
     return wl, fleet, models, kw
 
 
+# --- a hand-built fleet for unit tests: two LLMs, a GPU and a CPU pool, per-token models ---------
+
+def two_llm_fleet(horizon_s: float = 100.0, big_context: int | None = None):
+    """small (accuracy 0.4, 1000-token context) on GPUs; big (0.8) on GPUs and on a CPU."""
+    big = {"accuracy": 0.8, "accuracy_source": "t", "params_b": 1}
+    if big_context is not None:
+        big["context_tokens"] = big_context
+    return fleet_from_dict({
+        "horizon_s": horizon_s,
+        "pools": {"g": {"kind": "gpu", "count": 2, "memory_gb": 80, "idle_power_w": 50},
+                  "c": {"kind": "cpu", "count": 1, "memory_gb": 80, "idle_power_w": 10}},
+        "llms": {"small": {"accuracy": 0.4, "accuracy_source": "t", "params_b": 1, "context_tokens": 1000},
+                 "big": big},
+        "deployments": [{"llm": "small", "pool": "g"}, {"llm": "big", "pool": "g"}, {"llm": "big", "pool": "c"}],
+    })
+
+
+# per output token: small@g 1 J and 0.01 s, big@g 3 J and 0.02 s, big@c 2 J and 0.1 s
+TWO_LLM_MODELS = {("small", "g"): ((0, 0, 1.0, 0), (0, 0, 0.01, 0)),
+                  ("big", "g"): ((0, 0, 3.0, 0), (0, 0, 0.02, 0)),
+                  ("big", "c"): ((0, 0, 2.0, 0), (0, 0, 0.1, 0))}
+
+
+def workload_of(rows) -> pd.DataFrame:
+    """(input tokens, output tokens, min accuracy, deadline) per query."""
+    tin, tout, floor, dl = zip(*rows)
+    return pd.DataFrame({"query_id": [f"q{i}" for i in range(len(rows))], "input_tokens": tin, "output_tokens": tout,
+                         "min_accuracy": floor, "deadline_s": [np.nan if d is None else d for d in dl]})
+
+
 @pytest.fixture(scope="session")
 def synthetic_models(tmp_path_factory) -> Path:
     from energyopt.fit import fit_models

@@ -13,6 +13,7 @@ from energyopt.cli import main
 from energyopt.errors import DataError
 from energyopt.inputs import load_inputs
 from energyopt.plan import plan, schedule_choice
+from energyopt.schema import Status
 from energyopt.sweep import pareto_mask, sweep
 
 
@@ -37,12 +38,12 @@ def test_accuracy_sweep_points_are_the_plans(inputs):
     # each point equals an independent plan at that floor
     for _, r in opt.iloc[:3].iterrows():
         s = plan(wl, fl, fm, min_mean_accuracy=r["value"]).summary()
-        assert r["status"] == str(s.status) and r["total_energy_j"] == pytest.approx(s.total_energy_j, rel=1e-9)
+        assert Status(r["status"]) is s.status and r["total_energy_j"] == pytest.approx(s.total_energy_j, rel=1e-9)
         assert r["token_weighted_mean_accuracy"] >= r["value"] - 1e-9
     ok = opt.iloc[:3]
     assert np.all(np.diff(ok["total_energy_j"]) >= -1e-6 * ok["total_energy_j"].iloc[:-1])  # more accuracy costs
     # 0.99 is above every LLM's accuracy: no plan, kept as a row
-    assert opt.loc[3, "status"] == "infeasible" and np.isnan(opt.loc[3, "total_energy_j"])
+    assert Status(opt.loc[3, "status"]) is Status.INFEASIBLE and np.isnan(opt.loc[3, "total_energy_j"])
     assert ok["pareto"].all() and not opt.loc[3, "pareto"]
     # baselines are planned as compare plans them: packed, priced and checked
     base = t[t["method"] != "optimal"].set_index("method")

@@ -1,0 +1,153 @@
+"""Reference computations the tests compare the code against, in one place.
+
+Each oracle is written the slow, obvious way (enumeration, loops over plain Python values) and
+uses nothing of the package but the problem's public tables, so a bug in the formulation, the
+packing, the accounting or the decomposition cannot hide in the oracle too.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "TIME_TOL_S",
+    "edf_feasible_by_permutations",
+    "BruteForce",
+    "brute_force",
+    "brute_force_optimum",
+    "knapsack_by_enumeration",
+    "priced_costs",
+    "timeline_cost",
+]
+
+#: a query may end this many seconds after its due time (the code's EDF test allows ~1e-9 s)
+TIME_TOL_S = 1e-9
+
+
+def edf_feasible_by_permutations(runtime_s, due_s, tol_s: float = TIME_TOL_S, rel_tol: float = 0.0) -> bool:
+    """Whether *some* order of the queries, run one after another from t = 0 on one lane, ends
+    each by its due time (``due·(1 + rel_tol) + tol_s``): every permutation is tried (keep it to
+    7 queries or fewer)."""
+    runs = [float(r) for r in runtime_s]
+    dues = [float(d) for d in due_s]
+    for order in itertools.permutations(range(len(runs))):
+        t, ok = 0.0, True
+        for i in order:
+            t += runs[i]
+            if t > dues[i] * (1 + rel_tol) + tol_s:
+                ok = False
+                break
+        if ok:
+            return True
+    return False
+
+
+def _one_lane_feasible(jobs: list[tuple[float, float]], tol_s: float) -> bool:
+    """(due, runtime) pairs on one lane in earliest-due-first order all end in time."""
+    t = 0.0
+    for due, run in sorted(jobs):
+        t += run
+        if t > due + tol_s:
+            return False
+    return True
+
+
+@dataclass
+class BruteForce:
+    """The least objective over every assignment, and one assignment reaching it."""
+
+    value: float  # inf: no assignment meets every requirement
+    dep_of_q: np.ndarray | None  # deployment per query of an optimal assignment
+    inst_of_q: np.ndarray | None  # instance per query of an optimal assignment
+    assignments: int  # assignments that meet every requirement
+
+
+def brute_force(problem) -> BruteForce:
+    """Every (deployment, instance) for every query, each instance running its queries in
+    earliest-deadline-first order from t = 0: the least objective (option costs plus the cost of
+    every instance with work) over the assignments that meet the pools' devices, the deadlines
+    and the horizon (each option's ``deadline_eff_s``) and the batch's mean-accuracy floor.
+
+    Exponential: for a handful of queries only. A query without any option makes it inf."""
+    deps = problem.deployments
+    max_inst = [int(m) for m in deps["max_instances"]]
+    devices = [int(k) for k in deps["devices_per_instance"]]
+    pool_of = list(deps["device"])
+    count = {str(p): int(c) for p, c in zip(problem.pools["pool"], problem.pools["count"])}
+    acc = [float(a) for a in deps["accuracy"]]
+    inst_cost = [float(c) for c in problem.instance_cost]
+    w = [float(x) for x in problem.queries["weight"]]
+    due = [float(x) for x in problem.queries["deadline_eff_s"]]
+    n_q = problem.n_queries
+    floor = problem.min_mean_accuracy
+    places = []
+    for q in range(n_q):
+        opts = [(d, i) for d in range(problem.n_deployments) if problem.ok[q, d] for i in range(max_inst[d])]
+        if not opts:
+            return BruteForce(math.inf, None, None, 0)
+        places.append(opts)
+    best, best_combo, n_ok = math.inf, None, 0
+    for combo in itertools.product(*places):
+        on = set(combo)
+        used = dict.fromkeys(count, 0)
+        for d, _ in on:
+            used[pool_of[d]] += devices[d]
+        if any(used[p] > count[p] for p in count):
+            continue
+        if floor is not None and sum(w[q] * acc[d] for q, (d, _) in enumerate(combo)) < floor * sum(w) - 1e-9:
+            continue
+        lanes: dict[tuple[int, int], list[tuple[float, float]]] = {}
+        for q, place in enumerate(combo):
+            lanes.setdefault(place, []).append((due[q], float(problem.runtime_s[q, place[0]])))
+        if not all(_one_lane_feasible(jobs, TIME_TOL_S) for jobs in lanes.values()):
+            continue
+        n_ok += 1
+        cost = sum(float(problem.cost[q, d]) for q, (d, _) in enumerate(combo)) + sum(inst_cost[d] for d, _ in on)
+        if cost < best:
+            best, best_combo = cost, combo
+    if best_combo is None:
+        return BruteForce(math.inf, None, None, 0)
+    return BruteForce(best, np.array([d for d, _ in best_combo]), np.array([i for _, i in best_combo]), n_ok)
+
+
+def brute_force_optimum(problem) -> float:
+    """The least objective of any plan (inf where no plan exists); see :func:`brute_force`."""
+    return brute_force(problem).value
+
+
+def knapsack_by_enumeration(values, sizes, upper, capacity: int) -> float:
+    """max Σ v·n subject to Σ s·n ≤ capacity, 0 ≤ n ≤ upper, n integer: every n tried."""
+    best = 0.0
+    for n in itertools.product(*[range(int(u) + 1) for u in upper]):
+        if sum(int(s) * k for s, k in zip(sizes, n)) <= capacity:
+            best = max(best, sum(float(v) * k for v, k in zip(values, n)))
+    return best
+
+
+def priced_costs(problem, lam: np.ndarray, mu: float, level_of_q: np.ndarray) -> np.ndarray:
+    """The Lagrangian's priced cost of every (query, deployment) written out over the whole
+    array: ``cost + run·Σ_{levels ≥ the query's level} λ[d] − μ·w·acc`` (+inf off the options)."""
+    n_q, n_d = problem.cost.shape
+    w = problem.queries["weight"].to_numpy(dtype=float)
+    acc = problem.deployments["accuracy"].to_numpy(dtype=float)
+    out = np.empty((n_q, n_d))
+    for q in range(n_q):
+        for d in range(n_d):
+            price_per_s = float(lam[d, level_of_q[q]:].sum())
+            out[q, d] = problem.cost[q, d] + problem.runtime_s[q, d] * price_per_s - mu * w[q] * acc[d]
+    return out
+
+
+def timeline_cost(problem, dep_of_q, inst_of_q) -> float:
+    """A placed plan's objective by a loop: each placed query's option cost, plus each distinct
+    (deployment, instance) with work at its deployment's instance cost."""
+    total, on = 0.0, set()
+    for q, (d, i) in enumerate(zip(dep_of_q, inst_of_q)):
+        if d >= 0 and i >= 0:
+            total += float(problem.cost[q, d])
+            on.add((int(d), int(i)))
+    return total + sum(float(problem.instance_cost[d]) for d, _ in on)

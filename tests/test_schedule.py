@@ -1,0 +1,171 @@
+"""schedule.py: the assignment table of a timeline, a schedule's energy totals, gap and summary,
+and what it writes.
+
+The case (conftest.two_llm_fleet, idle 50 W per GPU over a 100 s horizon): q0 and q1 (100 output
+tokens) on big@g's instance 1, q2 (300 tokens) on small@g's instance 0. big@g runs q1 (due 5 s)
+0–2 s, then q0 2–4 s; small@g runs q2 0–3 s. Each query's predicted energy is 300 J."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import TWO_LLM_MODELS, make_models, two_llm_fleet, workload_of
+from energyopt.accounting import J_PER_KWH
+from energyopt.packing import Timeline
+from energyopt.problem import build_problem
+from energyopt.schedule import Schedule, assignment_table, empty_assignment
+from energyopt.schema import ASSIGNMENT_COLUMNS, BoundSource, Status, Termination
+
+SMALL_G, BIG_G = 0, 1
+WL = workload_of([(10, 100, 0.0, None), (10, 100, 0.0, 5.0), (10, 300, 0.3, None)])
+TL = Timeline(np.array([BIG_G, BIG_G, SMALL_G]), np.array([1, 1, 0]))
+
+
+def problem(idle: bool):
+    return build_problem(WL, two_llm_fleet(), make_models(TWO_LLM_MODELS), idle=idle)
+
+
+def schedule(idle: bool, *, objective=10550.0, bound=10500.0, assignment=None) -> Schedule:
+    p = problem(idle)
+    a = assignment_table(p, TL) if assignment is None else assignment
+    return Schedule(a, p, Status.FEASIBLE, "highs", objective, bound, BoundSource.MIP, "aggregate",
+                    {"total_s": 0.5}, termination=Termination.FEASIBLE)
+
+
+def test_assignment_table_runs_each_instance_in_edf_order():
+    a = assignment_table(problem(False), TL).set_index("query_id")
+    assert a.loc[["q0", "q1", "q2"], "start_s"].tolist() == pytest.approx([2.0, 0.0, 0.0])
+    assert a.loc[["q0", "q1", "q2"], "end_s"].tolist() == pytest.approx([4.0, 2.0, 3.0])
+    assert a.loc[["q0", "q1", "q2"], "runtime_s"].tolist() == pytest.approx([2.0, 2.0, 3.0])
+
+
+def test_assignment_table_numbers_the_instances_with_work_from_zero():
+    a = assignment_table(problem(False), TL)
+    assert a["instance"].tolist() == [0, 0, 0]  # big@g's instance 1 is its only one with work
+
+
+def test_assignment_table_has_the_contracts_columns_and_raw_values():
+    a = assignment_table(problem(True), TL)
+    assert list(a.columns) == list(ASSIGNMENT_COLUMNS)
+    assert a["llm"].tolist() == ["big", "big", "small"] and a["device"].tolist() == ["g", "g", "g"]
+    assert a["energy_j"].tolist() == [300.0, 300.0, 300.0]  # the prediction, not the energy above idle
+    assert a["accuracy"].tolist() == [0.8, 0.8, 0.4]
+    assert a["deadline_s"].isna().tolist() == [True, False, True]  # the workload's deadline, NaN kept
+
+
+def test_assignment_table_leaves_out_queries_without_a_place():
+    tl = Timeline(np.array([BIG_G, -1, SMALL_G]), np.array([0, -1, -1]), unplaced=[2])
+    assert assignment_table(problem(False), tl)["query_id"].tolist() == ["q0"]
+
+
+def test_energy_totals_without_idle_are_the_predicted_energy():
+    assert schedule(False).energy_totals() == {"query_energy_j": 900.0, "idle_energy_j": 0.0, "total_energy_j": 900.0}
+
+
+def test_energy_totals_with_idle_are_above_idle_plus_each_switched_on_instance():
+    e = schedule(True).energy_totals()
+    # above idle: 300 − 50·2 twice, 300 − 50·3; two instances on: 2 × 50 W × 100 s
+    assert e == pytest.approx({"query_energy_j": 550.0, "idle_energy_j": 10_000.0, "total_energy_j": 10_550.0})
+
+
+def test_energy_totals_of_an_empty_plan_are_zero():
+    s = schedule(True, assignment=empty_assignment())
+    assert s.energy_totals() == {"query_energy_j": 0.0, "idle_energy_j": 0.0, "total_energy_j": 0.0}
+
+
+def test_gap_is_the_relative_gap_of_objective_and_bound():
+    assert schedule(True).gap == pytest.approx(50.0 / 10550.0)
+    assert schedule(True, objective=math.nan, bound=math.inf).gap == math.inf
+
+
+def test_summary_counts_deadlines_floors_and_accuracy():
+    s = schedule(True).summary()
+    assert s.status is Status.FEASIBLE and s.termination is Termination.FEASIBLE
+    assert s.bound_source is BoundSource.MIP and s.formulation == "aggregate" and s.solver == "highs"
+    assert (s.queries, s.assigned, s.queries_with_deadline, s.deadlines_met, s.accuracy_floors_met) == (3, 3, 1, 1, 3)
+    assert s.makespan_s == pytest.approx(4.0) and s.horizon_s == 100.0
+    assert s.mean_accuracy == pytest.approx(2.0 / 3.0)
+    assert s.token_weighted_mean_accuracy == pytest.approx((110 * 0.8 * 2 + 310 * 0.4) / 530)
+    assert s.total_energy_j == pytest.approx(10_550.0) and s.total_energy_kwh == pytest.approx(10_550.0 / J_PER_KWH)
+    assert s.idle_counted and s.objective == "energy" and s.zeta is None
+    assert s.check == {"ok": True, "violations": []}
+
+
+def test_summary_counts_a_missed_floor_and_a_missed_deadline():
+    # the table edited by hand: q1 (due 5 s) ends at 6 s, q2 (floor 0.3) at accuracy 0.2
+    a = assignment_table(problem(False), TL)
+    a.loc[a["query_id"] == "q1", ["start_s", "end_s"]] = [4.0, 6.0]
+    a.loc[a["query_id"] == "q2", "accuracy"] = 0.2
+    s = dataclasses.replace(schedule(False), assignment=a).summary()
+    assert s.deadlines_met == 0 and s.accuracy_floors_met == 2 and s.makespan_s == pytest.approx(6.0)
+
+
+def test_summary_by_llm_device_adds_up_each_pair():
+    s = schedule(False).summary()
+    assert s.by_llm_device == [
+        {"llm": "big", "device": "g", "queries": 2, "energy_j": 600.0, "instances": 1, "busy_s": pytest.approx(4.0)},
+        {"llm": "small", "device": "g", "queries": 1, "energy_j": 300.0, "instances": 1, "busy_s": pytest.approx(3.0)},
+    ]
+
+
+def test_summary_of_a_schedule_without_a_plan():
+    p = problem(False)
+    s = Schedule(empty_assignment(), p, Status.INFEASIBLE, "highs", math.nan, math.inf, BoundSource.NONE, "exact",
+                 {}, message="why", termination=Termination.INFEASIBLE).summary()
+    assert s.status is Status.INFEASIBLE and s.assigned == 0 and s.total_energy_j == 0.0
+    assert s.mean_accuracy is None and s.token_weighted_mean_accuracy is None and s.makespan_s == 0.0
+    assert s.deadlines_met == 0 and s.queries_with_deadline == 0 and s.by_llm_device == [] and s.message == "why"
+
+
+def test_schedule_is_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        schedule(False).status = Status.OPTIMAL  # type: ignore[misc]
+
+
+def test_inputs_built_in_memory_have_no_paths():
+    assert schedule(False).inputs() == {"workload": None, "fleet": None, "models": None}
+
+
+def test_write_puts_the_assignment_and_the_summary_on_disk(tmp_path):
+    s = schedule(True)
+    paths = s.write(tmp_path)
+    assert [p.name for p in paths] == ["assignment.csv", "summary.json"]
+    back = pd.read_csv(tmp_path / "assignment.csv", dtype={"query_id": str})
+    assert list(back.columns) == list(ASSIGNMENT_COLUMNS)
+    pd.testing.assert_frame_equal(back, s.assignment.reset_index(drop=True), check_dtype=False)
+    doc = json.loads((tmp_path / "summary.json").read_text())
+    # on disk the enums are their strings
+    assert doc["status"] == "feasible" and doc["bound_source"] == "mip" and doc["termination"] == "feasible"
+    assert doc["total_energy_j"] == pytest.approx(10_550.0) and doc["gap"] == pytest.approx(50.0 / 10550.0)
+
+
+def test_write_summary_of_a_schedule_without_a_plan_is_valid_json(tmp_path):
+    p = problem(False)
+    s = Schedule(empty_assignment(), p, Status.INFEASIBLE, "highs", math.nan, math.inf, BoundSource.NONE, "exact", {},
+                 termination=Termination.INFEASIBLE)
+    doc = json.loads(s.write_summary(tmp_path).read_text())
+    assert doc["objective_value"] is None and doc["bound"] == "inf" and doc["gap"] == "inf"
+    assert doc["status"] == "infeasible" and not (tmp_path / "assignment.csv").exists()
+
+
+@pytest.mark.xfail(strict=True, reason="Summary.deadlines_met counts end_s <= deadline_s + 1e-9 while packing (accounting's "
+                   "EDF test) accepts due·(1 + 1e-12) + 1e-9 and the checker 1e-6: a plan the packing and the checker "
+                   "accept can be summarised with a missed deadline; 'deadline met' has three tolerances")
+def test_summary_counts_a_deadline_met_wherever_the_edf_tolerance_accepts_it():
+    from energyopt.accounting import edf_feasible
+    from energyopt.check import check_plan
+
+    wl = workload_of([(10, 100, 0.0, 1e4)])
+    fl, fm = two_llm_fleet(horizon_s=2e4), make_models(TWO_LLM_MODELS)
+    p = build_problem(wl, fl, fm)
+    a = assignment_table(p, Timeline(np.array([SMALL_G]), np.array([0])))
+    a.loc[0, ["start_s", "end_s"]] = [1e4 + 5e-9 - 1.0, 1e4 + 5e-9]  # 5 ns late at 10^4 s: within 1e-12 relative
+    assert edf_feasible([1e4 + 5e-9], [1e4]) and check_plan(a, wl, fl, fm) == []
+    s = Schedule(a, p, Status.FEASIBLE, "highs", 1.0, 1.0, BoundSource.MIP, "exact", {})
+    assert s.summary().deadlines_met == 1
