@@ -25,6 +25,7 @@ __all__ = [
     "weighted_mean_accuracy",
     "edf_end_s",
     "edf_feasible",
+    "ends_in_time",
 ]
 
 #: joules in one kilowatt-hour
@@ -93,9 +94,17 @@ def edf_end_s(runtime_s, due_s) -> tuple[np.ndarray, np.ndarray]:
     return order, np.cumsum(r[order])
 
 
+def ends_in_time(end_s, due_s) -> np.ndarray:
+    """Whether each query ends by its due time, within the planner's floating-point tolerance
+    ``due·(1 + EDF_REL_TOL) + EDF_ABS_TOL_S`` (False where the due time is NaN: none)."""
+    due = np.asarray(due_s, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return np.asarray(end_s, dtype=float) <= due * (1 + EDF_REL_TOL) + EDF_ABS_TOL_S
+
+
 def edf_feasible(runtime_s, due_s) -> bool:
     """Whether queries released at t = 0 can all end by their due times on one lane. EDF order is
     optimal for that, so this is exact: every prefix of the EDF order ends in time."""
     due = np.asarray(due_s, dtype=float)
     order, end = edf_end_s(runtime_s, due)
-    return bool(np.all(end <= due[order] * (1 + EDF_REL_TOL) + EDF_ABS_TOL_S))
+    return bool(np.all(ends_in_time(end, due[order])))

@@ -195,10 +195,15 @@ def _repair(problem: Problem, chosen: np.ndarray, lane: np.ndarray, run_all: np.
 
 
 def plan_objective(problem: Problem, tl: Timeline) -> float:
-    """Objective of a placed plan: its options' costs plus the cost of each instance with work."""
+    """Objective of a placed plan: its queries' costs plus the cost of each instance with work."""
     qs = np.flatnonzero((tl.dep >= 0) & (tl.lane >= 0))
     d = tl.dep[qs]
     inst = tl.instance(problem.deployments["lanes"].to_numpy().astype(np.int64))[qs]
     M = int(inst.max(initial=0)) + 1
     d_of_on = np.unique(d * M + inst) // M  # one entry per distinct (d, instance)
-    return float(problem.cost.reshape(-1)[qs * problem.n_deployments + d].sum() + problem.instance_cost[d_of_on].sum())
+    cost = problem.cost.reshape(-1)[qs * problem.n_deployments + d]
+    off = ~np.isfinite(cost)  # a pair that is not an option (a routing rule's): priced all the same
+    if off.any():
+        cost = cost.copy()
+        cost[off] = problem.pair_cost(qs[off], d[off])
+    return float(cost.sum() + problem.instance_cost[d_of_on].sum())

@@ -32,7 +32,7 @@ from .fleet import Fleet
 from .inputs import Inputs
 from .modelstore import FittedModels
 
-__all__ = ["Problem", "build_problem", "OBJECTIVES"]
+__all__ = ["Problem", "build_problem", "option_cost", "OBJECTIVES"]
 
 OBJECTIVES = ("energy", "tradeoff")
 
@@ -88,6 +88,15 @@ class Problem:
                              "deadline_eff_s": self.queries["deadline_eff_s"].to_numpy()[qi],
                              "cost": self.cost.ravel()[flat]})
 
+    def pair_cost(self, q: np.ndarray, d: np.ndarray) -> np.ndarray:
+        """The objective coefficient of queries ``q`` on deployments ``d`` (index arrays), whether or
+        not the pair is an option (a routing rule may pick one that misses a floor or a deadline):
+        the formula of :func:`option_cost`, priced from the predictions."""
+        deps = self.deployments
+        return option_cost(self.energy_j[q, d], self.runtime_s[q, d], deps["idle_power_w"].to_numpy(dtype=float)[d],
+                           self.queries["weight"].to_numpy(dtype=float)[q], deps["accuracy"].to_numpy(dtype=float)[d],
+                           objective=self.objective, zeta=self.zeta, idle=self.idle, norms=self.norms)
+
     def max_mean_accuracy(self) -> float:
         """The most token-weighted mean accuracy a plan can reach: every query (that has an
         option) on its most accurate option."""
@@ -105,6 +114,17 @@ class Problem:
             "unservable": len(self.unservable),
             "excluded_invalid_predictions": self.excluded_invalid,
         }
+
+
+def option_cost(energy_j, runtime_s, idle_power_w, weight, accuracy, *, objective: str, zeta: float, idle: bool,
+                norms: dict[str, float]) -> np.ndarray:
+    """The objective coefficient of running queries on deployments (arrays broadcast): the energy
+    a query is charged (:func:`~energyopt.accounting.query_energy_cost_j`), or for the trade-off
+    ζ·energy/E_norm − (1−ζ)·w·accuracy/A_norm with the batch's normalisers ``norms``."""
+    energy_cost = query_energy_cost_j(energy_j, runtime_s, idle_power_w, idle=idle)
+    if objective == "tradeoff":
+        return zeta * energy_cost / norms["energy_norm_j"] - (1 - zeta) * weight * accuracy / norms["accuracy_norm"]
+    return energy_cost
 
 
 def _check_models(fleet: Fleet, models: FittedModels) -> None:
@@ -149,9 +169,9 @@ def build_problem(
                                         deps["batch_size"].tolist())
     acc = deps["accuracy"].to_numpy()
     # the LLM's context window, and the KV cache of an instance's lanes at the query's context
-    ctx = np.minimum(deps["context_tokens"].to_numpy(), deps["kv_context_tokens"].to_numpy())
+    window_ok = (tin + tout)[:, None] <= deps["context_tokens"].to_numpy()[None, :]
+    ctx_ok = window_ok & ((tin + tout)[:, None] <= deps["kv_context_tokens"].to_numpy()[None, :])
     acc_ok = acc[None, :] >= q["min_accuracy"].to_numpy()[:, None] - 1e-12
-    ctx_ok = (tin + tout)[:, None] <= ctx[None, :]
     time_ok = R <= q["deadline_eff_s"].to_numpy()[:, None]
     time_ok &= valid  # NaN-safe
     ok = acc_ok & ctx_ok & valid & time_ok
@@ -164,9 +184,11 @@ def build_problem(
         row = q.iloc[i]
         if not acc_ok[i].any():
             msg = f"needs accuracy >= {row.min_accuracy:g}; the best LLM in the fleet has {acc.max():g}"
+        elif not (acc_ok[i] & window_ok[i]).any():
+            msg = f"{row.input_tokens + row.output_tokens} tokens exceed the context of every LLM accurate enough"
         elif not (acc_ok[i] & ctx_ok[i]).any():
-            msg = (f"{row.input_tokens + row.output_tokens} tokens exceed the context of every LLM accurate enough "
-                   "(its context window, or what the KV cache of its instances' lanes leaves room for)")
+            msg = (f"{row.input_tokens + row.output_tokens} tokens do not fit the KV cache that the lanes of every "
+                   "accurate-enough deployment leave room for at its batch sizes")
         elif not (acc_ok[i] & ctx_ok[i] & valid[i]).any():
             msg = "every accurate-enough option's model predicts <= 0 for this query (outside its valid domain)"
         else:
@@ -179,19 +201,16 @@ def build_problem(
     unservable = pd.DataFrame(reasons, columns=["query_id", "reason"])
 
     idle_w = deps["idle_power_w"].to_numpy(dtype=float)
-    energy_cost = query_energy_cost_j(E, R, idle_w[None, :], idle=idle)
     inst_cost = idle_energy_j(idle_w, H) if idle else np.zeros(n_d)
     norms: dict[str, float] = {}
     if objective == "tradeoff":
         Eok = np.where(ok, E, -np.inf)
         e_norm = float(np.sum(np.max(Eok, axis=1)[~no_opt])) or 1.0
         a_norm = float(np.sum(q["weight"].to_numpy()[~no_opt]) * acc.max()) or 1.0
-        w = q["weight"].to_numpy()
-        cost = zeta * energy_cost / e_norm - (1 - zeta) * w[:, None] * acc[None, :] / a_norm
         inst_cost = zeta * inst_cost / e_norm
         norms = {"energy_norm_j": e_norm, "accuracy_norm": a_norm}
-    else:
-        cost = energy_cost
+    cost = option_cost(E, R, idle_w[None, :], q["weight"].to_numpy()[:, None], acc[None, :], objective=objective,
+                       zeta=zeta, idle=idle, norms=norms)
     cost = np.where(ok, cost, np.inf)
     pools = pd.DataFrame([{"pool": p.name, "count": p.count} for p in fleet.pools.values()])
     return Problem(

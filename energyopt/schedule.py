@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .accounting import above_idle_energy_j, idle_energy_j, j_to_kwh, relative_gap, weighted_mean_accuracy
+from .accounting import above_idle_energy_j, ends_in_time, idle_energy_j, j_to_kwh, relative_gap, weighted_mean_accuracy
 from .packing import Timeline
 from .problem import Problem
 from .schema import ASSIGNMENT_COLUMNS, BoundSource, Status, Termination
@@ -202,7 +202,7 @@ class Schedule:
         p = self.problem
         e = self.energy_totals()
         has_dl = a["deadline_s"].notna() if len(a) else pd.Series(dtype=bool)
-        met = int(((a["end_s"] <= a["deadline_s"] + 1e-9) & has_dl).sum()) if len(a) else 0
+        met = int(np.sum(ends_in_time(a["end_s"].to_numpy(dtype=float), a["deadline_s"].to_numpy(dtype=float)))) if len(a) else 0
         return Summary(
             status=self.status,
             termination=self.termination,

@@ -259,3 +259,13 @@ def test_the_checker_refuses_what_lanes_forbid():
     d.loc[on_m[:2], "start_s"] = 0.0
     d.loc[on_m[:2], "end_s"] = d.loc[on_m[:2], "runtime_s"]
     assert any("overlap another on the same lane" in v for v in check_plan(d, wl, fl, fm))
+
+
+def test_a_query_without_kv_room_anywhere_is_unservable_with_its_reason():
+    fl = _fleet(batch_sizes=(2,), kv=1e5, memory_gb=3.2)  # lanes hold 4000 tokens of context each
+    wl = pd.DataFrame({"query_id": ["long"], "input_tokens": [4000], "output_tokens": [100], "min_accuracy": [0.5],
+                       "deadline_s": [np.nan]})
+    p = build_problem(wl, fl, _models())
+    assert p.unservable["reason"].tolist() == [
+        "4100 tokens do not fit the KV cache that the lanes of every accurate-enough deployment leave room for "
+        "at its batch sizes"]

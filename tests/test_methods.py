@@ -142,7 +142,7 @@ def test_get_method_returns_each_method_by_name():
 def test_choice_none_has_no_plan_and_keeps_its_status():
     c = Choice.none("exact", "highs", Status.INFEASIBLE, Termination.INFEASIBLE, math.inf, BoundSource.MIP,
                     solver_s=1.5, message="why")
-    assert not c.has_choice and c.dep_of_q is None and c.n_inst is None and c.inst_of_q is None
+    assert not c.has_choice and c.dep_of_q is None and c.n_inst is None and c.lane_of_q is None
     assert c.status is Status.INFEASIBLE and c.termination is Termination.INFEASIBLE
     assert c.bound == math.inf and c.bound_source is BoundSource.MIP and c.solver_s == 1.5 and c.message == "why"
     assert math.isnan(c.objective) and c.unplaced == []
@@ -161,19 +161,13 @@ def test_every_method_returns_a_choice_whose_bound_is_at_most_its_objective(four
     assert np.all(four.ok[q, c.dep_of_q])
     assert np.all(c.n_inst[np.unique(c.dep_of_q)] >= 1)
     # the exact model names each query's instance, decompose packs its own plan; aggregate leaves it to packing
-    assert (c.inst_of_q is not None) == (name != "aggregate")
+    assert (c.lane_of_q is not None) == (name != "aggregate")
     want_source = BoundSource.LAGRANGIAN if name == "decompose" else (BoundSource.LP if backend == "cpsat" else None)
     if want_source is not None:
         assert c.bound_source is want_source
 
 
-_NO_TIME_LIMIT_TERMINATION = pytest.mark.xfail(
-    strict=True, reason="the CBC and CP-SAT backends never report Termination.TIME_LIMIT: stopped by the time limit "
-    "without a plan they say NO_SOLUTION (SolveResult's default for the status), where HiGHS says TIME_LIMIT")
-
-
-@pytest.mark.parametrize("backend", [pytest.param(b, marks=_NO_TIME_LIMIT_TERMINATION) if b in ("cbc", "cpsat") else b
-                                     for b in BACKENDS])
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("name", ["exact", "aggregate"])
 def test_a_backend_stopped_by_the_time_limit_without_a_plan_says_time_limit(four, name, backend):
     spent = Limits(1.0, started_at=time.perf_counter() - 5.0)

@@ -47,7 +47,7 @@ def ends(problem, tl: Timeline) -> dict[str, float]:
 def test_pack_runs_one_instance_in_edf_order():
     p = one_llm_problem([3.0, 1.0, 2.0], count=1, max_instances=1)
     tl = pack(p, np.zeros(3, dtype=int), np.array([1]))
-    assert tl.unplaced == [] and tl.instance.tolist() == [0, 0, 0]
+    assert tl.unplaced == [] and tl.lane.tolist() == [0, 0, 0]
     assert ends(p, tl) == pytest.approx({"q1": 1.0, "q2": 2.0, "q0": 3.0})
 
 
@@ -55,20 +55,20 @@ def test_pack_puts_each_query_on_the_instance_free_first():
     # EDF order q0 (due 1), q1 (due 2), q2 (due 2): q0 -> 0, q1 -> 1, q2 -> 0 (both free at 1 s; lower index)
     p = one_llm_problem([1.0, 2.0, 2.0])
     tl = pack(p, np.zeros(3, dtype=int), np.array([2]))
-    assert tl.unplaced == [] and tl.instance.tolist() == [0, 1, 0]
+    assert tl.unplaced == [] and tl.lane.tolist() == [0, 1, 0]
     assert max(ends(p, tl).values()) == pytest.approx(2.0)
 
 
 def test_pack_caps_instances_at_the_deployments_maximum():
     p = one_llm_problem([np.nan] * 4, count=4, max_instances=2)
     tl = pack(p, np.zeros(4, dtype=int), np.array([9]), repair=False)
-    assert set(tl.instance.tolist()) == {0, 1}
+    assert set(tl.lane.tolist()) == {0, 1}
 
 
 def test_pack_leaves_queries_without_a_deployment_unplaced_and_unlisted():
     p = one_llm_problem([np.nan, np.nan])
     tl = pack(p, np.array([0, -1]), np.array([1]))
-    assert tl.instance.tolist() == [0, -1] and tl.unplaced == []
+    assert tl.lane.tolist() == [0, -1] and tl.unplaced == []
     assert assignment_table(p, tl)["query_id"].tolist() == ["q0"]
 
 
@@ -76,15 +76,15 @@ def test_pack_without_repair_reports_the_late_query_unplaced():
     p = one_llm_problem([1.0, 2.0, 2.0])
     tl = pack(p, np.zeros(3, dtype=int), np.array([1]), repair=False)
     # on one instance q0 ends at 1, q1 (longest first among equals: both 1 s, stable) at 2, the third at 3 > 2
-    assert len(tl.unplaced) == 1 and tl.instance[tl.unplaced[0]] == -1
+    assert len(tl.unplaced) == 1 and tl.lane[tl.unplaced[0]] == -1
     placed = [q for q in range(3) if q not in tl.unplaced]
-    assert all(tl.instance[q] == 0 for q in placed)
+    assert all(tl.lane[q] == 0 for q in placed)
 
 
 def test_pack_with_enforce_due_off_places_every_query_however_late():
     p = one_llm_problem([1.0, 1.0, 1.0], count=1, max_instances=1)
     tl = pack(p, np.zeros(3, dtype=int), np.array([1]), repair=False, enforce_due=False)
-    assert tl.unplaced == [] and tl.instance.tolist() == [0, 0, 0]
+    assert tl.unplaced == [] and tl.lane.tolist() == [0, 0, 0]
     assert max(ends(p, tl).values()) == pytest.approx(3.0)  # two of them late: a routing rule's plan
 
 
@@ -101,14 +101,14 @@ def test_repair_switches_on_another_instance_where_the_pool_has_devices():
     p = one_llm_problem([1.0, 2.0, 2.0], count=2, max_instances=2)
     tl = pack(p, np.zeros(3, dtype=int), np.array([1]))
     assert tl.unplaced == []
-    assert sorted(tl.instance.tolist()) == [0, 0, 1]
+    assert sorted(tl.lane.tolist()) == [0, 0, 1]
     assert all(ends(p, tl)[f"q{q}"] <= d + 1e-9 for q, d in enumerate([1.0, 2.0, 2.0]))
 
 
 def test_repair_gives_up_when_no_instance_can_take_the_query():
     p = one_llm_problem([1.0, 2.0, 2.0], count=1, max_instances=1)
     tl = pack(p, np.zeros(3, dtype=int), np.array([1]))
-    assert len(tl.unplaced) == 1 and tl.instance[tl.unplaced[0]] == -1
+    assert len(tl.unplaced) == 1 and tl.lane[tl.unplaced[0]] == -1
 
 
 def test_repair_moves_a_late_query_to_the_cheapest_option_that_fits():
@@ -159,7 +159,7 @@ def test_plan_objective_adds_each_instance_with_work_once():
     tl = Timeline(np.zeros(3, dtype=np.int64), np.array([0, 1, 0]))
     # above idle: 25 − 10·1 = 15 J per query; two instances on
     assert plan_objective(p, tl) == pytest.approx(3 * 15.0 + 2 * 1000.0)
-    assert plan_objective(p, tl) == pytest.approx(timeline_cost(p, tl.dep, tl.instance))
+    assert plan_objective(p, tl) == pytest.approx(timeline_cost(p, tl.dep, tl.lane))
 
 
 def test_plan_objective_ignores_unplaced_queries():
@@ -274,7 +274,7 @@ def test_property_every_placed_query_ends_by_its_due_time_without_overlap(case):
     for _, on in a.sort_values("start_s").groupby(["llm", "device", "instance"]):
         assert np.all(on["start_s"].to_numpy()[1:] >= on["end_s"].to_numpy()[:-1] - 1e-9)
     # every query with a deployment is either placed or reported unplaced, never both
-    placed = set(np.flatnonzero(tl.instance >= 0).tolist())
+    placed = set(np.flatnonzero(tl.lane >= 0).tolist())
     assert placed.isdisjoint(tl.unplaced)
     assert placed | set(tl.unplaced) == set(np.flatnonzero(dep_of_q >= 0).tolist())
 
@@ -285,8 +285,8 @@ def test_property_repair_keeps_every_first_pass_placement_and_only_shrinks_the_u
     p, dep_of_q, n_inst = case
     first = pack(p, dep_of_q, n_inst, repair=False)
     fixed = pack(p, dep_of_q, n_inst)
-    kept = first.instance >= 0
-    assert np.array_equal(fixed.dep[kept], first.dep[kept]) and np.array_equal(fixed.instance[kept], first.instance[kept])
+    kept = first.lane >= 0
+    assert np.array_equal(fixed.dep[kept], first.dep[kept]) and np.array_equal(fixed.lane[kept], first.lane[kept])
     assert set(fixed.unplaced) <= set(first.unplaced)
 
 
@@ -298,7 +298,7 @@ def test_property_a_packed_plan_passes_the_independent_checker(case):
     a = assignment_table(p, tl)
     wl, fl, fm = p.inputs
     assert check_plan(a, wl, fl, fm, require_all=False) == []
-    assert plan_objective(p, tl) == pytest.approx(timeline_cost(p, tl.dep, tl.instance), rel=1e-12, abs=1e-9)
+    assert plan_objective(p, tl) == pytest.approx(timeline_cost(p, tl.dep, tl.lane), rel=1e-12, abs=1e-9)
 
 
 @PROPERTY
@@ -308,5 +308,5 @@ def test_property_repair_under_a_mean_accuracy_floor_never_lowers_a_querys_accur
     assume(p.min_mean_accuracy is not None)
     tl = pack(p, dep_of_q, n_inst)
     acc = p.deployments["accuracy"].to_numpy()
-    moved = np.flatnonzero((tl.dep != dep_of_q) & (tl.instance >= 0))
+    moved = np.flatnonzero((tl.dep != dep_of_q) & (tl.lane >= 0))
     assert np.all(acc[tl.dep[moved]] >= acc[dep_of_q[moved]])

@@ -31,7 +31,7 @@ def problem(wl):
 
 def choice(dep, n_inst, *, inst=None, bound=0.0, termination=Termination.OPTIMAL) -> Choice:
     return Choice("aggregate", "highs", Status.OPTIMAL, termination, bound, BoundSource.MIP,
-                  dep_of_q=np.asarray(dep), n_inst=np.asarray(n_inst), inst_of_q=None if inst is None else np.asarray(inst))
+                  dep_of_q=np.asarray(dep), n_inst=np.asarray(n_inst), lane_of_q=None if inst is None else np.asarray(inst))
 
 
 @pytest.mark.parametrize("formulation", ["auto", "exact", "aggregate", "decompose"])

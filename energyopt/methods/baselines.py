@@ -56,7 +56,8 @@ def baseline_routing(problem: Problem, name: str, seed: int = 0) -> np.ndarray:
         # the most accurate LLM on its fastest device (median runtime over the batch); a query it
         # cannot run goes to the next most accurate LLM
         acc = deps["accuracy"].to_numpy()
-        med = np.nanmedian(np.where(ok, problem.runtime_s, np.nan), axis=0)
+        # the median runtime of each deployment over the queries it can run (inf: none)
+        med = np.array([np.median(problem.runtime_s[ok[:, d], d]) if ok[:, d].any() else np.inf for d in range(n_d)])
         order = sorted(range(n_d), key=lambda d: (-acc[d], np.nan_to_num(med[d], nan=np.inf)))
         for d in order:
             free = (out < 0) & ok[:, d]

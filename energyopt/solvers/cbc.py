@@ -17,7 +17,7 @@ from typing import Iterator
 import numpy as np
 
 from ..formulation import MatrixModel
-from ..schema import BoundSource, Status
+from ..schema import BoundSource, Status, Termination
 from .base import SolveResult, Solver, lp_bound, now
 
 
@@ -89,7 +89,9 @@ class CbcSolver(Solver):
         x = np.array([vi.varValue if vi.varValue is not None else np.nan for vi in v], dtype=float)
         has_x = not np.isnan(x).any() and sol_st in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible)
         if not has_x:
-            return SolveResult(Status.NO_SOLUTION, None, np.nan, lp_bound(model), BoundSource.LP, self.name, dt, f"CBC: {st}")
+            stopped = time_limit_s is not None and dt >= time_limit_s * 0.99
+            return SolveResult(Status.NO_SOLUTION, None, np.nan, lp_bound(model), BoundSource.LP, self.name, dt, f"CBC: {st}",
+                               termination=Termination.TIME_LIMIT if stopped else Termination.NO_SOLUTION)
         x = np.where(model.integrality == 1, np.round(x), x)
         obj = float(model.c @ x)
         if sol_st == pulp.LpSolutionOptimal:

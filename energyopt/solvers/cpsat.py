@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..formulation import MatrixModel
-from ..schema import BoundSource, Status
+from ..schema import BoundSource, Status, Termination
 from .base import SolveResult, Solver, lp_bound, now
 
 OBJ_SCALE_TARGET = 1e7  # the largest objective coefficient becomes about this integer
@@ -95,7 +95,10 @@ class CpSatSolver(Solver):
         if st == cp_model.INFEASIBLE:
             return SolveResult(Status.INFEASIBLE, None, np.nan, np.inf, BoundSource.MIP, self.name, dt, "CP-SAT: infeasible")
         if st not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            return SolveResult(Status.NO_SOLUTION, None, np.nan, lp_bound(model), BoundSource.LP, self.name, dt, f"CP-SAT: {solver.status_name(st)}")
+            stopped = st == cp_model.UNKNOWN and time_limit_s is not None
+            return SolveResult(Status.NO_SOLUTION, None, np.nan, lp_bound(model), BoundSource.LP, self.name, dt,
+                               f"CP-SAT: {solver.status_name(st)}",
+                               termination=Termination.TIME_LIMIT if stopped else Termination.NO_SOLUTION)
         x = np.array([solver.value(vi) for vi in v], dtype=float)
         x[is_z] = x[is_z] / T
         obj = float(model.c @ x)
