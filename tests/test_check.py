@@ -15,6 +15,7 @@ from energyopt.errors import DataError
 from energyopt.modelstore import FittedModels
 from energyopt.fleet import fleet_from_dict, read_fleet
 from energyopt.plan import plan
+from energyopt.schema import Status
 
 # --- a plan made by hand, and one test per rule ----------------------------------------------------
 #
@@ -272,7 +273,7 @@ def solved(synthetic_models, synthetic_fleet):
     wl = lognormal_workload(60, seed=5, deadline_fraction=0.3, deadline_range=(20, 300))
     fl, fm = read_fleet(synthetic_fleet), FittedModels.load(synthetic_models)
     s = plan(wl, fl, fm)
-    assert s.status.value == "optimal"
+    assert s.status is Status.OPTIMAL
     return s, wl, fl, fm
 
 
@@ -388,12 +389,12 @@ def test_infeasible_capacity_is_explained():
     wl = pd.DataFrame({"query_id": ["a", "b", "c"], "input_tokens": [1, 1, 1], "output_tokens": [100, 100, 100],
                        "min_accuracy": [0.0] * 3, "deadline_s": [3.0, 3.0, 3.0]})
     s = plan(wl, fleet, models)
-    assert s.status.value == "infeasible"
+    assert s.status is Status.INFEASIBLE
     assert "m@g: queries only it can serve need 6.0 instance-seconds by t = 3.0 s" in s.message
     assert "short by 3.0 s" in s.message
     # queries only "x" can serve need both of its 2-device instances, and "m" one device more
     wl2 = pd.DataFrame({"query_id": list("pqrs"), "input_tokens": [1] * 4, "output_tokens": [100] * 4,
                         "min_accuracy": [0.9, 0.9, 0.0, 0.0], "deadline_s": [5.0, 5.0, 2.5, None]})
     s2 = plan(wl2, fleet, models)
-    assert s2.status.value == "infeasible"
+    assert s2.status is Status.INFEASIBLE
     assert "pool g: the queries only one deployment can serve need" in s2.message and "the pool has 4 devices" in s2.message

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from conftest import lognormal_workload, random_instance
+from conftest import TWO_LLM_MODELS, lognormal_workload, make_models, random_instance, two_llm_fleet, workload_of
 from energyopt.check import check_plan
-from energyopt.methods.decompose import knapsack_max, lagrangian_bound
+from energyopt.methods.decompose import knapsack_max, lagrangian_bound, sub_problem
 from energyopt.modelstore import FittedModels
 from energyopt.plan import plan
 from energyopt.problem import build_problem
@@ -146,3 +146,29 @@ def test_many_instances_pack_into_a_valid_plan(synthetic_models, synthetic_fleet
     assert per_dep.max() >= 16  # the rounds were used
     assert check_plan(s.assignment, wl, fleet, FittedModels.load(synthetic_models), min_mean_accuracy=0.5) == []
     assert s.gap <= 0.01
+
+
+def test_knapsack_never_takes_items_of_no_value():
+    val, take = knapsack_max(np.array([-1.0, 0.0, 2.0]), np.array([1, 1, 1]), np.array([5, 5, 1]), 10)
+    assert val == 2.0 and take.tolist() == [0, 0, 1]
+
+
+def test_sub_problem_keeps_the_chosen_queries_renumbered_from_zero():
+    wl, fleet, models, kw = random_instance(7, n_q=5)
+    p = build_problem(wl, fleet, models, **kw)
+    sub = sub_problem(p, np.array([1, 3]))
+    assert sub.queries["query_id"].tolist() == ["q1", "q3"] and sub.n_queries == 2
+    for name in ("ok", "cost", "energy_j", "runtime_s", "runnable"):
+        assert np.array_equal(getattr(sub, name), getattr(p, name)[[1, 3]]), name
+    assert sub.unservable.empty and sub.deployments is p.deployments and sub.horizon_s == p.horizon_s
+
+
+def test_lagrangian_bound_without_binding_coupling_rows_is_each_querys_cheapest_option():
+    """Ample instances, no deadlines, no floor: the prices stay at 0 and the bound is the optimum,
+    every query on its cheapest option."""
+    wl = workload_of([(10, 100, 0.0, None), (10, 100, 0.6, None), (950, 300, 0.0, None)])
+    p = build_problem(wl, two_llm_fleet(), make_models(TWO_LLM_MODELS))
+    dual, _ = lagrangian_bound(p)
+    # q0 small@g 100 J; q1 big@c 200 J; q2 (beyond small's context) big@c 600 J
+    assert dual.bound == pytest.approx(900.0) and not dual.infeasible
+    assert dual.best.tolist() == [0, 2, 2] and np.all(dual.lam == 0.0) and dual.mu == 0.0
