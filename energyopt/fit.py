@@ -376,7 +376,7 @@ def fit_models(
     held_sizes = sorted({int(b) for b in holdout_batch_sizes})
     models: dict[tuple[str, str], dict[str, FittedModel]] = {}
     info: dict[tuple[str, str], dict[str, Any]] = {}
-    now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    now = _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
     versions = _versions()
     for (llm, dev), g_all in rows.groupby(["llm", "device"], sort=True):
         is_hold = (g_all["split"].astype(str).str.strip() == "holdout").to_numpy() if "split" in g_all else np.zeros(len(g_all), bool)

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
 from .accounting import relative_gap
 from .check import check_plan
 from .diagnose import explain_infeasible
-from .modelstore import FittedModels
 from .fleet import Fleet
 from .inputs import load_inputs
 from .methods import Choice, Limits, choose_method, get_method
+from .modelstore import FittedModels
 from .packing import Timeline, pack, plan_objective
 from .problem import Problem, build_problem
 from .schedule import Schedule, assignment_table, empty_assignment, energy_totals

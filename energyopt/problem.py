@@ -172,7 +172,7 @@ def build_problem(
     window_ok = (tin + tout)[:, None] <= deps["context_tokens"].to_numpy()[None, :]
     ctx_ok = window_ok & ((tin + tout)[:, None] <= deps["kv_context_tokens"].to_numpy()[None, :])
     acc_ok = acc[None, :] >= q["min_accuracy"].to_numpy()[:, None] - 1e-12
-    time_ok = R <= q["deadline_eff_s"].to_numpy()[:, None]
+    time_ok = q["deadline_eff_s"].to_numpy()[:, None] >= R
     time_ok &= valid  # NaN-safe
     ok = acc_ok & ctx_ok & valid & time_ok
     excluded_invalid = int((acc_ok & ctx_ok & ~valid).sum())

@@ -7,7 +7,6 @@ routing rule by :func:`energyopt.plan.plan_choice`); it is not changed afterward
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any

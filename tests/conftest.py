@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from energyopt.modelstore import FitMetrics, FittedModel, FittedModels
 from energyopt.fleet import fleet_from_dict
+from energyopt.modelstore import FitMetrics, FittedModel, FittedModels
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).parent.parent

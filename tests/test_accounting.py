@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from oracles import edf_feasible_by_permutations
 
 from energyopt import accounting as acc
-from oracles import edf_feasible_by_permutations
 
 
 def test_j_to_kwh_uses_3_6_megajoules_per_kwh():

@@ -7,10 +7,10 @@ import math
 
 import numpy as np
 import pytest
-
 from conftest import TWO_LLM_MODELS as MODELS
 from conftest import make_models, workload_of
 from conftest import two_llm_fleet as fleet
+
 from energyopt.fleet import fleet_from_dict
 from energyopt.methods.baselines import BASELINES, baseline_choice, baseline_names, baseline_routing, even_split
 from energyopt.plan import schedule_choice

@@ -8,7 +8,6 @@ import importlib.util
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import ROOT
 
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import lognormal_workload, make_models
+
 from energyopt import check
 from energyopt.check import check_plan, derive_totals
 from energyopt.errors import DataError
-from energyopt.modelstore import FittedModels
 from energyopt.fleet import fleet_from_dict, read_fleet
+from energyopt.modelstore import FittedModels
 from energyopt.plan import plan
 from energyopt.schema import Status
 

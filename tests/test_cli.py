@@ -6,8 +6,8 @@ import json
 
 import pandas as pd
 from click.testing import CliRunner
-
 from conftest import DATA, ROOT, lognormal_workload
+
 from energyopt.cli import main
 
 

@@ -6,15 +6,15 @@ import math
 
 import numpy as np
 import pytest
-
 from conftest import TWO_LLM_MODELS, lognormal_workload, make_models, random_instance, two_llm_fleet, workload_of
+from oracles import brute_force_optimum, knapsack_by_enumeration, priced_costs
+
 from energyopt.check import check_plan
 from energyopt.methods.decompose import knapsack_max, lagrangian_bound, sub_problem
 from energyopt.modelstore import FittedModels
 from energyopt.plan import plan
 from energyopt.problem import build_problem
 from energyopt.schema import Status
-from oracles import brute_force_optimum, knapsack_by_enumeration, priced_costs
 
 
 @pytest.mark.parametrize("seed", range(30))

@@ -6,6 +6,7 @@ pool c 1 CPU (big@c). A 100-token query takes 1 s on small@g, 2 s on big@g and 1
 from __future__ import annotations
 
 from conftest import TWO_LLM_MODELS, make_models, two_llm_fleet, workload_of
+
 from energyopt.diagnose import explain_infeasible
 from energyopt.plan import plan
 from energyopt.problem import build_problem

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-
 from conftest import lognormal_workload, make_models, random_instance
+
 from energyopt.check import check_plan
 from energyopt.cli import main
 from energyopt.errors import DataError

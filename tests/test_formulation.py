@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import make_models
+
 from energyopt.fleet import fleet_from_dict
 from energyopt.formulation import build_matrix, deadline_levels, level_of
 from energyopt.problem import build_problem

@@ -9,11 +9,12 @@ import time
 
 import numpy as np
 import pytest
+from conftest import TWO_LLM_MODELS, make_models, random_instance, two_llm_fleet, workload_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from oracles import brute_force_optimum
 
 import energyopt.methods as methods
-from conftest import TWO_LLM_MODELS, make_models, random_instance, two_llm_fleet, workload_of
 from energyopt.check import check_plan
 from energyopt.errors import DataError
 from energyopt.methods import Choice, Limits, choose_method, get_method
@@ -24,7 +25,6 @@ from energyopt.plan import plan_problem, schedule_choice
 from energyopt.problem import build_problem
 from energyopt.schema import BoundSource, Status, Termination
 from energyopt.solvers import available_solvers, get_solver
-from oracles import brute_force_optimum
 
 BACKENDS = available_solvers()
 METHODS = ("exact", "aggregate", "decompose")

@@ -6,16 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import make_models
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from oracles import timeline_cost
 
-from conftest import make_models
 from energyopt.check import check_plan
 from energyopt.fleet import fleet_from_dict
 from energyopt.packing import ROUND_MIN_INSTANCES, Timeline, _place, pack, plan_objective
 from energyopt.problem import build_problem
 from energyopt.schedule import assignment_table
-from oracles import timeline_cost
 
 PROPERTY = settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 

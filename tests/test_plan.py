@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 import pytest
-
 from conftest import TWO_LLM_MODELS, make_models, two_llm_fleet, workload_of
+
 from energyopt.errors import DataError, SolverNotAvailableError
 from energyopt.methods import Choice
 from energyopt.plan import plan, plan_problem, schedule_choice

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import TWO_LLM_MODELS as MODELS
 from conftest import make_models, workload_of
 from conftest import two_llm_fleet as fleet
+
 from energyopt.errors import DataError
 from energyopt.fleet import fleet_from_dict
 from energyopt.problem import build_problem

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from click.testing import CliRunner
-
 from conftest import lognormal_workload
+
 from energyopt.cli import main
 from energyopt.plan import plan
 from energyopt.report import deadline_slack, energy_by_llm_device, instance_table, timeline_blocks, write_report

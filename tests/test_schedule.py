@@ -14,8 +14,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import TWO_LLM_MODELS, make_models, two_llm_fleet, workload_of
+
 from energyopt.accounting import J_PER_KWH
 from energyopt.packing import Timeline
 from energyopt.problem import build_problem

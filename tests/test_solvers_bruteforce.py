@@ -5,13 +5,13 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from conftest import random_instance
+from oracles import brute_force_optimum
+
 from energyopt.check import check_plan
 from energyopt.plan import plan
 from energyopt.problem import build_problem
 from energyopt.schema import Status
-from oracles import brute_force_optimum
 
 N_INSTANCES = 240
 

@@ -6,12 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-
 from conftest import lognormal_workload
-from energyopt.methods.baselines import baseline_choice
+
 from energyopt.cli import main
 from energyopt.errors import DataError
 from energyopt.inputs import load_inputs
+from energyopt.methods.baselines import baseline_choice
 from energyopt.plan import plan, schedule_choice
 from energyopt.schema import Status
 from energyopt.sweep import pareto_mask, sweep

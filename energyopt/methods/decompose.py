@@ -34,8 +34,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -146,7 +146,7 @@ class _Dense:
         self.pools = [(int(cnt), np.flatnonzero(pool_of == p)) for p, cnt in zip(problem.pools["pool"], problem.pools["count"])]
         self.wt = 1.0
 
-    def sample(self, idx: np.ndarray) -> "_Dense":
+    def sample(self, idx: np.ndarray) -> _Dense:
         """Rows ``idx`` standing for all the rows (costs and work scaled up)."""
         out = object.__new__(_Dense)
         out.__dict__.update(self.__dict__)
@@ -309,7 +309,7 @@ def _bundle(D: _Dense, theta0: np.ndarray, delta: float, scale: np.ndarray, *, r
         L, g = ev(theta)
         cuts_g.append(g)
         cuts_b.append(L - g @ theta)
-        if L >= Lc + 0.1 * pred:  # serious step; widen the box if the step reached its edge
+        if Lc + 0.1 * pred <= L:  # serious step; widen the box if the step reached its edge
             boxed = np.any(np.isclose(theta, hi)) or np.any(np.isclose(theta, lo) & (lo > 0))
             center, Lc = theta, L
             if boxed:
@@ -391,7 +391,7 @@ def lagrangian_bound(
     return (
         DualBound(bound=L, lam=lam, mu=mu, levels=D.levels, best=best_full, margin=margin_full, flip=flip_full,
                   iterations=iters + it, time_s=time.perf_counter() - t0, converged=converged,
-                  infeasible=over_cap or L > cap + 1e-9 * abs(cap)),
+                  infeasible=over_cap or cap + 1e-9 * abs(cap) < L),
         D,
     )
 

@@ -11,14 +11,14 @@ import os
 import re
 import tempfile
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import numpy as np
 
 from ..formulation import MatrixModel
 from ..schema import BoundSource, Status, Termination
-from .base import SolveResult, Solver, lp_bound, now
+from .base import Solver, SolveResult, lp_bound, now
 
 
 @contextmanager

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..formulation import MatrixModel
 from ..schema import BoundSource, Status, Termination
-from .base import SolveResult, Solver, lp_bound, now
+from .base import Solver, SolveResult, lp_bound, now
 
 OBJ_SCALE_TARGET = 1e7  # the largest objective coefficient becomes about this integer
 ROW_SCALE_TARGET = 1e6  # the largest coefficient of a scaled inequality row

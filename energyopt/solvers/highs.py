@@ -11,7 +11,7 @@ import numpy as np
 
 from ..formulation import MatrixModel
 from ..schema import BoundSource, Status, Termination
-from .base import SolveResult, Solver, lp_bound, now
+from .base import Solver, SolveResult, lp_bound, now
 
 
 class HighsSolver(Solver):

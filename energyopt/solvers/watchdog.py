@@ -15,7 +15,7 @@ import time
 
 from ..formulation import MatrixModel
 from ..schema import BoundSource, Status, Termination
-from .base import SolveResult, Solver
+from .base import Solver, SolveResult
 
 __all__ = ["solve_with_watchdog"]
 
