@@ -14,7 +14,7 @@ Units live in the names too: ``*_s`` seconds, ``*_j`` joules, ``*_w`` watts, ``*
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 __all__ = [
     "ColumnSpec",
@@ -227,7 +227,7 @@ SWEEP_SPEC: tuple[ColumnSpec, ...] = (
 SWEEP_COLUMNS = names(SWEEP_SPEC)
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """Outcome of a solve. Infeasible is a status, not an exception."""
 
     OPTIMAL = "optimal"  # proven optimal within the solver's tolerance
@@ -236,16 +236,13 @@ class Status(str, Enum):
     NO_SOLUTION = "no_solution"  # stopped before any plan was found
     ERROR = "error"
 
-    def __str__(self) -> str:
-        return self.value
-
     @property
     def has_plan(self) -> bool:
         """Whether a result of this status carries a plan (an assignment of every query)."""
         return self in (Status.OPTIMAL, Status.FEASIBLE)
 
 
-class BoundSource(str, Enum):
+class BoundSource(StrEnum):
     """Where a reported lower bound comes from."""
 
     MIP = "mip"  # the backend's own proof (branch and bound; also its proof of infeasibility)
@@ -253,11 +250,8 @@ class BoundSource(str, Enum):
     LAGRANGIAN = "lagrangian"  # the Lagrangian relaxation of the coupling rows (methods/decompose.py)
     NONE = "none"  # no bound is known
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Termination(str, Enum):
+class Termination(StrEnum):
     """Why a method or backend stopped."""
 
     OPTIMAL = "optimal"  # proven optimal within the gap asked for
@@ -267,6 +261,3 @@ class Termination(str, Enum):
     WATCHDOG = "watchdog"  # the backend overran its limit and was stopped from outside
     NO_SOLUTION = "no_solution"  # ended without a plan for another reason
     ERROR = "error"  # the backend failed
-
-    def __str__(self) -> str:
-        return self.value
