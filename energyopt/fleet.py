@@ -199,96 +199,145 @@ def read_fleet(path: str | Path) -> Fleet:
 
 
 def fleet_from_dict(doc: dict[str, Any], path: Path | str = "<fleet>") -> Fleet:
+    """Validate a fleet document (the parsed TOML) and build the :class:`Fleet`; ``path`` names it in errors."""
     p = Path(path)
+    _check_top_level_keys(doc, p)
+    horizon = _read_horizon(doc, p)
+    pools = _read_pools(doc, p)
+    llms = _read_llms(doc, p)
+    deployments = _read_deployments(doc, pools, llms, p)
+    meta: dict[str, Any] = {key: doc[key] for key in ("name", "description") if key in doc}
+    return Fleet(pools, llms, deployments, float(horizon), str(p), meta)
+
+
+def _check_top_level_keys(doc: dict[str, Any], p: Path) -> None:
     known = {"horizon_s", "pools", "llms", "deployments", "name", "description"}
     unknown = sorted(set(doc) - known)
     if unknown:
         raise DataError(f"{p}: unknown top-level key(s) {', '.join(unknown)}; expected {', '.join(sorted(known))}")
+
+
+def _read_horizon(doc: dict[str, Any], p: Path) -> int | float:
     horizon = _need(doc, "horizon_s", (int, float), "<top>", p)
     if not horizon > 0 or not math.isfinite(horizon):
         raise DataError(f"{p}: key horizon_s must be > 0 seconds, got {horizon}")
+    return horizon
+
+
+def _table_at(t: Any, known: tuple[str, ...], w: str, p: Path) -> dict[str, Any]:
+    """``t`` checked to be a table (the entry ``w`` of the document) holding only ``known`` keys."""
+    if not isinstance(t, dict):
+        raise DataError(f"{p}: key {w} must be a table")
+    _no_unknown_keys(t, known, w, p)
+    return t
+
+
+def _read_pools(doc: dict[str, Any], p: Path) -> dict[str, Pool]:
     pools_doc = _need(doc, "pools", dict, "<top>", p)
     if not pools_doc:
         raise DataError(f"{p}: key pools is empty; expected at least one device pool")
-    pools: dict[str, Pool] = {}
-    for name, t in pools_doc.items():
-        w = f"pools.{name}"
-        if not isinstance(t, dict):
-            raise DataError(f"{p}: key {w} must be a table")
-        _no_unknown_keys(t, _POOL_KEYS, w, p)
-        kind = _need(t, "kind", str, w, p)
-        if kind not in ("gpu", "cpu"):
-            raise DataError(f"{p}: key {w}.kind must be 'gpu' or 'cpu', got {kind!r}")
-        count = _need(t, "count", int, w, p)
-        if count < 1:
-            raise DataError(f"{p}: key {w}.count must be >= 1, got {count}")
-        mem = _need(t, "memory_gb", (int, float), w, p)
-        idle = _need(t, "idle_power_w", (int, float), w, p)
-        if mem <= 0 or idle < 0:
-            raise DataError(f"{p}: key {w}: memory_gb must be > 0 and idle_power_w >= 0")
-        pools[name] = Pool(name, kind, count, float(mem), float(idle))
+    return {name: _read_pool(name, _table_at(t, _POOL_KEYS, f"pools.{name}", p), p) for name, t in pools_doc.items()}
+
+
+def _read_pool(name: str, t: dict[str, Any], p: Path) -> Pool:
+    w = f"pools.{name}"
+    kind = _need(t, "kind", str, w, p)
+    if kind not in ("gpu", "cpu"):
+        raise DataError(f"{p}: key {w}.kind must be 'gpu' or 'cpu', got {kind!r}")
+    count = _need(t, "count", int, w, p)
+    if count < 1:
+        raise DataError(f"{p}: key {w}.count must be >= 1, got {count}")
+    mem = _need(t, "memory_gb", (int, float), w, p)
+    idle = _need(t, "idle_power_w", (int, float), w, p)
+    if mem <= 0 or idle < 0:
+        raise DataError(f"{p}: key {w}: memory_gb must be > 0 and idle_power_w >= 0")
+    return Pool(name, kind, count, float(mem), float(idle))
+
+
+def _read_llms(doc: dict[str, Any], p: Path) -> dict[str, LLMInfo]:
     llms_doc = _need(doc, "llms", dict, "<top>", p)
-    llms: dict[str, LLMInfo] = {}
-    for name, t in llms_doc.items():
-        w = f"llms.{name}"
-        if not isinstance(t, dict):
-            raise DataError(f"{p}: key {w} must be a table")
-        _no_unknown_keys(t, _LLM_KEYS, w, p)
-        acc = _need(t, "accuracy", (int, float), w, p)
-        if not 0 <= acc <= 1:
-            raise DataError(f"{p}: key {w}.accuracy must be in [0, 1], got {acc}")
-        src = _need(t, "accuracy_source", str, w, p)
-        params = _need(t, "params_b", (int, float), w, p)
-        bpp = t.get("bytes_per_param", 2.0)
-        ctx = t.get("context_tokens")
-        if params <= 0 or not isinstance(bpp, (int, float)) or bpp <= 0:
-            raise DataError(f"{p}: key {w}: params_b and bytes_per_param must be > 0")
-        if ctx is not None and (not isinstance(ctx, int) or ctx < 2):
-            raise DataError(f"{p}: key {w}.context_tokens must be a whole number >= 2, got {ctx!r}")
-        kv = t.get("kv_bytes_per_token")
-        if kv is not None and (isinstance(kv, bool) or not isinstance(kv, (int, float)) or not kv > 0
-                               or not math.isfinite(kv)):
-            raise DataError(f"{p}: key {w}.kv_bytes_per_token must be a number > 0 [bytes], got {kv!r}")
-        llms[name] = LLMInfo(name, float(acc), src, float(params), float(bpp), ctx,
-                             None if kv is None else float(kv))
+    return {name: _read_llm(name, _table_at(t, _LLM_KEYS, f"llms.{name}", p), p) for name, t in llms_doc.items()}
+
+
+def _read_llm(name: str, t: dict[str, Any], p: Path) -> LLMInfo:
+    w = f"llms.{name}"
+    acc = _need(t, "accuracy", (int, float), w, p)
+    if not 0 <= acc <= 1:
+        raise DataError(f"{p}: key {w}.accuracy must be in [0, 1], got {acc}")
+    src = _need(t, "accuracy_source", str, w, p)
+    params = _need(t, "params_b", (int, float), w, p)
+    bpp = t.get("bytes_per_param", 2.0)
+    ctx = t.get("context_tokens")
+    if params <= 0 or not isinstance(bpp, (int, float)) or bpp <= 0:
+        raise DataError(f"{p}: key {w}: params_b and bytes_per_param must be > 0")
+    if ctx is not None and (not isinstance(ctx, int) or ctx < 2):
+        raise DataError(f"{p}: key {w}.context_tokens must be a whole number >= 2, got {ctx!r}")
+    kv = t.get("kv_bytes_per_token")
+    if kv is not None and not _is_positive_finite_number(kv):
+        raise DataError(f"{p}: key {w}.kv_bytes_per_token must be a number > 0 [bytes], got {kv!r}")
+    return LLMInfo(name, float(acc), src, float(params), float(bpp), ctx, None if kv is None else float(kv))
+
+
+def _is_positive_finite_number(x: Any) -> bool:
+    return not isinstance(x, bool) and isinstance(x, (int, float)) and x > 0 and math.isfinite(x)
+
+
+def _is_whole_number_at_least_1(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 1
+
+
+def _read_deployments(doc: dict[str, Any], pools: dict[str, Pool], llms: dict[str, LLMInfo], p: Path) -> list[Deployment]:
     deps_doc = _need(doc, "deployments", list, "<top>", p)
     if not deps_doc:
         raise DataError(f"{p}: key deployments is empty; expected at least one")
     deployments: list[Deployment] = []
     seen: set[tuple[str, str]] = set()
-    for i, t in enumerate(deps_doc):
+    for i, entry in enumerate(deps_doc):
         w = f"deployments[{i}]"
-        if not isinstance(t, dict):
-            raise DataError(f"{p}: key {w} must be a table")
-        _no_unknown_keys(t, _DEPLOYMENT_KEYS, w, p)
-        llm = _need(t, "llm", str, w, p)
-        pool = _need(t, "pool", str, w, p)
-        if llm not in llms:
-            raise DataError(f"{p}: key {w}.llm: unknown LLM {llm!r}; [llms] defines {', '.join(sorted(llms))}")
-        if pool not in pools:
-            raise DataError(f"{p}: key {w}.pool: unknown device pool {pool!r}; [pools] defines {', '.join(sorted(pools))}")
+        t = _table_at(entry, _DEPLOYMENT_KEYS, w, p)
+        llm, pool = _read_llm_and_pool(t, w, pools, llms, p)
         if (llm, pool) in seen:
             raise DataError(f"{p}: key {w}: {llm} on {pool} is deployed twice")
         seen.add((llm, pool))
-        k = t.get("devices_per_instance", 1)
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            raise DataError(f"{p}: key {w}.devices_per_instance must be a whole number >= 1, got {k!r}")
-        cap = pools[pool].count // k
-        if cap < 1:
-            raise DataError(f"{p}: key {w}: an instance needs {k} devices but pool {pool} has {pools[pool].count}")
-        m = t.get("max_instances", cap)
-        if not isinstance(m, int) or isinstance(m, bool) or m < 1:
-            raise DataError(f"{p}: key {w}.max_instances must be a whole number >= 1, got {m!r}")
-        need = llms[llm].memory_gb * MEMORY_OVERHEAD
-        have = pools[pool].memory_gb * k
-        if need > have:
-            raise DataError(
-                f"{p}: key {w}: {llm} needs {need:.0f} GB ({llms[llm].memory_gb:.0f} GB of weights x {MEMORY_OVERHEAD}) "
-                f"but an instance of {k} x {pool} has {have:.0f} GB; raise devices_per_instance"
-            )
-        sizes = _batch_sizes(t, w, p)
-        if max(sizes) > 1 and llms[llm].kv_bytes_per_token is None:
-            raise DataError(f"{p}: key llms.{llm}.kv_bytes_per_token is missing; {w} runs at batch sizes "
-                            f"{list(sizes)}, whose KV cache must be checked against the memory")
-        deployments.append(Deployment(llm, pool, k, min(m, cap), sizes))
-    return Fleet(pools, llms, deployments, float(horizon), str(p), {k: doc[k] for k in ("name", "description") if k in doc})
+        deployments.append(_read_instances(t, w, llms[llm], pools[pool], p))
+    return deployments
+
+
+def _read_llm_and_pool(t: dict[str, Any], w: str, pools: dict[str, Pool], llms: dict[str, LLMInfo], p: Path) -> tuple[str, str]:
+    """The LLM and the device pool a deployment names, both defined in the fleet."""
+    llm = _need(t, "llm", str, w, p)
+    pool = _need(t, "pool", str, w, p)
+    if llm not in llms:
+        raise DataError(f"{p}: key {w}.llm: unknown LLM {llm!r}; [llms] defines {', '.join(sorted(llms))}")
+    if pool not in pools:
+        raise DataError(f"{p}: key {w}.pool: unknown device pool {pool!r}; [pools] defines {', '.join(sorted(pools))}")
+    return llm, pool
+
+
+def _read_instances(t: dict[str, Any], w: str, llm: LLMInfo, pool: Pool, p: Path) -> Deployment:
+    """The deployment of ``llm`` on ``pool``: devices per instance, how many instances, batch sizes."""
+    k = t.get("devices_per_instance", 1)
+    if not _is_whole_number_at_least_1(k):
+        raise DataError(f"{p}: key {w}.devices_per_instance must be a whole number >= 1, got {k!r}")
+    cap = pool.count // k
+    if cap < 1:
+        raise DataError(f"{p}: key {w}: an instance needs {k} devices but pool {pool.name} has {pool.count}")
+    m = t.get("max_instances", cap)
+    if not _is_whole_number_at_least_1(m):
+        raise DataError(f"{p}: key {w}.max_instances must be a whole number >= 1, got {m!r}")
+    _check_weights_fit(llm, pool, k, w, p)
+    sizes = _batch_sizes(t, w, p)
+    if max(sizes) > 1 and llm.kv_bytes_per_token is None:
+        raise DataError(f"{p}: key llms.{llm.name}.kv_bytes_per_token is missing; {w} runs at batch sizes "
+                        f"{list(sizes)}, whose KV cache must be checked against the memory")
+    return Deployment(llm.name, pool.name, k, min(m, cap), sizes)
+
+
+def _check_weights_fit(llm: LLMInfo, pool: Pool, k: int, w: str, p: Path) -> None:
+    need = llm.memory_gb * MEMORY_OVERHEAD
+    have = pool.memory_gb * k
+    if need > have:
+        raise DataError(
+            f"{p}: key {w}: {llm.name} needs {need:.0f} GB ({llm.memory_gb:.0f} GB of weights x {MEMORY_OVERHEAD}) "
+            f"but an instance of {k} x {pool.name} has {have:.0f} GB; raise devices_per_instance"
+        )
