@@ -12,7 +12,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,9 @@ from .schema import (
     ColumnSpec,
     spec_of,
 )
+
+if TYPE_CHECKING:  # pyarrow is imported where a CSV is read, not when the package is
+    import pyarrow as pa
 
 __all__ = [
     "read_characterization",
@@ -271,69 +274,110 @@ def _read_workload_csv_fast(p: Path) -> pd.DataFrame | None:
     """A clean workload CSV read by pyarrow with typed columns (a million rows in a fraction of a
     second); None for anything unusual — a value that does not parse or fails a check, an alias
     clash, the Azure layout — which the validating reader then reads and names the problem of."""
-    import csv
-
-    import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.csv as pa_csv
 
-    try:
-        with p.open(newline="", encoding="utf-8-sig") as fh:
-            header = next(csv.reader(fh), None)
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return None
+    header = _csv_header(p)
     if not header or len(set(header)) != len(header):
         return None
     canon = [WORKLOAD_COLUMN_ALIASES.get(h.strip().lower(), h.strip().lower()) for h in header]
     if len(set(canon)) != len(canon) or not set(WORKLOAD_REQUIRED) <= set(canon):
         return None
-    numeric = {c.name for c in WORKLOAD_SPEC if c.is_numeric}
-    types = {raw: (pa.float64() if c in numeric else pa.string()) for raw, c in zip(header, canon)}
-    try:
-        table = pa_csv.read_csv(p, convert_options=pa_csv.ConvertOptions(
-            column_types=types, null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=True))
-    except (pa.ArrowException, OSError, ValueError):
+    table = _read_typed_csv(p, header, canon)
+    if table is None or table.num_rows == 0:
         return None
-    table = table.rename_columns(canon)
-    if table.num_rows == 0:
-        return None
+    checked_columns = (  # in this order; the first that fails its check ends the fast path
+        ("query_id", lambda: _clean_query_ids(table)),
+        ("input_tokens", lambda: _whole_token_counts(table, "input_tokens")),
+        ("output_tokens", lambda: _whole_token_counts(table, "output_tokens")),
+        ("min_accuracy", lambda: _accuracy_floors(table, canon)),
+        ("deadline_s", lambda: _deadlines(table, canon)),
+    )
     cols: dict[str, object] = {}
-    ids = table.column("query_id")
-    if ids.null_count:
-        return None
-    ids = pc.utf8_trim_whitespace(ids)
-    if pc.any(pc.equal(pc.utf8_length(ids), 0)).as_py():
-        return None
-    cols["query_id"] = ids.to_pandas()
-    if not pd.Index(cols["query_id"]).is_unique:
-        return None
-    for c in ("input_tokens", "output_tokens"):
-        x = table.column(c).to_numpy(zero_copy_only=False)
-        with np.errstate(invalid="ignore"):
-            if not np.all((x > 0) & np.isfinite(x) & (x == np.round(x))):
-                return None
-        cols[c] = x.astype("int64")
-    with np.errstate(invalid="ignore"):
-        if "min_accuracy" in canon:
-            a = np.nan_to_num(table.column("min_accuracy").to_numpy(zero_copy_only=False), nan=0.0, posinf=2.0, neginf=-1.0)
-            if not np.all((a >= 0) & (a <= 1)):
-                return None
-            cols["min_accuracy"] = a
-        else:
-            cols["min_accuracy"] = np.zeros(table.num_rows)
-        if "deadline_s" in canon:
-            d = table.column("deadline_s").to_numpy(zero_copy_only=False).astype(float)
-            if not np.all(np.isnan(d) | ((d > 0) & np.isfinite(d))):
-                return None
-            cols["deadline_s"] = d
-        else:
-            cols["deadline_s"] = np.full(table.num_rows, np.nan)
+    for c, read_checked in checked_columns:
+        values = read_checked()
+        if values is None:
+            return None
+        cols[c] = values
     for c in canon:
         if c not in cols:  # other columns are kept as text, as the validating reader keeps them
             cols[c] = pc.utf8_ltrim_whitespace(table.column(c)).to_pandas()
     out = pd.DataFrame(cols)
     out.attrs["source"] = str(p)
     return out
+
+
+def _csv_header(p: Path) -> list[str] | None:
+    """The CSV's first row; None where it cannot be read."""
+    import csv
+
+    try:
+        with p.open(newline="", encoding="utf-8-sig") as fh:
+            return next(csv.reader(fh), None)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+
+
+def _read_typed_csv(p: Path, header: list[str], canon: list[str]) -> pa.Table | None:
+    """The CSV as a ``pyarrow.Table`` with the spec's numeric columns as float64, the others as
+    text, and the canonical column names; None where pyarrow cannot read it so."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    numeric = {c.name for c in WORKLOAD_SPEC if c.is_numeric}
+    types = {raw: (pa.float64() if c in numeric else pa.string()) for raw, c in zip(header, canon)}
+    options = pa_csv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=True,
+                                    quoted_strings_can_be_null=True)
+    try:
+        table = pa_csv.read_csv(p, convert_options=options)
+    except (pa.ArrowException, OSError, ValueError):
+        return None
+    return table.rename_columns(canon)
+
+
+def _clean_query_ids(table: Any) -> pd.Series | None:
+    """The query ids with surrounding blanks removed; None where one is missing, empty or repeated."""
+    import pyarrow.compute as pc
+
+    ids = table.column("query_id")
+    if ids.null_count:
+        return None
+    ids = pc.utf8_trim_whitespace(ids)
+    if pc.any(pc.equal(pc.utf8_length(ids), 0)).as_py():
+        return None
+    out = ids.to_pandas()
+    return out if pd.Index(out).is_unique else None
+
+
+def _whole_token_counts(table: pa.Table, column: str) -> np.ndarray | None:
+    """The column as int64; None unless every value is a whole number >= 1."""
+    x = table.column(column).to_numpy(zero_copy_only=False)
+    with np.errstate(invalid="ignore"):
+        if not np.all((x > 0) & np.isfinite(x) & (x == np.round(x))):
+            return None
+    return x.astype("int64")
+
+
+def _accuracy_floors(table: pa.Table, canon: list[str]) -> np.ndarray | None:
+    """The accuracy floors (0 where empty or where the column is absent); None unless all lie in [0, 1]."""
+    if "min_accuracy" not in canon:
+        return np.zeros(table.num_rows)
+    raw = table.column("min_accuracy").to_numpy(zero_copy_only=False)
+    a = np.nan_to_num(raw, nan=0.0, posinf=2.0, neginf=-1.0)
+    with np.errstate(invalid="ignore"):
+        if not np.all((a >= 0) & (a <= 1)):
+            return None
+    return a
+
+
+def _deadlines(table: pa.Table, canon: list[str]) -> np.ndarray | None:
+    """The deadlines [s] (NaN: none, as where the column is absent); None unless each is NaN or finite and > 0."""
+    if "deadline_s" not in canon:
+        return np.full(table.num_rows, np.nan)
+    d = table.column("deadline_s").to_numpy(zero_copy_only=False).astype(float)
+    with np.errstate(invalid="ignore"):
+        if not np.all(np.isnan(d) | ((d > 0) & np.isfinite(d))):
+            return None
+    return d
 
 
 def read_workload(path: str | Path) -> pd.DataFrame:
@@ -378,7 +422,8 @@ def read_workload(path: str | Path) -> pd.DataFrame:
         df["query_id"] = qid.str.strip()
     else:  # objects, e.g. JSONL numbers: 7.0 -> "7"
         df["query_id"] = qid.map(lambda v: str(int(v)) if isinstance(v, float) and v.is_integer() else str(v).strip())
-    dup = np.zeros(len(df), dtype=bool) if pd.Index(df["query_id"]).is_unique else df["query_id"].duplicated(keep="first").to_numpy()
+    ids_unique = pd.Index(df["query_id"]).is_unique
+    dup = np.zeros(len(df), dtype=bool) if ids_unique else df["query_id"].duplicated(keep="first").to_numpy()
     if dup.any():
         pos = int(np.flatnonzero(dup)[0])
         first = int(np.flatnonzero((df["query_id"] == df["query_id"].iloc[pos]).to_numpy())[0])
