@@ -30,53 +30,87 @@ def baseline_routing(problem: Problem, name: str, seed: int = 0) -> np.ndarray:
     deployment may run at several batch sizes, a rule runs it at the largest (as an engine that
     batches would)."""
     ok = problem.runnable & _largest_batch_size(problem)[None, :]
-    n_q, n_d = ok.shape
-    out = np.full(n_q, -1, dtype=np.int64)
-    deps = problem.deployments
-    R = np.where(ok, problem.runtime_s, np.inf)
     if name == "round-robin":
-        k = 0
-        for i in range(n_q):
-            for step in range(n_d):
-                d = (k + step) % n_d
-                if ok[i, d]:
-                    out[i] = d
-                    k = d + 1
-                    break
-    elif name == "random":
-        rng = np.random.default_rng(seed)
-        for i in range(n_q):
-            opts = np.flatnonzero(ok[i])
-            if len(opts):
-                out[i] = rng.choice(opts)
-    elif name == "fastest":
-        has = ok.any(axis=1)
-        out[has] = np.argmin(R[has], axis=1)
-    elif name == "most-accurate-fastest":
-        # the most accurate LLM on its fastest device (median runtime over the batch); a query it
-        # cannot run goes to the next most accurate LLM
-        acc = deps["accuracy"].to_numpy()
-        # the median runtime of each deployment over the queries it can run (inf: none)
-        med = np.array([np.median(problem.runtime_s[ok[:, d], d]) if ok[:, d].any() else np.inf for d in range(n_d)])
-        order = sorted(range(n_d), key=lambda d: (-acc[d], np.nan_to_num(med[d], nan=np.inf)))
-        for d in order:
-            free = (out < 0) & ok[:, d]
-            out[free] = d
-    elif name.startswith("only:"):
-        llm = name.split(":", 1)[1]
-        ds = np.flatnonzero(deps["llm"].to_numpy() == llm)
-        if not len(ds):
-            raise ValueError(f"no deployment of {llm}")
-        k = 0
-        for i in range(n_q):  # spread over that LLM's deployments in turn
-            for step in range(len(ds)):
-                d = ds[(k + step) % len(ds)]
-                if ok[i, d]:
-                    out[i] = d
-                    k += 1
-                    break
-    else:
-        raise ValueError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)}, only:<llm>")
+        return _round_robin(ok)
+    if name == "random":
+        return _random_runnable(ok, seed)
+    if name == "fastest":
+        return _fastest(problem, ok)
+    if name == "most-accurate-fastest":
+        return _most_accurate_fastest(problem, ok)
+    if name.startswith("only:"):
+        return _only_llm(problem, ok, name.split(":", 1)[1])
+    raise ValueError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)}, only:<llm>")
+
+
+def _unrouted(ok: np.ndarray) -> np.ndarray:
+    return np.full(ok.shape[0], -1, dtype=np.int64)
+
+
+def _round_robin(ok: np.ndarray) -> np.ndarray:
+    """Each query to the next deployment in turn, after the one the previous query went to, that can run it."""
+    out = _unrouted(ok)
+    n_q, n_d = ok.shape
+    k = 0
+    for i in range(n_q):
+        for step in range(n_d):
+            d = (k + step) % n_d
+            if ok[i, d]:
+                out[i] = d
+                k = d + 1
+                break
+    return out
+
+
+def _random_runnable(ok: np.ndarray, seed: int) -> np.ndarray:
+    """Each query to a deployment drawn at random among those that can run it."""
+    out = _unrouted(ok)
+    rng = np.random.default_rng(seed)
+    for i in range(ok.shape[0]):
+        opts = np.flatnonzero(ok[i])
+        if len(opts):
+            out[i] = rng.choice(opts)
+    return out
+
+
+def _fastest(problem: Problem, ok: np.ndarray) -> np.ndarray:
+    """Each query to the deployment that runs it in the least time."""
+    out = _unrouted(ok)
+    runtime = np.where(ok, problem.runtime_s, np.inf)
+    has = ok.any(axis=1)
+    out[has] = np.argmin(runtime[has], axis=1)
+    return out
+
+
+def _most_accurate_fastest(problem: Problem, ok: np.ndarray) -> np.ndarray:
+    """The most accurate LLM on its fastest device (median runtime over the batch); a query it
+    cannot run goes to the next most accurate LLM."""
+    out = _unrouted(ok)
+    n_d = ok.shape[1]
+    acc = problem.deployments["accuracy"].to_numpy()
+    # the median runtime of each deployment over the queries it can run (inf: none)
+    med = np.array([np.median(problem.runtime_s[ok[:, d], d]) if ok[:, d].any() else np.inf for d in range(n_d)])
+    order = sorted(range(n_d), key=lambda d: (-acc[d], np.nan_to_num(med[d], nan=np.inf)))
+    for d in order:
+        free = (out < 0) & ok[:, d]
+        out[free] = d
+    return out
+
+
+def _only_llm(problem: Problem, ok: np.ndarray, llm: str) -> np.ndarray:
+    """Every query to a deployment of ``llm``, spread over its deployments in turn."""
+    ds = np.flatnonzero(problem.deployments["llm"].to_numpy() == llm)
+    if not len(ds):
+        raise ValueError(f"no deployment of {llm}")
+    out = _unrouted(ok)
+    k = 0
+    for i in range(ok.shape[0]):
+        for step in range(len(ds)):
+            d = ds[(k + step) % len(ds)]
+            if ok[i, d]:
+                out[i] = d
+                k += 1
+                break
     return out
 
 
