@@ -56,7 +56,8 @@ def main() -> None:
                                 f"check {'ok' if s.check['ok'] else 'FAILED'}, {t1 - t0:.2f} s"),
         ("plan without deadlines", f"{without.objective:.6g} J, gap {without.gap:.4%}"),
         ("deadlines provably bind", f"{with_dl.bound > without.objective} (bound with {with_dl.bound:.6g} J > "
-                                    f"plan without {without.objective:.6g} J: +{with_dl.bound - without.objective:.6g} J at least)"),
+                                    f"plan without {without.objective:.6g} J: "
+                                    f"+{with_dl.bound - without.objective:.6g} J at least)"),
         ("deadline queries moved", f"{int(moved.sum())} to another (LLM, device)"),
         ("deadline queries ending within 5 s of it", f"{int(tight.sum())}"),
     ]

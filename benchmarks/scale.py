@@ -65,7 +65,8 @@ w = p.queries["weight"].to_numpy()
 prob = pulp.LpProblem("naive", pulp.LpMinimize)
 x = [pulp.LpVariable(f"x{i}", cat="Binary") for i in range(len(cand))]
 n = [pulp.LpVariable(f"n{j}", 0, int(deps["max_instances"].iloc[j]), cat="Integer") for j in range(len(deps))]
-prob += pulp.lpSum(cost[i] * x[i] for i in range(len(cand))) + pulp.lpSum(float(p.instance_cost[j]) * n[j] for j in range(len(deps)))
+prob += (pulp.lpSum(cost[i] * x[i] for i in range(len(cand)))
+         + pulp.lpSum(float(p.instance_cost[j]) * n[j] for j in range(len(deps))))
 by_q, by_d = {}, {}
 for i in range(len(cand)):
     by_q.setdefault(int(q[i]), []).append(i)
@@ -167,12 +168,14 @@ def main() -> None:
                 if obj is not None and nv.get("total_s"):
                     rows[-1]["note"] += (f"; energyopt {nv['total_s'] / med['total_s']:.0f}x faster, objective "
                                          f"{(obj - last['objective']) / last['objective']:+.2e} relative")
-    head = f"{'N':>9}  {'method':<15} {'build s':>8} {'solve s':>8} {'total s':>8} {'peak MB':>8} {'objective':>14} {'bound':>14} {'gap':>9}  note"
+    head = (f"{'N':>9}  {'method':<15} {'build s':>8} {'solve s':>8} {'total s':>8} {'peak MB':>8} "
+            f"{'objective':>14} {'bound':>14} {'gap':>9}  note")
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['N']:>9}  {r['method']:<15} {fmt(r['build_s'], '8.2f')} {fmt(r['solve_s'], '8.2f')} {fmt(r['total_s'], '8.2f')} "
-              f"{fmt(r['peak_mb'], '8.0f')} {fmt(r['objective'], '14.6g')} {fmt(r['bound'], '14.6g')} {fmt(r['gap'], '9.2e')}  {r['note']}")
+        print(f"{r['N']:>9}  {r['method']:<15} {fmt(r['build_s'], '8.2f')} {fmt(r['solve_s'], '8.2f')} "
+              f"{fmt(r['total_s'], '8.2f')} {fmt(r['peak_mb'], '8.0f')} {fmt(r['objective'], '14.6g')} "
+              f"{fmt(r['bound'], '14.6g')} {fmt(r['gap'], '9.2e')}  {r['note']}")
 
 
 if __name__ == "__main__":

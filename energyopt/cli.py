@@ -167,7 +167,8 @@ def models_cmd(models_dir: Path | None) -> None:
         if m.origin == "published" and m.to_dict()["input_tokens_range"] is None:
             ranges.append("not stated")
         else:
-            ranges.append(f"{m.input_tokens_range[0]}-{m.input_tokens_range[1]} x {m.output_tokens_range[0]}-{m.output_tokens_range[1]}")
+            (in_lo, in_hi), (out_lo, out_hi) = m.input_tokens_range, m.output_tokens_range
+            ranges.append(f"{in_lo}-{in_hi} x {out_lo}-{out_hi}")
     t["tokens_in_x_out"] = ranges
     click.echo(_fmt_table(t.drop(columns=["r2", "points"]), _FIT_FORMATS))
 

@@ -379,7 +379,10 @@ def fit_models(
     now = _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
     versions = _versions()
     for (llm, dev), g_all in rows.groupby(["llm", "device"], sort=True):
-        is_hold = (g_all["split"].astype(str).str.strip() == "holdout").to_numpy() if "split" in g_all else np.zeros(len(g_all), bool)
+        if "split" in g_all:
+            is_hold = (g_all["split"].astype(str).str.strip() == "holdout").to_numpy()
+        else:
+            is_hold = np.zeros(len(g_all), bool)
         in_held_size = g_all["batch_size"].isin(held_sizes).to_numpy()
         hold = g_all[is_hold & ~in_held_size]
         hold_batch = g_all[in_held_size]

@@ -281,7 +281,11 @@ def _safe_name(s: str) -> str:
 class FittedModels:
     """All fitted models, keyed by (llm, device), with both targets each."""
 
-    def __init__(self, models: dict[tuple[str, str], dict[str, FittedModel]], info: dict[tuple[str, str], dict[str, Any]] | None = None):
+    def __init__(
+        self,
+        models: dict[tuple[str, str], dict[str, FittedModel]],
+        info: dict[tuple[str, str], dict[str, Any]] | None = None,
+    ):
         self.models = models
         self.info = info or {k: {} for k in models}
         self.source: str | None = None  # the directory they were loaded from
@@ -369,7 +373,9 @@ class FittedModels:
                 else:
                     raw[t][:, cols] = block
         valid = (raw["energy_j"] > 0) & (raw["runtime_s"] > 0)
-        return np.maximum(raw["energy_j"], 0.0, out=raw["energy_j"]), np.maximum(raw["runtime_s"], 0.0, out=raw["runtime_s"]), valid
+        energy = np.maximum(raw["energy_j"], 0.0, out=raw["energy_j"])
+        runtime = np.maximum(raw["runtime_s"], 0.0, out=raw["runtime_s"])
+        return energy, runtime, valid
 
     def table(self) -> pd.DataFrame:
         """One row per (llm, device, target): form and fit quality."""

@@ -44,7 +44,8 @@ class Problem:
     same options as a table (one row each), is built on first use."""
 
     queries: pd.DataFrame  # query_id, input_tokens, output_tokens, min_accuracy, deadline_s, weight, deadline_eff_s
-    deployments: pd.DataFrame  # deployment, llm, device, kind, devices_per_instance, max_instances, accuracy, idle_power_w, pool_count
+    # deployment, llm, device, kind, devices_per_instance, max_instances, accuracy, idle_power_w, pool_count
+    deployments: pd.DataFrame
     ok: np.ndarray  # [n_q, n_d] the pair is an option
     cost: np.ndarray  # [n_q, n_d] objective coefficient of each option; +inf where not an option
     energy_j: np.ndarray  # [n_q, n_d] predicted energy on every deployment (0 where the prediction is invalid)

@@ -281,9 +281,10 @@ def plot_sweep(table: pd.DataFrame, path: str | Path, *, title: str = "") -> Pat
                         fontsize=7, textcoords="offset points", xytext=(4, 4))
         for i, (_, r) in enumerate(base.iterrows()):
             col = plt.get_cmap("tab20")(i % 20)  # priced at the workload's own deadlines (scale 1)
+            label = (f"{r['method']}: {r['deadlines_met']:.0f}/{r['queries_with_deadline']:.0f} deadlines, "
+                     f"{r['accuracy_floors_met']:.0f}/{r['queries']:.0f} accuracy floors met")
             ax.plot([r["value"]], [r["total_energy_kwh"]], "s", ms=7, color=col,
-                    mfc=col if _keeps_promises(r) else "none", label=f"{r['method']}: {r['deadlines_met']:.0f}/{r['queries_with_deadline']:.0f} deadlines, "
-                       f"{r['accuracy_floors_met']:.0f}/{r['queries']:.0f} accuracy floors met")
+                    mfc=col if _keeps_promises(r) else "none", label=label)
         ax.set_xscale("log")
         ticks = sorted(set(float(v) for v in opt["value"]) | {1.0})
         ax.set_xticks(ticks, [f"{v:g}×" for v in ticks])

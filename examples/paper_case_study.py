@@ -221,7 +221,8 @@ def main() -> None:
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(17, 4.8))
     styles = {"energyopt (per-query costs)": ("tab:green", "-", "o"), "authors' routing (reproduced)": ("tab:purple", "-", "s"),
               "round-robin": ("tab:blue", "--", None), "random": ("tab:orange", "--", None),
-              "only:llama-2-7b": ("0.6", ":", None), "only:llama-2-13b": ("0.4", ":", None), "only:llama-2-70b": ("0.1", ":", None)}
+              "only:llama-2-7b": ("0.6", ":", None), "only:llama-2-13b": ("0.4", ":", None),
+              "only:llama-2-70b": ("0.1", ":", None)}
     for name, (c, ls, mk) in styles.items():
         d = zt[zt["method"] == name].sort_values("zeta")
         ax1.plot(d["zeta"], d["energy_kwh"], color=c, ls=ls, marker=mk, label=name)

@@ -24,7 +24,7 @@ print(f"\nstatus {s.status}, {s.total_energy_kwh:.3f} kWh, gap {s.gap:.3%}, "
       f"token-weighted accuracy {s.token_weighted_mean_accuracy:.3f}, deadlines met {s.deadlines_met}/{s.queries_with_deadline}")
 
 violations = energyopt.check_schedule(schedule.problem, schedule)
-print("independent check:", "ok" if not violations else violations)
+print("independent check:", violations if violations else "ok")
 
 out = ROOT / "plan-api"
 schedule.write(out)

@@ -21,7 +21,8 @@ def test_fit_models_predict(tmp_path):
     assert "big-llm" in r.output and "wrote 4 model file(s)" in r.output
     r = run("models", "--models", tmp_path)
     assert r.exit_code == 0 and "8-4096 x 8-1024" in r.output
-    r = run("predict", "--models", tmp_path, "--llm", "big-llm", "--device", "gpu-a", "--input-tokens", 1000, "--output-tokens", 130)
+    r = run("predict", "--models", tmp_path, "--llm", "big-llm", "--device", "gpu-a",
+            "--input-tokens", 1000, "--output-tokens", 130)
     assert r.exit_code == 0 and "energy_j=" in r.output
 
 
@@ -65,8 +66,9 @@ def test_bad_input_one_line_exit_2_no_files(tmp_path, synthetic_models, syntheti
 
 def test_deployment_without_model(tmp_path, synthetic_models):
     f = tmp_path / "f.toml"
-    f.write_text((DATA / "fleet_synthetic.toml").read_text().replace('llm = "big-llm"\npool = "gpu-a"', 'llm = "other"\npool = "gpu-a"')
-                 + '\n[llms.other]\naccuracy = 0.3\naccuracy_source = "t"\nparams_b = 1\n')
+    big_on_a, other_on_a = 'llm = "big-llm"\npool = "gpu-a"', 'llm = "other"\npool = "gpu-a"'
+    fleet = (DATA / "fleet_synthetic.toml").read_text().replace(big_on_a, other_on_a)
+    f.write_text(fleet + '\n[llms.other]\naccuracy = 0.3\naccuracy_source = "t"\nparams_b = 1\n')
     r = run("solve", ROOT / "examples" / "workload.csv", "--fleet", f, "--models", synthetic_models, "--out", tmp_path / "p")
     assert r.exit_code == 2 and "no fitted model for deployment(s) other@gpu-a" in r.output
 

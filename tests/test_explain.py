@@ -179,7 +179,8 @@ def _steps_problem(*, idle: bool = False, min_mean_accuracy: float | None = None
                        "min_accuracy": [0.0] * 3, "deadline_s": [x_deadline_s, np.nan, np.nan]})
     problem = build_problem(wl, fleet, models, idle=idle, min_mean_accuracy=min_mean_accuracy)
     plan_table = pd.DataFrame({
-        "query_id": ["x", "y", "z"], "llm": ["a", "c", "c"], "device": ["g", "g", "g"], "instance": [0, 0, 0], "lane": [0, 0, 0], "batch_size": [1, 1, 1],
+        "query_id": ["x", "y", "z"], "llm": ["a", "c", "c"], "device": ["g", "g", "g"],
+        "instance": [0, 0, 0], "lane": [0, 0, 0], "batch_size": [1, 1, 1],
         "start_s": [0.0, 0.0, 2.0], "end_s": [1.0, 2.0, 4.0], "runtime_s": [1.0, 2.0, 2.0],
         "energy_j": [100.0, 200.0, 200.0], "accuracy": [0.4, 0.5, 0.5], "deadline_s": [x_deadline_s, np.nan, np.nan]})
     assert check_plan(plan_table, wl, fleet, models, min_mean_accuracy=min_mean_accuracy) == []

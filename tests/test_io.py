@@ -56,13 +56,16 @@ def test_missing_file(tmp_path):
 
 
 def test_workload_csv_jsonl_and_azure(tmp_path):
-    a = read_workload(write(tmp_path, "query_id,input_tokens,output_tokens,min_accuracy,deadline_s\n1,10,5,0.5,\n2,7,3,,30\n", "w.csv"))
+    a = read_workload(write(tmp_path, "query_id,input_tokens,output_tokens,min_accuracy,deadline_s\n"
+                                      "1,10,5,0.5,\n2,7,3,,30\n", "w.csv"))
     assert a["query_id"].tolist() == ["1", "2"] and a["min_accuracy"].tolist() == [0.5, 0.0]
     assert a["deadline_s"].isna().tolist() == [True, False]
-    lines = [{"query_id": "a", "input_tokens": 5, "output_tokens": 6}, {"query_id": "b", "input_tokens": 1, "output_tokens": 1, "deadline_s": 9}]
+    lines = [{"query_id": "a", "input_tokens": 5, "output_tokens": 6},
+             {"query_id": "b", "input_tokens": 1, "output_tokens": 1, "deadline_s": 9}]
     b = read_workload(write(tmp_path, "\n".join(json.dumps(x) for x in lines) + "\n", "w.jsonl"))
     assert b["deadline_s"].tolist()[1] == 9
-    c = read_workload(write(tmp_path, "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:15:50.9951690,396,109\n", "azure.csv"))
+    azure = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:15:50.9951690,396,109\n"
+    c = read_workload(write(tmp_path, azure, "azure.csv"))
     assert c["query_id"].tolist() == ["q0", "q1"] and c["input_tokens"].tolist() == [374, 396]
 
 
@@ -70,10 +73,12 @@ def test_workload_csv_jsonl_and_azure(tmp_path):
     "text, match",
     [
         ("query_id,input_tokens\n1,2\n", r"w\.csv: missing column\(s\) output_tokens"),
-        ("query_id,input_tokens,output_tokens\n1,-2,3\n", r"w\.csv: line 2, column input_tokens: expected a positive number, got '-2'"),
+        ("query_id,input_tokens,output_tokens\n1,-2,3\n",
+         r"w\.csv: line 2, column input_tokens: expected a positive number, got '-2'"),
         ("query_id,input_tokens,output_tokens\n1,x,3\n", r"line 2, column input_tokens: expected a number, got 'x'"),
         ("query_id,input_tokens,output_tokens\n1,2,3\n1,4,5\n", r"line 3, column query_id: duplicate id '1' \(first on line 2\)"),
-        ("query_id,input_tokens,output_tokens,min_accuracy\n1,2,3,1.5\n", r"line 2, column min_accuracy: expected an accuracy in \[0, 1\]"),
+        ("query_id,input_tokens,output_tokens,min_accuracy\n1,2,3,1.5\n",
+         r"line 2, column min_accuracy: expected an accuracy in \[0, 1\]"),
         ("query_id,input_tokens,output_tokens,deadline_s\n1,2,3,-4\n", r"line 2, column deadline_s: expected a positive number"),
         ("query_id,input_tokens,output_tokens\n", r"no queries"),
     ],

@@ -49,8 +49,8 @@ def test_derived_names_keep_their_values():
     assert schema.TARGETS == ("energy_j", "runtime_s") and schema.TARGET_UNITS == {"energy_j": "J", "runtime_s": "s"}
     assert schema.WORKLOAD_REQUIRED == ("query_id", "input_tokens", "output_tokens")
     assert schema.WORKLOAD_OPTIONAL == ("min_accuracy", "deadline_s")
-    assert schema.ASSIGNMENT_COLUMNS == ("query_id", "llm", "device", "instance", "lane", "batch_size", "start_s", "end_s", "runtime_s",
-                                         "energy_j", "accuracy", "deadline_s")
+    assert schema.ASSIGNMENT_COLUMNS == ("query_id", "llm", "device", "instance", "lane", "batch_size", "start_s", "end_s",
+                                         "runtime_s", "energy_j", "accuracy", "deadline_s")
     assert names(WORKLOAD_SPEC) == required_names(WORKLOAD_SPEC) + optional_names(WORKLOAD_SPEC)
 
 

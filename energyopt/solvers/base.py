@@ -103,7 +103,8 @@ def lp_bound(model: MatrixModel, time_limit_s: float | None = None) -> float:
     if time_limit_s is not None:
         opts["time_limit"] = max(1.0, time_limit_s)
     cons = [LinearConstraint(model.A, model.row_lo, model.row_hi)] if model.A.shape[0] else []
-    res = milp(model.c, constraints=cons, integrality=np.zeros(model.n_vars), bounds=Bounds(model.var_lo, model.var_hi), options=opts)
+    bounds = Bounds(model.var_lo, model.var_hi)
+    res = milp(model.c, constraints=cons, integrality=np.zeros(model.n_vars), bounds=bounds, options=opts)
     if res.status == 0 and res.fun is not None:
         return float(res.fun)
     return -np.inf

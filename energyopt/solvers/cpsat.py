@@ -21,6 +21,11 @@ ROW_SCALE_TARGET = 1e6  # the largest coefficient of a scaled inequality row
 TIME_UNITS_MAX = 1e9  # the horizon in integer time units at most
 
 
+
+def _whole_or_infinite(x: float) -> bool:
+    """Whether a row's side is infinite (no side) or a whole number (an integral row needs no scaling)."""
+    return not np.isfinite(x) or x == round(x)
+
 class CpSatSolver(Solver):
     name = "cpsat"
 
@@ -75,7 +80,7 @@ class CpSatSolver(Solver):
                 cp.add(sum(int(round(c)) * v[j] for j, c in zip(cols, a)) == int(round(rlo)))
                 continue
             s = ROW_SCALE_TARGET / max(np.max(np.abs(a)), 1e-300)
-            if np.allclose(a, np.round(a)) and (not np.isfinite(rhi) or rhi == round(rhi)) and (not np.isfinite(rlo) or rlo == round(rlo)):
+            if np.allclose(a, np.round(a)) and _whole_or_infinite(rhi) and _whole_or_infinite(rlo):
                 s = 1.0
             if np.isfinite(rhi):
                 cp.add(sum(int(np.ceil(c * s)) * v[j] for j, c in zip(cols, a)) <= int(np.floor(rhi * s)))

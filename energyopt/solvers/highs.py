@@ -34,7 +34,8 @@ class HighsSolver(Solver):
         if time_limit_s is not None:
             opts["time_limit"] = float(time_limit_s)
         cons = [LinearConstraint(model.A, model.row_lo, model.row_hi)] if model.A.shape[0] else []
-        res = milp(model.c, constraints=cons, integrality=model.integrality, bounds=Bounds(model.var_lo, model.var_hi), options=opts)
+        bounds = Bounds(model.var_lo, model.var_hi)
+        res = milp(model.c, constraints=cons, integrality=model.integrality, bounds=bounds, options=opts)
         dt = now() - t0
         bound = getattr(res, "mip_dual_bound", None)
         bound = float(bound) if bound is not None and np.isfinite(bound) else -np.inf
