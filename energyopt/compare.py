@@ -51,7 +51,7 @@ def compare(workload: Any, fleet: Any, models: Any, *, seed: int = 0, equal_accu
             o = plan(workload, fleet, models, **{**plan_kw, "min_mean_accuracy": min(floor, 1.0)}).summary()
             if o.status.has_plan:
                 row["optimal_same_acc_kwh"] = o.total_energy_kwh
-                row["saved"] = 1 - o.total_energy_kwh / row["energy_kwh"] if row["energy_kwh"] > 0 else np.nan
+                row["saved"] = 1 - o.total_energy_kwh / b.total_energy_kwh if b.total_energy_kwh > 0 else np.nan
                 row["gap"] = o.gap
             row["status"] = str(o.status)
         rows.append(row)

@@ -40,8 +40,9 @@ __all__ = [
 #: version of the model file layout; a file of another version is refused
 FORMAT_VERSION = 1
 
-#: feature name -> function of (tin, tout, b) arrays (float64); a stored model names its features
-FEATURES: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]] = {
+#: feature name -> function of the (tin, tout) arrays (float64) and b, an array like them or one
+#: batch size for every row (then a feature of b alone is that one number); a stored model names its features
+FEATURES: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray | float], np.ndarray | float]] = {
     "1": lambda x, y, b: np.ones_like(x),
     "tin": lambda x, y, b: x,
     "tout": lambda x, y, b: y,

@@ -174,7 +174,8 @@ def _evaluate(D: _Dense, lam: np.ndarray, mu: float, margin: bool = False):
     n_s, n_d = D.cost.shape
     n_l = lam.shape[1]
     S_lev = np.ascontiguousarray(_suffix(lam).T)  # [level, deployment]
-    macc = mu * D.acc if D.w is not None and mu > 0 else None
+    # the accuracy row's weights and μ·accuracy per deployment, where the row has a price
+    acc_price = (D.w, mu * D.acc) if D.w is not None and mu > 0 else None
     best = np.empty(n_s, dtype=np.int64)
     run_best = np.empty(n_s)
     gap = np.empty(n_s) if margin else None
@@ -191,8 +192,9 @@ def _evaluate(D: _Dense, lam: np.ndarray, mu: float, margin: bool = False):
         else:
             np.multiply(D.run[a:b], S_lev[D.lev[a:b]], out=rc)
         rc += D.cost[a:b]
-        if macc is not None:
-            rc -= np.multiply.outer(D.w[a:b], macc)
+        if acc_price is not None:
+            w, macc = acc_price
+            rc -= np.multiply.outer(w[a:b], macc)
         bb = rc.argmin(axis=1)
         at = base[: b - a] + bb
         flat = rc.reshape(-1)
@@ -201,6 +203,7 @@ def _evaluate(D: _Dense, lam: np.ndarray, mu: float, margin: bool = False):
         best[a:b] = bb
         run_best[a:b] = D.run[a:b].reshape(-1)[at]
         if gap is not None:
+            assert second is not None  # gap and second are both made with margin
             flat[at] = np.inf
             b2 = rc.argmin(axis=1)
             gap[a:b] = flat[base[: b - a] + b2] - v

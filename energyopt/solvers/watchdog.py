@@ -45,6 +45,7 @@ def solve_with_watchdog(solver: Solver, model: MatrixModel, *, time_limit_s: flo
     p = ctx.Process(target=_child, args=(solver, model, {"time_limit_s": time_limit_s, **kwargs}, child), daemon=True)
     p.start()
     child.close()
+    assert p.pid is not None  # a started process has its id
     wait = grace_factor * time_limit_s + grace_s
     try:
         if parent.poll(wait):
