@@ -207,7 +207,7 @@ def fleet_from_dict(doc: dict[str, Any], path: Path | str = "<fleet>") -> Fleet:
     llms = _read_llms(doc, p)
     deployments = _read_deployments(doc, pools, llms, p)
     meta: dict[str, Any] = {key: doc[key] for key in ("name", "description") if key in doc}
-    return Fleet(pools, llms, deployments, float(horizon), str(p), meta)
+    return Fleet(pools, llms, deployments, horizon, str(p), meta)
 
 
 def _check_top_level_keys(doc: dict[str, Any], p: Path) -> None:
@@ -217,11 +217,11 @@ def _check_top_level_keys(doc: dict[str, Any], p: Path) -> None:
         raise DataError(f"{p}: unknown top-level key(s) {', '.join(unknown)}; expected {', '.join(sorted(known))}")
 
 
-def _read_horizon(doc: dict[str, Any], p: Path) -> int | float:
+def _read_horizon(doc: dict[str, Any], p: Path) -> float:
     horizon = _need(doc, "horizon_s", (int, float), "<top>", p)
     if not horizon > 0 or not math.isfinite(horizon):
         raise DataError(f"{p}: key horizon_s must be > 0 seconds, got {horizon}")
-    return horizon
+    return float(horizon)
 
 
 def _table_at(t: Any, known: tuple[str, ...], w: str, p: Path) -> dict[str, Any]:
