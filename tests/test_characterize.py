@@ -365,3 +365,21 @@ def test_characterize_skips_points_without_room_and_says_so(tmp_path, monkeypatc
             min_window_s=0.0, max_input_tokens=64, max_output_tokens=16, dtype=None, device_name=None, threads=1,
             cpu_power_w=40.0, cpu_idle_w=0.0, time_budget_s=None, idle_seconds=0.5, out_csv=out,
             progress=lines.append, decode_attention="flash")
+
+
+def test_shipped_h200_batch_data():
+    from conftest import ROOT
+
+    df = read_characterization(ROOT / "data" / "h200-batch.csv")
+    assert df["llm"].nunique() >= 5 and set(df["batch_size"]) == {1, 8, 32, 64, 128}
+    assert set(df["gpu_name"]) == {"NVIDIA H200"} and df["driver"].notna().all() and df["measured_at"].notna().all()
+    assert df["torch_version"].notna().all() and df["transformers_version"].notna().all()
+    assert set(df["decode_attention"]) == {"grouped"} and set(df["decode_loop"]) == {"cuda_graph"}
+    per_query = df["energy_per_query_j"].astype(float)
+    assert (abs(per_query * df["batch_size"] - df["energy_j"]) <= 1e-4 * df["energy_j"]).all()
+    for llm, rows in df.groupby("llm"):
+        points = {b: set(zip(g.input_tokens, g.output_tokens, g.split)) for b, g in rows.groupby("batch_size")}
+        assert len(points[1]) >= 13 and {s for _, _, s in points[1]} == {"design", "holdout"}
+        # batch 64 (held back later) is measured on the same token points as the others
+        assert all(points[64] == points[b] for b in (1, 8, 32)), llm
+        assert points[128] <= points[1]  # only points whose KV cache does not fit are missing
