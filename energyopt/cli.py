@@ -472,6 +472,13 @@ def solvers_cmd() -> None:
 @click.option("--time-budget-s", type=click.FloatRange(min=1), default=None,
               help="Stop starting new runs of an LLM after this many seconds; a re-run resumes.")
 @click.option("--idle-seconds", type=click.FloatRange(min=0.5), default=5.0, show_default=True)
+@click.option("--batch-sizes", default="1", show_default=True,
+              help="Batch sizes to measure every point at, like 1,8,32,64,128: b identical queries run together "
+                   "(one prefill, then decode steps of the whole batch); points whose KV cache and weights do not "
+                   "fit in device memory are skipped.")
+@click.option("--decode-attention", type=click.Choice(["grouped", "sdpa"]), default="grouped", show_default=True,
+              help="grouped: each KV head's cache is read once for the query heads that share it (as serving "
+                   "engines do); sdpa: transformers' own path, which copies K and V out to every query head.")
 @click.option("--out", "out_csv", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="CSV to append rows to (created if missing; rows already there are skipped).")
 @friendly_errors
@@ -480,7 +487,7 @@ def characterize_cmd(llms: tuple[str, ...], model_dir: Path | None, device: str,
                      max_input_tokens: int, max_output_tokens: int, dtype: str | None,
                      device_name: str | None, threads: int | None, cpu_power_w: float | None,
                      cpu_idle_w: float | None, time_budget_s: float | None, idle_seconds: float,
-                     out_csv: Path) -> None:
+                     batch_sizes: str, decode_attention: str, out_csv: Path) -> None:
     """Measure runtime and energy of LLM inference over a design of token counts.
 
     \b
@@ -488,9 +495,11 @@ def characterize_cmd(llms: tuple[str, ...], model_dir: Path | None, device: str,
     readable. CPU: RAPL where readable, otherwise --cpu-power-w times the runtime, labelled
     energy_source=estimate. Catalog LLMs are built from their published configurations with
     random weights (runtime and energy depend on shapes and token counts, not weight values);
-    the KV cache is on and the output length is forced. Rows are appended as they are measured,
-    with provenance (device name, driver, library versions, dtype, date); an interrupted sweep
-    resumes where it stopped.
+    the KV cache is on and the output length is forced. With --batch-sizes each point is also run
+    as a batch of b identical queries: the row records the whole batch's runtime_s and energy_j
+    and energy_per_query_j = energy_j / b. Rows are appended as they are measured, with provenance
+    (device name, driver, library versions, dtype, date); an interrupted sweep resumes where it
+    stopped.
     """
     from .characterize.orchestrate import characterize
 
@@ -500,6 +509,7 @@ def characterize_cmd(llms: tuple[str, ...], model_dir: Path | None, device: str,
         max_output_tokens=max_output_tokens, dtype=dtype, device_name=device_name, threads=threads,
         cpu_power_w=cpu_power_w, cpu_idle_w=cpu_idle_w, time_budget_s=time_budget_s,
         idle_seconds=idle_seconds, out_csv=out_csv, progress=lambda s: click.echo(s, err=True),
+        batch_sizes=batch_sizes, decode_attention=decode_attention,
     )
 
 

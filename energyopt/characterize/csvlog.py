@@ -1,4 +1,17 @@
-"""Append-only CSV of measured runs, so an interrupted sweep keeps its rows and resumes."""
+"""Append-only CSV of measured runs, so an interrupted sweep keeps its rows and resumes.
+
+One row per measured run of ``batch_size`` identical queries run together. ``runtime_s`` [s],
+``energy_j`` [J] (and ``gpu_energy_j``, ``cpu_energy_j``, ``above_idle_energy_j``) are the whole
+batch's; ``energy_per_query_j`` [J] is ``energy_j / batch_size``, each query's share (a query's
+latency while it shares the device is the batch's ``runtime_s``). ``decode_attention`` says how a
+decode step attends: ``grouped`` (the query heads of each KV head read that head's cache once, as
+serving engines do), ``sdpa`` (transformers' own path, which copies K and V out to every query
+head) or empty where the model's code cannot take the grouped path.
+
+Files written before these two columns existed (``LEGACY_COLUMNS``) are still resumed: their rows
+keep the older layout, where ``energy_per_query_j`` is ``energy_j / batch_size`` and the decode
+attention is transformers' own.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +22,19 @@ from typing import Any, Iterable
 
 from ..errors import DataError
 
-__all__ = ["RunLog", "ROW_COLUMNS"]
+__all__ = ["RunLog", "ROW_COLUMNS", "LEGACY_COLUMNS", "RunKey"]
 
 ROW_COLUMNS = (
     "llm", "device", "input_tokens", "output_tokens", "batch_size", "runtime_s", "energy_j",
-    "gpu_energy_j", "cpu_energy_j", "idle_power_w", "above_idle_energy_j", "num_devices",
-    "energy_source", "split", "repeat", "inner_runs", "decode_loop", "dtype", "gpu_name", "cpu_name", "driver",
-    "torch_version", "transformers_version", "host", "measured_at",
+    "energy_per_query_j", "gpu_energy_j", "cpu_energy_j", "idle_power_w", "above_idle_energy_j", "num_devices",
+    "energy_source", "split", "repeat", "inner_runs", "decode_loop", "decode_attention", "dtype", "gpu_name",
+    "cpu_name", "driver", "torch_version", "transformers_version", "host", "measured_at",
 )
+# the layout of files written before batch sizes were measured (data/h100.csv, data/h200.csv, ...)
+LEGACY_COLUMNS = tuple(c for c in ROW_COLUMNS if c not in ("energy_per_query_j", "decode_attention"))
+
+# (llm, device, input_tokens, output_tokens, split, repeat, batch_size)
+RunKey = tuple[str, str, int, int, str, int, int]
 
 
 class RunLog:
@@ -30,11 +48,22 @@ class RunLog:
         if self.path.exists() and self.path.stat().st_size > 0:
             with self.path.open(newline="") as fh:
                 header = next(csv.reader(fh), [])
-            if tuple(header) != self.columns:
+            if tuple(header) == LEGACY_COLUMNS and self.columns == ROW_COLUMNS:
+                self.columns = LEGACY_COLUMNS  # resume an older file in its own layout
+            elif tuple(header) != self.columns:
                 raise DataError(
                     f"{self.path}: existing file has columns {header}; expected energyopt's "
                     "characterization columns (write to a new file)"
                 )
+
+    @property
+    def legacy(self) -> bool:
+        """Whether the file has the layout of before batch sizes (``LEGACY_COLUMNS``)."""
+        return self.columns == LEGACY_COLUMNS
+
+    def legacy_message(self) -> str:
+        return (f"{self.path} has the older column layout (no energy_per_query_j, decode_attention): it can be "
+                "resumed only with --batch-sizes 1 --decode-attention sdpa; write other runs to a new file")
 
     def _drop_torn_line(self) -> None:
         """A writer killed mid-row leaves a line without its newline: cut it (it is re-measured)."""
@@ -45,8 +74,11 @@ class RunLog:
         with self.path.open("r+b") as fh:
             fh.truncate(cut)
 
-    def done(self) -> set[tuple[str, str, int, int, str, int]]:
-        """Keys (llm, device, input_tokens, output_tokens, split, repeat) already measured."""
+    def done(self) -> set[RunKey]:
+        """Keys (llm, device, input_tokens, output_tokens, split, repeat, batch_size) already measured.
+
+        A row with no ``batch_size`` (an empty cell) ran one query at a time: batch size 1.
+        """
         if not self.path.exists() or self.path.stat().st_size == 0:
             return set()
         keys = set()
@@ -54,13 +86,19 @@ class RunLog:
             reader = csv.DictReader(fh)
             for row in reader:
                 try:
+                    batch = row.get("batch_size")
                     keys.add((row["llm"], row["device"], int(row["input_tokens"]), int(row["output_tokens"]),
-                              row["split"], int(row["repeat"])))
+                              row["split"], int(row["repeat"]), int(batch) if batch not in (None, "") else 1))
                 except (KeyError, TypeError, ValueError) as exc:
                     raise DataError(f"{self.path}: line {reader.line_num} is malformed ({exc}); fix or remove it") from None
         return keys
 
     def append(self, row: dict[str, Any]) -> None:
+        if self.legacy:
+            # an older file: it can state single queries measured with transformers' own attention
+            if int(row.get("batch_size") or 1) != 1 or row.get("decode_attention") not in (None, "", "sdpa"):
+                raise DataError(self.legacy_message())
+            row = {k: v for k, v in row.items() if k not in ("energy_per_query_j", "decode_attention")}
         unknown = set(row) - set(self.columns)
         if unknown:
             raise ValueError(f"unknown column(s) {sorted(unknown)}")

@@ -1,10 +1,15 @@
-"""Which (input_tokens, output_tokens) points a sweep measures.
+"""Which (input_tokens, output_tokens, batch_size) points a sweep measures.
 
 The default design covers input 8–4096 and output 8–1024 tokens on log-spaced levels, so points
 are densest at small counts, where fixed overheads make the curves bend. Because a run costs about
 its output length in decode steps, the design spends few points on long outputs: every input level
 meets short outputs, and long outputs are met at a spread of inputs (a Latin-square-like pattern),
 so each term of the models (τin, τout, τin·τout, τout²) is identified.
+
+With ``--batch-sizes`` the design is the product of the token points and the batch sizes: every
+batch size is measured on the same token points (so one batch size can be held back to check a
+fit across batch sizes), and the points are interleaved by batch size so that a time-boxed sweep
+stops with every batch size covered.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ __all__ = [
     "coverage_order",
     "fit_context",
     "design_cost_tokens",
+    "parse_batch_sizes",
+    "with_batch_sizes",
 ]
 
 INPUT_LEVELS = (8, 32, 128, 512, 1024, 2048, 4096)
@@ -36,6 +43,7 @@ class DesignPoint:
     input_tokens: int
     output_tokens: int
     split: str = "design"  # "design" (used for fitting) or "holdout" (used to check the fit)
+    batch_size: int = 1  # queries of this shape run together (one prefill, then decode steps of all)
 
 
 def _clip_levels(levels: tuple[int, ...], lo: int, hi: int) -> list[int]:
@@ -149,15 +157,15 @@ def fit_context(points: list[DesignPoint], context_tokens: int) -> list[DesignPo
     fits; points that collide after clipping are kept once, and an output that alone fills the
     context is dropped.
     """
-    out: dict[tuple[int, int, str], DesignPoint] = {}
+    out: dict[tuple[int, int, str, int], DesignPoint] = {}
     for p in points:
         if p.input_tokens + p.output_tokens <= context_tokens:
             q = p
         elif p.output_tokens < context_tokens:
-            q = DesignPoint(context_tokens - p.output_tokens, p.output_tokens, p.split)
+            q = DesignPoint(context_tokens - p.output_tokens, p.output_tokens, p.split, p.batch_size)
         else:
             continue
-        out.setdefault((q.input_tokens, q.output_tokens, q.split), q)
+        out.setdefault((q.input_tokens, q.output_tokens, q.split, q.batch_size), q)
     return list(out.values())
 
 
@@ -180,5 +188,42 @@ def coverage_order(points: list[DesignPoint]) -> list[DesignPoint]:
 
 
 def design_cost_tokens(points: list[DesignPoint], prefill_weight: float = 0.002) -> float:
-    """A crude cost of a design in 'decode-step equivalents', for progress estimates."""
-    return float(sum(p.output_tokens + prefill_weight * p.input_tokens for p in points))
+    """A crude cost of a design in 'decode-step equivalents', for progress estimates.
+
+    A decode step of a batch costs about one step (it reads the weights once); its prefill costs
+    about ``prefill_weight`` steps per token of every query.
+    """
+    return float(sum(p.output_tokens + prefill_weight * p.input_tokens * p.batch_size for p in points))
+
+
+MAX_BATCH_SIZE = 4096
+
+
+def parse_batch_sizes(text: str) -> list[int]:
+    """Parse ``"1,8,32,64,128"`` into distinct batch sizes in the order given."""
+    out: list[int] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not part.isdigit() or int(part) < 1:
+            raise DataError(f"--batch-sizes: {part!r} is not a whole number >= 1 (for example 1,8,32,64,128)")
+        b = int(part)
+        if b > MAX_BATCH_SIZE:
+            raise DataError(f"--batch-sizes: {b} is above the largest batch size the harness runs ({MAX_BATCH_SIZE})")
+        if b not in out:
+            out.append(b)
+    if not out:
+        raise DataError("--batch-sizes: no batch size given (for example 1,8,32,64,128)")
+    return out
+
+
+def with_batch_sizes(points: list[DesignPoint], batch_sizes: list[int]) -> list[DesignPoint]:
+    """Every token point at every batch size, in the points' order, the batch sizes interleaved.
+
+    The order is point by point (each at every batch size in turn), so any prefix of the list
+    covers all batch sizes on the leading (coverage-ordered) token points.
+    """
+    if not batch_sizes:
+        raise DataError("--batch-sizes: no batch size given (for example 1,8,32,64,128)")
+    return [DesignPoint(p.input_tokens, p.output_tokens, p.split, int(b)) for p in points for b in batch_sizes]

@@ -8,16 +8,23 @@ from typing import Callable
 from ..errors import DataError
 from .catalog import get_spec
 from .csvlog import RunLog
-from .design import coverage_order, default_design, fit_context, holdout_design, parse_points
+from .design import (coverage_order, default_design, fit_context, holdout_design, parse_batch_sizes, parse_points,
+                     with_batch_sizes)
 from .host import cpu_name, gpu_label, host_name
+from .memory import split_by_memory
 from .meters import EstimateMeter, Meter, RaplMeter, rapl_available
 from .sweep import SweepConfig, run_sweep
 
-__all__ = ["characterize", "make_points"]
+__all__ = ["characterize", "make_points", "host_memory_bytes"]
 
 
-def make_points(points: str | None, holdout: int, max_input_tokens: int, max_output_tokens: int):
-    """The design (coverage-ordered) followed by the held-back points."""
+def make_points(points: str | None, holdout: int, max_input_tokens: int, max_output_tokens: int,
+                batch_sizes: list[int] | None = None):
+    """The design (coverage-ordered) with the held-back points interleaved, at every batch size.
+
+    Each token point is measured at every batch size in ``batch_sizes`` (default: 1 alone), one
+    after another, so a time-boxed sweep covers every batch size on the same leading points.
+    """
     if points is None or points.strip().isdigit():
         n = int(points) if points else None
         design = default_design(n, max_input=max_input_tokens, max_output=max_output_tokens)
@@ -32,26 +39,42 @@ def make_points(points: str | None, holdout: int, max_input_tokens: int, max_out
     for i, h in enumerate(hold):
         out += rest[i * step:(i + 1) * step] + [h]
     out += rest[len(hold) * step:]
-    return out
+    return with_batch_sizes(out, batch_sizes or [1])
+
+
+def host_memory_bytes() -> int | None:
+    """Physical memory of this host [bytes] (the CPU device's memory), None where unknown."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def characterize(*, llms: list[str], model_dir: Path | None, device: str, gpu_index: int, points: str | None,
                  holdout: int, repeats: int, min_window_s: float, max_input_tokens: int, max_output_tokens: int,
                  dtype: str | None, device_name: str | None, threads: int | None, cpu_power_w: float | None,
                  cpu_idle_w: float | None, time_budget_s: float | None, idle_seconds: float, out_csv: Path,
-                 progress: Callable[[str], None]) -> None:
-    from .runner import HFRunner
+                 progress: Callable[[str], None], batch_sizes: str = "1", decode_attention: str = "grouped") -> None:
+    from .runner import DECODE_ATTENTION, HFRunner
 
     if not llms and model_dir is None:
         raise DataError("name at least one --llm (see the catalog) or give --model-dir")
     if llms and model_dir is not None:
         raise DataError("give --llm or --model-dir, not both")
     specs = [get_spec(n) for n in llms]  # fail on an unknown name before measuring anything
+    sizes = parse_batch_sizes(batch_sizes)
+    if decode_attention not in DECODE_ATTENTION:
+        raise DataError(f"--decode-attention must be one of {', '.join(DECODE_ATTENTION)}, got {decode_attention!r}")
     log = RunLog(out_csv)
-    pts = make_points(points, holdout, max_input_tokens, max_output_tokens)
+    if log.legacy and (sizes != [1] or decode_attention != "sdpa"):
+        raise DataError(log.legacy_message())
+    pts = make_points(points, holdout, max_input_tokens, max_output_tokens, sizes)
     meters: dict[str, Meter] = {}
     fixed_idle: dict[str, float] = {}
     prov: dict[str, str] = {"host": host_name(), "cpu_name": cpu_name()}
+    memory_bytes = host_memory_bytes()
     if device == "cuda":
         from .meters import NvmlMeter
 
@@ -63,6 +86,7 @@ def characterize(*, llms: list[str], model_dir: Path | None, device: str, gpu_in
         names = gm.names()
         prov["gpu_name"] = names[0]
         prov["driver"] = gm.driver()
+        memory_bytes = int(gm.memory_gb() * 1e9)
         label = device_name or gpu_label(names[0])
         if rapl_available():
             meters["cpu"] = RaplMeter()
@@ -77,22 +101,34 @@ def characterize(*, llms: list[str], model_dir: Path | None, device: str, gpu_in
             raise DataError("no readable RAPL counters (/sys/class/powercap): pass --cpu-power-w to record an estimate")
         label = device_name or "cpu"
         dtype = dtype or "fp32"
-    progress(f"energy meters: {', '.join(f'{k}={m.source}' for k, m in meters.items())}; device label {label!r}; {len(pts)} points x {repeats} repeats")
+    progress(f"energy meters: {', '.join(f'{k}={m.source}' for k, m in meters.items())}; device label {label!r}; "
+             f"{len(pts)} points x {repeats} repeats" + (f" (batch sizes {','.join(map(str, sizes))})" if sizes != [1] else ""))
     runs = [(s.name, s, None) for s in specs] or [(Path(model_dir).name, None, model_dir)]
     for name, spec, mdir in runs:
         progress(f"building {name} ({dtype}) on {device} ...")
-        runner = HFRunner(spec, model_dir=mdir, device=device, dtype=dtype, threads=threads)
+        runner = HFRunner(spec, model_dir=mdir, device=device, dtype=dtype, threads=threads,
+                          decode_attention=decode_attention, memory_bytes=memory_bytes)
         context = spec.context_tokens if spec is not None else runner.context_tokens
         llm_pts = fit_context(pts, context)
         if len(llm_pts) < len(pts):
             progress(f"{name}: context window {context} tokens: {len(pts) - len(llm_pts)} point(s) clipped or merged")
+        too_big: list = []
+        if memory_bytes:
+            llm_pts, too_big = split_by_memory(llm_pts, runner.kv, runner.weight_bytes, memory_bytes,
+                                               runner.cache_bucket_for_batch)
+            for p, kv in too_big:
+                progress(f"{name}: skipped {p.input_tokens}x{p.output_tokens} batch {p.batch_size} ({p.split}): "
+                         f"KV cache {kv / 1e9:.1f} GB + weights {runner.weight_bytes / 1e9:.1f} GB do not fit in "
+                         f"{memory_bytes / 1e9:.0f} GB of device memory")
         try:
             cfg = SweepConfig(llm=name, device=label, points=llm_pts, repeats=repeats, min_window_s=min_window_s,
                               idle_seconds=idle_seconds, time_budget_s=time_budget_s, fixed_idle_power_w=fixed_idle)
             res = run_sweep(runner, meters, log, cfg, {**prov, "dtype": dtype, **runner.versions}, progress=progress)
             if runner.fallback_reason:
                 progress(f"{name}: CUDA-graph decode not possible ({runner.fallback_reason}); measured with the eager loop")
-            progress(f"{name}: measured {res.measured}, skipped {res.skipped}, left {res.remaining} in {res.elapsed_s:.0f} s")
+            no_room = len(too_big) + res.out_of_memory
+            progress(f"{name}: measured {res.measured}, skipped {res.skipped}, left {res.remaining}, "
+                     f"skipped for memory {no_room} in {res.elapsed_s:.0f} s")
         finally:
             del runner
             _free_cuda()

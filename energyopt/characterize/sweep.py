@@ -1,9 +1,12 @@
 """The measurement loop: idle power, warm-up, then each (point, repeat) in a measured window.
 
-A run shorter than ``min_window_s`` is repeated back to back inside one window (``inner_runs``)
+A point is ``batch_size`` identical queries run together; its row records the whole batch's
+runtime and energy and each query's share (``energy_per_query_j``). A run shorter than ``min_window_s`` is repeated back to back inside one window (``inner_runs``)
 and the window's runtime and energy are divided by the count, so that the energy counters'
 update interval does not dominate short runs. Every row is written as soon as it is measured;
-points already in the output file are skipped, so a sweep resumes where it stopped.
+points already in the output file are skipped, so a sweep resumes where it stopped (keyed by
+LLM, device, token counts, split, repeat and batch size). A point whose run does not fit in the
+device's memory (the runner raises :class:`DeviceMemoryError`) is said so and skipped.
 """
 
 from __future__ import annotations
@@ -17,16 +20,18 @@ from typing import Any, Callable, Mapping, Protocol
 from .csvlog import RunLog
 from .design import DesignPoint, design_cost_tokens
 from .meters import Meter, above_idle_j, measure_idle_power_w
+from .runner import DeviceMemoryError
 
 __all__ = ["SweepConfig", "SweepResult", "run_sweep", "format_duration", "Runner"]
 
 
 class Runner(Protocol):
     decode_loop: str
+    decode_attention: str
 
-    def prepare(self, input_tokens: int, output_tokens: int) -> None: ...
+    def prepare(self, input_tokens: int, output_tokens: int, batch_size: int = 1) -> None: ...
 
-    def run(self, input_tokens: int, output_tokens: int) -> None: ...
+    def run(self, input_tokens: int, output_tokens: int, batch_size: int = 1) -> None: ...
 
 
 @dataclass
@@ -50,6 +55,7 @@ class SweepResult:
     remaining: int
     idle_power_w: float | None
     elapsed_s: float
+    out_of_memory: int = 0  # points skipped because the run did not fit in the device's memory
 
 
 def format_duration(seconds: float) -> str:
@@ -79,7 +85,7 @@ def run_sweep(
         (p, rep)
         for p in cfg.points
         for rep in range(cfg.repeats)
-        if (cfg.llm, cfg.device, p.input_tokens, p.output_tokens, p.split, rep) not in done
+        if (cfg.llm, cfg.device, p.input_tokens, p.output_tokens, p.split, rep, p.batch_size) not in done
     ]
     skipped = len(cfg.points) * cfg.repeats - len(todo)
     start = clock()
@@ -103,23 +109,33 @@ def run_sweep(
     total_cost = design_cost_tokens([p for p, _ in todo])
     cost_done = 0.0
     measured = 0
+    out_of_memory: set[DesignPoint] = set()
     sources = "+".join(m.source for m in meters.values())
     for k, (p, rep) in enumerate(todo):
         if cfg.time_budget_s is not None and clock() - start > cfg.time_budget_s:
             progress(f"{cfg.llm} on {cfg.device}: time budget of {cfg.time_budget_s:.0f} s reached; "
                      f"{len(todo) - k} runs left for a resumed sweep")
             break
+        b = p.batch_size
+        if p in out_of_memory:
+            continue
         inner = 1
-        runner.prepare(p.input_tokens, p.output_tokens)  # e.g. graph capture, outside the window
-        e0, t0 = _read(meters), clock()
-        runner.run(p.input_tokens, p.output_tokens)
-        e1, t1 = _read(meters), clock()
-        if t1 - t0 < cfg.min_window_s:
-            inner = max(2, math.ceil(cfg.min_window_s / max(t1 - t0, 1e-6)))
+        try:
+            runner.prepare(p.input_tokens, p.output_tokens, b)  # e.g. graph capture, outside the window
             e0, t0 = _read(meters), clock()
-            for _ in range(inner):
-                runner.run(p.input_tokens, p.output_tokens)
+            runner.run(p.input_tokens, p.output_tokens, b)
             e1, t1 = _read(meters), clock()
+            if t1 - t0 < cfg.min_window_s:
+                inner = max(2, math.ceil(cfg.min_window_s / max(t1 - t0, 1e-6)))
+                e0, t0 = _read(meters), clock()
+                for _ in range(inner):
+                    runner.run(p.input_tokens, p.output_tokens, b)
+                e1, t1 = _read(meters), clock()
+        except DeviceMemoryError as exc:
+            out_of_memory.add(p)
+            progress(f"[{k + 1:>3}/{len(todo)}] {cfg.llm} {cfg.device} {p.input_tokens}x{p.output_tokens} "
+                     f"batch {b} {p.split}: skipped, out of device memory ({exc})")
+            continue
         runtime_s = (t1 - t0) / inner
         parts = {key: (e1[key] - e0[key]) / inner for key in meters}
         energy_j = sum(parts.values())
@@ -128,9 +144,10 @@ def run_sweep(
             "device": cfg.device,
             "input_tokens": p.input_tokens,
             "output_tokens": p.output_tokens,
-            "batch_size": 1,
+            "batch_size": b,
             "runtime_s": runtime_s,
             "energy_j": energy_j,
+            "energy_per_query_j": energy_j / b,
             "gpu_energy_j": parts.get("gpu"),
             "cpu_energy_j": parts.get("cpu"),
             "idle_power_w": idle_total,
@@ -141,6 +158,7 @@ def run_sweep(
             "repeat": rep,
             "inner_runs": inner,
             "decode_loop": runner.decode_loop,
+            "decode_attention": runner.decode_attention,
             "measured_at": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
             **provenance,
         }
@@ -151,8 +169,12 @@ def run_sweep(
         eta = elapsed / cost_done * (total_cost - cost_done) if cost_done else 0.0
         progress(
             f"[{k + 1:>3}/{len(todo)}] {cfg.llm} {cfg.device} {p.input_tokens}x{p.output_tokens} "
-            f"{p.split} rep {rep}: {runtime_s:.3f} s {energy_j:.1f} J"
+            + (f"batch {b} " if b != 1 else "")
+            + f"{p.split} rep {rep}: {runtime_s:.3f} s {energy_j:.1f} J"
+            + (f" ({energy_j / b:.1f} J/query, {energy_j / (b * p.output_tokens):.3f} J/token)" if b != 1 else "")
             + (f" (x{inner})" if inner > 1 else "")
             + f" | {format_duration(elapsed)} elapsed, ~{format_duration(eta)} left"
         )
-    return SweepResult(measured, skipped, len(todo) - measured, idle_total, clock() - start)
+    oom_runs = sum(1 for p, _ in todo if p in out_of_memory)
+    return SweepResult(measured, skipped, len(todo) - measured - oom_runs, idle_total, clock() - start,
+                       out_of_memory=len(out_of_memory))
