@@ -44,7 +44,7 @@ README_GAPS: dict[tuple[str, str], str] = {}
 def test_derived_names_keep_their_values():
     """The names every module imports keep the values they had before the specs."""
     assert schema.CHAR_REQUIRED == ("llm", "device", "input_tokens", "output_tokens", "batch_size", "runtime_s", "energy_j")
-    assert schema.CHAR_OPTIONAL_NUMERIC == ("gpu_energy_j", "cpu_energy_j", "idle_power_w", "num_devices")
+    assert schema.CHAR_OPTIONAL_NUMERIC == ("energy_per_query_j", "gpu_energy_j", "cpu_energy_j", "idle_power_w", "num_devices")
     assert schema.CHAR_OPTIONAL_SIGNED == ("above_idle_energy_j",)
     assert schema.TARGETS == ("energy_j", "runtime_s") and schema.TARGET_UNITS == {"energy_j": "J", "runtime_s": "s"}
     assert schema.WORKLOAD_REQUIRED == ("query_id", "input_tokens", "output_tokens")
