@@ -7,8 +7,7 @@ import itertools
 import pytest
 
 from energyopt.characterize.csvlog import RunLog
-from energyopt.characterize.design import (DesignPoint, coverage_order, default_design, fit_context,
-                                           holdout_design, parse_points)
+from energyopt.characterize.design import DesignPoint, coverage_order, default_design, fit_context, holdout_design, parse_points
 from energyopt.characterize.host import gpu_label
 from energyopt.characterize.meters import EstimateMeter, RaplMeter, above_idle_j, counter_delta
 from energyopt.characterize.sweep import SweepConfig, run_sweep
@@ -114,7 +113,8 @@ def test_sweep_writes_rows_resumes_and_reads_back(tmp_path):
     log = RunLog(tmp_path / "c.csv")
     cfg = SweepConfig(llm="m", device="cpu", points=pts, repeats=2, min_window_s=0.5, idle_seconds=1.0,
                       fixed_idle_power_w={"cpu": 10.0})
-    r = run_sweep(FakeRunner(clock), {"cpu": meter}, log, cfg, {"dtype": "fp32"}, progress=lambda s: None, clock=clock, sleep=clock.sleep)
+    r = run_sweep(FakeRunner(clock), {"cpu": meter}, log, cfg, {"dtype": "fp32"}, progress=lambda s: None, clock=clock,
+                  sleep=clock.sleep)
     assert r.measured == 6 and r.remaining == 0
     df = read_characterization(tmp_path / "c.csv")
     assert len(df) == 6 and set(df["split"]) == {"design", "holdout"}
@@ -135,7 +135,8 @@ def test_time_budget_stops_and_torn_line_is_dropped(tmp_path):
     cfg = SweepConfig(llm="m", device="cpu", points=pts, repeats=1, min_window_s=0.0, idle_seconds=0.5,
                       time_budget_s=3.5, fixed_idle_power_w={"cpu": 0.0})
     path = tmp_path / "c.csv"
-    r = run_sweep(FakeRunner(clock), {"cpu": meter}, RunLog(path), cfg, {}, progress=lambda s: None, clock=clock, sleep=clock.sleep)
+    r = run_sweep(FakeRunner(clock), {"cpu": meter}, RunLog(path), cfg, {}, progress=lambda s: None, clock=clock,
+                  sleep=clock.sleep)
     assert 0 < r.measured < 4 and r.remaining == 4 - r.measured
     with path.open("a") as fh:
         fh.write("m,cpu,8,400,1,0.1")  # a writer killed mid-row
@@ -210,7 +211,8 @@ def test_grouped_attention_equals_sdpa_with_copied_heads():
 def test_catalog_has_required_llms():
     from energyopt.characterize.catalog import CATALOG, get_spec
 
-    for name in ("llama-2-7b", "llama-2-13b", "llama-3-8b", "mistral-7b", "mixtral-8x7b", "falcon-7b", "tinyllama-1.1b", "qwen2.5-0.5b"):
+    for name in ("llama-2-7b", "llama-2-13b", "llama-3-8b", "mistral-7b", "mixtral-8x7b", "falcon-7b", "tinyllama-1.1b",
+                 "qwen2.5-0.5b"):
         assert name in CATALOG
     assert get_spec("falcon-7b").context_tokens == 2048
     with pytest.raises(DataError, match="unknown LLM 'gpt-9'"):
@@ -258,8 +260,7 @@ def test_design_over_batch_sizes_keeps_token_points_and_interleaves():
 
 def test_kv_cache_bytes_and_memory_split():
     from energyopt.characterize.catalog import get_spec
-    from energyopt.characterize.memory import (cache_tokens, kv_cache_bytes, kv_shape, memory_fit,
-                                               split_by_memory)
+    from energyopt.characterize.memory import cache_tokens, kv_cache_bytes, kv_shape, memory_fit, split_by_memory
 
     llama3 = kv_shape(get_spec("llama-3-8b").config)
     assert (llama3.layers, llama3.kv_heads, llama3.head_dim) == (32, 8, 128)

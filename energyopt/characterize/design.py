@@ -80,10 +80,8 @@ def default_design(
     long_ = [o for o in outs if o not in short]
     pts = {DesignPoint(i, o) for i in ins for o in short}
     for k, o in enumerate(long_):
-        if o == long_[-1]:
-            picks = {ins[0], ins[-1]}
-        else:
-            picks = {ins[(2 * k + 1) % len(ins)], ins[(2 * k + 4) % len(ins)]}
+        spread = {ins[(2 * k + 1) % len(ins)], ins[(2 * k + 4) % len(ins)]}
+        picks = {ins[0], ins[-1]} if o == long_[-1] else spread
         pts |= {DesignPoint(i, o) for i in picks}
     design = sorted(pts)
     if n_points is not None:

@@ -10,8 +10,9 @@ the allocator (``reserve_fraction``). Pure arithmetic: tested without a GPU.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .design import DesignPoint
 

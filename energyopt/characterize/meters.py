@@ -12,8 +12,9 @@ functions so that it is tested without hardware.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 __all__ = [
     "Meter",

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from ..errors import DataError
-from .catalog import get_spec
+from .catalog import ArchSpec, get_spec
 from .csvlog import RunLog
-from .design import (coverage_order, default_design, fit_context, holdout_design, parse_batch_sizes, parse_points,
-                     with_batch_sizes)
+from .design import coverage_order, default_design, fit_context, holdout_design, parse_batch_sizes, parse_points, with_batch_sizes
 from .host import cpu_name, gpu_label, host_name
 from .memory import split_by_memory
 from .meters import EstimateMeter, Meter, RaplMeter, rapl_available
@@ -30,7 +30,8 @@ def make_points(points: str | None, holdout: int, max_input_tokens: int, max_out
         design = default_design(n, max_input=max_input_tokens, max_output=max_output_tokens)
     else:
         design = parse_points(points)
-    hold = holdout_design(holdout, exclude=design, max_input=max_input_tokens, max_output=min(max_output_tokens, 512)) if holdout else []
+    hold_max_output = min(max_output_tokens, 512)
+    hold = holdout_design(holdout, exclude=design, max_input=max_input_tokens, max_output=hold_max_output) if holdout else []
     # interleave held-back points after the first few design points, so a time-boxed sweep has both
     ordered = coverage_order(design)
     out = ordered[:6]
@@ -52,6 +53,48 @@ def host_memory_bytes() -> int | None:
         return None
 
 
+@dataclass
+class _Metering:
+    """The energy meters of a run and what they tell about the machine."""
+
+    meters: dict[str, Meter]
+    fixed_idle_w: dict[str, float]  # idle power given, not measured (an estimated CPU)
+    provenance: dict[str, str]
+    memory_bytes: int | None  # device memory (the host's for a CPU; None: unknown)
+    label: str  # the device column's value
+
+
+def _meters(device: str, gpu_index: int, device_name: str | None, cpu_power_w: float | None,
+            cpu_idle_w: float | None) -> _Metering:
+    """NVML on a GPU (and RAPL where readable); RAPL on a CPU, else the estimate ``cpu_power_w``."""
+    meters: dict[str, Meter] = {}
+    fixed_idle: dict[str, float] = {}
+    prov: dict[str, str] = {"host": host_name(), "cpu_name": cpu_name()}
+    if device == "cuda":
+        from .meters import NvmlMeter
+
+        try:
+            gm = NvmlMeter([gpu_index])
+        except Exception as exc:  # pynvml missing or no driver
+            raise DataError(f"cannot read NVML energy counters ({exc}); "
+                            "install nvidia-ml-py on a machine with an NVIDIA GPU") from None
+        meters["gpu"] = gm
+        names = gm.names()
+        prov["gpu_name"] = names[0]
+        prov["driver"] = gm.driver()
+        if rapl_available():
+            meters["cpu"] = RaplMeter()
+        return _Metering(meters, fixed_idle, prov, int(gm.memory_gb() * 1e9), device_name or gpu_label(names[0]))
+    if rapl_available():
+        meters["cpu"] = RaplMeter()
+    elif cpu_power_w is not None:
+        meters["cpu"] = EstimateMeter(cpu_power_w)
+        fixed_idle["cpu"] = cpu_idle_w if cpu_idle_w is not None else 0.0
+    else:
+        raise DataError("no readable RAPL counters (/sys/class/powercap): pass --cpu-power-w to record an estimate")
+    return _Metering(meters, fixed_idle, prov, host_memory_bytes(), device_name or "cpu")
+
+
 def characterize(*, llms: list[str], model_dir: Path | None, device: str, gpu_index: int, points: str | None,
                  holdout: int, repeats: int, min_window_s: float, max_input_tokens: int, max_output_tokens: int,
                  dtype: str | None, device_name: str | None, threads: int | None, cpu_power_w: float | None,
@@ -71,39 +114,15 @@ def characterize(*, llms: list[str], model_dir: Path | None, device: str, gpu_in
     if log.legacy and (sizes != [1] or decode_attention != "sdpa"):
         raise DataError(log.legacy_message())
     pts = make_points(points, holdout, max_input_tokens, max_output_tokens, sizes)
-    meters: dict[str, Meter] = {}
-    fixed_idle: dict[str, float] = {}
-    prov: dict[str, str] = {"host": host_name(), "cpu_name": cpu_name()}
-    memory_bytes = host_memory_bytes()
-    if device == "cuda":
-        from .meters import NvmlMeter
-
-        try:
-            gm = NvmlMeter([gpu_index])
-        except Exception as exc:  # pynvml missing or no driver
-            raise DataError(f"cannot read NVML energy counters ({exc}); install nvidia-ml-py on a machine with an NVIDIA GPU") from None
-        meters["gpu"] = gm
-        names = gm.names()
-        prov["gpu_name"] = names[0]
-        prov["driver"] = gm.driver()
-        memory_bytes = int(gm.memory_gb() * 1e9)
-        label = device_name or gpu_label(names[0])
-        if rapl_available():
-            meters["cpu"] = RaplMeter()
-        dtype = dtype or "bf16"
-    else:
-        if rapl_available():
-            meters["cpu"] = RaplMeter()
-        elif cpu_power_w is not None:
-            meters["cpu"] = EstimateMeter(cpu_power_w)
-            fixed_idle["cpu"] = cpu_idle_w if cpu_idle_w is not None else 0.0
-        else:
-            raise DataError("no readable RAPL counters (/sys/class/powercap): pass --cpu-power-w to record an estimate")
-        label = device_name or "cpu"
-        dtype = dtype or "fp32"
+    m = _meters(device, gpu_index, device_name, cpu_power_w, cpu_idle_w)
+    meters, fixed_idle, prov, memory_bytes, label = m.meters, m.fixed_idle_w, m.provenance, m.memory_bytes, m.label
+    dtype = dtype or ("bf16" if device == "cuda" else "fp32")
     progress(f"energy meters: {', '.join(f'{k}={m.source}' for k, m in meters.items())}; device label {label!r}; "
              f"{len(pts)} points x {repeats} repeats" + (f" (batch sizes {','.join(map(str, sizes))})" if sizes != [1] else ""))
-    runs = [(s.name, s, None) for s in specs] or [(Path(model_dir).name, None, model_dir)]
+    runs: list[tuple[str, ArchSpec | None, Path | None]] = [(s.name, s, None) for s in specs]
+    if not runs:
+        assert model_dir is not None  # the command takes a catalog LLM or a model directory
+        runs = [(Path(model_dir).name, None, model_dir)]
     for name, spec, mdir in runs:
         progress(f"building {name} ({dtype}) on {device} ...")
         runner = HFRunner(spec, model_dir=mdir, device=device, dtype=dtype, threads=threads,

@@ -199,7 +199,8 @@ class HFRunner:
                 self._graphs[key] = self._capture(key[1], batch_size=batch_size)
         except self.torch.OutOfMemoryError as exc:
             self._drop_graphs()
-            raise DeviceMemoryError(f"capturing the decode step at batch {batch_size}, {key[1]} tokens: {_first_line(exc)}") from None
+            where = f"capturing the decode step at batch {batch_size}, {key[1]} tokens"
+            raise DeviceMemoryError(f"{where}: {_first_line(exc)}") from None
         except Exception as exc:  # capture unsupported by this model's code: measure eagerly, labelled
             self.decode_loop = "eager"
             self.fallback_reason = f"{type(exc).__name__}: {_first_line(exc)}"

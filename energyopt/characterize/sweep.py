@@ -1,9 +1,10 @@
 """The measurement loop: idle power, warm-up, then each (point, repeat) in a measured window.
 
 A point is ``batch_size`` identical queries run together; its row records the whole batch's
-runtime and energy and each query's share (``energy_per_query_j``). A run shorter than ``min_window_s`` is repeated back to back inside one window (``inner_runs``)
-and the window's runtime and energy are divided by the count, so that the energy counters'
-update interval does not dominate short runs. Every row is written as soon as it is measured;
+runtime and energy and each query's share (``energy_per_query_j``). A run shorter than
+``min_window_s`` is repeated back to back inside one window (``inner_runs``) and the window's
+runtime and energy are divided by the count, so that the energy counters' update interval does
+not dominate short runs. Every row is written as soon as it is measured;
 points already in the output file are skipped, so a sweep resumes where it stopped (keyed by
 LLM, device, token counts, split, repeat and batch size). A point whose run does not fit in the
 device's memory (the runner raises :class:`DeviceMemoryError`) is said so and skipped.
@@ -14,8 +15,9 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
 
 from .csvlog import RunLog
 from .design import DesignPoint, design_cost_tokens
@@ -159,7 +161,7 @@ def run_sweep(
             "inner_runs": inner,
             "decode_loop": runner.decode_loop,
             "decode_attention": runner.decode_attention,
-            "measured_at": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
+            "measured_at": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
             **provenance,
         }
         log.append(row)
