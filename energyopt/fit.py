@@ -27,10 +27,13 @@ query adds to every step (its KV cache) makes every query's step slower in propo
 
     energy  batch       e/b + a0·τin + a1·τout/b + a2·τin·τout + a3·τout²
             batch+      batch + a4·τout
+            batch_prefill  batch+ + a5·τin²                      (prefill attention, per query)
             batch_full  batch+ + a5·τin/b + a6·τin·τout/b
             batch_power batch+ + b·(a5·τin + a6·τin·τout + a7·τout²)   (power grows with the queries served)
     runtime latency     c + a0·b·τin + a1·τout + a2·b·τin·τout + a3·b·τout²
-            latency+    latency + a4·τin + a5·τin·τout + a6·τout²
+            latency_prefill  latency + a4·b·τin²              (the batch's prefill attention)
+            latency_compute  latency_prefill + a5·b·τout      (decode steps compute-bound at large b)
+            latency+    latency_compute + a6·τin + a7·τin·τout + a8·τout²
 
 The gate holds per batch size (each one's cross-validated R²), and batch sizes held back
 (``holdout_batch_sizes``) are predicted from the others and scored, like held-back token points.
@@ -39,7 +42,8 @@ Repeated runs of one (τin, τout, b) point are averaged before fitting: a model
 expected cost of a query, and the spread between repeats (run-to-run noise, e.g. a CPU's
 neighbours' load) is reported beside the fit as ``repeat_spread`` rather than counted as model
 error. The form is chosen per (LLM, device, target) by k-fold cross-validation over those points,
-so the score measures prediction at unseen points. The cross-validated R² is gated by ``min_r2``.
+so the score measures prediction at unseen points; forms whose cross-validated R² reaches
+``min_r2`` at every batch size are preferred. The cross-validated R² is gated by ``min_r2``.
 
 **Outliers.** A point whose out-of-fold prediction is off by more than a factor ``OUTLIER_FACTOR``
 either way (and ten times the median error), e.g. a warm-up run ten times slow, is reported and
@@ -86,13 +90,17 @@ BATCH_FORMS: dict[str, dict[str, tuple[str, ...]]] = {
     "energy_j": {
         "batch": ("1/b", "tin", "tout/b", "tin*tout", "tout^2"),
         "batch+": ("1/b", "tin", "tout/b", "tout", "tin*tout", "tout^2"),
+        "batch_prefill": ("1/b", "tin", "tin^2", "tout/b", "tout", "tin*tout", "tout^2"),
         "batch_full": ("1/b", "tin", "tin/b", "tout/b", "tout", "tin*tout", "tin*tout/b", "tout^2"),
         # a device draws more power the more queries it serves at once: the latency's b-terms appear too
         "batch_power": ("1/b", "tin", "b*tin", "tout/b", "tout", "tin*tout", "b*tin*tout", "tout^2", "b*tout^2"),
     },
     "runtime_s": {
         "latency": ("1", "b*tin", "tout", "b*tin*tout", "b*tout^2"),
-        "latency+": ("1", "tin", "b*tin", "tout", "tin*tout", "b*tin*tout", "tout^2", "b*tout^2"),
+        "latency_prefill": ("1", "b*tin", "b*tin^2", "tout", "b*tin*tout", "b*tout^2"),
+        # a decode step that is compute-bound at large batches: every query adds its own work
+        "latency_compute": ("1", "b*tin", "b*tin^2", "tout", "b*tout", "b*tin*tout", "b*tout^2"),
+        "latency+": ("1", "tin", "b*tin", "b*tin^2", "tout", "b*tout", "tin*tout", "b*tin*tout", "tout^2", "b*tout^2"),
     },
 }
 
@@ -172,13 +180,14 @@ def _point_means(rows: pd.DataFrame, target: str) -> tuple[pd.DataFrame, float]:
     return points, spread
 
 
-def _choose_form(X_of: dict[str, np.ndarray], y: np.ndarray, folds: int, relative: bool
-                 ) -> tuple[str, dict[str, dict[str, float]], np.ndarray]:
-    """The form with the best CV score (a richer one must beat a simpler one by 2%), every form's
-    scores, and the chosen form's out-of-fold predictions."""
+def _choose_form(X_of: dict[str, np.ndarray], y: np.ndarray, b: np.ndarray, folds: int, relative: bool,
+                 min_r2: float) -> tuple[str, dict[str, dict[str, float]], np.ndarray]:
+    """The form with the best CV score (a richer one must beat a simpler one by 2%) among those
+    whose cross-validated R² reaches ``min_r2`` at every batch size (all forms, if none does);
+    every form's scores; the chosen form's out-of-fold predictions."""
     results: dict[str, dict[str, float]] = {}
     oofs: dict[str, np.ndarray] = {}
-    best: str | None = None
+    passing: dict[str, bool] = {}
     for name, X in X_of.items():
         oof = _cv_predictions(X, y, folds, relative)
         rel = np.abs(oof - y) / y
@@ -189,9 +198,13 @@ def _choose_form(X_of: dict[str, np.ndarray], y: np.ndarray, folds: int, relativ
             "cv_p95_rel_error": float(np.quantile(rel, 0.95)),
             "cv_score": float(np.mean(rel**2)),
         }
-        if best is None or results[name]["cv_score"] < _PARSIMONY * results[best]["cv_score"]:
+        per_size = [f["cv_r2"] for f in _by_batch_size(y, oof, b).values() if np.isfinite(f["cv_r2"])]
+        passing[name] = results[name]["cv_r2"] >= min_r2 and all(r2 >= min_r2 for r2 in per_size)
+    eligible = [n for n in X_of if passing[n]] or list(X_of)
+    best = eligible[0]
+    for name in eligible[1:]:
+        if results[name]["cv_score"] < _PARSIMONY * results[best]["cv_score"]:
             best = name
-    assert best is not None
     return best, results, oofs[best]
 
 
@@ -220,7 +233,7 @@ def _by_batch_size(y: np.ndarray, oof: np.ndarray, b: np.ndarray) -> dict[int, d
 def fit_pair(
     rows: pd.DataFrame, llm: str, device: str, target: str, *, folds: int = 5, relative: bool = True,
     forms: Mapping[str, tuple[str, ...]] | None = None, holdout: pd.DataFrame | None = None,
-    holdout_batch: pd.DataFrame | None = None,
+    holdout_batch: pd.DataFrame | None = None, min_r2: float = 0.96,
 ) -> FittedModel:
     """Fit every candidate form to one (LLM, device, target) and keep the best by CV score.
 
@@ -248,7 +261,7 @@ def fit_pair(
         b = pts["batch_size"].to_numpy(dtype=float)
         y = pts[target].to_numpy(dtype=float)
         X_of = {name: _design(feats, tin, tout, b) for name, feats in forms.items()}
-        best, results, oof = _choose_form(X_of, y, folds, relative)
+        best, results, oof = _choose_form(X_of, y, b, folds, relative, min_r2)
         far = _outliers(y, oof)
         if _round == 1 or not far.any() or keep.sum() - far.sum() < folds:
             break
@@ -393,7 +406,7 @@ def fit_models(
             raise FitError(f"{llm} on {dev}: batch sizes {held_sizes} are held back, but the rest was measured at "
                            f"one batch size only ({int(g['batch_size'].iloc[0])}); nothing to predict them from")
         models[(llm, dev)] = {t: fit_pair(g, llm, dev, t, folds=folds, relative=relative, holdout=hold,
-                                          holdout_batch=hold_batch) for t in TARGETS}
+                                          holdout_batch=hold_batch, min_r2=min_r2) for t in TARGETS}
         meas: dict[str, Any] = {}
         if "idle_power_w" in g and g["idle_power_w"].notna().any():
             meas["idle_power_w"] = round(float(g["idle_power_w"].median()), 3)

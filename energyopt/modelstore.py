@@ -63,6 +63,7 @@ FEATURES: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray | float], np.nd
     "b*tout": lambda x, y, b: b * y,
     "b*tin*tout": lambda x, y, b: b * x * y,
     "b*tout^2": lambda x, y, b: b * y * y,
+    "b*tin^2": lambda x, y, b: b * x * x,  # a batch's prefill attention, quadratic in each prompt
 }
 
 # token range of a published model whose source states none
