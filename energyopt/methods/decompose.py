@@ -406,6 +406,8 @@ class FixPlan:
     objective: float  # aggregate-model objective of the choice (before packing)
     free_queries: int  # queries solved by the MILP
     message: str = ""
+    # with every query free, the MILP's own bound on the aggregate model (else -inf)
+    bound: float = -math.inf
 
 
 def sub_problem(problem: Problem, free: np.ndarray) -> Problem:
@@ -480,7 +482,10 @@ def fix_and_solve(
     n_inst = np.zeros(problem.n_deployments, dtype=np.int64)
     np.add.at(n_inst, model.u_dep, np.round(model.u_values(res.x)).astype(np.int64))
     obj = float(D.cost.reshape(-1)[base[fixed] + fd].sum()) + float(res.objective)
-    return FixPlan(dep_of_q, n_inst, obj, len(free), message=f"{len(free)} queries solved by {backend.name} ({res.status})")
+    # with every query free the MILP is the whole aggregate model: its bound bounds the problem too
+    whole_bound = float(res.bound) if len(free) == n_s and math.isfinite(res.bound) else -math.inf
+    return FixPlan(dep_of_q, n_inst, obj, len(free), message=f"{len(free)} queries solved by {backend.name} ({res.status})",
+                   bound=whole_bound)
 
 
 class DecomposeMethod(Method):
@@ -507,8 +512,10 @@ class DecomposeMethod(Method):
                                message="no plan found: the nearly tied queries left no feasible completion")
         fp, tl = best
         progress(f"{backend.name}: {fp.message}")
-        return Choice(self.name, backend.name, Status.FEASIBLE, Termination.FEASIBLE, dual.bound,
-                      BoundSource.LAGRANGIAN, dep_of_q=tl.dep, n_inst=fp.n_inst, lane_of_q=tl.lane,
+        # the better of the Lagrangian bound and, where the MILP held every query, its own bound
+        bound, source = (fp.bound, BoundSource.MIP) if fp.bound > dual.bound else (dual.bound, BoundSource.LAGRANGIAN)
+        return Choice(self.name, backend.name, Status.FEASIBLE, Termination.FEASIBLE, bound,
+                      source, dep_of_q=tl.dep, n_inst=fp.n_inst, lane_of_q=tl.lane,
                       objective=fp.objective, solver_s=solver_s, message=fp.message, unplaced=tl.unplaced)
 
     @staticmethod
