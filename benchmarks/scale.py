@@ -2,7 +2,7 @@
 
 For each N it generates a seeded workload (examples/make_workload.py: lognormal tokens, 30% of
 queries with an accuracy floor of 0.5 and 10% of 0.6) and the default fleet
-(examples/fleet.toml: 2 H100s, 2 H200s and eight 8-core CPU slices per 1,000 queries, seven
+(examples/fleet.toml: 2 H100s, 2 H200s (five LLMs batched there) and eight 8-core CPU slices per 1,000 queries, seven
 LLMs in 15 deployments, 900 s horizon), with a token-weighted mean-accuracy floor of 0.55, so
 capacity and accuracy bind. With --deadline-fraction F, a fraction F of the queries also get a
 completion deadline (--deadline-range, default 10-60 s).
@@ -17,6 +17,7 @@ completion deadline (--deadline-range, default 10-60 s).
 Peak MB is the process's peak resident memory. Run from the repository root:
 
     python benchmarks/scale.py                      # 10k, 100k and 1M queries
+    python benchmarks/scale.py --sizes 1000000 --fleets batched batch-1 --naive-up-to 0   # batching's cost
     python benchmarks/scale.py --sizes 10000 100000 --naive-up-to 100000
     python benchmarks/scale.py --sizes 100000 --deadline-fraction 0.2 --naive-up-to 0
 """
@@ -88,7 +89,7 @@ print(json.dumps({"build_s": t2 - t0, "solve_s": t3 - t2, "total_s": t3 - t0, "s
 
 
 def make_instance(n: int, seed: int, deadline_fraction: float, tmp: Path,
-                  deadline_range: tuple[float, float] = (30.0, 300.0)) -> tuple[Path, Path]:
+                  deadline_range: tuple[float, float] = (30.0, 300.0), batch_1: bool = False) -> tuple[Path, Path]:
     sys.path.insert(0, str(ROOT / "examples"))
     from make_workload import make
 
@@ -97,7 +98,9 @@ def make_instance(n: int, seed: int, deadline_fraction: float, tmp: Path,
     scale = max(1, round(n / 1000))
     text = (ROOT / "examples" / "fleet.toml").read_text()
     text = re.sub(r"^count = (\d+)", lambda m: f"count = {int(m.group(1)) * scale}", text, flags=re.M)
-    fleet = tmp / f"fleet-{n}.toml"
+    if batch_1:  # the same fleet with every instance serving one query at a time
+        text = re.sub(r"^batch_sizes = .*$", "", text, flags=re.M)
+    fleet = tmp / f"fleet-{n}{'-b1' if batch_1 else ''}.toml"
     fleet.write_text(text)
     return wl, fleet
 
@@ -143,21 +146,37 @@ def main() -> None:
     ap.add_argument("--deadline-range", type=float, nargs=2, default=(10.0, 60.0), metavar=("MIN_S", "MAX_S"))
     ap.add_argument("--min-mean-accuracy", type=float, default=0.55)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--fleets", nargs="+", choices=("batched", "batch-1"), default=["batched"],
+                    help="the default fleet as shipped (batched H200 deployments) and/or with every instance at "
+                         "batch size 1; with both, their runs alternate and the table gives the ratios")
     a = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmpd:
         tmp = Path(tmpd)
         for n in a.sizes:
-            wl, fleet = make_instance(n, a.seed, a.deadline_fraction, tmp, tuple(a.deadline_range))
-            runs = []
-            for r in range(a.repeats):
-                runs.append(run_energyopt(wl, fleet, tmp / f"plan-{n}", a.min_mean_accuracy))
-                print(f"N={n} energyopt run {r + 1}/{a.repeats}: {runs[-1]['total_s']:.2f} s, gap {runs[-1]['gap']:.2e}",
-                      file=sys.stderr, flush=True)
-            med = {k: statistics.median(x[k] for x in runs) for k in ("build_s", "solve_s", "total_s", "peak_mb")}
-            last = runs[-1]
-            rows.append({"N": n, "method": "energyopt", **med, "objective": last["objective"], "bound": last["bound"],
-                         "gap": last["gap"], "note": f"{last['status']}, check {'ok' if last['check'] else 'FAILED'}"})
+            fleets = {}
+            for kind in a.fleets:
+                wl, fleets[kind] = make_instance(n, a.seed, a.deadline_fraction, tmp, tuple(a.deadline_range),
+                                                 batch_1=kind == "batch-1")
+            runs: dict[str, list[dict]] = {k: [] for k in a.fleets}
+            for r in range(a.repeats):  # alternate the fleets, so that both see the machine alike
+                for kind, fleet in fleets.items():
+                    runs[kind].append(run_energyopt(wl, fleet, tmp / f"plan-{n}-{kind}", a.min_mean_accuracy))
+                    print(f"N={n} energyopt ({kind}) run {r + 1}/{a.repeats}: {runs[kind][-1]['total_s']:.2f} s, "
+                          f"gap {runs[kind][-1]['gap']:.2e}", file=sys.stderr, flush=True)
+            meds = {kind: {k: statistics.median(x[k] for x in runs[kind]) for k in ("build_s", "solve_s", "total_s", "peak_mb")}
+                    for kind in a.fleets}
+            for kind in a.fleets:
+                med, last = meds[kind], runs[kind][-1]
+                label = "energyopt" if a.fleets == ["batched"] else f"energyopt {kind}"
+                note = f"{last['status']}, check {'ok' if last['check'] else 'FAILED'}"
+                if kind == "batched" and "batch-1" in meds:
+                    b1 = meds["batch-1"]
+                    note += (f"; {med['total_s'] / b1['total_s']:.2f}x the time, {med['peak_mb'] / b1['peak_mb']:.2f}x "
+                             "the memory of batch 1")
+                rows.append({"N": n, "method": label, **med, "objective": last["objective"], "bound": last["bound"],
+                             "gap": last["gap"], "note": note})
+            med, last = meds[a.fleets[0]], runs[a.fleets[0]][-1]
             if n <= a.naive_up_to and a.deadline_fraction == 0:
                 print(f"N={n} naive PuLP/CBC ...", file=sys.stderr, flush=True)
                 nv = run_naive(wl, fleet, a.min_mean_accuracy, a.naive_time_limit)
@@ -168,12 +187,12 @@ def main() -> None:
                 if obj is not None and nv.get("total_s"):
                     rows[-1]["note"] += (f"; energyopt {nv['total_s'] / med['total_s']:.0f}x faster, objective "
                                          f"{(obj - last['objective']) / last['objective']:+.2e} relative")
-    head = (f"{'N':>9}  {'method':<15} {'build s':>8} {'solve s':>8} {'total s':>8} {'peak MB':>8} "
+    head = (f"{'N':>9}  {'method':<17} {'build s':>8} {'solve s':>8} {'total s':>8} {'peak MB':>8} "
             f"{'objective':>14} {'bound':>14} {'gap':>9}  note")
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['N']:>9}  {r['method']:<15} {fmt(r['build_s'], '8.2f')} {fmt(r['solve_s'], '8.2f')} "
+        print(f"{r['N']:>9}  {r['method']:<17} {fmt(r['build_s'], '8.2f')} {fmt(r['solve_s'], '8.2f')} "
               f"{fmt(r['total_s'], '8.2f')} {fmt(r['peak_mb'], '8.0f')} {fmt(r['objective'], '14.6g')} "
               f"{fmt(r['bound'], '14.6g')} {fmt(r['gap'], '9.2e')}  {r['note']}")
 
