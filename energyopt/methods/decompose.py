@@ -110,6 +110,8 @@ class DualBound:
     time_s: float
     converged: bool
     infeasible: bool = False  # the bound exceeds the cost of every assignment: no plan exists
+    # instances each deployment switches on at the best prices (the knapsack's answer)
+    n_inst: np.ndarray | None = None
 
 
 class _Dense:
@@ -161,6 +163,9 @@ def _suffix(lam: np.ndarray) -> np.ndarray:
     """S[d, l] = Σ_{l' ≥ l} λ[d, l']: the price per second of work of a query due by level l."""
     return np.cumsum(lam[:, ::-1], axis=1)[:, ::-1]
 
+
+#: batches of at most this many queries go to the MILP whole in the fix step
+SOLVE_WHOLE_UP_TO = 2_000
 
 #: rows priced at a time: the block's work arrays stay in the processor's cache, and no
 #: (queries × deployments) temporary is ever allocated
@@ -384,6 +389,7 @@ def lagrangian_bound(
     lam = theta[: n_d * n_l].reshape(n_d, n_l)
     mu = float(theta[-1]) if has_mu else 0.0
     L, _, _, best, (margin, second) = _evaluate(D, lam, mu, margin=True)
+    _, n_at_prices = _instances_at_prices(D, D.lanes * (lam @ D.levels) - D.inst_cost)
     n_q = problem.n_queries
     margin_full = np.full(n_q, np.inf)
     margin_full[D.rows] = margin
@@ -394,7 +400,7 @@ def lagrangian_bound(
     return (
         DualBound(bound=L, lam=lam, mu=mu, levels=D.levels, best=best_full, margin=margin_full, flip=flip_full,
                   iterations=iters + it, time_s=time.perf_counter() - t0, converged=converged,
-                  infeasible=over_cap or cap + 1e-9 * abs(cap) < L),
+                  infeasible=over_cap or cap + 1e-9 * abs(cap) < L, n_inst=n_at_prices),
         D,
     )
 
@@ -424,6 +430,65 @@ def sub_problem(problem: Problem, free: np.ndarray) -> Problem:
     )
 
 
+def _instances_needed(D: _Dense, best: np.ndarray) -> np.ndarray:
+    """Per deployment, the whole instances its rows (``best``) need: for every deadline level, the
+    work due by it over the lane-seconds one instance offers by then, rounded up."""
+    n_d, n_l = len(D.k), len(D.levels)
+    run = D.run.reshape(-1)[np.arange(len(best)) * n_d + best]
+    load = np.bincount(best * n_l + D.lev, weights=run * D.wt, minlength=n_d * n_l).reshape(n_d, n_l)
+    per_instance = D.lanes[:, None] * D.levels[None, :]
+    return np.ceil(np.max(np.cumsum(load, axis=1) / per_instance, axis=1) - 1e-9).astype(np.int64)
+
+
+def _over_full(D: _Dense, need: np.ndarray) -> np.ndarray | None:
+    """The deployments that need a single instance in the first pool (or fleet deployment's batch
+    sizes) whose needs exceed its devices (or its max_instances); None if everything fits. Only
+    these slivers of work are candidates to move: where a deployment needs many instances, the
+    prices already weigh its capacity, and the MILP on the free queries evens out the rest."""
+    for cnt, ds in D.pools:
+        if len(ds) and int((D.k[ds] * need[ds]).sum()) > cnt:
+            return ds[need[ds] == 1]
+    for members in D.groups:
+        if int(need[members].sum()) > int(D.max_inst[members[0]]):
+            return members[need[members] == 1]
+    return None
+
+
+def _fix_within_capacity(D: _Dense, dual: DualBound) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's option to fix it to, such that the whole instances the fixed rows need fit the
+    pools: the least priced option, except on deployments dropped because their pool could not
+    hold every deployment the prices chose (the Lagrangian sees capacity as divisible; a
+    deployment with any work needs a whole instance). While a pool is over-full, the deployment
+    there whose rows lose least by moving is dropped and its rows take their cheapest option on a
+    deployment not dropped. Rows with no such option are returned to be freed. Without this,
+    a fixed set that cannot fit makes every completion infeasible and the freeing loop balloon."""
+    best = dual.best[D.rows].copy()
+    must_free: list[np.ndarray] = []
+    dropped = np.zeros(len(D.k), dtype=bool)
+    for _ in range(len(D.k)):
+        candidates = _over_full(D, _instances_needed(D, best))
+        if candidates is None or not len(candidates):
+            break
+        losses = []
+        for d in candidates:
+            rows = np.flatnonzero(best == d)
+            allowed = D.ok[rows] & ~dropped[None, :]
+            allowed[:, d] = False
+            alt = np.where(allowed, D.cost[rows], np.inf).min(axis=1)
+            here = D.cost[rows, d]
+            losses.append(float(np.sum(np.where(np.isfinite(alt), alt - here, 1e30))))
+        d = int(candidates[int(np.argmin(losses))])
+        dropped[d] = True
+        rows = np.flatnonzero(best == d)
+        cost_else = np.where(D.ok[rows] & ~dropped[None, :], D.cost[rows], np.inf)
+        alt = cost_else.argmin(axis=1)
+        has = np.isfinite(cost_else[np.arange(len(rows)), alt])
+        best[rows[has]] = alt[has]
+        must_free.append(rows[~has])
+    free = np.unique(np.concatenate(must_free)) if must_free else np.zeros(0, dtype=np.int64)
+    return best, free
+
+
 def fix_and_solve(
     problem: Problem,
     dual: DualBound,
@@ -438,24 +503,29 @@ def fix_and_solve(
     """Fix the clearly decided queries at the prices' choice; solve the nearly tied ones exactly.
 
     Queries are freed in order of the relative price change that would flip their choice
-    (:attr:`DualBound.flip`): ``free_size`` of them (default: one per thousand queries, 300 to 2,000); if
+    (:attr:`DualBound.flip`): ``free_size`` of them (default: all of a batch of up to 2,000, else one
+    per thousand queries, 300 to 2,000), and those the pools' whole instances leave no option; if
     the MILP finds no feasible completion, four times as many. Each MILP gets at most
     ``sub_time_limit_s`` (and what is left of the call's limits, whose gap and threads it gets);
     its best completion is kept."""
     say = progress or (lambda s: None)
     n_s = len(D.rows)
-    best = dual.best[D.rows]
+    best, must_free = _fix_within_capacity(D, dual)
     run_flat = D.run.reshape(-1)
     base = np.arange(n_s) * problem.n_deployments  # flat index of each row's first entry
     flip = dual.flip[D.rows]
     if free_size is None:
-        free_size = int(np.clip(n_s // 1000, 300, 2000))
+        # a batch of at most 2,000 queries is solved whole (its MILP is small, and its own bound is
+        # the aggregate model's, tighter than the Lagrangian's where instances are few and lumpy)
+        free_size = n_s if n_s <= SOLVE_WHOLE_UP_TO else int(np.clip(n_s // 1000, 300, 2000))
     size = min(n_s, free_size)
     w = problem.queries["weight"].to_numpy(dtype=float)[D.rows]
     acc = problem.deployments["accuracy"].to_numpy(dtype=float)
     dl = problem.queries["deadline_eff_s"].to_numpy()[D.rows]
     while True:
         free = np.sort(np.argpartition(flip, size - 1)[:size]) if size < n_s else np.arange(n_s)
+        if len(must_free) and size < n_s:
+            free = np.union1d(free, must_free)
         is_fixed = np.ones(n_s, dtype=bool)
         is_fixed[free] = False
         fixed = np.flatnonzero(is_fixed)
