@@ -74,11 +74,14 @@ for i in range(len(cand)):
     by_d.setdefault(int(d[i]), []).append(i)
 for qq, idx in by_q.items():
     prob += pulp.lpSum(x[i] for i in idx) == 1
-for j, idx in by_d.items():
-    prob += pulp.lpSum(run[i] * x[i] for i in idx) <= p.horizon_s * n[j]
+for j, idx in by_d.items():  # an instance at batch size b is b lanes
+    prob += pulp.lpSum(run[i] * x[i] for i in idx) <= p.horizon_s * int(deps["lanes"].iloc[j]) * n[j]
 for pool, cnt in zip(p.pools["pool"], p.pools["count"]):
     js = [j for j in range(len(deps)) if deps["device"].iloc[j] == pool]
     prob += pulp.lpSum(int(deps["devices_per_instance"].iloc[j]) * n[j] for j in js) <= int(cnt)
+for g, members in deps.groupby("group").groups.items():  # the batch sizes of one deployment share its instances
+    if len(members) > 1:
+        prob += pulp.lpSum(n[int(j)] for j in members) <= int(deps["max_instances"].iloc[members[0]])
 prob += pulp.lpSum(w[q[i]] * a[i] * x[i] for i in range(len(cand))) >= float(acc) * float(w[np.unique(q)].sum())
 t2 = time.perf_counter()
 prob.solve(pulp.PULP_CBC_CMD(msg=False, timeLimit=float(limit), gapRel=1e-4, threads=1))

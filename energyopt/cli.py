@@ -295,8 +295,9 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
                    f"{s.token_weighted_mean_accuracy:.4f})  deadlines met: {s.deadlines_met}/{s.queries_with_deadline}  "
                    f"makespan: {s.makespan_s:.1f} s  check: {'ok' if s.check['ok'] else 'FAILED'}")
         for r in s.by_llm_device:
+            sizes = "/".join(str(b) for b in r["batch_sizes"])
             click.echo(f"  {r['llm']:<16} {r['device']:<8} {r['queries']:>7} queries {r['instances']:>3} instances "
-                       f"{r['energy_j']:>14.1f} J")
+                       f"at batch {sizes:<6} {r['energy_j']:>14.1f} J")
         click.echo(f"wrote {paths[0]} and {paths[1]}")
     if report:
         from .report import write_report
@@ -419,14 +420,16 @@ def explain_cmd(plan_dir: Path, query_id: str, workload: Path | None, fleet_path
     dl = "none" if qi["deadline_s"] is None else f"{qi['deadline_s']:g} s"
     click.echo(f"query {qi['query_id']}: {qi['input_tokens']} input + {qi['output_tokens']} output tokens, "
                f"accuracy floor {qi['min_accuracy']:g}, deadline {dl}")
-    click.echo(f"plan: {qi['llm']} on {qi['device']} instance {qi['instance']} ({qi['queries_on_its_instance']} queries there), "
-               f"{qi['start_s']:.2f}-{qi['end_s']:.2f} s, {qi['energy_j']:.6g} J")
+    click.echo(f"plan: {qi['llm']} on {qi['device']} instance {qi['instance']} lane {qi['lane']} of {qi['batch_size']} "
+               f"({qi['queries_on_its_instance']} queries on the instance), {qi['start_s']:.2f}-{qi['end_s']:.2f} s, "
+               f"{qi['energy_j']:.6g} J")
     t = ex.options.rename(columns={"delta_energy_j": "delta_j_if_moved"})
-    click.echo(_fmt_table(t[["llm", "device", "accuracy", "energy_j", "runtime_s", "verdict", "delta_j_if_moved", "where"]],
-                          {"accuracy": ".4f", "energy_j": ".6g", "runtime_s": ".4g", "delta_j_if_moved": "+.6g"}))
+    t = t.rename(columns={"batch_size": "batch"})
+    cols = ["llm", "device", "batch", "accuracy", "energy_j", "runtime_s", "verdict", "delta_j_if_moved", "where"]
+    click.echo(_fmt_table(t[cols], {"accuracy": ".4f", "energy_j": ".6g", "runtime_s": ".4g", "delta_j_if_moved": "+.6g"}))
     for r in t.itertuples():
         if r.reasons:
-            click.echo(f"  {r.llm}/{r.device}: {r.reasons}")
+            click.echo(f"  {r.llm}/{r.device}{'' if r.batch == 1 else f'/b{r.batch}'}: {r.reasons}")
     for n in ex.notes:
         click.echo(n)
 

@@ -211,9 +211,14 @@ def where_it_could_go(problem: Problem, query: PlannedQuery, queues: OtherQueues
     free = int(pool_count.get(device, 0)) - queues.devices_on.get(device, 0)
     if len(instances) < int(deps["max_instances"].iloc[j]) and free >= devices_needed:
         return "a new instance", []
-    if instances:
+    if lanes:
         return "", [f"capacity: each of its {len(instances)} instance(s) would then miss a deadline or the horizon "
                     f"(the least late would end at {least_late_end_s:.4g} s), and no more can be switched on"]
+    if instances:
+        sizes = sorted({queues.batch_size_of[(llm, device, k)] for k in instances})
+        return "", [f"capacity: its {len(instances)} instance(s) run at batch size {'/'.join(map(str, sizes))}, not "
+                    f"{batch_size}, and no more can be switched on ({free} free device(s) in pool {device}, "
+                    f"{devices_needed} needed)"]
     return "", [f"capacity: no instance can be switched on ({free} free device(s) in pool {device}, "
                 f"{devices_needed} needed)"]
 
@@ -300,7 +305,7 @@ def _option(problem: Problem, assignment: pd.DataFrame, query: PlannedQuery, que
         delta = move_energy_delta_j(problem, query, j, new_instance=where == "a new instance")
     return {
         "llm": str(deps["llm"].iloc[j]), "device": str(deps["device"].iloc[j]),
-        "accuracy": float(deps["accuracy"].iloc[j]),
+        "batch_size": int(deps["batch_size"].iloc[j]), "accuracy": float(deps["accuracy"].iloc[j]),
         "energy_j": float(problem.energy_j[i, j]) if runnable else np.nan,
         "runtime_s": float(problem.runtime_s[i, j]) if runnable else np.nan,
         "verdict": verdict, "where": where if verdict == "could move" else "",
@@ -316,6 +321,7 @@ def _query_info(problem: Problem, query: PlannedQuery) -> dict[str, Any]:
         "query_id": query.query_id, "input_tokens": int(q["input_tokens"]), "output_tokens": int(q["output_tokens"]),
         "min_accuracy": float(q["min_accuracy"]), "deadline_s": None if np.isnan(deadline_s) else deadline_s,
         "llm": str(row["llm"]), "device": str(row["device"]), "instance": int(row["instance"]),
+        "lane": int(row["lane"]), "batch_size": int(row["batch_size"]),
         "start_s": float(row["start_s"]), "end_s": float(row["end_s"]), "energy_j": float(row["energy_j"]),
         "runtime_s": float(row["runtime_s"]), "queries_on_its_instance": query.queries_on_its_instance,
     }
@@ -374,14 +380,17 @@ def _rows_match_inputs(problem: Problem, assignment: pd.DataFrame, ids: pd.Serie
     """Every row on a deployment of the fleet, with the energy the models predict for its query there
     and its query's deadline."""
     deps = problem.deployments
-    code_of = pd.Series(np.arange(len(deps)), index=pd.MultiIndex.from_arrays([deps["llm"], deps["device"]]))
-    code = code_of.reindex(pd.MultiIndex.from_arrays([assignment["llm"].astype(str),
-                                                      assignment["device"].astype(str)])).to_numpy()
+    # a problem deployment is an (LLM, device, batch size)
+    code_of = pd.Series(np.arange(len(deps)), index=pd.MultiIndex.from_arrays(
+        [deps["llm"], deps["device"], deps["batch_size"].astype(np.int64)]))
+    batch_size = pd.to_numeric(assignment["batch_size"], errors="coerce").fillna(-1).astype(np.int64)
+    code = code_of.reindex(pd.MultiIndex.from_arrays([assignment["llm"].astype(str), assignment["device"].astype(str),
+                                                      batch_size])).to_numpy()
     if np.isnan(code).any():
         first = int(np.flatnonzero(np.isnan(code))[0])
         raise DataError(f"{source}: query {ids.iloc[first]!r} is on {assignment['llm'].iloc[first]}/"
-                        f"{assignment['device'].iloc[first]}, which the fleet does not deploy: the plan was made "
-                        f"from other inputs")
+                        f"{assignment['device'].iloc[first]} at batch size {batch_size.iloc[first]}, which the fleet "
+                        f"does not deploy: the plan was made from other inputs")
     code = code.astype(np.int64)
     stated_j = assignment["energy_j"].to_numpy(dtype=float)
     predicted_j = problem.energy_j[index, code]

@@ -192,7 +192,8 @@ class Schedule:
             return []
         return [
             {"llm": llm, "device": dev, "queries": int(len(s)), "energy_j": float(s["energy_j"].sum()),
-             "instances": int(s["instance"].nunique()), "busy_s": float(s["runtime_s"].sum())}
+             "instances": int(s["instance"].nunique()), "busy_s": float(s["runtime_s"].sum()),
+             "batch_sizes": sorted(int(b) for b in s["batch_size"].unique())}
             for (llm, dev), s in a.groupby(["llm", "device"], sort=True)
         ]
 

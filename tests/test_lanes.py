@@ -269,3 +269,20 @@ def test_a_query_without_kv_room_anywhere_is_unservable_with_its_reason():
     assert p.unservable["reason"].tolist() == [
         "4100 tokens do not fit the KV cache that the lanes of every accurate-enough deployment leave room for "
         "at its batch sizes"]
+
+
+def test_explain_on_a_batched_plan_names_lanes_and_batch_sizes(tmp_path):
+    from energyopt.explain import explain_plan_dir
+
+    wl = _workload(8, seed=2)
+    fl, fm = _fleet(batch_sizes=(1, 4), count=1, horizon_s=1000.0), _models()
+    s = plan(wl, fl, fm, formulation="aggregate")
+    s.write(tmp_path)
+    a = s.assignment
+    qid = str(a.loc[a["llm"] == "m", "query_id"].iloc[0])
+    ex = explain_plan_dir(tmp_path, qid, workload=wl, fleet=fl, models=fm)
+    assert ex.query["batch_size"] == 4 and 0 <= ex.query["lane"] < 4
+    opts = ex.options.set_index(["llm", "batch_size"])
+    assert opts.loc[("m", 4), "verdict"] == "chosen"
+    # its instance runs at batch size 4: batch size 1 needs an instance of its own, and the one GPU is taken
+    assert "run at batch size 4, not 1" in opts.loc[("m", 1), "reasons"]
