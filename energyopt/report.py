@@ -51,10 +51,12 @@ def _instance_label(t: pd.DataFrame) -> pd.Series:
 
 
 def instance_table(assignment: pd.DataFrame, horizon_s: float) -> pd.DataFrame:
+    """Per instance: queries, busy lane-seconds, last end, energy, and utilisation: the share of
+    its lanes' time over the horizon that they are busy."""
     g = assignment.groupby(["llm", "device", "instance"], sort=True)
     t = g.agg(queries=("query_id", "size"), busy_s=("runtime_s", "sum"), end_s=("end_s", "max"),
-              energy_j=("energy_j", "sum")).reset_index()
-    t["utilisation"] = t["busy_s"] / horizon_s
+              energy_j=("energy_j", "sum"), batch_size=("batch_size", "max")).reset_index()
+    t["utilisation"] = t["busy_s"] / (horizon_s * t["batch_size"])
     t["label"] = _instance_label(t)
     return t
 

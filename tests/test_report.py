@@ -35,7 +35,7 @@ def test_energy_and_instance_tables(sched):
     H = sched.problem.horizon_s
     t = instance_table(a, H)
     assert t["busy_s"].sum() == pytest.approx(a["runtime_s"].sum())
-    assert np.allclose(t["utilisation"], t["busy_s"] / H) and (t["utilisation"] <= 1 + 1e-9).all()
+    assert np.allclose(t["utilisation"], t["busy_s"] / (H * t["batch_size"])) and (t["utilisation"] <= 1 + 1e-9).all()
 
 
 def test_timeline_blocks_cover_every_query(sched):
