@@ -109,8 +109,10 @@ def test_summary_counts_a_missed_floor_and_a_missed_deadline():
 def test_summary_by_llm_device_adds_up_each_pair():
     s = schedule(False).summary()
     assert s.by_llm_device == [
-        {"llm": "big", "device": "g", "queries": 2, "energy_j": 600.0, "instances": 1, "busy_s": pytest.approx(4.0)},
-        {"llm": "small", "device": "g", "queries": 1, "energy_j": 300.0, "instances": 1, "busy_s": pytest.approx(3.0)},
+        {"llm": "big", "device": "g", "queries": 2, "energy_j": 600.0, "instances": 1, "busy_s": pytest.approx(4.0),
+         "batch_sizes": [1]},
+        {"llm": "small", "device": "g", "queries": 1, "energy_j": 300.0, "instances": 1, "busy_s": pytest.approx(3.0),
+         "batch_sizes": [1]},
     ]
 
 
