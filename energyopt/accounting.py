@@ -40,16 +40,19 @@ def j_to_kwh(energy_j: float) -> float:
     return float(energy_j) / J_PER_KWH
 
 
-def above_idle_energy_j(energy_j, runtime_s, idle_power_w):
-    """A query's energy above its instance's idle draw, ``max(E − P_idle·t, 0)`` [J] (arrays broadcast)."""
-    return np.maximum(np.asarray(energy_j, dtype=float) - np.asarray(idle_power_w, dtype=float) * runtime_s, 0.0)
+def above_idle_energy_j(energy_j, runtime_s, idle_power_w, lanes=1):
+    """A query's energy above its share of its instance's idle draw, ``max(E − P_idle·t / lanes, 0)``
+    [J] (arrays broadcast). ``E`` is the query's share of its batch's energy, so the idle draw
+    it holds is its instance's over the instance's ``lanes`` (the batch size)."""
+    share_w = np.asarray(idle_power_w, dtype=float) / np.asarray(lanes, dtype=float)
+    return np.maximum(np.asarray(energy_j, dtype=float) - share_w * runtime_s, 0.0)
 
 
-def query_energy_cost_j(energy_j, runtime_s, idle_power_w, *, idle: bool):
+def query_energy_cost_j(energy_j, runtime_s, idle_power_w, *, idle: bool, lanes=1):
     """The energy a query is charged [J]: all of its predicted energy, or with ``idle`` (idle power
-    counted per switched-on instance over the horizon) only its energy above idle."""
+    counted per switched-on instance over the horizon) only its energy above its share of idle."""
     if idle:
-        return above_idle_energy_j(energy_j, runtime_s, idle_power_w)
+        return above_idle_energy_j(energy_j, runtime_s, idle_power_w, lanes)
     return np.asarray(energy_j, dtype=float)
 
 

@@ -287,7 +287,7 @@ def _checked_rows(table: pd.DataFrame, match: WorkloadMatch, known_rows: np.ndar
     at = match.workload_row[match.position[rows]]  # each row's query in the workload table
     input_tokens = workload["input_tokens"].to_numpy()[at]
     output_tokens = workload["output_tokens"].to_numpy()[at]
-    batch_size = np.nan_to_num(column("batch_size", float), nan=0.0).astype(np.int64)  # empty: 0, invalid
+    batch_size = _whole(column("batch_size", float), invalid=0)  # empty or fractional: 0, not a batch size
     model_runtime_s = np.full(len(rows), np.nan)
     model_energy_j = np.full(len(rows), np.nan)
     prediction_valid = np.zeros(len(rows), dtype=bool)
@@ -315,7 +315,8 @@ def _checked_rows(table: pd.DataFrame, match: WorkloadMatch, known_rows: np.ndar
     idle_of = np.array([fleet.pools[d.pool].idle_power_w * d.devices_per_instance for d in deployments], dtype=float)
     return CheckedRows(
         query_ids=match.query_ids, assignment_row=rows, deployments=deployments, deployment_code=code,
-        instance=column("instance"), lane=np.nan_to_num(column("lane", float), nan=-1.0).astype(np.int64), batch_size=batch_size,
+        instance=_whole(column("instance", float), invalid=-1), lane=_whole(column("lane", float), invalid=-1),
+        batch_size=batch_size,
         start_s=column("start_s", float), end_s=column("end_s", float),
         stated_runtime_s=column("runtime_s", float), stated_energy_j=column("energy_j", float),
         stated_accuracy=column("accuracy", float), input_tokens=input_tokens, output_tokens=output_tokens,
@@ -327,12 +328,20 @@ def _checked_rows(table: pd.DataFrame, match: WorkloadMatch, known_rows: np.ndar
     )
 
 
+def _whole(values: np.ndarray, *, invalid: int) -> np.ndarray:
+    """Whole numbers as integers; an empty or fractional cell becomes ``invalid`` (which the rules
+    then refuse: no instance, lane or batch size has that number)."""
+    ok = np.isfinite(values) & (np.mod(np.where(np.isfinite(values), values, 0.0), 1.0) == 0)
+    return np.where(ok, np.nan_to_num(values, nan=float(invalid)), float(invalid)).astype(np.int64)
+
+
 def _totals_of(rows: CheckedRows | None, horizon_s: float, *, idle: bool) -> dict[str, float]:
     """Energy totals [J] of the checked rows (see :func:`derive_totals`)."""
     if rows is None:
         return dict.fromkeys(TOTALS_KEYS, 0.0)
     query_j = float(np.sum(query_energy_cost_j(rows.model_energy_j, rows.model_runtime_s,
-                                               rows.instance_idle_power_w, idle=idle)))
+                                               rows.instance_idle_power_w, idle=idle,
+                                               lanes=np.maximum(rows.batch_size, 1))))
     idle_j = 0.0
     if idle:
         switched_on = pd.DataFrame({"d": rows.deployment_code, "i": rows.instance}).drop_duplicates().index.to_numpy()

@@ -42,12 +42,14 @@ def _single_deployment_shortage(problem: Problem) -> tuple[list[str], dict[int, 
     min_inst: dict[int, int] = {}
     for d, sel in single.groupby("d"):
         m = int(deps["max_instances"].iloc[d])
-        cum, due, worst = _prefix_shortage(sel["runtime_s"].to_numpy(), sel["deadline_eff_s"].to_numpy(), m)
+        lanes = int(deps["lanes"].iloc[d])  # an instance at batch size b runs b queries at once
+        cum, due, worst = _prefix_shortage(sel["runtime_s"].to_numpy(), sel["deadline_eff_s"].to_numpy(), m * lanes)
         if worst is not None:
-            out.append(f"{deps['deployment'].iloc[d]}: queries only it can serve need {cum[worst]:.1f} instance-seconds by "
-                       f"t = {due[worst]:.1f} s, but its {m} instances offer {m * due[worst]:.1f} "
-                       f"(short by {cum[worst] - m * due[worst]:.1f} s)")
-        min_inst[int(d)] = int(np.ceil(np.max(cum / due) - 1e-9))
+            what = "instance-seconds" if lanes == 1 else "lane-seconds"
+            out.append(f"{deps['deployment'].iloc[d]}: queries only it can serve need {cum[worst]:.1f} {what} by "
+                       f"t = {due[worst]:.1f} s, but its {m} instances offer {m * lanes * due[worst]:.1f} "
+                       f"(short by {cum[worst] - m * lanes * due[worst]:.1f} s)")
+        min_inst[int(d)] = int(np.ceil(np.max(cum / due) / lanes - 1e-9))
     return out, min_inst
 
 
@@ -79,7 +81,8 @@ def _pool_short_of_device_seconds(problem: Problem) -> list[str]:
         sel = cand[one_pool & (cand_pool == pool)]
         if sel.empty:
             continue
-        need = (sel["runtime_s"] * k_all[sel["d"].to_numpy()]).groupby(sel["q"]).min()
+        lanes = deps["lanes"].to_numpy()[sel["d"].to_numpy()]
+        need = (sel["runtime_s"] * k_all[sel["d"].to_numpy()] / lanes).groupby(sel["q"]).min()
         cum, due, worst = _prefix_shortage(need.to_numpy(), problem.queries["deadline_eff_s"].to_numpy()[need.index], cnt)
         if worst is not None:
             out.append(f"pool {pool}: queries only it can serve need at least {cum[worst]:.1f} device-seconds by "

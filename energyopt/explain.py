@@ -172,8 +172,13 @@ def rules_on_its_own(problem: Problem, query: PlannedQuery, j: int) -> list[str]
     runnable = bool(problem.runnable[query.index, j])
     if not runnable:
         context = problem.deployments["context_tokens"].iloc[j]
+        kv_room = problem.deployments["kv_context_tokens"].iloc[j]
+        lanes = int(problem.deployments["lanes"].iloc[j])
         if tokens > context:
             reasons.append(f"context: {tokens} tokens exceed {llm}'s {int(context)}")
+        elif tokens > kv_room:
+            reasons.append(f"memory: the KV cache of {lanes} lanes holds {int(kv_room)} tokens of context each, "
+                           f"beside the weights; the query needs {tokens}")
         else:
             reasons.append("model: the prediction is <= 0 here (outside the model's valid domain)")
     if accuracy < floor - 1e-12:
@@ -233,8 +238,10 @@ def batch_accuracy_floor(problem: Problem, assignment: pd.DataFrame, query: Plan
     weights = problem.queries["weight"].to_numpy(dtype=float)
     ids = pd.Index(problem.queries["query_id"].astype(str))
     assigned_weights = weights[ids.get_indexer(pd.Index(assignment["query_id"].astype(str)))]
-    accuracy_of = pd.Series(deps["accuracy"].to_numpy(dtype=float),
-                            index=pd.MultiIndex.from_arrays([deps["llm"], deps["device"]]))
+    # an LLM's accuracy is the same at every batch size: one entry per (llm, device)
+    per_pair = deps.drop_duplicates(["llm", "device"])
+    accuracy_of = pd.Series(per_pair["accuracy"].to_numpy(dtype=float),
+                            index=pd.MultiIndex.from_arrays([per_pair["llm"], per_pair["device"]]))
     assigned_accuracy = accuracy_of.reindex(pd.MultiIndex.from_arrays(
         [assignment["llm"].astype(str), assignment["device"].astype(str)])).to_numpy()
     accuracy = deps["accuracy"].to_numpy(dtype=float)
@@ -254,8 +261,11 @@ def move_energy_delta_j(problem: Problem, query: PlannedQuery, j: int, *, new_in
     idle_w = problem.deployments["idle_power_w"].to_numpy(dtype=float)
     i, c = query.index, query.deployment
 
+    lanes = problem.deployments["lanes"].to_numpy(dtype=float)
+
     def cost_j(d: int) -> float:
-        return float(query_energy_cost_j(problem.energy_j[i, d], problem.runtime_s[i, d], idle_w[d], idle=problem.idle))
+        return float(query_energy_cost_j(problem.energy_j[i, d], problem.runtime_s[i, d], idle_w[d], idle=problem.idle,
+                                         lanes=lanes[d]))
 
     delta = cost_j(j) - cost_j(c)
     if problem.idle:

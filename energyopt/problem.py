@@ -96,7 +96,8 @@ class Problem:
         deps = self.deployments
         return option_cost(self.energy_j[q, d], self.runtime_s[q, d], deps["idle_power_w"].to_numpy(dtype=float)[d],
                            self.queries["weight"].to_numpy(dtype=float)[q], deps["accuracy"].to_numpy(dtype=float)[d],
-                           objective=self.objective, zeta=self.zeta, idle=self.idle, norms=self.norms)
+                           objective=self.objective, zeta=self.zeta, idle=self.idle, norms=self.norms,
+                           lanes=deps["lanes"].to_numpy(dtype=float)[d])
 
     def max_mean_accuracy(self) -> float:
         """The most token-weighted mean accuracy a plan can reach: every query (that has an
@@ -118,11 +119,11 @@ class Problem:
 
 
 def option_cost(energy_j, runtime_s, idle_power_w, weight, accuracy, *, objective: str, zeta: float, idle: bool,
-                norms: dict[str, float]) -> np.ndarray:
+                norms: dict[str, float], lanes=1) -> np.ndarray:
     """The objective coefficient of running queries on deployments (arrays broadcast): the energy
     a query is charged (:func:`~energyopt.accounting.query_energy_cost_j`), or for the trade-off
     ζ·energy/E_norm − (1−ζ)·w·accuracy/A_norm with the batch's normalisers ``norms``."""
-    energy_cost = query_energy_cost_j(energy_j, runtime_s, idle_power_w, idle=idle)
+    energy_cost = query_energy_cost_j(energy_j, runtime_s, idle_power_w, idle=idle, lanes=lanes)
     if objective == "tradeoff":
         return zeta * energy_cost / norms["energy_norm_j"] - (1 - zeta) * weight * accuracy / norms["accuracy_norm"]
     return energy_cost
@@ -211,7 +212,7 @@ def build_problem(
         inst_cost = zeta * inst_cost / e_norm
         norms = {"energy_norm_j": e_norm, "accuracy_norm": a_norm}
     cost = option_cost(E, R, idle_w[None, :], q["weight"].to_numpy()[:, None], acc[None, :], objective=objective,
-                       zeta=zeta, idle=idle, norms=norms)
+                       zeta=zeta, idle=idle, norms=norms, lanes=deps["lanes"].to_numpy(dtype=float)[None, :])
     cost = np.where(ok, cost, np.inf)
     pools = pd.DataFrame([{"pool": p.name, "count": p.count} for p in fleet.pools.values()])
     return Problem(

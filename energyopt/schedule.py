@@ -91,7 +91,8 @@ def energy_totals(assignment: pd.DataFrame, problem: Problem) -> dict[str, float
         return {"query_energy_j": qe, "idle_energy_j": 0.0, "total_energy_j": qe}
     idle_w = dict(zip(zip(p.deployments["llm"], p.deployments["device"]), p.deployments["idle_power_w"]))
     key = list(zip(a["llm"], a["device"]))
-    above = above_idle_energy_j(a["energy_j"].to_numpy(), a["runtime_s"].to_numpy(), np.array([idle_w[k] for k in key]))
+    above = above_idle_energy_j(a["energy_j"].to_numpy(), a["runtime_s"].to_numpy(), np.array([idle_w[k] for k in key]),
+                                a["batch_size"].to_numpy(dtype=float))
     on = a.drop_duplicates(["llm", "device", "instance"])
     idle_e = float(idle_energy_j([idle_w[(r.llm, r.device)] for r in on.itertuples()], p.horizon_s).sum())
     return {"query_energy_j": float(above.sum()), "idle_energy_j": idle_e, "total_energy_j": float(above.sum()) + idle_e}

@@ -286,3 +286,59 @@ def test_explain_on_a_batched_plan_names_lanes_and_batch_sizes(tmp_path):
     assert opts.loc[("m", 4), "verdict"] == "chosen"
     # its instance runs at batch size 4: batch size 1 needs an instance of its own, and the one GPU is taken
     assert "run at batch size 4, not 1" in opts.loc[("m", 1), "reasons"]
+
+
+def test_idle_counted_charges_a_query_its_share_of_the_instances_idle_power():
+    # the model gives a query's share of its batch's energy: with idle counted, it is charged that
+    # share less its share of the instance's idle draw, P_idle · t / b (not the whole P_idle · t)
+    wl = _workload(3, seed=4)
+    p = build_problem(wl, _fleet(batch_sizes=(1, 4)), _models(), idle=True)
+    deps = p.deployments
+    for d in np.flatnonzero((deps["llm"] == "m").to_numpy()):
+        b = int(deps["batch_size"].iloc[d])
+        expect = np.maximum(p.energy_j[:, d] - 50.0 * p.runtime_s[:, d] / b, 0.0)
+        assert np.allclose(p.cost[:, d], expect) and (expect > 0).all()
+        assert np.allclose(p.pair_cost(np.arange(3), np.full(3, d)), expect)
+    s = plan(wl, _fleet(batch_sizes=(1, 4)), _models(), idle=True)
+    assert s.status.has_plan and s.check_violations == []
+
+
+def test_explain_with_a_mean_accuracy_floor_and_a_kv_ruling_on_several_batch_sizes(tmp_path):
+    from energyopt.explain import explain_plan_dir
+
+    wl = pd.DataFrame({"query_id": ["short", "long"], "input_tokens": [100, 4000], "output_tokens": [100, 100],
+                       "min_accuracy": [0.0, 0.0], "deadline_s": [np.nan, np.nan]})
+    fl, fm = _fleet(batch_sizes=(1, 2), kv=1e5, memory_gb=3.2, horizon_s=1000.0), _models()
+    s = plan(wl, fl, fm, min_mean_accuracy=0.5)
+    s.write(tmp_path)
+    ex = explain_plan_dir(tmp_path, "long", workload=wl, fleet=fl, models=fm)
+    opts = ex.options.set_index(["llm", "batch_size"])
+    assert "memory: the KV cache of 2 lanes holds 4000 tokens of context each" in opts.loc[("m", 2), "reasons"]
+
+
+def test_the_diagnosis_counts_lanes():
+    from energyopt.diagnose import explain_infeasible
+
+    # 84 s of work due by 60 s fits one instance of 4 lanes (240 lane-seconds): no capacity reason,
+    # only the unreachable floor
+    wl = pd.DataFrame({"query_id": [f"q{i}" for i in range(6)], "input_tokens": [100] * 6,
+                       "output_tokens": [1000] * 6, "min_accuracy": [0.5] * 6, "deadline_s": [60.0] * 6})
+    fl = _fleet(batch_sizes=(4,), horizon_s=60.0)
+    p = build_problem(wl, fl, _models(), min_mean_accuracy=0.9)
+    reasons = explain_infeasible(p)
+    assert len(reasons) == 1 and reasons[0].startswith("token-weighted mean accuracy can reach at most 0.6000")
+
+
+def test_the_checker_refuses_fractional_lanes_and_instances():
+    wl = _workload(4, seed=1)
+    fl, fm = _fleet(batch_sizes=(2,), count=1, horizon_s=1000.0), _models()
+    a = plan(wl, fl, fm, formulation="aggregate").assignment.copy()
+    on_m = a.index[a["llm"] == "m"]
+    half = a.copy()
+    half["lane"] = half["lane"].astype(float)
+    half.loc[on_m, "lane"] += 0.5
+    assert any("on a lane outside 0..batch size - 1" in v for v in check_plan(half, wl, fl, fm))
+    quarter = a.copy()
+    quarter["instance"] = quarter["instance"].astype(float)
+    quarter.loc[on_m[0], "instance"] = 0.25
+    assert any("instance numbers -1..0 outside" in v for v in check_plan(quarter, wl, fl, fm))

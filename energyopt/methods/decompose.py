@@ -514,10 +514,12 @@ def fix_and_solve(
     run_flat = D.run.reshape(-1)
     base = np.arange(n_s) * problem.n_deployments  # flat index of each row's first entry
     flip = dual.flip[D.rows]
+    usual_size = int(np.clip(n_s // 1000, 300, 2000))
+    whole_first = free_size is None and n_s <= SOLVE_WHOLE_UP_TO
     if free_size is None:
-        # a batch of at most 2,000 queries is solved whole (its MILP is small, and its own bound is
-        # the aggregate model's, tighter than the Lagrangian's where instances are few and lumpy)
-        free_size = n_s if n_s <= SOLVE_WHOLE_UP_TO else int(np.clip(n_s // 1000, 300, 2000))
+        # a batch of at most 2,000 queries is solved whole first (its MILP is small, and its own bound
+        # is the aggregate model's, tighter than the Lagrangian's where instances are few and lumpy)
+        free_size = n_s if whole_first else usual_size
     size = min(n_s, free_size)
     w = problem.queries["weight"].to_numpy(dtype=float)[D.rows]
     acc = problem.deployments["accuracy"].to_numpy(dtype=float)
@@ -535,12 +537,21 @@ def fix_and_solve(
         sub = sub_problem(problem, D.rows[free])
         model = build_matrix(sub, "aggregate", fixed_work=fixed_work, fixed_accuracy=fixed_acc,
                              weight_total=float(w.sum()))
-        # the time limit is enforced from outside too, as for every backend call
-        res = solve_with_watchdog(backend, model, time_limit_s=limits.capped_s(sub_time_limit_s),
+        # the time limit is enforced from outside too, as for every backend call; the whole batch gets
+        # a quarter of the cap, so that a slow one leaves time for fix-and-solve
+        cap_s = sub_time_limit_s / 4 if whole_first and size >= n_s else sub_time_limit_s
+        res = solve_with_watchdog(backend, model, time_limit_s=limits.capped_s(cap_s),
                                   mip_rel_gap=limits.mip_rel_gap, threads=limits.threads)
         if res.x is not None:
             break
-        if size >= n_s or limits.expired():
+        if limits.expired():
+            return None
+        if whole_first:  # the whole batch's MILP gave nothing (its time cap, a backend's failure): fix and solve
+            whole_first = False
+            size = min(n_s, usual_size)
+            say(f"lagrangian: the whole batch's MILP gave no plan ({res.status}); fixing the clearly decided queries")
+            continue
+        if size >= n_s:
             return None
         say(f"lagrangian: {size} free queries left no feasible plan ({res.status}); freeing more")
         size = min(n_s, size * 4)

@@ -66,9 +66,9 @@ class CpSatSolver(Solver):
             lo_i, hi_i = A.indptr[r], A.indptr[r + 1]
             cols, a = A.indices[lo_i:hi_i], A.data[lo_i:hi_i]
             rlo, rhi, kind = model.row_lo[r], model.row_hi[r], kinds[r]
-            if kind == "load":  # z - sum r x = 0, in time units, runtimes rounded up
+            if kind == "load":  # z - sum r x = fixed work (0 but in decompose's sub-models), in time units, rounded up
                 coef = np.where(is_z[cols], 1, -np.ceil(np.abs(a) * T).astype(np.int64))
-                cp.add(sum(int(c) * v[j] for j, c in zip(cols, coef)) == 0)
+                cp.add(sum(int(c) * v[j] for j, c in zip(cols, coef)) == int(np.ceil(rlo * T)))
                 continue
             if kind == "deadline":  # sum z - T_l u <= 0; capacities rounded down
                 coef = np.where(is_z[cols], 1, -np.floor(np.abs(a) * T).astype(np.int64))

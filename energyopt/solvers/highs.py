@@ -36,6 +36,11 @@ class HighsSolver(Solver):
         cons = [LinearConstraint(model.A, model.row_lo, model.row_hi)] if model.A.shape[0] else []
         bounds = Bounds(model.var_lo, model.var_hi)
         res = milp(model.c, constraints=cons, integrality=model.integrality, bounds=bounds, options=opts)
+        if res.status == 2:
+            # HiGHS's presolve has been seen to declare a feasible aggregate model (119 rows, solved by CBC
+            # and by HiGHS without presolve) infeasible: confirm without presolve before reporting a proof
+            res = milp(model.c, constraints=cons, integrality=model.integrality, bounds=bounds,
+                       options={**opts, "presolve": False})
         dt = now() - t0
         bound = getattr(res, "mip_dual_bound", None)
         bound = float(bound) if bound is not None and np.isfinite(bound) else -np.inf
