@@ -26,6 +26,7 @@ __all__ = [
     "edf_end_s",
     "edf_feasible",
     "ends_in_time",
+    "latest_end_s",
 ]
 
 #: joules in one kilowatt-hour
@@ -97,12 +98,17 @@ def edf_end_s(runtime_s, due_s) -> tuple[np.ndarray, np.ndarray]:
     return order, np.cumsum(r[order])
 
 
+def latest_end_s(due_s) -> np.ndarray:
+    """The latest time a query due at ``due_s`` may end, within the planner's floating-point
+    tolerance: ``due·(1 + EDF_REL_TOL) + EDF_ABS_TOL_S``."""
+    return np.asarray(due_s, dtype=float) * (1 + EDF_REL_TOL) + EDF_ABS_TOL_S
+
+
 def ends_in_time(end_s, due_s) -> np.ndarray:
-    """Whether each query ends by its due time, within the planner's floating-point tolerance
-    ``due·(1 + EDF_REL_TOL) + EDF_ABS_TOL_S`` (False where the due time is NaN: none)."""
-    due = np.asarray(due_s, dtype=float)
+    """Whether each query ends by its due time, within :func:`latest_end_s` (False where the due
+    time is NaN: none)."""
     with np.errstate(invalid="ignore"):
-        return np.asarray(end_s, dtype=float) <= due * (1 + EDF_REL_TOL) + EDF_ABS_TOL_S
+        return np.asarray(end_s, dtype=float) <= latest_end_s(due_s)
 
 
 def edf_feasible(runtime_s, due_s) -> bool:

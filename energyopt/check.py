@@ -312,7 +312,7 @@ def _checked_rows(table: pd.DataFrame, match: WorkloadMatch, known_rows: np.ndar
     accuracy_of = np.array([fleet.llms[d.llm].accuracy for d in deployments], dtype=float)
     context_of = np.array([np.inf if fleet.llms[d.llm].context_tokens is None else fleet.llms[d.llm].context_tokens
                            for d in deployments], dtype=float)
-    idle_of = np.array([fleet.pools[d.pool].idle_power_w * d.devices_per_instance for d in deployments], dtype=float)
+    idle_of = np.array([fleet.instance_idle_power_w(d) for d in deployments], dtype=float)
     return CheckedRows(
         query_ids=match.query_ids, assignment_row=rows, deployments=deployments, deployment_code=code,
         instance=_whole(column("instance", float), invalid=-1), lane=_whole(column("lane", float), invalid=-1),

@@ -102,6 +102,10 @@ class Fleet:
     source: str = "<memory>"
     meta: dict[str, Any] = field(default_factory=dict)
 
+    def instance_idle_power_w(self, d: Deployment) -> float:
+        """An instance's idle draw [W]: its pool's idle power per device times its devices."""
+        return self.pools[d.pool].idle_power_w * d.devices_per_instance
+
     @property
     def batched(self) -> bool:
         """Whether any deployment runs at a batch size above 1."""
@@ -128,7 +132,7 @@ class Fleet:
                         "max_instances": d.max_instances,
                         "accuracy": m.accuracy,
                         "context_tokens": m.context_tokens if m.context_tokens else 10**12,
-                        "idle_power_w": p.idle_power_w * d.devices_per_instance,
+                        "idle_power_w": self.instance_idle_power_w(d),
                         "group": g,
                         "batch_size": b,
                         "lanes": b,

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .accounting import EDF_ABS_TOL_S, EDF_REL_TOL, edf_feasible
+from .accounting import edf_feasible, latest_end_s
 from .problem import Problem
 
 __all__ = ["Timeline", "pack", "plan_objective", "ROUND_MIN_INSTANCES", "REPAIR_TRIES"]
@@ -42,10 +42,6 @@ class Timeline:
     def instance(self, lanes: np.ndarray) -> np.ndarray:
         """Each query's instance within its deployment (-1: not placed), given lanes per deployment."""
         return np.where(self.lane >= 0, self.lane // lanes[np.maximum(self.dep, 0)], -1)
-
-
-def _due_with_tolerance(due_s: np.ndarray) -> np.ndarray:
-    return due_s * (1 + EDF_REL_TOL) + EDF_ABS_TOL_S
 
 
 def _place(runs: np.ndarray, dues: np.ndarray, k: int) -> np.ndarray:
@@ -98,7 +94,7 @@ def pack(problem: Problem, dep_of_q: np.ndarray, n_inst: np.ndarray, *, repair: 
         qs = order[bounds[d]:bounds[d + 1]]
         if not len(qs):
             continue
-        dues = _due_with_tolerance(due_all[qs]) if enforce_due else np.full(len(qs), np.inf)
+        dues = latest_end_s(due_all[qs]) if enforce_due else np.full(len(qs), np.inf)
         got = _place(run_all[qs], dues, max(1, int(n_inst[d])) * int(lanes[d]))
         lane[qs] = got
         late.extend(qs[got < 0].tolist())
