@@ -342,3 +342,13 @@ def test_the_checker_refuses_fractional_lanes_and_instances():
     quarter["instance"] = quarter["instance"].astype(float)
     quarter.loc[on_m[0], "instance"] = 0.25
     assert any("instance numbers -1..0 outside" in v for v in check_plan(quarter, wl, fl, fm))
+
+
+def test_a_routing_rule_runs_a_query_at_the_largest_batch_size_whose_kv_holds_it():
+    from energyopt.methods.baselines import baseline_routing
+
+    wl = pd.DataFrame({"query_id": ["short", "long"], "input_tokens": [100, 4000], "output_tokens": [100, 100],
+                       "min_accuracy": [0.0, 0.0], "deadline_s": [np.nan, np.nan]})
+    p = build_problem(wl, _fleet(batch_sizes=(1, 2), kv=1e5, memory_gb=3.2), _models())
+    route = baseline_routing(p, "only:m")
+    assert p.deployments["batch_size"].to_numpy()[route].tolist() == [2, 1]  # the long one does not fit 2 lanes

@@ -27,9 +27,9 @@ def baseline_names(problem: Problem) -> list[str]:
 
 def baseline_routing(problem: Problem, name: str, seed: int = 0) -> np.ndarray:
     """Deployment index per query (-1 where the rule finds nothing that can run it). Where a fleet
-    deployment may run at several batch sizes, a rule runs it at the largest (as an engine that
-    batches would)."""
-    ok = problem.runnable & _largest_batch_size(problem)[None, :]
+    deployment may run at several batch sizes, a rule runs a query at the largest one whose KV
+    cache holds it (as an engine that batches would)."""
+    ok = _largest_runnable_batch_size(problem)
     if name == "round-robin":
         return _round_robin(ok)
     if name == "random":
@@ -114,11 +114,21 @@ def _only_llm(problem: Problem, ok: np.ndarray, llm: str) -> np.ndarray:
     return out
 
 
-def _largest_batch_size(problem: Problem) -> np.ndarray:
-    """Per problem deployment: whether it is its fleet deployment's largest batch size."""
+def _largest_runnable_batch_size(problem: Problem) -> np.ndarray:
+    """[queries × deployments]: the pair can run the query, and no larger batch size of the same
+    fleet deployment can."""
     deps = problem.deployments
-    largest = deps.groupby("group")["batch_size"].transform("max").to_numpy()
-    return deps["batch_size"].to_numpy() == largest
+    ok = problem.runnable.copy()
+    sizes = deps["batch_size"].to_numpy()
+    for members in deps.groupby("group").indices.values():
+        if len(members) < 2:
+            continue
+        members = members[np.argsort(-sizes[members])]  # largest batch size first
+        taken = np.zeros(problem.n_queries, dtype=bool)
+        for d in members:
+            ok[:, d] &= ~taken
+            taken |= problem.runnable[:, d]
+    return ok
 
 
 def even_split(problem: Problem, dep_of_q: np.ndarray) -> np.ndarray:
