@@ -5,8 +5,11 @@ Every :class:`~energyopt.errors.EnergyoptError` becomes one line on stderr and e
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,14 @@ from typing import Any
 import click
 
 from .errors import EnergyoptError, FitError
+
+#: exit codes (README "Exit codes", ``solve --help``)
+EXIT_PLAN = 0  # a plan (or a command that succeeded)
+EXIT_INFEASIBLE = 1  # proven: no plan exists
+EXIT_BAD_INPUT = 2  # bad input or an unwritable output; nothing solved, nothing written
+EXIT_NO_PLAN = 3  # no plan within the limits (time limit, watchdog, a backend that ended without one)
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT): 128 + 2
+EXIT_TERMINATED = 143  # SIGTERM (as sent by `timeout` or `kill`): 128 + 15
 
 # Heavy libraries (pandas, numpy, scipy, scikit-learn) and the pipeline's modules are imported
 # inside the commands that use them: `energyopt --help` loads click and this module only.
@@ -25,16 +36,47 @@ def _default_models() -> Path:
     return default_models_dir()
 
 
+class Terminated(BaseException):
+    """Raised in the main thread by the CLI's SIGTERM handler, so that a terminated command unwinds
+    like an interrupted one: temporary files are removed and solver children are killed."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Any:
+    """SIGTERM raises :class:`Terminated` while the block runs (main thread only; the previous
+    handler is restored after)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn an EnergyoptError into ``error: …`` on stderr and exit code 2, never a traceback."""
+    """Turn an EnergyoptError into ``error: …`` on stderr and exit code 2, never a traceback;
+    Ctrl-C (SIGINT) into exit code 130 and SIGTERM into 143, after the command has unwound."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with _sigterm_unwinds():
+                return fn(*args, **kwargs)
         except EnergyoptError as exc:
             click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
+            sys.exit(EXIT_BAD_INPUT)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except Terminated:
+            click.echo("terminated", err=True)
+            sys.exit(EXIT_TERMINATED)
 
     return wrapper
 

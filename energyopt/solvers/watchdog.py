@@ -3,14 +3,23 @@
 With a time limit, the backend runs in a forked child that starts its own process group (so
 CBC, which PuLP runs as a further subprocess, goes with it). If no answer comes within
 ``grace_factor × limit + grace_s``, the whole group is killed and the result says so.
+
+No child outlives the call: the child asks the kernel to kill it when its parent dies (Linux's
+``PR_SET_PDEATHSIG``; elsewhere it checks its parent once at the start), it closes the pipe end it
+does not use (so a write into a pipe nobody reads fails instead of blocking), and an exception in
+the parent while it waits (a ``KeyboardInterrupt``, or the CLI's SIGTERM handler raising) kills the
+child's whole process group before it propagates.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
 import multiprocessing as mp
 import os
 import signal
+import sys
 import time
 
 from ..formulation import MatrixModel
@@ -20,7 +29,29 @@ from .base import Solver, SolveResult
 __all__ = ["solve_with_watchdog"]
 
 
-def _child(solver: Solver, model: MatrixModel, kwargs: dict, conn) -> None:
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Have the kernel kill this process when its parent dies (Linux); exit now if the parent is
+    already gone (it died between the fork and the request, or there is no such request here)."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no libc to ask: the parent check below still holds
+            pass
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _child(solver: Solver, model: MatrixModel, kwargs: dict, conn, unused_conn, parent_pid: int) -> None:
+    _die_with_parent(parent_pid)
+    unused_conn.close()  # the parent's read end: holding it would let a send block forever
+    # the parent's handlers (the CLI turns SIGTERM into an exception) are not the child's: a
+    # signal ends the child at once, and the parent kills the child's group when it is stopped
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     os.setpgrp()
     # the answer goes through the pipe; what a backend's C code prints to stdout (HiGHS sometimes
     # prints internal messages even with its log off) must not mix with the program's output
@@ -35,6 +66,15 @@ def _child(solver: Solver, model: MatrixModel, kwargs: dict, conn) -> None:
         conn.close()
 
 
+def _kill_group(p) -> None:
+    """Kill the child's process group (the child and what it started), and reap the child."""
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        p.kill()
+    p.join(5)
+
+
 def solve_with_watchdog(solver: Solver, model: MatrixModel, *, time_limit_s: float | None, grace_factor: float = 1.5,
                         grace_s: float = 10.0, **kwargs) -> SolveResult:
     if time_limit_s is None or "fork" not in mp.get_all_start_methods():
@@ -42,7 +82,8 @@ def solve_with_watchdog(solver: Solver, model: MatrixModel, *, time_limit_s: flo
     ctx = mp.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
     t0 = time.perf_counter()
-    p = ctx.Process(target=_child, args=(solver, model, {"time_limit_s": time_limit_s, **kwargs}, child), daemon=True)
+    p = ctx.Process(target=_child, args=(solver, model, {"time_limit_s": time_limit_s, **kwargs}, child, parent,
+                                         os.getpid()), daemon=True)
     p.start()
     child.close()
     assert p.pid is not None  # a started process has its id
@@ -58,13 +99,12 @@ def solve_with_watchdog(solver: Solver, model: MatrixModel, *, time_limit_s: flo
         p.join(5)
         return SolveResult(Status.ERROR, None, math.nan, -math.inf, BoundSource.NONE, solver.name, time.perf_counter() - t0,
                            f"{solver.name} exited without an answer (exit code {p.exitcode})")
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM through the CLI's handler): the child goes first
+        _kill_group(p)
+        raise
     finally:
         parent.close()
-    try:
-        os.killpg(p.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        p.kill()
-    p.join(5)
+    _kill_group(p)
     return SolveResult(Status.NO_SOLUTION, None, math.nan, -math.inf, BoundSource.NONE, solver.name, time.perf_counter() - t0,
                        f"{solver.name} ignored its {time_limit_s:g} s time limit; stopped by the watchdog after {wait:g} s",
                        termination=Termination.WATCHDOG)
