@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pandas as pd
 from click.testing import CliRunner
@@ -16,8 +18,14 @@ def run(*args):
 
 
 def test_fit_models_predict(tmp_path):
-    r = run("fit", DATA / "synthetic_characterization.csv", "--out", tmp_path)
+    old = os.umask(0o022)
+    try:
+        r = run("fit", DATA / "synthetic_characterization.csv", "--out", tmp_path)
+    finally:
+        os.umask(old)
     assert r.exit_code == 0, r.output
+    files = sorted(tmp_path.iterdir())  # the model files, no temporary beside them, mode 0644 under umask 022
+    assert len(files) == 4 and all(f.suffix == ".json" and stat.S_IMODE(f.stat().st_mode) == 0o644 for f in files)
     assert "big-llm" in r.output and "wrote 4 model file(s)" in r.output
     r = run("models", "--models", tmp_path)
     assert r.exit_code == 0 and "8-4096 x 8-1024" in r.output
