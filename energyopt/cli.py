@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import signal
 import sys
 import threading
@@ -16,7 +17,7 @@ from typing import Any
 
 import click
 
-from .errors import EnergyoptError, FitError
+from .errors import DataError, EnergyoptError, FitError
 
 #: exit codes (README "Exit codes", ``solve --help``)
 EXIT_PLAN = 0  # a plan (or a command that succeeded)
@@ -79,6 +80,40 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(EXIT_TERMINATED)
 
     return wrapper
+
+
+def _exit_code_without_plan(status: Any) -> int:
+    """The exit code of a result without a plan: 1 when no plan exists (proven), 3 when none was
+    found within the limits (a time limit, the watchdog, a backend that ended without one)."""
+    from .schema import Status
+
+    return EXIT_INFEASIBLE if status == Status.INFEASIBLE else EXIT_NO_PLAN
+
+
+def _writable_dir(path: Path, option: str = "--out") -> None:
+    """Check, before any solving or fitting, that ``path`` can be created and written: create it
+    (and its parents), write and remove a file in it, and remove again the folders it created.
+    An unwritable output is bad input (one line, exit 2), not a traceback after the work."""
+    import tempfile
+
+    created = []
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        created.append(p)
+        p = p.parent
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".energyopt-write-test.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise DataError(f"{option} {path}: cannot write there ({exc.strerror or exc})") from None
+    finally:
+        for d in created:  # deepest first; what the command writes later creates them again
+            try:
+                d.rmdir()
+            except OSError:
+                break
 
 
 def _fmt_table(df, floatfmt: dict[str, str] | None = None) -> str:
@@ -180,6 +215,7 @@ def fit_cmd(data: tuple[Path, ...], out_dir: Path, min_r2: float, folds: int, lo
                                  param_hint="--holdout-batch-sizes") from None
     frames = [read_characterization(p) for p in data]
     df = pd.concat(frames, ignore_index=True)
+    _writable_dir(out_dir)
     try:
         models = fit_models(df, min_r2=min_r2, folds=folds, relative=(loss == "relative"),
                             holdout_batch_sizes=held, sources=[p.name for p in data])
@@ -308,13 +344,25 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
     Each query goes to one (LLM, device instance) meeting its min_accuracy; queries on an instance
     run one after another from t = 0 and each ends by its deadline_s and the fleet's horizon.
     Writes OUT/assignment.csv (one row per query) and OUT/summary.json (totals, status, bound,
-    gap). Exit code 0 with a plan, 1 when no plan exists (summary.json says why), 2 on bad input.
+    gap).
+
+    \b
+    Exit codes:
+      0    a plan
+      1    no plan exists (proven infeasible; summary.json says why)
+      2    bad input or an unwritable OUT (one line; checked before solving)
+      3    no plan found within the limits (time limit; summary.json has status no_solution)
+      130  interrupted (Ctrl-C, SIGINT)
+      143  terminated (SIGTERM, e.g. from `timeout`)
     """
     from .methods import Limits
     from .plan import plan
 
     limits = Limits(time_limit_s, mip_rel_gap)  # one budget for the whole command, --report included
     wl, fl, fm = _inputs(workload, fleet_path, models_dir)
+    _writable_dir(out_dir)
+    if report and (out_dir / "report").exists() and not (out_dir / "report").is_dir():
+        raise DataError(f"--out {out_dir}: {out_dir / 'report'} exists and is not a directory (--report writes there)")
     say = (lambda s: None) if quiet else (lambda s: click.echo(s, err=True))
     sched = plan(wl, fl, fm, solver=solver, objective=objective, zeta=zeta, idle=idle, min_mean_accuracy=min_mean_accuracy,
                  limits=limits, formulation=formulation, progress=say)
@@ -326,7 +374,7 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
         path = sched.write_summary(out_dir, s)
         click.echo(f"status: {s.status}: {sched.message}")
         click.echo(f"wrote {path} (no assignment)")
-        sys.exit(1)
+        sys.exit(_exit_code_without_plan(s.status))
     paths = sched.write(out_dir, s)
     click.echo(
         f"status: {s.status}  solver: {s.solver} ({s.formulation})  energy: {s.total_energy_j:.6g} J "
@@ -376,6 +424,11 @@ def compare_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None
                     progress=lambda s: click.echo(s, err=True))
     click.echo(_fmt_table(table, {"energy_kwh": ".4f", "accuracy": ".4f", "makespan_s": ".1f",
                                   "optimal_same_acc_kwh": ".4f", "saved": ".1%", "gap": ".3%"}))
+    from .schema import Status
+
+    status = Status(table["status"].iloc[0])  # the optimal plan's (the first row)
+    if not status.has_plan:
+        sys.exit(_exit_code_without_plan(status))
 
 
 @main.command("sweep")
@@ -416,6 +469,7 @@ def sweep_cmd(workload: Path, vary: str, values: str | None, fleet_path: Path | 
         except ValueError:
             raise click.BadParameter(f"expected comma-separated numbers, got {values!r}", param_hint="--values") from None
     wl, fl, fm = _inputs(workload, fleet_path, models_dir)
+    _writable_dir(out_dir)
     table = sweep(wl, fl, fm, vary, vals, baselines=baselines, seed=seed, progress=lambda s: click.echo(s, err=True),
                   solver=solver, objective=objective, zeta=zeta, idle=idle, min_mean_accuracy=min_mean_accuracy,
                   time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, formulation=formulation)

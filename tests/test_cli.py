@@ -101,3 +101,80 @@ def test_compare_and_solvers(tmp_path, synthetic_models, synthetic_fleet):
         assert name in r.output
     r = run("solvers")
     assert "highs" in r.output and "cpsat" in r.output
+
+
+def _time_out_without_a_plan(monkeypatch):
+    """The HiGHS backend stops at its time limit before finding any plan."""
+    import math
+
+    from energyopt.schema import BoundSource, Status, Termination
+    from energyopt.solvers.base import SolveResult
+    from energyopt.solvers.highs import HighsSolver
+
+    def timed_out(self, model, **kw):
+        return SolveResult(Status.NO_SOLUTION, None, math.nan, -math.inf, BoundSource.NONE, "highs", 0.01,
+                           "time limit reached", termination=Termination.TIME_LIMIT)
+
+    monkeypatch.setattr(HighsSolver, "solve", timed_out)
+
+
+def test_no_plan_within_the_limits_exits_3_not_1(tmp_path, synthetic_models, synthetic_fleet, monkeypatch):
+    _time_out_without_a_plan(monkeypatch)
+    wl = tmp_path / "w.csv"
+    lognormal_workload(20, seed=3).to_csv(wl, index=False)
+    r = run("solve", wl, "--fleet", synthetic_fleet, "--models", synthetic_models, "--solver", "highs",
+            "--formulation", "exact", "--time-limit", "5", "--out", tmp_path / "p")
+    assert r.exit_code == 3, r.output
+    assert json.loads((tmp_path / "p" / "summary.json").read_text())["status"] == "no_solution"
+    assert not (tmp_path / "p" / "assignment.csv").exists()
+
+
+def test_exit_codes_are_documented_in_solve_help_and_the_readme():
+    help_text = run("solve", "--help").output
+    for code, words in (("0", "a plan"), ("1", "no plan exists"), ("2", "bad input"), ("3", "within the limits"),
+                        ("130", "interrupted"), ("143", "terminated")):
+        assert any(line.split()[:1] == [code] and words in line for line in help_text.splitlines()), (code, help_text)
+    readme = (ROOT / "README.md").read_text()
+    line = next(p for p in readme.split("\n\n") if p.startswith("Exit codes:"))
+    for words in ("0 a plan", "1 no plan exists", "2 bad input", "3 no plan within the limits", "130", "143"):
+        assert words in " ".join(line.split()), words
+
+
+def test_compare_without_an_optimal_plan_exits_like_solve(tmp_path, synthetic_models, synthetic_fleet, monkeypatch):
+    _time_out_without_a_plan(monkeypatch)
+    wl = tmp_path / "w.csv"
+    lognormal_workload(20, seed=3).to_csv(wl, index=False)
+    r = run("compare", wl, "--fleet", synthetic_fleet, "--models", synthetic_models, "--solver", "highs",
+            "--formulation", "exact", "--time-limit", "5", "--no-equal-accuracy")
+    assert r.exit_code == 3, r.output
+    assert "round-robin" in r.output  # the table is still printed
+
+
+def test_an_unwritable_out_fails_with_exit_2_before_any_solving(tmp_path, synthetic_models, synthetic_fleet, monkeypatch):
+    import importlib
+
+    def never(*a, **k):
+        raise AssertionError("solved or fitted before the output was checked")
+
+    # the modules (the facade's energyopt.plan and energyopt.sweep are the functions)
+    monkeypatch.setattr(importlib.import_module("energyopt.plan"), "plan", never)
+    monkeypatch.setattr(importlib.import_module("energyopt.sweep"), "sweep", never)
+    monkeypatch.setattr(importlib.import_module("energyopt.fit"), "fit_models", never)
+    wl = tmp_path / "w.csv"
+    lognormal_workload(10, seed=3).to_csv(wl, index=False)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    args = [wl, "--fleet", synthetic_fleet, "--models", synthetic_models]
+    out = a_file / "plan"  # (an --out that is a file itself is click's usage error, exit 2 too)
+    for r in (run("solve", *args, "--out", out), run("sweep", *args, "--vary", "zeta", "--out", out),
+              run("fit", DATA / "synthetic_characterization.csv", "--out", out)):
+        assert r.exit_code == 2, r.output
+        assert r.output.count("\n") == 1 and r.output.startswith("error: --out ") and "cannot write there" in r.output
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "report").write_text("x")
+    r = run("solve", *args, "--out", tmp_path / "p", "--report")
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "is not a directory" in r.output
+    # the check leaves nothing behind: a fit whose gate fails still writes no folder
+    monkeypatch.undo()
+    r = run("fit", DATA / "synthetic_characterization.csv", "--out", tmp_path / "new" / "m", "--min-r2", "1.0")
+    assert r.exit_code == 2 and not (tmp_path / "new").exists()
