@@ -88,8 +88,14 @@ def test_infeasible_exit_1_with_reasons(tmp_path, synthetic_models, synthetic_fl
     r = run("solve", wl, "--fleet", synthetic_fleet, "--models", synthetic_models, "--out", tmp_path / "p")
     assert r.exit_code == 1
     assert "query a: needs accuracy >= 0.9" in r.output and "query b: fastest accurate-enough option" in r.output
-    assert json.loads((tmp_path / "p" / "summary.json").read_text())["status"] == "infeasible"
+    doc = json.loads((tmp_path / "p" / "summary.json").read_text())
+    assert doc["status"] == "infeasible"
     assert not (tmp_path / "p" / "assignment.csv").exists()
+    # honest without a plan: no energy, the workload's one deadline counted, nothing checked, no "inf" strings
+    assert doc["total_energy_j"] is None and doc["queries_with_deadline"] == 1
+    assert doc["check"]["ok"] is None and doc["check"]["checked"] is False
+    assert doc["gap"] is None and doc["gap_infinite"] is True and doc["bound_infinite"] in (1, -1, 0)
+    assert doc["settings"]["solver"] == "auto" and doc["input_sha256"]["workload"] and doc["energyopt_version"]
 
 
 def test_compare_and_solvers(tmp_path, synthetic_models, synthetic_fleet):
@@ -125,7 +131,9 @@ def test_no_plan_within_the_limits_exits_3_not_1(tmp_path, synthetic_models, syn
     r = run("solve", wl, "--fleet", synthetic_fleet, "--models", synthetic_models, "--solver", "highs",
             "--formulation", "exact", "--time-limit", "5", "--out", tmp_path / "p")
     assert r.exit_code == 3, r.output
-    assert json.loads((tmp_path / "p" / "summary.json").read_text())["status"] == "no_solution"
+    doc = json.loads((tmp_path / "p" / "summary.json").read_text())
+    assert doc["status"] == "no_solution" and doc["termination"] == "time_limit" and doc["total_energy_j"] is None
+    assert doc["bound"] is None and doc["bound_infinite"] == -1 and doc["settings"]["time_limit_s"] == 5
     assert not (tmp_path / "p" / "assignment.csv").exists()
 
 
