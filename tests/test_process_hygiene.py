@@ -8,6 +8,7 @@ files."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,7 +30,10 @@ _SCRIPT = textwrap.dedent("""
         import energyopt.solvers.highs as highs
 
         def slow_solve(self, model, **kw):
-            marker.write_text(str(os.getpid()))
+            import tempfile
+
+            fd, scratch = tempfile.mkstemp(suffix=".mps")  # as PuLP writes its model for CBC
+            marker.write_text(f"{os.getpid()} {scratch}")
             time.sleep(60)
 
         highs.HighsSolver.solve = slow_solve
@@ -40,7 +44,7 @@ _SCRIPT = textwrap.dedent("""
         def slow_write(table, path):
             with atomic_path(path) as tmp:
                 Path(tmp).write_text("query_id\\n")
-                marker.write_text(str(os.getpid()))
+                marker.write_text(f"{os.getpid()} -")
                 time.sleep(60)
 
         schedule.write_table_csv = slow_write
@@ -63,7 +67,8 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
-def _start(tmp_path: Path, mode: str, synthetic_fleet: Path, synthetic_models: Path) -> tuple[subprocess.Popen, int, Path]:
+def _start(tmp_path: Path, mode: str, synthetic_fleet: Path,
+           synthetic_models: Path) -> tuple[subprocess.Popen, int, Path, str]:
     wl = tmp_path / "w.csv"
     lognormal_workload(20, seed=1).to_csv(wl, index=False)
     script, marker, out = tmp_path / "run.py", tmp_path / "pid", tmp_path / "plan"
@@ -82,7 +87,8 @@ def _start(tmp_path: Path, mode: str, synthetic_fleet: Path, synthetic_models: P
             out_b, err_b = proc.communicate()
             pytest.fail(f"the slow step never started (exit {proc.returncode}): {err_b.decode()[-2000:]}")
         time.sleep(0.05)
-    return proc, int(marker.read_text()), out
+    pid, scratch = marker.read_text().split()
+    return proc, int(pid), out, scratch
 
 
 def _gone_within(pid: int, seconds: float) -> bool:
@@ -96,8 +102,8 @@ def _gone_within(pid: int, seconds: float) -> bool:
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGKILL, -9)])
 def test_a_killed_solve_leaves_no_backend_child(tmp_path, synthetic_fleet, synthetic_models, sig, code):
-    proc, child, out = _start(tmp_path, "solve", synthetic_fleet, synthetic_models)
-    assert child != proc.pid and _alive(child)
+    proc, child, out, scratch = _start(tmp_path, "solve", synthetic_fleet, synthetic_models)
+    assert child != proc.pid and _alive(child) and Path(scratch).exists()
     proc.send_signal(sig)
     try:
         proc.wait(timeout=10)
@@ -109,12 +115,18 @@ def test_a_killed_solve_leaves_no_backend_child(tmp_path, synthetic_fleet, synth
         proc.communicate(timeout=10)
     assert gone, f"the backend child {child} outlived its parent"
     assert proc.returncode == code
+    folder = Path(scratch).parent
+    assert folder.name.startswith("energyopt-solve-")  # the call's own temporary folder, not /tmp
+    if sig == signal.SIGKILL:  # nothing cleans up after a SIGKILL: the test removes what is left
+        shutil.rmtree(folder, ignore_errors=True)
+    else:  # the backend's temporary files go with the call
+        assert not folder.exists()
     assert not list(out.glob(".*.tmp")) if out.exists() else True
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_solve_stopped_while_writing_leaves_no_temporary_file(tmp_path, synthetic_fleet, synthetic_models, sig, code):
-    proc, pid, out = _start(tmp_path, "write", synthetic_fleet, synthetic_models)
+    proc, pid, out, _ = _start(tmp_path, "write", synthetic_fleet, synthetic_models)
     assert pid == proc.pid and list(out.glob(".assignment.csv.*.tmp"))
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=10)
@@ -150,7 +162,9 @@ def test_the_watchdog_child_closes_the_read_end_and_dies_with_its_parent(tmp_pat
                     except OSError:  # the listing's own descriptor, closed by now
                         pass
                 pipes = [p for p in pipes if p.startswith("pipe:")]
-                marker.write_text(f"{os.getpid()} {len(pipes)} {len(set(pipes))}")
+                import tempfile
+
+                marker.write_text(f"{os.getpid()} {len(pipes)} {len(set(pipes))} {tempfile.gettempdir()}")
                 time.sleep(60)
 
         solve_with_watchdog(Slow(), None, time_limit_s=60)
@@ -163,11 +177,14 @@ def test_the_watchdog_child_closes_the_read_end_and_dies_with_its_parent(tmp_pat
     while not (marker.exists() and marker.read_text()):
         assert proc.poll() is None and time.monotonic() - t0 < 60
         time.sleep(0.05)
-    pid, n_pipe_fds, n_pipes = (int(v) for v in marker.read_text().split())
+    pid_s, n_pipe_fds_s, n_pipes_s, folder = marker.read_text().split()
+    pid, n_pipe_fds, n_pipes = int(pid_s), int(n_pipe_fds_s), int(n_pipes_s)
     proc.kill()
     proc.wait(timeout=10)
     gone = _gone_within(pid, 2.0)
     if not gone:
         os.kill(pid, signal.SIGKILL)
+    if Path(folder).name.startswith("energyopt-solve-"):  # nothing cleans up after a SIGKILL
+        shutil.rmtree(folder, ignore_errors=True)
     assert gone, f"the backend child {pid} outlived its parent"
     assert n_pipe_fds == n_pipes  # no pipe is held at both ends (fd of the read and the write end)

@@ -8,7 +8,8 @@ No child outlives the call: the child asks the kernel to kill it when its parent
 ``PR_SET_PDEATHSIG``; elsewhere it checks its parent once at the start), it closes the pipe end it
 does not use (so a write into a pipe nobody reads fails instead of blocking), and an exception in
 the parent while it waits (a ``KeyboardInterrupt``, or the CLI's SIGTERM handler raising) kills the
-child's whole process group before it propagates.
+child's whole process group before it propagates. The child's temporary files (PuLP's model
+and solution files) go into a folder of the call's own, removed when the call ends.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ import ctypes.util
 import math
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 
 from ..formulation import MatrixModel
@@ -45,8 +48,13 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def _child(solver: Solver, model: MatrixModel, kwargs: dict, conn, unused_conn, parent_pid: int) -> None:
+def _child(solver: Solver, model: MatrixModel, kwargs: dict, conn, unused_conn, parent_pid: int, tmp_dir: str) -> None:
     _die_with_parent(parent_pid)
+    # the backend's temporary files (PuLP's .mps and .sol, CBC's log) go into a folder the parent
+    # removes, so a child killed in mid-solve leaves none in /tmp
+    for var in ("TMPDIR", "TMP", "TEMP"):
+        os.environ[var] = tmp_dir
+    tempfile.tempdir = tmp_dir
     unused_conn.close()  # the parent's read end: holding it would let a send block forever
     # the parent's handlers (the CLI turns SIGTERM into an exception) are not the child's: a
     # signal ends the child at once, and the parent kills the child's group when it is stopped
@@ -79,11 +87,20 @@ def solve_with_watchdog(solver: Solver, model: MatrixModel, *, time_limit_s: flo
                         grace_s: float = 10.0, **kwargs) -> SolveResult:
     if time_limit_s is None or "fork" not in mp.get_all_start_methods():
         return solver.solve(model, time_limit_s=time_limit_s, **kwargs)
+    tmp_dir = tempfile.mkdtemp(prefix="energyopt-solve-")
+    try:
+        return _watch(solver, model, time_limit_s, grace_factor, grace_s, tmp_dir, kwargs)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def _watch(solver: Solver, model: MatrixModel, time_limit_s: float, grace_factor: float, grace_s: float, tmp_dir: str,
+           kwargs: dict) -> SolveResult:
     ctx = mp.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
     t0 = time.perf_counter()
     p = ctx.Process(target=_child, args=(solver, model, {"time_limit_s": time_limit_s, **kwargs}, child, parent,
-                                         os.getpid()), daemon=True)
+                                         os.getpid(), tmp_dir), daemon=True)
     p.start()
     child.close()
     assert p.pid is not None  # a started process has its id
