@@ -38,11 +38,11 @@ def atomic_path(path: Path) -> Iterator[str]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        if hasattr(os, "fchmod"):  # POSIX
-            os.fchmod(fd, 0o666 & ~_umask())
-    finally:
-        os.close(fd)
-    try:
+        try:
+            if hasattr(os, "fchmod"):  # POSIX
+                os.fchmod(fd, 0o666 & ~_umask())
+        finally:
+            os.close(fd)
         yield tmp
         os.replace(tmp, path)
     except BaseException:
