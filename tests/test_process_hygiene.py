@@ -32,8 +32,12 @@ _SCRIPT = textwrap.dedent("""
         def slow_solve(self, model, **kw):
             import tempfile
 
+            import subprocess
+
             fd, scratch = tempfile.mkstemp(suffix=".mps")  # as PuLP writes its model for CBC
-            marker.write_text(f"{os.getpid()} {scratch}")
+            cbc = subprocess.Popen(["sleep", "60"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)  # as PuLP starts CBC
+            marker.write_text(f"{os.getpid()} {scratch} {cbc.pid}")
             time.sleep(60)
 
         highs.HighsSolver.solve = slow_solve
@@ -44,7 +48,7 @@ _SCRIPT = textwrap.dedent("""
         def slow_write(table, path):
             with atomic_path(path) as tmp:
                 Path(tmp).write_text("query_id\\n")
-                marker.write_text(f"{os.getpid()} -")
+                marker.write_text(f"{os.getpid()} - 0")
                 time.sleep(60)
 
         schedule.write_table_csv = slow_write
@@ -68,7 +72,7 @@ def _alive(pid: int) -> bool:
 
 
 def _start(tmp_path: Path, mode: str, synthetic_fleet: Path,
-           synthetic_models: Path) -> tuple[subprocess.Popen, int, Path, str]:
+           synthetic_models: Path) -> tuple[subprocess.Popen, int, Path, str, int]:
     wl = tmp_path / "w.csv"
     lognormal_workload(20, seed=1).to_csv(wl, index=False)
     script, marker, out = tmp_path / "run.py", tmp_path / "pid", tmp_path / "plan"
@@ -87,46 +91,54 @@ def _start(tmp_path: Path, mode: str, synthetic_fleet: Path,
             out_b, err_b = proc.communicate()
             pytest.fail(f"the slow step never started (exit {proc.returncode}): {err_b.decode()[-2000:]}")
         time.sleep(0.05)
-    pid, scratch = marker.read_text().split()
-    return proc, int(pid), out, scratch
+    pid, scratch, grandchild = marker.read_text().split()
+    return proc, int(pid), out, scratch, int(grandchild)
 
 
-def _gone_within(pid: int, seconds: float) -> bool:
+def _gone_within_check(done, seconds: float) -> bool:
     t0 = time.monotonic()
-    while _alive(pid):
+    while not done():
         if time.monotonic() - t0 > seconds:
             return False
         time.sleep(0.02)
     return True
 
 
+def _gone_within(pid: int, seconds: float) -> bool:
+    return _gone_within_check(lambda: not _alive(pid), seconds)
+
+
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGKILL, -9)])
 def test_a_killed_solve_leaves_no_backend_child(tmp_path, synthetic_fleet, synthetic_models, sig, code):
-    proc, child, out, scratch = _start(tmp_path, "solve", synthetic_fleet, synthetic_models)
-    assert child != proc.pid and _alive(child) and Path(scratch).exists()
+    """The backend's child and the process it started (as PuLP starts CBC) are gone within 2 s."""
+    proc, child, out, scratch, cbc = _start(tmp_path, "solve", synthetic_fleet, synthetic_models)
+    assert child != proc.pid and _alive(child) and _alive(cbc) and Path(scratch).exists()
     proc.send_signal(sig)
     try:
         proc.wait(timeout=10)
         gone = _gone_within(child, 2.0)  # before reading stderr: a surviving child would hold it open
+        cbc_gone = _gone_within(cbc, 2.0)
     finally:
-        if _alive(child):  # a failing run must not leave it behind either
-            os.kill(child, signal.SIGKILL)
+        for pid in (child, cbc):  # a failing run must not leave them behind either
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
         proc.kill()
         proc.communicate(timeout=10)
+        folder = Path(scratch).parent
+        folder_left = not _gone_within_check(lambda: not folder.exists(), 2.0)
+        if folder.name.startswith("energyopt-solve-"):  # (a safety net: a failing run leaves nothing either)
+            shutil.rmtree(folder, ignore_errors=True)
     assert gone, f"the backend child {child} outlived its parent"
+    assert cbc_gone, f"the backend's own child {cbc} outlived the solve"
     assert proc.returncode == code
-    folder = Path(scratch).parent
     assert folder.name.startswith("energyopt-solve-")  # the call's own temporary folder, not /tmp
-    if sig == signal.SIGKILL:  # nothing cleans up after a SIGKILL: the test removes what is left
-        shutil.rmtree(folder, ignore_errors=True)
-    else:  # the backend's temporary files go with the call
-        assert not folder.exists()
+    assert not folder_left  # the backend's temporary files go with the call (after a SIGKILL: the guard's work)
     assert not list(out.glob(".*.tmp")) if out.exists() else True
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_solve_stopped_while_writing_leaves_no_temporary_file(tmp_path, synthetic_fleet, synthetic_models, sig, code):
-    proc, pid, out, _ = _start(tmp_path, "write", synthetic_fleet, synthetic_models)
+    proc, pid, out, _, _ = _start(tmp_path, "write", synthetic_fleet, synthetic_models)
     assert pid == proc.pid and list(out.glob(".assignment.csv.*.tmp"))
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=10)

@@ -8,12 +8,14 @@ No child outlives the call: the child asks the kernel to kill it when its parent
 ``PR_SET_PDEATHSIG``; elsewhere it checks its parent once at the start), it closes the pipe end it
 does not use (so a write into a pipe nobody reads fails instead of blocking), and an exception in
 the parent while it waits (a ``KeyboardInterrupt``, or the CLI's SIGTERM handler raising) kills the
-child's whole process group before it propagates. The child's temporary files (PuLP's model
+child's whole process group before it propagates; a small guard process kills that group if the
+parent dies without a word (SIGKILL), so CBC, which PuLP starts, goes too. The child's temporary files (PuLP's model
 and solution files) go into a folder of the call's own, removed when the call ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import math
@@ -94,6 +96,58 @@ def solve_with_watchdog(solver: Solver, model: MatrixModel, *, time_limit_s: flo
         shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
+def _open_fds() -> list[int]:
+    try:
+        return [int(f) for f in os.listdir("/proc/self/fd")]
+    except OSError:
+        return list(range(256))
+
+
+def _start_guard(pid: int, tmp_dir: str) -> tuple[int, int] | None:
+    """Fork a small guard that kills ``pid``'s process group if this process dies before
+    :func:`_stop_guard` (a SIGKILL of the parent): the child's own children (CBC, which PuLP
+    starts) do not die with the child. The guard holds no descriptor but its pipe's read end;
+    end of file on it (the parent gone) means kill (and remove ``tmp_dir``), a byte means the call
+    ended: exit."""
+    if not hasattr(os, "fork"):
+        return None
+    r, w = os.pipe()
+    guard = os.fork()
+    if guard == 0:  # the guard: never returns into the parent's code
+        try:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            for fd in _open_fds():
+                if fd != r:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+            try:
+                gone = os.read(r, 1) == b""
+            except OSError:
+                gone = True
+            if gone:
+                for kill in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+                    with contextlib.suppress(OSError):
+                        kill()
+                shutil.rmtree(tmp_dir, ignore_errors=True)
+        finally:
+            os._exit(0)
+    os.close(r)
+    return guard, w
+
+
+def _stop_guard(guard: tuple[int, int] | None) -> None:
+    """Tell the guard the call ended (it exits without killing anything) and reap it."""
+    if guard is None:
+        return
+    pid, w = guard
+    with contextlib.suppress(OSError):
+        os.write(w, b"x")
+    os.close(w)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
 def _watch(solver: Solver, model: MatrixModel, time_limit_s: float, grace_factor: float, grace_s: float, tmp_dir: str,
            kwargs: dict) -> SolveResult:
     ctx = mp.get_context("fork")
@@ -104,6 +158,15 @@ def _watch(solver: Solver, model: MatrixModel, time_limit_s: float, grace_factor
     p.start()
     child.close()
     assert p.pid is not None  # a started process has its id
+    guard = _start_guard(p.pid, tmp_dir)
+    try:
+        return _wait_for(p, parent, solver, time_limit_s, grace_factor, grace_s, t0)
+    finally:
+        _stop_guard(guard)
+
+
+def _wait_for(p, parent, solver: Solver, time_limit_s: float, grace_factor: float, grace_s: float,
+              t0: float) -> SolveResult:
     wait = grace_factor * time_limit_s + grace_s
     try:
         if parent.poll(wait):
