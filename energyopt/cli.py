@@ -351,7 +351,8 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
       0    a plan
       1    no plan exists (proven infeasible; summary.json says why)
       2    bad input or an unwritable OUT (one line; checked before solving)
-      3    no plan found within the limits (time limit; summary.json has status no_solution)
+      3    no plan found within the limits (a time-out, or a backend that ended without one;
+           summary.json has status no_solution or error)
       130  interrupted (Ctrl-C, SIGINT)
       143  terminated (SIGTERM, e.g. from `timeout`)
     """
