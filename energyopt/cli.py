@@ -603,6 +603,7 @@ def characterize_cmd(llms: tuple[str, ...], model_dir: Path | None, device: str,
     """
     from .characterize.orchestrate import characterize
 
+    _writable_dir(out_csv.parent)
     characterize(
         llms=list(llms), model_dir=model_dir, device=device, gpu_index=gpu_index, points=points,
         holdout=holdout, repeats=repeats, min_window_s=min_window_s, max_input_tokens=max_input_tokens,

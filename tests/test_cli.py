@@ -178,6 +178,9 @@ def test_an_unwritable_out_fails_with_exit_2_before_any_solving(tmp_path, synthe
               run("fit", DATA / "synthetic_characterization.csv", "--out", out)):
         assert r.exit_code == 2, r.output
         assert r.output.count("\n") == 1 and r.output.startswith("error: --out ") and "cannot write there" in r.output
+    monkeypatch.setattr(importlib.import_module("energyopt.characterize.orchestrate"), "characterize", never)
+    r = run("characterize", "--llm", "qwen2.5-0.5b", "--device", "cpu", "--out", a_file / "m.csv")
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and r.output.startswith("error: --out ")
     (tmp_path / "p").mkdir()
     (tmp_path / "p" / "report").write_text("x")
     r = run("solve", *args, "--out", tmp_path / "p", "--report")
