@@ -5,15 +5,27 @@ Every :class:`~energyopt.errors.EnergyoptError` becomes one line on stderr and e
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from .errors import EnergyoptError, FitError
+from .errors import DataError, EnergyoptError, FitError
+
+#: exit codes (README "Exit codes", ``solve --help``)
+EXIT_PLAN = 0  # a plan (or a command that succeeded)
+EXIT_INFEASIBLE = 1  # proven: no plan exists
+EXIT_BAD_INPUT = 2  # bad input or an unwritable output; nothing solved, nothing written
+EXIT_NO_PLAN = 3  # no plan within the limits (time limit, watchdog, a backend that ended without one)
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT): 128 + 2
+EXIT_TERMINATED = 143  # SIGTERM (as sent by `timeout` or `kill`): 128 + 15
 
 # Heavy libraries (pandas, numpy, scipy, scikit-learn) and the pipeline's modules are imported
 # inside the commands that use them: `energyopt --help` loads click and this module only.
@@ -25,18 +37,83 @@ def _default_models() -> Path:
     return default_models_dir()
 
 
+class Terminated(BaseException):
+    """Raised in the main thread by the CLI's SIGTERM handler, so that a terminated command unwinds
+    like an interrupted one: temporary files are removed and solver children are killed."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Any:
+    """SIGTERM raises :class:`Terminated` while the block runs (main thread only; the previous
+    handler is restored after)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn an EnergyoptError into ``error: …`` on stderr and exit code 2, never a traceback."""
+    """Turn an EnergyoptError into ``error: …`` on stderr and exit code 2, never a traceback;
+    Ctrl-C (SIGINT) into exit code 130 and SIGTERM into 143, after the command has unwound."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with _sigterm_unwinds():
+                return fn(*args, **kwargs)
         except EnergyoptError as exc:
             click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
+            sys.exit(EXIT_BAD_INPUT)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except Terminated:
+            click.echo("terminated", err=True)
+            sys.exit(EXIT_TERMINATED)
 
     return wrapper
+
+
+def _exit_code_without_plan(status: Any) -> int:
+    """The exit code of a result without a plan: 1 when no plan exists (proven), 3 when none was
+    found within the limits (a time limit, the watchdog, a backend that ended without one)."""
+    from .schema import Status
+
+    return EXIT_INFEASIBLE if status == Status.INFEASIBLE else EXIT_NO_PLAN
+
+
+def _writable_dir(path: Path, option: str = "--out") -> None:
+    """Check, before any solving or fitting, that ``path`` can be created and written: create it
+    (and its parents), write and remove a file in it, and remove again the folders it created.
+    An unwritable output is bad input (one line, exit 2), not a traceback after the work."""
+    import tempfile
+
+    created = []
+    p = path.absolute()
+    while not p.exists() and p != p.parent:
+        created.append(p)
+        p = p.parent
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".energyopt-write-test.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise DataError(f"{option} {path}: cannot write there ({exc.strerror or exc})") from None
+    finally:
+        for d in created:  # deepest first; what the command writes later creates them again
+            try:
+                d.rmdir()
+            except OSError:
+                break
 
 
 def _fmt_table(df, floatfmt: dict[str, str] | None = None) -> str:
@@ -138,6 +215,7 @@ def fit_cmd(data: tuple[Path, ...], out_dir: Path, min_r2: float, folds: int, lo
                                  param_hint="--holdout-batch-sizes") from None
     frames = [read_characterization(p) for p in data]
     df = pd.concat(frames, ignore_index=True)
+    _writable_dir(out_dir)
     try:
         models = fit_models(df, min_r2=min_r2, folds=folds, relative=(loss == "relative"),
                             holdout_batch_sizes=held, sources=[p.name for p in data])
@@ -266,13 +344,26 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
     Each query goes to one (LLM, device instance) meeting its min_accuracy; queries on an instance
     run one after another from t = 0 and each ends by its deadline_s and the fleet's horizon.
     Writes OUT/assignment.csv (one row per query) and OUT/summary.json (totals, status, bound,
-    gap). Exit code 0 with a plan, 1 when no plan exists (summary.json says why), 2 on bad input.
+    gap).
+
+    \b
+    Exit codes:
+      0    a plan
+      1    no plan exists (proven infeasible; summary.json says why)
+      2    bad input or an unwritable OUT (one line; checked before solving)
+      3    no plan found within the limits (a time-out, or a backend that ended without one;
+           summary.json has status no_solution or error)
+      130  interrupted (Ctrl-C, SIGINT)
+      143  terminated (SIGTERM, e.g. from `timeout`)
     """
     from .methods import Limits
     from .plan import plan
 
     limits = Limits(time_limit_s, mip_rel_gap)  # one budget for the whole command, --report included
     wl, fl, fm = _inputs(workload, fleet_path, models_dir)
+    _writable_dir(out_dir)
+    if report and (out_dir / "report").exists() and not (out_dir / "report").is_dir():
+        raise DataError(f"--out {out_dir}: {out_dir / 'report'} exists and is not a directory (--report writes there)")
     say = (lambda s: None) if quiet else (lambda s: click.echo(s, err=True))
     sched = plan(wl, fl, fm, solver=solver, objective=objective, zeta=zeta, idle=idle, min_mean_accuracy=min_mean_accuracy,
                  limits=limits, formulation=formulation, progress=say)
@@ -284,7 +375,7 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
         path = sched.write_summary(out_dir, s)
         click.echo(f"status: {s.status}: {sched.message}")
         click.echo(f"wrote {path} (no assignment)")
-        sys.exit(1)
+        sys.exit(_exit_code_without_plan(s.status))
     paths = sched.write(out_dir, s)
     click.echo(
         f"status: {s.status}  solver: {s.solver} ({s.formulation})  energy: {s.total_energy_j:.6g} J "
@@ -334,6 +425,11 @@ def compare_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None
                     progress=lambda s: click.echo(s, err=True))
     click.echo(_fmt_table(table, {"energy_kwh": ".4f", "accuracy": ".4f", "makespan_s": ".1f",
                                   "optimal_same_acc_kwh": ".4f", "saved": ".1%", "gap": ".3%"}))
+    from .schema import Status
+
+    status = Status(table["status"].iloc[0])  # the optimal plan's (the first row)
+    if not status.has_plan:
+        sys.exit(_exit_code_without_plan(status))
 
 
 @main.command("sweep")
@@ -374,6 +470,7 @@ def sweep_cmd(workload: Path, vary: str, values: str | None, fleet_path: Path | 
         except ValueError:
             raise click.BadParameter(f"expected comma-separated numbers, got {values!r}", param_hint="--values") from None
     wl, fl, fm = _inputs(workload, fleet_path, models_dir)
+    _writable_dir(out_dir)
     table = sweep(wl, fl, fm, vary, vals, baselines=baselines, seed=seed, progress=lambda s: click.echo(s, err=True),
                   solver=solver, objective=objective, zeta=zeta, idle=idle, min_mean_accuracy=min_mean_accuracy,
                   time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, formulation=formulation)
@@ -506,6 +603,7 @@ def characterize_cmd(llms: tuple[str, ...], model_dir: Path | None, device: str,
     """
     from .characterize.orchestrate import characterize
 
+    _writable_dir(out_csv.parent)
     characterize(
         llms=list(llms), model_dir=model_dir, device=device, gpu_index=gpu_index, points=points,
         holdout=holdout, repeats=repeats, min_window_s=min_window_s, max_input_tokens=max_input_tokens,

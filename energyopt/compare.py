@@ -49,9 +49,10 @@ def compare(workload: Any, fleet: Any, models: Any, *, seed: int = 0, equal_accu
             floor = max(accuracy - 1e-9, base_floor or 0.0)
             say(f"optimal at accuracy >= {floor:.4f} (as {name}) ...")
             o = plan(workload, fleet, models, **{**plan_kw, "min_mean_accuracy": min(floor, 1.0)}).summary()
-            if o.status.has_plan:
+            if o.status.has_plan and o.total_energy_kwh is not None:
                 row["optimal_same_acc_kwh"] = o.total_energy_kwh
-                row["saved"] = 1 - o.total_energy_kwh / b.total_energy_kwh if b.total_energy_kwh > 0 else np.nan
+                b_kwh = b.total_energy_kwh
+                row["saved"] = 1 - o.total_energy_kwh / b_kwh if b_kwh is not None and b_kwh > 0 else np.nan
                 row["gap"] = o.gap
             row["status"] = str(o.status)
         rows.append(row)

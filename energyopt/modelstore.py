@@ -28,6 +28,7 @@ import pandas as pd
 from .errors import DataError
 from .io import read_json_object
 from .schema import TARGET_UNITS, TARGETS
+from .writers import write_atomic
 
 __all__ = [
     "FORMAT_VERSION",
@@ -437,9 +438,7 @@ class FittedModels:
                 **self.info.get((llm, dev), {}),
             }
             path = d / f"{_safe_name(llm)}__{_safe_name(dev)}.json"
-            tmp = path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
-            tmp.replace(path)
+            write_atomic(path, json.dumps(doc, indent=2, sort_keys=False) + "\n")
             written.append(path)
         return written
 

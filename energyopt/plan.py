@@ -3,6 +3,7 @@ diagnose) → method → pack → schedule → independent check. Nothing else l
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -86,8 +87,18 @@ def plan(
 def plan_problem(problem: Problem, *, solver: str = "auto", formulation: str = "auto", limits: Limits | None = None,
                  check: bool = True, progress: Progress | None = None, clock: _Clock | None = None) -> Schedule:
     """:func:`plan` on a problem already built."""
-    say = progress or (lambda s: None)
     limits = limits or Limits()
+    sched = _plan_problem(problem, solver=solver, formulation=formulation, limits=limits, check=check,
+                          progress=progress, clock=clock)
+    # the settings asked for, recorded in the summary (what ran is its solver and formulation)
+    settings = {"solver": solver, "formulation": formulation, "time_limit_s": limits.time_limit_s,
+                "gap": limits.mip_rel_gap, "threads": limits.threads}
+    return dataclasses.replace(sched, settings=settings)
+
+
+def _plan_problem(problem: Problem, *, solver: str, formulation: str, limits: Limits, check: bool,
+                  progress: Progress | None, clock: _Clock | None) -> Schedule:
+    say = progress or (lambda s: None)
     clock = clock or _Clock()
     clock.mark("build")
     say(f"problem: {problem.n_queries} queries, {problem.n_deployments} deployments, {problem.n_options} options")

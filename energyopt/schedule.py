@@ -7,6 +7,10 @@ routing rule by :func:`energyopt.plan.plan_choice`); it is not changed afterward
 
 from __future__ import annotations
 
+import datetime
+import functools
+import hashlib
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +22,7 @@ from .accounting import above_idle_energy_j, ends_in_time, idle_energy_j, j_to_k
 from .packing import Timeline
 from .problem import Problem
 from .schema import ASSIGNMENT_COLUMNS, BoundSource, Status, Termination
+from .version import package_version
 from .writers import write_json, write_table_csv
 
 __all__ = ["Schedule", "Summary", "assignment_table", "empty_assignment", "energy_totals"]
@@ -103,9 +108,49 @@ def empty_assignment() -> pd.DataFrame:
     return pd.DataFrame(columns=list(ASSIGNMENT_COLUMNS))
 
 
+def _file_sha256(path: Path) -> str | None:
+    """The SHA-256 of a file's bytes (None if it cannot be read), cached by path, size and mtime."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return _sha256_cached(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str | None:
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
+def _finite_or_none(x: float) -> tuple[float | None, int]:
+    """A float as JSON has it: the number, or None with the sign of an infinity (1, -1; 0 for a
+    finite number or NaN)."""
+    if math.isinf(x):
+        return None, (1 if x > 0 else -1)
+    return (None if math.isnan(x) else x), 0
+
+
 @dataclass(frozen=True)
 class Summary:
-    """Totals and figures of merit of a plan; ``to_dict()`` is what ``summary.json`` holds."""
+    """Totals and figures of merit of a plan; ``to_dict()`` is what ``summary.json`` holds.
+
+    Without a plan (no assignment, or a status without one) the energies are None (not 0), the
+    accuracies None, and ``check`` is ``{"ok": None, "checked": False, ...}``: no plan was
+    checked. In ``summary.json`` every number is a JSON number or null: ``bound`` and ``gap`` are
+    null when not finite, and ``bound_infinite`` (1: +inf, the proof that no plan exists; -1:
+    -inf, no bound known; 0: finite or unknown) and ``gap_infinite`` (true: the gap is infinite,
+    e.g. no plan or a bound of 0) say which infinity a null stands for. ``settings`` are the
+    settings asked for (solver and formulation as requested; ``solver`` and ``formulation`` at the
+    top level are what ran), ``input_sha256`` the SHA-256 of the input files (each model file by
+    name), ``energyopt_version`` and ``created_at`` (UTC, ISO 8601) where and when it was made.
+    """
 
     status: Status
     termination: Termination
@@ -122,10 +167,10 @@ class Summary:
     assigned: int
     unservable: list[dict[str, Any]]
     unplaced: list[str]
-    query_energy_j: float
-    idle_energy_j: float
-    total_energy_j: float
-    total_energy_kwh: float
+    query_energy_j: float | None
+    idle_energy_j: float | None
+    total_energy_j: float | None
+    total_energy_kwh: float | None
     mean_accuracy: float | None
     token_weighted_mean_accuracy: float | None
     min_mean_accuracy: float | None
@@ -140,9 +185,24 @@ class Summary:
     timings_s: dict[str, float]
     message: str
     inputs: dict[str, str | None]
+    settings: dict[str, Any] = field(default_factory=dict)
+    input_sha256: dict[str, Any] = field(default_factory=dict)
+    energyopt_version: str = ""
+    created_at: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        bound, bound_inf = _finite_or_none(self.bound)
+        gap, gap_inf = _finite_or_none(self.gap)
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            if k == "bound":
+                out["bound"], out["bound_infinite"] = bound, bound_inf
+            elif k == "gap":
+                out["gap"], out["gap_infinite"] = gap, bool(gap_inf)
+            else:
+                out[k] = v
+        return out
 
 
 @dataclass(frozen=True)
@@ -162,6 +222,7 @@ class Schedule:
     unplaced: list[str] = field(default_factory=list)
     check_violations: list[str] = field(default_factory=list)
     termination: Termination = Termination.OPTIMAL
+    settings: dict[str, Any] = field(default_factory=dict)  # what plan() was asked for (solver, limits, ...)
 
     @property
     def gap(self) -> float:
@@ -198,12 +259,21 @@ class Schedule:
             for (llm, dev), s in a.groupby(["llm", "device"], sort=True)
         ]
 
+    @property
+    def has_plan(self) -> bool:
+        """Whether there is a plan to report: an assignment and a status that carries one."""
+        return not self.assignment.empty and self.status.has_plan
+
     def summary(self) -> Summary:
         a = self.assignment
         p = self.problem
-        e = self.energy_totals()
-        has_dl = a["deadline_s"].notna() if len(a) else pd.Series(dtype=bool)
+        planned = self.has_plan
+        e: dict[str, float | None] = dict(self.energy_totals()) if planned else dict.fromkeys(
+            ("query_energy_j", "idle_energy_j", "total_energy_j"))
+        total = e["total_energy_j"]
         met = int(np.sum(ends_in_time(a["end_s"].to_numpy(dtype=float), a["deadline_s"].to_numpy(dtype=float)))) if len(a) else 0
+        check = ({"ok": not self.check_violations, "violations": self.check_violations[:20]} if planned else
+                 {"ok": None, "checked": False, "violations": [], "note": "no plan was checked"})
         return Summary(
             status=self.status,
             termination=self.termination,
@@ -222,23 +292,49 @@ class Schedule:
             unplaced=self.unplaced,
             query_energy_j=e["query_energy_j"],
             idle_energy_j=e["idle_energy_j"],
-            total_energy_j=e["total_energy_j"],
-            total_energy_kwh=j_to_kwh(e["total_energy_j"]),
+            total_energy_j=total,
+            total_energy_kwh=None if total is None else j_to_kwh(total),
             mean_accuracy=float(a["accuracy"].mean()) if len(a) else None,
             token_weighted_mean_accuracy=weighted_mean_accuracy(self._weights(), a["accuracy"].to_numpy()) if len(a) else None,
             min_mean_accuracy=p.min_mean_accuracy,
             accuracy_floors_met=self._floors_met(),
             makespan_s=float(a["end_s"].max()) if len(a) else 0.0,
             horizon_s=p.horizon_s,
-            queries_with_deadline=int(has_dl.sum()) if len(a) else 0,
+            queries_with_deadline=int(p.queries["deadline_s"].notna().sum()),  # the workload's, planned or not
             deadlines_met=met,
             by_llm_device=self._by_llm_device(),
             excluded_invalid_predictions=p.excluded_invalid,
-            check={"ok": not self.check_violations, "violations": self.check_violations[:20]},
+            check=check,
             timings_s=self.timings_s,
             message=self.message,
             inputs=self.inputs(),
+            settings=self._settings(),
+            input_sha256=self.input_sha256(),
+            energyopt_version=package_version(),
+            created_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         )
+
+    def _settings(self) -> dict[str, Any]:
+        """The settings the plan was made with: as recorded by plan() where it made it, else the
+        problem's and what ran."""
+        p = self.problem
+        base = {"solver": self.solver, "formulation": self.formulation, "time_limit_s": None, "gap": None,
+                "threads": None, "objective": p.objective, "zeta": p.zeta if p.objective == "tradeoff" else None,
+                "idle": p.idle, "min_mean_accuracy": p.min_mean_accuracy}
+        return {**base, **self.settings}
+
+    def input_sha256(self) -> dict[str, Any]:
+        """SHA-256 of the input files: the workload, the fleet, and each model file by name (None:
+        built in memory or not readable)."""
+        where = self.inputs()
+        models: dict[str, str | None] | None = None
+        if where["models"] is not None:
+            m = Path(where["models"])
+            files = sorted(m.glob("*.json")) if m.is_dir() else [m]
+            models = {f.name: _file_sha256(f) for f in files}
+        return {"workload": None if where["workload"] is None else _file_sha256(Path(where["workload"])),
+                "fleet": None if where["fleet"] is None else _file_sha256(Path(where["fleet"])),
+                "models": models}
 
     def inputs(self) -> dict[str, str | None]:
         """Where the plan's workload, fleet and models were read from (None: built in memory)."""

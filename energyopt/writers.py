@@ -15,14 +15,34 @@ from typing import Any
 __all__ = ["atomic_path", "write_atomic", "write_table_csv", "write_json", "jsonable"]
 
 
+def _umask() -> int:
+    """The process's file mode creation mask, read without changing it where Linux shows it
+    (``os.umask`` alone can only read it by setting it, a moment another thread could see)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[str]:
     """A temporary file beside ``path`` to write into; it replaces ``path`` only when the block
-    ends without error, so a failed write never leaves a partial file."""
+    ends without error, so a failed write never leaves a partial file. The file gets the mode a
+    plain ``open`` would give it (0666 less the umask: 0644 under umask 022), not mkstemp's 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
+        try:
+            if hasattr(os, "fchmod"):  # POSIX
+                os.fchmod(fd, 0o666 & ~_umask())
+        finally:
+            os.close(fd)
         yield tmp
         os.replace(tmp, path)
     except BaseException:

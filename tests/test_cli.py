@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pandas as pd
 from click.testing import CliRunner
@@ -16,8 +18,14 @@ def run(*args):
 
 
 def test_fit_models_predict(tmp_path):
-    r = run("fit", DATA / "synthetic_characterization.csv", "--out", tmp_path)
+    old = os.umask(0o022)
+    try:
+        r = run("fit", DATA / "synthetic_characterization.csv", "--out", tmp_path)
+    finally:
+        os.umask(old)
     assert r.exit_code == 0, r.output
+    files = sorted(tmp_path.iterdir())  # the model files, no temporary beside them, mode 0644 under umask 022
+    assert len(files) == 4 and all(f.suffix == ".json" and stat.S_IMODE(f.stat().st_mode) == 0o644 for f in files)
     assert "big-llm" in r.output and "wrote 4 model file(s)" in r.output
     r = run("models", "--models", tmp_path)
     assert r.exit_code == 0 and "8-4096 x 8-1024" in r.output
@@ -80,8 +88,14 @@ def test_infeasible_exit_1_with_reasons(tmp_path, synthetic_models, synthetic_fl
     r = run("solve", wl, "--fleet", synthetic_fleet, "--models", synthetic_models, "--out", tmp_path / "p")
     assert r.exit_code == 1
     assert "query a: needs accuracy >= 0.9" in r.output and "query b: fastest accurate-enough option" in r.output
-    assert json.loads((tmp_path / "p" / "summary.json").read_text())["status"] == "infeasible"
+    doc = json.loads((tmp_path / "p" / "summary.json").read_text())
+    assert doc["status"] == "infeasible"
     assert not (tmp_path / "p" / "assignment.csv").exists()
+    # honest without a plan: no energy, the workload's one deadline counted, nothing checked, no "inf" strings
+    assert doc["total_energy_j"] is None and doc["queries_with_deadline"] == 1
+    assert doc["check"]["ok"] is None and doc["check"]["checked"] is False
+    assert doc["gap"] is None and doc["gap_infinite"] is True and doc["bound_infinite"] in (1, -1, 0)
+    assert doc["settings"]["solver"] == "auto" and doc["input_sha256"]["workload"] and doc["energyopt_version"]
 
 
 def test_compare_and_solvers(tmp_path, synthetic_models, synthetic_fleet):
@@ -93,3 +107,85 @@ def test_compare_and_solvers(tmp_path, synthetic_models, synthetic_fleet):
         assert name in r.output
     r = run("solvers")
     assert "highs" in r.output and "cpsat" in r.output
+
+
+def _time_out_without_a_plan(monkeypatch):
+    """The HiGHS backend stops at its time limit before finding any plan."""
+    import math
+
+    from energyopt.schema import BoundSource, Status, Termination
+    from energyopt.solvers.base import SolveResult
+    from energyopt.solvers.highs import HighsSolver
+
+    def timed_out(self, model, **kw):
+        return SolveResult(Status.NO_SOLUTION, None, math.nan, -math.inf, BoundSource.NONE, "highs", 0.01,
+                           "time limit reached", termination=Termination.TIME_LIMIT)
+
+    monkeypatch.setattr(HighsSolver, "solve", timed_out)
+
+
+def test_no_plan_within_the_limits_exits_3_not_1(tmp_path, synthetic_models, synthetic_fleet, monkeypatch):
+    _time_out_without_a_plan(monkeypatch)
+    wl = tmp_path / "w.csv"
+    lognormal_workload(20, seed=3).to_csv(wl, index=False)
+    r = run("solve", wl, "--fleet", synthetic_fleet, "--models", synthetic_models, "--solver", "highs",
+            "--formulation", "exact", "--time-limit", "5", "--out", tmp_path / "p")
+    assert r.exit_code == 3, r.output
+    doc = json.loads((tmp_path / "p" / "summary.json").read_text())
+    assert doc["status"] == "no_solution" and doc["termination"] == "time_limit" and doc["total_energy_j"] is None
+    assert doc["bound"] is None and doc["bound_infinite"] == -1 and doc["settings"]["time_limit_s"] == 5
+    assert not (tmp_path / "p" / "assignment.csv").exists()
+
+
+def test_exit_codes_are_documented_in_solve_help_and_the_readme():
+    help_text = run("solve", "--help").output
+    for code, words in (("0", "a plan"), ("1", "no plan exists"), ("2", "bad input"), ("3", "within the limits"),
+                        ("130", "interrupted"), ("143", "terminated")):
+        assert any(line.split()[:1] == [code] and words in line for line in help_text.splitlines()), (code, help_text)
+    readme = (ROOT / "README.md").read_text()
+    line = next(p for p in readme.split("\n\n") if p.startswith("Exit codes:"))
+    for words in ("0 a plan", "1 no plan exists", "2 bad input", "3 no plan within the limits", "130", "143"):
+        assert words in " ".join(line.split()), words
+
+
+def test_compare_without_an_optimal_plan_exits_like_solve(tmp_path, synthetic_models, synthetic_fleet, monkeypatch):
+    _time_out_without_a_plan(monkeypatch)
+    wl = tmp_path / "w.csv"
+    lognormal_workload(20, seed=3).to_csv(wl, index=False)
+    r = run("compare", wl, "--fleet", synthetic_fleet, "--models", synthetic_models, "--solver", "highs",
+            "--formulation", "exact", "--time-limit", "5", "--no-equal-accuracy")
+    assert r.exit_code == 3, r.output
+    assert "round-robin" in r.output  # the table is still printed
+
+
+def test_an_unwritable_out_fails_with_exit_2_before_any_solving(tmp_path, synthetic_models, synthetic_fleet, monkeypatch):
+    import importlib
+
+    def never(*a, **k):
+        raise AssertionError("solved or fitted before the output was checked")
+
+    # the modules (the facade's energyopt.plan and energyopt.sweep are the functions)
+    monkeypatch.setattr(importlib.import_module("energyopt.plan"), "plan", never)
+    monkeypatch.setattr(importlib.import_module("energyopt.sweep"), "sweep", never)
+    monkeypatch.setattr(importlib.import_module("energyopt.fit"), "fit_models", never)
+    wl = tmp_path / "w.csv"
+    lognormal_workload(10, seed=3).to_csv(wl, index=False)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    args = [wl, "--fleet", synthetic_fleet, "--models", synthetic_models]
+    out = a_file / "plan"  # (an --out that is a file itself is click's usage error, exit 2 too)
+    for r in (run("solve", *args, "--out", out), run("sweep", *args, "--vary", "zeta", "--out", out),
+              run("fit", DATA / "synthetic_characterization.csv", "--out", out)):
+        assert r.exit_code == 2, r.output
+        assert r.output.count("\n") == 1 and r.output.startswith("error: --out ") and "cannot write there" in r.output
+    monkeypatch.setattr(importlib.import_module("energyopt.characterize.orchestrate"), "characterize", never)
+    r = run("characterize", "--llm", "qwen2.5-0.5b", "--device", "cpu", "--out", a_file / "m.csv")
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and r.output.startswith("error: --out ")
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "report").write_text("x")
+    r = run("solve", *args, "--out", tmp_path / "p", "--report")
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "is not a directory" in r.output
+    # the check leaves nothing behind: a fit whose gate fails still writes no folder
+    monkeypatch.undo()
+    r = run("fit", DATA / "synthetic_characterization.csv", "--out", tmp_path / "new" / "m", "--min-r2", "1.0")
+    assert r.exit_code == 2 and not (tmp_path / "new").exists()

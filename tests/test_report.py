@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -93,9 +96,16 @@ def test_write_report_files(sched, tmp_path):
 def test_solve_report_cli(tmp_path, synthetic_models, synthetic_fleet):
     w = tmp_path / "w.csv"
     lognormal_workload(30, seed=4).to_csv(w, index=False)
-    r = CliRunner().invoke(main, ["solve", str(w), "--fleet", str(synthetic_fleet), "--models", str(synthetic_models),
-                                  "--out", str(tmp_path / "p"), "--report"])
+    old = os.umask(0o022)
+    try:
+        r = CliRunner().invoke(main, ["solve", str(w), "--fleet", str(synthetic_fleet), "--models", str(synthetic_models),
+                                      "--out", str(tmp_path / "p"), "--report"])
+    finally:
+        os.umask(old)
     assert r.exit_code == 0, r.output
     assert (tmp_path / "p" / "report" / "report.html").exists() and "wrote the report" in r.output
+    # plan and report files get the umask's mode (0644 under 022), not a temporary file's 0600
+    written = [f for f in (tmp_path / "p").rglob("*") if f.is_file()]
+    assert len(written) > 5 and {f.name: stat.S_IMODE(f.stat().st_mode) for f in written} == {f.name: 0o644 for f in written}
     # a workload without deadlines still gets its slack plot, saying so
     assert (tmp_path / "p" / "report" / "deadline_slack.png").exists()

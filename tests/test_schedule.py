@@ -120,9 +120,12 @@ def test_summary_of_a_schedule_without_a_plan():
     p = problem(False)
     s = Schedule(empty_assignment(), p, Status.INFEASIBLE, "highs", math.nan, math.inf, BoundSource.NONE, "exact",
                  {}, message="why", termination=Termination.INFEASIBLE).summary()
-    assert s.status is Status.INFEASIBLE and s.assigned == 0 and s.total_energy_j == 0.0
+    # no plan: no energy (None, not 0), the workload's deadlines still counted, nothing checked
+    assert s.status is Status.INFEASIBLE and s.assigned == 0 and s.total_energy_j is None
+    assert s.query_energy_j is None and s.idle_energy_j is None and s.total_energy_kwh is None
     assert s.mean_accuracy is None and s.token_weighted_mean_accuracy is None and s.makespan_s == 0.0
-    assert s.deadlines_met == 0 and s.queries_with_deadline == 0 and s.by_llm_device == [] and s.message == "why"
+    assert s.deadlines_met == 0 and s.queries_with_deadline == 1 and s.by_llm_device == [] and s.message == "why"
+    assert s.check["ok"] is None and s.check["checked"] is False
 
 
 def test_schedule_is_frozen():
@@ -151,9 +154,44 @@ def test_write_summary_of_a_schedule_without_a_plan_is_valid_json(tmp_path):
     p = problem(False)
     s = Schedule(empty_assignment(), p, Status.INFEASIBLE, "highs", math.nan, math.inf, BoundSource.NONE, "exact", {},
                  termination=Termination.INFEASIBLE)
-    doc = json.loads(s.write_summary(tmp_path).read_text())
-    assert doc["objective_value"] is None and doc["bound"] == "inf" and doc["gap"] == "inf"
+    text = s.write_summary(tmp_path).read_text()
+    doc = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in summary.json"))  # strict JSON
+    # numbers are numbers: an infinite bound or gap is null with a flag saying which infinity
+    assert doc["objective_value"] is None and doc["bound"] is None and doc["gap"] is None
+    assert doc["bound_infinite"] == 1 and doc["gap_infinite"] is True
+    assert '"inf"' not in text and '"-inf"' not in text
+    assert doc["total_energy_j"] is None and doc["total_energy_kwh"] is None and doc["check"]["ok"] is None
+    assert doc["queries_with_deadline"] == 1
     assert doc["status"] == "infeasible" and not (tmp_path / "assignment.csv").exists()
+
+
+def test_summary_records_version_time_settings_and_input_hashes(tmp_path, synthetic_fleet, synthetic_models):
+    import datetime
+    import hashlib
+
+    from conftest import lognormal_workload
+
+    from energyopt.plan import plan
+    from energyopt.version import package_version
+
+    wl = tmp_path / "w.csv"
+    lognormal_workload(15, seed=5).to_csv(wl, index=False)
+    sched = plan(wl, synthetic_fleet, synthetic_models, solver="highs", mip_rel_gap=1e-3, time_limit_s=60, threads=1)
+    doc = sched.summary().to_dict()
+    assert doc["energyopt_version"] == package_version()
+    made = datetime.datetime.fromisoformat(doc["created_at"])
+    assert made.tzinfo is not None and made.utcoffset() == datetime.timedelta(0) and doc["created_at"].endswith("Z")
+    assert abs((datetime.datetime.now(datetime.UTC) - made).total_seconds()) < 120
+    assert doc["settings"] == {"solver": "highs", "formulation": "auto", "time_limit_s": 60, "gap": 1e-3, "threads": 1,
+                               "objective": "energy", "zeta": None, "idle": False, "min_mean_accuracy": None}
+    sha = doc["input_sha256"]
+    assert sha["workload"] == hashlib.sha256(wl.read_bytes()).hexdigest()
+    assert sha["fleet"] == hashlib.sha256(synthetic_fleet.read_bytes()).hexdigest()
+    files = sorted(synthetic_models.glob("*.json"))
+    assert sha["models"] == {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files} and files
+    # a plan's numbers: finite bound and gap, flags off, its check done
+    assert isinstance(doc["gap"], float) and doc["gap_infinite"] is False and doc["bound_infinite"] == 0
+    assert doc["check"]["ok"] is True and isinstance(doc["total_energy_j"], float)
 
 
 def test_summary_counts_a_deadline_met_wherever_the_edf_tolerance_accepts_it():

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -92,8 +95,14 @@ def test_sweep_cli_writes_csv_and_png(tmp_path, synthetic_models, synthetic_flee
     w = tmp_path / "w.csv"
     lognormal_workload(40, seed=1).to_csv(w, index=False)
     args = [str(w), "--fleet", str(synthetic_fleet), "--models", str(synthetic_models)]
-    r = CliRunner().invoke(main, ["sweep", *args, "--vary", "zeta", "--values", "0,0.5,1", "--out", str(tmp_path / "s")])
+    old = os.umask(0o022)
+    try:
+        r = CliRunner().invoke(main, ["sweep", *args, "--vary", "zeta", "--values", "0,0.5,1", "--out", str(tmp_path / "s")])
+    finally:
+        os.umask(old)
     assert r.exit_code == 0, r.output
+    for f in ("sweep.csv", "sweep.png"):  # the umask's mode, not a temporary file's 0600
+        assert stat.S_IMODE((tmp_path / "s" / f).stat().st_mode) == 0o644, f
     t = pd.read_csv(tmp_path / "s" / "sweep.csv")
     assert (t["method"] == "optimal").sum() == 3 and "round-robin" in set(t["method"])
     assert (tmp_path / "s" / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

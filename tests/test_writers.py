@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import stat
 
 import numpy as np
 import pandas as pd
@@ -36,6 +38,19 @@ def test_atomic_path_keeps_the_old_file_when_the_write_fails(tmp_path):
         raise RuntimeError("boom")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]  # no temporary left behind
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
+def test_atomic_writes_get_the_mode_the_umask_gives_not_mkstemps_0600(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        write_atomic(tmp_path / "a.txt", "x")
+        write_json(tmp_path / "b.json", {"x": 1})
+        write_table_csv(pd.DataFrame({"x": [1]}), tmp_path / "c.csv")
+    finally:
+        os.umask(old)
+    for name in ("a.txt", "b.json", "c.csv"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == mode, name
 
 
 def test_write_table_csv_round_trips_floats_exactly_and_leaves_missing_values_empty(tmp_path):
