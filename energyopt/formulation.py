@@ -31,6 +31,7 @@ Rows:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -170,8 +171,9 @@ class _Columns:
     def n_x(self) -> int:
         return len(self.x_cand)
 
-    @property
+    @cached_property
     def n_z(self) -> int:
+        """z columns: one per machine and deadline level (counted once: the row builders ask per machine)."""
         return int(sum(len(self.levels[d]) for d in self.machine_dep))
 
     @property

@@ -110,8 +110,6 @@ class DualBound:
     time_s: float
     converged: bool
     infeasible: bool = False  # the bound exceeds the cost of every assignment: no plan exists
-    # instances each deployment switches on at the best prices (the knapsack's answer)
-    n_inst: np.ndarray | None = None
 
 
 class _Dense:
@@ -389,7 +387,6 @@ def lagrangian_bound(
     lam = theta[: n_d * n_l].reshape(n_d, n_l)
     mu = float(theta[-1]) if has_mu else 0.0
     L, _, _, best, (margin, second) = _evaluate(D, lam, mu, margin=True)
-    _, n_at_prices = _instances_at_prices(D, D.lanes * (lam @ D.levels) - D.inst_cost)
     n_q = problem.n_queries
     margin_full = np.full(n_q, np.inf)
     margin_full[D.rows] = margin
@@ -400,7 +397,7 @@ def lagrangian_bound(
     return (
         DualBound(bound=L, lam=lam, mu=mu, levels=D.levels, best=best_full, margin=margin_full, flip=flip_full,
                   iterations=iters + it, time_s=time.perf_counter() - t0, converged=converged,
-                  infeasible=over_cap or cap + 1e-9 * abs(cap) < L, n_inst=n_at_prices),
+                  infeasible=over_cap or cap + 1e-9 * abs(cap) < L),
         D,
     )
 
