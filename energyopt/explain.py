@@ -115,13 +115,11 @@ def locate_query(problem: Problem, assignment: pd.DataFrame, query_id: str) -> P
     if mine.empty:
         raise DataError(f"query {query_id!r} is in the workload but not in assignment.csv (an incomplete plan)")
     row = mine.iloc[0]
-    deps = problem.deployments
-    on = np.flatnonzero((deps["llm"] == str(row["llm"])).to_numpy() & (deps["device"] == str(row["device"])).to_numpy()
-                        & (deps["batch_size"] == int(row["batch_size"])).to_numpy())
-    if not len(on):
+    code = _deployment_codes(problem, mine.iloc[:1])[0]
+    if np.isnan(code):
         raise DataError(f"assignment.csv: query {query_id!r} is on {row['llm']}/{row['device']} at batch size "
                         f"{int(row['batch_size'])}, which the fleet does not deploy")
-    deployment = int(on[0])
+    deployment = int(code)
     predicted_j = problem.energy_j[index, deployment]
     if not np.isclose(float(row["energy_j"]), predicted_j, rtol=_ENERGY_RTOL, atol=_ENERGY_ATOL_J):
         raise DataError(
@@ -390,12 +388,8 @@ def _rows_match_inputs(problem: Problem, assignment: pd.DataFrame, ids: pd.Serie
     """Every row on a deployment of the fleet, with the energy the models predict for its query there
     and its query's deadline."""
     deps = problem.deployments
-    # a problem deployment is an (LLM, device, batch size)
-    code_of = pd.Series(np.arange(len(deps)), index=pd.MultiIndex.from_arrays(
-        [deps["llm"], deps["device"], deps["batch_size"].astype(np.int64)]))
+    code = _deployment_codes(problem, assignment)
     batch_size = pd.to_numeric(assignment["batch_size"], errors="coerce").fillna(-1).astype(np.int64)
-    code = code_of.reindex(pd.MultiIndex.from_arrays([assignment["llm"].astype(str), assignment["device"].astype(str),
-                                                      batch_size])).to_numpy()
     if np.isnan(code).any():
         first = int(np.flatnonzero(np.isnan(code))[0])
         raise DataError(f"{source}: query {ids.iloc[first]!r} is on {assignment['llm'].iloc[first]}/"
@@ -418,6 +412,16 @@ def _rows_match_inputs(problem: Problem, assignment: pd.DataFrame, ids: pd.Serie
         first = int(np.flatnonzero(differs)[0])
         raise DataError(f"{source}: query {ids.iloc[first]!r} has deadline_s {_deadline_text(stated_s[first])} but "
                         f"the workload says {_deadline_text(workload_s[first])}: the plan was made from other inputs")
+
+
+def _deployment_codes(problem: Problem, rows: pd.DataFrame) -> np.ndarray:
+    """Each assignment row's problem deployment, an (LLM, device, batch size); NaN where the fleet has none."""
+    deps = problem.deployments
+    code_of = pd.Series(np.arange(len(deps)), index=pd.MultiIndex.from_arrays(
+        [deps["llm"], deps["device"], deps["batch_size"].astype(np.int64)]))
+    batch_size = pd.to_numeric(rows["batch_size"], errors="coerce").fillna(-1).astype(np.int64)
+    return code_of.reindex(pd.MultiIndex.from_arrays([rows["llm"].astype(str), rows["device"].astype(str),
+                                                      batch_size])).to_numpy(dtype=float)
 
 
 def _deadline_text(deadline_s: float) -> str:
