@@ -19,6 +19,7 @@ __all__ = [
     "above_idle_energy_j",
     "query_energy_cost_j",
     "idle_energy_j",
+    "padding_energy_j",
     "relative_gap",
     "effective_deadline_s",
     "token_weight",
@@ -55,6 +56,14 @@ def query_energy_cost_j(energy_j, runtime_s, idle_power_w, *, idle: bool, lanes=
     if idle:
         return above_idle_energy_j(energy_j, runtime_s, idle_power_w, lanes)
     return np.asarray(energy_j, dtype=float)
+
+
+def padding_energy_j(slot_power_w: float, lanes: int, makespan_s: float, busy_s: float) -> float:
+    """Predicted energy of an instance's empty lane-time [J]: a batched instance runs all its
+    ``lanes`` slots until its last query ends, and a slot with no query still costs its share of
+    every decode step (the step reads the weights for the whole batch; only attention shrinks). That
+    share, ``slot_power_w`` [W], times the lane-time ``lanes × makespan − busy`` that no query fills."""
+    return float(slot_power_w) * max(int(lanes) * float(makespan_s) - float(busy_s), 0.0)
 
 
 def idle_energy_j(idle_power_w, horizon_s: float):

@@ -389,6 +389,9 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
             sizes = "/".join(str(b) for b in r["batch_sizes"])
             click.echo(f"  {r['llm']:<16} {r['device']:<8} {r['queries']:>7} queries {r['instances']:>3} instances "
                        f"at batch {sizes:<6} {r['energy_j']:>14.1f} J")
+        if s.padding_energy_j:
+            click.echo(f"empty slots of batched instances until their last query ends: about {s.padding_energy_j:.6g} J "
+                       "more (predicted, not in the objective; README: Replaying a plan)")
         click.echo(f"wrote {paths[0]} and {paths[1]}")
     if report:
         from .report import write_report
@@ -529,6 +532,66 @@ def explain_cmd(plan_dir: Path, query_id: str, workload: Path | None, fleet_path
             click.echo(f"  {r.llm}/{r.device}{'' if r.batch == 1 else f'/b{r.batch}'}: {r.reasons}")
     for n in ex.notes:
         click.echo(n)
+
+
+@main.command("replay")
+@click.argument("plan_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda", show_default=True,
+              help="Where to run the plan: an NVIDIA GPU metered by NVML, or a CPU metered by RAPL.")
+@click.option("--pool", default=None, help="Replay the plan's instances on this pool [default: the plan's only pool].")
+@click.option("--gpu", "gpu_index", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Which GPU (NVML index) to run on and meter.")
+@click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp32"]), default="bf16", show_default=True,
+              help="Weights' precision (the characterization's: bf16 on GPU).")
+@click.option("--attention", type=click.Choice(["auto", "triton", "reference"]), default="auto", show_default=True,
+              help="Decode attention over each slot's own tokens: a Triton kernel (auto on a GPU) or a masked "
+                   "torch reference that reads the whole cache (auto on a CPU).")
+@click.option("--workload", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Workload the plan was made from [default: as recorded in PLAN_DIR/summary.json].")
+@click.option("--fleet", "fleet_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Fleet TOML [default: as recorded].")
+@click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Models directory [default: as recorded].")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Directory for replay_queries.csv, replay_instances.csv, replay_steps.csv and replay.json "
+                   "[default: PLAN_DIR/replay].")
+@friendly_errors
+def replay_cmd(plan_dir: Path, device: str, pool: str | None, gpu_index: int, dtype: str, attention: str,
+               workload: Path | None, fleet_path: Path | None, models_dir: Path | None, out_dir: Path | None) -> None:
+    """Run the plan in PLAN_DIR on this machine and compare measured with predicted energy and time.
+
+    \b
+    Each instance of the pool runs as a continuous-batching engine whose slots are the plan's
+    lanes: a slot runs its lane's queries in the plan's order, each a prefill of its prompt and
+    then one token per decode step of the whole instance (CUDA graph); a finished query's slot
+    takes the lane's next query at once. The LLMs are the characterization's builds (published
+    shapes, random weights, output length forced). Instances run one after another, each measured
+    apart (set-up and one prefill of every prompt length first, outside the measurement); NVML's
+    energy counter is read every 5 ms and interpolated between its updates. A query is charged its
+    prefill and an equal share of each decode step it ran in. Prints per instance and in total the
+    predicted and measured energy and makespan and the per-query errors.
+    """
+    out = out_dir if out_dir is not None else plan_dir / "replay"
+    _writable_dir(out)
+    from .replay.run import replay_plan_dir
+
+    tables, info, written = replay_plan_dir(
+        plan_dir, device=device, pool=pool, out=out, workload=workload, fleet=fleet_path, models=models_dir,
+        dtype=dtype, gpu_index=gpu_index, attention=attention, progress=lambda s: click.echo(s, err=True))
+    t = tables.instances[["llm", "batch_size", "instance", "queries", "predicted_energy_j", "measured_energy_j",
+                          "energy_error", "predicted_makespan_s", "measured_makespan_s", "makespan_error"]]
+    click.echo(_fmt_table(t.rename(columns={"batch_size": "batch"}),
+                          {"predicted_energy_j": ".0f", "measured_energy_j": ".0f", "energy_error": "+.1%",
+                           "predicted_makespan_s": ".2f", "measured_makespan_s": ".2f", "makespan_error": "+.1%"}))
+    click.echo(f"total: {info['queries']} queries, energy {info['measured_energy_j']:.0f} J measured vs "
+               f"{info['predicted_energy_j']:.0f} J predicted ({info['energy_error']:+.1%}); makespan "
+               f"{info['measured_makespan_s']:.2f} s vs {info['predicted_makespan_s']:.2f} s ({info['makespan_error']:+.1%}); "
+               f"per query |error| median energy {info['query_energy_error_median_abs']:.1%}, runtime "
+               f"{info['query_runtime_error_median_abs']:.1%}; deadlines met {info['deadlines_met_measured']}/"
+               f"{info['queries_with_deadline']} measured ({info['deadlines_met_predicted']} predicted)")
+    if info["queries_not_replayed"]:
+        click.echo(f"{info['queries_not_replayed']} queries of the plan are on other pools and were not replayed")
+    click.echo(f"wrote {written}/replay_queries.csv, replay_instances.csv, replay_steps.csv and replay.json")
 
 
 @main.command("solvers")

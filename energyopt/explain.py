@@ -41,6 +41,7 @@ __all__ = [
     "OtherQueues",
     "explain",
     "explain_plan_dir",
+    "load_plan_dir",
     "refuse_damaged_plan",
     "locate_query",
     "queues_without",
@@ -428,12 +429,10 @@ def _deadline_text(deadline_s: float) -> str:
     return "none" if np.isnan(deadline_s) else f"{deadline_s:g} s"
 
 
-def explain_plan_dir(plan_dir: str | Path, query_id: str, *, workload=None, fleet=None, models=None) -> Explanation:
-    """Explain a query of the plan in ``plan_dir`` (``assignment.csv`` + ``summary.json``).
-
-    The plan's inputs are those its summary records, unless given here. A plan whose assignment
-    does not match its inputs is refused (:func:`refuse_damaged_plan`).
-    """
+def load_plan_dir(plan_dir: str | Path, *, workload=None, fleet=None, models=None) -> tuple[Problem, pd.DataFrame, dict]:
+    """The plan in ``plan_dir`` (``assignment.csv`` + ``summary.json``) with the problem it was made
+    from: the inputs its summary records, unless given here. A plan whose assignment does not match
+    its inputs is refused (:func:`refuse_damaged_plan`). Returns (problem, assignment, summary)."""
     d = Path(plan_dir)
     summ_p, asg_p = d / "summary.json", d / "assignment.csv"
     if not summ_p.is_file():
@@ -464,4 +463,10 @@ def explain_plan_dir(plan_dir: str | Path, query_id: str, *, workload=None, flee
     if missing:
         raise DataError(f"{asg_p}: column(s) {', '.join(missing)} missing")
     refuse_damaged_plan(problem, asg, asg_p)
+    return problem, asg, summary
+
+
+def explain_plan_dir(plan_dir: str | Path, query_id: str, *, workload=None, fleet=None, models=None) -> Explanation:
+    """Explain a query of the plan in ``plan_dir`` (see :func:`load_plan_dir`)."""
+    problem, asg, _ = load_plan_dir(plan_dir, workload=workload, fleet=fleet, models=models)
     return explain(problem, asg, query_id)

@@ -336,6 +336,22 @@ class FittedModels:
             }
         )
 
+    #: the query an empty slot of a batched instance is priced as: the shortest prompt the models
+    #: cover and a typical output, whose cost is nearly all the weights' share of each decode step
+    EMPTY_SLOT_TOKENS = (8, 128)
+
+    def empty_slot_power_w(self, llm: str, device: str, batch_size: int) -> float | None:
+        """Predicted power [W] of one slot of an instance at ``batch_size`` that holds no query:
+        a decode step reads the weights for the whole batch, so an empty slot costs about what a
+        query with next to no context does, per second (its 1/b share of the batch's energy over the
+        batch's runtime at :attr:`EMPTY_SLOT_TOKENS`). None where the models cannot say."""
+        try:
+            p = self.predict(llm, device, [self.EMPTY_SLOT_TOKENS[0]], [self.EMPTY_SLOT_TOKENS[1]], batch_size)
+        except (DataError, KeyError):
+            return None
+        e, t = float(p["energy_j"].iloc[0]), float(p["runtime_s"].iloc[0])
+        return e / t if t > 0 and bool(p["valid"].iloc[0]) else None
+
     def _check_batch_size(self, llm: str, device: str, batch_size: int) -> None:
         m = self.get(llm, device)
         if not all(m[t].covers_batch_size(batch_size) for t in TARGETS):

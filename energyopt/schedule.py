@@ -18,7 +18,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .accounting import above_idle_energy_j, ends_in_time, idle_energy_j, j_to_kwh, relative_gap, weighted_mean_accuracy
+from .accounting import (
+    above_idle_energy_j,
+    ends_in_time,
+    idle_energy_j,
+    j_to_kwh,
+    padding_energy_j,
+    relative_gap,
+    weighted_mean_accuracy,
+)
 from .packing import Timeline
 from .problem import Problem
 from .schema import ASSIGNMENT_COLUMNS, BoundSource, Status, Termination
@@ -103,6 +111,30 @@ def energy_totals(assignment: pd.DataFrame, problem: Problem) -> dict[str, float
     return {"query_energy_j": float(above.sum()), "idle_energy_j": idle_e, "total_energy_j": float(above.sum()) + idle_e}
 
 
+def padding_totals(assignment: pd.DataFrame, problem: Problem) -> float:
+    """Predicted energy [J] of the empty lane-time of the plan's batched instances: an instance at
+    batch size b runs its b slots until its last query ends, and a slot with no query still costs
+    its share of each decode step (:func:`~energyopt.accounting.padding_energy_j`, at the models'
+    :meth:`~energyopt.modelstore.FittedModels.empty_slot_power_w`). With idle counted, only the
+    part above the slot's share of idle power (the idle is in the idle energy already). Not in the
+    objective: it depends on how the lanes are packed, which the plan's methods do not price."""
+    a, p = assignment, problem
+    if a.empty or p.inputs is None or int(a["batch_size"].max()) <= 1:
+        return 0.0
+    idle_w = dict(zip(zip(p.deployments["llm"], p.deployments["device"]), p.deployments["idle_power_w"]))
+    total = 0.0
+    batched = a[a["batch_size"] > 1]
+    for (llm, dev, b), grp in batched.groupby(["llm", "device", "batch_size"], sort=False):
+        slot_w = p.inputs.models.empty_slot_power_w(llm, dev, int(b))
+        if slot_w is None:
+            continue
+        if p.idle:
+            slot_w = max(slot_w - float(idle_w[(llm, dev)]) / int(b), 0.0)
+        per = grp.groupby("instance").agg(end_s=("end_s", "max"), busy_s=("runtime_s", "sum"))
+        total += sum(padding_energy_j(slot_w, int(b), r.end_s, r.busy_s) for r in per.itertuples())
+    return float(total)
+
+
 def empty_assignment() -> pd.DataFrame:
     """An assignment table with no rows (a result without a plan)."""
     return pd.DataFrame(columns=list(ASSIGNMENT_COLUMNS))
@@ -150,6 +182,8 @@ class Summary:
     settings asked for (solver and formulation as requested; ``solver`` and ``formulation`` at the
     top level are what ran), ``input_sha256`` the SHA-256 of the input files (each model file by
     name), ``energyopt_version`` and ``created_at`` (UTC, ISO 8601) where and when it was made.
+    ``padding_energy_j`` is the predicted energy of the batched instances' empty slots until each
+    instance's last query ends (:func:`padding_totals`), beside the total, not in it.
     """
 
     status: Status
@@ -170,6 +204,7 @@ class Summary:
     query_energy_j: float | None
     idle_energy_j: float | None
     total_energy_j: float | None
+    padding_energy_j: float | None  # predicted, of batched instances' empty slots; not in total_energy_j
     total_energy_kwh: float | None
     mean_accuracy: float | None
     token_weighted_mean_accuracy: float | None
@@ -293,6 +328,7 @@ class Schedule:
             query_energy_j=e["query_energy_j"],
             idle_energy_j=e["idle_energy_j"],
             total_energy_j=total,
+            padding_energy_j=padding_totals(a, p) if planned else None,
             total_energy_kwh=None if total is None else j_to_kwh(total),
             mean_accuracy=float(a["accuracy"].mean()) if len(a) else None,
             token_weighted_mean_accuracy=weighted_mean_accuracy(self._weights(), a["accuracy"].to_numpy()) if len(a) else None,

@@ -1,0 +1,107 @@
+"""Predicted against measured: the replay's tables and totals (plain data; printing is the CLI's)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..accounting import ends_in_time, padding_energy_j
+from .lanes import InstanceRun
+from .measure import InstanceMeasurement
+
+__all__ = ["instance_table", "query_table", "totals", "ReplayTables", "relative_error"]
+
+
+def relative_error(measured, predicted) -> np.ndarray:
+    """(measured − predicted) / measured: how far the prediction is from what was measured."""
+    m = np.asarray(measured, dtype=float)
+    p = np.asarray(predicted, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(m > 0, (m - p) / m, np.nan)
+
+
+@dataclass
+class ReplayTables:
+    queries: pd.DataFrame
+    instances: pd.DataFrame
+    steps: pd.DataFrame
+    totals: dict
+
+
+def query_table(run: InstanceRun, meas: InstanceMeasurement) -> pd.DataFrame:
+    r = run.rows
+    q = meas.queries
+    t = pd.DataFrame({
+        "query_id": r["query_id"].to_numpy(),
+        "llm": run.llm, "device": run.device, "instance": run.instance, "batch_size": run.batch_size,
+        "lane": r["lane"].to_numpy(),
+        "input_tokens": r["input_tokens"].to_numpy(), "output_tokens": r["output_tokens"].to_numpy(),
+        "predicted_start_s": r["start_s"].to_numpy(), "measured_start_s": q["measured_start_s"].to_numpy(),
+        "predicted_end_s": r["end_s"].to_numpy(), "measured_end_s": q["measured_end_s"].to_numpy(),
+        "predicted_runtime_s": r["runtime_s"].to_numpy(), "measured_runtime_s": q["measured_runtime_s"].to_numpy(),
+        "predicted_energy_j": r["energy_j"].to_numpy(), "measured_energy_j": q["measured_energy_j"].to_numpy(),
+        "deadline_s": r["deadline_s"].to_numpy(dtype=float),
+        "prefill_step": q["prefill_step"].to_numpy(), "first_decode_step": q["first_decode_step"].to_numpy(),
+        "last_decode_step": q["last_decode_step"].to_numpy(),
+    })
+    t["energy_error"] = relative_error(t["measured_energy_j"], t["predicted_energy_j"])
+    t["runtime_error"] = relative_error(t["measured_runtime_s"], t["predicted_runtime_s"])
+    t["deadline_met_measured"] = ends_in_time(t["measured_end_s"].to_numpy(), t["deadline_s"].to_numpy())
+    return t
+
+
+def instance_table(run: InstanceRun, meas: InstanceMeasurement, setup_s: float, slot_power_w: float | None = None) -> dict:
+    """One instance's predicted and measured figures. ``slot_power_w``: an empty slot's predicted
+    power [W] (see :func:`~energyopt.accounting.padding_energy_j`); None: its queries' mean."""
+    pred_q = float(run.rows["energy_j"].sum())
+    pred_m = float(run.rows["end_s"].max())
+    busy_s = float(run.rows["runtime_s"].sum())
+    if slot_power_w is None:
+        slot_power_w = pred_q / busy_s if busy_s > 0 else 0.0
+    pred_pad = padding_energy_j(slot_power_w, run.batch_size, pred_m, busy_s)
+    pred_e = pred_q + pred_pad
+    return {
+        "llm": run.llm, "device": run.device, "instance": run.instance, "batch_size": run.batch_size,
+        "queries": len(run.rows), "lanes_used": int(run.rows["lane"].nunique()),
+        "predicted_query_energy_j": pred_q, "measured_query_energy_j": meas.energy_j - meas.padding_energy_j,
+        "predicted_padding_energy_j": pred_pad, "measured_padding_energy_j": meas.padding_energy_j,
+        "predicted_energy_j": pred_e, "measured_energy_j": meas.energy_j,
+        "energy_error": float(relative_error(meas.energy_j, pred_e)),
+        "predicted_makespan_s": pred_m, "measured_makespan_s": meas.makespan_s,
+        "makespan_error": float(relative_error(meas.makespan_s, pred_m)),
+        "predicted_slot_power_w": slot_power_w, "decode_steps": meas.decode_steps,
+        "mean_running": meas.mean_active, "setup_s": setup_s,
+    }
+
+
+def totals(queries: pd.DataFrame, instances: pd.DataFrame) -> dict:
+    """The plan as a whole: energies add up over instances; the makespan is the latest instance's
+    (the plan runs its instances side by side; the replay measures them one after another). An
+    instance's energy is its queries' plus its padding (slots with no query until its last query
+    ends): the plan's objective counts the queries'; the padding is predicted from the plan's lanes
+    (:func:`~energyopt.accounting.padding_energy_j`)."""
+    pe, me = float(instances["predicted_energy_j"].sum()), float(instances["measured_energy_j"].sum())
+    pq, mq = float(instances["predicted_query_energy_j"].sum()), float(instances["measured_query_energy_j"].sum())
+    pm, mm = float(instances["predicted_makespan_s"].max()), float(instances["measured_makespan_s"].max())
+    ae = queries["energy_error"].abs()
+    ar = queries["runtime_error"].abs()
+    dl = queries["deadline_s"].notna()
+    return {
+        "queries": int(len(queries)), "instances": int(len(instances)),
+        "llms": sorted(queries["llm"].unique().tolist()),
+        "batch_sizes": sorted(int(b) for b in queries["batch_size"].unique()),
+        "predicted_energy_j": pe, "measured_energy_j": me, "energy_error": float(relative_error(me, pe)),
+        "predicted_query_energy_j": pq, "measured_query_energy_j": mq,
+        "query_energy_error": float(relative_error(mq, pq)),
+        "predicted_padding_energy_j": pe - pq, "measured_padding_energy_j": me - mq,
+        "predicted_makespan_s": pm, "measured_makespan_s": mm, "makespan_error": float(relative_error(mm, pm)),
+        "query_energy_error_median_abs": float(ae.median()), "query_energy_error_p90_abs": float(ae.quantile(0.9)),
+        "query_energy_error_max_abs": float(ae.max()),
+        "query_runtime_error_median_abs": float(ar.median()), "query_runtime_error_p90_abs": float(ar.quantile(0.9)),
+        "queries_with_deadline": int(dl.sum()),
+        "deadlines_met_measured": int(queries.loc[dl, "deadline_met_measured"].sum()),
+        "deadlines_met_predicted": int(ends_in_time(queries.loc[dl, "predicted_end_s"].to_numpy(),
+                                                    queries.loc[dl, "deadline_s"].to_numpy()).sum()),
+    }
