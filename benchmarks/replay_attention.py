@@ -12,7 +12,7 @@ Run: python benchmarks/replay_attention.py
 
 import torch
 
-from energyopt.replay.attention import ragged_decode_reference, ragged_decode_triton
+from energyopt.characterize.attention import ragged_decode_reference, ragged_decode_triton
 
 
 def bench(fn, reps: int = 50) -> float:

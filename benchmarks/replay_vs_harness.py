@@ -15,9 +15,9 @@ import argparse
 import time
 
 from energyopt.characterize.catalog import get_spec
+from energyopt.characterize.engine import SlotEngine, capacity_tokens
 from energyopt.characterize.meters import NvmlMeter
 from energyopt.characterize.runner import HFRunner
-from energyopt.replay.engine import SlotEngine, capacity_tokens
 
 POINTS = [(512, 128), (1024, 256), (2048, 64)]
 

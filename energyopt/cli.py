@@ -639,9 +639,11 @@ def solvers_cmd() -> None:
               help="Batch sizes to measure every point at, like 1,8,32,64,128: b identical queries run together "
                    "(one prefill, then decode steps of the whole batch); points whose KV cache and weights do not "
                    "fit in device memory are skipped.")
-@click.option("--decode-attention", type=click.Choice(["grouped", "sdpa"]), default="grouped", show_default=True,
+@click.option("--decode-attention", type=click.Choice(["grouped", "sdpa", "ragged"]), default="grouped", show_default=True,
               help="grouped: each KV head's cache is read once for the query heads that share it (as serving "
-                   "engines do); sdpa: transformers' own path, which copies K and V out to every query head.")
+                   "engines do); sdpa: transformers' own path, which copies K and V out to every query head; "
+                   "ragged: the engine `energyopt replay` runs (a prefill per query, decode attention over each "
+                   "query's own tokens), so that models fitted on the rows predict a replay (use its own --out file).")
 @click.option("--out", "out_csv", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="CSV to append rows to (created if missing; rows already there are skipped).")
 @friendly_errors

@@ -142,7 +142,8 @@ CHAR_SPEC: tuple[ColumnSpec, ...] = (
     _text("repeat", False, "harness bookkeeping: the repeat index of the point (kept as text)"),
     _text("inner_runs", False, "harness bookkeeping: runs in the measured window, the row is their mean (kept as text)"),
     _text("decode_loop", False, "decode loop measured: cuda_graph or eager"),
-    _text("decode_attention", False, "how a decode step attends: grouped (each KV head read once) or sdpa"),
+    _text("decode_attention", False, "how a decode step attends: grouped (each KV head read once), sdpa, or ragged "
+          "(the replay's engine: a prefill per query, attention over each query's own tokens)"),
     _text("dtype", False, "provenance: the weights' number format (bf16, fp32, ...)"),
     _text("gpu_name", False, "provenance: the GPU's name as NVML reports it"),
     _text("cpu_name", False, "provenance: the host CPU's model name"),

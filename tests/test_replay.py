@@ -16,10 +16,10 @@ import pytest
 from click.testing import CliRunner
 
 from energyopt.accounting import padding_energy_j
+from energyopt.characterize.engine import EngineLog, capacity_tokens, run_lanes
 from energyopt.cli import main
 from energyopt.errors import DataError
 from energyopt.replay.compare import instance_table, query_table, relative_error, totals
-from energyopt.replay.engine import EngineLog, capacity_tokens, run_lanes
 from energyopt.replay.lanes import instance_runs
 from energyopt.replay.measure import (
     CounterSampler,
@@ -181,7 +181,7 @@ def test_engine_slots_match_transformers_own_decoding():
     torch = pytest.importorskip("torch")
     from transformers import DynamicCache
 
-    from energyopt.replay.engine import SlotEngine
+    from energyopt.characterize.engine import SlotEngine
 
     r = _tiny_runner()
     r.gen.manual_seed(0)
@@ -226,7 +226,7 @@ def test_run_lanes_follows_the_lanes():
 
 def test_engine_run_log_follows_the_lanes():
     pytest.importorskip("torch")
-    from energyopt.replay.engine import SlotEngine
+    from energyopt.characterize.engine import SlotEngine
 
     eng = SlotEngine(_tiny_runner(), slots=3, capacity=64)
     log = eng.run([[(10, 5), (20, 1), (7, 3)], [(30, 8)], []])
@@ -268,7 +268,7 @@ def test_triton_kernel_matches_the_reference_in_the_interpreter():
     pytest.importorskip("torch")
     code = """
 import torch
-from energyopt.replay.attention import ragged_decode_reference, ragged_decode_triton
+from energyopt.characterize.attention import ragged_decode_reference, ragged_decode_triton
 torch.manual_seed(0)
 for b, heads, kvh, d, cap in [(3, 8, 2, 16, 200), (2, 14, 2, 64, 130), (4, 4, 4, 32, 64)]:
     q = torch.randn(b, heads, d); k = torch.randn(b, kvh, cap, d); v = torch.randn(b, kvh, cap, d)
@@ -297,3 +297,40 @@ def test_replay_command_refuses_bad_input_before_running(tmp_path):
     r = runner.invoke(main, args + ["--out", str(tmp_path / "file")])
     assert r.exit_code == 2 and "file" in r.output
     assert not (tmp_path / "o").exists()
+
+
+def test_engine_runner_measures_identical_queries_through_the_engine(tmp_path):
+    """characterize --decode-attention ragged: the sweep's runner interface on the replay's engine."""
+    pytest.importorskip("torch")
+    from energyopt.characterize.csvlog import RunLog
+    from energyopt.characterize.design import DesignPoint
+    from energyopt.characterize.engine import EngineRunner
+    from energyopt.characterize.meters import EstimateMeter
+    from energyopt.characterize.sweep import SweepConfig, run_sweep
+    from energyopt.io import read_characterization
+
+    runner = EngineRunner(_tiny_runner())
+    assert runner.decode_attention == "ragged" and runner.decode_loop == "eager" and runner.kv.layers == 2
+    runner.prepare(20, 5, 3)
+    runner.run(20, 5, 3)
+    assert runner._key == (3, 64)
+    log = RunLog(tmp_path / "rows.csv")
+    cfg = SweepConfig(llm="tiny", device="cpu", points=[DesignPoint(16, 4, "design", 1), DesignPoint(16, 4, "design", 4)],
+                      repeats=1, min_window_s=0.0, warmup_runs=1, idle_seconds=0.0, fixed_idle_power_w={"cpu": 0.0})
+    res = run_sweep(runner, {"cpu": EstimateMeter(10.0)}, log, cfg, {"dtype": "fp32"}, progress=lambda s: None)
+    rows = read_characterization(tmp_path / "rows.csv")
+    assert res.measured == 2 and set(rows["decode_attention"]) == {"ragged"} and set(rows["batch_size"]) == {1, 4}
+    assert log.decode_attentions() == {"ragged"}
+
+
+def test_characterize_refuses_a_file_of_another_engine(tmp_path):
+    from energyopt.characterize.orchestrate import characterize
+
+    out = tmp_path / "rows.csv"
+    src = (ROOT / "data" / "h200-batch.csv").read_text().splitlines()
+    out.write_text("\n".join(src[:3]) + "\n")
+    with pytest.raises(DataError, match="measured with --decode-attention grouped.*new file"):
+        characterize(llms=["tinyllama-1.1b"], model_dir=None, device="cpu", gpu_index=0, points="8x8", holdout=0,
+                     repeats=1, min_window_s=0.1, max_input_tokens=64, max_output_tokens=64, dtype=None,
+                     device_name=None, threads=1, cpu_power_w=10.0, cpu_idle_w=0.0, time_budget_s=None,
+                     idle_seconds=1.0, out_csv=out, progress=lambda s: None, decode_attention="ragged")

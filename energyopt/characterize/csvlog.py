@@ -94,6 +94,13 @@ class RunLog:
                     raise DataError(f"{self.path}: line {reader.line_num} is malformed ({exc}); fix or remove it") from None
         return keys
 
+    def decode_attentions(self) -> set[str]:
+        """The ``decode_attention`` values of the rows already in the file (a file holds one engine)."""
+        if self.legacy or not self.path.exists() or self.path.stat().st_size == 0:
+            return set()
+        with self.path.open(newline="") as fh:
+            return {row.get("decode_attention") or "" for row in csv.DictReader(fh)}
+
     def append(self, row: dict[str, Any]) -> None:
         if self.legacy:
             # an older file: it can state single queries measured with transformers' own attention

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import DataError
 from .catalog import ArchSpec, get_spec
@@ -108,11 +109,16 @@ def characterize(*, llms: list[str], model_dir: Path | None, device: str, gpu_in
         raise DataError("give --llm or --model-dir, not both")
     specs = [get_spec(n) for n in llms]  # fail on an unknown name before measuring anything
     sizes = parse_batch_sizes(batch_sizes)
-    if decode_attention not in DECODE_ATTENTION:
-        raise DataError(f"--decode-attention must be one of {', '.join(DECODE_ATTENTION)}, got {decode_attention!r}")
+    if decode_attention not in (*DECODE_ATTENTION, "ragged"):
+        raise DataError(f"--decode-attention must be one of {', '.join(DECODE_ATTENTION)} or ragged, "
+                        f"got {decode_attention!r}")
     log = RunLog(out_csv)
     if log.legacy and (sizes != [1] or decode_attention != "sdpa"):
         raise DataError(log.legacy_message())
+    other = log.decode_attentions() - {decode_attention}
+    if other:
+        raise DataError(f"{out_csv} holds rows measured with --decode-attention {', '.join(sorted(other))}: a model fits "
+                        f"one engine's rows, so write --decode-attention {decode_attention} to a new file")
     pts = make_points(points, holdout, max_input_tokens, max_output_tokens, sizes)
     m = _meters(device, gpu_index, device_name, cpu_power_w, cpu_idle_w)
     meters, fixed_idle, prov, memory_bytes, label = m.meters, m.fixed_idle_w, m.provenance, m.memory_bytes, m.label
@@ -125,8 +131,13 @@ def characterize(*, llms: list[str], model_dir: Path | None, device: str, gpu_in
         runs = [(Path(model_dir).name, None, model_dir)]
     for name, spec, mdir in runs:
         progress(f"building {name} ({dtype}) on {device} ...")
-        runner = HFRunner(spec, model_dir=mdir, device=device, dtype=dtype, threads=threads,
-                          decode_attention=decode_attention, memory_bytes=memory_bytes)
+        runner: Any = HFRunner(spec, model_dir=mdir, device=device, dtype=dtype, threads=threads,
+                               decode_attention="grouped" if decode_attention == "ragged" else decode_attention,
+                               memory_bytes=memory_bytes)
+        if decode_attention == "ragged":  # the replay's engine (energyopt replay)
+            from .engine import EngineRunner
+
+            runner = EngineRunner(runner)
         context = spec.context_tokens if spec is not None else runner.context_tokens
         llm_pts = fit_context(pts, context)
         if len(llm_pts) < len(pts):
@@ -149,6 +160,8 @@ def characterize(*, llms: list[str], model_dir: Path | None, device: str, gpu_in
             progress(f"{name}: measured {res.measured}, skipped {res.skipped}, left {res.remaining}, "
                      f"skipped for memory {no_room} in {res.elapsed_s:.0f} s")
         finally:
+            if hasattr(runner, "close"):
+                runner.close()
             del runner
             _free_cuda()
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .engine import EngineLog
+from ..characterize.engine import EngineLog
 
 __all__ = ["CounterSampler", "counter_knots", "energy_at", "attribute_queries", "InstanceMeasurement"]
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import pandas as pd
 
+from ..characterize.engine import SlotEngine, capacity_tokens
 from ..errors import DataError
 from ..version import package_version
 from .compare import ReplayTables, instance_table, query_table, totals
-from .engine import SlotEngine, capacity_tokens
 from .lanes import InstanceRun
 from .measure import CounterSampler, attribute_queries
 

@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import DataError
 from .attention import ragged_decode_reference, ragged_decode_triton, triton_available
 
-__all__ = ["SlotEngine", "EngineLog", "run_lanes", "slots_attention_forward", "SLOTS_NAME", "capacity_tokens"]
+__all__ = ["SlotEngine", "EngineLog", "EngineRunner", "run_lanes", "slots_attention_forward", "SLOTS_NAME", "capacity_tokens"]
 
 SLOTS_NAME = "energyopt_slots"
 CAPACITY_BLOCK = 64
@@ -327,3 +327,54 @@ class SlotEngine:
         self._graph = None
         self.k_cache = self.v_cache = []
         self.runner._empty_cache()
+
+
+class EngineRunner:
+    """The characterization's runner interface (``prepare``/``run`` of b identical queries) on the
+    :class:`SlotEngine`: b slots, one query each, a prefill per query and decode attention over
+    each query's own tokens, exactly as ``energyopt replay`` runs a plan, so that models fitted on
+    its rows predict what a replay measures. Wraps an :class:`~energyopt.characterize.runner.HFRunner`
+    (its model, memory bookkeeping and provenance); rows say ``decode_attention=ragged``."""
+
+    decode_attention = "ragged"
+
+    def __init__(self, runner: Any, attention: str = "auto"):
+        self.runner = runner
+        self.attention = attention
+        self._engine: SlotEngine | None = None
+        self._key: tuple[int, int] | None = None
+
+    def __getattr__(self, name: str) -> Any:  # kv, weight_bytes, versions, context_tokens, ...
+        return getattr(self.runner, name)
+
+    @property
+    def decode_loop(self) -> str:
+        return str(self.runner.decode_loop)
+
+    def cache_bucket_for_batch(self, batch_size: int) -> int:
+        return CAPACITY_BLOCK
+
+    def prepare(self, input_tokens: int, output_tokens: int, batch_size: int = 1) -> None:
+        """The engine for this batch (KV rows, decode graph) and one prefill of this prompt length,
+        outside any measurement window; one engine is kept at a time."""
+        key = (int(batch_size), capacity_tokens([[(input_tokens, output_tokens)]]))
+        if self._key != key:
+            self.close()
+            self._engine = SlotEngine(self.runner, key[0], key[1], attention=self.attention)
+            self._key = key
+        assert self._engine is not None
+        self._engine.warm_up([input_tokens], decode_steps=2)
+
+    def run(self, input_tokens: int, output_tokens: int, batch_size: int = 1) -> None:
+        self.prepare(input_tokens, output_tokens, batch_size)
+        assert self._engine is not None
+        log = self._engine.run([[(input_tokens, output_tokens)] for _ in range(batch_size)])
+        done = int(np.sum(log.step_is_prefill))
+        if done != batch_size or int(np.sum(~log.step_is_prefill)) != output_tokens - 1:
+            raise RuntimeError(f"the engine ran {done} prefills and {int(np.sum(~log.step_is_prefill))} decode steps; "
+                               f"expected {batch_size} and {output_tokens - 1}")
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+        self._engine, self._key = None, None
