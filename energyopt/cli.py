@@ -231,7 +231,7 @@ def fit_cmd(data: tuple[Path, ...], out_dir: Path, min_r2: float, folds: int, lo
 
 @main.command("models")
 @click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Models directory [default: the shipped models].")
+              help="Models directory [default: $ENERGYOPT_MODELS, else the shipped models/].")
 @friendly_errors
 def models_cmd(models_dir: Path | None) -> None:
     """List the fitted models: form, cross-validated R², error and token ranges."""
@@ -259,7 +259,7 @@ def models_cmd(models_dir: Path | None) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True,
               help="Queries served at once; the prediction is one query's latency and share of the energy.")
 @click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Models directory [default: the shipped models].")
+              help="Models directory [default: $ENERGYOPT_MODELS, else the shipped models/].")
 @friendly_errors
 def predict_cmd(llm: str, device: str, input_tokens: int, output_tokens: int, batch_size: int,
                 models_dir: Path | None) -> None:
@@ -287,9 +287,9 @@ def predict_cmd(llm: str, device: str, input_tokens: int, output_tokens: int, ba
 def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     opts = [
         click.option("--fleet", "fleet_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                     help="Fleet TOML [default: the shipped examples/fleet.toml]."),
+                     help="Fleet TOML [default: $ENERGYOPT_FLEET, else the shipped examples/fleet.toml]."),
         click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-                     help="Models directory [default: the shipped models/]."),
+                     help="Models directory [default: $ENERGYOPT_MODELS, else the shipped models/]."),
         click.option("--solver", type=click.Choice(["auto", "highs", "cbc", "cpsat"]), default="auto", show_default=True,
                      help="Backend: HiGHS (scipy), CBC (PuLP) or CP-SAT (OR-Tools); auto takes the first installed."),
         click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=0, min_open=True), default=None,

@@ -93,6 +93,14 @@ def workload_of(rows) -> pd.DataFrame:
                          "min_accuracy": floor, "deadline_s": [np.nan if d is None else d for d in dl]})
 
 
+@pytest.fixture(autouse=True)
+def _shipped_defaults(monkeypatch):
+    """Every test sees the shipped fleet and models, whatever ENERGYOPT_FLEET/ENERGYOPT_MODELS the
+    shell that runs pytest has set (a test sets them itself where it needs them)."""
+    monkeypatch.delenv("ENERGYOPT_FLEET", raising=False)
+    monkeypatch.delenv("ENERGYOPT_MODELS", raising=False)
+
+
 @pytest.fixture(scope="session")
 def synthetic_models(tmp_path_factory) -> Path:
     from energyopt.fit import fit_models
