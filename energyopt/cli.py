@@ -46,18 +46,76 @@ def _raise_terminated(signum: int, frame: Any) -> None:
     raise Terminated()
 
 
+#: seconds a command has to unwind after SIGTERM or SIGINT before it is ended without unwinding
+UNWIND_GRACE_S = 1.0
+
+
+def _end_if_stuck(read_fd: int, done: threading.Event) -> None:
+    """Watcher thread: a signal's number arrives on ``read_fd`` the moment it is delivered (the
+    interpreter's C-level handler writes it there), even while the main thread is inside a solver's
+    C code, where Python's own handlers wait until that code returns (an in-process HiGHS MILP
+    may run for minutes, and scipy releases the GIL while it does). If the command has not unwound
+    within :data:`UNWIND_GRACE_S`, remove the files being written, say so and end the process
+    with the signal's exit code; solver children die with it (they watch their parent)."""
+    while not done.is_set():
+        try:
+            data = os.read(read_fd, 64)
+        except OSError:
+            return
+        if not data:
+            return
+        codes = {int(signal.SIGTERM): EXIT_TERMINATED, int(signal.SIGINT): EXIT_INTERRUPTED}
+        got = [codes[s] for s in data if s in codes]
+        if not got:
+            continue
+        if done.wait(UNWIND_GRACE_S):
+            return
+        from .writers import remove_open_temp_files
+
+        remove_open_temp_files()
+        with contextlib.suppress(OSError):
+            os.write(2, b"terminated\n" if got[0] == EXIT_TERMINATED else b"interrupted\n")
+        os._exit(got[0])
+
+
+def _forget_wakeup_fd() -> None:
+    """In a forked child (a solver's watchdog child), signals must not reach the parent's watcher."""
+    with contextlib.suppress(ValueError):
+        signal.set_wakeup_fd(-1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_wakeup_fd)
+
+
 @contextlib.contextmanager
 def _sigterm_unwinds() -> Any:
     """SIGTERM raises :class:`Terminated` while the block runs (main thread only; the previous
-    handler is restored after)."""
+    handler is restored after), and a watcher ends the process if the block cannot unwind in time
+    (:func:`_end_if_stuck`)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    done = threading.Event()
+    try:
+        old_wakeup = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    except ValueError:  # not the main thread of the main interpreter
+        old_wakeup = None
+    watcher = threading.Thread(target=_end_if_stuck, args=(read_fd, done), name="energyopt-signal-watch", daemon=True)
+    watcher.start()
     try:
         yield
     finally:
+        done.set()
+        if old_wakeup is not None:
+            signal.set_wakeup_fd(old_wakeup)
         signal.signal(signal.SIGTERM, previous)
+        os.close(write_fd)  # the watcher's read returns empty and it ends
+        watcher.join(timeout=UNWIND_GRACE_S + 1.0)
+        os.close(read_fd)
 
 
 def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

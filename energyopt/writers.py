@@ -12,7 +12,18 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "write_atomic", "write_table_csv", "write_json", "jsonable"]
+__all__ = ["atomic_path", "write_atomic", "write_table_csv", "write_json", "jsonable", "remove_open_temp_files"]
+
+#: temporary files being written now (removed by :func:`remove_open_temp_files` if the process
+#: must end before the write does)
+_OPEN_TEMPS: set[str] = set()
+
+
+def remove_open_temp_files() -> None:
+    """Remove the temporary files of writes still under way (before a forced exit)."""
+    for tmp in list(_OPEN_TEMPS):
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def _umask() -> int:
@@ -37,6 +48,7 @@ def atomic_path(path: Path) -> Iterator[str]:
     plain ``open`` would give it (0666 less the umask: 0644 under umask 022), not mkstemp's 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _OPEN_TEMPS.add(tmp)
     try:
         try:
             if hasattr(os, "fchmod"):  # POSIX
@@ -49,6 +61,8 @@ def atomic_path(path: Path) -> Iterator[str]:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    finally:
+        _OPEN_TEMPS.discard(tmp)
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -26,7 +26,18 @@ _SCRIPT = textwrap.dedent("""
     from pathlib import Path
 
     marker, mode = Path(sys.argv[1]), sys.argv[2]
-    if mode == "solve":  # the backend sleeps in the watchdog's child
+    if mode == "inprocess":  # the real HiGHS, in this process (no time limit: no watchdog child)
+        import scipy.optimize
+
+        real_milp = scipy.optimize.milp
+
+        def marked_milp(c, *args, **kw):
+            if len(c) > 5000:  # the exact model itself, not a small MILP before it
+                marker.write_text(f"{os.getpid()} - 0")
+            return real_milp(c, *args, **kw)
+
+        scipy.optimize.milp = marked_milp
+    elif mode == "solve":  # the backend sleeps in the watchdog's child
         import energyopt.solvers.highs as highs
 
         def slow_solve(self, model, **kw):
@@ -200,3 +211,35 @@ def test_the_watchdog_child_closes_the_read_end_and_dies_with_its_parent(tmp_pat
         shutil.rmtree(folder, ignore_errors=True)
     assert gone, f"the backend child {pid} outlived its parent"
     assert n_pipe_fds == n_pipes  # no pipe is held at both ends (fd of the read and the write end)
+
+
+@pytest.mark.parametrize(("sig", "code", "said"), [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")])
+def test_a_solve_inside_an_in_process_milp_ends_on_a_signal(tmp_path, sig, code, said):
+    """Without a time limit HiGHS runs in the CLI's own process, inside C code where Python's signal
+    handlers wait until it returns (minutes for the 1,000-query example's exact model): the
+    command still ends within 2 s of the signal, with the signal's exit code and nothing written."""
+    script, marker, out = tmp_path / "run.py", tmp_path / "pid", tmp_path / "plan"
+    script.write_text(_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(marker), "inprocess", "solve", str(ROOT / "examples" / "workload.csv"),
+         "--solver", "highs", "--formulation", "exact", "--out", str(out), "--quiet"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+    t0 = time.monotonic()
+    while not (marker.exists() and marker.read_text()):
+        if proc.poll() is not None or time.monotonic() - t0 > 120:
+            proc.kill()
+            pytest.fail(f"HiGHS never started (exit {proc.returncode}): {proc.communicate()[1].decode()[-2000:]}")
+        time.sleep(0.05)
+    time.sleep(4.0)  # well inside HiGHS: signalled within its first second, it returned to Python in tries here
+    assert proc.poll() is None, "the exact model of 1,000 queries was solved before the signal"
+    sent = time.monotonic()
+    proc.send_signal(sig)
+    try:
+        _, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("the command did not end within 10 s of the signal")
+    assert time.monotonic() - sent < 2.0
+    assert proc.returncode == code and err.decode().strip().splitlines()[-1] == said
+    assert not out.exists() or not any(out.iterdir())
