@@ -110,9 +110,9 @@ def test_summary_by_llm_device_adds_up_each_pair():
     s = schedule(False).summary()
     assert s.by_llm_device == [
         {"llm": "big", "device": "g", "queries": 2, "energy_j": 600.0, "instances": 1, "busy_s": pytest.approx(4.0),
-         "batch_sizes": [1]},
+         "batch_sizes": [1], "extrapolated_queries": 0, "extrapolated_energy_j": 0.0},
         {"llm": "small", "device": "g", "queries": 1, "energy_j": 300.0, "instances": 1, "busy_s": pytest.approx(3.0),
-         "batch_sizes": [1]},
+         "batch_sizes": [1], "extrapolated_queries": 0, "extrapolated_energy_j": 0.0},
     ]
 
 
@@ -183,7 +183,8 @@ def test_summary_records_version_time_settings_and_input_hashes(tmp_path, synthe
     assert made.tzinfo is not None and made.utcoffset() == datetime.timedelta(0) and doc["created_at"].endswith("Z")
     assert abs((datetime.datetime.now(datetime.UTC) - made).total_seconds()) < 120
     assert doc["settings"] == {"solver": "highs", "formulation": "auto", "time_limit_s": 60, "gap": 1e-3, "threads": 1,
-                               "objective": "energy", "zeta": None, "idle": False, "min_mean_accuracy": None}
+                               "objective": "energy", "zeta": None, "idle": False, "min_mean_accuracy": None,
+                               "strict_range": False}
     sha = doc["input_sha256"]
     assert sha["workload"] == hashlib.sha256(wl.read_bytes()).hexdigest()
     assert sha["fleet"] == hashlib.sha256(synthetic_fleet.read_bytes()).hexdigest()
