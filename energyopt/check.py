@@ -30,7 +30,7 @@ from .accounting import idle_energy_j, query_energy_cost_j, token_weight, weight
 from .errors import DataError
 from .fleet import Deployment, Fleet, kv_context_tokens
 from .modelstore import FittedModels
-from .schema import ASSIGNMENT_COLUMNS
+from .schema import ASSIGNMENT_COLUMNS, SUMMARY_EXTRAPOLATION_KEYS
 
 __all__ = [
     "TOL_S",
@@ -69,7 +69,7 @@ REL = 1e-6
 #: the energy totals of a plan's summary that :func:`derive_totals` re-derives [J]
 TOTALS_KEYS = ("query_energy_j", "idle_energy_j", "total_energy_j")
 #: the summary's count of assigned queries whose prediction is extrapolated, and their energy [J]
-EXTRAPOLATION_KEYS = ("extrapolated_queries", "extrapolated_energy_j")
+EXTRAPOLATION_KEYS = SUMMARY_EXTRAPOLATION_KEYS
 
 
 @dataclass(frozen=True)
