@@ -11,7 +11,10 @@ that name a query of the workload and a deployment of the fleet, with what the c
 for each. Every rule is vectorised over the rows (a plan may have a million): no per-row Python.
 
 :func:`derive_totals` re-derives the summary's energy totals (queries, idle, total) from the same
-rows and the formulas of :mod:`energyopt.accounting`.
+rows and the formulas of :mod:`energyopt.accounting`; :func:`extrapolation_matches` holds the
+summary's count of queries on extrapolated predictions (and their energy) to the rows'.
+Under ``strict_range`` (``summary.json`` ``settings.strict_range``, the plan's ``--strict-range``),
+:func:`predictions_within_measured_ranges` refuses any query whose prediction is extrapolated.
 """
 
 from __future__ import annotations
@@ -27,12 +30,13 @@ from .accounting import idle_energy_j, query_energy_cost_j, token_weight, weight
 from .errors import DataError
 from .fleet import Deployment, Fleet, kv_context_tokens
 from .modelstore import FittedModels
-from .schema import ASSIGNMENT_COLUMNS
+from .schema import ASSIGNMENT_COLUMNS, SUMMARY_EXTRAPOLATION_KEYS
 
 __all__ = [
     "TOL_S",
     "REL",
     "TOTALS_KEYS",
+    "EXTRAPOLATION_KEYS",
     "CheckedRows",
     "WorkloadMatch",
     "check_plan",
@@ -54,6 +58,8 @@ __all__ = [
     "batch_sizes_and_lanes_valid",
     "no_overlap_on_a_lane",
     "totals_match",
+    "predictions_within_measured_ranges",
+    "extrapolation_matches",
 ]
 
 #: absolute tolerance on times [s]
@@ -62,6 +68,8 @@ TOL_S = 1e-6
 REL = 1e-6
 #: the energy totals of a plan's summary that :func:`derive_totals` re-derives [J]
 TOTALS_KEYS = ("query_energy_j", "idle_energy_j", "total_energy_j")
+#: the summary's count of assigned queries whose prediction is extrapolated, and their energy [J]
+EXTRAPOLATION_KEYS = SUMMARY_EXTRAPOLATION_KEYS
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,7 @@ class CheckedRows:
     model_runtime_s: np.ndarray
     model_energy_j: np.ndarray
     prediction_valid: np.ndarray  # False where the model's raw prediction is <= 0
+    prediction_extrapolated: np.ndarray  # True where the query lies outside the ranges its models were measured on
     catalog_accuracy: np.ndarray
     context_tokens: np.ndarray  # the LLM's context window (inf: none stated)
     kv_context_tokens: np.ndarray  # the longest context whose KV cache fits batch_size times beside the weights
@@ -139,11 +148,14 @@ def check_plan(
     require_all: bool = True,
     totals: Mapping[str, float] | None = None,
     idle: bool = False,
+    strict_range: bool = False,
 ) -> list[str]:
     """Every violated constraint, one line each; an empty list means the plan is valid.
 
     ``totals``: energy totals the plan reports (e.g. its ``summary.json``; any of
-    :data:`TOTALS_KEYS` [J]), compared with :func:`derive_totals` (``idle``: idle power counted).
+    :data:`TOTALS_KEYS` [J]), compared with :func:`derive_totals` (``idle``: idle power counted),
+    and any of :data:`EXTRAPOLATION_KEYS` it names, compared with the rows'. ``strict_range``: the
+    plan was made with ``--strict-range``, so no query may rest on an extrapolated prediction.
     """
     table = _read_assignment(assignment)
     violations = columns_present(table)
@@ -161,6 +173,8 @@ def check_plan(
         return violations
     violations += instances_within_deployments_and_pools(rows, fleet)
     violations += predictions_valid_and_within_context(rows)
+    if strict_range:
+        violations += predictions_within_measured_ranges(rows)
     violations += runtimes_and_energies_match_models(rows)
     violations += starts_at_or_after_zero(rows)
     violations += durations_match_runtimes(rows)
@@ -174,18 +188,21 @@ def check_plan(
     violations += no_overlap_on_a_lane(rows)
     if totals is not None:
         violations += totals_match(totals, _totals_of(rows, fleet.horizon_s, idle=idle))
+        violations += extrapolation_matches(totals, rows)
     return violations
 
 
 def check_schedule(problem, schedule) -> list[str]:
     """:func:`check_plan` on a schedule, from the raw workload, fleet and models the problem was
-    built from (none of the problem's derived arrays is used), its energy totals included."""
+    built from (none of the problem's derived arrays is used), its energy totals and its count of
+    queries on extrapolated predictions included, under the problem's ``strict_range``."""
     if problem.inputs is None:
         raise DataError("this problem does not carry its inputs; call check_plan(assignment, workload, fleet, models)")
     workload, fleet, models = problem.inputs
     return check_plan(schedule.assignment, workload, fleet, models,
                       min_mean_accuracy=problem.min_mean_accuracy, require_all=True,
-                      totals=schedule.energy_totals(), idle=problem.idle)
+                      totals={**schedule.energy_totals(), **schedule.extrapolation_totals()}, idle=problem.idle,
+                      strict_range=problem.strict_range)
 
 
 def derive_totals(
@@ -291,6 +308,7 @@ def _checked_rows(table: pd.DataFrame, match: WorkloadMatch, known_rows: np.ndar
     model_runtime_s = np.full(len(rows), np.nan)
     model_energy_j = np.full(len(rows), np.nan)
     prediction_valid = np.zeros(len(rows), dtype=bool)
+    prediction_extrapolated = np.zeros(len(rows), dtype=bool)
     kv_context = np.full(len(rows), np.inf)
     # one prediction per (deployment, batch size): the models at the batch size the plan states
     key = code.astype(np.int64) * (int(batch_size.max(initial=1)) + 1) + np.maximum(batch_size, 0)
@@ -309,6 +327,7 @@ def _checked_rows(table: pd.DataFrame, match: WorkloadMatch, known_rows: np.ndar
         model_runtime_s[idx] = predicted["runtime_s"].to_numpy()
         model_energy_j[idx] = predicted["energy_j"].to_numpy()
         prediction_valid[idx] = predicted["valid"].to_numpy()
+        prediction_extrapolated[idx] = predicted["extrapolated"].to_numpy()
     accuracy_of = np.array([fleet.llms[d.llm].accuracy for d in deployments], dtype=float)
     context_of = np.array([np.inf if fleet.llms[d.llm].context_tokens is None else fleet.llms[d.llm].context_tokens
                            for d in deployments], dtype=float)
@@ -323,6 +342,7 @@ def _checked_rows(table: pd.DataFrame, match: WorkloadMatch, known_rows: np.ndar
         deadline_s=workload["deadline_s"].to_numpy(float)[at],
         min_accuracy=workload["min_accuracy"].to_numpy(float)[at],
         model_runtime_s=model_runtime_s, model_energy_j=model_energy_j, prediction_valid=prediction_valid,
+        prediction_extrapolated=prediction_extrapolated,
         catalog_accuracy=accuracy_of[code], context_tokens=context_of[code], kv_context_tokens=kv_context,
         instance_idle_power_w=idle_of[code],
     )
@@ -432,6 +452,15 @@ def predictions_valid_and_within_context(rows: CheckedRows) -> list[str]:
     return out
 
 
+def predictions_within_measured_ranges(rows: CheckedRows) -> list[str]:
+    """Per deployment (under ``--strict-range`` only): no query whose token counts lie outside the
+    ranges its models were measured on."""
+    outside = rows.count_per_deployment(rows.prediction_extrapolated)
+    return [f"{d.llm} on {d.pool}: {int(outside[code])} queries outside the token ranges its models were measured "
+            f"on (--strict-range), e.g. {rows.first_query_id(rows.prediction_extrapolated & (rows.deployment_code == code))}"
+            for code, d in enumerate(rows.deployments) if outside[code]]
+
+
 def runtimes_and_energies_match_models(rows: CheckedRows) -> list[str]:
     """Each stated runtime and energy is the model's prediction (relative :data:`REL`)."""
     out = []
@@ -529,6 +558,24 @@ def no_overlap_on_a_lane(rows: CheckedRows) -> list[str]:
     key, start_s, end_s = lane_key[order], rows.start_s[order], rows.end_s[order]
     overlap = (key[1:] == key[:-1]) & (start_s[1:] < end_s[:-1] - TOL_S)
     return [f"{int(overlap.sum())} queries overlap another on the same lane"] if overlap.any() else []
+
+
+def extrapolation_matches(stated: Mapping[str, float], rows: CheckedRows) -> list[str]:
+    """The count of queries on extrapolated predictions a plan states (``extrapolated_queries``), and
+    their energy (``extrapolated_energy_j`` [J], relative :data:`REL`), are those of the rows, where
+    the plan states them."""
+    flagged = rows.prediction_extrapolated
+    derived = {"extrapolated_queries": float(flagged.sum()),
+               "extrapolated_energy_j": float(np.sum(rows.model_energy_j[flagged]))}
+    out = []
+    for key in EXTRAPOLATION_KEYS:
+        if stated.get(key) is None:
+            continue
+        given, expected = float(stated[key]), derived[key]
+        if not abs(given - expected) <= REL * max(abs(expected), 1.0):
+            out.append(f"{key} {given:.9g} differs from the {expected:.9g} re-derived from the assignment and the "
+                       f"models' measured ranges")
+    return out
 
 
 def totals_match(stated: Mapping[str, float], derived: Mapping[str, float]) -> list[str]:

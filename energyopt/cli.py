@@ -364,6 +364,11 @@ def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Count idle power of switched-on instances over the horizon (instances with no work are off)."),
         click.option("--min-mean-accuracy", type=click.FloatRange(0, 1), default=None,
                      help="Floor on the token-weighted mean accuracy of the batch."),
+        click.option("--strict-range", is_flag=True,
+                     help="Refuse predictions outside the token ranges the models were measured on: such a pair is "
+                          "not an option, and a query left with none makes the plan infeasible (exit 1, the reason "
+                          "names the ranges). Without it such options stay and solve says how many queries rest "
+                          "on them."),
         click.option("--formulation", type=click.Choice(["auto", "exact", "aggregate", "decompose"]), default="auto",
                      show_default=True,
                      help="exact: one variable per query and instance; aggregate: one MILP per deployment, then "
@@ -373,6 +378,14 @@ def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for o in reversed(opts):
         fn = o(fn)
     return fn
+
+
+def _extrapolation_line(s: Any) -> str:
+    """The line ``solve`` prints when some queries of the plan rest on extrapolated predictions."""
+    share = s.extrapolated_energy_share
+    energy = "" if share is None else f" ({share:.1%} of the queries' predicted energy)"
+    return (f"{s.extrapolated_queries} of {s.assigned} queries{energy} rest on predictions outside the token ranges "
+            f"their models were measured on; --strict-range refuses them")
 
 
 def _inputs(workload: Path, fleet_path: Path | None, models_dir: Path | None):
@@ -387,7 +400,8 @@ def _inputs(workload: Path, fleet_path: Path | None, models_dir: Path | None):
 @_plan_options
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("plan"), show_default=True,
               help="Directory for assignment.csv and summary.json.")
-@click.option("--quiet", "-q", is_flag=True, help="Print only the summary line.")
+@click.option("--quiet", "-q", is_flag=True,
+              help="Print only the summary line (and the line on extrapolated predictions, if any).")
 @click.option("--report", is_flag=True,
               help="Also write OUT/report/: report.html (one self-contained page) and PNGs of energy per LLM and "
                    "device, the per-instance timeline, utilisation, deadline slack and the marginal energy cost "
@@ -395,7 +409,7 @@ def _inputs(workload: Path, fleet_path: Path | None, models_dir: Path | None):
 @friendly_errors
 def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, solver: str, time_limit_s: float | None,
               mip_rel_gap: float, objective: str, zeta: float, idle: bool, min_mean_accuracy: float | None,
-              formulation: str, out_dir: Path, quiet: bool, report: bool) -> None:
+              strict_range: bool, formulation: str, out_dir: Path, quiet: bool, report: bool) -> None:
     """Plan a batch of queries (CSV or JSONL workload) at least energy.
 
     \b
@@ -424,7 +438,7 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
         raise DataError(f"--out {out_dir}: {out_dir / 'report'} exists and is not a directory (--report writes there)")
     say = (lambda s: None) if quiet else (lambda s: click.echo(s, err=True))
     sched = plan(wl, fl, fm, solver=solver, objective=objective, zeta=zeta, idle=idle, min_mean_accuracy=min_mean_accuracy,
-                 limits=limits, formulation=formulation, progress=say)
+                 strict_range=strict_range, limits=limits, formulation=formulation, progress=say)
     s = sched.summary()
     if sched.assignment.empty or not s.status.has_plan:
         stale = out_dir / "assignment.csv"
@@ -451,11 +465,14 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
             click.echo(f"empty slots of batched instances until their last query ends: about {s.padding_energy_j:.6g} J "
                        "more (predicted, not in the objective; README: Replaying a plan)")
         click.echo(f"wrote {paths[0]} and {paths[1]}")
+    if s.extrapolated_queries:
+        click.echo(_extrapolation_line(s))
     if report:
         from .report import write_report
         from .sweep import accuracy_cost
 
-        curve = accuracy_cost(sched, limits=limits, progress=say, solver=solver, formulation=formulation, idle=idle)
+        curve = accuracy_cost(sched, limits=limits, progress=say, solver=solver, formulation=formulation, idle=idle,
+                              strict_range=strict_range)
         written = write_report(sched, out_dir, curve, progress=say)
         click.echo(f"wrote the report: {written[0]} and {len(written) - 1} plots and tables in {written[0].parent}")
 
@@ -469,7 +486,7 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
 @friendly_errors
 def compare_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, solver: str, time_limit_s: float | None,
                 mip_rel_gap: float, objective: str, zeta: float, idle: bool, min_mean_accuracy: float | None,
-                formulation: str, seed: int, equal_accuracy: bool) -> None:
+                strict_range: bool, formulation: str, seed: int, equal_accuracy: bool) -> None:
     """The optimal plan next to today's routing rules: energy, accuracy, deadlines, makespan.
 
     \b
@@ -481,8 +498,8 @@ def compare_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None
 
     wl, fl, fm = _inputs(workload, fleet_path, models_dir)
     table = compare(wl, fl, fm, solver=solver, objective=objective, zeta=zeta, idle=idle,
-                    min_mean_accuracy=min_mean_accuracy, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap,
-                    formulation=formulation, seed=seed, equal_accuracy=equal_accuracy,
+                    min_mean_accuracy=min_mean_accuracy, strict_range=strict_range, time_limit_s=time_limit_s,
+                    mip_rel_gap=mip_rel_gap, formulation=formulation, seed=seed, equal_accuracy=equal_accuracy,
                     progress=lambda s: click.echo(s, err=True))
     click.echo(_fmt_table(table, {"energy_kwh": ".4f", "accuracy": ".4f", "makespan_s": ".1f",
                                   "optimal_same_acc_kwh": ".4f", "saved": ".1%", "gap": ".3%"}))
@@ -510,7 +527,8 @@ def compare_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None
 @friendly_errors
 def sweep_cmd(workload: Path, vary: str, values: str | None, fleet_path: Path | None, models_dir: Path | None,
               solver: str, time_limit_s: float | None, mip_rel_gap: float, objective: str, zeta: float, idle: bool,
-              min_mean_accuracy: float | None, formulation: str, out_dir: Path, seed: int, baselines: bool) -> None:
+              min_mean_accuracy: float | None, strict_range: bool, formulation: str, out_dir: Path, seed: int,
+              baselines: bool) -> None:
     """Solve a series of plans and draw the energy/accuracy (or energy/deadline) front.
 
     \b
@@ -534,7 +552,8 @@ def sweep_cmd(workload: Path, vary: str, values: str | None, fleet_path: Path | 
     _writable_dir(out_dir)
     table = sweep(wl, fl, fm, vary, vals, baselines=baselines, seed=seed, progress=lambda s: click.echo(s, err=True),
                   solver=solver, objective=objective, zeta=zeta, idle=idle, min_mean_accuracy=min_mean_accuracy,
-                  time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, formulation=formulation)
+                  strict_range=strict_range, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap,
+                  formulation=formulation)
     csv_p = out_dir / "sweep.csv"
     png_p = plot_sweep(table, out_dir / "sweep.png", title=f"{workload.name}: {len(wl)} queries, sweep over {vary}")
     write_atomic(csv_p, table.to_csv(index=False, float_format="%.9g"))

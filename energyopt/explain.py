@@ -5,7 +5,10 @@
 
 * the query's predicted energy [J] and runtime [s] there;
 * what rules it out on its own: an invalid prediction, the LLM's context window, the query's
-  accuracy floor, its deadline or the horizon (the fastest it could finish is after it);
+  accuracy floor, its deadline or the horizon (the fastest it could finish is after it), and under
+  ``--strict-range`` a prediction outside the token ranges the models were measured on;
+* whether the prediction there is extrapolated (outside those ranges; :func:`outside_measured_ranges`),
+  for the plan's own choice too;
 * otherwise, whether the plan could take it there as it stands: an instance of that deployment
   whose queries, with this one added in earliest-deadline-first order (optimal on one instance
   when all are released at t = 0), all still end by their deadlines and the horizon, or a free
@@ -50,6 +53,7 @@ __all__ = [
     "batch_accuracy_floor",
     "move_energy_delta_j",
     "notes_on",
+    "outside_measured_ranges",
 ]
 
 #: tolerance on times [s] and accuracies in the verdicts
@@ -159,6 +163,24 @@ def queues_without(problem: Problem, assignment: pd.DataFrame, query_id: str) ->
     return OtherQueues(runtime_of, due_of, instances_of, devices_on, batch_size_of)
 
 
+def outside_measured_ranges(problem: Problem, query: PlannedQuery, j: int) -> str:
+    """What lies outside the ranges the models of deployment ``j`` were measured on, for the query
+    (``""`` where its prediction there is not extrapolated): e.g. ``"5000 input tokens are outside
+    the 8-4096 measured for mistral-7b on h200"``."""
+    if not bool(problem.extrapolated[query.index, j]) or problem.inputs is None:
+        return ""
+    deps = problem.deployments
+    llm, device, batch_size = str(deps["llm"].iloc[j]), str(deps["device"].iloc[j]), int(deps["batch_size"].iloc[j])
+    q = problem.queries.iloc[query.index]
+    tokens_in, tokens_out, sizes = problem.inputs.models.measured_ranges(llm, device)
+    parts = [f"{int(q[col])} {what} tokens are outside the {lo}-{hi}" for col, what, (lo, hi) in
+             (("input_tokens", "input", tokens_in), ("output_tokens", "output", tokens_out))
+             if not lo <= int(q[col]) <= hi]
+    if not sizes[0] <= batch_size <= sizes[1]:
+        parts.append(f"batch size {batch_size} is outside the {sizes[0]}-{sizes[1]}")
+    return f"{' and '.join(parts)} measured for {llm} on {device}"
+
+
 def rules_on_its_own(problem: Problem, query: PlannedQuery, j: int) -> list[str]:
     """What rules deployment ``j`` out for the query whatever the rest of the plan: an invalid
     prediction or the LLM's context window, the query's accuracy floor, its deadline or the horizon."""
@@ -178,6 +200,9 @@ def rules_on_its_own(problem: Problem, query: PlannedQuery, j: int) -> list[str]
         elif tokens > kv_room:
             reasons.append(f"memory: the KV cache of {lanes} lanes holds {int(kv_room)} tokens of context each, "
                            f"beside the weights; the query needs {tokens}")
+        elif problem.strict_range and bool(problem.extrapolated[query.index, j]):
+            reasons.append(f"range: {outside_measured_ranges(problem, query, j)} (--strict-range refuses "
+                           "extrapolated predictions)")
         else:
             reasons.append("model: the prediction is <= 0 here (outside the model's valid domain)")
     if accuracy < floor - 1e-12:
@@ -273,9 +298,14 @@ def move_energy_delta_j(problem: Problem, query: PlannedQuery, j: int, *, new_in
     return delta
 
 
-def notes_on(problem: Problem, options: pd.DataFrame) -> list[str]:
-    """The cheapest move the plan allows (or that none is allowed), and the objective if not energy."""
+def notes_on(problem: Problem, options: pd.DataFrame, query: PlannedQuery | None = None) -> list[str]:
+    """Whether the plan's choice rests on an extrapolated prediction (given the ``query``), the
+    cheapest move the plan allows (or that none is allowed), and the objective if not energy."""
     notes = []
+    outside = "" if query is None else outside_measured_ranges(problem, query, query.deployment)
+    if outside:
+        notes.append(f"its planned option is extrapolated: {outside}, so its energy and runtime there are the "
+                     "model's extrapolation (--strict-range refuses such options)")
     movable = options[options["verdict"] == "could move"]
     if movable.empty:
         notes.append("no other option can take it without breaking a constraint: the plan must keep it where it is")
@@ -318,7 +348,7 @@ def _option(problem: Problem, assignment: pd.DataFrame, query: PlannedQuery, que
         "energy_j": float(problem.energy_j[i, j]) if runnable else np.nan,
         "runtime_s": float(problem.runtime_s[i, j]) if runnable else np.nan,
         "verdict": verdict, "where": where if verdict == "could move" else "",
-        "delta_energy_j": delta, "reasons": "; ".join(reasons),
+        "delta_energy_j": delta, "extrapolated": bool(problem.extrapolated[i, j]), "reasons": "; ".join(reasons),
     }
 
 
@@ -333,6 +363,8 @@ def _query_info(problem: Problem, query: PlannedQuery) -> dict[str, Any]:
         "lane": int(row["lane"]), "batch_size": int(row["batch_size"]),
         "start_s": float(row["start_s"]), "end_s": float(row["end_s"]), "energy_j": float(row["energy_j"]),
         "runtime_s": float(row["runtime_s"]), "queries_on_its_instance": query.queries_on_its_instance,
+        "extrapolated": bool(problem.extrapolated[query.index, query.deployment]),
+        "outside_measured_ranges": outside_measured_ranges(problem, query, query.deployment),
     }
 
 
@@ -341,7 +373,7 @@ def explain(problem: Problem, assignment: pd.DataFrame, query_id: str) -> Explan
     query = locate_query(problem, assignment, query_id)
     queues = queues_without(problem, assignment, query_id)
     options = pd.DataFrame([_option(problem, assignment, query, queues, j) for j in range(problem.n_deployments)])
-    return Explanation(_query_info(problem, query), options, notes_on(problem, options))
+    return Explanation(_query_info(problem, query), options, notes_on(problem, options, query))
 
 
 def refuse_damaged_plan(problem: Problem, assignment: pd.DataFrame, source: str | Path) -> None:
@@ -453,8 +485,10 @@ def load_plan_dir(plan_dir: str | Path, *, workload=None, fleet=None, models=Non
             raise DataError(f"{summ_p}: key {key} is missing")
     objective = summary["objective"]
     zeta = summary.get("zeta")
+    settings = summary.get("settings") or {}  # a plan made before --strict-range existed has none
     problem = build_problem(wl, fl, fm, objective=objective, zeta=0.5 if zeta is None else float(zeta),
-                            idle=bool(summary["idle_counted"]), min_mean_accuracy=summary["min_mean_accuracy"])
+                            idle=bool(summary["idle_counted"]), min_mean_accuracy=summary["min_mean_accuracy"],
+                            strict_range=bool(settings.get("strict_range", False)))
     try:
         asg = pd.read_csv(asg_p, dtype={"query_id": str})
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:

@@ -124,11 +124,20 @@ class FittedModel:
         """Predicted target for arrays of token counts (and batch sizes), never below 0."""
         return np.maximum(self.predict_raw(input_tokens, output_tokens, batch_size), 0.0)
 
-    def extrapolated(self, input_tokens: Any, output_tokens: Any) -> np.ndarray:
+    def extrapolated(self, input_tokens: Any, output_tokens: Any, batch_size: Any = None) -> np.ndarray:
+        """True where a prediction lies outside what was measured: an input or output token count
+        outside :attr:`input_tokens_range` or :attr:`output_tokens_range`, or (where ``batch_size``
+        is given) a batch size outside :attr:`batch_size_range`. A batch size between two measured
+        ones is within the range (interpolated, not extrapolated)."""
         x = np.atleast_1d(np.asarray(input_tokens))
         y = np.atleast_1d(np.asarray(output_tokens))
         (x0, x1), (y0, y1) = self.input_tokens_range, self.output_tokens_range
-        return (x < x0) | (x > x1) | (y < y0) | (y > y1)
+        out = (x < x0) | (x > x1) | (y < y0) | (y > y1)
+        if batch_size is not None:
+            b = np.atleast_1d(np.asarray(batch_size))
+            lo, hi = self.batch_size_range
+            out = out | (b < lo) | (b > hi)
+        return out
 
     def covers_batch_size(self, batch_size: int) -> bool:
         """Whether ``batch_size`` lies within the batch sizes measured (a model measured at batch
@@ -310,13 +319,24 @@ class FittedModels:
             have = ", ".join(f"{a}/{b}" for a, b in self.pairs()) or "none"
             raise DataError(f"no fitted model for LLM {llm!r} on device {device!r}; models exist for: {have}") from None
 
+    def measured_ranges(self, llm: str, device: str) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+        """The input tokens, output tokens and batch sizes that both targets of (llm, device) were
+        measured on, each as (smallest, largest): where a prediction is not extrapolated."""
+        m = self.get(llm, device)
+        out = []
+        for attr in ("input_tokens_range", "output_tokens_range", "batch_size_range"):
+            lows, highs = zip(*(getattr(m[t], attr) for t in TARGETS))
+            out.append((max(lows), min(highs)))
+        return out[0], out[1], out[2]
+
     def predict(self, llm: str, device: str, input_tokens: Any, output_tokens: Any, batch_size: int = 1) -> pd.DataFrame:
         """Predicted ``energy_j`` [J] and ``runtime_s`` [s] per query at ``batch_size``, vectorised
         over arrays of token counts.
 
-        The column ``extrapolated`` is True where a token count lies outside the range measured;
-        ``valid`` is False where a published model's raw value is <= 0 (a planner must not use
-        such a prediction: it would make the option look free).
+        The column ``extrapolated`` is True where a token count lies outside the range the energy
+        or the runtime model was measured on (:meth:`FittedModel.extrapolated`); ``valid`` is False
+        where a published model's raw value is <= 0 (a planner must not use such a prediction: it
+        would make the option look free).
         """
         m = self.get(llm, device)
         self._check_batch_size(llm, device, batch_size)
@@ -331,7 +351,8 @@ class FittedModels:
             {
                 "energy_j": np.maximum(e, 0.0),
                 "runtime_s": np.maximum(r, 0.0),
-                "extrapolated": m["energy_j"].extrapolated(tin, tout),
+                "extrapolated": m["energy_j"].extrapolated(tin, tout, batch_size)
+                | m["runtime_s"].extrapolated(tin, tout, batch_size),
                 "valid": (e > 0) & (r > 0),
             }
         )
@@ -395,6 +416,29 @@ class FittedModels:
         energy = np.maximum(raw["energy_j"], 0.0, out=raw["energy_j"])
         runtime = np.maximum(raw["runtime_s"], 0.0, out=raw["runtime_s"])
         return energy, runtime, valid
+
+    def extrapolated_matrix(self, pairs: list[tuple[str, str]], input_tokens: np.ndarray, output_tokens: np.ndarray,
+                            batch_sizes: list[int] | None = None) -> np.ndarray:
+        """:meth:`predict`'s ``extrapolated`` for many (llm, device) pairs at once, each at its batch
+        size (default 1), as a [queries × pairs] bool array: True where the query's token counts
+        (or the batch size) lie outside what either target of the pair was measured on
+        (:meth:`measured_ranges`). One vector per distinct set of ranges, then one gather (a
+        million queries × 20 pairs in about 20 ms)."""
+        tin = np.asarray(input_tokens)
+        tout = np.asarray(output_tokens)
+        sizes = [1] * len(pairs) if batch_sizes is None else [int(b) for b in batch_sizes]
+        column_of: dict[tuple[Any, ...], int] = {}
+        which = []
+        for (llm, dev), b in zip(pairs, sizes):
+            tokens_in, tokens_out, (b0, b1) = self.measured_ranges(llm, dev)  # both targets measured there
+            which.append(column_of.setdefault((tokens_in, tokens_out, not b0 <= b <= b1), len(column_of)))
+        distinct = np.empty((len(tin), len(column_of)), dtype=bool)
+        for ((x0, x1), (y0, y1), outside_batch_sizes), k in column_of.items():
+            if outside_batch_sizes:
+                distinct[:, k] = True
+            else:
+                distinct[:, k] = (tin < x0) | (tin > x1) | (tout < y0) | (tout > y1)
+        return np.take(distinct, which, axis=1)  # C order, like the other [queries × pairs] arrays
 
     def table(self) -> pd.DataFrame:
         """One row per (llm, device, target): form and fit quality."""

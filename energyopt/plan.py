@@ -20,7 +20,7 @@ from .methods import Choice, Limits, choose_method, get_method
 from .modelstore import FittedModels
 from .packing import Timeline, pack, plan_objective
 from .problem import Problem, build_problem
-from .schedule import Schedule, assignment_table, empty_assignment, energy_totals
+from .schedule import Schedule, assignment_table, empty_assignment, energy_totals, extrapolation_totals
 from .schema import BoundSource, Status, Termination
 from .solvers import get_solver
 
@@ -58,6 +58,7 @@ def plan(
     zeta: float = 0.5,
     idle: bool = False,
     min_mean_accuracy: float | None = None,
+    strict_range: bool = False,
     time_limit_s: float | None = None,
     mip_rel_gap: float = 1e-4,
     formulation: str = "auto",
@@ -71,7 +72,9 @@ def plan(
     ``workload``, ``fleet`` and ``models`` are paths or loaded objects. Returns a
     :class:`~energyopt.schedule.Schedule` whose ``status`` is optimal (within ``mip_rel_gap``),
     feasible (with a proven gap), or infeasible (``message`` says why); never raises for an
-    infeasible instance. ``time_limit_s`` [s] bounds the whole call; ``limits`` (a
+    infeasible instance. ``strict_range``: predictions outside the token ranges the models were
+    measured on are not options (a query left with none makes the plan infeasible, with the
+    ranges in the reason). ``time_limit_s`` [s] bounds the whole call; ``limits`` (a
     :class:`~energyopt.methods.Limits`, e.g. one shared by several plans of one command) replaces
     ``time_limit_s``, ``mip_rel_gap`` and ``threads``.
     """
@@ -79,7 +82,7 @@ def plan(
     limits = limits or Limits(time_limit_s, mip_rel_gap, threads)
     inputs = load_inputs(workload, fleet, models)
     problem = build_problem(inputs.workload, inputs.fleet, inputs.models, objective=objective, zeta=zeta, idle=idle,
-                            min_mean_accuracy=min_mean_accuracy)
+                            min_mean_accuracy=min_mean_accuracy, strict_range=strict_range)
     return plan_problem(problem, solver=solver, formulation=formulation, limits=limits, check=check, progress=progress,
                         clock=clock)
 
@@ -154,8 +157,10 @@ def schedule_choice(problem: Problem, choice: Choice, *, clock: _Clock | None = 
     if check:
         assert problem.inputs is not None
         wl, fl, fm = problem.inputs
+        totals = {**energy_totals(assignment, problem), **extrapolation_totals(assignment, problem)}
         violations = check_plan(assignment, wl, fl, fm, min_mean_accuracy=problem.min_mean_accuracy,
-                                require_all=not rule, totals=energy_totals(assignment, problem), idle=problem.idle)
+                                require_all=not rule, totals=totals, idle=problem.idle,
+                                strict_range=problem.strict_range)
     clock.mark("check")
     bound = min(choice.bound, objective)
     status, termination, message = choice.status, choice.termination, choice.message

@@ -6,6 +6,12 @@ query, and whose predicted runtime fits before the query's deadline and the hori
 published model predicts at <= 0 J or s are dropped (counted in ``excluded_invalid``): a negative
 prediction must never make an option look free.
 
+``extrapolated`` flags every (query, deployment) pair whose prediction lies outside the token
+ranges (or batch sizes) the pair's models were measured on. Such a pair stays an option, and the
+summary of a plan counts the queries that rest on one; with ``strict_range=True`` it is not an
+option (nor ``runnable``), and a query left with none is unservable with a reason naming the
+ranges.
+
 Objective coefficients (``cost``):
 
 * ``energy`` — predicted energy [J] of the query on that deployment. With ``idle=True`` the
@@ -50,7 +56,10 @@ class Problem:
     cost: np.ndarray  # [n_q, n_d] objective coefficient of each option; +inf where not an option
     energy_j: np.ndarray  # [n_q, n_d] predicted energy on every deployment (0 where the prediction is invalid)
     runtime_s: np.ndarray  # [n_q, n_d]
-    runnable: np.ndarray  # [n_q, n_d] the model's prediction is valid and the LLM's context holds the query
+    # [n_q, n_d] the model's prediction is valid (with strict_range: and not extrapolated) and the LLM's context
+    # holds the query
+    runnable: np.ndarray
+    extrapolated: np.ndarray  # [n_q, n_d] the prediction lies outside the token ranges (or batch sizes) measured
     instance_cost: np.ndarray  # [n_d] objective cost of switching one instance on
     pools: pd.DataFrame  # pool, count
     horizon_s: float
@@ -58,6 +67,7 @@ class Problem:
     zeta: float = 0.5
     idle: bool = False
     min_mean_accuracy: float | None = None
+    strict_range: bool = False  # extrapolated predictions are not options
     unservable: pd.DataFrame = field(default_factory=pd.DataFrame)  # query_id, reason
     excluded_invalid: int = 0
     norms: dict[str, float] = field(default_factory=dict)
@@ -138,6 +148,25 @@ def _check_models(fleet: Fleet, models: FittedModels) -> None:
         )
 
 
+def _outside_ranges_reason(row: Any, deps: pd.DataFrame, models: FittedModels, candidates: np.ndarray,
+                           ranges_of: dict[bytes, str]) -> str:
+    """Why a query has no option under ``strict_range``: its token counts and each range measured
+    for the (LLM, device) pairs of its ``candidates`` (deployments it could otherwise run on), with
+    up to two pairs named per range (the text of each set of candidates is kept in ``ranges_of``)."""
+    key = candidates.tobytes()
+    if key not in ranges_of:
+        by_range: dict[tuple[tuple[int, int], tuple[int, int]], list[str]] = {}
+        for llm, dev in dict.fromkeys(zip(deps["llm"].to_numpy()[candidates], deps["device"].to_numpy()[candidates])):
+            tokens_in, tokens_out, _ = models.measured_ranges(llm, dev)
+            by_range.setdefault((tokens_in, tokens_out), []).append(f"{llm}/{dev}")
+        ranges_of[key] = "; ".join(
+            f"input {a}-{b} and output {c}-{d} for {', '.join(names[:2])}"
+            + (f" and {len(names) - 2} more" if len(names) > 2 else "")
+            for ((a, b), (c, d)), names in by_range.items())
+    return (f"{row.input_tokens} input and {row.output_tokens} output tokens lie outside the token ranges measured "
+            f"for every accurate-enough option ({ranges_of[key]}); --strict-range refuses extrapolated predictions")
+
+
 def build_problem(
     workload: pd.DataFrame,
     fleet: Fleet,
@@ -147,8 +176,10 @@ def build_problem(
     zeta: float = 0.5,
     idle: bool = False,
     min_mean_accuracy: float | None = None,
+    strict_range: bool = False,
 ) -> Problem:
-    """Candidate options and their costs for a workload on a fleet."""
+    """Candidate options and their costs for a workload on a fleet. ``strict_range``: a pair whose
+    prediction is extrapolated (outside the token ranges measured) is not an option."""
     if objective not in OBJECTIVES:
         raise DataError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     if not 0 <= zeta <= 1:
@@ -167,21 +198,24 @@ def build_problem(
     n_d = len(deps)
     tin = q["input_tokens"].to_numpy()
     tout = q["output_tokens"].to_numpy()
-    E, R, valid = models.predict_matrix(list(zip(deps["llm"], deps["device"])), tin, tout,
-                                        deps["batch_size"].tolist())
+    pairs = list(zip(deps["llm"], deps["device"]))
+    E, R, valid = models.predict_matrix(pairs, tin, tout, deps["batch_size"].tolist())
+    extrapolated = models.extrapolated_matrix(pairs, tin, tout, deps["batch_size"].tolist())
+    usable = valid & ~extrapolated if strict_range else valid  # a prediction the plan may rest on
     acc = deps["accuracy"].to_numpy()
     # the LLM's context window, and the KV cache of an instance's lanes at the query's context
     window_ok = (tin + tout)[:, None] <= deps["context_tokens"].to_numpy()[None, :]
     ctx_ok = window_ok & ((tin + tout)[:, None] <= deps["kv_context_tokens"].to_numpy()[None, :])
     acc_ok = acc[None, :] >= q["min_accuracy"].to_numpy()[:, None] - 1e-12
     time_ok = q["deadline_eff_s"].to_numpy()[:, None] >= R
-    time_ok &= valid  # NaN-safe
-    ok = acc_ok & ctx_ok & valid & time_ok
+    time_ok &= usable  # NaN-safe
+    ok = acc_ok & ctx_ok & usable & time_ok
     excluded_invalid = int((acc_ok & ctx_ok & ~valid).sum())
 
     # why a query has no option: the first requirement that no deployment meets
     no_opt = ~ok.any(axis=1)
     reasons = []
+    ranges_of: dict[bytes, str] = {}
     for i in np.flatnonzero(no_opt):
         row = q.iloc[i]
         if not acc_ok[i].any():
@@ -193,8 +227,10 @@ def build_problem(
                    "accurate-enough deployment leave room for at its batch sizes")
         elif not (acc_ok[i] & ctx_ok[i] & valid[i]).any():
             msg = "every accurate-enough option's model predicts <= 0 for this query (outside its valid domain)"
+        elif not (acc_ok[i] & ctx_ok[i] & usable[i]).any():
+            msg = _outside_ranges_reason(row, deps, models, acc_ok[i] & ctx_ok[i] & valid[i], ranges_of)
         else:
-            cand_r = np.where(acc_ok[i] & ctx_ok[i] & valid[i], R[i], np.inf)
+            cand_r = np.where(acc_ok[i] & ctx_ok[i] & usable[i], R[i], np.inf)
             j = int(np.argmin(cand_r))
             limit = "deadline" if not np.isnan(row.deadline_s) and row.deadline_s <= H else "horizon"
             msg = (f"fastest accurate-enough option ({deps.deployment[j]}) takes {cand_r[j]:.3g} s, "
@@ -222,7 +258,8 @@ def build_problem(
         cost=cost,
         energy_j=E,
         runtime_s=R,
-        runnable=valid & ctx_ok,
+        runnable=usable & ctx_ok,
+        extrapolated=extrapolated,
         instance_cost=inst_cost,
         pools=pools,
         horizon_s=H,
@@ -230,6 +267,7 @@ def build_problem(
         zeta=zeta,
         idle=idle,
         min_mean_accuracy=min_mean_accuracy,
+        strict_range=strict_range,
         unservable=unservable,
         excluded_invalid=excluded_invalid,
         norms=norms,

@@ -4,7 +4,9 @@ Every plot is drawn from a plain table computed here (tested on its own); matplo
 inside the drawing functions, with the non-interactive Agg backend, so nothing here needs a
 display.
 
-* ``energy_by_llm_device`` — queries, energy [J, kWh] and busy time [s] per (LLM, device);
+* ``energy_by_llm_device`` — queries, energy [J, kWh] and busy time [s] per (LLM, device), and
+  (given the plan's per-row flags) the queries whose prediction is extrapolated, outside the
+  token ranges their models were measured on, and their energy [J];
 * ``instance_table`` — per instance: queries, busy time, last end, utilisation over the horizon;
 * ``timeline_blocks`` — the Gantt chart's bars: per instance, each query (small plans) or each
   run of back-to-back queries (large ones);
@@ -25,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .accounting import J_PER_KWH, j_to_kwh
-from .schedule import Schedule
+from .schedule import Schedule, Summary, extrapolated_rows
 from .writers import atomic_path, write_atomic
 
 __all__ = [
@@ -36,12 +38,22 @@ __all__ = [
 GANTT_QUERY_LIMIT = 2000
 
 
-def energy_by_llm_device(assignment: pd.DataFrame) -> pd.DataFrame:
-    g = assignment.groupby(["llm", "device"], sort=True)
+def energy_by_llm_device(assignment: pd.DataFrame, extrapolated: np.ndarray | None = None) -> pd.DataFrame:
+    """Per (LLM, device): queries, energy, busy time, instances; with ``extrapolated`` (a flag per
+    assignment row, :func:`~energyopt.schedule.extrapolated_rows`) also ``extrapolated_queries``
+    and ``extrapolated_energy_j``."""
+    a = assignment
+    if extrapolated is not None:
+        a = a.assign(_flag=extrapolated, _flag_j=np.where(extrapolated, a["energy_j"].to_numpy(dtype=float), 0.0))
+    g = a.groupby(["llm", "device"], sort=True)
+    extra = {"extrapolated_queries": ("_flag", "sum"), "extrapolated_energy_j": ("_flag_j", "sum")} \
+        if extrapolated is not None else {}
     t = g.agg(queries=("query_id", "size"), energy_j=("energy_j", "sum"), busy_s=("runtime_s", "sum"),
-              instances=("instance", "nunique")).reset_index()
+              instances=("instance", "nunique"), **extra).reset_index()
     t["energy_kwh"] = t["energy_j"].map(j_to_kwh)
     t["energy_share"] = t["energy_j"] / t["energy_j"].sum() if len(t) else []
+    if extrapolated is not None:
+        t["extrapolated_queries"] = t["extrapolated_queries"].astype(np.int64)
     return t
 
 
@@ -216,7 +228,7 @@ def write_report(schedule: Schedule, out_dir: str | Path, accuracy_curve: pd.Dat
     d = Path(out_dir) / "report"
     a = schedule.assignment
     H = schedule.problem.horizon_s
-    energy = energy_by_llm_device(a)
+    energy = energy_by_llm_device(a, extrapolated_rows(a, schedule.problem))
     inst = instance_table(a, H)
     blocks = timeline_blocks(a)
     slack = deadline_slack(a)
@@ -243,6 +255,7 @@ def write_report(schedule: Schedule, out_dir: str | Path, accuracy_curve: pd.Dat
         ("proven gap", f"{s.gap:.4%}"), ("token-weighted mean accuracy", f"{s.token_weighted_mean_accuracy:.4f}"),
         ("deadlines met", f"{s.deadlines_met}/{s.queries_with_deadline}"), ("makespan [s]", f"{s.makespan_s:.1f}"),
         ("horizon [s]", f"{H:g}"), ("independent check", "ok" if s.check["ok"] else "FAILED"),
+        ("queries on extrapolated predictions", _extrapolation_fact(s)),
     ], columns=["", "value"])
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>energyopt plan report</title><style>"
@@ -250,7 +263,8 @@ def write_report(schedule: Schedule, out_dir: str | Path, accuracy_curve: pd.Dat
         "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}img{max-width:100%}</style></head><body>"
         "<h1>energyopt plan report</h1>" + _tables_html(facts, {})
         + "<h2>energy per LLM and device</h2>"
-        + _tables_html(energy, {"energy_j": ".6g", "energy_kwh": ".4f", "energy_share": ".1%", "busy_s": ".1f"})
+        + _tables_html(energy, {"energy_j": ".6g", "energy_kwh": ".4f", "energy_share": ".1%", "busy_s": ".1f",
+                                "extrapolated_energy_j": ".6g"})
         + "<h2>marginal energy cost of accuracy</h2>"
         + _tables_html(curve, {"total_energy_j": ".6g", "marginal_j_per_point": ".4g"})
         + imgs + "</body></html>\n"
@@ -258,6 +272,16 @@ def write_report(schedule: Schedule, out_dir: str | Path, accuracy_curve: pd.Dat
     html_p = d / "report.html"
     write_atomic(html_p, page)
     return [html_p, *written]
+
+
+def _extrapolation_fact(s: Summary) -> str:
+    """The report's line on predictions outside the measured token ranges."""
+    strict = bool(s.settings.get("strict_range"))
+    if not s.extrapolated_queries:
+        return "none" + (" (--strict-range)" if strict else "")
+    share = s.extrapolated_energy_share
+    return (f"{s.extrapolated_queries} of {s.assigned}" + ("" if share is None else f", {share:.1%} of the queries' "
+            "predicted energy") + ": outside the token ranges their models were measured on (--strict-range refuses them)")
 
 
 def _keeps_promises(r: pd.Series) -> bool:

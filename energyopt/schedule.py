@@ -33,7 +33,8 @@ from .schema import ASSIGNMENT_COLUMNS, BoundSource, Status, Termination
 from .version import package_version
 from .writers import write_json, write_table_csv
 
-__all__ = ["Schedule", "Summary", "assignment_table", "empty_assignment", "energy_totals"]
+__all__ = ["Schedule", "Summary", "assignment_table", "empty_assignment", "energy_totals", "extrapolated_rows",
+           "extrapolation_totals"]
 
 
 def _compact_instances(deps: pd.DataFrame, d: np.ndarray, inst: np.ndarray) -> np.ndarray:
@@ -111,6 +112,36 @@ def energy_totals(assignment: pd.DataFrame, problem: Problem) -> dict[str, float
     return {"query_energy_j": float(above.sum()), "idle_energy_j": idle_e, "total_energy_j": float(above.sum()) + idle_e}
 
 
+def extrapolated_rows(assignment: pd.DataFrame, problem: Problem) -> np.ndarray:
+    """Per assignment row: whether the prediction its query rests on (its query on its LLM, device
+    and batch size) is extrapolated, outside the ranges the models were measured on
+    (``problem.extrapolated``). A row that names no query or deployment of the problem is False."""
+    a, p = assignment, problem
+    if a.empty:
+        return np.zeros(0, dtype=bool)
+    q = p.queries["query_id"]
+    if len(a) == len(q) and a["query_id"].reset_index(drop=True).equals(q.reset_index(drop=True)):
+        qi = np.arange(len(q))  # the plan lists every query in the problem's order
+    else:
+        qi = pd.Index(q.astype(str)).get_indexer(pd.Index(a["query_id"].astype(str)))
+    deps = p.deployments
+    d = pd.MultiIndex.from_arrays([deps["llm"], deps["device"], deps["batch_size"].astype(np.int64)]).get_indexer(
+        pd.MultiIndex.from_arrays([a["llm"], a["device"], a["batch_size"].astype(np.int64)]))
+    known = (qi >= 0) & (d >= 0)
+    out = np.zeros(len(a), dtype=bool)
+    out[known] = p.extrapolated[qi[known], d[known]]
+    return out
+
+
+def extrapolation_totals(assignment: pd.DataFrame, problem: Problem, flags: np.ndarray | None = None) -> dict[str, float]:
+    """How many assigned queries rest on an extrapolated prediction (:func:`extrapolated_rows`, or
+    ``flags`` if given) and their predicted energy [J] (the assignment's ``energy_j``, idle not
+    subtracted)."""
+    flags = extrapolated_rows(assignment, problem) if flags is None else flags
+    energy = assignment["energy_j"].to_numpy(dtype=float)[flags] if len(flags) else np.zeros(0)
+    return {"extrapolated_queries": int(flags.sum()), "extrapolated_energy_j": float(energy.sum())}
+
+
 def padding_totals(assignment: pd.DataFrame, problem: Problem) -> float:
     """Predicted energy [J] of the empty lane-time of the plan's batched instances: an instance at
     batch size b runs its b slots until its last query ends, and a slot with no query still costs
@@ -184,6 +215,9 @@ class Summary:
     name), ``energyopt_version`` and ``created_at`` (UTC, ISO 8601) where and when it was made.
     ``padding_energy_j`` is the predicted energy of the batched instances' empty slots until each
     instance's last query ends (:func:`padding_totals`), beside the total, not in it.
+    ``extrapolated_queries`` counts the assigned queries whose prediction is extrapolated (outside
+    the token ranges their models were measured on) and ``extrapolated_energy_j`` is their
+    predicted energy [J] (None without a plan); ``by_llm_device`` has both per (LLM, device).
     """
 
     status: Status
@@ -216,6 +250,8 @@ class Summary:
     deadlines_met: int
     by_llm_device: list[dict[str, Any]]
     excluded_invalid_predictions: int
+    extrapolated_queries: int  # assigned queries whose prediction lies outside the ranges measured
+    extrapolated_energy_j: float | None  # their predicted energy [J]
     check: dict[str, Any]
     timings_s: dict[str, float]
     message: str
@@ -224,6 +260,15 @@ class Summary:
     input_sha256: dict[str, Any] = field(default_factory=dict)
     energyopt_version: str = ""
     created_at: str = ""
+
+    @property
+    def extrapolated_energy_share(self) -> float | None:
+        """``extrapolated_energy_j`` over the predicted energy of every assigned query (None
+        without a plan or energy)."""
+        total = sum(float(r["energy_j"]) for r in self.by_llm_device)
+        if self.extrapolated_energy_j is None or not total > 0:
+            return None
+        return self.extrapolated_energy_j / total
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -267,6 +312,11 @@ class Schedule:
         """The plan's energy [J] (see :func:`energy_totals`)."""
         return energy_totals(self.assignment, self.problem)
 
+    def extrapolation_totals(self) -> dict[str, float]:
+        """The assigned queries whose prediction is extrapolated and their energy [J] (see
+        :func:`extrapolation_totals`)."""
+        return extrapolation_totals(self.assignment, self.problem)
+
     def _weights(self) -> np.ndarray:
         """Each assigned query's token weight, in the assignment's order."""
         a, q = self.assignment, self.problem.queries
@@ -283,16 +333,20 @@ class Schedule:
         floor = q["min_accuracy"].to_numpy(dtype=float)[pd.Index(q["query_id"]).get_indexer(a["query_id"])]
         return int(np.sum(a["accuracy"].to_numpy(dtype=float) >= floor - 1e-12))
 
-    def _by_llm_device(self) -> list[dict[str, Any]]:
+    def _by_llm_device(self, extrapolated: np.ndarray) -> list[dict[str, Any]]:
         a = self.assignment
         if not len(a):
             return []
-        return [
-            {"llm": llm, "device": dev, "queries": int(len(s)), "energy_j": float(s["energy_j"].sum()),
-             "instances": int(s["instance"].nunique()), "busy_s": float(s["runtime_s"].sum()),
-             "batch_sizes": sorted(int(b) for b in s["batch_size"].unique())}
-            for (llm, dev), s in a.groupby(["llm", "device"], sort=True)
-        ]
+        groups = a.groupby(["llm", "device"], sort=True)
+        rows = []
+        for (llm, dev), s in groups:
+            flagged = extrapolated[groups.indices[(llm, dev)]]
+            rows.append({"llm": llm, "device": dev, "queries": int(len(s)), "energy_j": float(s["energy_j"].sum()),
+                         "instances": int(s["instance"].nunique()), "busy_s": float(s["runtime_s"].sum()),
+                         "batch_sizes": sorted(int(b) for b in s["batch_size"].unique()),
+                         "extrapolated_queries": int(flagged.sum()),
+                         "extrapolated_energy_j": float(s["energy_j"].to_numpy(dtype=float)[flagged].sum())})
+        return rows
 
     @property
     def has_plan(self) -> bool:
@@ -307,6 +361,8 @@ class Schedule:
             ("query_energy_j", "idle_energy_j", "total_energy_j"))
         total = e["total_energy_j"]
         met = int(np.sum(ends_in_time(a["end_s"].to_numpy(dtype=float), a["deadline_s"].to_numpy(dtype=float)))) if len(a) else 0
+        flags = extrapolated_rows(a, p)
+        extrapolation = extrapolation_totals(a, p, flags)
         check = ({"ok": not self.check_violations, "violations": self.check_violations[:20]} if planned else
                  {"ok": None, "checked": False, "violations": [], "note": "no plan was checked"})
         return Summary(
@@ -338,8 +394,10 @@ class Schedule:
             horizon_s=p.horizon_s,
             queries_with_deadline=int(p.queries["deadline_s"].notna().sum()),  # the workload's, planned or not
             deadlines_met=met,
-            by_llm_device=self._by_llm_device(),
+            by_llm_device=self._by_llm_device(flags),
             excluded_invalid_predictions=p.excluded_invalid,
+            extrapolated_queries=int(extrapolation["extrapolated_queries"]),
+            extrapolated_energy_j=extrapolation["extrapolated_energy_j"] if planned else None,
             check=check,
             timings_s=self.timings_s,
             message=self.message,
@@ -356,7 +414,7 @@ class Schedule:
         p = self.problem
         base = {"solver": self.solver, "formulation": self.formulation, "time_limit_s": None, "gap": None,
                 "threads": None, "objective": p.objective, "zeta": p.zeta if p.objective == "tradeoff" else None,
-                "idle": p.idle, "min_mean_accuracy": p.min_mean_accuracy}
+                "idle": p.idle, "min_mean_accuracy": p.min_mean_accuracy, "strict_range": p.strict_range}
         return {**base, **self.settings}
 
     def input_sha256(self) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 Each table energyopt reads or writes has a spec, a tuple of :class:`ColumnSpec` (name, dtype, unit,
 required, description, accepted values): the characterization CSV (:data:`CHAR_SPEC`), the
-workload (:data:`WORKLOAD_SPEC`), the plan's ``assignment.csv`` (:data:`ASSIGNMENT_SPEC`) and a
-sweep's ``sweep.csv`` (:data:`SWEEP_SPEC`). Readers validate against them, writers order their
+workload (:data:`WORKLOAD_SPEC`), the plan's ``assignment.csv`` (:data:`ASSIGNMENT_SPEC`), a
+sweep's ``sweep.csv`` (:data:`SWEEP_SPEC`), and the keys of ``summary.json`` that count the plan's
+queries on extrapolated predictions (:data:`SUMMARY_EXTRAPOLATION_SPEC`). Readers validate against them, writers order their
 columns by them, and a test holds README's "Data formats" table to them. The name tuples
 (``CHAR_REQUIRED``, ``ASSIGNMENT_COLUMNS``, …) are derived from the specs.
 
@@ -37,6 +38,8 @@ __all__ = [
     "ASSIGNMENT_COLUMNS",
     "SWEEP_SPEC",
     "SWEEP_COLUMNS",
+    "SUMMARY_EXTRAPOLATION_SPEC",
+    "SUMMARY_EXTRAPOLATION_KEYS",
     "Status",
     "BoundSource",
     "Termination",
@@ -231,6 +234,18 @@ SWEEP_SPEC: tuple[ColumnSpec, ...] = (
     ColumnSpec("pareto", "bool", "", True, "whether the point is on the energy/merit front"),
 )
 SWEEP_COLUMNS = names(SWEEP_SPEC)
+
+# --- summary.json: the plan's queries on predictions outside the measured token ranges ----------
+# (keys of summary.json, and of each entry of its by_llm_device list)
+SUMMARY_EXTRAPOLATION_SPEC: tuple[ColumnSpec, ...] = (
+    ColumnSpec("extrapolated_queries", "int64", "", True,
+               "assigned queries whose prediction lies outside the token ranges their models were measured on",
+               minimum=0),
+    ColumnSpec("extrapolated_energy_j", "float64", "J", True,
+               "their predicted energy (the assignment's energy_j, idle not subtracted); null without a plan",
+               minimum=0),
+)
+SUMMARY_EXTRAPOLATION_KEYS = names(SUMMARY_EXTRAPOLATION_SPEC)
 
 
 class Status(StrEnum):

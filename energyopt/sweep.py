@@ -185,7 +185,8 @@ def sweep(
     if baselines:
         if base_problem is None:
             base_problem = build_problem(wl, fl, fm, objective=kw.get("objective", "energy"),
-                                         zeta=kw.get("zeta", 0.5), idle=kw.get("idle", False))
+                                         zeta=kw.get("zeta", 0.5), idle=kw.get("idle", False),
+                                         strict_range=kw.get("strict_range", False))
         out = pd.concat([out, pd.DataFrame(baseline_rows(base_problem, vary, seed=seed), columns=list(SWEEP_COLUMNS))],
                         ignore_index=True)
     return out
@@ -213,6 +214,7 @@ def accuracy_cost(schedule: Schedule, *, steps: int = 5, limits: Limits | None =
              "total_energy_j": s.total_energy_j, "marginal_j_per_point": np.nan}]
     kw = {k: v for k, v in plan_kw.items() if k not in ("objective", "zeta", "min_mean_accuracy")}
     kw.setdefault("idle", problem.idle)
+    kw.setdefault("strict_range", problem.strict_range)
     if a0 is not None and a_max > a0 + 1e-6:
         for k, floor in enumerate(np.linspace(a0, a_max, steps + 1)[1:], 1):
             if limits is not None and limits.expired():

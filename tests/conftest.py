@@ -86,6 +86,73 @@ TWO_LLM_MODELS = {("small", "g"): ((0, 0, 1.0, 0), (0, 0, 0.01, 0)),
                   ("big", "c"): ((0, 0, 2.0, 0), (0, 0, 0.1, 0))}
 
 
+def with_measured_ranges(models: FittedModels, input_tokens: tuple[int, int], output_tokens: tuple[int, int],
+                         pairs=None, targets=("energy_j", "runtime_s")) -> FittedModels:
+    """Set the token ranges the models of ``pairs`` (default: every pair) were measured on, per target."""
+    for pair in models.pairs() if pairs is None else pairs:
+        for t in targets:
+            m = models.get(*pair)[t]
+            m.input_tokens_range, m.output_tokens_range = input_tokens, output_tokens
+    return models
+
+
+#: measured ranges of :func:`ranged_two_llm_models`, and a workload with one query inside every model's ranges
+#: (q0: 10 input, 100 output tokens) and one outside all of them (q1: 600 input, 300 output tokens)
+MEASURED_IN, MEASURED_OUT = (8, 512), (8, 256)
+
+
+def ranged_two_llm_models() -> FittedModels:
+    """:data:`TWO_LLM_MODELS` measured on 8-512 input and 8-256 output tokens only."""
+    return with_measured_ranges(make_models(TWO_LLM_MODELS), MEASURED_IN, MEASURED_OUT)
+
+
+def inside_outside_workload() -> pd.DataFrame:
+    return workload_of([(10, 100, 0.0, None), (600, 300, 0.0, None)])
+
+
+#: :func:`two_llm_fleet` (default horizon and contexts) as a fleet TOML file's text
+TWO_LLM_FLEET_TOML = """horizon_s = 100.0
+[pools.g]
+kind = "gpu"
+count = 2
+memory_gb = 80
+idle_power_w = 50
+[pools.c]
+kind = "cpu"
+count = 1
+memory_gb = 80
+idle_power_w = 10
+[llms.small]
+accuracy = 0.4
+accuracy_source = "t"
+params_b = 1
+context_tokens = 1000
+[llms.big]
+accuracy = 0.8
+accuracy_source = "t"
+params_b = 1
+[[deployments]]
+llm = "small"
+pool = "g"
+[[deployments]]
+llm = "big"
+pool = "g"
+[[deployments]]
+llm = "big"
+pool = "c"
+"""
+
+
+def write_two_llm_inputs(directory: Path, workload: pd.DataFrame, models: FittedModels) -> tuple[Path, Path, Path]:
+    """The workload (CSV), :data:`TWO_LLM_FLEET_TOML` and the models as files in ``directory``: their paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    wl, fl, md = directory / "workload.csv", directory / "fleet.toml", directory / "models"
+    workload.to_csv(wl, index=False)
+    fl.write_text(TWO_LLM_FLEET_TOML)
+    models.save(md)
+    return wl, fl, md
+
+
 def workload_of(rows) -> pd.DataFrame:
     """(input tokens, output tokens, min accuracy, deadline) per query."""
     tin, tout, floor, dl = zip(*rows)

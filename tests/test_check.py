@@ -398,3 +398,32 @@ def test_infeasible_capacity_is_explained():
     s2 = plan(wl2, fleet, models)
     assert s2.status is Status.INFEASIBLE
     assert "pool g: the queries only one deployment can serve need" in s2.message and "the pool has 4 devices" in s2.message
+
+
+# --- predictions outside the measured token ranges -----------------------------------------------
+
+
+def test_under_strict_range_the_checker_refuses_a_query_on_an_extrapolated_prediction():
+    from conftest import inside_outside_workload, ranged_two_llm_models, two_llm_fleet
+
+    wl, fl, fm = inside_outside_workload(), two_llm_fleet(), ranged_two_llm_models()
+    s = plan(wl, fl, fm, solver="highs")  # q1 (600 + 300 tokens, outside every model's 8-512 x 8-256) on small@g
+    assert check_plan(s.assignment, wl, fl, fm) == []
+    assert check_plan(s.assignment, wl, fl, fm, strict_range=True) == [
+        "small on g: 1 queries outside the token ranges its models were measured on (--strict-range), e.g. q1"]
+
+
+def test_the_checker_re_derives_the_summary_count_of_extrapolated_queries_and_their_energy():
+    from conftest import inside_outside_workload, ranged_two_llm_models, two_llm_fleet
+
+    wl, fl, fm = inside_outside_workload(), two_llm_fleet(), ranged_two_llm_models()
+    s = plan(wl, fl, fm, solver="highs")
+    doc = s.summary().to_dict()
+    assert check_plan(s.assignment, wl, fl, fm, totals=doc) == []
+    out = check_plan(s.assignment, wl, fl, fm, totals={**doc, "extrapolated_queries": 0, "extrapolated_energy_j": 0.0})
+    assert out == ["extrapolated_queries 0 differs from the 1 re-derived from the assignment and the models' measured "
+                   "ranges",
+                   "extrapolated_energy_j 0 differs from the 300 re-derived from the assignment and the models' "
+                   "measured ranges"]
+    # a summary without a plan states no energy (null): nothing to compare
+    assert check_plan(s.assignment, wl, fl, fm, totals={**doc, "extrapolated_energy_j": None}) == []

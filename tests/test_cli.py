@@ -189,3 +189,85 @@ def test_an_unwritable_out_fails_with_exit_2_before_any_solving(tmp_path, synthe
     monkeypatch.undo()
     r = run("fit", DATA / "synthetic_characterization.csv", "--out", tmp_path / "new" / "m", "--min-r2", "1.0")
     assert r.exit_code == 2 and not (tmp_path / "new").exists()
+
+
+# --- predictions outside the measured token ranges ------------------------------------------------
+#
+# conftest.ranged_two_llm_models: every model measured on 8-512 input and 8-256 output tokens; q0
+# (10 + 100 tokens) inside, q1 (600 + 300) outside every one. Both go to small@g: 100 J and 300 J.
+
+OUTSIDE_LINE = ("1 of 2 queries (75.0% of the queries' predicted energy) rest on predictions outside the token ranges "
+                "their models were measured on; --strict-range refuses them")
+
+
+def _ranged_inputs(tmp_path, models=None):
+    from conftest import inside_outside_workload, ranged_two_llm_models, write_two_llm_inputs
+
+    wl, fl, md = write_two_llm_inputs(tmp_path / "in", inside_outside_workload(), models or ranged_two_llm_models())
+    return [wl, "--fleet", fl, "--models", md, "--solver", "highs"]
+
+
+def test_solve_says_how_many_queries_rest_on_extrapolated_predictions(tmp_path):
+    r = run("solve", *_ranged_inputs(tmp_path), "--out", tmp_path / "p")
+    assert r.exit_code == 0, r.output
+    assert r.output.count(OUTSIDE_LINE) == 1
+    doc = json.loads((tmp_path / "p" / "summary.json").read_text())
+    assert doc["extrapolated_queries"] == 1 and doc["extrapolated_energy_j"] == 300.0
+    assert doc["by_llm_device"][0]["extrapolated_queries"] == 1 and doc["settings"]["strict_range"] is False
+    r = run("solve", *_ranged_inputs(tmp_path), "--out", tmp_path / "p", "--quiet")  # not silenced by --quiet
+    assert r.exit_code == 0 and r.output.splitlines()[1] == OUTSIDE_LINE
+    from conftest import ranged_two_llm_models, with_measured_ranges
+
+    wide = with_measured_ranges(ranged_two_llm_models(), (8, 1024), (8, 512))
+    r = run("solve", *_ranged_inputs(tmp_path / "wide", wide), "--out", tmp_path / "w")
+    assert r.exit_code == 0 and "rest on predictions outside" not in r.output  # none: no line
+    assert json.loads((tmp_path / "w" / "summary.json").read_text())["extrapolated_queries"] == 0
+
+
+def test_solve_strict_range_is_infeasible_with_the_ranges_when_a_query_has_no_measured_option(tmp_path):
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "assignment.csv").write_text("stale")
+    r = run("solve", *_ranged_inputs(tmp_path), "--out", tmp_path / "p", "--strict-range")
+    reason = ("600 input and 300 output tokens lie outside the token ranges measured for every accurate-enough "
+              "option (input 8-512 and output 8-256 for small/g, big/g and 1 more); --strict-range refuses "
+              "extrapolated predictions")
+    assert r.exit_code == 1, r.output
+    assert f"status: infeasible: 1 queries have no feasible option: query q1: {reason}" in r.output
+    doc = json.loads((tmp_path / "p" / "summary.json").read_text())
+    assert doc["status"] == "infeasible" and doc["unservable"] == [{"query_id": "q1", "reason": reason}]
+    assert doc["settings"]["strict_range"] is True and doc["extrapolated_energy_j"] is None
+    assert not (tmp_path / "p" / "assignment.csv").exists()
+
+
+def test_compare_and_sweep_take_strict_range(tmp_path):
+    args = _ranged_inputs(tmp_path)
+    assert run("compare", *args, "--no-equal-accuracy").exit_code == 0
+    r = run("compare", *args, "--no-equal-accuracy", "--strict-range")
+    assert r.exit_code == 1 and "infeasible" in r.output, r.output
+    r = run("sweep", *args, "--vary", "zeta", "--values", "0.5", "--no-baselines", "--strict-range",
+            "--out", tmp_path / "s")
+    assert r.exit_code == 0, r.output
+    assert pd.read_csv(tmp_path / "s" / "sweep.csv")["status"].tolist() == ["infeasible"]
+
+
+def test_explain_says_when_the_planned_option_is_extrapolated_and_strict_range_rules_such_options_out(tmp_path):
+    from conftest import ranged_two_llm_models, with_measured_ranges
+
+    r = run("solve", *_ranged_inputs(tmp_path), "--out", tmp_path / "p", "-q")
+    assert r.exit_code == 0, r.output
+    r = run("explain", tmp_path / "p", "q1")
+    assert r.exit_code == 0, r.output
+    assert ("its planned option is extrapolated: 600 input tokens are outside the 8-512 and 300 output tokens are "
+            "outside the 8-256 measured for small on g") in r.output
+    assert "extrapolated" not in run("explain", tmp_path / "p", "q0").output
+    # big@c measured up to 1024 x 512: under --strict-range q1 goes there, the other two are ruled out
+    wide_c = with_measured_ranges(ranged_two_llm_models(), (8, 1024), (8, 512), pairs=[("big", "c")])
+    r = run("solve", *_ranged_inputs(tmp_path / "c", wide_c), "--out", tmp_path / "s", "-q", "--strict-range")
+    assert r.exit_code == 0, r.output
+    d = json.loads(run("explain", tmp_path / "s", "q1", "--json").output)
+    assert d["query"]["extrapolated"] is False and (d["query"]["llm"], d["query"]["device"]) == ("big", "c")
+    verdicts = {(o["llm"], o["device"]): (o["verdict"], o["extrapolated"], o["reasons"]) for o in d["options"]}
+    assert verdicts[("big", "c")][:2] == ("chosen", False)
+    assert verdicts[("small", "g")] == (
+        "ruled out", True, "range: 600 input tokens are outside the 8-512 and 300 output tokens are outside the 8-256 "
+        "measured for small on g (--strict-range refuses extrapolated predictions)")

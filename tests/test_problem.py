@@ -5,8 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import (
+    MEASURED_IN,
+    MEASURED_OUT,
+    inside_outside_workload,
+    make_models,
+    ranged_two_llm_models,
+    with_measured_ranges,
+    workload_of,
+)
 from conftest import TWO_LLM_MODELS as MODELS
-from conftest import make_models, workload_of
 from conftest import two_llm_fleet as fleet
 
 from energyopt.errors import DataError
@@ -196,3 +204,87 @@ def test_problem_keeps_its_inputs_for_the_checker():
     fl, fm = fleet(), make_models(MODELS)
     p = build_problem(FOUR, fl, fm)
     assert p.inputs.workload is FOUR and p.inputs.fleet is fl and p.inputs.models is fm
+
+
+# --- predictions outside the token ranges the models were measured on ---------------------------
+
+OUTSIDE_ALL = ("600 input and 300 output tokens lie outside the token ranges measured for every accurate-enough "
+               "option (input 8-512 and output 8-256 for small/g, big/g and 1 more); --strict-range refuses "
+               "extrapolated predictions")
+
+
+def test_extrapolated_flags_each_pair_outside_its_measured_ranges_and_keeps_it_an_option():
+    p = build_problem(inside_outside_workload(), fleet(), ranged_two_llm_models())
+    assert p.extrapolated.tolist() == [[False] * 3, [True] * 3]
+    assert p.ok.all() and p.runnable.all() and p.unservable.empty and not p.strict_range
+    assert p.extrapolated.dtype == bool and p.extrapolated.flags["C_CONTIGUOUS"]
+
+
+def test_a_pair_is_extrapolated_where_either_target_was_not_measured():
+    models = ranged_two_llm_models()
+    with_measured_ranges(models, (8, 1024), (8, 512), pairs=[("big", "c")], targets=("energy_j",))
+    p = build_problem(inside_outside_workload(), fleet(), models)
+    assert p.extrapolated[1].tolist() == [True, True, True]  # big/c's runtime model still stops at 512 x 256
+    with_measured_ranges(models, (8, 1024), (8, 512), pairs=[("big", "c")], targets=("runtime_s",))
+    p = build_problem(inside_outside_workload(), fleet(), models)
+    assert p.extrapolated[1].tolist() == [True, True, False]
+
+
+def test_the_range_bounds_are_measured_points_themselves():
+    wl = workload_of([(8, 8, 0.0, None), (512, 256, 0.0, None), (7, 8, 0.0, None), (8, 257, 0.0, None)])
+    p = build_problem(wl, fleet(), ranged_two_llm_models())
+    assert p.extrapolated[:, 0].tolist() == [False, False, True, True]
+
+
+def test_strict_range_makes_a_query_outside_every_range_unservable_with_the_ranges():
+    p = build_problem(inside_outside_workload(), fleet(), ranged_two_llm_models(), strict_range=True)
+    assert p.strict_range and p.ok.tolist() == [[True] * 3, [False] * 3]
+    assert p.runnable.tolist() == p.ok.tolist()  # routing rules skip them too
+    assert p.unservable.to_dict("records") == [{"query_id": "q1", "reason": OUTSIDE_ALL}]
+    assert p.excluded_invalid == 0  # extrapolated is not invalid
+
+
+def test_strict_range_keeps_the_options_inside_their_ranges():
+    models = with_measured_ranges(ranged_two_llm_models(), (8, 1024), (8, 512), pairs=[("big", "c")])
+    p = build_problem(inside_outside_workload(), fleet(), models, strict_range=True)
+    assert p.ok[1].tolist() == [False, False, True] and p.unservable.empty
+    assert p.cost[1].tolist() == [np.inf, np.inf, 600.0]
+
+
+def test_strict_range_reasons_name_only_the_accurate_enough_pairs_and_judge_deadlines_on_usable_ones():
+    wl = workload_of([(600, 300, 0.6, None)])  # only big is accurate enough
+    p = build_problem(wl, fleet(), ranged_two_llm_models(), strict_range=True)
+    assert p.unservable["reason"].tolist() == [
+        "600 input and 300 output tokens lie outside the token ranges measured for every accurate-enough option "
+        "(input 8-512 and output 8-256 for big/g, big/c); --strict-range refuses extrapolated predictions"]
+    # in range on big/c only (30 s), which misses the 20 s deadline: the fastest usable option is named,
+    # not small/g (3 s), which is faster but extrapolated
+    models = with_measured_ranges(ranged_two_llm_models(), (8, 1024), (8, 512), pairs=[("big", "c")])
+    p = build_problem(workload_of([(600, 300, 0.0, 20.0)]), fleet(), models, strict_range=True)
+    assert p.unservable["reason"].tolist() == [
+        "fastest accurate-enough option (big@c) takes 30 s, more than its deadline of 20 s"]
+    assert build_problem(workload_of([(600, 300, 0.0, 20.0)]), fleet(), models).unservable.empty
+
+
+def test_models_extrapolated_matrix_is_predict_flag_per_pair_at_its_batch_size():
+    models = with_measured_ranges(ranged_two_llm_models(), (100, 1024), (8, 512), pairs=[("big", "c")])
+    tin, tout = np.array([8, 50, 600, 600, 2000]), np.array([8, 300, 100, 300, 10])
+    pairs = [("small", "g"), ("big", "g"), ("big", "c"), ("small", "g")]
+    got = models.extrapolated_matrix(pairs, tin, tout, [1, 1, 1, 1])
+    want = np.column_stack([models.predict(llm, dev, tin, tout)["extrapolated"].to_numpy() for llm, dev in pairs])
+    assert got.tolist() == want.tolist() and got.flags["C_CONTIGUOUS"]
+    assert got[:, 2].tolist() == [True, True, False, False, True]
+    assert models.measured_ranges("big", "c") == ((100, 1024), (8, 512), (1, 1))
+    assert models.measured_ranges("small", "g") == (MEASURED_IN, MEASURED_OUT, (1, 1))
+
+
+def test_a_batch_size_outside_the_measured_ones_is_extrapolated():
+    m = ranged_two_llm_models().get("small", "g")["energy_j"]
+    m.batch_size_range = (1, 64)
+    assert m.extrapolated([10, 10, 10], [100, 100, 100], [1, 64, 128]).tolist() == [False, False, True]
+    assert m.extrapolated([10], [100]).tolist() == [False]  # no batch size given: tokens only
+    models = ranged_two_llm_models()
+    for t in ("energy_j", "runtime_s"):
+        models.get("small", "g")[t].batch_size_range = (1, 8)
+    assert models.extrapolated_matrix([("small", "g")], np.array([10]), np.array([100]), [16]).tolist() == [[True]]
+    assert models.measured_ranges("small", "g")[2] == (1, 8)

@@ -109,3 +109,18 @@ def test_solve_report_cli(tmp_path, synthetic_models, synthetic_fleet):
     assert len(written) > 5 and {f.name: stat.S_IMODE(f.stat().st_mode) for f in written} == {f.name: 0o644 for f in written}
     # a workload without deadlines still gets its slack plot, saying so
     assert (tmp_path / "p" / "report" / "deadline_slack.png").exists()
+
+
+def test_the_report_counts_the_queries_on_extrapolated_predictions(tmp_path):
+    import pandas as pd
+    from conftest import inside_outside_workload, ranged_two_llm_models, two_llm_fleet
+
+    s = plan(inside_outside_workload(), two_llm_fleet(), ranged_two_llm_models(), solver="highs")
+    write_report(s, tmp_path, accuracy_cost(s, steps=1))
+    html = (tmp_path / "report" / "report.html").read_text()
+    assert ("<td>queries on extrapolated predictions</td><td>1 of 2, 75.0% of the queries&#x27; predicted energy: "
+            "outside the token ranges their models were measured on (--strict-range refuses them)</td>") in html
+    e = pd.read_csv(tmp_path / "report" / "energy_by_llm_device.csv")
+    assert e[["llm", "extrapolated_queries", "extrapolated_energy_j"]].values.tolist() == [["small", 1, 300.0]]
+    # without flags the table is as before
+    assert "extrapolated_queries" not in energy_by_llm_device(s.assignment).columns

@@ -14,7 +14,15 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TWO_LLM_MODELS, make_models, two_llm_fleet, workload_of
+from conftest import (
+    TWO_LLM_MODELS,
+    inside_outside_workload,
+    make_models,
+    ranged_two_llm_models,
+    two_llm_fleet,
+    with_measured_ranges,
+    workload_of,
+)
 
 from energyopt.accounting import J_PER_KWH
 from energyopt.packing import Timeline
@@ -110,9 +118,9 @@ def test_summary_by_llm_device_adds_up_each_pair():
     s = schedule(False).summary()
     assert s.by_llm_device == [
         {"llm": "big", "device": "g", "queries": 2, "energy_j": 600.0, "instances": 1, "busy_s": pytest.approx(4.0),
-         "batch_sizes": [1]},
+         "batch_sizes": [1], "extrapolated_queries": 0, "extrapolated_energy_j": 0.0},
         {"llm": "small", "device": "g", "queries": 1, "energy_j": 300.0, "instances": 1, "busy_s": pytest.approx(3.0),
-         "batch_sizes": [1]},
+         "batch_sizes": [1], "extrapolated_queries": 0, "extrapolated_energy_j": 0.0},
     ]
 
 
@@ -183,7 +191,8 @@ def test_summary_records_version_time_settings_and_input_hashes(tmp_path, synthe
     assert made.tzinfo is not None and made.utcoffset() == datetime.timedelta(0) and doc["created_at"].endswith("Z")
     assert abs((datetime.datetime.now(datetime.UTC) - made).total_seconds()) < 120
     assert doc["settings"] == {"solver": "highs", "formulation": "auto", "time_limit_s": 60, "gap": 1e-3, "threads": 1,
-                               "objective": "energy", "zeta": None, "idle": False, "min_mean_accuracy": None}
+                               "objective": "energy", "zeta": None, "idle": False, "min_mean_accuracy": None,
+                               "strict_range": False}
     sha = doc["input_sha256"]
     assert sha["workload"] == hashlib.sha256(wl.read_bytes()).hexdigest()
     assert sha["fleet"] == hashlib.sha256(synthetic_fleet.read_bytes()).hexdigest()
@@ -206,3 +215,68 @@ def test_summary_counts_a_deadline_met_wherever_the_edf_tolerance_accepts_it():
     assert edf_feasible([1e4 + 5e-9], [1e4]) and check_plan(a, wl, fl, fm) == []
     s = Schedule(a, p, Status.FEASIBLE, "highs", 1.0, 1.0, BoundSource.MIP, "exact", {})
     assert s.summary().deadlines_met == 1
+
+
+# --- queries on predictions outside the measured token ranges ------------------------------------
+#
+# conftest.ranged_two_llm_models: every model measured on 8-512 input and 8-256 output tokens. q0
+# (10 + 100 tokens) is inside, q1 (600 + 300) outside all of them; both go to small@g (1 J per output
+# token): 100 J and 300 J.
+
+
+def test_summary_counts_the_queries_on_extrapolated_predictions_and_their_energy_exactly():
+    from energyopt.plan import plan
+
+    s = plan(inside_outside_workload(), two_llm_fleet(), ranged_two_llm_models(), solver="highs")
+    assert s.assignment.set_index("query_id")["llm"].to_dict() == {"q0": "small", "q1": "small"}
+    summ = s.summary()
+    assert summ.extrapolated_queries == 1 and summ.extrapolated_energy_j == 300.0
+    assert summ.extrapolated_energy_share == 0.75 and summ.total_energy_j == 400.0
+    assert [(r["llm"], r["device"], r["extrapolated_queries"], r["extrapolated_energy_j"]) for r in summ.by_llm_device] \
+        == [("small", "g", 1, 300.0)]
+    doc = summ.to_dict()
+    assert doc["extrapolated_queries"] == 1 and doc["extrapolated_energy_j"] == 300.0
+    assert doc["settings"]["strict_range"] is False and doc["check"]["ok"] is True
+
+
+def test_under_strict_range_the_query_moves_to_a_model_measured_there():
+    from energyopt.check import check_schedule
+    from energyopt.plan import plan
+
+    models = with_measured_ranges(ranged_two_llm_models(), (8, 1024), (8, 512), pairs=[("big", "c")])
+    s = plan(inside_outside_workload(), two_llm_fleet(), models, solver="highs", strict_range=True)
+    assert s.status == Status.OPTIMAL and s.problem.strict_range
+    assert s.assignment.set_index("query_id")[["llm", "device"]].to_dict("index") == {
+        "q0": {"llm": "small", "device": "g"}, "q1": {"llm": "big", "device": "c"}}
+    summ = s.summary()
+    assert summ.extrapolated_queries == 0 and summ.extrapolated_energy_j == 0.0 and summ.total_energy_j == 700.0
+    assert summ.settings["strict_range"] is True and summ.check["ok"] is True
+    assert check_schedule(s.problem, s) == []
+
+
+def test_under_strict_range_a_query_outside_every_range_makes_the_plan_infeasible_with_the_ranges():
+    from energyopt.plan import plan
+
+    s = plan(inside_outside_workload(), two_llm_fleet(), ranged_two_llm_models(), solver="highs", strict_range=True)
+    reason = ("600 input and 300 output tokens lie outside the token ranges measured for every accurate-enough "
+              "option (input 8-512 and output 8-256 for small/g, big/g and 1 more); --strict-range refuses "
+              "extrapolated predictions")
+    assert s.status == Status.INFEASIBLE and s.assignment.empty
+    assert s.message == f"1 queries have no feasible option: query q1: {reason}"
+    summ = s.summary()
+    assert summ.unservable == [{"query_id": "q1", "reason": reason}]
+    assert summ.extrapolated_queries == 0 and summ.extrapolated_energy_j is None
+    assert summ.extrapolated_energy_share is None and summ.settings["strict_range"] is True
+
+
+def test_extrapolated_rows_follow_each_row_to_its_query_and_deployment_in_any_order():
+    from energyopt.plan import plan
+    from energyopt.schedule import extrapolated_rows, extrapolation_totals
+
+    s = plan(inside_outside_workload(), two_llm_fleet(), ranged_two_llm_models(), solver="highs")
+    a = s.assignment.iloc[::-1].reset_index(drop=True)
+    assert extrapolated_rows(a, s.problem).tolist() == [True, False]
+    assert extrapolation_totals(a, s.problem) == {"extrapolated_queries": 1, "extrapolated_energy_j": 300.0}
+    ghost = a.assign(query_id=["ghost", "q0"])  # a row naming no query of the problem is not counted
+    assert extrapolated_rows(ghost, s.problem).tolist() == [False, False]
+    assert extrapolated_rows(empty_assignment(), s.problem).tolist() == []

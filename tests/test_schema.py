@@ -17,6 +17,7 @@ from energyopt.io import read_characterization, read_workload
 from energyopt.schema import (
     ASSIGNMENT_SPEC,
     CHAR_SPEC,
+    SUMMARY_EXTRAPOLATION_SPEC,
     SWEEP_SPEC,
     WORKLOAD_SPEC,
     ColumnSpec,
@@ -34,6 +35,7 @@ SPECS = {
     "workload": (WORKLOAD_SPEC, "workload CSV or JSONL"),
     "assignment": (ASSIGNMENT_SPEC, "`assignment.csv`"),
     "sweep": (SWEEP_SPEC, "`sweep.csv`"),
+    "summary-extrapolation": (SUMMARY_EXTRAPOLATION_SPEC, "`summary.json`"),
 }
 
 #: (spec, column) that README's table does not yet show with its unit: the README lines to change.
@@ -182,3 +184,13 @@ def test_readme_data_formats_list_every_column_with_its_unit(table, column):
     assert len(cells) == 1, f"README's Data formats table should have one row that begins {row!r}"
     c = spec_of(spec, column)
     assert listed_with_unit(cells[0], c), f"README's {row} row should list `{c.name}`" + (f" [{c.unit}]" if c.unit else "")
+
+
+def test_the_summary_extrapolation_keys_are_what_a_summary_holds():
+    import dataclasses as dc
+
+    from energyopt.check import EXTRAPOLATION_KEYS
+    from energyopt.schedule import Summary
+
+    fields = {f.name for f in dc.fields(Summary)}
+    assert set(schema.SUMMARY_EXTRAPOLATION_KEYS) <= fields and EXTRAPOLATION_KEYS == schema.SUMMARY_EXTRAPOLATION_KEYS

@@ -423,6 +423,7 @@ def sub_problem(problem: Problem, free: np.ndarray) -> Problem:
         energy_j=problem.energy_j[free],
         runtime_s=problem.runtime_s[free],
         runnable=problem.runnable[free],
+        extrapolated=problem.extrapolated[free],
         unservable=pd.DataFrame(columns=["query_id", "reason"]),
     )
 
