@@ -140,6 +140,20 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _clear_old_report(out_dir: Path) -> None:
+    """An earlier plan's OUT/report/ must not pass for this plan's: remove it (it is energyopt's if
+    it holds report.html; a folder of anything else there is left alone and said so)."""
+    import shutil
+
+    d = out_dir / "report"
+    if not d.is_dir():
+        return
+    if (d / "report.html").is_file():
+        shutil.rmtree(d)
+    else:
+        click.echo(f"note: {d} is not an energyopt report (no report.html); left as it is", err=True)
+
+
 def _exit_code_without_plan(status: Any) -> int:
     """The exit code of a result without a plan: 1 when no plan exists (proven), 3 when none was
     found within the limits (a time limit, the watchdog, a backend that ended without one)."""
@@ -440,6 +454,7 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
     sched = plan(wl, fl, fm, solver=solver, objective=objective, zeta=zeta, idle=idle, min_mean_accuracy=min_mean_accuracy,
                  strict_range=strict_range, limits=limits, formulation=formulation, progress=say)
     s = sched.summary()
+    _clear_old_report(out_dir)
     if sched.assignment.empty or not s.status.has_plan:
         stale = out_dir / "assignment.csv"
         if stale.exists():  # an earlier run's plan must not pass for this one's

@@ -10,6 +10,7 @@ rules sit against the front.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -171,7 +172,7 @@ def sweep(
         s = sched.summary()
         say(f"[{k}/{len(values)}] {vary} = {v:g}: {s.status}"
             + (f", {s.total_energy_kwh:.6g} kWh, accuracy {s.token_weighted_mean_accuracy:.4f}"
-               if s.status.has_plan else f" ({sched.message[:120]})"))
+               if s.status.has_plan else f" ({short_reason(sched.message)})"))
         rows.append(_row("optimal", vary, v, s))
         if base_problem is None and vary != "deadline-scale":
             base_problem = sched.problem
@@ -190,6 +191,11 @@ def sweep(
         out = pd.concat([out, pd.DataFrame(baseline_rows(base_problem, vary, seed=seed), columns=list(SWEEP_COLUMNS))],
                         ignore_index=True)
     return out
+
+
+def short_reason(message: str, width: int = 160) -> str:
+    """A reason for a progress line: whole, or shortened at a word with " ..." (never mid-word)."""
+    return textwrap.shorten(message, width, placeholder=" ...")
 
 
 def accuracy_cost(schedule: Schedule, *, steps: int = 5, limits: Limits | None = None, progress: Progress | None = None,

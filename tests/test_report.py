@@ -124,3 +124,21 @@ def test_the_report_counts_the_queries_on_extrapolated_predictions(tmp_path):
     assert e[["llm", "extrapolated_queries", "extrapolated_energy_j"]].values.tolist() == [["small", 1, 300.0]]
     # without flags the table is as before
     assert "extrapolated_queries" not in energy_by_llm_device(s.assignment).columns
+
+
+def test_a_new_plan_removes_an_earlier_plans_report(tmp_path, synthetic_models, synthetic_fleet):
+    w = tmp_path / "w.csv"
+    lognormal_workload(30, seed=4).to_csv(w, index=False)
+    args = ["solve", str(w), "--fleet", str(synthetic_fleet), "--models", str(synthetic_models), "--out", str(tmp_path / "p")]
+    assert CliRunner().invoke(main, [*args, "--report"]).exit_code == 0
+    (tmp_path / "p" / "report" / "old_plot.png").write_bytes(b"x")  # a file only the earlier report had
+    r = CliRunner().invoke(main, [*args, "--report"])
+    assert r.exit_code == 0 and not (tmp_path / "p" / "report" / "old_plot.png").exists()
+    assert (tmp_path / "p" / "report" / "report.html").exists()
+    r = CliRunner().invoke(main, args)  # no report asked: the earlier one goes
+    assert r.exit_code == 0 and not (tmp_path / "p" / "report").exists()
+    mine = tmp_path / "p" / "report"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")  # not an energyopt report: kept, and said so
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0 and (mine / "notes.txt").exists() and "not an energyopt report" in r.output

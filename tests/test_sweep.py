@@ -35,8 +35,14 @@ def inputs(synthetic_models, synthetic_fleet):
 
 def test_accuracy_sweep_points_are_the_plans(inputs):
     wl, fl, fm = inputs
-    t = sweep(wl, fl, fm, "min-mean-accuracy", [0.45, 0.5, 0.55, 0.99])
+    said: list[str] = []
+    t = sweep(wl, fl, fm, "min-mean-accuracy", [0.45, 0.5, 0.55, 0.99], progress=said.append)
     opt = t[t["method"] == "optimal"].reset_index(drop=True)
+    # the infeasible point's reason is shortened at a word, not cut inside one
+    why = [s for s in said if s.startswith("[4/4] min-mean-accuracy = 0.99: infeasible")][0]
+    message = plan(wl, fl, fm, min_mean_accuracy=0.99).message
+    shown = why.split(" (", 1)[1].removesuffix(")")
+    assert shown == message or (shown.endswith(" ...") and message.startswith(shown.removesuffix(" ...") + " "))
     assert opt["value"].tolist() == [0.45, 0.5, 0.55, 0.99]
     # each point equals an independent plan at that floor
     for _, r in opt.iloc[:3].iterrows():
@@ -77,6 +83,15 @@ def test_zeta_and_deadline_sweeps_move_the_right_way(inputs):
     # looser deadlines never cost more (up to the plans' gap of 1e-4)
     assert len(ok) >= 2 and np.all(np.diff(ok["total_energy_j"]) <= 1e-4 * ok["total_energy_j"].iloc[:-1])
     assert (d.loc[d["method"] != "optimal", "value"] == 1.0).all()
+
+
+def test_a_long_reason_is_shortened_at_a_word():
+    from energyopt.sweep import short_reason
+
+    long = "the pool h200 is short by 3.5 instance-hours: " + "deadline " * 40
+    out = short_reason(long)
+    assert len(out) <= 160 and out.endswith(" ...") and long.startswith(out.removesuffix(" ...") + " ")
+    assert short_reason("no plan: horizon") == "no plan: horizon"
 
 
 def test_sweep_refuses_bad_requests(inputs):
