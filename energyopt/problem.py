@@ -4,7 +4,9 @@ A *deployment* is one LLM on one device pool with a number of devices per instan
 a query is a deployment whose LLM meets the query's accuracy floor, whose context window holds the
 query, and whose predicted runtime fits before the query's deadline and the horizon. Options a
 published model predicts at <= 0 J or s are dropped (counted in ``excluded_invalid``): a negative
-prediction must never make an option look free.
+prediction must never make an option look free. A prefill-only query (0 output tokens) is
+predicted as one with 1 output token (:func:`~energyopt.accounting.planned_output_tokens`): its
+prefill yields the first token, and the models predict for one output token or more.
 
 Objective coefficients (``cost``):
 
@@ -26,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .accounting import effective_deadline_s, idle_energy_j, query_energy_cost_j, token_weight
+from .accounting import effective_deadline_s, idle_energy_j, planned_output_tokens, query_energy_cost_j, token_weight
 from .errors import DataError
 from .fleet import Fleet
 from .inputs import Inputs
@@ -167,7 +169,8 @@ def build_problem(
     n_d = len(deps)
     tin = q["input_tokens"].to_numpy()
     tout = q["output_tokens"].to_numpy()
-    E, R, valid = models.predict_matrix(list(zip(deps["llm"], deps["device"])), tin, tout,
+    # the one place the problem asks the models: a prefill-only query (0 output tokens) as 1 output token
+    E, R, valid = models.predict_matrix(list(zip(deps["llm"], deps["device"])), tin, planned_output_tokens(tout),
                                         deps["batch_size"].tolist())
     acc = deps["accuracy"].to_numpy()
     # the LLM's context window, and the KV cache of an instance's lanes at the query's context

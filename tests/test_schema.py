@@ -182,3 +182,20 @@ def test_readme_data_formats_list_every_column_with_its_unit(table, column):
     assert len(cells) == 1, f"README's Data formats table should have one row that begins {row!r}"
     c = spec_of(spec, column)
     assert listed_with_unit(cells[0], c), f"README's {row} row should list `{c.name}`" + (f" [{c.unit}]" if c.unit else "")
+
+
+def _bound_text(x: float) -> str:
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
+
+
+@pytest.mark.parametrize("column", [c.name for c in WORKLOAD_SPEC if c.minimum is not None and c.maximum is not None])
+def test_readme_workload_row_states_the_accepted_range(column):
+    """README's workload row gives each column bounded on both sides its range as the spec has it
+    (a whole number above an exclusive minimum starts one higher): `input_tokens` (1–10,000,000),
+    `output_tokens` (0–10,000,000; ...), `min_accuracy` (0–1)."""
+    c = spec_of(WORKLOAD_SPEC, column)
+    assert c.minimum is not None and c.maximum is not None
+    low = c.minimum + 1 if c.exclusive_minimum and c.dtype == "int64" else c.minimum
+    cells = [cell for first, cell in _data_formats_rows().items() if first.startswith(SPECS["workload"][1])]
+    expected = f"`{c.name}` ({_bound_text(low)}–{_bound_text(c.maximum)}"
+    assert expected in cells[0], f"README's workload row should state {expected})"
