@@ -23,6 +23,7 @@ __all__ = [
     "relative_gap",
     "effective_deadline_s",
     "token_weight",
+    "planned_output_tokens",
     "weighted_mean_accuracy",
     "edf_end_s",
     "edf_feasible",
@@ -89,6 +90,13 @@ def effective_deadline_s(deadline_s, horizon_s: float) -> np.ndarray:
 def token_weight(input_tokens, output_tokens) -> np.ndarray:
     """A query's weight in the token-weighted mean accuracy: input + output tokens."""
     return np.asarray(input_tokens, dtype=float) + np.asarray(output_tokens, dtype=float)
+
+
+def planned_output_tokens(output_tokens) -> np.ndarray:
+    """The output tokens a query is planned (predicted) with: its own, or 1 for a prefill-only
+    request (0 output tokens). The models predict for one output token or more, and a prefill
+    yields the first output token, so such a query costs what a one-token answer does."""
+    return np.maximum(np.asarray(output_tokens), 1)
 
 
 def weighted_mean_accuracy(weights, accuracy) -> float:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .accounting import idle_energy_j, query_energy_cost_j, token_weight, weighted_mean_accuracy
+from .accounting import idle_energy_j, planned_output_tokens, query_energy_cost_j, token_weight, weighted_mean_accuracy
 from .errors import DataError
 from .fleet import Deployment, Fleet, kv_context_tokens
 from .modelstore import FittedModels
@@ -321,7 +321,8 @@ def _checked_rows(table: pd.DataFrame, match: WorkloadMatch, known_rows: np.ndar
             continue  # batch_sizes_and_lanes_valid says so; nothing to predict
         kv_context[idx] = kv_context_tokens(fleet.pools[d.pool], fleet.llms[d.llm], d.devices_per_instance, size)
         try:
-            predicted = models.predict(d.llm, d.pool, input_tokens[idx], output_tokens[idx], batch_size=size)
+            predicted = models.predict(d.llm, d.pool, input_tokens[idx], planned_output_tokens(output_tokens[idx]),
+                                       batch_size=size)
         except DataError:
             continue  # no model at that batch size: NaN predictions fail the model rules
         model_runtime_s[idx] = predicted["runtime_s"].to_numpy()

@@ -63,7 +63,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import FitError
-from .modelstore import FEATURES, FitMetrics, FittedModel, FittedModels
+from .modelstore import FEATURES, MEASUREMENT_TEXT_KEYS, FitMetrics, FittedModel, FittedModels
 from .schema import TARGETS
 from .version import package_version
 
@@ -345,19 +345,6 @@ def _versions() -> dict[str, str]:
     }
 
 
-_PROVENANCE_TEXT_COLUMNS = (
-    "gpu_name",
-    "cpu_name",
-    "driver",
-    "torch_version",
-    "transformers_version",
-    "dtype",
-    "energy_source",
-    "measured_at",
-    "host",
-)
-
-
 def fit_models(
     data: pd.DataFrame,
     *,
@@ -412,7 +399,7 @@ def fit_models(
             meas["idle_power_w"] = round(float(g["idle_power_w"].median()), 3)
         if "num_devices" in g and g["num_devices"].notna().any():
             meas["num_devices"] = int(g["num_devices"].max())
-        for col in _PROVENANCE_TEXT_COLUMNS:
+        for col in MEASUREMENT_TEXT_KEYS:  # the keys a model file's measurement record may have
             if col in g:
                 vals = sorted({str(v) for v in g[col].dropna()})
                 if vals:

@@ -42,7 +42,8 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import DataError
+from .errors import DataError, excerpt, key_text, one_line, unknown_key_hint
+from .io import read_text_file
 
 __all__ = ["Pool", "LLMInfo", "Deployment", "Fleet", "read_fleet", "fleet_from_dict", "MEMORY_OVERHEAD", "GB"]
 
@@ -149,18 +150,17 @@ def kv_context_tokens(pool: Pool, llm: LLMInfo, devices: int, batch_size: int) -
     if batch_size == 1 or llm.kv_bytes_per_token is None:
         return 10**12
     free_bytes = (pool.memory_gb * devices - llm.memory_gb * MEMORY_OVERHEAD) * GB
-    return max(int(free_bytes // (batch_size * llm.kv_bytes_per_token)), 0)
+    tokens = free_bytes // (batch_size * llm.kv_bytes_per_token)
+    if not tokens > 0:  # none left, or NaN where memories too large for a float were subtracted
+        return 0
+    return int(min(tokens, 10**12))
 
 
 def _no_unknown_keys(table: dict[str, Any], known: tuple[str, ...], where: str, path: Path) -> None:
     """A key the reader does not know is an error (a typo must not drop a limit silently)."""
-    import difflib
-
     for key in table:
         if key not in known:
-            near = difflib.get_close_matches(key, known, n=1)
-            hint = f"; did you mean {near[0]}?" if near else f"; known keys: {', '.join(known)}"
-            raise DataError(f"{path}: unknown key {where}.{key}{hint}")
+            raise DataError(f"{path}: unknown key {where}.{key_text(key)}{unknown_key_hint(key, known)}")
 
 
 def _batch_sizes(t: dict[str, Any], where: str, path: Path) -> tuple[int, ...]:
@@ -168,13 +168,13 @@ def _batch_sizes(t: dict[str, Any], where: str, path: Path) -> tuple[int, ...]:
         raise DataError(f"{path}: key {where}: give batch_size or batch_sizes, not both")
     raw = t.get("batch_sizes", [t.get("batch_size", 1)])
     if not isinstance(raw, list) or not raw:
-        raise DataError(f"{path}: key {where}.batch_sizes must be a non-empty list of whole numbers >= 1, got {raw!r}")
+        raise DataError(f"{path}: key {where}.batch_sizes must be a non-empty list of whole numbers >= 1, got {excerpt(raw)}")
     for b in raw:
         if not isinstance(b, int) or isinstance(b, bool) or b < 1:
             key = "batch_sizes" if "batch_sizes" in t else "batch_size"
-            raise DataError(f"{path}: key {where}.{key} must hold whole numbers >= 1, got {b!r}")
+            raise DataError(f"{path}: key {where}.{key} must hold whole numbers >= 1, got {excerpt(b)}")
     if len(set(raw)) != len(raw):
-        raise DataError(f"{path}: key {where}.batch_sizes lists a batch size twice: {raw}")
+        raise DataError(f"{path}: key {where}.batch_sizes lists a batch size twice: {excerpt(raw)}")
     return tuple(sorted(raw))
 
 
@@ -184,7 +184,7 @@ def _need(table: dict[str, Any], key: str, typ: type | tuple[type, ...], where: 
     val = table[key]
     if isinstance(val, bool) or not isinstance(val, typ):
         names = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
-        raise DataError(f"{path}: key {where}.{key} must be {names}, got {val!r}")
+        raise DataError(f"{path}: key {where}.{key} must be {names}, got {excerpt(val)}")
     return val
 
 
@@ -193,18 +193,20 @@ def read_fleet(path: str | Path) -> Fleet:
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: file not found")
+    text = read_text_file(p)  # UTF-8, a byte-order mark accepted
     try:
-        doc = tomllib.loads(p.read_text())
+        doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise DataError(f"{p}: malformed TOML ({exc})") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{p}: not a text file") from None
+        raise DataError(f"{p}: malformed TOML ({one_line(str(exc))})") from None
+    except RecursionError:
+        raise DataError(f"{p}: malformed TOML (nested too deeply)") from None
     return fleet_from_dict(doc, p)
 
 
 def fleet_from_dict(doc: dict[str, Any], path: Path | str = "<fleet>") -> Fleet:
     """Validate a fleet document (the parsed TOML) and build the :class:`Fleet`; ``path`` names it in errors."""
     p = Path(path)
+    _check_finite_numbers(doc, p)
     _check_top_level_keys(doc, p)
     horizon = _read_horizon(doc, p)
     pools = _read_pools(doc, p)
@@ -214,11 +216,27 @@ def fleet_from_dict(doc: dict[str, Any], path: Path | str = "<fleet>") -> Fleet:
     return Fleet(pools, llms, deployments, horizon, str(p), meta)
 
 
+def _check_finite_numbers(doc: dict[str, Any], p: Path) -> None:
+    """Every number anywhere in the fleet is finite: TOML's nan and inf (and a float too large,
+    such as 1e400) are errors naming the key, whatever the key (a NaN compares false with every
+    bound, so a range check alone lets it through)."""
+    stack: list[tuple[str, Any]] = [(key_text(k), v) for k, v in reversed(list(doc.items()))]
+    while stack:  # depth-first in the file's order, without recursion
+        where, value = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise DataError(f"{p}: key {where} must be a finite number, got {value}")
+        if isinstance(value, dict):
+            stack.extend((f"{where}.{key_text(k)}", v) for k, v in reversed(list(value.items())))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", v) for i, v in reversed(list(enumerate(value))))
+
+
 def _check_top_level_keys(doc: dict[str, Any], p: Path) -> None:
     known = {"horizon_s", "pools", "llms", "deployments", "name", "description"}
     unknown = sorted(set(doc) - known)
     if unknown:
-        raise DataError(f"{p}: unknown top-level key(s) {', '.join(unknown)}; expected {', '.join(sorted(known))}")
+        raise DataError(f"{p}: unknown top-level key(s) {one_line(', '.join(map(key_text, unknown)))}; "
+                        f"expected {', '.join(sorted(known))}")
 
 
 def _read_horizon(doc: dict[str, Any], p: Path) -> float:
@@ -240,14 +258,14 @@ def _read_pools(doc: dict[str, Any], p: Path) -> dict[str, Pool]:
     pools_doc = _need(doc, "pools", dict, "<top>", p)
     if not pools_doc:
         raise DataError(f"{p}: key pools is empty; expected at least one device pool")
-    return {name: _read_pool(name, _table_at(t, _POOL_KEYS, f"pools.{name}", p), p) for name, t in pools_doc.items()}
+    return {name: _read_pool(name, _table_at(t, _POOL_KEYS, f"pools.{key_text(name)}", p), p) for name, t in pools_doc.items()}
 
 
 def _read_pool(name: str, t: dict[str, Any], p: Path) -> Pool:
-    w = f"pools.{name}"
+    w = f"pools.{key_text(name)}"
     kind = _need(t, "kind", str, w, p)
     if kind not in ("gpu", "cpu"):
-        raise DataError(f"{p}: key {w}.kind must be 'gpu' or 'cpu', got {kind!r}")
+        raise DataError(f"{p}: key {w}.kind must be 'gpu' or 'cpu', got {excerpt(kind)}")
     count = _need(t, "count", int, w, p)
     if count < 1:
         raise DataError(f"{p}: key {w}.count must be >= 1, got {count}")
@@ -260,11 +278,11 @@ def _read_pool(name: str, t: dict[str, Any], p: Path) -> Pool:
 
 def _read_llms(doc: dict[str, Any], p: Path) -> dict[str, LLMInfo]:
     llms_doc = _need(doc, "llms", dict, "<top>", p)
-    return {name: _read_llm(name, _table_at(t, _LLM_KEYS, f"llms.{name}", p), p) for name, t in llms_doc.items()}
+    return {name: _read_llm(name, _table_at(t, _LLM_KEYS, f"llms.{key_text(name)}", p), p) for name, t in llms_doc.items()}
 
 
 def _read_llm(name: str, t: dict[str, Any], p: Path) -> LLMInfo:
-    w = f"llms.{name}"
+    w = f"llms.{key_text(name)}"
     acc = _need(t, "accuracy", (int, float), w, p)
     if not 0 <= acc <= 1:
         raise DataError(f"{p}: key {w}.accuracy must be in [0, 1], got {acc}")
@@ -275,11 +293,16 @@ def _read_llm(name: str, t: dict[str, Any], p: Path) -> LLMInfo:
     if params <= 0 or not isinstance(bpp, (int, float)) or bpp <= 0:
         raise DataError(f"{p}: key {w}: params_b and bytes_per_param must be > 0")
     if ctx is not None and (not isinstance(ctx, int) or ctx < 2):
-        raise DataError(f"{p}: key {w}.context_tokens must be a whole number >= 2, got {ctx!r}")
+        raise DataError(f"{p}: key {w}.context_tokens must be a whole number >= 2, got {excerpt(ctx)}")
     kv = t.get("kv_bytes_per_token")
     if kv is not None and not _is_positive_finite_number(kv):
-        raise DataError(f"{p}: key {w}.kv_bytes_per_token must be a number > 0 [bytes], got {kv!r}")
+        raise DataError(f"{p}: key {w}.kv_bytes_per_token must be a number > 0 [bytes], got {excerpt(kv)}")
     return LLMInfo(name, float(acc), src, float(params), float(bpp), ctx, None if kv is None else float(kv))
+
+
+def _names(table: dict[str, Any]) -> str:
+    """The names a fleet table defines, for a message (cut past a line's worth)."""
+    return one_line(", ".join(key_text(n) for n in sorted(table)), 200)
 
 
 def _is_positive_finite_number(x: Any) -> bool:
@@ -301,7 +324,7 @@ def _read_deployments(doc: dict[str, Any], pools: dict[str, Pool], llms: dict[st
         t = _table_at(entry, _DEPLOYMENT_KEYS, w, p)
         llm, pool = _read_llm_and_pool(t, w, pools, llms, p)
         if (llm, pool) in seen:
-            raise DataError(f"{p}: key {w}: {llm} on {pool} is deployed twice")
+            raise DataError(f"{p}: key {w}: {key_text(llm)} on {key_text(pool)} is deployed twice")
         seen.add((llm, pool))
         deployments.append(_read_instances(t, w, llms[llm], pools[pool], p))
     return deployments
@@ -312,9 +335,9 @@ def _read_llm_and_pool(t: dict[str, Any], w: str, pools: dict[str, Pool], llms: 
     llm = _need(t, "llm", str, w, p)
     pool = _need(t, "pool", str, w, p)
     if llm not in llms:
-        raise DataError(f"{p}: key {w}.llm: unknown LLM {llm!r}; [llms] defines {', '.join(sorted(llms))}")
+        raise DataError(f"{p}: key {w}.llm: unknown LLM {excerpt(llm)}; [llms] defines {_names(llms)}")
     if pool not in pools:
-        raise DataError(f"{p}: key {w}.pool: unknown device pool {pool!r}; [pools] defines {', '.join(sorted(pools))}")
+        raise DataError(f"{p}: key {w}.pool: unknown device pool {excerpt(pool)}; [pools] defines {_names(pools)}")
     return llm, pool
 
 
@@ -322,17 +345,17 @@ def _read_instances(t: dict[str, Any], w: str, llm: LLMInfo, pool: Pool, p: Path
     """The deployment of ``llm`` on ``pool``: devices per instance, how many instances, batch sizes."""
     k = t.get("devices_per_instance", 1)
     if not _is_whole_number_at_least_1(k):
-        raise DataError(f"{p}: key {w}.devices_per_instance must be a whole number >= 1, got {k!r}")
+        raise DataError(f"{p}: key {w}.devices_per_instance must be a whole number >= 1, got {excerpt(k)}")
     cap = pool.count // k
     if cap < 1:
-        raise DataError(f"{p}: key {w}: an instance needs {k} devices but pool {pool.name} has {pool.count}")
+        raise DataError(f"{p}: key {w}: an instance needs {k} devices but pool {key_text(pool.name)} has {pool.count}")
     m = t.get("max_instances", cap)
     if not _is_whole_number_at_least_1(m):
-        raise DataError(f"{p}: key {w}.max_instances must be a whole number >= 1, got {m!r}")
+        raise DataError(f"{p}: key {w}.max_instances must be a whole number >= 1, got {excerpt(m)}")
     _check_weights_fit(llm, pool, k, w, p)
     sizes = _batch_sizes(t, w, p)
     if max(sizes) > 1 and llm.kv_bytes_per_token is None:
-        raise DataError(f"{p}: key llms.{llm.name}.kv_bytes_per_token is missing; {w} runs at batch sizes "
+        raise DataError(f"{p}: key llms.{key_text(llm.name)}.kv_bytes_per_token is missing; {w} runs at batch sizes "
                         f"{list(sizes)}, whose KV cache must be checked against the memory")
     return Deployment(llm.name, pool.name, k, min(m, cap), sizes)
 
@@ -342,6 +365,6 @@ def _check_weights_fit(llm: LLMInfo, pool: Pool, k: int, w: str, p: Path) -> Non
     have = pool.memory_gb * k
     if need > have:
         raise DataError(
-            f"{p}: key {w}: {llm.name} needs {need:.0f} GB ({llm.memory_gb:.0f} GB of weights x {MEMORY_OVERHEAD}) "
-            f"but an instance of {k} x {pool.name} has {have:.0f} GB; raise devices_per_instance"
+            f"{p}: key {w}: {key_text(llm.name)} needs {need:.0f} GB ({llm.memory_gb:.0f} GB of weights x "
+            f"{MEMORY_OVERHEAD}) but an instance of {k} x {key_text(pool.name)} has {have:.0f} GB; raise devices_per_instance"
         )

@@ -2,12 +2,17 @@
 
 Every reader returns a tidy :class:`pandas.DataFrame` with canonical column names (see
 :mod:`energyopt.schema`) or raises :class:`~energyopt.errors.DataError` with a one-line message
-naming the file, the line and the column, and what was expected. Line numbers count the header as
-line 1, as a text editor does.
+naming the file, the line and the column, and what was expected. Line numbers are physical, as a
+text editor counts them: the header is line 1, and blank lines and the extra lines of a quoted value
+that spans several lines count too. A value quoted in a message is cut to
+:data:`~energyopt.errors.EXCERPT_CHARS` characters. A UTF-8 byte-order mark is accepted at the start
+of any text file (:func:`read_text_file`).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -17,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
+from .errors import EXCERPT_CHARS, DataError, excerpt, key_text, one_line
 from .schema import (
     CHAR_COLUMN_ALIASES,
     CHAR_OPTIONAL_NUMERIC,
@@ -37,6 +42,9 @@ if TYPE_CHECKING:  # pyarrow is imported where a CSV is read, not when the packa
 __all__ = [
     "read_characterization",
     "read_workload",
+    "read_text_file",
+    "read_json_object",
+    "json_value_text",
     "WORKLOAD_COLUMN_ALIASES",
     "AZURE_TRACE_COLUMNS",
 ]
@@ -67,6 +75,78 @@ def _check_file(path: str | Path) -> Path:
     return p
 
 
+def read_text_file(path: str | Path) -> str:
+    """The text of a UTF-8 file without the byte-order mark(s) it may begin with; a one-line
+    DataError naming the file, and the line of the first byte that is not UTF-8."""
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{p}: cannot read it ({exc.strerror or type(exc).__name__})") from None
+    try:
+        return data.decode("utf-8").lstrip("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DataError(f"{p}: line {line}: expected UTF-8 text, got the byte 0x{data[exc.start]:02x}; "
+                        "is it a text file?") from None
+
+
+def json_value_text(value: Any) -> str:
+    """A parsed JSON value as a message shows it: ``true``, ``false``, ``null``, ``a JSON array``,
+    ``a JSON object``, or a number or string quoted by :func:`~energyopt.errors.excerpt`."""
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (list, dict)):
+        return "a JSON array" if isinstance(value, list) else "a JSON object"
+    return excerpt(value)
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``' object hook: a key given twice is an error (JSON would keep the last silently)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"key {key_text(key)} appears twice in one object")
+        out[key] = value
+    return out
+
+
+def _parse_json(text: str) -> Any:
+    """``json.loads`` with duplicate keys refused; raises ValueError (JSONDecodeError for a syntax
+    error, with its line) for anything that is not one JSON document."""
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicate_keys)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
+def _json_error(exc: ValueError) -> str:
+    """A JSON parse error in a few words, on one line: ``line N: not valid JSON (why)``."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"line {exc.lineno}: not valid JSON ({exc.msg})"
+    return f"not valid JSON ({one_line(str(exc))})"
+
+
+def read_json_object(p: Path) -> dict:
+    """A JSON file that must hold one object; a one-line DataError naming the file otherwise."""
+    text = read_text_file(p)
+    try:
+        doc = _parse_json(text)
+    except ValueError as exc:
+        raise DataError(f"{p}: {_json_error(exc)}") from None
+    if not isinstance(doc, dict):
+        raise DataError(f"{p}: expected a JSON object, got {json_value_text(doc)}")
+    return doc
+
+
+def _names_text(names: Iterable[Any], limit_chars: int = EXCERPT_CHARS) -> str:
+    """Column names for a message, comma-separated and cut with an ellipsis past ``limit_chars``."""
+    text = ", ".join(key_text(str(n)) for n in names)
+    return text if len(text) <= limit_chars else text[: limit_chars - 1] + "…"
+
+
 def _normalise_headers(df: pd.DataFrame, aliases: Mapping[str, str], path: Path) -> pd.DataFrame:
     mapping: dict[str, str] = {}
     seen: dict[str, str] = {}
@@ -75,7 +155,7 @@ def _normalise_headers(df: pd.DataFrame, aliases: Mapping[str, str], path: Path)
         canon = aliases.get(key, key)
         if canon in seen:
             raise DataError(
-                f"{path}: columns {seen[canon]!r} and {raw!r} both mean {canon!r}; keep one"
+                f"{path}: columns {excerpt(seen[canon])} and {excerpt(str(raw))} both mean {excerpt(canon)}; keep one"
             )
         seen[canon] = str(raw)
         mapping[raw] = canon
@@ -85,9 +165,39 @@ def _normalise_headers(df: pd.DataFrame, aliases: Mapping[str, str], path: Path)
 def _require_columns(df: pd.DataFrame, required: Iterable[str], path: Path) -> None:
     missing = [c for c in required if c not in df.columns]
     if missing:
-        raise DataError(
-            f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(map(str, df.columns))}"
-        )
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}; found {_names_text(df.columns)}")
+
+
+def _float_or_inf(v: Any) -> Any:
+    """A Python int too large for a float as ±inf (then refused by the range checks); others as they are."""
+    if type(v) is int:
+        try:
+            return float(v)
+        except OverflowError:
+            return math.inf if v > 0 else -math.inf
+    return v
+
+
+def _parsed_numbers(raw: pd.Series, col: str, path: Path, lines: np.ndarray) -> pd.Series:
+    """A column as float64 (NaN where a value does not parse). Text (CSV) converts in one vectorised
+    cast where it is clean; parsed JSON values must be numbers, text or null: a boolean, an array
+    or an object is an error (JSON ``true`` is not the number 1)."""
+    if raw.dtype == object:
+        not_number = raw.map(lambda v: isinstance(v, (bool, np.bool_, list, dict))).to_numpy(dtype=bool)
+        if not_number.any():
+            pos = int(np.flatnonzero(not_number)[0])
+            raise DataError(f"{path}: line {lines[pos]}, column {col}: expected a number, "
+                            f"got {json_value_text(raw.iloc[pos])}")
+        raw = raw.map(_float_or_inf)
+    try:  # a clean numeric column converts in one vectorised cast; anything else is parsed one by one
+        return raw.astype("float64")
+    except (ValueError, TypeError):
+        return pd.to_numeric(raw, errors="coerce")
+
+
+def _plain(x: float) -> str:
+    """A bound as a message states it: ``10,000,000``, ``0.5``."""
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
 
 
 def _numeric(
@@ -102,6 +212,7 @@ def _numeric(
     allow_missing: bool = False,
     low: float | None = None,
     high: float | None = None,
+    at_most: float | None = None,
     what: str | None = None,
     unit: str = "",
 ) -> pd.Series:
@@ -110,10 +221,7 @@ def _numeric(
     A value outside the accepted range is reported with the column's ``unit`` in brackets.
     """
     raw = df[col]
-    try:  # a clean numeric column converts in one vectorised cast; anything else is parsed one by one
-        values = raw.astype("float64")
-    except (ValueError, TypeError):
-        values = pd.to_numeric(raw, errors="coerce")
+    values = _parsed_numbers(raw, col, path, lines)
     missing = raw.isna().to_numpy()
     unparsed = values.isna().to_numpy() & ~missing
     blank = pd.Series(missing, index=raw.index)
@@ -125,7 +233,7 @@ def _numeric(
         pos = int(np.flatnonzero(bad_parse.to_numpy())[0])
         raise DataError(
             f"{path}: line {lines[pos]}, column {col}: "
-            f"expected a number, got {raw.iloc[pos]!r}"
+            f"expected a number, got {excerpt(raw.iloc[pos])}"
         )
     if blank.any() and not allow_missing:
         pos = int(np.flatnonzero(blank.to_numpy())[0])
@@ -144,6 +252,8 @@ def _numeric(
         lo = -math.inf if low is None else low
         hi = math.inf if high is None else high
         checks.append((lambda a: ~((a >= lo) & (a <= hi)), what or f"expected a number in [{lo}, {hi}]"))
+    if at_most is not None:  # before the finite check: an integer too large for a float reads as inf
+        checks.append((lambda a: ~(a <= at_most), f"expected a number <= {_plain(at_most)}"))
     checks.append((lambda a: np.isinf(a), "expected a finite number"))
     present = ~blank.to_numpy()
     in_unit = f" [{unit}]" if unit else ""
@@ -153,7 +263,7 @@ def _numeric(
         if bad.any():
             pos = int(np.flatnonzero(bad)[0])
             raise DataError(
-                f"{path}: line {lines[pos]}, column {col}: {msg}{in_unit}, got {raw.iloc[pos]!r}"
+                f"{path}: line {lines[pos]}, column {col}: {msg}{in_unit}, got {excerpt(raw.iloc[pos])}"
             )
     return values
 
@@ -162,39 +272,157 @@ def _spec_numeric(
     df: pd.DataFrame, spec: ColumnSpec, path: Path, lines: np.ndarray, *, what: str | None = None
 ) -> pd.Series:
     """:func:`_numeric` with the checks a column's spec states: whole numbers for ``int64``, its
-    bounds, its unit in the messages; an optional column may have empty values."""
+    bounds, its unit in the messages; an optional column may have empty values. With ``what``, the
+    two bounds are one range check in those words; else a lower bound of 0 is "positive" (or ">= 0")
+    and an upper bound a check of its own."""
     kw: dict[str, Any] = {}
     lo, hi = spec.minimum, spec.maximum
-    if lo == 0 and hi is None:  # the common bounds, with their own words
-        kw["positive" if spec.exclusive_minimum else "nonnegative"] = True
-    elif lo is not None or hi is not None:
+    if what is not None and lo is not None and hi is not None:
         if spec.exclusive_minimum:
-            raise ValueError(f"column {spec.name}: an exclusive minimum other than 0 has no check")
+            raise ValueError(f"column {spec.name}: an exclusive minimum in a range check has no words")
         kw.update(low=lo, high=hi, what=what)
+    else:
+        if lo == 0:  # the common lower bound, with its own words
+            kw["positive" if spec.exclusive_minimum else "nonnegative"] = True
+        elif lo is not None:
+            if spec.exclusive_minimum:
+                raise ValueError(f"column {spec.name}: an exclusive minimum other than 0 has no check")
+            kw["low"] = lo
+        kw["at_most"] = hi
     return _numeric(df, spec.name, path, lines, integer=spec.dtype == "int64", allow_missing=not spec.required,
                     unit=spec.unit, **kw)
 
 
-def read_json_object(p: Path) -> dict:
-    """A JSON file that must hold one object; a one-line DataError naming the file otherwise."""
-    try:
-        doc = json.loads(Path(p).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{p}: not valid JSON ({getattr(exc, 'msg', exc)})") from None
-    if not isinstance(doc, dict):
-        raise DataError(f"{p}: expected a JSON object")
-    return doc
+def _csv_error(p: Path, line: int, message: str) -> DataError:
+    return DataError(f"{p}: line {line}: {message}")
 
 
-def _read_csv_strings(p: Path) -> pd.DataFrame:
+def _read_csv_strings(p: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """A CSV file as text columns ("" read as NaN) and each row's physical line (1-based: the header
+    is line 1, and blank lines and the extra lines of a quoted value spanning several count).
+
+    Every row must have as many fields as the header: a row with more or fewer is an error naming
+    its line. pandas parses the file and :func:`_csv_layout` (vectorised) finds its records; a file
+    they disagree on, or with a quote left open, is read by the ``csv`` module, which knows where
+    each record starts and says what is wrong.
+    """
+    text = read_text_file(p)
+    if not text.strip():
+        raise DataError(f"{p}: file is empty; expected a CSV header and rows")
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise _csv_error(p, _line_of(text, nul), "a NUL byte; expected text (is it a binary file?)")
+    layout = _csv_layout(text, p)
+    if layout is not None:  # the fast way: pandas parses, numpy says where each record starts
+        header, lines = layout
+        try:
+            df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True)
+        except (pd.errors.ParserError, ValueError):
+            df = None
+        if df is not None and list(df.columns) == header and len(df) == len(lines):
+            return df.replace({"": np.nan}), lines
+    # a quote left open, or a file pandas splits otherwise: the csv module, which knows each record's line
+    header, rows, lines = _quoted_records(text, p)
+    df = pd.DataFrame(rows, columns=range(len(header)), dtype=str)
+    df.columns = pd.Index(header)
+    return df.replace({"": np.nan}), lines
+
+
+def _line_of(text: str, index: int) -> int:
+    """The physical line (1-based) of ``text[index]``: ``\\n``, ``\\r\\n`` and a lone ``\\r`` end a line."""
+    head = text[:index]
+    return head.count("\n") + head.count("\r") - head.count("\r\n") + 1
+
+
+def _header_names(cells: list[str], p: Path, line: int) -> list[str]:
+    """The header's column names as pandas would name them (``Unnamed: i`` for an empty one); a
+    name given twice is an error (pandas would rename the second silently)."""
+    names = [c if c != "" else f"Unnamed: {i}" for i, c in enumerate(cells)]
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names, start=1):
+        if name in seen:
+            raise _csv_error(p, line, f"column {excerpt(name)} appears twice (fields {seen[name]} and {i}); keep one")
+        seen[name] = i
+    return names
+
+
+def _is_blank_record(row: list[str]) -> bool:
+    """A record of a blank line (empty, or spaces and tabs only), which the readers skip."""
+    return not row or (len(row) == 1 and not row[0].strip(" \t"))
+
+
+def _field_count_error(p: Path, line: int, fields: int, header_fields: int) -> DataError:
+    return DataError(f"{p}: line {line} has {fields} field{'s' if fields != 1 else ''}, the header has "
+                     f"{header_fields}; expected one value per column (quote a value that holds a comma)")
+
+
+def _quoted_records(text: str, p: Path) -> tuple[list[str], list[list[str]], np.ndarray]:
+    """Header, rows and each row's physical first line of a CSV text, read by the ``csv`` module
+    (strict: a quote left open or a stray one is an error naming its line)."""
+    reader = csv.reader(io.StringIO(text, newline=""), skipinitialspace=True, strict=True)
+    header: list[str] | None = None
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    end = 0  # the last physical line read so far
     try:
-        df = pd.read_csv(p, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{p}: file is empty; expected a CSV header and rows") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(f"{p}: not a readable CSV file ({first})") from None
-    return df.replace({"": np.nan})
+        for row in reader:
+            start, end = end + 1, reader.line_num
+            if _is_blank_record(row):
+                continue
+            if header is None:
+                header = _header_names(row, p, start)
+            elif len(row) != len(header):
+                raise _field_count_error(p, start, len(row), len(header))
+            else:
+                rows.append(row)
+                lines.append(start)
+    except csv.Error as exc:
+        if str(exc) == "unexpected end of data":  # the file ended inside a quoted value
+            raise _csv_error(p, end + 1, "a quote opened there is never closed") from None
+        raise _csv_error(p, end + 1, f"not readable as CSV ({one_line(str(exc))})") from None
+    if header is None:
+        raise DataError(f"{p}: file is empty; expected a CSV header and rows")
+    return header, rows, np.asarray(lines, dtype=np.int64)
+
+
+def _csv_layout(text: str, p: Path) -> tuple[list[str], np.ndarray] | None:
+    """Header and each row's physical line of a CSV text, found with numpy (the file may hold a
+    million rows): a line end or a comma counts where an even number of quotes precedes it (outside
+    a quoted value, as RFC 4180 quotes, "" included); a record of blanks is skipped. Raises naming
+    the first row whose field count differs from the header's; None where a quote is left open."""
+    b = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    quotes = np.flatnonzero(b == 34)
+    if len(quotes) % 2:
+        return None
+
+    def unquoted(positions: np.ndarray) -> np.ndarray:
+        return positions[np.searchsorted(quotes, positions) % 2 == 0] if len(quotes) else positions
+
+    cr = np.flatnonzero(b == 13)
+    lone_cr = cr[(cr + 1 >= len(b)) | (b[np.minimum(cr + 1, len(b) - 1)] != 10)]
+    line_ends = np.flatnonzero(b == 10)  # the last byte of each physical line: \n, or a lone \r
+    if len(lone_cr):
+        line_ends = np.sort(np.concatenate([line_ends, lone_cr]))
+    ends = unquoted(line_ends)  # the last byte of each record
+    if not len(ends) or ends[-1] != len(b) - 1:
+        ends = np.append(ends, len(b) - 1)  # the last record has no terminator
+    starts = np.r_[0, ends[:-1] + 1]
+
+    def per_record(positions: np.ndarray) -> np.ndarray:  # how many of the (sorted) positions each record holds
+        return np.diff(np.searchsorted(positions, ends, side="right"), prepend=0)
+
+    blank = per_record(np.flatnonzero((b == 32) | (b == 9) | (b == 10) | (b == 13))) == ends - starts + 1
+    records = np.flatnonzero(~blank)
+    fields = per_record(unquoted(np.flatnonzero(b == 44)))[records] + 1
+    first_line = np.searchsorted(line_ends, starts[records]) + 1  # physical lines ended before a record, + 1
+    header_text = bytes(b[starts[records[0]]: ends[records[0]] + 1]).decode("utf-8")
+    cells = next(csv.reader(io.StringIO(header_text, newline=""), skipinitialspace=True), [])
+    header = _header_names(cells, p, int(first_line[0]))
+    wrong = np.flatnonzero(fields != fields[0])
+    if len(wrong):
+        i = int(wrong[0])
+        raise _field_count_error(p, int(first_line[i]), int(fields[i]), int(fields[0]))
+    return header, first_line[1:]
 
 
 def read_characterization(path: str | Path) -> pd.DataFrame:
@@ -210,12 +438,11 @@ def read_characterization(path: str | Path) -> pd.DataFrame:
     token count, runtime or energy, and for a row that duplicates an earlier one exactly.
     """
     p = _check_file(path)
-    df = _read_csv_strings(p)
+    df, lines = _read_csv_strings(p)
     df = _normalise_headers(df, CHAR_COLUMN_ALIASES, p)
     _require_columns(df, CHAR_REQUIRED, p)
     if df.empty:
         raise DataError(f"{p}: no data rows; expected one row per measured run")
-    lines = np.arange(len(df)) + 2  # the header is line 1
     for col in (c.name for c in CHAR_SPEC if c.required and c.dtype == "str"):
         blank = df[col].isna() | (df[col].astype(str).str.strip() == "")
         if blank.any():
@@ -234,7 +461,7 @@ def read_characterization(path: str | Path) -> pd.DataFrame:
         bad = ~split.isin(choices)
         if bad.any():
             pos = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(f"{p}: line {lines[pos]}, column split: {df['split'].iloc[pos]!r}; "
+            raise DataError(f"{p}: line {lines[pos]}, column split: {excerpt(df['split'].iloc[pos])}; "
                             f"expected {' or '.join(choices)}")
         df["split"] = split
     dup = df.duplicated(keep="first")
@@ -250,30 +477,35 @@ def read_characterization(path: str | Path) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def _read_jsonl(p: Path) -> pd.DataFrame:
+def _read_jsonl(p: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """One JSON object per line (blank lines skipped), as a table of the parsed values, and each
+    row's physical line."""
     records = []
-    with p.open("r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{p}: line {lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(rec, dict):
-                raise DataError(f"{p}: line {lineno}: expected a JSON object per line")
-            rec["__line__"] = lineno
-            records.append(rec)
+    lines = []
+    # universal newlines: a line ends at \n, \r\n or a lone \r, as in the CSV reader
+    for lineno, line in enumerate(io.StringIO(read_text_file(p), newline=None), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = _parse_json(line)
+        except ValueError as exc:
+            why = exc.msg if isinstance(exc, json.JSONDecodeError) else one_line(str(exc))
+            raise DataError(f"{p}: line {lineno}: not valid JSON ({why})") from None
+        if not isinstance(rec, dict):
+            raise DataError(f"{p}: line {lineno}: expected a JSON object per line, got {json_value_text(rec)}")
+        records.append(rec)
+        lines.append(lineno)
     if not records:
         raise DataError(f"{p}: file is empty; expected one JSON object per query")
     df = pd.DataFrame.from_records(records)
-    return df.astype(object).where(df.notna(), np.nan)
+    return df.astype(object).where(df.notna(), np.nan), np.asarray(lines, dtype=np.int64)
 
 
 def _read_workload_csv_fast(p: Path) -> pd.DataFrame | None:
     """A clean workload CSV read by pyarrow with typed columns (a million rows in a fraction of a
     second); None for anything unusual — a value that does not parse or fails a check, an alias
-    clash, the Azure layout — which the validating reader then reads and names the problem of."""
+    clash, a NUL character, the Azure layout — which the validating reader then reads and names the
+    problem of."""
     import pyarrow.compute as pc
 
     header = _csv_header(p)
@@ -281,6 +513,8 @@ def _read_workload_csv_fast(p: Path) -> pd.DataFrame | None:
         return None
     canon = [WORKLOAD_COLUMN_ALIASES.get(h.strip().lower(), h.strip().lower()) for h in header]
     if len(set(canon)) != len(canon) or not set(WORKLOAD_REQUIRED) <= set(canon):
+        return None
+    if _has_nul_byte(p):
         return None
     table = _read_typed_csv(p, header, canon)
     if table is None or table.num_rows == 0:
@@ -304,6 +538,18 @@ def _read_workload_csv_fast(p: Path) -> pd.DataFrame | None:
     out = pd.DataFrame(cols)
     out.attrs["source"] = str(p)
     return out
+
+
+def _has_nul_byte(p: Path) -> bool:
+    """Whether the file holds a NUL byte (a binary file, which the validating reader refuses): one
+    memchr over the mapped file, milliseconds for a million rows."""
+    import mmap
+
+    try:
+        with p.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            return m.find(b"\x00") >= 0
+    except (OSError, ValueError):  # an empty file cannot be mapped
+        return True
 
 
 def _csv_header(p: Path) -> list[str] | None:
@@ -349,10 +595,15 @@ def _clean_query_ids(table: Any) -> pd.Series | None:
 
 
 def _whole_token_counts(table: pa.Table, column: str) -> np.ndarray | None:
-    """The column as int64; None unless every value is a whole number >= 1."""
+    """The column as int64; None unless every value is a whole number within the spec's bounds
+    (input tokens 1 to MAX_TOKENS, output tokens 0 to MAX_TOKENS)."""
+    spec = spec_of(WORKLOAD_SPEC, column)
+    lo, hi = spec.minimum, spec.maximum
+    assert lo is not None and hi is not None, f"{column}: a token count's spec has both bounds"
     x = table.column(column).to_numpy(zero_copy_only=False)
     with np.errstate(invalid="ignore"):
-        if not np.all((x > 0) & np.isfinite(x) & (x == np.round(x))):
+        above = x > lo if spec.exclusive_minimum else x >= lo
+        if not np.all(above & (x <= hi) & (x == np.round(x))):  # NaN and inf fail every comparison
             return None
     return x.astype("int64")
 
@@ -380,11 +631,40 @@ def _deadlines(table: pa.Table, canon: list[str]) -> np.ndarray | None:
     return d
 
 
+def _query_ids(qid: pd.Series, p: Path, lines: np.ndarray) -> pd.Series:
+    """The query ids as stripped text, each given once: a CSV's text, or a JSONL file's strings and
+    numbers (7.0 -> "7"); a missing id, a JSON boolean, array or object is an error."""
+    def first(mask: np.ndarray) -> int:
+        return int(np.flatnonzero(mask)[0])
+
+    missing = (qid.isna() | (qid.astype(str).str.strip() == "")).to_numpy()
+    if missing.any():
+        pos = first(missing)
+        raise DataError(f"{p}: line {lines[pos]}, column query_id: value is missing, got {excerpt(qid.iloc[pos])}")
+    if qid.dtype != object and pd.api.types.is_string_dtype(qid):  # a string column (CSV)
+        ids = qid.str.strip()
+    else:  # parsed JSON values
+        wrong = qid.map(lambda v: isinstance(v, (bool, np.bool_, list, dict))).to_numpy(dtype=bool)
+        if wrong.any():
+            pos = first(wrong)
+            raise DataError(f"{p}: line {lines[pos]}, column query_id: expected text or a number, "
+                            f"got {json_value_text(qid.iloc[pos])}")
+        ids = qid.map(lambda v: str(int(v)) if isinstance(v, float) and v.is_integer() else str(v).strip())
+    if not pd.Index(ids).is_unique:
+        pos = first(ids.duplicated(keep="first").to_numpy())
+        was = first((ids == ids.iloc[pos]).to_numpy())
+        raise DataError(f"{p}: line {lines[pos]}, column query_id: duplicate id {excerpt(ids.iloc[pos])} "
+                        f"(first on line {lines[was]}); expected each query once")
+    return ids
+
+
 def read_workload(path: str | Path) -> pd.DataFrame:
     """Read and validate a workload (one row per query) from CSV or JSONL.
 
     Columns as in :data:`~energyopt.schema.WORKLOAD_SPEC`: ``query_id`` (text), ``input_tokens``
-    and ``output_tokens`` (whole numbers ≥ 1), optional ``min_accuracy`` (0–1) and ``deadline_s``
+    (whole numbers, 1 to :data:`~energyopt.schema.MAX_TOKENS`) and ``output_tokens`` (0 to
+    ``MAX_TOKENS``; 0 is a prefill-only request, planned as 1 output token by
+    :func:`~energyopt.problem.build_problem`), optional ``min_accuracy`` (0–1) and ``deadline_s``
     (completion time [s] from the batch start, > 0; empty means no deadline). The public Azure
     LLM inference trace layout (``TIMESTAMP,ContextTokens,GeneratedTokens``) is accepted too: its
     rows are numbered as query ids ``q0, q1, …`` in file order.
@@ -395,11 +675,9 @@ def read_workload(path: str | Path) -> pd.DataFrame:
         if fast is not None:
             return fast
     if p.suffix.lower() in (".jsonl", ".ndjson"):
-        df = _read_jsonl(p)
-        lines = df.pop("__line__").to_numpy()
+        df, lines = _read_jsonl(p)
     else:
-        df = _read_csv_strings(p)
-        lines = np.arange(len(df)) + 2
+        df, lines = _read_csv_strings(p)
     raw_cols = {str(c).strip().lower() for c in df.columns}
     is_azure = set(AZURE_TRACE_COLUMNS) <= raw_cols and "query_id" not in raw_cols
     df = _normalise_headers(df, WORKLOAD_COLUMN_ALIASES, p)
@@ -411,26 +689,7 @@ def read_workload(path: str | Path) -> pd.DataFrame:
         raise DataError(f"{p}: no queries; expected at least one row")
     df = df.reset_index(drop=True)
 
-    def bad(mask: np.ndarray, col: str, msg: str) -> None:
-        if mask.any():
-            pos = int(np.flatnonzero(mask)[0])
-            raise DataError(f"{p}: line {lines[pos]}, column {col}: {msg}, got {df[col].iloc[pos]!r}")
-
-    qid = df["query_id"]
-    bad((qid.isna() | (qid.astype(str).str.strip() == "")).to_numpy(), "query_id", "value is missing")
-    if qid.dtype != object and pd.api.types.is_string_dtype(qid):  # a string column (CSV)
-        df["query_id"] = qid.str.strip()
-    else:  # objects, e.g. JSONL numbers: 7.0 -> "7"
-        df["query_id"] = qid.map(lambda v: str(int(v)) if isinstance(v, float) and v.is_integer() else str(v).strip())
-    ids_unique = pd.Index(df["query_id"]).is_unique
-    dup = np.zeros(len(df), dtype=bool) if ids_unique else df["query_id"].duplicated(keep="first").to_numpy()
-    if dup.any():
-        pos = int(np.flatnonzero(dup)[0])
-        first = int(np.flatnonzero((df["query_id"] == df["query_id"].iloc[pos]).to_numpy())[0])
-        raise DataError(
-            f"{p}: line {lines[pos]}, column query_id: duplicate id {df['query_id'].iloc[pos]!r} "
-            f"(first on line {lines[first]}); expected each query once"
-        )
+    df["query_id"] = _query_ids(df["query_id"], p, lines)
 
     def num(col: str, what: str | None = None) -> pd.Series:
         spec = spec_of(WORKLOAD_SPEC, col)

@@ -16,6 +16,7 @@ others). A model measured at batch size 1 only predicts batch size 1.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -25,8 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import DataError
-from .io import read_json_object
+from .errors import DataError, excerpt, key_text, unknown_key_hint
+from .io import json_value_text, read_json_object
 from .schema import TARGET_UNITS, TARGETS
 from .writers import write_atomic
 
@@ -175,109 +176,241 @@ class FittedModel:
 
     @classmethod
     def from_dict(cls, llm: str, device: str, target: str, d: Mapping[str, Any], where: str) -> FittedModel:
-        def get(key: str, typ: type | tuple[type, ...]) -> Any:
-            if key not in d:
-                raise DataError(f"{where}: key {target}.{key} is missing")
-            val = d[key]
-            if not isinstance(val, typ) or isinstance(val, bool):
-                raise DataError(f"{where}: key {target}.{key} has the wrong type ({type(val).__name__})")
-            return val
-
-        form = get("form", str)
-        features = tuple(get("features", list))
-        unknown = [f for f in features if f not in FEATURES]
-        if unknown:
-            raise DataError(f"{where}: key {target}.features has unknown feature(s) {unknown}")
-        coefs = get("coefficients", dict)
-        intercept = float(get("intercept", (int, float)))
-        values = []
-        for f in features:
-            if f == "1":
-                values.append(intercept)
-                continue
-            if f not in coefs or not isinstance(coefs[f], (int, float)):
-                raise DataError(f"{where}: key {target}.coefficients.{f} is missing or not a number")
-            values.append(float(coefs[f]))
-        arr = np.array(values, dtype=float)
-        origin = d.get("origin", "fitted")
+        """One target of a model file, validated strictly: every key known (else a "did you mean"),
+        every value of its type; ``where`` (the file) and the key path name a problem."""
+        doc = _Obj(d, target, where)
+        doc.only(TARGET_KEYS)
+        origin = doc.text("origin", default="fitted")
         if origin not in ("fitted", "published"):
-            raise DataError(f"{where}: key {target}.origin must be 'fitted' or 'published', got {origin!r}")
-        if not np.all(np.isfinite(arr)):
-            raise DataError(f"{where}: key {target}.coefficients must be finite numbers")
-        if origin == "fitted" and np.any(arr < 0):
-            raise DataError(f"{where}: key {target}.coefficients must be >= 0 for a fitted model")
-
-        def metric(key: str, typ: type | tuple[type, ...]) -> Any:
-            # a published model carries the figures its source printed, or null
-            if origin == "published" and d.get(key) is None:
-                return float("nan")
-            return get(key, typ)
-
+            raise doc.error("origin", f"must be 'fitted' or 'published', got {excerpt(origin)}")
+        unit = doc.text("unit", default=TARGET_UNITS[target])
+        if unit != TARGET_UNITS[target]:
+            raise doc.error("unit", f"must be {TARGET_UNITS[target]!r} (what {target} is in), got {excerpt(unit)}")
+        features, arr = _features_and_coefficients(doc, origin)
+        published = origin == "published"  # its figures are what its source printed, or null
         metrics = FitMetrics(
-            r2=float(metric("r2", (int, float))),
-            cv_r2=float(metric("cv_r2", (int, float))),
-            cv_median_rel_error=float(metric("cv_median_rel_error", (int, float))),
-            cv_p95_rel_error=float(metric("cv_p95_rel_error", (int, float))),
-            n_samples=int(get("n_samples", int)),
-            n_points=int(get("n_points", int)),
-            holdout_median_rel_error=_optional_float(d, "holdout_median_rel_error", target, where),
-            holdout_max_rel_error=_optional_float(d, "holdout_max_rel_error", target, where),
-            n_holdout=int(d.get("n_holdout", 0) or 0),
-            repeat_spread=_optional_float(d, "repeat_spread", target, where),
+            r2=doc.number("r2", null=published), cv_r2=doc.number("cv_r2", null=published),
+            cv_median_rel_error=doc.number("cv_median_rel_error", null=published),
+            cv_p95_rel_error=doc.number("cv_p95_rel_error", null=published),
+            n_samples=doc.whole("n_samples"), n_points=doc.whole("n_points"),
+            holdout_median_rel_error=doc.number("holdout_median_rel_error", null=True, default=math.nan),
+            holdout_max_rel_error=doc.number("holdout_max_rel_error", null=True, default=math.nan),
+            n_holdout=doc.whole("n_holdout", null=True, default=0),
+            repeat_spread=doc.number("repeat_spread", null=True, default=math.nan),
         )
-        if origin == "published" and d.get("input_tokens_range") is None:
-            xr, yr = [0, _UNSTATED], [0, _UNSTATED]  # the source states no range: never flagged
+        if published and d.get("input_tokens_range") is None:
+            xr, yr = (0, _UNSTATED), (0, _UNSTATED)  # the source states no range: never flagged
         else:
-            xr = get("input_tokens_range", list)
-            yr = get("output_tokens_range", list)
+            xr, yr = doc.span("input_tokens_range", low=0), doc.span("output_tokens_range", low=0)
         return cls(
-            llm=llm,
-            device=device,
-            target=target,
-            form=form,
-            features=features,
-            coefficients=arr,
-            metrics=metrics,
-            input_tokens_range=(int(xr[0]), int(xr[1])),
-            output_tokens_range=(int(yr[0]), int(yr[1])),
-            candidates=dict(d.get("candidates", {})),
-            origin=origin,
-            batch_size_range=_batch_size_range(d.get("batch_size_range", [1, 1]), target, where),
-            by_batch_size=_by_batch_size(d.get("by_batch_size", {}), target, where),
-            outliers=list(d.get("outliers", [])),
+            llm=llm, device=device, target=target, form=doc.text("form"), features=features, coefficients=arr,
+            metrics=metrics, input_tokens_range=xr, output_tokens_range=yr,
+            candidates=_candidates(doc), origin=origin,
+            batch_size_range=doc.span("batch_size_range", low=1, default=(1, 1), what="batch size"),
+            by_batch_size=_by_batch_size(doc), outliers=_outliers(doc),
         )
 
 
-def _batch_size_range(raw: Any, target: str, where: str) -> tuple[int, int]:
-    ok = (isinstance(raw, list) and len(raw) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in raw)
-          and 1 <= raw[0] <= raw[1])
-    if not ok:
-        raise DataError(f"{where}: key {target}.batch_size_range must be [smallest, largest] batch size >= 1, got {raw!r}")
-    return int(raw[0]), int(raw[1])
+#: the keys of one target in a model file (what :meth:`FittedModel.to_dict` writes)
+TARGET_KEYS = ("origin", "form", "features", "coefficients", "intercept", "unit", "r2", "cv_r2", "cv_median_rel_error",
+               "cv_p95_rel_error", "n_samples", "n_points", "holdout_median_rel_error", "holdout_max_rel_error",
+               "n_holdout", "repeat_spread", "input_tokens_range", "output_tokens_range", "batch_size_range",
+               "by_batch_size", "outliers", "candidates")
+#: the keys of a model file's top level (what :meth:`FittedModels.save` writes)
+FILE_KEYS = ("format_version", "llm", "device", *TARGETS, "measurement", "provenance")
+#: per batch size: cross-validated figures, or for a batch size held back its error predicted from the others
+BY_BATCH_SIZE_KEYS = ("cv_r2", "cv_median_rel_error", "n_points", "held_back", "median_rel_error", "max_rel_error")
+#: a point reported as an outlier and not fitted
+OUTLIER_KEYS = ("input_tokens", "output_tokens", "batch_size", "measured")
+#: each candidate form's cross-validated figures
+CANDIDATE_KEYS = ("cv_r2", "cv_median_rel_error", "cv_p95_rel_error", "cv_score")
+#: text provenance of the measurements, as the characterization CSV names it
+MEASUREMENT_TEXT_KEYS = ("gpu_name", "cpu_name", "driver", "torch_version", "transformers_version", "dtype",
+                         "energy_source", "measured_at", "host")
+MEASUREMENT_KEYS = ("idle_power_w", "num_devices", *MEASUREMENT_TEXT_KEYS)
+#: how a model was made: from fitting (energyopt fit) or from a publication (data/published/)
+PROVENANCE_KEYS = ("training_data", "sources", "fitted_at", "folds", "loss", "min_r2", "batch_size", "batch_sizes",
+                   "held_back_batch_sizes", "versions", "source", "file")
+
+_ABSENT = object()
 
 
-def _by_batch_size(raw: Any, target: str, where: str) -> dict[int, dict[str, Any]]:
-    if not isinstance(raw, dict):
-        raise DataError(f"{where}: key {target}.by_batch_size must be an object keyed by batch size")
-    out: dict[int, dict[str, Any]] = {}
-    for key, val in raw.items():
-        if not str(key).isdigit() or not isinstance(val, dict):
-            raise DataError(f"{where}: key {target}.by_batch_size.{key} must be a batch size with an object of figures")
-        out[int(key)] = {k: (float("nan") if v is None else v) for k, v in val.items()}
+class _Obj:
+    """A JSON object of a model file, at key path ``path`` (``energy_j``,
+    ``energy_j.by_batch_size.8``) of the file ``where``, read strictly: each accessor checks the
+    value's type and raises a one-line DataError naming the file and the key."""
+
+    def __init__(self, value: Any, path: str, where: str):
+        if not isinstance(value, dict):
+            raise DataError(f"{where}: key {path} must be a JSON object, got {json_value_text(value)}")
+        self.d, self.path, self.where = value, path, where
+
+    def name(self, key: str) -> str:
+        """The key path of ``key`` in this object, as messages name it."""
+        return f"{self.path}.{key_text(key)}" if self.path else key_text(key)
+
+    def error(self, key: str, message: str) -> DataError:
+        return DataError(f"{self.where}: key {self.name(key)} {message}")
+
+    def only(self, known: tuple[str, ...]) -> None:
+        """Every key is one of ``known``: a key the reader does not know is a typo, not a comment."""
+        for key in self.d:
+            if key not in known:
+                raise DataError(f"{self.where}: unknown key {self.name(key)}{unknown_key_hint(key, known)}")
+
+    def get(self, key: str, default: Any = _ABSENT) -> Any:
+        if key in self.d:
+            return self.d[key]
+        if default is _ABSENT:
+            raise self.error(key, "is missing")
+        return default
+
+    def text(self, key: str, default: Any = _ABSENT) -> str:
+        value = self.get(key, default)
+        if not isinstance(value, str):
+            raise self.error(key, f"must be text, got {json_value_text(value)}")
+        return value
+
+    def number(self, key: str, *, null: bool = False, default: Any = _ABSENT) -> float:
+        """A number (JSON's true is not 1); null (as NaN) where ``null``."""
+        value = self.get(key, default)
+        if value is None and null:
+            return math.nan
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.error(key, f"must be a number{' or null' if null else ''}, got {json_value_text(value)}")
+        try:
+            return float(value)
+        except OverflowError:
+            raise self.error(key, f"must be a number a float can hold, got {json_value_text(value)}") from None
+
+    def whole(self, key: str, *, null: bool = False, default: Any = _ABSENT) -> int:
+        """A whole number >= 0; null (as 0) where ``null``."""
+        value = self.get(key, default)
+        if value is None and null:
+            return 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise self.error(key, f"must be a whole number >= 0, got {json_value_text(value)}")
+        return value
+
+    def span(self, key: str, *, low: int, default: Any = _ABSENT, what: str = "token count") -> tuple[int, int]:
+        """``[smallest, largest]``, whole numbers with ``low <= smallest <= largest``."""
+        value = self.get(key, default)
+        if isinstance(value, tuple):
+            return value
+        ok = (isinstance(value, list) and len(value) == 2
+              and all(isinstance(v, int) and not isinstance(v, bool) for v in value) and low <= value[0] <= value[1])
+        if not ok:
+            raise self.error(key, f"must be [smallest, largest] {what} >= {low}, got {json_value_text(value)}")
+        return int(value[0]), int(value[1])
+
+    def child(self, key: str) -> _Obj:
+        return _Obj(self.get(key), self.name(key), self.where)
+
+
+def _features_and_coefficients(doc: _Obj, origin: str) -> tuple[tuple[str, ...], np.ndarray]:
+    """The features (each known, each once) and their coefficients, the intercept for ``1``; a
+    coefficient of a feature the model does not list is an error (it would be ignored)."""
+    raw = doc.get("features")
+    if not isinstance(raw, list) or not all(isinstance(f, str) for f in raw):
+        raise doc.error("features", f"must be a list of feature names, got {json_value_text(raw)}")
+    for f in raw:
+        if f not in FEATURES:
+            raise doc.error("features", f"has an unknown feature {excerpt(f)}{unknown_key_hint(f, tuple(FEATURES))}")
+    if len(set(raw)) != len(raw):
+        raise doc.error("features", f"lists a feature twice: {excerpt(raw)}")
+    features = tuple(raw)
+    coefs = doc.child("coefficients")
+    coefs.only(tuple(f for f in features if f != "1"))
+    intercept = doc.number("intercept")
+    arr = np.array([intercept if f == "1" else coefs.number(f) for f in features], dtype=float)
+    if not np.all(np.isfinite(arr)):
+        raise doc.error("coefficients", "must be finite numbers")
+    if origin == "fitted" and np.any(arr < 0):
+        raise doc.error("coefficients", "must be >= 0 for a fitted model")
+    return features, arr
+
+
+def _figures(obj: _Obj, known: tuple[str, ...]) -> dict[str, Any]:
+    """An object of figures: known keys, each a number, true/false or null (as NaN)."""
+    obj.only(known)
+    out: dict[str, Any] = {}
+    for key, value in obj.d.items():
+        if isinstance(value, bool):
+            out[key] = value
+        else:
+            out[key] = obj.number(key, null=True)
+            if isinstance(value, int) and out[key].is_integer():
+                out[key] = value  # counts stay whole numbers
     return out
+
+
+def _candidates(doc: _Obj) -> dict[str, dict[str, float]]:
+    if "candidates" not in doc.d:
+        return {}
+    cands = doc.child("candidates")
+    return {name: _figures(cands.child(name), CANDIDATE_KEYS) for name in cands.d}
+
+
+def _by_batch_size(doc: _Obj) -> dict[int, dict[str, Any]]:
+    if "by_batch_size" not in doc.d:
+        return {}
+    per_size = doc.child("by_batch_size")
+    out: dict[int, dict[str, Any]] = {}
+    for key in per_size.d:
+        if not (key.isdigit() and key.isascii() and int(key) >= 1):
+            raise per_size.error(key, "must be a batch size (a whole number >= 1) with an object of figures")
+        out[int(key)] = _figures(per_size.child(key), BY_BATCH_SIZE_KEYS)
+    return out
+
+
+def _outliers(doc: _Obj) -> list[dict[str, Any]]:
+    raw = doc.get("outliers", [])
+    if not isinstance(raw, list):
+        raise doc.error("outliers", f"must be a list of points, got {json_value_text(raw)}")
+    return [_figures(_Obj(point, f"{doc.path}.outliers[{i}]", doc.where), OUTLIER_KEYS) for i, point in enumerate(raw)]
+
+
+def _read_model_file(f: Path) -> tuple[str, str, dict[str, FittedModel], dict[str, Any]]:
+    """One model file: its LLM, device, both targets' models, and its measurement and provenance
+    records. Every key at every level must be one :meth:`FittedModels.save` writes."""
+    doc = _Obj(read_json_object(f), "", str(f))  # the top level: keys named alone
+    doc.only(FILE_KEYS)
+    version = doc.get("format_version")
+    if isinstance(version, bool) or version != FORMAT_VERSION:  # JSON's true equals 1 in Python
+        raise DataError(f"{f}: key format_version is {json_value_text(version)}; expected {FORMAT_VERSION}")
+    llm, dev = doc.text("llm"), doc.text("device")
+    if not llm.strip() or not dev.strip():
+        raise DataError(f"{f}: keys llm and device must name an LLM and a device, got {excerpt(llm)} and {excerpt(dev)}")
+    fitted = {}
+    for t in TARGETS:
+        value = doc.get(t)
+        if not isinstance(value, dict):
+            raise DataError(f"{f}: key {t} must be an object, got {json_value_text(value)}")
+        fitted[t] = FittedModel.from_dict(llm, dev, t, value, str(f))
+    extra: dict[str, Any] = {}
+    for key, known in (("measurement", MEASUREMENT_KEYS), ("provenance", PROVENANCE_KEYS)):
+        if key in doc.d:
+            record = _Obj(doc.d[key], key, str(f))
+            record.only(known)
+            extra[key] = record.d
+    if "measurement" in extra:
+        _check_measurement(_Obj(extra["measurement"], "measurement", str(f)))
+    return llm, dev, fitted, extra
+
+
+def _check_measurement(m: _Obj) -> None:
+    """The measurement record's numbers are numbers (or null) and its provenance text is text or a
+    list of texts (several values measured)."""
+    for key, value in m.d.items():
+        if key in MEASUREMENT_TEXT_KEYS:
+            if not (isinstance(value, str) or isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                raise m.error(key, f"must be text or a list of texts, got {json_value_text(value)}")
+        else:
+            m.number(key, null=True)
 
 
 def _none_if_nan(x: float) -> float | None:
     return None if not np.isfinite(x) else float(x)
-
-
-def _optional_float(d: Mapping[str, Any], key: str, target: str, where: str) -> float:
-    val = d.get(key)
-    if val is None:
-        return float("nan")
-    if not isinstance(val, (int, float)) or isinstance(val, bool):
-        raise DataError(f"{where}: key {target}.{key} must be a number or null")
-    return float(val)
 
 
 def _held_back_batch_error(fm: FittedModel) -> float:
@@ -514,22 +647,11 @@ class FittedModels:
         models: dict[tuple[str, str], dict[str, FittedModel]] = {}
         info: dict[tuple[str, str], dict[str, Any]] = {}
         for f in files:
-            doc = read_json_object(f)
-            for key in ("format_version", "llm", "device", *TARGETS):
-                if key not in doc:
-                    raise DataError(f"{f}: key {key} is missing")
-            if doc["format_version"] != FORMAT_VERSION:
-                raise DataError(f"{f}: key format_version is {doc['format_version']!r}; expected {FORMAT_VERSION}")
-            llm, dev = str(doc["llm"]), str(doc["device"])
+            llm, dev, fitted, extra = _read_model_file(f)
             if (llm, dev) in models:
-                raise DataError(f"{f}: a second model file for {llm} on {dev}")
-            fitted = {}
-            for t in TARGETS:
-                if not isinstance(doc[t], dict):
-                    raise DataError(f"{f}: key {t} must be an object")
-                fitted[t] = FittedModel.from_dict(llm, dev, t, doc[t], str(f))
+                raise DataError(f"{f}: a second model file for {key_text(llm)} on {key_text(dev)}")
             models[(llm, dev)] = fitted
-            info[(llm, dev)] = {k: v for k, v in doc.items() if k not in ("format_version", "llm", "device", *TARGETS)}
+            info[(llm, dev)] = extra
         out = cls(models, info)
         out.source = str(d.resolve())
         return out

@@ -4,7 +4,9 @@ A *deployment* is one LLM on one device pool with a number of devices per instan
 a query is a deployment whose LLM meets the query's accuracy floor, whose context window holds the
 query, and whose predicted runtime fits before the query's deadline and the horizon. Options a
 published model predicts at <= 0 J or s are dropped (counted in ``excluded_invalid``): a negative
-prediction must never make an option look free.
+prediction must never make an option look free. A prefill-only query (0 output tokens) is
+predicted as one with 1 output token (:func:`~energyopt.accounting.planned_output_tokens`): its
+prefill yields the first token, and the models predict for one output token or more.
 
 ``extrapolated`` flags every (query, deployment) pair whose prediction lies outside the token
 ranges (or batch sizes) the pair's models were measured on. Such a pair stays an option, and the
@@ -32,7 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .accounting import effective_deadline_s, idle_energy_j, query_energy_cost_j, token_weight
+from .accounting import effective_deadline_s, idle_energy_j, planned_output_tokens, query_energy_cost_j, token_weight
 from .errors import DataError
 from .fleet import Fleet
 from .inputs import Inputs
@@ -199,8 +201,10 @@ def build_problem(
     tin = q["input_tokens"].to_numpy()
     tout = q["output_tokens"].to_numpy()
     pairs = list(zip(deps["llm"], deps["device"]))
-    E, R, valid = models.predict_matrix(pairs, tin, tout, deps["batch_size"].tolist())
-    extrapolated = models.extrapolated_matrix(pairs, tin, tout, deps["batch_size"].tolist())
+    # the one place the problem asks the models: a prefill-only query (0 output tokens) as 1 output token
+    tout_planned = planned_output_tokens(tout)
+    E, R, valid = models.predict_matrix(pairs, tin, tout_planned, deps["batch_size"].tolist())
+    extrapolated = models.extrapolated_matrix(pairs, tin, tout_planned, deps["batch_size"].tolist())
     usable = valid & ~extrapolated if strict_range else valid  # a prediction the plan may rest on
     acc = deps["accuracy"].to_numpy()
     # the LLM's context window, and the KV cache of an instance's lanes at the query's context

@@ -29,6 +29,8 @@ __all__ = [
     "CHAR_OPTIONAL_NUMERIC",
     "CHAR_OPTIONAL_SIGNED",
     "CHAR_COLUMN_ALIASES",
+    "MAX_TOKENS",
+    "MAX_BATCH_SIZE",
     "TARGETS",
     "TARGET_UNITS",
     "WORKLOAD_SPEC",
@@ -117,14 +119,22 @@ def _text(name: str, required: bool, description: str, choices: tuple[str, ...] 
     return ColumnSpec(name, "str", "", required, description, choices=choices)
 
 
+#: the most tokens a reader accepts in one token count: a larger count is no real query (a typo, a
+#: unit mistake, a corrupted file) and would overflow the whole numbers it is stored in
+MAX_TOKENS = 10_000_000
+#: the largest batch size a characterization file may state
+MAX_BATCH_SIZE = 1_000_000
+
 # --- characterization data (one row per measured run) -------------------------------------
 CHAR_SPEC: tuple[ColumnSpec, ...] = (
     _text("llm", True, "LLM measured (the name the fleet's [llms] table uses)"),
     _text("device", True, "device measured (the name the fleet's [pools] table uses)"),
-    ColumnSpec("input_tokens", "int64", "", True, "prompt length (a count of tokens)", minimum=0, exclusive_minimum=True),
-    ColumnSpec("output_tokens", "int64", "", True, "generated length (a count of tokens)", minimum=0, exclusive_minimum=True),
+    ColumnSpec("input_tokens", "int64", "", True, "prompt length (a count of tokens)", minimum=0, exclusive_minimum=True,
+               maximum=MAX_TOKENS),
+    ColumnSpec("output_tokens", "int64", "", True, "generated length (a count of tokens)", minimum=0, exclusive_minimum=True,
+               maximum=MAX_TOKENS),
     ColumnSpec("batch_size", "int64", "", True, "identical queries run together (one prefill, then decode steps of all)",
-               minimum=0, exclusive_minimum=True),
+               minimum=0, exclusive_minimum=True, maximum=MAX_BATCH_SIZE),
     ColumnSpec("runtime_s", "float64", "s", True, "wall time of one run: each query's latency in the batch",
                minimum=0, exclusive_minimum=True),
     ColumnSpec("energy_j", "float64", "J", True, "whole-system energy of one run (the whole batch's)",
@@ -187,8 +197,11 @@ TARGET_UNITS = {t: spec_of(CHAR_SPEC, t).unit for t in TARGETS}
 # --- workload (one row per query) -----------------------------------------------------------
 WORKLOAD_SPEC: tuple[ColumnSpec, ...] = (
     _text("query_id", True, "the query's id, unique in the batch"),
-    ColumnSpec("input_tokens", "int64", "", True, "prompt length (a count of tokens)", minimum=0, exclusive_minimum=True),
-    ColumnSpec("output_tokens", "int64", "", True, "generated length (a count of tokens)", minimum=0, exclusive_minimum=True),
+    ColumnSpec("input_tokens", "int64", "", True, "prompt length (a count of tokens)", minimum=0, exclusive_minimum=True,
+               maximum=MAX_TOKENS),
+    # a prefill-only request (0 output tokens) is planned as 1 output token: its prefill yields the first
+    ColumnSpec("output_tokens", "int64", "", True, "generated length (a count of tokens); 0: prefill only, planned as 1",
+               minimum=0, maximum=MAX_TOKENS),
     ColumnSpec("min_accuracy", "float64", "", False, "the query's accuracy floor, 0-1; empty: 0 (none)",
                minimum=0, maximum=1),
     ColumnSpec("deadline_s", "float64", "s", False, "completion time from the batch start; empty: none",

@@ -97,7 +97,7 @@ def test_load_validation(tmp_path):
     with pytest.raises(DataError, match=r"m__d\.json: key runtime_s\.coefficients must be >= 0"):
         FittedModels.load(tmp_path)
     f.write_text("{not json")
-    with pytest.raises(DataError, match=r"m__d\.json: not valid JSON"):
+    with pytest.raises(DataError, match=r"m__d\.json: line 1: not valid JSON"):
         FittedModels.load(tmp_path)
     with pytest.raises(DataError, match=r"models directory not found"):
         FittedModels.load(tmp_path / "missing")

@@ -124,6 +124,7 @@ def test_fast_and_validating_workload_readers_agree(tmp_path, monkeypatch, text)
         "query_id,input_tokens,output_tokens,min_accuracy\n1,2,3,-0.1\n",
         "query_id,id,input_tokens,output_tokens\n1,2,3,4\n",
         "query_id,input_tokens,output_tokens\n1,2,3,4\n",
+        "query_id,input_tokens,output_tokens\na\x00,2,3\n",  # a NUL byte: the validating reader refuses it
     ],
 )
 def test_fast_workload_reader_leaves_anything_unusual_to_the_validating_one(tmp_path, text):
@@ -135,3 +136,170 @@ def test_fast_workload_reader_leaves_anything_unusual_to_the_validating_one(tmp_
 def test_jsonl_bad_line(tmp_path):
     with pytest.raises(DataError, match=r"w\.jsonl: line 2: not valid JSON"):
         read_workload(write(tmp_path, '{"query_id": 1, "input_tokens": 1, "output_tokens": 1}\n{oops\n', "w.jsonl"))
+
+
+# --- strict readers (issue 15): nothing silently wrong --------------------------------------------
+
+WL_HEADER = "query_id,input_tokens,output_tokens\n"
+
+
+def jsonl(tmp_path: Path, *records: str) -> Path:
+    return write(tmp_path, "".join(r + "\n" for r in records), "w.jsonl")
+
+
+def rec(**values: object) -> str:
+    """A JSONL query with the given keys (as JSON) over a valid one's."""
+    base = {"query_id": "a", "input_tokens": 2, "output_tokens": 3}
+    return json.dumps({**base, **values})
+
+
+@pytest.mark.parametrize(
+    "record, match",
+    [
+        (rec(input_tokens=True), r"w\.jsonl: line 2, column input_tokens: expected a number, got true$"),
+        (rec(output_tokens=False), r"column output_tokens: expected a number, got false$"),
+        (rec(min_accuracy=True), r"column min_accuracy: .*got true"),
+        (rec(deadline_s=True), r"column deadline_s: .*got true"),
+        (rec(input_tokens=[2]), r"column input_tokens: expected a number, got a JSON array"),
+        (rec(input_tokens={"n": 2}), r"column input_tokens: .*got a JSON object"),
+        (rec(query_id=True), r"column query_id: expected text or a number, got true"),
+        ('{"query_id": "a", "input_tokens": 2, "input_tokens": 3, "output_tokens": 3}',
+         r"line 2: not valid JSON \(key input_tokens appears twice"),
+    ],
+)
+def test_jsonl_values_of_the_wrong_json_type_are_errors(tmp_path, record, match):
+    """JSON's true is not the number 1: a boolean, array or object where a number belongs is an
+    error, as is a key given twice (JSON would keep the last silently)."""
+    with pytest.raises(DataError, match=match):
+        read_workload(jsonl(tmp_path, '{"query_id": "z", "input_tokens": 1, "output_tokens": 1}', record))
+
+
+def test_jsonl_numbers_as_text_still_read(tmp_path):
+    wl = read_workload(jsonl(tmp_path, '{"query_id": 7, "input_tokens": "12", "output_tokens": 3.0, "deadline_s": null}'))
+    assert wl["query_id"].tolist() == ["7"] and wl["input_tokens"].tolist() == [12] and wl["deadline_s"].isna().all()
+
+
+@pytest.mark.parametrize(
+    "name, text, match",
+    [
+        ("w.csv", WL_HEADER + "a,1e20,3\n", r"w\.csv: line 2, column input_tokens: expected a number <= 10,000,000, got '1e20'"),
+        ("w.csv", WL_HEADER + "a,5,3\nb,2,10000001\n", r"line 3, column output_tokens: expected a number <= 10,000,000"),
+        ("w.jsonl", '{"query_id": "a", "input_tokens": 1' + "0" * 30 + ', "output_tokens": 3}\n',
+         r"line 1, column input_tokens: expected a number <= 10,000,000, got 1000000000"),
+        ("w.jsonl", '{"query_id": "a", "input_tokens": 1' + "0" * 400 + ', "output_tokens": 3}\n',
+         r"line 1, column input_tokens: expected a number <= 10,000,000, got 1000+…$"),
+        ("w.jsonl", '{"query_id": "a", "input_tokens": 1e400, "output_tokens": 3}\n',
+         r"line 1, column input_tokens: expected a number <= 10,000,000, got inf"),
+    ],
+)
+def test_token_counts_too_large_to_be_real_are_errors(tmp_path, name, text, match):
+    """A token count above MAX_TOKENS (10 million) is no real query: an error naming the line and
+    the column and stating the cap, not a numpy warning and a negative count (1e20 cast to int64)."""
+    with pytest.raises(DataError, match=match):
+        read_workload(write(tmp_path, text, name))
+
+
+def test_characterization_caps_token_counts_and_batch_sizes(tmp_path):
+    with pytest.raises(DataError, match=r"line 2, column input_tokens: expected a number <= 10,000,000"):
+        read_characterization(write(tmp_path, HEADER + "m,d,1e20,20,1,0.5,100\n"))
+    with pytest.raises(DataError, match=r"line 2, column batch_size: expected a number <= 1,000,000"):
+        read_characterization(write(tmp_path, HEADER + "m,d,10,20,1e19,0.5,100\n"))
+
+
+def test_fast_workload_reader_leaves_huge_token_counts_to_the_validating_one(tmp_path):
+    from energyopt import io
+
+    assert io._read_workload_csv_fast(write(tmp_path, WL_HEADER + "a,1e20,3\n", "w.csv")) is None
+
+
+@pytest.mark.parametrize("name, text", [
+    ("w.csv", WL_HEADER + "a,5,0\nb,7,2\n"),
+    ("w.csv", WL_HEADER + "a,5,0\n\"b\",7,2\n"),  # the validating reader (quotes)
+    ("w.jsonl", rec(query_id="a", input_tokens=5, output_tokens=0) + "\n" + rec(query_id="b", input_tokens=7, output_tokens=2)),
+])
+def test_a_prefill_only_query_is_read(tmp_path, name, text):
+    """0 output tokens (a prefill-only request, common in real traces) is a query, not an error."""
+    wl = read_workload(write(tmp_path, text, name))
+    assert wl["output_tokens"].tolist() == [0, 2] and str(wl["output_tokens"].dtype) == "int64"
+
+
+def test_input_tokens_stay_at_least_1(tmp_path):
+    with pytest.raises(DataError, match=r"line 2, column input_tokens: expected a positive number, got '0'"):
+        read_workload(write(tmp_path, WL_HEADER + "a,0,0\n", "w.csv"))
+
+
+@pytest.mark.parametrize("name, text", [
+    ("w.jsonl", '\ufeff{"query_id": "a", "input_tokens": 5, "output_tokens": 2}\n'),
+    ("w.csv", "\ufeffquery_id,input_tokens,output_tokens\n\"a\",5,2\n"),  # the validating reader
+    ("w.csv", "\ufeffquery_id,input_tokens,output_tokens\na,5,2\n"),
+])
+def test_a_byte_order_mark_is_accepted(tmp_path, name, text):
+    wl = read_workload(write(tmp_path, text, name))
+    assert wl["query_id"].tolist() == ["a"] and list(wl.columns[:3]) == ["query_id", "input_tokens", "output_tokens"]
+
+
+def test_json_object_file_accepts_a_byte_order_mark(tmp_path):
+    from energyopt.io import read_json_object
+
+    assert read_json_object(write(tmp_path, '\ufeff{"a": 1}', "x.json")) == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [  # the bad value is on physical line 7: header, blank, a, blank, "b / c" (two lines), d
+        (WL_HEADER + "\na,5,1\n\n\"b\nc\",5,1\nd,x,1\n", r"w\.csv: line 7, column input_tokens: expected a number, got 'x'"),
+        (WL_HEADER + "\na,5,1\n  \n\t\nb,5,1\nd,x,1\n", r"line 7, column input_tokens"),  # no quotes: the fast layout
+        (WL_HEADER + "a,5,1\r\n\r\nb,5,1\rd,x,1\r", r"line 5, column input_tokens"),  # \r\n and a lone \r end lines
+        ("\n\n" + WL_HEADER + "a,5,1\na,6,1\n", r"line 5, column query_id: duplicate id 'a' \(first on line 4\)"),
+        (WL_HEADER + "\"a\n\n\",5,1\nb,5,1\nb,5,1\n", r"line 6, column query_id: duplicate id 'b' \(first on line 5\)"),
+    ],
+)
+def test_csv_errors_name_the_physical_line(tmp_path, text, match):
+    """Blank lines and the extra lines of a quoted value count, as a text editor counts them."""
+    with pytest.raises(DataError, match=match):
+        read_workload(write(tmp_path, text, "w.csv"))
+
+
+def test_characterization_errors_name_the_physical_line(tmp_path):
+    with pytest.raises(DataError, match=r"c\.csv: line 5, column runtime_s: expected a positive number"):
+        read_characterization(write(tmp_path, HEADER + ROW + "\n\nm,d,10,20,1,-1,100\n"))
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        (WL_HEADER + "a,5,1,7\n", r"w\.csv: line 2 has 4 fields, the header has 3"),
+        (WL_HEADER + "a,5,1\n\nb,5,1,7\n", r"line 4 has 4 fields, the header has 3"),
+        (WL_HEADER + "a,5\n", r"line 2 has 2 fields, the header has 3"),
+        (WL_HEADER + "\"a\",5,1\n\"b,c\n\",5\n", r"line 3 has 2 fields, the header has 3"),
+        ("query_id,input_tokens,output_tokens,input_tokens\na,1,2,3\n", r"line 1: column 'input_tokens' appears twice"),
+        ("query_id,input_tokens,output_tokens\nb,1,2\n\"a,1,2\nc,x,1\n", r"line 3: a quote opened there is never closed"),
+        (WL_HEADER + "a,\x00,1\n", r"line 2: a NUL byte"),
+    ],
+)
+def test_csv_rows_must_match_the_header(tmp_path, text, match):
+    """A row with more fields than the header was read as a shifted row (its first field taken as
+    the index); one with fewer was padded. Both are errors naming the line."""
+    with pytest.raises(DataError, match=match):
+        read_workload(write(tmp_path, text, "w.csv"))
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("w.csv", json.dumps([{f"query_id{i}": i} for i in range(300)]).encode()),
+        ("w.jsonl", json.dumps([{f"query_id{i}": i} for i in range(300)]).encode()),
+        ("w.jsonl", b'{"query_id": "' + b"x" * 5000 + b'", "input_tokens": "' + b"y\\n" * 3000 + b'", "output_tokens": 1}'),
+        ("w.csv", WL_HEADER.encode() + b"a" * 5000 + b"\n" + b"b" * 5000 + b",1,1\n"),
+        ("w.csv", bytes(range(256)) * 20),
+        ("w.jsonl", bytes(range(256)) * 20),
+    ],
+)
+def test_error_messages_stay_short_and_on_one_line(tmp_path, name, content):
+    """A JSON array, a long value or random bytes: a quoted excerpt is cut to 80 characters."""
+    p = tmp_path / name
+    p.write_bytes(content)
+    with pytest.raises(DataError) as err:
+        read_workload(p)
+    msg = str(err.value)
+    assert "\n" not in msg and "\r" not in msg and len(msg) < len(str(p)) + 260, msg

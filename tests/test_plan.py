@@ -134,3 +134,15 @@ def test_schedule_choice_without_the_check_lists_no_violations():
     p = problem(TIGHT)
     s = schedule_choice(p, choice([SMALL_G] * 3, [1, 0, 0], inst=[0, 0, 0]), check=False)
     assert s.check_violations == [] and s.status is not Status.ERROR
+
+
+def test_a_prefill_only_query_is_planned_as_one_output_token():
+    """0 output tokens (a prefill-only request) is planned, and checked, as 1 output token: the
+    prefill yields the first token, and the models predict for one token or more."""
+    prefill = workload_of([(10, 0, 0.0, None), (10, 100, 0.0, None)])
+    one = workload_of([(10, 1, 0.0, None), (10, 100, 0.0, None)])
+    p0, p1 = problem(prefill), problem(one)
+    assert np.array_equal(p0.energy_j, p1.energy_j) and np.array_equal(p0.runtime_s, p1.runtime_s)
+    s = run(prefill)
+    assert s.status is Status.OPTIMAL and s.check_violations == []
+    assert s.assignment.set_index("query_id").loc["q0", "energy_j"] == pytest.approx(1.0)  # small@g: 1 J per output token

@@ -194,3 +194,20 @@ def test_the_summary_extrapolation_keys_are_what_a_summary_holds():
 
     fields = {f.name for f in dc.fields(Summary)}
     assert set(schema.SUMMARY_EXTRAPOLATION_KEYS) <= fields and EXTRAPOLATION_KEYS == schema.SUMMARY_EXTRAPOLATION_KEYS
+
+
+def _bound_text(x: float) -> str:
+    return f"{int(x):,}" if float(x).is_integer() else f"{x:g}"
+
+
+@pytest.mark.parametrize("column", [c.name for c in WORKLOAD_SPEC if c.minimum is not None and c.maximum is not None])
+def test_readme_workload_row_states_the_accepted_range(column):
+    """README's workload row gives each column bounded on both sides its range as the spec has it
+    (a whole number above an exclusive minimum starts one higher): `input_tokens` (1–10,000,000),
+    `output_tokens` (0–10,000,000; ...), `min_accuracy` (0–1)."""
+    c = spec_of(WORKLOAD_SPEC, column)
+    assert c.minimum is not None and c.maximum is not None
+    low = c.minimum + 1 if c.exclusive_minimum and c.dtype == "int64" else c.minimum
+    cells = [cell for first, cell in _data_formats_rows().items() if first.startswith(SPECS["workload"][1])]
+    expected = f"`{c.name}` ({_bound_text(low)}–{_bound_text(c.maximum)}"
+    assert expected in cells[0], f"README's workload row should state {expected})"
