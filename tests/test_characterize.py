@@ -384,3 +384,33 @@ def test_shipped_h200_batch_data():
         # batch 64 (held back later) is measured on the same token points as the others
         assert all(points[64] == points[b] for b in (1, 8, 32)), llm
         assert points[128] <= points[1]  # only points whose KV cache does not fit are missing
+
+
+def test_one_characterize_writes_a_file_at_a_time(tmp_path):
+    """A second characterize into the same CSV while the first runs is refused (it would measure
+    the same points again and append them twice); the lock goes when the first ends."""
+    import multiprocessing as mp
+
+    from energyopt.characterize.csvlog import exclusive_writer
+
+    out = tmp_path / "rows.csv"
+    ready, release = mp.get_context("fork").Event(), mp.get_context("fork").Event()
+
+    def hold() -> None:
+        with exclusive_writer(out):
+            ready.set()
+            release.wait(30)
+
+    p = mp.get_context("fork").Process(target=hold)
+    p.start()
+    try:
+        assert ready.wait(30)
+        with pytest.raises(DataError, match=rf"another energyopt characterize \(pid {p.pid}\) is writing"), \
+                exclusive_writer(out):
+            pass
+    finally:
+        release.set()
+        p.join(30)
+    with exclusive_writer(out):  # free again
+        assert (tmp_path / "rows.csv.lock").exists()
+    assert not (tmp_path / "rows.csv.lock").exists()

@@ -15,9 +15,10 @@ attention is transformers' own.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,34 @@ LEGACY_COLUMNS = tuple(c for c in ROW_COLUMNS if c not in ("energy_per_query_j",
 
 # (llm, device, input_tokens, output_tokens, split, repeat, batch_size)
 RunKey = tuple[str, str, int, int, str, int, int]
+
+
+@contextlib.contextmanager
+def exclusive_writer(path: str | Path) -> Iterator[None]:
+    """Hold ``PATH.lock`` (an exclusive ``flock``) while one ``characterize`` writes to ``path``: a
+    second one at the same time would measure the same points again and append them twice. The
+    lock goes with the process, however it ends; the file names the holder's pid."""
+    import fcntl
+
+    lock_path = Path(f"{path}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise DataError(f"{path}: another energyopt characterize (pid {holder}) is writing to it; "
+                            "wait for it to end, or write to another file") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(lock_path)
+    finally:
+        os.close(fd)
 
 
 class RunLog:

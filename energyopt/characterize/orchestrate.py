@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import DataError
 from .catalog import ArchSpec, get_spec
-from .csvlog import RunLog
+from .csvlog import RunLog, exclusive_writer
 from .design import coverage_order, default_design, fit_context, holdout_design, parse_batch_sizes, parse_points, with_batch_sizes
 from .host import cpu_name, gpu_label, host_name
 from .memory import split_by_memory
@@ -112,58 +112,60 @@ def characterize(*, llms: list[str], model_dir: Path | None, device: str, gpu_in
     if decode_attention not in (*DECODE_ATTENTION, "ragged"):
         raise DataError(f"--decode-attention must be one of {', '.join(DECODE_ATTENTION)} or ragged, "
                         f"got {decode_attention!r}")
-    log = RunLog(out_csv)
-    if log.legacy and (sizes != [1] or decode_attention != "sdpa"):
-        raise DataError(log.legacy_message())
-    other = log.decode_attentions() - {decode_attention}
-    if other:
-        raise DataError(f"{out_csv} holds rows measured with --decode-attention {', '.join(sorted(other))}: a model fits "
-                        f"one engine's rows, so write --decode-attention {decode_attention} to a new file")
-    pts = make_points(points, holdout, max_input_tokens, max_output_tokens, sizes)
-    m = _meters(device, gpu_index, device_name, cpu_power_w, cpu_idle_w)
-    meters, fixed_idle, prov, memory_bytes, label = m.meters, m.fixed_idle_w, m.provenance, m.memory_bytes, m.label
-    dtype = dtype or ("bf16" if device == "cuda" else "fp32")
-    progress(f"energy meters: {', '.join(f'{k}={m.source}' for k, m in meters.items())}; device label {label!r}; "
-             f"{len(pts)} points x {repeats} repeats" + (f" (batch sizes {','.join(map(str, sizes))})" if sizes != [1] else ""))
-    runs: list[tuple[str, ArchSpec | None, Path | None]] = [(s.name, s, None) for s in specs]
-    if not runs:
-        assert model_dir is not None  # the command takes a catalog LLM or a model directory
-        runs = [(Path(model_dir).name, None, model_dir)]
-    for name, spec, mdir in runs:
-        progress(f"building {name} ({dtype}) on {device} ...")
-        runner: Any = HFRunner(spec, model_dir=mdir, device=device, dtype=dtype, threads=threads,
-                               decode_attention="grouped" if decode_attention == "ragged" else decode_attention,
-                               memory_bytes=memory_bytes)
-        if decode_attention == "ragged":  # the replay's engine (energyopt replay)
-            from .engine import EngineRunner
+    with exclusive_writer(out_csv):  # one writer at a time, or rows are measured and appended twice
+        log = RunLog(out_csv)
+        if log.legacy and (sizes != [1] or decode_attention != "sdpa"):
+            raise DataError(log.legacy_message())
+        other = log.decode_attentions() - {decode_attention}
+        if other:
+            raise DataError(f"{out_csv} holds rows measured with --decode-attention {', '.join(sorted(other))}: a model fits "
+                            f"one engine's rows, so write --decode-attention {decode_attention} to a new file")
+        pts = make_points(points, holdout, max_input_tokens, max_output_tokens, sizes)
+        m = _meters(device, gpu_index, device_name, cpu_power_w, cpu_idle_w)
+        meters, fixed_idle, prov, memory_bytes, label = m.meters, m.fixed_idle_w, m.provenance, m.memory_bytes, m.label
+        dtype = dtype or ("bf16" if device == "cuda" else "fp32")
+        progress(f"energy meters: {', '.join(f'{k}={m.source}' for k, m in meters.items())}; device label {label!r}; "
+                 f"{len(pts)} points x {repeats} repeats"
+                 + (f" (batch sizes {','.join(map(str, sizes))})" if sizes != [1] else ""))
+        runs: list[tuple[str, ArchSpec | None, Path | None]] = [(s.name, s, None) for s in specs]
+        if not runs:
+            assert model_dir is not None  # the command takes a catalog LLM or a model directory
+            runs = [(Path(model_dir).name, None, model_dir)]
+        for name, spec, mdir in runs:
+            progress(f"building {name} ({dtype}) on {device} ...")
+            runner: Any = HFRunner(spec, model_dir=mdir, device=device, dtype=dtype, threads=threads,
+                                   decode_attention="grouped" if decode_attention == "ragged" else decode_attention,
+                                   memory_bytes=memory_bytes)
+            if decode_attention == "ragged":  # the replay's engine (energyopt replay)
+                from .engine import EngineRunner
 
-            runner = EngineRunner(runner)
-        context = spec.context_tokens if spec is not None else runner.context_tokens
-        llm_pts = fit_context(pts, context)
-        if len(llm_pts) < len(pts):
-            progress(f"{name}: context window {context} tokens: {len(pts) - len(llm_pts)} point(s) clipped or merged")
-        too_big: list = []
-        if memory_bytes:
-            llm_pts, too_big = split_by_memory(llm_pts, runner.kv, runner.weight_bytes, memory_bytes,
-                                               runner.cache_bucket_for_batch)
-            for p, kv in too_big:
-                progress(f"{name}: skipped {p.input_tokens}x{p.output_tokens} batch {p.batch_size} ({p.split}): "
-                         f"KV cache {kv / 1e9:.1f} GB + weights {runner.weight_bytes / 1e9:.1f} GB do not fit in "
-                         f"{memory_bytes / 1e9:.0f} GB of device memory")
-        try:
-            cfg = SweepConfig(llm=name, device=label, points=llm_pts, repeats=repeats, min_window_s=min_window_s,
-                              idle_seconds=idle_seconds, time_budget_s=time_budget_s, fixed_idle_power_w=fixed_idle)
-            res = run_sweep(runner, meters, log, cfg, {**prov, "dtype": dtype, **runner.versions}, progress=progress)
-            if runner.fallback_reason:
-                progress(f"{name}: CUDA-graph decode not possible ({runner.fallback_reason}); measured with the eager loop")
-            no_room = len(too_big) + res.out_of_memory
-            progress(f"{name}: measured {res.measured}, skipped {res.skipped}, left {res.remaining}, "
-                     f"skipped for memory {no_room} in {res.elapsed_s:.0f} s")
-        finally:
-            if hasattr(runner, "close"):
-                runner.close()
-            del runner
-            _free_cuda()
+                runner = EngineRunner(runner)
+            context = spec.context_tokens if spec is not None else runner.context_tokens
+            llm_pts = fit_context(pts, context)
+            if len(llm_pts) < len(pts):
+                progress(f"{name}: context window {context} tokens: {len(pts) - len(llm_pts)} point(s) clipped or merged")
+            too_big: list = []
+            if memory_bytes:
+                llm_pts, too_big = split_by_memory(llm_pts, runner.kv, runner.weight_bytes, memory_bytes,
+                                                   runner.cache_bucket_for_batch)
+                for p, kv in too_big:
+                    progress(f"{name}: skipped {p.input_tokens}x{p.output_tokens} batch {p.batch_size} ({p.split}): "
+                             f"KV cache {kv / 1e9:.1f} GB + weights {runner.weight_bytes / 1e9:.1f} GB do not fit in "
+                             f"{memory_bytes / 1e9:.0f} GB of device memory")
+            try:
+                cfg = SweepConfig(llm=name, device=label, points=llm_pts, repeats=repeats, min_window_s=min_window_s,
+                                  idle_seconds=idle_seconds, time_budget_s=time_budget_s, fixed_idle_power_w=fixed_idle)
+                res = run_sweep(runner, meters, log, cfg, {**prov, "dtype": dtype, **runner.versions}, progress=progress)
+                if runner.fallback_reason:
+                    progress(f"{name}: CUDA-graph decode not possible ({runner.fallback_reason}); measured with the eager loop")
+                no_room = len(too_big) + res.out_of_memory
+                progress(f"{name}: measured {res.measured}, skipped {res.skipped}, left {res.remaining}, "
+                         f"skipped for memory {no_room} in {res.elapsed_s:.0f} s")
+            finally:
+                if hasattr(runner, "close"):
+                    runner.close()
+                del runner
+                _free_cuda()
 
 
 def _free_cuda() -> None:
