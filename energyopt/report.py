@@ -36,6 +36,11 @@ __all__ = [
 
 #: plans with more queries than this draw runs of back-to-back queries as one bar
 GANTT_QUERY_LIMIT = 2000
+#: above this many instances (or with any batched instance) the timeline and utilisation plots
+#: show one row per deployment (LLM, device, batch size) instead of one per instance
+INSTANCE_ROWS_LIMIT = 30
+#: time steps of a deployment's busy-lanes curve
+BUSY_CURVE_POINTS = 400
 
 
 def energy_by_llm_device(assignment: pd.DataFrame, extrapolated: np.ndarray | None = None) -> pd.DataFrame:
@@ -90,6 +95,54 @@ def timeline_blocks(assignment: pd.DataFrame, limit: int = GANTT_QUERY_LIMIT) ->
     g = t.groupby(block)
     return pd.DataFrame({"label": g["label"].first(), "llm": g["llm"].first(), "start_s": g["start_s"].min(),
                          "end_s": g["end_s"].max(), "queries": g.size()}).reset_index(drop=True)
+
+
+def _deployment_label(t: pd.DataFrame) -> pd.Series:
+    """``llm @ device, batch b``: how the per-deployment plots name a deployment."""
+    return t["llm"] + " @ " + t["device"] + ", batch " + t["batch_size"].astype(str)
+
+
+def busy_lanes(assignment: pd.DataFrame, horizon_s: float, points: int = BUSY_CURVE_POINTS) -> pd.DataFrame:
+    """Per deployment (LLM, device, batch size), the share of its switched-on instances' lanes that
+    are busy, averaged over each of ``points`` equal steps from 0 to the makespan: a dense stretch
+    shows as full, not as one bar drawn over another. Columns: label, llm, t0_s, t1_s, busy_share,
+    instances, lanes."""
+    a = assignment
+    end = max(float(a["end_s"].max()) if len(a) else 0.0, 1e-9)
+    edges = np.linspace(0.0, end, points + 1)
+    out = []
+    for (llm, dev, b), g in a.groupby(["llm", "device", "batch_size"], sort=True):
+        s0, s1 = g["start_s"].to_numpy(dtype=float), g["end_s"].to_numpy(dtype=float)
+        busy = np.diff(_busy_until(edges, s0, s1))  # busy lane-seconds in each step
+        n_inst = int(g["instance"].nunique())
+        lanes = n_inst * int(b)
+        out.append(pd.DataFrame({"label": f"{llm} @ {dev}, batch {b}", "llm": llm, "t0_s": edges[:-1], "t1_s": edges[1:],
+                                 "busy_share": busy / (np.diff(edges) * lanes), "instances": n_inst, "lanes": lanes}))
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(
+        columns=["label", "llm", "t0_s", "t1_s", "busy_share", "instances", "lanes"])
+
+
+def _busy_until(t: np.ndarray, s0: np.ndarray, s1: np.ndarray) -> np.ndarray:
+    """Σ_q clip(t − s0_q, 0, s1_q − s0_q) for many queries: the busy time started by t minus the
+    busy time still to come after t, from sorted starts and ends (n log n, not n × len(t))."""
+    a0, a1 = np.sort(s0), np.sort(s1)
+    c0 = np.concatenate([[0.0], np.cumsum(a0)])
+    c1 = np.concatenate([[0.0], np.cumsum(a1)])
+    k0 = np.searchsorted(a0, t, side="right")
+    k1 = np.searchsorted(a1, t, side="right")
+    # started by t: Σ (t − s0); ended by t: Σ (t − s1); busy in [0, t] = started − ended
+    return (k0 * t - c0[k0]) - (k1 * t - c1[k1])
+
+
+def utilisation_by_deployment(inst: pd.DataFrame, available: dict[str, int] | None = None) -> pd.DataFrame:
+    """Per deployment: instances switched on (of those its pool could hold, where known) and the
+    spread of their utilisation (min, median, max)."""
+    g = inst.groupby(["llm", "device", "batch_size"], sort=True)["utilisation"]
+    t = g.agg(instances="size", utilisation_min="min", utilisation_median="median", utilisation_max="max").reset_index()
+    t["label"] = _deployment_label(t)
+    if available:
+        t["pool_instances"] = t["device"].map(available)
+    return t
 
 
 def deadline_slack(assignment: pd.DataFrame) -> pd.DataFrame:
@@ -160,12 +213,57 @@ def plot_timeline(blocks: pd.DataFrame, horizon_s: float, path: Path) -> Path:
     return _save(fig, path)
 
 
+def plot_busy_lanes(curves: pd.DataFrame, horizon_s: float, path: Path) -> Path:
+    """One row per deployment: the share of its instances' lanes busy over time (0-100% of the row)."""
+    plt = _plt()
+    labels = list(dict.fromkeys(curves["label"]))
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(labels) + 1.8))
+    col = _colors(curves["llm"])
+    for y, lab in enumerate(labels):
+        c = curves[curves["label"] == lab]
+        x = np.repeat(np.concatenate([c["t0_s"].to_numpy()[:1], c["t1_s"].to_numpy()]), 1)
+        share = np.concatenate([c["busy_share"].to_numpy(), c["busy_share"].to_numpy()[-1:]])
+        ax.fill_between(x, y + 0.4, y + 0.4 - 0.8 * np.clip(share, 0, 1), step="post", color=col[c["llm"].iloc[0]], lw=0)
+        ax.axhline(y + 0.4, color="0.85", lw=0.5)
+        n, lanes = int(c["instances"].iloc[0]), int(c["lanes"].iloc[0])
+        ax.text(x[-1], y, f" {n} inst., {lanes} lanes", va="center", fontsize=7)
+    end = float(curves["t1_s"].max()) if len(curves) else horizon_s
+    if horizon_s <= 1.05 * end:
+        ax.axvline(horizon_s, color="k", ls="--", lw=1)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_ylim(len(labels) - 0.5, -0.7)
+    ax.set_xlabel(f"time from the batch start [s] (horizon {horizon_s:g} s)")
+    ax.set_title("Busy lanes per deployment over time (row height = 100% of its instances' lanes)")
+    return _save(fig, path)
+
+
+def plot_utilisation_spread(t: pd.DataFrame, path: Path) -> Path:
+    """One row per deployment: the median utilisation of its instances, whiskers from min to max."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 0.4 * len(t) + 1.6))
+    col = _colors(t["llm"])
+    y = np.arange(len(t))
+    med = 100 * t["utilisation_median"].to_numpy()
+    ax.barh(y, med, color=[col[x] for x in t["llm"]])
+    ax.errorbar(med, y, xerr=[med - 100 * t["utilisation_min"].to_numpy(), 100 * t["utilisation_max"].to_numpy() - med],
+                fmt="none", ecolor="k", elinewidth=0.8, capsize=2)
+    for yy, r in zip(y, t.itertuples()):
+        pool = f" (pool of {int(r.pool_instances)})" if "pool_instances" in t.columns and pd.notna(r.pool_instances) else ""
+        ax.text(101, yy, f"{r.instances} on{pool}", va="center", fontsize=7)
+    ax.set_yticks(y, t["label"], fontsize=8)
+    ax.set_xlabel("busy lane-time / (lanes × horizon) [%]: median bar, min-max whiskers over instances")
+    ax.set_xlim(0, 125)
+    ax.set_title("Utilisation per deployment")
+    ax.invert_yaxis()
+    return _save(fig, path)
+
+
 def plot_utilisation(t: pd.DataFrame, path: Path) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(t) + 1.5))
     col = _colors(t["llm"])
     ax.barh(t["label"], 100 * t["utilisation"], color=[col[x] for x in t["llm"]])
-    ax.set_xlabel("busy time / horizon [%]")
+    ax.set_xlabel("busy lane-time / (lanes × horizon) [%]")
     ax.set_xlim(0, 105)
     ax.set_title("Utilisation per instance")
     ax.invert_yaxis()
@@ -230,14 +328,25 @@ def write_report(schedule: Schedule, out_dir: str | Path, accuracy_curve: pd.Dat
     H = schedule.problem.horizon_s
     energy = energy_by_llm_device(a, extrapolated_rows(a, schedule.problem))
     inst = instance_table(a, H)
-    blocks = timeline_blocks(a)
     slack = deadline_slack(a)
     curve = accuracy_curve
-    say(f"report: drawing {len(blocks)} timeline bars on {inst.shape[0]} instances ...")
+    if len(inst) > INSTANCE_ROWS_LIMIT or (len(inst) and int(inst["batch_size"].max()) > 1):
+        # one row per deployment: readable at any number of instances, and a batched instance's
+        # lanes show as the share busy rather than as bars drawn over each other
+        say(f"report: {len(inst)} instances: timeline and utilisation per deployment ...")
+        pools = schedule.problem.pools
+        available = dict(zip(pools["pool"], pools["count"])) if pools is not None and len(pools) else None
+        timeline = plot_busy_lanes(busy_lanes(a, H), H, d / "timeline.png")
+        utilisation = plot_utilisation_spread(utilisation_by_deployment(inst, available), d / "utilisation.png")
+    else:
+        blocks = timeline_blocks(a)
+        say(f"report: drawing {len(blocks)} timeline bars on {inst.shape[0]} instances ...")
+        timeline = plot_timeline(blocks, H, d / "timeline.png")
+        utilisation = plot_utilisation(inst, d / "utilisation.png")
     written = [
         plot_energy(energy, d / "energy_by_llm_device.png"),
-        plot_timeline(blocks, H, d / "timeline.png"),
-        plot_utilisation(inst, d / "utilisation.png"),
+        timeline,
+        utilisation,
         plot_slack(slack, d / "deadline_slack.png"),
         plot_accuracy_cost(curve, d / "accuracy_cost.png"),
     ]
@@ -256,6 +365,14 @@ def write_report(schedule: Schedule, out_dir: str | Path, accuracy_curve: pd.Dat
         ("deadlines met", f"{s.deadlines_met}/{s.queries_with_deadline}"), ("makespan [s]", f"{s.makespan_s:.1f}"),
         ("horizon [s]", f"{H:g}"), ("independent check", "ok" if s.check["ok"] else "FAILED"),
         ("queries on extrapolated predictions", _extrapolation_fact(s)),
+        ("query energy [J]", f"{s.query_energy_j:.6g}"),
+        ("idle energy [J]", f"{s.idle_energy_j:.6g}" + ("" if s.idle_counted else " (idle not counted)")),
+        ("empty batch slots [J]",
+         "-" if s.padding_energy_j is None else f"{s.padding_energy_j:.6g} (predicted, not in the total)"),
+        ("solver", f"{s.solver} ({s.formulation})"), ("objective", s.objective),
+        ("workload", str(s.inputs.get("workload"))), ("fleet", str(s.inputs.get("fleet"))),
+        ("models", str(s.inputs.get("models"))),
+        ("energyopt", s.energyopt_version), ("made at", s.created_at),
     ], columns=["", "value"])
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>energyopt plan report</title><style>"

@@ -6,9 +6,10 @@ import os
 import stat
 
 import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
-from conftest import lognormal_workload
+from conftest import ROOT, lognormal_workload
 
 from energyopt.cli import main
 from energyopt.plan import plan
@@ -142,3 +143,36 @@ def test_a_new_plan_removes_an_earlier_plans_report(tmp_path, synthetic_models, 
     (mine / "notes.txt").write_text("mine")  # not an energyopt report: kept, and said so
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0 and (mine / "notes.txt").exists() and "not an energyopt report" in r.output
+
+
+def test_busy_lanes_add_up_to_the_busy_lane_time():
+    from energyopt.report import busy_lanes, utilisation_by_deployment
+
+    a = pd.DataFrame({"query_id": list("abcde"), "llm": ["m", "m", "m", "m", "n"], "device": "g",
+                      "instance": [0, 0, 1, 1, 0], "lane": [0, 1, 0, 0, 0], "batch_size": [2, 2, 2, 2, 1],
+                      "start_s": [0.0, 0.0, 0.0, 3.0, 1.0], "end_s": [4.0, 2.0, 3.0, 4.0, 2.5],
+                      "runtime_s": [4.0, 2.0, 3.0, 1.0, 1.5], "energy_j": 1.0})
+    c = busy_lanes(a, horizon_s=10.0, points=8)
+    m = c[c["llm"] == "m"]
+    assert set(c["label"]) == {"m @ g, batch 2", "n @ g, batch 1"} and m["lanes"].iloc[0] == 4
+    # busy share x lanes x step = busy lane-seconds: 10 for m over its two instances' four lanes
+    assert float((m["busy_share"] * 4 * (m["t1_s"] - m["t0_s"])).sum()) == pytest.approx(10.0)
+    assert m["t1_s"].max() == pytest.approx(4.0)  # up to the makespan, not the horizon
+    assert m["busy_share"].iloc[0] == pytest.approx(0.75)  # in [0, 0.5]: a, b and c run, one lane is empty
+    inst = instance_table(a, 10.0)
+    u = utilisation_by_deployment(inst, {"g": 5}).set_index("label")
+    assert u.loc["m @ g, batch 2", "instances"] == 2 and u.loc["m @ g, batch 2", "pool_instances"] == 5
+    assert u.loc["m @ g, batch 2", "utilisation_max"] == pytest.approx(6.0 / 20.0)
+
+
+def test_a_batched_plan_is_drawn_per_deployment(tmp_path):
+    from energyopt.report import INSTANCE_ROWS_LIMIT
+
+    s = plan(pd.read_csv(ROOT / "examples" / "workload.csv").head(200), ROOT / "examples" / "fleet.toml", ROOT / "models")
+    assert int(s.assignment["batch_size"].max()) > 1 and s.assignment["instance"].nunique() <= INSTANCE_ROWS_LIMIT
+    said: list[str] = []
+    paths = write_report(s, tmp_path, accuracy_cost(s, steps=2), progress=said.append)
+    assert any("per deployment" in x for x in said) and (tmp_path / "report" / "timeline.png") in paths
+    page = (tmp_path / "report" / "report.html").read_text()
+    for fact in ("empty batch slots [J]", "idle energy [J]", "energyopt", "made at", "workload", "solver"):
+        assert fact in page
