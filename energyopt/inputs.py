@@ -8,7 +8,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from .fleet import Fleet, read_fleet
-from .io import read_workload
+from .io import read_workload, workload_from_frame
 from .modelstore import FittedModels
 
 __all__ = ["Inputs", "load_inputs"]
@@ -25,7 +25,7 @@ class Inputs(NamedTuple):
 def load_inputs(workload: pd.DataFrame | str | Path, fleet: Fleet | str | Path,
                 models: FittedModels | str | Path) -> Inputs:
     """Accept paths or loaded objects for the three inputs."""
-    wl = read_workload(workload) if isinstance(workload, (str, Path)) else workload
+    wl = read_workload(workload) if isinstance(workload, (str, Path)) else workload_from_frame(workload)
     fl = read_fleet(fleet) if isinstance(fleet, (str, Path)) else fleet
     fm = FittedModels.load(models) if isinstance(models, (str, Path)) else models
     return Inputs(wl, fl, fm)

@@ -658,6 +658,63 @@ def _query_ids(qid: pd.Series, p: Path, lines: np.ndarray) -> pd.Series:
     return ids
 
 
+def _range_text(spec: ColumnSpec) -> str:
+    """What a bounded column accepts, for a message: "expected a whole number from 1 to 10,000,000"."""
+    lo, hi = spec.minimum, spec.maximum
+    if spec.dtype == "int64" and lo is not None and hi is not None:
+        return f"expected a whole number from {int(lo) + (1 if spec.exclusive_minimum else 0):,} to {int(hi):,}"
+    if lo is not None and hi is not None:
+        return f"expected a number in {'(' if spec.exclusive_minimum else '['}{lo:g}, {hi:g}]"
+    if lo is not None:
+        return f"expected a number {'>' if spec.exclusive_minimum else '>='} {lo:g}"
+    return "expected a number"
+
+
+def workload_from_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """A workload given as a table (the Python API) checked and completed as :func:`read_workload`
+    does a file: the required columns, whole token counts in their ranges, accuracy floors in
+    [0, 1] (missing: 0), deadlines > 0 (missing: none), unique query ids. Errors name the column
+    and the row (its position, from 0)."""
+    if not isinstance(df, pd.DataFrame):
+        raise DataError(f"a workload must be a table (pandas DataFrame) or a file path, got {type(df).__name__}")
+    missing = [c for c in WORKLOAD_REQUIRED if c not in df.columns]
+    if missing:
+        raise DataError(f"workload table: column(s) {', '.join(missing)} missing; expected {', '.join(WORKLOAD_REQUIRED)}")
+    if df.empty:
+        raise DataError("workload table: no queries; expected at least one row")
+    out = df.reset_index(drop=True).copy()
+
+    def bad(col: str, mask: np.ndarray, what: str) -> None:
+        if mask.any():
+            i = int(np.flatnonzero(mask)[0])
+            raise DataError(f"workload table: row {i}, column {col}: {what}, got {excerpt(str(out[col].iloc[i]))}")
+
+    ids = out["query_id"]
+    bad("query_id", (ids.isna() | (ids.astype(str).str.strip() == "")).to_numpy(), "expected a query id")
+    out["query_id"] = ids.astype(str)
+    bad("query_id", out["query_id"].duplicated().to_numpy(), "expected unique query ids (given twice)")
+    for spec in WORKLOAD_SPEC:
+        if spec.name not in out.columns or not spec.is_numeric:
+            continue
+        v = pd.to_numeric(out[spec.name], errors="coerce").to_numpy(dtype=float)
+        present = ~np.isnan(v)
+        if spec.required:
+            bad(spec.name, ~present, "expected a number")
+        lo_ok = (v > spec.minimum if spec.exclusive_minimum else v >= spec.minimum) if spec.minimum is not None else True
+        hi_ok = v <= spec.maximum if spec.maximum is not None else True
+        bad(spec.name, present & ~(np.asarray(lo_ok) & np.asarray(hi_ok)), _range_text(spec))
+        if spec.dtype == "int64":
+            bad(spec.name, present & (v != np.round(v)), "expected a whole number")
+            out[spec.name] = v.astype(np.int64)
+        else:
+            out[spec.name] = v
+    out["min_accuracy"] = out["min_accuracy"].fillna(0.0) if "min_accuracy" in out.columns else 0.0
+    if "deadline_s" not in out.columns:
+        out["deadline_s"] = np.nan
+    extra = [c for c in out.columns if c not in WORKLOAD_REQUIRED + WORKLOAD_OPTIONAL]
+    return out[list(WORKLOAD_REQUIRED + WORKLOAD_OPTIONAL) + extra]
+
+
 def read_workload(path: str | Path) -> pd.DataFrame:
     """Read and validate a workload (one row per query) from CSV or JSONL.
 

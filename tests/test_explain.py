@@ -386,6 +386,6 @@ def test_a_workload_edited_after_planning_is_refused(solved_dir):
 def test_a_workload_listing_a_query_twice_is_refused(solved_dir):
     plan_dir, w = solved_dir
     wl = pd.read_csv(w, dtype={"query_id": str})
-    with pytest.raises(DataError, match="the workload lists query 'q0' more than once"):
+    with pytest.raises(DataError, match="row 25, column query_id: expected unique query ids \\(given twice\\), got 'q0'"):
         explain_plan_dir(plan_dir, "q3", workload=pd.concat([wl, wl.iloc[[0]]], ignore_index=True))
     assert explain_plan_dir(plan_dir, "q3", workload=wl).query["query_id"] == "q3"

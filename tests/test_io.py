@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -303,3 +304,28 @@ def test_error_messages_stay_short_and_on_one_line(tmp_path, name, content):
         read_workload(p)
     msg = str(err.value)
     assert "\n" not in msg and "\r" not in msg and len(msg) < len(str(p)) + 260, msg
+
+
+def test_a_workload_table_is_checked_and_completed_as_a_file_is():
+    """The Python API takes a DataFrame: pd.read_csv's NaN floors are no floor (they made every
+    query infeasible, 'needs accuracy >= nan'), and bad values are one-line errors naming the row."""
+    import pandas as pd
+
+    from energyopt.io import workload_from_frame
+
+    w = workload_from_frame(pd.DataFrame({"query_id": [1, 2], "input_tokens": [10.0, 20.0], "output_tokens": [0, 5],
+                                          "min_accuracy": [float("nan"), 0.5]}))
+    assert w["query_id"].tolist() == ["1", "2"] and w["min_accuracy"].tolist() == [0.0, 0.5]
+    assert w["input_tokens"].dtype == "int64" and w["deadline_s"].isna().all()
+    cases = [
+        ({"query_id": ["a", "a"], "input_tokens": [1, 2], "output_tokens": [1, 1]}, "row 1, column query_id: expected unique"),
+        ({"query_id": ["a"], "input_tokens": [1.5], "output_tokens": [1]}, "row 0, column input_tokens: expected a whole number"),
+        ({"query_id": ["a"], "input_tokens": [0], "output_tokens": [1]}, "expected a whole number from 1 to 10,000,000, got '0'"),
+        ({"query_id": ["a"], "input_tokens": [5], "output_tokens": [1], "min_accuracy": [1.5]}, "expected a number in [0, 1]"),
+        ({"query_id": ["a"], "input_tokens": [5], "output_tokens": [1], "deadline_s": [0.0]}, "column deadline_s"),
+        ({"query_id": ["a"], "input_tokens": ["x"], "output_tokens": [1]}, "column input_tokens: expected a number"),
+        ({"query_id": ["a"], "output_tokens": [1]}, "column(s) input_tokens missing"),
+    ]
+    for frame, message in cases:
+        with pytest.raises(DataError, match=re.escape(message)):
+            workload_from_frame(pd.DataFrame(frame))
