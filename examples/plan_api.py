@@ -1,8 +1,11 @@
 """Plan the example workload from Python, compare with one baseline, and export the plan.
 
-Run from the repository root: python examples/plan_api.py
+Run: python examples/plan_api.py [OUT_DIR]   (OUT_DIR: a new temporary folder, printed at the end;
+the script writes nothing into the repository)
 """
 
+import sys
+import tempfile
 from pathlib import Path
 
 import energyopt
@@ -26,6 +29,6 @@ print(f"\nstatus {s.status}, {s.total_energy_kwh:.3f} kWh, gap {s.gap:.3%}, "
 violations = energyopt.check_schedule(schedule.problem, schedule)
 print("independent check:", violations if violations else "ok")
 
-out = ROOT / "plan-api"
+out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(tempfile.mkdtemp(prefix="energyopt-plan-api-"))
 schedule.write(out)
 print(f"wrote {out / 'assignment.csv'} and {out / 'summary.json'}")
