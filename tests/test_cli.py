@@ -164,6 +164,10 @@ def test_an_unwritable_out_fails_with_exit_2_before_any_solving(tmp_path, synthe
     def never(*a, **k):
         raise AssertionError("solved or fitted before the output was checked")
 
+    # modules that bind `plan` when first imported are imported before the patch (else, first
+    # imported inside it, they would keep `never` for the rest of the session)
+    for name in ("energyopt.sweep", "energyopt.compare", "energyopt.report"):
+        importlib.import_module(name)
     # the modules (the facade's energyopt.plan and energyopt.sweep are the functions)
     monkeypatch.setattr(importlib.import_module("energyopt.plan"), "plan", never)
     monkeypatch.setattr(importlib.import_module("energyopt.sweep"), "sweep", never)
