@@ -253,7 +253,7 @@ def main() -> None:
 # --------------------------------------------------------------------------------------------
 @main.command("fit")
 @click.argument("data", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+@click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Directory to write the model JSON files into (one per LLM and device).")
 @click.option("--min-r2", type=click.FloatRange(0, 1), default=0.96, show_default=True,
               help="Smallest cross-validated R² a fit may have; below it nothing is written.")
@@ -412,7 +412,7 @@ def _inputs(workload: Path, fleet_path: Path | None, models_dir: Path | None):
 @main.command("solve")
 @click.argument("workload", type=click.Path(dir_okay=False, path_type=Path))
 @_plan_options
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("plan"), show_default=True,
+@click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("plan"), show_default=True,
               help="Directory for assignment.csv and summary.json.")
 @click.option("--quiet", "-q", is_flag=True,
               help="Print only the summary line (and the line on extrapolated predictions, if any).")
@@ -534,7 +534,7 @@ def compare_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None
               help="Comma-separated values [default: accuracy: 7 floors from the unconstrained plan's accuracy to "
                    "the most reachable; zeta: 0,0.1,...,1; deadline-scale: 0.5,0.75,1,1.5,2,4].")
 @_plan_options
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("sweep"),
+@click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("sweep"),
               show_default=True, help="Directory for sweep.csv and sweep.png.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random baseline.")
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
@@ -644,7 +644,7 @@ def explain_cmd(plan_dir: Path, query_id: str, workload: Path | None, fleet_path
               help="Fleet TOML [default: as recorded].")
 @click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Models directory [default: as recorded].")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Directory for replay_queries.csv, replay_instances.csv, replay_steps.csv and replay.json "
                    "[default: PLAN_DIR/replay].")
 @friendly_errors
@@ -736,7 +736,7 @@ def solvers_cmd() -> None:
                    "engines do); sdpa: transformers' own path, which copies K and V out to every query head; "
                    "ragged: the engine `energyopt replay` runs (a prefill per query, decode attention over each "
                    "query's own tokens), so that models fitted on the rows predict a replay (use its own --out file).")
-@click.option("--out", "out_csv", type=click.Path(dir_okay=False, path_type=Path), required=True,
+@click.option("--out", "-o", "out_csv", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="CSV to append rows to (created if missing; rows already there are skipped).")
 @friendly_errors
 def characterize_cmd(llms: tuple[str, ...], model_dir: Path | None, device: str, gpu_index: int,
