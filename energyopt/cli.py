@@ -217,6 +217,13 @@ def _fmt_table(df, floatfmt: dict[str, str] | None = None) -> str:
     return "\n".join(out)
 
 
+def _records(df: Any) -> list[dict[str, Any]]:
+    """A table as a list of rows (column name to value), in plain JSON values (NaN as null)."""
+    from .writers import jsonable
+
+    return jsonable(df.to_dict(orient="records"))
+
+
 _FIT_FORMATS = {"cv_r2": ".4f", "r2": ".4f", "median_rel_err": ".1%", "p95_rel_err": ".1%",
                 "holdout_med_err": ".1%", "holdout_max_err": ".1%", "repeat_spread": ".1%",
                 "held_back_batch_err": ".1%"}
@@ -498,26 +505,40 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random baseline.")
 @click.option("--equal-accuracy/--no-equal-accuracy", default=True, show_default=True,
               help="Also solve, for each baseline, the least-energy plan at no lower token-weighted accuracy.")
+@click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write the table to this directory as compare.csv and compare.json (a list of rows) "
+                   "[default: write nothing].")
 @friendly_errors
 def compare_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, solver: str, time_limit_s: float | None,
                 mip_rel_gap: float, objective: str, zeta: float, idle: bool, min_mean_accuracy: float | None,
-                strict_range: bool, formulation: str, seed: int, equal_accuracy: bool) -> None:
+                strict_range: bool, formulation: str, seed: int, equal_accuracy: bool, out_dir: Path | None) -> None:
     """The optimal plan next to today's routing rules: energy, accuracy, deadlines, makespan.
 
     \b
     Baselines: round-robin, random (seeded), most accurate LLM on its fastest device, fastest
     option per query, and each LLM alone. With --equal-accuracy (default) each baseline also gets
     the optimiser's plan at its token-weighted accuracy or better, and the energy saved.
+    With --out the table is also written as OUT/compare.csv and OUT/compare.json (written even
+    when the optimal plan has none: its row's status says why).
     """
     from .compare import compare
 
     wl, fl, fm = _inputs(workload, fleet_path, models_dir)
+    if out_dir is not None:
+        _writable_dir(out_dir)
     table = compare(wl, fl, fm, solver=solver, objective=objective, zeta=zeta, idle=idle,
                     min_mean_accuracy=min_mean_accuracy, strict_range=strict_range, time_limit_s=time_limit_s,
                     mip_rel_gap=mip_rel_gap, formulation=formulation, seed=seed, equal_accuracy=equal_accuracy,
                     progress=lambda s: click.echo(s, err=True))
     click.echo(_fmt_table(table, {"energy_kwh": ".4f", "accuracy": ".4f", "makespan_s": ".1f",
                                   "optimal_same_acc_kwh": ".4f", "saved": ".1%", "gap": ".3%"}))
+    if out_dir is not None:
+        from .writers import write_json, write_table_csv
+
+        csv_p, json_p = out_dir / "compare.csv", out_dir / "compare.json"
+        write_table_csv(table, csv_p)
+        write_json(json_p, _records(table))
+        click.echo(f"wrote {csv_p} and {json_p}")
     from .schema import Status
 
     status = Status(table["status"].iloc[0])  # the optimal plan's (the first row)
