@@ -217,6 +217,23 @@ def _fmt_table(df, floatfmt: dict[str, str] | None = None) -> str:
     return "\n".join(out)
 
 
+def _json_opt(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--json``: print ``what`` as JSON on stdout instead of the human output; nothing else goes
+    to stdout (progress, warnings and the names of the files written go to stderr)."""
+    return click.option("--json", "as_json", is_flag=True,
+                        help=f"Print {what} as JSON on stdout instead of the usual text; nothing else goes to stdout "
+                             "(progress and warnings stay on stderr).")
+
+
+def _echo_json(obj: Any) -> None:
+    """``obj`` as indented JSON on stdout (plain JSON values: NaN as null, as in the files written)."""
+    import json
+
+    from .writers import jsonable
+
+    click.echo(json.dumps(jsonable(obj), indent=2))
+
+
 def _records(df: Any) -> list[dict[str, Any]]:
     """A table as a list of rows (column name to value), in plain JSON values (NaN as null)."""
     from .writers import jsonable
@@ -311,21 +328,33 @@ def fit_cmd(data: tuple[Path, ...], out_dir: Path, min_r2: float, folds: int, lo
 @main.command("models")
 @click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Models directory [default: $ENERGYOPT_MODELS, else the shipped models/].")
+@_json_opt("one record per (LLM, device, target), every column of the table and the token ranges as "
+           "[low, high] (null where a published model states none),")
 @friendly_errors
-def models_cmd(models_dir: Path | None) -> None:
+def models_cmd(models_dir: Path | None, as_json: bool) -> None:
     """List the fitted models: form, cross-validated R², error and token ranges."""
     from .modelstore import FittedModels
 
     fm = FittedModels.load(models_dir or _default_models())
     t = fm.table()
-    ranges = []
+    ranges: list[str] = []
+    in_ranges: list[list[int] | None] = []
+    out_ranges: list[list[int] | None] = []
     for _, r in t.iterrows():
         m = fm.get(r["llm"], r["device"])[r["target"]]
         if m.origin == "published" and m.to_dict()["input_tokens_range"] is None:
             ranges.append("not stated")
+            in_ranges.append(None)
+            out_ranges.append(None)
         else:
             (in_lo, in_hi), (out_lo, out_hi) = m.input_tokens_range, m.output_tokens_range
             ranges.append(f"{in_lo}-{in_hi} x {out_lo}-{out_hi}")
+            in_ranges.append([int(in_lo), int(in_hi)])
+            out_ranges.append([int(out_lo), int(out_hi)])
+    if as_json:
+        t["input_tokens_range"], t["output_tokens_range"] = in_ranges, out_ranges
+        _echo_json(_records(t))
+        return
     t["tokens_in_x_out"] = ranges
     click.echo(_fmt_table(t.drop(columns=["r2", "points"]), _FIT_FORMATS))
 
@@ -339,18 +368,25 @@ def models_cmd(models_dir: Path | None) -> None:
               help="Queries served at once; the prediction is one query's latency and share of the energy.")
 @click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Models directory [default: $ENERGYOPT_MODELS, else the shipped models/].")
+@_json_opt("the prediction (llm, device, input_tokens, output_tokens, batch_size, runtime_s, energy_j, "
+           "extrapolated)")
 @friendly_errors
 def predict_cmd(llm: str, device: str, input_tokens: int, output_tokens: int, batch_size: int,
-                models_dir: Path | None) -> None:
+                models_dir: Path | None, as_json: bool) -> None:
     """Predict the runtime [s] and energy [J] of one query on one (LLM, device) at a batch size."""
     from .modelstore import FittedModels
 
     fm = FittedModels.load(models_dir or _default_models())
     p = fm.predict(llm, device, [input_tokens], [output_tokens], batch_size=batch_size).iloc[0]
-    click.echo(f"llm={llm} device={device} input_tokens={input_tokens} output_tokens={output_tokens} "
-               f"batch_size={batch_size}")
-    click.echo(f"runtime_s={p['runtime_s']:.4f}")
-    click.echo(f"energy_j={p['energy_j']:.2f}")
+    if as_json:
+        _echo_json({"llm": llm, "device": device, "input_tokens": input_tokens, "output_tokens": output_tokens,
+                    "batch_size": batch_size, "runtime_s": p["runtime_s"], "energy_j": p["energy_j"],
+                    "extrapolated": bool(p["extrapolated"])})
+    else:
+        click.echo(f"llm={llm} device={device} input_tokens={input_tokens} output_tokens={output_tokens} "
+                   f"batch_size={batch_size}")
+        click.echo(f"runtime_s={p['runtime_s']:.4f}")
+        click.echo(f"energy_j={p['energy_j']:.2f}")
     if p["extrapolated"]:
         m = fm.get(llm, device)["energy_j"]
         click.echo(
@@ -427,10 +463,11 @@ def _inputs(workload: Path, fleet_path: Path | None, models_dir: Path | None):
               help="Also write OUT/report/: report.html (one self-contained page) and PNGs of energy per LLM and "
                    "device, the per-instance timeline, utilisation, deadline slack and the marginal energy cost "
                    "of accuracy (5 extra plans at raised accuracy floors), with the table behind each as CSV.")
+@_json_opt("the summary (what OUT/summary.json holds, also without a plan)")
 @friendly_errors
 def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, solver: str, time_limit_s: float | None,
               mip_rel_gap: float, objective: str, zeta: float, idle: bool, min_mean_accuracy: float | None,
-              strict_range: bool, formulation: str, out_dir: Path, quiet: bool, report: bool) -> None:
+              strict_range: bool, formulation: str, out_dir: Path, quiet: bool, report: bool, as_json: bool) -> None:
     """Plan a batch of queries (CSV or JSONL workload) at least energy.
 
     \b
@@ -462,20 +499,27 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
                  strict_range=strict_range, limits=limits, formulation=formulation, progress=say)
     s = sched.summary()
     _clear_old_report(out_dir)
+    # with --json the summary is the only thing on stdout: the lines below go to stderr
+    echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
     if sched.assignment.empty or not s.status.has_plan:
         stale = out_dir / "assignment.csv"
         if stale.exists():  # an earlier run's plan must not pass for this one's
             stale.unlink()
         path = sched.write_summary(out_dir, s)
-        click.echo(f"status: {s.status}: {sched.message}")
-        click.echo(f"wrote {path} (no assignment)")
+        if as_json:
+            _echo_json(s.to_dict())
+        echo(f"status: {s.status}: {sched.message}")
+        echo(f"wrote {path} (no assignment)")
         sys.exit(_exit_code_without_plan(s.status))
     paths = sched.write(out_dir, s)
-    click.echo(
-        f"status: {s.status}  solver: {s.solver} ({s.formulation})  energy: {s.total_energy_j:.6g} J "
-        f"({s.total_energy_kwh:.4f} kWh{', idle counted' if s.idle_counted else ''})  gap: {s.gap:.4%}"
-    )
-    if not quiet:
+    if as_json:
+        _echo_json(s.to_dict())
+    else:
+        click.echo(
+            f"status: {s.status}  solver: {s.solver} ({s.formulation})  energy: {s.total_energy_j:.6g} J "
+            f"({s.total_energy_kwh:.4f} kWh{', idle counted' if s.idle_counted else ''})  gap: {s.gap:.4%}"
+        )
+    if not quiet and not as_json:
         click.echo(f"queries: {s.assigned}  mean accuracy: {s.mean_accuracy:.4f} (token-weighted "
                    f"{s.token_weighted_mean_accuracy:.4f})  deadlines met: {s.deadlines_met}/{s.queries_with_deadline}  "
                    f"makespan: {s.makespan_s:.1f} s  check: {'ok' if s.check['ok'] else 'FAILED'}")
@@ -488,7 +532,7 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
                        "more (predicted, not in the objective; README: Replaying a plan)")
         click.echo(f"wrote {paths[0]} and {paths[1]}")
     if s.extrapolated_queries:
-        click.echo(_extrapolation_line(s))
+        echo(_extrapolation_line(s))
     if report:
         from .report import write_report
         from .sweep import accuracy_cost
@@ -496,7 +540,7 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
         curve = accuracy_cost(sched, limits=limits, progress=say, solver=solver, formulation=formulation, idle=idle,
                               strict_range=strict_range)
         written = write_report(sched, out_dir, curve, progress=say)
-        click.echo(f"wrote the report: {written[0]} and {len(written) - 1} plots and tables in {written[0].parent}")
+        echo(f"wrote the report: {written[0]} and {len(written) - 1} plots and tables in {written[0].parent}")
 
 
 @main.command("compare")
@@ -508,10 +552,12 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write the table to this directory as compare.csv and compare.json (a list of rows) "
                    "[default: write nothing].")
+@_json_opt("the table (a list of rows, as OUT/compare.json)")
 @friendly_errors
 def compare_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, solver: str, time_limit_s: float | None,
                 mip_rel_gap: float, objective: str, zeta: float, idle: bool, min_mean_accuracy: float | None,
-                strict_range: bool, formulation: str, seed: int, equal_accuracy: bool, out_dir: Path | None) -> None:
+                strict_range: bool, formulation: str, seed: int, equal_accuracy: bool, out_dir: Path | None,
+                as_json: bool) -> None:
     """The optimal plan next to today's routing rules: energy, accuracy, deadlines, makespan.
 
     \b
@@ -530,15 +576,18 @@ def compare_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None
                     min_mean_accuracy=min_mean_accuracy, strict_range=strict_range, time_limit_s=time_limit_s,
                     mip_rel_gap=mip_rel_gap, formulation=formulation, seed=seed, equal_accuracy=equal_accuracy,
                     progress=lambda s: click.echo(s, err=True))
-    click.echo(_fmt_table(table, {"energy_kwh": ".4f", "accuracy": ".4f", "makespan_s": ".1f",
-                                  "optimal_same_acc_kwh": ".4f", "saved": ".1%", "gap": ".3%"}))
+    if as_json:
+        _echo_json(_records(table))
+    else:
+        click.echo(_fmt_table(table, {"energy_kwh": ".4f", "accuracy": ".4f", "makespan_s": ".1f",
+                                      "optimal_same_acc_kwh": ".4f", "saved": ".1%", "gap": ".3%"}))
     if out_dir is not None:
         from .writers import write_json, write_table_csv
 
         csv_p, json_p = out_dir / "compare.csv", out_dir / "compare.json"
         write_table_csv(table, csv_p)
         write_json(json_p, _records(table))
-        click.echo(f"wrote {csv_p} and {json_p}")
+        click.echo(f"wrote {csv_p} and {json_p}", err=as_json)
     from .schema import Status
 
     status = Status(table["status"].iloc[0])  # the optimal plan's (the first row)

@@ -98,3 +98,89 @@ def test_compare_out_is_written_when_the_optimal_plan_has_none(tmp_path, synthet
     assert r.exit_code == 3, r.output
     rows = json.loads((tmp_path / "c" / "compare.json").read_text())
     assert rows[0]["status"] == "no_solution" and rows[0]["energy_kwh"] is None
+
+
+# --- --json: machine-readable stdout, nothing else on it -------------------------------------------
+
+
+def _json_stdout(r):
+    """The command's stdout parsed as JSON (stderr apart: click 8.2+ keeps them apart in CliRunner)."""
+    import json
+
+    assert r.stdout.lstrip().startswith(("{", "[")), r.stdout
+    return json.loads(r.stdout)
+
+
+def test_solve_json_prints_the_summary_and_only_it(tmp_path, synthetic_models, synthetic_fleet):
+    import json
+
+    wl = tmp_path / "w.csv"
+    lognormal_workload(30, seed=2, deadline_fraction=0.2).to_csv(wl, index=False)
+    r = run("solve", wl, "--fleet", synthetic_fleet, "--models", synthetic_models, "-o", tmp_path / "p", "--json")
+    assert r.exit_code == 0, r.output
+    doc = _json_stdout(r)
+    assert doc == json.loads((tmp_path / "p" / "summary.json").read_text())
+    assert doc["status"] == "optimal" and doc["assigned"] == 30
+    assert "wrote" not in r.stdout and "status:" not in r.stdout
+    assert "plan:" in r.stderr  # progress stays on stderr
+
+
+def test_solve_json_without_a_plan_still_prints_the_summary(tmp_path, synthetic_models, synthetic_fleet, monkeypatch):
+    from test_cli import _time_out_without_a_plan
+
+    _time_out_without_a_plan(monkeypatch)
+    wl = tmp_path / "w.csv"
+    lognormal_workload(20, seed=3).to_csv(wl, index=False)
+    r = run("solve", wl, "--fleet", synthetic_fleet, "--models", synthetic_models, "--solver", "highs",
+            "--formulation", "exact", "--time-limit", "5", "-o", tmp_path / "p", "--json")
+    assert r.exit_code == 3, r.output
+    doc = _json_stdout(r)
+    assert doc["status"] == "no_solution" and doc["total_energy_j"] is None
+    assert "status: no_solution" in r.stderr
+
+
+def test_solve_json_keeps_the_extrapolation_warning_off_stdout(tmp_path):
+    from test_cli import _ranged_inputs
+
+    r = run("solve", *_ranged_inputs(tmp_path), "-o", tmp_path / "p", "--json", "--quiet")
+    assert r.exit_code == 0, r.output
+    assert _json_stdout(r)["extrapolated_queries"] == 1
+    assert "rest on predictions outside" in r.stderr and "rest on" not in r.stdout
+
+
+def test_compare_json_prints_the_rows(tmp_path, synthetic_models, synthetic_fleet):
+    import json
+
+    wl = tmp_path / "w.csv"
+    lognormal_workload(20, seed=4).to_csv(wl, index=False)
+    r = run("compare", wl, "--fleet", synthetic_fleet, "--models", synthetic_models, "--json", "-o", tmp_path / "c")
+    assert r.exit_code == 0, r.output
+    rows = _json_stdout(r)
+    assert rows == json.loads((tmp_path / "c" / "compare.json").read_text())
+    assert [row["method"] for row in rows][:2] == ["optimal", "round-robin"]
+    assert "wrote" in r.stderr and "wrote" not in r.stdout
+
+
+def test_models_and_predict_json(tmp_path):
+    r = run("fit", DATA / "synthetic_characterization.csv", "-o", tmp_path / "m")
+    assert r.exit_code == 0, r.output
+    r = run("models", "--models", tmp_path / "m", "--json")
+    assert r.exit_code == 0, r.output
+    rows = _json_stdout(r)
+    assert len(rows) == 8 and {row["target"] for row in rows} == {"energy_j", "runtime_s"}
+    assert rows[0]["input_tokens_range"] == [8, 4096] and rows[0]["output_tokens_range"] == [8, 1024]
+    assert 0.96 <= rows[0]["cv_r2"] <= 1
+    r = run("predict", "--models", tmp_path / "m", "--llm", "big-llm", "--device", "gpu-a",
+            "--input-tokens", 1000, "--output-tokens", 130, "--json")
+    assert r.exit_code == 0, r.output
+    p = _json_stdout(r)
+    assert p["llm"] == "big-llm" and p["batch_size"] == 1 and p["extrapolated"] is False
+    assert p["energy_j"] > 0 and p["runtime_s"] > 0
+    r = run("predict", "--models", tmp_path / "m", "--llm", "big-llm", "--device", "gpu-a",
+            "--input-tokens", 100000, "--output-tokens", 130, "--json")
+    assert r.exit_code == 0 and _json_stdout(r)["extrapolated"] is True and "warning:" in r.stderr
+
+
+def test_models_json_on_the_shipped_models_parses():
+    rows = _json_stdout(run("models", "--json"))
+    assert rows and all(set(row) >= {"llm", "device", "target", "form", "input_tokens_range"} for row in rows)
