@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import signal
 import sys
@@ -29,6 +30,73 @@ EXIT_TERMINATED = 143  # SIGTERM (as sent by `timeout` or `kill`): 128 + 15
 
 # Heavy libraries (pandas, numpy, scipy, scikit-learn) and the pipeline's modules are imported
 # inside the commands that use them: `energyopt --help` loads click and this module only.
+
+
+#: the package's logger; the CLI's handlers hang here (``-v``, ``--log-file``)
+log = logging.getLogger("energyopt")
+#: progress of long steps (solving, sweeping, measuring): shown on stderr even without ``-v``
+progress_log = logging.getLogger("energyopt.progress")
+
+
+def _progress(line: str) -> None:
+    """A long step's progress line: to stderr (as it always was) and to ``--log-file``."""
+    progress_log.info(line)
+
+
+class _StderrHandler(logging.Handler):
+    """Log records on stderr through click (so that CliRunner and redirections see them). Without
+    ``-v`` only progress lines (bare, as before) and warnings pass."""
+
+    def __init__(self, verbosity: int) -> None:
+        super().__init__(logging.DEBUG if verbosity >= 2 else logging.INFO)
+        self.verbosity = verbosity
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.verbosity == 0 and record.levelno < logging.WARNING:
+            return record.name == progress_log.name and record.levelno >= logging.INFO
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            click.echo(self.format(record), err=True)
+        except Exception:  # pragma: no cover - logging must never end a command
+            self.handleError(record)
+
+
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _setup_logging(verbosity: int, log_file: Path | None) -> Callable[[], None]:
+    """Handlers for ``-v``/``-vv`` and ``--log-file`` on the ``energyopt`` logger; returns the
+    function that removes them again (a command run in-process, as by CliRunner, leaves none)."""
+    level = logging.DEBUG if verbosity >= 2 else logging.INFO
+    handlers: list[logging.Handler] = []
+    err = _StderrHandler(verbosity)
+    err.setFormatter(logging.Formatter("%(message)s" if verbosity == 0 else _LOG_FORMAT))
+    handlers.append(err)
+    if log_file is not None:
+        try:
+            fh: logging.Handler = logging.FileHandler(log_file, mode="a", encoding="utf-8")
+        except OSError as exc:
+            raise click.BadParameter(f"{log_file}: cannot write there ({exc.strerror or exc})",
+                                     param_hint="--log-file") from None
+        fh.setLevel(level)
+        fh.setFormatter(logging.Formatter(_LOG_FORMAT))
+        handlers.append(fh)
+    previous = (log.level, log.propagate)
+    log.setLevel(level)
+    log.propagate = False  # our handlers only; the root logger's (if any) would print twice
+    for h in handlers:
+        log.addHandler(h)
+
+    def remove() -> None:
+        for h in handlers:
+            log.removeHandler(h)
+            h.close()
+        log.setLevel(previous[0])
+        log.propagate = previous[1]
+
+    return remove
 
 
 def _default_models() -> Path:
@@ -124,10 +192,16 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import time
+
+        name = fn.__name__.removesuffix("_cmd")
+        log.debug("%s: %s", name, ", ".join(f"{k}={v}" for k, v in kwargs.items()))
+        t0 = time.perf_counter()
         try:
             with _sigterm_unwinds():
                 return fn(*args, **kwargs)
         except EnergyoptError as exc:
+            log.debug("%s: %s", name, exc)
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_BAD_INPUT)
         except KeyboardInterrupt:
@@ -136,6 +210,8 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except Terminated:
             click.echo("terminated", err=True)
             sys.exit(EXIT_TERMINATED)
+        finally:
+            log.info("%s ended after %.2f s", name, time.perf_counter() - t0)
 
     return wrapper
 
@@ -259,7 +335,13 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
               help="Show the version and exit.")
-def main() -> None:
+@click.option("--verbose", "-v", "verbosity", count=True,
+              help="Log to stderr with times: -v at INFO (each progress line, how long the command took), "
+                   "-vv at DEBUG too (the options a command ran with). Goes before the command: energyopt -v solve ...")
+@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also append the log (progress lines with times; DEBUG with -vv) to this file.")
+@click.pass_context
+def main(ctx: click.Context, verbosity: int, log_file: Path | None) -> None:
     """Plan where LLM queries run so that a batch is served with the least energy.
 
     \b
@@ -270,6 +352,7 @@ def main() -> None:
       energyopt models                            # the fitted models and their quality
       energyopt predict --llm mistral-7b --device h200 --input-tokens 1000 --output-tokens 130
     """
+    ctx.call_on_close(_setup_logging(verbosity, log_file))
 
 
 # --------------------------------------------------------------------------------------------
@@ -494,7 +577,7 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
     _writable_dir(out_dir)
     if report and (out_dir / "report").exists() and not (out_dir / "report").is_dir():
         raise DataError(f"--out {out_dir}: {out_dir / 'report'} exists and is not a directory (--report writes there)")
-    say = (lambda s: None) if quiet else (lambda s: click.echo(s, err=True))
+    say = progress_log.debug if quiet else _progress  # -q: progress only at -vv
     sched = plan(wl, fl, fm, solver=solver, objective=objective, zeta=zeta, idle=idle, min_mean_accuracy=min_mean_accuracy,
                  strict_range=strict_range, limits=limits, formulation=formulation, progress=say)
     s = sched.summary()
@@ -575,7 +658,7 @@ def compare_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None
     table = compare(wl, fl, fm, solver=solver, objective=objective, zeta=zeta, idle=idle,
                     min_mean_accuracy=min_mean_accuracy, strict_range=strict_range, time_limit_s=time_limit_s,
                     mip_rel_gap=mip_rel_gap, formulation=formulation, seed=seed, equal_accuracy=equal_accuracy,
-                    progress=lambda s: click.echo(s, err=True))
+                    progress=_progress)
     if as_json:
         _echo_json(_records(table))
     else:
@@ -635,7 +718,7 @@ def sweep_cmd(workload: Path, vary: str, values: str | None, fleet_path: Path | 
             raise click.BadParameter(f"expected comma-separated numbers, got {values!r}", param_hint="--values") from None
     wl, fl, fm = _inputs(workload, fleet_path, models_dir)
     _writable_dir(out_dir)
-    table = sweep(wl, fl, fm, vary, vals, baselines=baselines, seed=seed, progress=lambda s: click.echo(s, err=True),
+    table = sweep(wl, fl, fm, vary, vals, baselines=baselines, seed=seed, progress=_progress,
                   solver=solver, objective=objective, zeta=zeta, idle=idle, min_mean_accuracy=min_mean_accuracy,
                   strict_range=strict_range, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap,
                   formulation=formulation)
@@ -739,7 +822,7 @@ def replay_cmd(plan_dir: Path, device: str, pool: str | None, gpu_index: int, dt
 
     tables, info, written = replay_plan_dir(
         plan_dir, device=device, pool=pool, out=out, workload=workload, fleet=fleet_path, models=models_dir,
-        dtype=dtype, gpu_index=gpu_index, attention=attention, progress=lambda s: click.echo(s, err=True))
+        dtype=dtype, gpu_index=gpu_index, attention=attention, progress=_progress)
     t = tables.instances[["llm", "batch_size", "instance", "queries", "predicted_energy_j", "measured_energy_j",
                           "energy_error", "predicted_makespan_s", "measured_makespan_s", "makespan_error"]]
     click.echo(_fmt_table(t.rename(columns={"batch_size": "batch"}),
@@ -836,7 +919,7 @@ def characterize_cmd(llms: tuple[str, ...], model_dir: Path | None, device: str,
         holdout=holdout, repeats=repeats, min_window_s=min_window_s, max_input_tokens=max_input_tokens,
         max_output_tokens=max_output_tokens, dtype=dtype, device_name=device_name, threads=threads,
         cpu_power_w=cpu_power_w, cpu_idle_w=cpu_idle_w, time_budget_s=time_budget_s,
-        idle_seconds=idle_seconds, out_csv=out_csv, progress=lambda s: click.echo(s, err=True),
+        idle_seconds=idle_seconds, out_csv=out_csv, progress=_progress,
         batch_sizes=batch_sizes, decode_attention=decode_attention,
     )
 

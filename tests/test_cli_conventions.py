@@ -184,3 +184,55 @@ def test_models_and_predict_json(tmp_path):
 def test_models_json_on_the_shipped_models_parses():
     rows = _json_stdout(run("models", "--json"))
     assert rows and all(set(row) >= {"llm", "device", "target", "form", "input_tokens_range"} for row in rows)
+
+
+# --- -v/--verbose and --log-file ------------------------------------------------------------------
+
+
+def _small_solve(tmp_path, synthetic_models, synthetic_fleet):
+    wl = tmp_path / "w.csv"
+    lognormal_workload(15, seed=2).to_csv(wl, index=False)
+    return ["solve", wl, "--fleet", synthetic_fleet, "--models", synthetic_models, "-o", tmp_path / "p"]
+
+
+def test_without_v_progress_lines_stay_bare_on_stderr_and_no_handler_is_left(tmp_path, synthetic_models, synthetic_fleet):
+    import logging
+
+    r = run(*_small_solve(tmp_path, synthetic_models, synthetic_fleet))
+    assert r.exit_code == 0, r.output
+    assert any(line.startswith("problem: 15 queries") for line in r.stderr.splitlines())
+    assert "INFO" not in r.stderr and "ended after" not in r.stderr
+    assert logging.getLogger("energyopt").handlers == []
+
+
+def test_v_logs_at_info_and_vv_at_debug_on_stderr(tmp_path, synthetic_models, synthetic_fleet):
+    args = _small_solve(tmp_path, synthetic_models, synthetic_fleet)
+    r = run("-v", *args, "--json")
+    assert r.exit_code == 0, r.output
+    assert _json_stdout(r)["status"] == "optimal"  # the log never reaches stdout
+    assert "INFO energyopt.progress: problem: 15 queries" in r.stderr and "solve ended after" in r.stderr
+    assert "DEBUG" not in r.stderr
+    r = run("-vv", *args, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert "DEBUG energyopt: solve: " in r.stderr and "solver=auto" in r.stderr
+    assert "DEBUG energyopt.progress: problem: 15 queries" in r.stderr  # --quiet's progress, at DEBUG
+
+
+def test_log_file_gets_the_same_log(tmp_path, synthetic_models, synthetic_fleet):
+    log = tmp_path / "run.log"
+    r = run("--log-file", log, *_small_solve(tmp_path, synthetic_models, synthetic_fleet))
+    assert r.exit_code == 0, r.output
+    text = log.read_text()
+    assert "INFO energyopt.progress: problem: 15 queries" in text and "solve ended after" in text
+    assert "DEBUG" not in text
+    r = run("-vv", "--log-file", log, "models", "--models", synthetic_models)  # appended
+    assert r.exit_code == 0, r.output
+    text = log.read_text()
+    assert "solve ended after" in text and "DEBUG energyopt: models: " in text
+
+
+def test_an_unwritable_log_file_is_a_usage_error(tmp_path, synthetic_models):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    r = run("--log-file", a_file / "run.log", "models", "--models", synthetic_models)
+    assert r.exit_code == 2 and "--log-file" in r.output and "cannot write there" in r.output
