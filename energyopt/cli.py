@@ -856,7 +856,8 @@ def solvers_cmd() -> None:
 @click.option("--llm", "llms", multiple=True, help="Catalog LLM to build with random weights (repeat for several).")
 @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="A local Hugging Face model directory to measure instead of a catalog LLM.")
-@click.option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda", show_default=True)
+@click.option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda", show_default=True,
+              help="Where to measure: an NVIDIA GPU metered by NVML, or the CPU metered by RAPL (or --cpu-power-w).")
 @click.option("--gpu", "gpu_index", type=click.IntRange(min=0), default=0, show_default=True,
               help="Which GPU (NVML index) to run on and meter.")
 @click.option("--points", default=None,
@@ -864,11 +865,14 @@ def solvers_cmd() -> None:
                    "[default: the full design, input 8-4096 x output 8-1024].")
 @click.option("--holdout", type=click.IntRange(min=0), default=10, show_default=True,
               help="Extra held-back points off the design grid (split=holdout), to check the fit.")
-@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Measurements of every point (each a row; their spread is the fit's repeat_spread).")
 @click.option("--min-window-s", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Shorter runs are repeated back to back inside one window of at least this length.")
-@click.option("--max-input-tokens", type=click.IntRange(min=1), default=4096, show_default=True)
-@click.option("--max-output-tokens", type=click.IntRange(min=1), default=1024, show_default=True)
+@click.option("--max-input-tokens", type=click.IntRange(min=1), default=4096, show_default=True,
+              help="Longest prompt of the design [tokens]; points beyond an LLM's context window are clipped.")
+@click.option("--max-output-tokens", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="Longest generated output of the design [tokens].")
 @click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp32"]), default=None,
               help="Weights' precision [default: bf16 on GPU, fp32 on CPU].")
 @click.option("--device-name", default=None, help="Label for the device column [default: from the GPU name, or 'cpu'].")
@@ -879,7 +883,9 @@ def solvers_cmd() -> None:
               help="Without RAPL: assumed CPU idle power [W] for the above-idle column.")
 @click.option("--time-budget-s", type=click.FloatRange(min=1), default=None,
               help="Stop starting new runs of an LLM after this many seconds; a re-run resumes.")
-@click.option("--idle-seconds", type=click.FloatRange(min=0.5), default=5.0, show_default=True)
+@click.option("--idle-seconds", type=click.FloatRange(min=0.5), default=5.0, show_default=True,
+              help="Seconds the idle power (LLM loaded, nothing running) is measured for before an LLM's runs; "
+                   "the above-idle energy subtracts it.")
 @click.option("--batch-sizes", default="1", show_default=True,
               help="Batch sizes to measure every point at, like 1,8,32,64,128: b identical queries run together "
                    "(one prefill, then decode steps of the whole batch); points whose KV cache and weights do not "

@@ -236,3 +236,25 @@ def test_an_unwritable_log_file_is_a_usage_error(tmp_path, synthetic_models):
     a_file.write_text("x")
     r = run("--log-file", a_file / "run.log", "models", "--models", synthetic_models)
     assert r.exit_code == 2 and "--log-file" in r.output and "cannot write there" in r.output
+
+
+# --- help and README --------------------------------------------------------------------------------
+
+
+def test_every_option_of_every_command_has_help_text():
+    for name, cmd in [("energyopt", main), *sorted(main.commands.items())]:
+        for p in _options(cmd):
+            assert p.help and p.help.strip(), f"{name} {'/'.join(p.opts)} has no help text"
+        r = run(*([] if cmd is main else [name]), "--help")
+        assert r.exit_code == 0, r.output
+
+
+def test_the_readme_names_the_conventions():
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    for words in ("`-o`", "`--json`", "compare.csv", "compare.json", "`energyopt -v COMMAND`", "--log-file"):
+        assert words in readme, words
+    table = [line for line in readme.splitlines() if line.startswith("| `energyopt ")]
+    for cmd in ("solve", "compare", "models", "predict"):
+        assert any(f"energyopt {cmd} " in line and "--json" in line for line in table), cmd
