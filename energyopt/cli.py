@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import signal
 import sys
@@ -29,6 +30,73 @@ EXIT_TERMINATED = 143  # SIGTERM (as sent by `timeout` or `kill`): 128 + 15
 
 # Heavy libraries (pandas, numpy, scipy, scikit-learn) and the pipeline's modules are imported
 # inside the commands that use them: `energyopt --help` loads click and this module only.
+
+
+#: the package's logger; the CLI's handlers hang here (``-v``, ``--log-file``)
+log = logging.getLogger("energyopt")
+#: progress of long steps (solving, sweeping, measuring): shown on stderr even without ``-v``
+progress_log = logging.getLogger("energyopt.progress")
+
+
+def _progress(line: str) -> None:
+    """A long step's progress line: to stderr (as it always was) and to ``--log-file``."""
+    progress_log.info(line)
+
+
+class _StderrHandler(logging.Handler):
+    """Log records on stderr through click (so that CliRunner and redirections see them). Without
+    ``-v`` only progress lines (bare, as before) and warnings pass."""
+
+    def __init__(self, verbosity: int) -> None:
+        super().__init__(logging.DEBUG if verbosity >= 2 else logging.INFO)
+        self.verbosity = verbosity
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.verbosity == 0 and record.levelno < logging.WARNING:
+            return record.name == progress_log.name and record.levelno >= logging.INFO
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            click.echo(self.format(record), err=True)
+        except Exception:  # pragma: no cover - logging must never end a command
+            self.handleError(record)
+
+
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def _setup_logging(verbosity: int, log_file: Path | None) -> Callable[[], None]:
+    """Handlers for ``-v``/``-vv`` and ``--log-file`` on the ``energyopt`` logger; returns the
+    function that removes them again (a command run in-process, as by CliRunner, leaves none)."""
+    level = logging.DEBUG if verbosity >= 2 else logging.INFO
+    handlers: list[logging.Handler] = []
+    err = _StderrHandler(verbosity)
+    err.setFormatter(logging.Formatter("%(message)s" if verbosity == 0 else _LOG_FORMAT))
+    handlers.append(err)
+    if log_file is not None:
+        try:
+            fh: logging.Handler = logging.FileHandler(log_file, mode="a", encoding="utf-8")
+        except OSError as exc:
+            raise click.BadParameter(f"{log_file}: cannot write there ({exc.strerror or exc})",
+                                     param_hint="--log-file") from None
+        fh.setLevel(level)
+        fh.setFormatter(logging.Formatter(_LOG_FORMAT))
+        handlers.append(fh)
+    previous = (log.level, log.propagate)
+    log.setLevel(level)
+    log.propagate = False  # our handlers only; the root logger's (if any) would print twice
+    for h in handlers:
+        log.addHandler(h)
+
+    def remove() -> None:
+        for h in handlers:
+            log.removeHandler(h)
+            h.close()
+        log.setLevel(previous[0])
+        log.propagate = previous[1]
+
+    return remove
 
 
 def _default_models() -> Path:
@@ -124,10 +192,16 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import time
+
+        name = fn.__name__.removesuffix("_cmd")
+        log.debug("%s: %s", name, ", ".join(f"{k}={v}" for k, v in kwargs.items()))
+        t0 = time.perf_counter()
         try:
             with _sigterm_unwinds():
                 return fn(*args, **kwargs)
         except EnergyoptError as exc:
+            log.debug("%s: %s", name, exc)
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_BAD_INPUT)
         except KeyboardInterrupt:
@@ -136,6 +210,8 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except Terminated:
             click.echo("terminated", err=True)
             sys.exit(EXIT_TERMINATED)
+        finally:
+            log.info("%s ended after %.2f s", name, time.perf_counter() - t0)
 
     return wrapper
 
@@ -217,6 +293,30 @@ def _fmt_table(df, floatfmt: dict[str, str] | None = None) -> str:
     return "\n".join(out)
 
 
+def _json_opt(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--json``: print ``what`` as JSON on stdout instead of the human output; nothing else goes
+    to stdout (progress, warnings and the names of the files written go to stderr)."""
+    return click.option("--json", "as_json", is_flag=True,
+                        help=f"Print {what} as JSON on stdout instead of the usual text; nothing else goes to stdout "
+                             "(progress and warnings stay on stderr).")
+
+
+def _echo_json(obj: Any) -> None:
+    """``obj`` as indented JSON on stdout (plain JSON values: NaN as null, as in the files written)."""
+    import json
+
+    from .writers import jsonable
+
+    click.echo(json.dumps(jsonable(obj), indent=2))
+
+
+def _records(df: Any) -> list[dict[str, Any]]:
+    """A table as a list of rows (column name to value), in plain JSON values (NaN as null)."""
+    from .writers import jsonable
+
+    return jsonable(df.to_dict(orient="records"))
+
+
 _FIT_FORMATS = {"cv_r2": ".4f", "r2": ".4f", "median_rel_err": ".1%", "p95_rel_err": ".1%",
                 "holdout_med_err": ".1%", "holdout_max_err": ".1%", "repeat_spread": ".1%",
                 "held_back_batch_err": ".1%"}
@@ -235,7 +335,13 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
               help="Show the version and exit.")
-def main() -> None:
+@click.option("--verbose", "-v", "verbosity", count=True,
+              help="Log to stderr with times: -v at INFO (each progress line, how long the command took), "
+                   "-vv at DEBUG too (the options a command ran with). Goes before the command: energyopt -v solve ...")
+@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also append the log (progress lines with times; DEBUG with -vv) to this file.")
+@click.pass_context
+def main(ctx: click.Context, verbosity: int, log_file: Path | None) -> None:
     """Plan where LLM queries run so that a batch is served with the least energy.
 
     \b
@@ -246,6 +352,7 @@ def main() -> None:
       energyopt models                            # the fitted models and their quality
       energyopt predict --llm mistral-7b --device h200 --input-tokens 1000 --output-tokens 130
     """
+    ctx.call_on_close(_setup_logging(verbosity, log_file))
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,7 +360,7 @@ def main() -> None:
 # --------------------------------------------------------------------------------------------
 @main.command("fit")
 @click.argument("data", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+@click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Directory to write the model JSON files into (one per LLM and device).")
 @click.option("--min-r2", type=click.FloatRange(0, 1), default=0.96, show_default=True,
               help="Smallest cross-validated R² a fit may have; below it nothing is written.")
@@ -304,21 +411,33 @@ def fit_cmd(data: tuple[Path, ...], out_dir: Path, min_r2: float, folds: int, lo
 @main.command("models")
 @click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Models directory [default: $ENERGYOPT_MODELS, else the shipped models/].")
+@_json_opt("one record per (LLM, device, target), every column of the table and the token ranges as "
+           "[low, high] (null where a published model states none),")
 @friendly_errors
-def models_cmd(models_dir: Path | None) -> None:
+def models_cmd(models_dir: Path | None, as_json: bool) -> None:
     """List the fitted models: form, cross-validated R², error and token ranges."""
     from .modelstore import FittedModels
 
     fm = FittedModels.load(models_dir or _default_models())
     t = fm.table()
-    ranges = []
+    ranges: list[str] = []
+    in_ranges: list[list[int] | None] = []
+    out_ranges: list[list[int] | None] = []
     for _, r in t.iterrows():
         m = fm.get(r["llm"], r["device"])[r["target"]]
         if m.origin == "published" and m.to_dict()["input_tokens_range"] is None:
             ranges.append("not stated")
+            in_ranges.append(None)
+            out_ranges.append(None)
         else:
             (in_lo, in_hi), (out_lo, out_hi) = m.input_tokens_range, m.output_tokens_range
             ranges.append(f"{in_lo}-{in_hi} x {out_lo}-{out_hi}")
+            in_ranges.append([int(in_lo), int(in_hi)])
+            out_ranges.append([int(out_lo), int(out_hi)])
+    if as_json:
+        t["input_tokens_range"], t["output_tokens_range"] = in_ranges, out_ranges
+        _echo_json(_records(t))
+        return
     t["tokens_in_x_out"] = ranges
     click.echo(_fmt_table(t.drop(columns=["r2", "points"]), _FIT_FORMATS))
 
@@ -332,18 +451,25 @@ def models_cmd(models_dir: Path | None) -> None:
               help="Queries served at once; the prediction is one query's latency and share of the energy.")
 @click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Models directory [default: $ENERGYOPT_MODELS, else the shipped models/].")
+@_json_opt("the prediction (llm, device, input_tokens, output_tokens, batch_size, runtime_s, energy_j, "
+           "extrapolated)")
 @friendly_errors
 def predict_cmd(llm: str, device: str, input_tokens: int, output_tokens: int, batch_size: int,
-                models_dir: Path | None) -> None:
+                models_dir: Path | None, as_json: bool) -> None:
     """Predict the runtime [s] and energy [J] of one query on one (LLM, device) at a batch size."""
     from .modelstore import FittedModels
 
     fm = FittedModels.load(models_dir or _default_models())
     p = fm.predict(llm, device, [input_tokens], [output_tokens], batch_size=batch_size).iloc[0]
-    click.echo(f"llm={llm} device={device} input_tokens={input_tokens} output_tokens={output_tokens} "
-               f"batch_size={batch_size}")
-    click.echo(f"runtime_s={p['runtime_s']:.4f}")
-    click.echo(f"energy_j={p['energy_j']:.2f}")
+    if as_json:
+        _echo_json({"llm": llm, "device": device, "input_tokens": input_tokens, "output_tokens": output_tokens,
+                    "batch_size": batch_size, "runtime_s": p["runtime_s"], "energy_j": p["energy_j"],
+                    "extrapolated": bool(p["extrapolated"])})
+    else:
+        click.echo(f"llm={llm} device={device} input_tokens={input_tokens} output_tokens={output_tokens} "
+                   f"batch_size={batch_size}")
+        click.echo(f"runtime_s={p['runtime_s']:.4f}")
+        click.echo(f"energy_j={p['energy_j']:.2f}")
     if p["extrapolated"]:
         m = fm.get(llm, device)["energy_j"]
         click.echo(
@@ -412,7 +538,7 @@ def _inputs(workload: Path, fleet_path: Path | None, models_dir: Path | None):
 @main.command("solve")
 @click.argument("workload", type=click.Path(dir_okay=False, path_type=Path))
 @_plan_options
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("plan"), show_default=True,
+@click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("plan"), show_default=True,
               help="Directory for assignment.csv and summary.json.")
 @click.option("--quiet", "-q", is_flag=True,
               help="Print only the summary line (and the line on extrapolated predictions, if any).")
@@ -420,10 +546,11 @@ def _inputs(workload: Path, fleet_path: Path | None, models_dir: Path | None):
               help="Also write OUT/report/: report.html (one self-contained page) and PNGs of energy per LLM and "
                    "device, the per-instance timeline, utilisation, deadline slack and the marginal energy cost "
                    "of accuracy (5 extra plans at raised accuracy floors), with the table behind each as CSV.")
+@_json_opt("the summary (what OUT/summary.json holds, also without a plan)")
 @friendly_errors
 def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, solver: str, time_limit_s: float | None,
               mip_rel_gap: float, objective: str, zeta: float, idle: bool, min_mean_accuracy: float | None,
-              strict_range: bool, formulation: str, out_dir: Path, quiet: bool, report: bool) -> None:
+              strict_range: bool, formulation: str, out_dir: Path, quiet: bool, report: bool, as_json: bool) -> None:
     """Plan a batch of queries (CSV or JSONL workload) at least energy.
 
     \b
@@ -450,25 +577,32 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
     _writable_dir(out_dir)
     if report and (out_dir / "report").exists() and not (out_dir / "report").is_dir():
         raise DataError(f"--out {out_dir}: {out_dir / 'report'} exists and is not a directory (--report writes there)")
-    say = (lambda s: None) if quiet else (lambda s: click.echo(s, err=True))
+    say = progress_log.debug if quiet else _progress  # -q: progress only at -vv
     sched = plan(wl, fl, fm, solver=solver, objective=objective, zeta=zeta, idle=idle, min_mean_accuracy=min_mean_accuracy,
                  strict_range=strict_range, limits=limits, formulation=formulation, progress=say)
     s = sched.summary()
     _clear_old_report(out_dir)
+    # with --json the summary is the only thing on stdout: the lines below go to stderr
+    echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
     if sched.assignment.empty or not s.status.has_plan:
         stale = out_dir / "assignment.csv"
         if stale.exists():  # an earlier run's plan must not pass for this one's
             stale.unlink()
         path = sched.write_summary(out_dir, s)
-        click.echo(f"status: {s.status}: {sched.message}")
-        click.echo(f"wrote {path} (no assignment)")
+        if as_json:
+            _echo_json(s.to_dict())
+        echo(f"status: {s.status}: {sched.message}")
+        echo(f"wrote {path} (no assignment)")
         sys.exit(_exit_code_without_plan(s.status))
     paths = sched.write(out_dir, s)
-    click.echo(
-        f"status: {s.status}  solver: {s.solver} ({s.formulation})  energy: {s.total_energy_j:.6g} J "
-        f"({s.total_energy_kwh:.4f} kWh{', idle counted' if s.idle_counted else ''})  gap: {s.gap:.4%}"
-    )
-    if not quiet:
+    if as_json:
+        _echo_json(s.to_dict())
+    else:
+        click.echo(
+            f"status: {s.status}  solver: {s.solver} ({s.formulation})  energy: {s.total_energy_j:.6g} J "
+            f"({s.total_energy_kwh:.4f} kWh{', idle counted' if s.idle_counted else ''})  gap: {s.gap:.4%}"
+        )
+    if not quiet and not as_json:
         click.echo(f"queries: {s.assigned}  mean accuracy: {s.mean_accuracy:.4f} (token-weighted "
                    f"{s.token_weighted_mean_accuracy:.4f})  deadlines met: {s.deadlines_met}/{s.queries_with_deadline}  "
                    f"makespan: {s.makespan_s:.1f} s  check: {'ok' if s.check['ok'] else 'FAILED'}")
@@ -481,7 +615,7 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
                        "more (predicted, not in the objective; README: Replaying a plan)")
         click.echo(f"wrote {paths[0]} and {paths[1]}")
     if s.extrapolated_queries:
-        click.echo(_extrapolation_line(s))
+        echo(_extrapolation_line(s))
     if report:
         from .report import write_report
         from .sweep import accuracy_cost
@@ -489,7 +623,7 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
         curve = accuracy_cost(sched, limits=limits, progress=say, solver=solver, formulation=formulation, idle=idle,
                               strict_range=strict_range)
         written = write_report(sched, out_dir, curve, progress=say)
-        click.echo(f"wrote the report: {written[0]} and {len(written) - 1} plots and tables in {written[0].parent}")
+        echo(f"wrote the report: {written[0]} and {len(written) - 1} plots and tables in {written[0].parent}")
 
 
 @main.command("compare")
@@ -498,26 +632,45 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random baseline.")
 @click.option("--equal-accuracy/--no-equal-accuracy", default=True, show_default=True,
               help="Also solve, for each baseline, the least-energy plan at no lower token-weighted accuracy.")
+@click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write the table to this directory as compare.csv and compare.json (a list of rows) "
+                   "[default: write nothing].")
+@_json_opt("the table (a list of rows, as OUT/compare.json)")
 @friendly_errors
 def compare_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, solver: str, time_limit_s: float | None,
                 mip_rel_gap: float, objective: str, zeta: float, idle: bool, min_mean_accuracy: float | None,
-                strict_range: bool, formulation: str, seed: int, equal_accuracy: bool) -> None:
+                strict_range: bool, formulation: str, seed: int, equal_accuracy: bool, out_dir: Path | None,
+                as_json: bool) -> None:
     """The optimal plan next to today's routing rules: energy, accuracy, deadlines, makespan.
 
     \b
     Baselines: round-robin, random (seeded), most accurate LLM on its fastest device, fastest
     option per query, and each LLM alone. With --equal-accuracy (default) each baseline also gets
     the optimiser's plan at its token-weighted accuracy or better, and the energy saved.
+    With --out the table is also written as OUT/compare.csv and OUT/compare.json (written even
+    when the optimal plan has none: its row's status says why).
     """
     from .compare import compare
 
     wl, fl, fm = _inputs(workload, fleet_path, models_dir)
+    if out_dir is not None:
+        _writable_dir(out_dir)
     table = compare(wl, fl, fm, solver=solver, objective=objective, zeta=zeta, idle=idle,
                     min_mean_accuracy=min_mean_accuracy, strict_range=strict_range, time_limit_s=time_limit_s,
                     mip_rel_gap=mip_rel_gap, formulation=formulation, seed=seed, equal_accuracy=equal_accuracy,
-                    progress=lambda s: click.echo(s, err=True))
-    click.echo(_fmt_table(table, {"energy_kwh": ".4f", "accuracy": ".4f", "makespan_s": ".1f",
-                                  "optimal_same_acc_kwh": ".4f", "saved": ".1%", "gap": ".3%"}))
+                    progress=_progress)
+    if as_json:
+        _echo_json(_records(table))
+    else:
+        click.echo(_fmt_table(table, {"energy_kwh": ".4f", "accuracy": ".4f", "makespan_s": ".1f",
+                                      "optimal_same_acc_kwh": ".4f", "saved": ".1%", "gap": ".3%"}))
+    if out_dir is not None:
+        from .writers import write_json, write_table_csv
+
+        csv_p, json_p = out_dir / "compare.csv", out_dir / "compare.json"
+        write_table_csv(table, csv_p)
+        write_json(json_p, _records(table))
+        click.echo(f"wrote {csv_p} and {json_p}", err=as_json)
     from .schema import Status
 
     status = Status(table["status"].iloc[0])  # the optimal plan's (the first row)
@@ -534,7 +687,7 @@ def compare_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None
               help="Comma-separated values [default: accuracy: 7 floors from the unconstrained plan's accuracy to "
                    "the most reachable; zeta: 0,0.1,...,1; deadline-scale: 0.5,0.75,1,1.5,2,4].")
 @_plan_options
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("sweep"),
+@click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("sweep"),
               show_default=True, help="Directory for sweep.csv and sweep.png.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random baseline.")
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
@@ -565,7 +718,7 @@ def sweep_cmd(workload: Path, vary: str, values: str | None, fleet_path: Path | 
             raise click.BadParameter(f"expected comma-separated numbers, got {values!r}", param_hint="--values") from None
     wl, fl, fm = _inputs(workload, fleet_path, models_dir)
     _writable_dir(out_dir)
-    table = sweep(wl, fl, fm, vary, vals, baselines=baselines, seed=seed, progress=lambda s: click.echo(s, err=True),
+    table = sweep(wl, fl, fm, vary, vals, baselines=baselines, seed=seed, progress=_progress,
                   solver=solver, objective=objective, zeta=zeta, idle=idle, min_mean_accuracy=min_mean_accuracy,
                   strict_range=strict_range, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap,
                   formulation=formulation)
@@ -644,7 +797,7 @@ def explain_cmd(plan_dir: Path, query_id: str, workload: Path | None, fleet_path
               help="Fleet TOML [default: as recorded].")
 @click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Models directory [default: as recorded].")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Directory for replay_queries.csv, replay_instances.csv, replay_steps.csv and replay.json "
                    "[default: PLAN_DIR/replay].")
 @friendly_errors
@@ -669,7 +822,7 @@ def replay_cmd(plan_dir: Path, device: str, pool: str | None, gpu_index: int, dt
 
     tables, info, written = replay_plan_dir(
         plan_dir, device=device, pool=pool, out=out, workload=workload, fleet=fleet_path, models=models_dir,
-        dtype=dtype, gpu_index=gpu_index, attention=attention, progress=lambda s: click.echo(s, err=True))
+        dtype=dtype, gpu_index=gpu_index, attention=attention, progress=_progress)
     t = tables.instances[["llm", "batch_size", "instance", "queries", "predicted_energy_j", "measured_energy_j",
                           "energy_error", "predicted_makespan_s", "measured_makespan_s", "makespan_error"]]
     click.echo(_fmt_table(t.rename(columns={"batch_size": "batch"}),
@@ -703,7 +856,8 @@ def solvers_cmd() -> None:
 @click.option("--llm", "llms", multiple=True, help="Catalog LLM to build with random weights (repeat for several).")
 @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="A local Hugging Face model directory to measure instead of a catalog LLM.")
-@click.option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda", show_default=True)
+@click.option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda", show_default=True,
+              help="Where to measure: an NVIDIA GPU metered by NVML, or the CPU metered by RAPL (or --cpu-power-w).")
 @click.option("--gpu", "gpu_index", type=click.IntRange(min=0), default=0, show_default=True,
               help="Which GPU (NVML index) to run on and meter.")
 @click.option("--points", default=None,
@@ -711,11 +865,14 @@ def solvers_cmd() -> None:
                    "[default: the full design, input 8-4096 x output 8-1024].")
 @click.option("--holdout", type=click.IntRange(min=0), default=10, show_default=True,
               help="Extra held-back points off the design grid (split=holdout), to check the fit.")
-@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Measurements of every point (each a row; their spread is the fit's repeat_spread).")
 @click.option("--min-window-s", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Shorter runs are repeated back to back inside one window of at least this length.")
-@click.option("--max-input-tokens", type=click.IntRange(min=1), default=4096, show_default=True)
-@click.option("--max-output-tokens", type=click.IntRange(min=1), default=1024, show_default=True)
+@click.option("--max-input-tokens", type=click.IntRange(min=1), default=4096, show_default=True,
+              help="Longest prompt of the design [tokens]; points beyond an LLM's context window are clipped.")
+@click.option("--max-output-tokens", type=click.IntRange(min=1), default=1024, show_default=True,
+              help="Longest generated output of the design [tokens].")
 @click.option("--dtype", type=click.Choice(["bf16", "fp16", "fp32"]), default=None,
               help="Weights' precision [default: bf16 on GPU, fp32 on CPU].")
 @click.option("--device-name", default=None, help="Label for the device column [default: from the GPU name, or 'cpu'].")
@@ -726,7 +883,9 @@ def solvers_cmd() -> None:
               help="Without RAPL: assumed CPU idle power [W] for the above-idle column.")
 @click.option("--time-budget-s", type=click.FloatRange(min=1), default=None,
               help="Stop starting new runs of an LLM after this many seconds; a re-run resumes.")
-@click.option("--idle-seconds", type=click.FloatRange(min=0.5), default=5.0, show_default=True)
+@click.option("--idle-seconds", type=click.FloatRange(min=0.5), default=5.0, show_default=True,
+              help="Seconds the idle power (LLM loaded, nothing running) is measured for before an LLM's runs; "
+                   "the above-idle energy subtracts it.")
 @click.option("--batch-sizes", default="1", show_default=True,
               help="Batch sizes to measure every point at, like 1,8,32,64,128: b identical queries run together "
                    "(one prefill, then decode steps of the whole batch); points whose KV cache and weights do not "
@@ -736,7 +895,7 @@ def solvers_cmd() -> None:
                    "engines do); sdpa: transformers' own path, which copies K and V out to every query head; "
                    "ragged: the engine `energyopt replay` runs (a prefill per query, decode attention over each "
                    "query's own tokens), so that models fitted on the rows predict a replay (use its own --out file).")
-@click.option("--out", "out_csv", type=click.Path(dir_okay=False, path_type=Path), required=True,
+@click.option("--out", "-o", "out_csv", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="CSV to append rows to (created if missing; rows already there are skipped).")
 @friendly_errors
 def characterize_cmd(llms: tuple[str, ...], model_dir: Path | None, device: str, gpu_index: int,
@@ -766,7 +925,7 @@ def characterize_cmd(llms: tuple[str, ...], model_dir: Path | None, device: str,
         holdout=holdout, repeats=repeats, min_window_s=min_window_s, max_input_tokens=max_input_tokens,
         max_output_tokens=max_output_tokens, dtype=dtype, device_name=device_name, threads=threads,
         cpu_power_w=cpu_power_w, cpu_idle_w=cpu_idle_w, time_budget_s=time_budget_s,
-        idle_seconds=idle_seconds, out_csv=out_csv, progress=lambda s: click.echo(s, err=True),
+        idle_seconds=idle_seconds, out_csv=out_csv, progress=_progress,
         batch_sizes=batch_sizes, decode_attention=decode_attention,
     )
 

@@ -169,9 +169,10 @@ def test_an_unwritable_out_fails_with_exit_2_before_any_solving(tmp_path, synthe
     for name in ("energyopt.sweep", "energyopt.compare", "energyopt.report"):
         importlib.import_module(name)
     # the modules (the facade's energyopt.plan and energyopt.sweep are the functions)
-    monkeypatch.setattr(importlib.import_module("energyopt.plan"), "plan", never)
-    monkeypatch.setattr(importlib.import_module("energyopt.sweep"), "sweep", never)
-    monkeypatch.setattr(importlib.import_module("energyopt.fit"), "fit_models", never)
+    plan_m, sweep_m, fit_m = (importlib.import_module(f"energyopt.{m}") for m in ("plan", "sweep", "fit"))
+    monkeypatch.setattr(plan_m, "plan", never)
+    monkeypatch.setattr(sweep_m, "sweep", never)
+    monkeypatch.setattr(fit_m, "fit_models", never)
     wl = tmp_path / "w.csv"
     lognormal_workload(10, seed=3).to_csv(wl, index=False)
     a_file = tmp_path / "a-file"

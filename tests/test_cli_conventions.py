@@ -1,0 +1,260 @@
+"""Conventions users expect of a command line (issue 15): `-o` for `--out` everywhere, `--json` for
+machine-readable output, `compare --out`, `-v`/`--log-file` and help text on every option."""
+
+from __future__ import annotations
+
+import click
+from click.testing import CliRunner
+from conftest import DATA, lognormal_workload
+
+from energyopt.cli import main
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def _options(cmd: click.Command) -> list[click.Option]:
+    return [p for p in cmd.params if isinstance(p, click.Option)]
+
+
+def test_every_out_option_has_the_short_form_o():
+    with_out = []
+    for name, cmd in main.commands.items():
+        for p in _options(cmd):
+            if "--out" in p.opts:
+                assert "-o" in p.opts, f"{name} --out has no -o"
+                with_out.append(name)
+    assert {"solve", "compare", "sweep", "fit", "characterize", "replay"} <= set(with_out)
+
+
+def test_o_writes_where_out_does(tmp_path, synthetic_models, synthetic_fleet):
+    r = run("fit", DATA / "synthetic_characterization.csv", "-o", tmp_path / "m")
+    assert r.exit_code == 0, r.output
+    assert len(list((tmp_path / "m").glob("*.json"))) == 4
+    wl = tmp_path / "w.csv"
+    lognormal_workload(20, seed=2).to_csv(wl, index=False)
+    r = run("solve", wl, "--fleet", synthetic_fleet, "--models", synthetic_models, "-o", tmp_path / "p")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "p" / "assignment.csv").is_file() and (tmp_path / "p" / "summary.json").is_file()
+
+
+def test_compare_out_writes_the_table_as_csv_and_json(tmp_path, synthetic_models, synthetic_fleet):
+    import json
+
+    import pandas as pd
+
+    wl = tmp_path / "w.csv"
+    lognormal_workload(30, seed=4).to_csv(wl, index=False)
+    r = run("compare", wl, "--fleet", synthetic_fleet, "--models", synthetic_models, "-o", tmp_path / "c")
+    assert r.exit_code == 0, r.output
+    csv = pd.read_csv(tmp_path / "c" / "compare.csv")
+    rows = json.loads((tmp_path / "c" / "compare.json").read_text())
+    assert list(csv["method"]) == [row["method"] for row in rows]
+    assert rows[0]["method"] == "optimal" and rows[0]["status"] == "optimal"
+    assert {"energy_kwh", "accuracy", "saved", "gap"} <= set(rows[0]) and rows[0]["saved"] is None
+    assert csv["energy_kwh"].iloc[0] == rows[0]["energy_kwh"]
+    assert f"wrote {tmp_path / 'c' / 'compare.csv'}" in r.stdout
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["compare.csv", "compare.json"]  # no temporaries
+
+
+def test_compare_without_out_writes_nothing(tmp_path, synthetic_models, synthetic_fleet, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    wl = tmp_path / "w.csv"
+    lognormal_workload(10, seed=4).to_csv(wl, index=False)
+    r = run("compare", wl, "--fleet", synthetic_fleet, "--models", synthetic_models, "--no-equal-accuracy")
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.csv"]
+
+
+def test_compare_checks_its_out_before_solving(tmp_path, synthetic_models, synthetic_fleet, monkeypatch):
+    import importlib
+
+    compare_m = importlib.import_module("energyopt.compare")
+
+    def never(*a, **k):
+        raise AssertionError("solved before the output was checked")
+
+    monkeypatch.setattr(compare_m, "compare", never)
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    wl = tmp_path / "w.csv"
+    lognormal_workload(10, seed=4).to_csv(wl, index=False)
+    r = run("compare", wl, "--fleet", synthetic_fleet, "--models", synthetic_models, "--out", a_file / "c")
+    assert r.exit_code == 2 and r.output.count("\n") == 1
+    assert r.output.startswith("error: --out ") and "cannot write there" in r.output
+
+
+def test_compare_out_is_written_when_the_optimal_plan_has_none(tmp_path, synthetic_models, synthetic_fleet, monkeypatch):
+    import json
+
+    from test_cli import _time_out_without_a_plan
+
+    _time_out_without_a_plan(monkeypatch)
+    wl = tmp_path / "w.csv"
+    lognormal_workload(20, seed=3).to_csv(wl, index=False)
+    r = run("compare", wl, "--fleet", synthetic_fleet, "--models", synthetic_models, "--solver", "highs",
+            "--formulation", "exact", "--time-limit", "5", "--no-equal-accuracy", "-o", tmp_path / "c")
+    assert r.exit_code == 3, r.output
+    rows = json.loads((tmp_path / "c" / "compare.json").read_text())
+    assert rows[0]["status"] == "no_solution" and rows[0]["energy_kwh"] is None
+
+
+# --- --json: machine-readable stdout, nothing else on it -------------------------------------------
+
+
+def _json_stdout(r):
+    """The command's stdout parsed as JSON (stderr apart: click 8.2+ keeps them apart in CliRunner)."""
+    import json
+
+    assert r.stdout.lstrip().startswith(("{", "[")), r.stdout
+    return json.loads(r.stdout)
+
+
+def test_solve_json_prints_the_summary_and_only_it(tmp_path, synthetic_models, synthetic_fleet):
+    import json
+
+    wl = tmp_path / "w.csv"
+    lognormal_workload(30, seed=2, deadline_fraction=0.2).to_csv(wl, index=False)
+    r = run("solve", wl, "--fleet", synthetic_fleet, "--models", synthetic_models, "-o", tmp_path / "p", "--json")
+    assert r.exit_code == 0, r.output
+    doc = _json_stdout(r)
+    assert doc == json.loads((tmp_path / "p" / "summary.json").read_text())
+    assert doc["status"] == "optimal" and doc["assigned"] == 30
+    assert "wrote" not in r.stdout and "status:" not in r.stdout
+    assert "plan:" in r.stderr  # progress stays on stderr
+
+
+def test_solve_json_without_a_plan_still_prints_the_summary(tmp_path, synthetic_models, synthetic_fleet, monkeypatch):
+    from test_cli import _time_out_without_a_plan
+
+    _time_out_without_a_plan(monkeypatch)
+    wl = tmp_path / "w.csv"
+    lognormal_workload(20, seed=3).to_csv(wl, index=False)
+    r = run("solve", wl, "--fleet", synthetic_fleet, "--models", synthetic_models, "--solver", "highs",
+            "--formulation", "exact", "--time-limit", "5", "-o", tmp_path / "p", "--json")
+    assert r.exit_code == 3, r.output
+    doc = _json_stdout(r)
+    assert doc["status"] == "no_solution" and doc["total_energy_j"] is None
+    assert "status: no_solution" in r.stderr
+
+
+def test_solve_json_keeps_the_extrapolation_warning_off_stdout(tmp_path):
+    from test_cli import _ranged_inputs
+
+    r = run("solve", *_ranged_inputs(tmp_path), "-o", tmp_path / "p", "--json", "--quiet")
+    assert r.exit_code == 0, r.output
+    assert _json_stdout(r)["extrapolated_queries"] == 1
+    assert "rest on predictions outside" in r.stderr and "rest on" not in r.stdout
+
+
+def test_compare_json_prints_the_rows(tmp_path, synthetic_models, synthetic_fleet):
+    import json
+
+    wl = tmp_path / "w.csv"
+    lognormal_workload(20, seed=4).to_csv(wl, index=False)
+    r = run("compare", wl, "--fleet", synthetic_fleet, "--models", synthetic_models, "--json", "-o", tmp_path / "c")
+    assert r.exit_code == 0, r.output
+    rows = _json_stdout(r)
+    assert rows == json.loads((tmp_path / "c" / "compare.json").read_text())
+    assert [row["method"] for row in rows][:2] == ["optimal", "round-robin"]
+    assert "wrote" in r.stderr and "wrote" not in r.stdout
+
+
+def test_models_and_predict_json(tmp_path):
+    r = run("fit", DATA / "synthetic_characterization.csv", "-o", tmp_path / "m")
+    assert r.exit_code == 0, r.output
+    r = run("models", "--models", tmp_path / "m", "--json")
+    assert r.exit_code == 0, r.output
+    rows = _json_stdout(r)
+    assert len(rows) == 8 and {row["target"] for row in rows} == {"energy_j", "runtime_s"}
+    assert rows[0]["input_tokens_range"] == [8, 4096] and rows[0]["output_tokens_range"] == [8, 1024]
+    assert 0.96 <= rows[0]["cv_r2"] <= 1
+    r = run("predict", "--models", tmp_path / "m", "--llm", "big-llm", "--device", "gpu-a",
+            "--input-tokens", 1000, "--output-tokens", 130, "--json")
+    assert r.exit_code == 0, r.output
+    p = _json_stdout(r)
+    assert p["llm"] == "big-llm" and p["batch_size"] == 1 and p["extrapolated"] is False
+    assert p["energy_j"] > 0 and p["runtime_s"] > 0
+    r = run("predict", "--models", tmp_path / "m", "--llm", "big-llm", "--device", "gpu-a",
+            "--input-tokens", 100000, "--output-tokens", 130, "--json")
+    assert r.exit_code == 0 and _json_stdout(r)["extrapolated"] is True and "warning:" in r.stderr
+
+
+def test_models_json_on_the_shipped_models_parses():
+    rows = _json_stdout(run("models", "--json"))
+    assert rows and all(set(row) >= {"llm", "device", "target", "form", "input_tokens_range"} for row in rows)
+
+
+# --- -v/--verbose and --log-file ------------------------------------------------------------------
+
+
+def _small_solve(tmp_path, synthetic_models, synthetic_fleet):
+    wl = tmp_path / "w.csv"
+    lognormal_workload(15, seed=2).to_csv(wl, index=False)
+    return ["solve", wl, "--fleet", synthetic_fleet, "--models", synthetic_models, "-o", tmp_path / "p"]
+
+
+def test_without_v_progress_lines_stay_bare_on_stderr_and_no_handler_is_left(tmp_path, synthetic_models, synthetic_fleet):
+    import logging
+
+    r = run(*_small_solve(tmp_path, synthetic_models, synthetic_fleet))
+    assert r.exit_code == 0, r.output
+    assert any(line.startswith("problem: 15 queries") for line in r.stderr.splitlines())
+    assert "INFO" not in r.stderr and "ended after" not in r.stderr
+    assert logging.getLogger("energyopt").handlers == []
+
+
+def test_v_logs_at_info_and_vv_at_debug_on_stderr(tmp_path, synthetic_models, synthetic_fleet):
+    args = _small_solve(tmp_path, synthetic_models, synthetic_fleet)
+    r = run("-v", *args, "--json")
+    assert r.exit_code == 0, r.output
+    assert _json_stdout(r)["status"] == "optimal"  # the log never reaches stdout
+    assert "INFO energyopt.progress: problem: 15 queries" in r.stderr and "solve ended after" in r.stderr
+    assert "DEBUG" not in r.stderr
+    r = run("-vv", *args, "--quiet")
+    assert r.exit_code == 0, r.output
+    assert "DEBUG energyopt: solve: " in r.stderr and "solver=auto" in r.stderr
+    assert "DEBUG energyopt.progress: problem: 15 queries" in r.stderr  # --quiet's progress, at DEBUG
+
+
+def test_log_file_gets_the_same_log(tmp_path, synthetic_models, synthetic_fleet):
+    log = tmp_path / "run.log"
+    r = run("--log-file", log, *_small_solve(tmp_path, synthetic_models, synthetic_fleet))
+    assert r.exit_code == 0, r.output
+    text = log.read_text()
+    assert "INFO energyopt.progress: problem: 15 queries" in text and "solve ended after" in text
+    assert "DEBUG" not in text
+    r = run("-vv", "--log-file", log, "models", "--models", synthetic_models)  # appended
+    assert r.exit_code == 0, r.output
+    text = log.read_text()
+    assert "solve ended after" in text and "DEBUG energyopt: models: " in text
+
+
+def test_an_unwritable_log_file_is_a_usage_error(tmp_path, synthetic_models):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    r = run("--log-file", a_file / "run.log", "models", "--models", synthetic_models)
+    assert r.exit_code == 2 and "--log-file" in r.output and "cannot write there" in r.output
+
+
+# --- help and README --------------------------------------------------------------------------------
+
+
+def test_every_option_of_every_command_has_help_text():
+    for name, cmd in [("energyopt", main), *sorted(main.commands.items())]:
+        for p in _options(cmd):
+            assert p.help and p.help.strip(), f"{name} {'/'.join(p.opts)} has no help text"
+        r = run(*([] if cmd is main else [name]), "--help")
+        assert r.exit_code == 0, r.output
+
+
+def test_the_readme_names_the_conventions():
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    for words in ("`-o`", "`--json`", "compare.csv", "compare.json", "`energyopt -v COMMAND`", "--log-file"):
+        assert words in readme, words
+    table = [line for line in readme.splitlines() if line.startswith("| `energyopt ")]
+    for cmd in ("solve", "compare", "models", "predict"):
+        assert any(f"energyopt {cmd} " in line and "--json" in line for line in table), cmd
