@@ -731,15 +731,21 @@ def sweep_cmd(workload: Path, vary: str, values: str | None, fleet_path: Path | 
     click.echo(f"wrote {csv_p} and {png_p}")
 
 
+def _recorded_inputs(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--workload, --fleet and --models of a command on a plan directory (explain, replay): the
+    inputs the plan was made from, as its summary.json records them unless given."""
+    fn = click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                      help="Models directory [default: as recorded].")(fn)
+    fn = click.option("--fleet", "fleet_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                      help="Fleet TOML [default: as recorded].")(fn)
+    return click.option("--workload", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                        help="Workload the plan was made from [default: as recorded in PLAN_DIR/summary.json].")(fn)
+
+
 @main.command("explain")
 @click.argument("plan_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.argument("query_id")
-@click.option("--workload", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Workload the plan was made from [default: as recorded in PLAN_DIR/summary.json].")
-@click.option("--fleet", "fleet_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Fleet TOML [default: as recorded].")
-@click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Models directory [default: as recorded].")
+@_recorded_inputs
 @click.option("--json", "as_json", is_flag=True, help="Print the explanation as JSON.")
 @friendly_errors
 def explain_cmd(plan_dir: Path, query_id: str, workload: Path | None, fleet_path: Path | None,
@@ -791,12 +797,7 @@ def explain_cmd(plan_dir: Path, query_id: str, workload: Path | None, fleet_path
 @click.option("--attention", type=click.Choice(["auto", "triton", "reference"]), default="auto", show_default=True,
               help="Decode attention over each slot's own tokens: a Triton kernel (auto on a GPU) or a masked "
                    "torch reference that reads the whole cache (auto on a CPU).")
-@click.option("--workload", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Workload the plan was made from [default: as recorded in PLAN_DIR/summary.json].")
-@click.option("--fleet", "fleet_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Fleet TOML [default: as recorded].")
-@click.option("--models", "models_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Models directory [default: as recorded].")
+@_recorded_inputs
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Directory for replay_queries.csv, replay_instances.csv, replay_steps.csv and replay.json "
                    "[default: PLAN_DIR/replay].")

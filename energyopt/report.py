@@ -221,7 +221,7 @@ def plot_busy_lanes(curves: pd.DataFrame, horizon_s: float, path: Path) -> Path:
     col = _colors(curves["llm"])
     for y, lab in enumerate(labels):
         c = curves[curves["label"] == lab]
-        x = np.repeat(np.concatenate([c["t0_s"].to_numpy()[:1], c["t1_s"].to_numpy()]), 1)
+        x = np.concatenate([c["t0_s"].to_numpy()[:1], c["t1_s"].to_numpy()])
         share = np.concatenate([c["busy_share"].to_numpy(), c["busy_share"].to_numpy()[-1:]])
         ax.fill_between(x, y + 0.4, y + 0.4 - 0.8 * np.clip(share, 0, 1), step="post", color=col[c["llm"].iloc[0]], lw=0)
         ax.axhline(y + 0.4, color="0.85", lw=0.5)
