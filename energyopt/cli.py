@@ -496,6 +496,8 @@ def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                           "plan of theirs."),
         click.option("--gap", "mip_rel_gap", type=click.FloatRange(0, 1), default=1e-4, show_default=True,
                      help="Relative gap at which the search may stop."),
+        click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
+                     help="Threads each solver backend may use (HiGHS, CBC, CP-SAT)."),
         click.option("--objective", type=click.Choice(["energy", "tradeoff"]), default="energy", show_default=True,
                      help="energy: least energy; tradeoff: the paper's zeta*energy - (1-zeta)*accuracy."),
         click.option("--zeta", type=click.FloatRange(0, 1), default=0.5, show_default=True,
@@ -549,7 +551,7 @@ def _inputs(workload: Path, fleet_path: Path | None, models_dir: Path | None):
 @_json_opt("the summary (what OUT/summary.json holds, also without a plan)")
 @friendly_errors
 def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, solver: str, time_limit_s: float | None,
-              mip_rel_gap: float, objective: str, zeta: float, idle: bool, min_mean_accuracy: float | None,
+              mip_rel_gap: float, threads: int, objective: str, zeta: float, idle: bool, min_mean_accuracy: float | None,
               strict_range: bool, formulation: str, out_dir: Path, quiet: bool, report: bool, as_json: bool) -> None:
     """Plan a batch of queries (CSV or JSONL workload) at least energy.
 
@@ -572,7 +574,7 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
     from .methods import Limits
     from .plan import plan
 
-    limits = Limits(time_limit_s, mip_rel_gap)  # one budget for the whole command, --report included
+    limits = Limits(time_limit_s, mip_rel_gap, threads)  # one budget for the whole command, --report included
     wl, fl, fm = _inputs(workload, fleet_path, models_dir)
     _writable_dir(out_dir)
     if report and (out_dir / "report").exists() and not (out_dir / "report").is_dir():
@@ -638,7 +640,7 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
 @_json_opt("the table (a list of rows, as OUT/compare.json)")
 @friendly_errors
 def compare_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, solver: str, time_limit_s: float | None,
-                mip_rel_gap: float, objective: str, zeta: float, idle: bool, min_mean_accuracy: float | None,
+                mip_rel_gap: float, threads: int, objective: str, zeta: float, idle: bool, min_mean_accuracy: float | None,
                 strict_range: bool, formulation: str, seed: int, equal_accuracy: bool, out_dir: Path | None,
                 as_json: bool) -> None:
     """The optimal plan next to today's routing rules: energy, accuracy, deadlines, makespan.
@@ -657,7 +659,7 @@ def compare_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None
         _writable_dir(out_dir)
     table = compare(wl, fl, fm, solver=solver, objective=objective, zeta=zeta, idle=idle,
                     min_mean_accuracy=min_mean_accuracy, strict_range=strict_range, time_limit_s=time_limit_s,
-                    mip_rel_gap=mip_rel_gap, formulation=formulation, seed=seed, equal_accuracy=equal_accuracy,
+                    mip_rel_gap=mip_rel_gap, threads=threads, formulation=formulation, seed=seed, equal_accuracy=equal_accuracy,
                     progress=_progress)
     if as_json:
         _echo_json(_records(table))
@@ -694,7 +696,7 @@ def compare_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None
               help="Price round-robin, random, fastest, most-accurate and each LLM alone, drawn as points.")
 @friendly_errors
 def sweep_cmd(workload: Path, vary: str, values: str | None, fleet_path: Path | None, models_dir: Path | None,
-              solver: str, time_limit_s: float | None, mip_rel_gap: float, objective: str, zeta: float, idle: bool,
+              solver: str, time_limit_s: float | None, mip_rel_gap: float, threads: int, objective: str, zeta: float, idle: bool,
               min_mean_accuracy: float | None, strict_range: bool, formulation: str, out_dir: Path, seed: int,
               baselines: bool) -> None:
     """Solve a series of plans and draw the energy/accuracy (or energy/deadline) front.
@@ -720,7 +722,7 @@ def sweep_cmd(workload: Path, vary: str, values: str | None, fleet_path: Path | 
     _writable_dir(out_dir)
     table = sweep(wl, fl, fm, vary, vals, baselines=baselines, seed=seed, progress=_progress,
                   solver=solver, objective=objective, zeta=zeta, idle=idle, min_mean_accuracy=min_mean_accuracy,
-                  strict_range=strict_range, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap,
+                  strict_range=strict_range, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, threads=threads,
                   formulation=formulation)
     csv_p = out_dir / "sweep.csv"
     png_p = plot_sweep(table, out_dir / "sweep.png", title=f"{workload.name}: {len(wl)} queries, sweep over {vary}")

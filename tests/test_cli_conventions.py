@@ -258,3 +258,31 @@ def test_the_readme_names_the_conventions():
     table = [line for line in readme.splitlines() if line.startswith("| `energyopt ")]
     for cmd in ("solve", "compare", "models", "predict"):
         assert any(f"energyopt {cmd} " in line and "--json" in line for line in table), cmd
+
+
+def test_threads_reach_the_plan_and_are_recorded(tmp_path, synthetic_models, synthetic_fleet, monkeypatch):
+    import importlib
+    import json
+
+    plan_module = importlib.import_module("energyopt.plan")  # the module (the facade's energyopt.plan is the function)
+
+    seen: list[int] = []
+    real = plan_module._plan_problem
+
+    def spy(problem, *, limits, **kw):
+        seen.append(limits.threads)
+        return real(problem, limits=limits, **kw)
+
+    monkeypatch.setattr(plan_module, "_plan_problem", spy)
+    wl = tmp_path / "w.csv"
+    lognormal_workload(12, seed=2).to_csv(wl, index=False)
+    base = [wl, "--fleet", synthetic_fleet, "--models", synthetic_models]
+    r = run("solve", *base, "--threads", "1", "-o", tmp_path / "p", "-q")
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "p" / "summary.json").read_text())["settings"]["threads"] == 1
+    assert run("compare", *base, "--threads", "3", "--no-equal-accuracy").exit_code == 0
+    assert run("sweep", *base, "--vary", "zeta", "--values", "0.5", "--no-baselines", "--threads", "4",
+               "-o", tmp_path / "s").exit_code == 0
+    assert seen[0] == 1 and 3 in seen and 4 in seen
+    r = run("solve", *base, "--threads", "0")
+    assert r.exit_code == 2 and "--threads" in r.output
