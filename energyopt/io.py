@@ -658,6 +658,12 @@ def _query_ids(qid: pd.Series, p: Path, lines: np.ndarray) -> pd.Series:
     return ids
 
 
+def _in_workload_order(df: pd.DataFrame) -> pd.DataFrame:
+    """The workload's columns in the spec's order, any others after them."""
+    extra = [c for c in df.columns if c not in WORKLOAD_REQUIRED + WORKLOAD_OPTIONAL]
+    return df[list(WORKLOAD_REQUIRED + WORKLOAD_OPTIONAL) + extra]
+
+
 def _range_text(spec: ColumnSpec) -> str:
     """What a bounded column accepts, for a message: "expected a whole number from 1 to 10,000,000"."""
     lo, hi = spec.minimum, spec.maximum
@@ -711,8 +717,7 @@ def workload_from_frame(df: pd.DataFrame) -> pd.DataFrame:
     out["min_accuracy"] = out["min_accuracy"].fillna(0.0) if "min_accuracy" in out.columns else 0.0
     if "deadline_s" not in out.columns:
         out["deadline_s"] = np.nan
-    extra = [c for c in out.columns if c not in WORKLOAD_REQUIRED + WORKLOAD_OPTIONAL]
-    return out[list(WORKLOAD_REQUIRED + WORKLOAD_OPTIONAL) + extra]
+    return _in_workload_order(out)
 
 
 def read_workload(path: str | Path) -> pd.DataFrame:
@@ -763,7 +768,6 @@ def read_workload(path: str | Path) -> pd.DataFrame:
         df["deadline_s"] = num("deadline_s")
     else:
         df["deadline_s"] = np.nan
-    extra = [c for c in df.columns if c not in WORKLOAD_REQUIRED + WORKLOAD_OPTIONAL]
-    out = df[list(WORKLOAD_REQUIRED + WORKLOAD_OPTIONAL) + extra].copy()
+    out = _in_workload_order(df).copy()
     out.attrs["source"] = str(p)
     return out

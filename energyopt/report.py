@@ -97,9 +97,13 @@ def timeline_blocks(assignment: pd.DataFrame, limit: int = GANTT_QUERY_LIMIT) ->
                          "end_s": g["end_s"].max(), "queries": g.size()}).reset_index(drop=True)
 
 
-def _deployment_label(t: pd.DataFrame) -> pd.Series:
+def _deployment_name(llm: str, device: str, batch_size: int) -> str:
     """``llm @ device, batch b``: how the per-deployment plots name a deployment."""
-    return t["llm"] + " @ " + t["device"] + ", batch " + t["batch_size"].astype(str)
+    return f"{llm} @ {device}, batch {batch_size}"
+
+
+def _deployment_label(t: pd.DataFrame) -> pd.Series:
+    return pd.Series([_deployment_name(*r) for r in zip(t["llm"], t["device"], t["batch_size"])], index=t.index)
 
 
 def busy_lanes(assignment: pd.DataFrame, horizon_s: float, points: int = BUSY_CURVE_POINTS) -> pd.DataFrame:
@@ -116,7 +120,7 @@ def busy_lanes(assignment: pd.DataFrame, horizon_s: float, points: int = BUSY_CU
         busy = np.diff(_busy_until(edges, s0, s1))  # busy lane-seconds in each step
         n_inst = int(g["instance"].nunique())
         lanes = n_inst * int(b)
-        out.append(pd.DataFrame({"label": f"{llm} @ {dev}, batch {b}", "llm": llm, "t0_s": edges[:-1], "t1_s": edges[1:],
+        out.append(pd.DataFrame({"label": _deployment_name(llm, dev, b), "llm": llm, "t0_s": edges[:-1], "t1_s": edges[1:],
                                  "busy_share": busy / (np.diff(edges) * lanes), "instances": n_inst, "lanes": lanes}))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame(
         columns=["label", "llm", "t0_s", "t1_s", "busy_share", "instances", "lanes"])

@@ -66,16 +66,23 @@ class InstanceMeasurement:
     extra: dict = field(default_factory=dict)
 
 
+def decode_span(log: EngineLog) -> tuple[np.ndarray, np.ndarray]:
+    """Per query, its first and last decode step numbered over decode steps alone (0 and -1, an
+    empty span, for a query whose prefill yields its only token)."""
+    ordinal = np.cumsum(~log.step_is_prefill) - 1  # decode step number of each step
+    has = log.first_step >= 0
+    first = np.where(has, ordinal[np.maximum(log.first_step, 0)], 0)
+    last = np.where(has, ordinal[np.maximum(log.last_step, 0)], -1)
+    return first, last
+
+
 def decode_contexts(log: EngineLog) -> tuple[np.ndarray, np.ndarray]:
     """Per decode step: the running queries' summed attention length [tokens] and, per query, the
     offset that gives its own length at decode step ``k`` (numbered over decode steps alone) as
     ``offset + k``. A query's j-th decode step (j from 0) attends to its prompt and j + 1 tokens."""
-    decode = ~log.step_is_prefill
-    ordinal = np.cumsum(decode) - 1  # decode step number of each step
-    n_dec = int(decode.sum())
+    n_dec = int(np.sum(~log.step_is_prefill))
     has = log.first_step >= 0
-    first = np.where(has, ordinal[np.maximum(log.first_step, 0)], 0)
-    last = np.where(has, ordinal[np.maximum(log.last_step, 0)], -1)
+    first, last = decode_span(log)
     offset = log.input_tokens + 1 - first
     # sum over running queries of (offset + k): difference arrays of the offsets and of the counts
     d_off = np.zeros(n_dec + 1)
@@ -123,10 +130,8 @@ def attribute_queries(log: EngineLog, knots: tuple[np.ndarray, np.ndarray]) -> I
     c0 = np.concatenate([[0.0], np.cumsum(unit)])
     c1 = np.concatenate([[0.0], np.cumsum(unit * k)])
     padding = float(np.sum(unit * fixed / log.slots * (log.slots - active)))
-    ordinal = np.cumsum(decode) - 1
     has_decode = log.first_step >= 0
-    f = np.where(has_decode, ordinal[np.maximum(log.first_step, 0)], 0)
-    last = np.where(has_decode, ordinal[np.maximum(log.last_step, 0)], -1)
+    f, last = decode_span(log)
     s0 = c0[last + 1] - c0[f]
     s1 = c1[last + 1] - c1[f]
     e_q = np.where(has_decode, fixed / log.slots * s0 + per_token * (offset * s0 + s1), 0.0)
