@@ -34,6 +34,7 @@ from .writers import write_atomic
 __all__ = [
     "FORMAT_VERSION",
     "FEATURES",
+    "PREFILL_KNEES_TOKENS",
     "FitMetrics",
     "FittedModel",
     "FittedModels",
@@ -66,7 +67,28 @@ FEATURES: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray | float], np.nd
     "b*tin*tout": lambda x, y, b: b * x * y,
     "b*tout^2": lambda x, y, b: b * y * y,
     "b*tin^2": lambda x, y, b: b * x * x,  # a batch's prefill attention, quadratic in each prompt
+    # decode attention over the batch's context that grows slower than b: on a small model the
+    # attention kernel is latency-bound at moderate batches, so each doubling of b adds about as much
+    "log(b)*tin*tout": lambda x, y, b: np.log(b) * x * y,
+    "log(b)*tout^2": lambda x, y, b: np.log(b) * y * y,
 }
+
+
+def _prefill_knee(knee_tokens: int, per_query: bool) -> Callable[[np.ndarray, np.ndarray, np.ndarray | float],
+                                                                np.ndarray | float]:
+    if per_query:
+        return lambda x, y, b: np.maximum(b * x - knee_tokens, 0.0) / b
+    return lambda x, y, b: np.maximum(b * x - knee_tokens, 0.0)
+
+
+#: knees [tokens] of the batch's prefill: below ``b·τin`` = knee a prefill costs about what its
+#: launches and weight reads cost (in the intercept); beyond it, it is compute-bound and grows with
+#: every token of the batch. The fitter chooses the knee per (LLM, device) by cross-validation.
+PREFILL_KNEES_TOKENS = (4096, 16384, 65536)
+for _k in PREFILL_KNEES_TOKENS:
+    FEATURES[f"relu(b*tin-{_k})"] = _prefill_knee(_k, per_query=False)  # the batch's latency
+    FEATURES[f"relu(b*tin-{_k})/b"] = _prefill_knee(_k, per_query=True)  # a query's share of the energy
+del _k
 
 # token range of a published model whose source states none
 _UNSTATED = 10**12

@@ -206,3 +206,49 @@ def test_kv_cache_off_data_is_fittable():
     df = table(lambda x, y: 0.05 + 1e-4 * x * y + 1e-5 * x * y * y / 1000 + 2e-8 * y ** 3, noise=0.01)
     m = fit_models(df).get("m", "d")["runtime_s"]
     assert m.form == "kv_off" and m.metrics.cv_median_rel_error < 0.03
+
+
+def knee_table(noise=0.02, seed=1):
+    """A small LLM at batch sizes: a decode step costs 3 ms of launches; the batch's prefill costs
+    nothing beyond that until the batch holds 16k prompt tokens, then 2 µs per token (compute-bound);
+    decode attention over the batch's context grows with log b (a latency-bound kernel); the
+    device draws 150 W + 2 W per query."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for b in (1, 8, 32, 64, 128):
+        for x in (8, 32, 128, 512, 1024, 2048):
+            for y in (8, 32, 256, 512):
+                runtime = (0.01 + 0.003 * y + 2e-6 * max(b * x - 16384, 0) + 3e-7 * np.log(b) * x * y
+                           + 2e-7 * b * y * y / 100) * rng.lognormal(0, noise)
+                energy = (150 + 2 * b) * runtime
+                rows.append(dict(llm="m", device="d", input_tokens=x, output_tokens=y, batch_size=b,
+                                 runtime_s=runtime, energy_j=energy, energy_per_query_j=energy / b))
+    return pd.DataFrame(rows)
+
+
+def test_a_prefill_knee_and_a_saturating_decode_attention_are_fitted_and_the_knee_is_chosen_by_cv():
+    fm = fit_models(knee_table(), holdout_batch_sizes=[64])
+    r = fm.get("m", "d")["runtime_s"]
+    assert r.form == "latency_knee16k" and "relu(b*tin-16384)" in r.features
+    assert r.candidates["latency_knee16k"]["cv_score"] < 0.5 * r.candidates["latency_compute"]["cv_score"]
+    for b in (1, 8, 32, 128):
+        assert r.by_batch_size[b]["cv_r2"] > 0.99
+    assert r.by_batch_size[64]["held_back"] and r.by_batch_size[64]["median_rel_error"] < 0.03
+    # at batch 1, 2048 prompt tokens cost no more than 8 (below the knee); at batch 128 they cost 0.5 s more
+    p = {(b, x): fm.predict("m", "d", [x], [8], batch_size=b)["runtime_s"].iloc[0] for b in (1, 128) for x in (8, 2048)}
+    assert p[(1, 2048)] == pytest.approx(p[(1, 8)], rel=0.05)
+    assert p[(128, 2048)] - p[(128, 8)] == pytest.approx(2e-6 * (128 * 2048 - 16384), rel=0.1)
+    e = fm.get("m", "d")["energy_j"]
+    assert e.form.startswith("batch_knee") and e.by_batch_size[64]["median_rel_error"] < 0.05
+
+
+def test_the_knee_features_are_those_of_a_batch_size_given_as_one_number():
+    """Planning computes each feature once per batch size (b a scalar): the same values as per row."""
+    from energyopt.modelstore import FEATURES, PREFILL_KNEES_TOKENS
+
+    x, y = np.array([8.0, 512.0, 2048.0]), np.array([8.0, 64.0, 256.0])
+    for k in PREFILL_KNEES_TOKENS:
+        for f in (f"relu(b*tin-{k})", f"relu(b*tin-{k})/b", "log(b)*tin*tout", "log(b)*tout^2"):
+            assert FEATURES[f](x, y, np.float64(32)) == pytest.approx(FEATURES[f](x, y, np.full(3, 32.0)))
+            assert (FEATURES[f](x, y, np.float64(1)) >= 0).all()
+    assert FEATURES["relu(b*tin-16384)"](x, y, np.float64(8)).tolist() == [0.0, 0.0, 8 * 2048 - 16384]

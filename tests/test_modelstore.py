@@ -114,3 +114,18 @@ def test_a_file_that_is_no_model_gives_a_short_line(tmp_path, content, match):
         FittedModels.load(tmp_path)
     msg = str(err.value)
     assert "\n" not in msg and len(msg) < len(str(tmp_path)) + 200, msg
+
+
+OLDER = ROOT / "examples" / "replay" / "models"  # the models the replay's plans were made from, before the knee forms
+
+
+def test_a_model_file_of_the_older_forms_still_loads_and_predicts_what_its_coefficients_say():
+    doc = json.loads((OLDER / "qwen2.5-0.5b__h200.json").read_text())["runtime_s"]
+    assert doc["form"] == "latency_compute"
+    fm = FittedModels.load(OLDER)
+    x, y, b = 248.0, 139.0, 64.0
+    terms = {"b*tin": b * x, "b*tin^2": b * x * x, "tout": y, "b*tout": b * y, "b*tin*tout": b * x * y,
+             "b*tout^2": b * y * y}
+    want = doc["intercept"] + sum(c * terms[f] for f, c in doc["coefficients"].items())
+    got = fm.predict("qwen2.5-0.5b", "h200", [248], [139], batch_size=64)["runtime_s"].iloc[0]
+    assert got == pytest.approx(want, rel=1e-12)

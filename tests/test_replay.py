@@ -290,7 +290,8 @@ def test_replay_command_refuses_bad_input_before_running(tmp_path):
     assert r.exit_code == 2 and "summary.json: not found" in r.output
     plan = ROOT / "examples" / "replay" / "plan-batched"
     args = ["replay", str(plan), "--workload", str(ROOT / "examples/replay/workload.csv"),
-            "--fleet", str(ROOT / "examples/replay/fleet-batched.toml"), "--models", str(ROOT / "models")]
+            "--fleet", str(ROOT / "examples/replay/fleet-batched.toml"),
+            "--models", str(ROOT / "examples/replay/models")]  # the models the plan was made from
     r = runner.invoke(main, args + ["--pool", "h100", "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "--pool 'h100': the plan has no query there (it uses h200)" in r.output
     (tmp_path / "file").write_text("x")
