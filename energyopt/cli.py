@@ -532,7 +532,8 @@ def _extrapolation_line(s: Any) -> str:
 
 def _signals_line(sig: dict[str, Any]) -> str:
     """The line ``solve`` prints for a plan priced under --signals."""
-    parts = [f"signals: {sig['total_energy_kwh']:.6g} kWh over {sig['slots']} slots of {sig['slot_s']:g} s"]
+    n = sig["slots"]
+    parts = [f"signals: {sig['total_energy_kwh']:.6g} kWh over {n} slot{'' if n == 1 else 's'} of {sig['slot_s']:g} s"]
     if sig["total_kg_co2e"] is not None:
         parts.append(f"{sig['total_kg_co2e']:.6g} kgCO2e (mean {sig['mean_carbon_g_per_kwh']:.1f} g/kWh)")
     if sig["total_cost"] is not None:
