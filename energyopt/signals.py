@@ -128,7 +128,7 @@ class Signals:
             if missing:
                 raise DataError(f"{self.source}: no series for pool(s) {', '.join(key_text(p) for p in missing)}; "
                                 "expected one series per pool of the fleet where the file has a pool column")
-        self.check_covers(fleet.horizon_s, f"the fleet's horizon_s ({fleet.source})")
+        self.check_covers(fleet.horizon_s, f"the fleet's horizon_s in {fleet.source}")
 
     def _line(self, row: int) -> int | str:
         return int(self.line[row]) if self.line is not None else f"of slot {row}"

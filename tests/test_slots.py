@@ -208,3 +208,18 @@ def test_bad_signals_stop_solve_before_solving_with_exit_2(tmp_path, synthetic_m
     assert not out.exists()
     r = run("solve", wl, "--fleet", synthetic_fleet, "--models", synthetic_models, "-o", out, "--signals-start", "2023")
     assert r.exit_code == 2 and "--signals-start: give --signals FILE too" in r.output
+
+
+def test_without_a_plan_the_summary_names_the_signals_and_no_slots_csv_is_left(tmp_path, synthetic_models,
+                                                                               synthetic_fleet):
+    wl = tmp_path / "w.csv"
+    w = lognormal_workload(5)
+    w["min_accuracy"] = 0.99  # no LLM of the fleet is that accurate: no plan
+    w.to_csv(wl, index=False)
+    out = tmp_path / "p"
+    out.mkdir()
+    (out / "slots.csv").write_text("an earlier run's\n")
+    r = run("solve", wl, "--fleet", synthetic_fleet, "--models", synthetic_models, "-o", out, "--signals", SHIPPED)
+    assert r.exit_code == 1, r.output
+    s = json.loads((out / "summary.json").read_text())["signals"]
+    assert s["file"] == str(SHIPPED.resolve()) and "total_kg_co2e" not in s and not (out / "slots.csv").exists()
