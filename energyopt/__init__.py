@@ -37,7 +37,9 @@ __all__ = [
     "plot_sweep",
     "read_characterization",
     "read_fleet",
+    "read_signals",
     "read_workload",
+    "Signals",
     "sweep",
     "write_report",
 ]
@@ -65,6 +67,8 @@ _HOMES: dict[str, str] = {
     "plot_sweep": ".report",
     "read_characterization": ".io",
     "read_fleet": ".fleet",
+    "read_signals": ".signals",
+    "Signals": ".signals",
     "read_workload": ".io",
     "sweep": ".sweep",
     "write_report": ".report",
@@ -84,6 +88,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
     from .report import plot_sweep, write_report
     from .schedule import Schedule
     from .schema import Status
+    from .signals import Signals, read_signals
     from .solvers import available_solvers
     from .sweep import sweep
 

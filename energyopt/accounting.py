@@ -29,6 +29,8 @@ __all__ = [
     "edf_feasible",
     "ends_in_time",
     "latest_end_s",
+    "slot_energy_j",
+    "kg_co2e",
 ]
 
 #: joules in one kilowatt-hour
@@ -134,3 +136,45 @@ def edf_feasible(runtime_s, due_s) -> bool:
     due = np.asarray(due_s, dtype=float)
     order, end = edf_end_s(runtime_s, due)
     return bool(np.all(ends_in_time(end, due[order])))
+
+
+def kg_co2e(energy_j, carbon_g_per_kwh):
+    """Emissions [kgCO2e] of ``energy_j`` [J] at a carbon intensity [gCO2e/kWh] (arrays broadcast)."""
+    return np.asarray(energy_j, dtype=float) / J_PER_KWH * np.asarray(carbon_g_per_kwh, dtype=float) / 1000.0
+
+
+def slot_energy_j(bounds_s, start_s, end_s, energy_j, group=None, n_groups: int = 1) -> np.ndarray:
+    """Energy [J] per (group, slot) of intervals that each draw ``energy_j`` uniformly over
+    ``[start_s, end_s)`` [s]: an interval spanning slots is split by its overlap with each. The
+    slots are ``[bounds_s[k], bounds_s[k+1])`` (S + 1 increasing boundaries); ``group`` (ints in
+    ``[0, n_groups)``, default all 0) says whose each interval is. An interval of no length puts
+    its energy in the slot holding its start. Returns an ``(n_groups, S)`` array whose total is
+    ``energy_j``'s; vectorised (``searchsorted``, ``bincount`` and one cumulative sum over the
+    slots), no loop over intervals. Raises ValueError for an interval outside the slots or one
+    that ends before it starts."""
+    b = np.asarray(bounds_s, dtype=float)
+    n_slots = len(b) - 1
+    s, e = np.asarray(start_s, dtype=float), np.asarray(end_s, dtype=float)
+    energy = np.asarray(energy_j, dtype=float)
+    g = np.zeros(len(s), dtype=np.int64) if group is None else np.asarray(group, dtype=np.int64)
+    out = np.zeros(n_groups * n_slots)
+    if not len(s):
+        return out.reshape(n_groups, n_slots)
+    if n_slots < 1 or not (s.min() >= b[0] and e.max() <= b[-1]) or np.any(e < s):
+        raise ValueError("an interval lies outside the slots or ends before it starts")
+    k0 = np.clip(np.searchsorted(b, s, side="right") - 1, 0, n_slots - 1)  # the slot holding the start
+    k1 = np.maximum(np.clip(np.searchsorted(b, e, side="left") - 1, 0, n_slots - 1), k0)  # ... the end
+    one = k1 == k0
+    out += np.bincount(g[one] * n_slots + k0[one], weights=energy[one], minlength=out.size)
+    m = ~one
+    if m.any():  # spans slots: the first and last partly, the ones between fully
+        gm, a, z = g[m], k0[m], k1[m]
+        power_w = energy[m] / (e[m] - s[m])
+        out += np.bincount(gm * n_slots + a, weights=power_w * (b[a + 1] - s[m]), minlength=out.size)
+        out += np.bincount(gm * n_slots + z, weights=power_w * (e[m] - b[z]), minlength=out.size)
+        step = np.zeros(n_groups * (n_slots + 1))
+        step += np.bincount(gm * (n_slots + 1) + a + 1, weights=power_w, minlength=step.size)
+        step -= np.bincount(gm * (n_slots + 1) + z, weights=power_w, minlength=step.size)
+        full_w = np.cumsum(step.reshape(n_groups, n_slots + 1), axis=1)[:, :n_slots]
+        out += (full_w * np.diff(b)).reshape(-1)
+    return out.reshape(n_groups, n_slots)

@@ -530,6 +530,17 @@ def _extrapolation_line(s: Any) -> str:
             f"their models were measured on; --strict-range refuses them")
 
 
+def _signals_line(sig: dict[str, Any]) -> str:
+    """The line ``solve`` prints for a plan priced under --signals."""
+    n = sig["slots"]
+    parts = [f"signals: {sig['total_energy_kwh']:.6g} kWh over {n} slot{'' if n == 1 else 's'} of {sig['slot_s']:g} s"]
+    if sig["total_kg_co2e"] is not None:
+        parts.append(f"{sig['total_kg_co2e']:.6g} kgCO2e (mean {sig['mean_carbon_g_per_kwh']:.1f} g/kWh)")
+    if sig["total_cost"] is not None:
+        parts.append(f"cost {sig['total_cost']:.6g}")
+    return "  ".join(parts) + " (the signals price the plan; the objective is unchanged)"
+
+
 def _inputs(workload: Path, fleet_path: Path | None, models_dir: Path | None):
     from .defaults import default_fleet_path
     from .inputs import load_inputs
@@ -548,11 +559,20 @@ def _inputs(workload: Path, fleet_path: Path | None, models_dir: Path | None):
               help="Also write OUT/report/: report.html (one self-contained page) and PNGs of energy per LLM and "
                    "device, the per-instance timeline, utilisation, deadline slack and the marginal energy cost "
                    "of accuracy (5 extra plans at raised accuracy floors), with the table behind each as CSV.")
+@click.option("--signals", "signals_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Signals CSV, one row per time slot (start_s or timestamp, carbon_g_per_kwh and/or price_per_kwh, "
+                   "optional pool; or the NESO carbon intensity layout of data/signals/): the plan is priced per "
+                   "slot (kWh, kgCO2e, cost in the summary; OUT/slots.csv per slot, LLM and device). It prices the "
+                   "plan; the objective stays --objective.")
+@click.option("--signals-start", default=None,
+              help="ISO 8601 time of the batch start (t = 0) in a --signals file with timestamps "
+                   "[default: its first row].")
 @_json_opt("the summary (what OUT/summary.json holds, also without a plan)")
 @friendly_errors
 def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, solver: str, time_limit_s: float | None,
               mip_rel_gap: float, threads: int, objective: str, zeta: float, idle: bool, min_mean_accuracy: float | None,
-              strict_range: bool, formulation: str, out_dir: Path, quiet: bool, report: bool, as_json: bool) -> None:
+              strict_range: bool, formulation: str, out_dir: Path, quiet: bool, report: bool, signals_path: Path | None,
+              signals_start: str | None, as_json: bool) -> None:
     """Plan a batch of queries (CSV or JSONL workload) at least energy.
 
     \b
@@ -576,14 +596,24 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
 
     limits = Limits(time_limit_s, mip_rel_gap, threads)  # one budget for the whole command, --report included
     wl, fl, fm = _inputs(workload, fleet_path, models_dir)
+    if signals_start is not None and signals_path is None:
+        raise DataError("--signals-start: give --signals FILE too")
+    signals = None
+    if signals_path is not None:
+        from .signals import load_signals
+
+        signals = load_signals(signals_path, fleet=fl, batch_start=signals_start)
     _writable_dir(out_dir)
     if report and (out_dir / "report").exists() and not (out_dir / "report").is_dir():
         raise DataError(f"--out {out_dir}: {out_dir / 'report'} exists and is not a directory (--report writes there)")
     say = progress_log.debug if quiet else _progress  # -q: progress only at -vv
     sched = plan(wl, fl, fm, solver=solver, objective=objective, zeta=zeta, idle=idle, min_mean_accuracy=min_mean_accuracy,
-                 strict_range=strict_range, limits=limits, formulation=formulation, progress=say)
+                 strict_range=strict_range, limits=limits, formulation=formulation, progress=say, signals=signals)
     s = sched.summary()
     _clear_old_report(out_dir)
+    stale_slots = out_dir / "slots.csv"
+    if stale_slots.is_file() and (signals is None or not s.status.has_plan):  # an earlier run's, not this plan's
+        stale_slots.unlink()
     # with --json the summary is the only thing on stdout: the lines below go to stderr
     echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
     if sched.assignment.empty or not s.status.has_plan:
@@ -615,7 +645,9 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
         if s.padding_energy_j:
             click.echo(f"empty slots of batched instances until their last query ends: about {s.padding_energy_j:.6g} J "
                        "more (predicted, not in the objective; README: Replaying a plan)")
-        click.echo(f"wrote {paths[0]} and {paths[1]}")
+        if s.signals is not None:
+            click.echo(_signals_line(s.signals))
+        click.echo(f"wrote {', '.join(str(p) for p in paths[:-1])} and {paths[-1]}")
     if s.extrapolated_queries:
         echo(_extrapolation_line(s))
     if report:

@@ -22,6 +22,7 @@ from .packing import Timeline, pack, plan_objective
 from .problem import Problem, build_problem
 from .schedule import Schedule, assignment_table, empty_assignment, energy_totals, extrapolation_totals
 from .schema import BoundSource, Status, Termination
+from .signals import Signals, load_signals
 from .solvers import get_solver
 
 __all__ = ["plan", "plan_problem", "schedule_choice", "Limits"]
@@ -66,6 +67,8 @@ def plan(
     limits: Limits | None = None,
     check: bool = True,
     progress: Progress | None = None,
+    signals: Signals | str | Path | None = None,
+    signals_start: str | None = None,
 ) -> Schedule:
     """The plan of least energy (or best trade-off) for a workload on a fleet.
 
@@ -76,15 +79,21 @@ def plan(
     measured on are not options (a query left with none makes the plan infeasible, with the
     ranges in the reason). ``time_limit_s`` [s] bounds the whole call; ``limits`` (a
     :class:`~energyopt.methods.Limits`, e.g. one shared by several plans of one command) replaces
-    ``time_limit_s``, ``mip_rel_gap`` and ``threads``.
+    ``time_limit_s``, ``mip_rel_gap`` and ``threads``. ``signals`` (a signals CSV or a
+    :class:`~energyopt.signals.Signals`; ``signals_start``: the ISO 8601 time of t = 0 in a file
+    with timestamps) prices the plan per time slot (kWh, kgCO2e, cost in its summary and
+    :meth:`~energyopt.schedule.Schedule.slot_table`); it is read and checked against the fleet
+    before anything is solved, and does not change the plan.
     """
     clock = _Clock()
     limits = limits or Limits(time_limit_s, mip_rel_gap, threads)
     inputs = load_inputs(workload, fleet, models)
+    sig = None if signals is None else load_signals(signals, fleet=inputs.fleet, batch_start=signals_start)
     problem = build_problem(inputs.workload, inputs.fleet, inputs.models, objective=objective, zeta=zeta, idle=idle,
                             min_mean_accuracy=min_mean_accuracy, strict_range=strict_range)
-    return plan_problem(problem, solver=solver, formulation=formulation, limits=limits, check=check, progress=progress,
-                        clock=clock)
+    sched = plan_problem(problem, solver=solver, formulation=formulation, limits=limits, check=check,
+                         progress=progress, clock=clock)
+    return sched if sig is None else dataclasses.replace(sched, signals=sig)
 
 
 def plan_problem(problem: Problem, *, solver: str = "auto", formulation: str = "auto", limits: Limits | None = None,

@@ -30,6 +30,8 @@ from .accounting import (
 from .packing import Timeline
 from .problem import Problem
 from .schema import ASSIGNMENT_COLUMNS, BoundSource, Status, Termination
+from .signals import Signals
+from .slots import slot_table, slot_totals
 from .version import package_version
 from .writers import write_json, write_table_csv
 
@@ -260,6 +262,7 @@ class Summary:
     input_sha256: dict[str, Any] = field(default_factory=dict)
     energyopt_version: str = ""
     created_at: str = ""
+    signals: dict[str, Any] | None = None  # the plan priced per slot (--signals); absent from to_dict without
 
     @property
     def extrapolated_energy_share(self) -> float | None:
@@ -276,6 +279,8 @@ class Summary:
         gap, gap_inf = _finite_or_none(self.gap)
         out: dict[str, Any] = {}
         for k, v in d.items():
+            if k == "signals" and v is None:
+                continue  # a plan without signals: summary.json as before
             if k == "bound":
                 out["bound"], out["bound_infinite"] = bound, bound_inf
             elif k == "gap":
@@ -303,6 +308,7 @@ class Schedule:
     check_violations: list[str] = field(default_factory=list)
     termination: Termination = Termination.OPTIMAL
     settings: dict[str, Any] = field(default_factory=dict)  # what plan() was asked for (solver, limits, ...)
+    signals: Signals | None = None  # carbon intensity and price per slot: they price the plan, not change it
 
     @property
     def gap(self) -> float:
@@ -311,6 +317,30 @@ class Schedule:
     def energy_totals(self) -> dict[str, float]:
         """The plan's energy [J] (see :func:`energy_totals`)."""
         return energy_totals(self.assignment, self.problem)
+
+    def slot_table(self) -> pd.DataFrame:
+        """The plan's energy, kWh, kgCO2e and cost per (slot, LLM, device) under its signals
+        (:func:`~energyopt.slots.slot_table`); raises ValueError for a schedule without signals."""
+        if self.signals is None:
+            raise ValueError("this plan has no signals: plan(..., signals=FILE) prices it per slot")
+        p = self.problem
+        idle_w = dict(zip(zip(p.deployments["llm"], p.deployments["device"]), p.deployments["idle_power_w"]))
+        return slot_table(self.assignment, self.signals, idle_power_w=idle_w, horizon_s=p.horizon_s, idle=p.idle)
+
+    def _signals_summary(self, table: pd.DataFrame | None) -> dict[str, Any] | None:
+        """What ``summary.json`` says of the signals: the file, its batch start and slot length,
+        and with a plan the totals of :meth:`slot_table` (kWh, kgCO2e, cost)."""
+        sig = self.signals
+        if sig is None:
+            return None
+        src = None if sig.source.startswith("<") else str(Path(sig.source).resolve())
+        out: dict[str, Any] = {"file": src, "sha256": None if src is None else _file_sha256(Path(src)),
+                               "batch_start": sig.batch_start, "slot_s": sig.slot_s(), "pools": list(sig.pools),
+                               "carbon": sig.carbon_g_per_kwh is not None, "price": sig.price_per_kwh is not None}
+        if table is not None:
+            out.update(slot_totals(table))
+            out["slots_csv"] = "slots.csv"
+        return out
 
     def extrapolation_totals(self) -> dict[str, float]:
         """The assigned queries whose prediction is extrapolated and their energy [J] (see
@@ -406,6 +436,7 @@ class Schedule:
             input_sha256=self.input_sha256(),
             energyopt_version=package_version(),
             created_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            signals=self._signals_summary(self.slot_table() if planned and self.signals is not None else None),
         )
 
     def _settings(self) -> dict[str, Any]:
@@ -452,7 +483,13 @@ class Schedule:
         return write_json(Path(out_dir) / "summary.json", (summary or self.summary()).to_dict())
 
     def write(self, out_dir: str | Path, summary: Summary | None = None) -> list[Path]:
-        """Write ``assignment.csv`` and ``summary.json`` (each replaced atomically)."""
+        """Write ``assignment.csv`` and ``summary.json`` (each replaced atomically), and with
+        signals ``slots.csv`` (:meth:`slot_table`)."""
         csv_path = Path(out_dir) / "assignment.csv"
         self.to_csv(csv_path)
-        return [csv_path, self.write_summary(out_dir, summary)]
+        written = [csv_path, self.write_summary(out_dir, summary)]
+        if self.signals is not None:
+            slots_path = Path(out_dir) / "slots.csv"
+            write_table_csv(self.slot_table(), slots_path)
+            written.append(slots_path)
+        return written
