@@ -313,7 +313,15 @@ def test_engine_runner_measures_identical_queries_through_the_engine(tmp_path):
     runner = EngineRunner(_tiny_runner())
     assert runner.decode_attention == "ragged" and runner.decode_loop == "eager" and runner.kv.layers == 2
     runner.prepare(20, 5, 3)
+    engine = runner._engine
+    calls = {"prefill": 0, "decode": 0}
+    for name in calls:  # the measured run holds the batch's own work only: no warm-up prefill or steps
+        def counted(*a, _f=getattr(engine, name), _n=name):
+            calls[_n] += 1
+            return _f(*a)
+        setattr(engine, name, counted)
     runner.run(20, 5, 3)
+    assert calls == {"prefill": 3, "decode": 4}
     assert runner._key == (3, 64)
     log = RunLog(tmp_path / "rows.csv")
     cfg = SweepConfig(llm="tiny", device="cpu", points=[DesignPoint(16, 4, "design", 1), DesignPoint(16, 4, "design", 4)],
