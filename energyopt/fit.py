@@ -30,12 +30,17 @@ query adds to every step (its KV cache) makes every query's step slower in propo
             batch_prefill  batch+ + a5·τin²                      (prefill attention, per query)
             batch_full  batch+ + a5·τin/b + a6·τin·τout/b
             batch_power batch+ + b·(a5·τin + a6·τin·τout + a7·τout²)   (power grows with the queries served)
+    engine  batch_engine  batch_prefill + c                      (rows measured through an engine that
+                        prefills each query on its own, decode_attention=ragged: that prefill's fixed
+                        cost, launches and a read of the weights, is the query's alone)
     runtime latency     c + a0·b·τin + a1·τout + a2·b·τin·τout + a3·b·τout²
             latency_prefill  latency + a4·b·τin²              (the batch's prefill attention)
             latency_compute  latency_prefill + a5·b·τout      (decode steps compute-bound at large b)
             latency+    latency_compute + a6·τin + a7·τin·τout + a8·τout²
             latency_log latency_compute + log b·(a6·τin·τout + a7·τout²)   (decode attention over the
                         batch's context that grows slower than b: a small model's kernel is latency-bound)
+            latency_engine(_log)  latency_compute (latency_log) + a9·b   (the same engine: b prefills'
+                        fixed costs per batch)
     knees   latency_knee{K}  latency_log + a8·max(0, b·τin − K)      (the batch's prefill turns
             batch_knee{K}    batch_prefill + a8·max(0, b·τin − K)/b    compute-bound beyond K tokens)
 
@@ -123,6 +128,16 @@ for _k in PREFILL_KNEES_TOKENS:
     BATCH_FORMS["runtime_s"][f"latency_knee{_k // 1024}k"] = (*BATCH_FORMS["runtime_s"]["latency_log"],
                                                                f"relu(b*tin-{_k})")
 del _k
+#: extra forms for rows measured through an engine that prefills each query on its own
+#: (``decode_attention=ragged``: energyopt replay's engine): a fixed cost per query's prefill
+ENGINE_FORMS: dict[str, dict[str, tuple[str, ...]]] = {
+    "energy_j": {"batch_engine": ("1", "1/b", "tin", "tin^2", "tout/b", "tout", "tin*tout", "tout^2")},
+    "runtime_s": {
+        "latency_engine": ("1", "b", "b*tin", "b*tin^2", "tout", "b*tout", "b*tin*tout", "b*tout^2"),
+        "latency_engine_log": ("1", "b", "b*tin", "b*tin^2", "tout", "b*tout", "b*tin*tout", "b*tout^2",
+                               "log(b)*tin*tout", "log(b)*tout^2"),
+    },
+}
 
 # a more complex form must beat a simpler one's CV score by this factor to be chosen
 _PARSIMONY = 0.98
@@ -282,7 +297,10 @@ def fit_pair(
         y = pts[target].to_numpy(dtype=float)
         X_of = {name: _design(feats, tin, tout, b) for name, feats in forms.items()}
         best, results, oof = _choose_form(X_of, y, b, folds, relative, min_r2)
-        far = _outliers(y, oof)
+        # a point is far off by the form that explains the points best, gate or not: a form that
+        # misses a whole effect (an engine's per-query prefill) must not make its points outliers
+        closest = min(results, key=lambda n: results[n]["cv_score"])
+        far = _outliers(y, _cv_predictions(X_of[closest], y, folds, relative) if closest != best else oof)
         if _round == 1 or not far.any() or keep.sum() - far.sum() < folds:
             break
         keep[np.flatnonzero(keep)[far]] = False
@@ -412,8 +430,12 @@ def fit_models(
         if len(hold_batch) and g["batch_size"].nunique() < 2:
             raise FitError(f"{llm} on {dev}: batch sizes {held_sizes} are held back, but the rest was measured at "
                            f"one batch size only ({int(g['batch_size'].iloc[0])}); nothing to predict them from")
+        engine = "decode_attention" in g and set(g["decode_attention"].dropna().astype(str)) == {"ragged"}
+        batched = g["batch_size"].nunique() > 1
+        forms_of = {t: {**BATCH_FORMS[t], **ENGINE_FORMS[t]} if engine and batched else None for t in TARGETS}
         models[(llm, dev)] = {t: fit_pair(g, llm, dev, t, folds=folds, relative=relative, holdout=hold,
-                                          holdout_batch=hold_batch, min_r2=min_r2) for t in TARGETS}
+                                          holdout_batch=hold_batch, min_r2=min_r2, forms=forms_of[t])
+                              for t in TARGETS}
         meas: dict[str, Any] = {}
         if "idle_power_w" in g and g["idle_power_w"].notna().any():
             meas["idle_power_w"] = round(float(g["idle_power_w"].median()), 3)

@@ -252,3 +252,30 @@ def test_the_knee_features_are_those_of_a_batch_size_given_as_one_number():
             assert FEATURES[f](x, y, np.float64(32)) == pytest.approx(FEATURES[f](x, y, np.full(3, 32.0)))
             assert (FEATURES[f](x, y, np.float64(1)) >= 0).all()
     assert FEATURES["relu(b*tin-16384)"](x, y, np.float64(8)).tolist() == [0.0, 0.0, 8 * 2048 - 16384]
+
+
+def engine_table(decode_attention, noise=0.02, seed=2):
+    """An engine that prefills each query on its own (energyopt replay's): 25 ms of launches per
+    query's prefill plus 0.2 µs per prompt token, then decode steps of 7 ms + 2 µs per query of the
+    batch; the device draws 300 W."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for b in (1, 8, 32):
+        for x in (8, 128, 1024, 4096):
+            for y in (8, 32, 256, 1024):
+                runtime = (b * (0.025 + 2e-7 * x) + y * (0.007 + 2e-6 * b)) * rng.lognormal(0, noise)
+                rows.append(dict(llm="m", device="d", input_tokens=x, output_tokens=y, batch_size=b,
+                                 runtime_s=runtime, energy_j=300 * runtime, energy_per_query_j=300 * runtime / b,
+                                 decode_attention=decode_attention))
+    return pd.DataFrame(rows)
+
+
+def test_rows_of_the_replay_engine_get_a_fixed_cost_per_query_prefill_and_no_point_is_an_outlier_for_lacking_it():
+    fm = fit_models(engine_table("ragged"))
+    r, e = fm.get("m", "d")["runtime_s"], fm.get("m", "d")["energy_j"]
+    assert r.form.startswith("latency_engine") and "b" in r.features and not r.outliers
+    assert e.form == "batch_engine" and not e.outliers
+    assert r.metrics.cv_median_rel_error < 0.03 and e.metrics.cv_median_rel_error < 0.03
+    # the harness's rows (one prefill of the whole batch) are not offered the engine's forms
+    other = fit_models(engine_table("grouped"), min_r2=0.0).get("m", "d")["runtime_s"]
+    assert not any(name.startswith("latency_engine") for name in other.candidates)

@@ -315,11 +315,15 @@ def test_engine_runner_measures_identical_queries_through_the_engine(tmp_path):
     runner.prepare(20, 5, 3)
     engine = runner._engine
     calls = {"prefill": 0, "decode": 0}
+
+    def counting(name, act):
+        def counted(*a):
+            calls[name] += 1
+            return act(*a)
+        return counted
+
     for name in calls:  # the measured run holds the batch's own work only: no warm-up prefill or steps
-        def counted(*a, _f=getattr(engine, name), _n=name):
-            calls[_n] += 1
-            return _f(*a)
-        setattr(engine, name, counted)
+        setattr(engine, name, counting(name, getattr(engine, name)))
     runner.run(20, 5, 3)
     assert calls == {"prefill": 3, "decode": 4}
     assert runner._key == (3, 64)
