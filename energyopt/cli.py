@@ -461,6 +461,12 @@ def predict_cmd(llm: str, device: str, input_tokens: int, output_tokens: int, ba
 
     fm = FittedModels.load(models_dir or _default_models())
     p = fm.predict(llm, device, [input_tokens], [output_tokens], batch_size=batch_size).iloc[0]
+    if not p["valid"]:
+        m = fm.get(llm, device)
+        raw = {t: float(m[t].predict_raw([input_tokens], [output_tokens], batch_size)[0]) for t in ("energy_j", "runtime_s")}
+        raise DataError(f"the models of {llm} on {device} predict energy_j={raw['energy_j']:.4g}, "
+                        f"runtime_s={raw['runtime_s']:.4g} at {input_tokens} x {output_tokens} tokens, batch size "
+                        f"{batch_size}: not positive, outside the models' valid domain (a plan never uses such an option)")
     if as_json:
         _echo_json({"llm": llm, "device": device, "input_tokens": input_tokens, "output_tokens": output_tokens,
                     "batch_size": batch_size, "runtime_s": p["runtime_s"], "energy_j": p["energy_j"],

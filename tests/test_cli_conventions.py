@@ -286,3 +286,12 @@ def test_threads_reach_the_plan_and_are_recorded(tmp_path, synthetic_models, syn
     assert seen[0] == 1 and 3 in seen and 4 in seen
     r = run("solve", *base, "--threads", "0")
     assert r.exit_code == 2 and "--threads" in r.output
+
+
+def test_predict_refuses_a_published_model_that_predicts_a_negative_value():
+    """The paper's Llama-2-7B coefficients go negative at 64 x 1 tokens: no 0.00 with exit 0."""
+    r = run("predict", "--llm", "llama-2-7b", "--device", "a100", "--input-tokens", 64, "--output-tokens", 1)
+    assert r.exit_code == 2 and r.stdout == ""
+    assert "predict energy_j=-215" in r.stderr and "outside the models' valid domain" in r.stderr
+    r = run("predict", "--llm", "llama-2-7b", "--device", "a100", "--input-tokens", 8, "--output-tokens", 1)
+    assert r.exit_code == 0 and "energy_j=0.70" in r.stdout
