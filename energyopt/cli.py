@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from .characterize.catalog import CATALOG
 from .errors import DataError, EnergyoptError, FitError
 
 #: exit codes (README "Exit codes", ``solve --help``)
@@ -462,8 +463,8 @@ def predict_cmd(llm: str, device: str, input_tokens: int, output_tokens: int, ba
     fm = FittedModels.load(models_dir or _default_models())
     p = fm.predict(llm, device, [input_tokens], [output_tokens], batch_size=batch_size).iloc[0]
     if not p["valid"]:
-        m = fm.get(llm, device)
-        raw = {t: float(m[t].predict_raw([input_tokens], [output_tokens], batch_size)[0]) for t in ("energy_j", "runtime_s")}
+        pair = fm.get(llm, device)
+        raw = {t: float(pair[t].predict_raw([input_tokens], [output_tokens], batch_size)[0]) for t in ("energy_j", "runtime_s")}
         raise DataError(f"the models of {llm} on {device} predict energy_j={raw['energy_j']:.4g}, "
                         f"runtime_s={raw['runtime_s']:.4g} at {input_tokens} x {output_tokens} tokens, batch size "
                         f"{batch_size}: not positive, outside the models' valid domain (a plan never uses such an option)")
@@ -894,7 +895,9 @@ def solvers_cmd() -> None:
 # characterize
 # --------------------------------------------------------------------------------------------
 @main.command("characterize")
-@click.option("--llm", "llms", multiple=True, help="Catalog LLM to build with random weights (repeat for several).")
+@click.option("--llm", "llms", multiple=True,
+              help="Catalog LLM to build with random weights (repeat for several): "
+                   + ", ".join(n for n in CATALOG if n != "tiny-test") + ".")
 @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="A local Hugging Face model directory to measure instead of a catalog LLM.")
 @click.option("--device", type=click.Choice(["cuda", "cpu"]), default="cuda", show_default=True,
