@@ -855,7 +855,9 @@ def replay_cmd(plan_dir: Path, device: str, pool: str | None, gpu_index: int, dt
     shapes, random weights, output length forced). Instances run one after another, each measured
     apart (set-up and one prefill of every prompt length first, outside the measurement); NVML's
     energy counter is read every 5 ms and interpolated between its updates. A query is charged its
-    prefill and an equal share of each decode step it ran in. Prints per instance and in total the
+    prefill and its share of each decode step it ran in: 1/b of the part every slot shares and of
+    the rest in proportion to its context (both parts fitted from the steps' durations); the
+    shares of empty slots are the instance's padding. Prints per instance and in total the
     predicted and measured energy and makespan and the per-query errors.
     """
     out = out_dir if out_dir is not None else plan_dir / "replay"
