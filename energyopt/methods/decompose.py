@@ -522,6 +522,7 @@ def fix_and_solve(
     w = problem.queries["weight"].to_numpy(dtype=float)[D.rows]
     acc = problem.deployments["accuracy"].to_numpy(dtype=float)
     dl = problem.queries["deadline_eff_s"].to_numpy()[D.rows]
+    rel = problem.release_s[D.rows]
     while True:
         free = np.sort(np.argpartition(flip, size - 1)[:size]) if size < n_s else np.arange(n_s)
         if len(must_free) and size < n_s:
@@ -530,7 +531,7 @@ def fix_and_solve(
         is_fixed[free] = False
         fixed = np.flatnonzero(is_fixed)
         fd = best[fixed]
-        fixed_work = (fd, dl[fixed], run_flat[base[fixed] + fd])
+        fixed_work = (fd, dl[fixed], run_flat[base[fixed] + fd], rel[fixed])
         fixed_acc = float((w[fixed] * acc[fd]).sum())
         sub = sub_problem(problem, D.rows[free])
         model = build_matrix(sub, "aggregate", fixed_work=fixed_work, fixed_accuracy=fixed_acc,
