@@ -210,5 +210,14 @@ def lane_feasible(runtime_s, due_s, release_s=None) -> bool:
     run = np.asarray(runtime_s, dtype=float)
     if release_s is None or not np.any(np.asarray(release_s, dtype=float) > 0):
         return edf_feasible(run, due_s)
-    _, end = lane_schedule_s(np.zeros(len(run), dtype=np.int64), run, release_s, due_s)
-    return bool(np.all(ends_in_time(end, due_s)))
+    # lane_schedule_s on one lane, without its grouping (repair asks this once per lane tried)
+    rel, due = np.asarray(release_s, dtype=float), np.asarray(due_s, dtype=float)
+    latest = latest_end_s(due)
+    for first, second in ((rel, due), (due, rel)):  # release order, then deadline order
+        order = np.lexsort((run, second, first))
+        p = run[order]
+        s_k = np.cumsum(p)
+        end = s_k + np.maximum.accumulate(rel[order] - (s_k - p))
+        if np.all(end <= latest[order]):
+            return True
+    return False

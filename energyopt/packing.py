@@ -26,6 +26,7 @@ result again.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -104,17 +105,51 @@ def pack(problem: Problem, dep_of_q: np.ndarray, n_inst: np.ndarray, *, repair: 
     # per deployment in lane order (release, then deadline: EDF without releases), longest first among ties
     order = placed[lane_order(chosen[placed], rel_all[placed], due_all[placed], -run_all[placed])]
     bounds = np.searchsorted(chosen[order], np.arange(n_d + 1))
-    late: list[int] = []
-    for d in range(n_d):
+    used = np.where(np.bincount(chosen[placed], minlength=n_d) > 0, np.maximum(n_inst, 1), 0)
+    late_of: dict[int, np.ndarray] = {}
+
+    def place(d: int) -> None:
         qs = order[bounds[d]:bounds[d + 1]]
-        if not len(qs):
-            continue
         dues = latest_end_s(due_all[qs]) if enforce_due else np.full(len(qs), np.inf)
-        got = _place(run_all[qs], dues, max(1, int(n_inst[d])) * int(lanes[d]), rel_all[qs] if releases else None)
+        got = _place(run_all[qs], dues, int(used[d]) * int(lanes[d]), rel_all[qs] if releases else None)
         lane[qs] = got
-        late.extend(qs[got < 0].tolist())
+        late_of[d] = qs[got < 0]
+
+    for d in np.flatnonzero(used).tolist():
+        place(d)
+    if releases and repair:
+        _widen(problem, used, late_of, run_all, place)
+    late = [int(q) for d in sorted(late_of) for q in late_of[d]]
     unplaced = _repair(problem, chosen, lane, run_all, late) if late and repair else late
     return Timeline(chosen, lane, unplaced)
+
+
+def _widen(problem: Problem, used: np.ndarray, late_of: dict[int, np.ndarray], run_all: np.ndarray,
+           place: Callable[[int], None]) -> None:
+    """With release times, instance counts chosen for the work due by each deadline can leave
+    queries late (work that arrives late in the horizon queues behind itself). Before repair moves
+    late queries one at a time, a deployment whose instances cost nothing to switch on (energy
+    objective without idle) and whose pool has devices left gets more instances, about twice
+    what its late work needs, and is packed again (largest late work first)."""
+    deps = problem.deployments
+    k = deps["devices_per_instance"].to_numpy().astype(np.int64)
+    lanes = deps["lanes"].to_numpy().astype(np.int64)
+    m_d = deps["max_instances"].to_numpy().astype(np.int64)
+    group = deps["group"].to_numpy()
+    pool_of = deps["device"].to_numpy()
+    count = dict(zip(problem.pools["pool"], problem.pools["count"]))
+    late_work = {d: float(run_all[qs].sum()) for d, qs in late_of.items() if len(qs)}
+    for d in sorted(late_work, key=lambda j: -late_work[j]):
+        if problem.instance_cost[d] > 0:
+            continue
+        free_dev = int(count[pool_of[d]]) - int(np.sum(used[pool_of == pool_of[d]] * k[pool_of == pool_of[d]]))
+        free_group = int(m_d[d]) - int(used[group == group[d]].sum())
+        want = 2 * int(np.ceil(late_work[d] / (lanes[d] * problem.horizon_s)))
+        extra = min(max(want, 1), free_dev // int(k[d]), free_group)
+        if extra <= 0:
+            continue
+        used[d] += extra
+        place(d)
 
 
 class _Load:
