@@ -659,6 +659,8 @@ def _arrival_kind(v: Any) -> str:
     text = str(v).strip()
     if not text:
         return "missing"
+    if "_" in text:  # Python's float() reads 1_000; no CSV number is written so
+        return "text"
     try:
         float(text)
     except ValueError:

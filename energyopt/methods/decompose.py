@@ -24,6 +24,11 @@ the best packed plan is kept.
 
 The gap reported is between that plan's objective and the best L found, so it is proven.
 
+**Release times.** The Lagrangian prices the deadline-level rows only; the release-window rows of
+the matrix model (``formulation.py``) are left out of it, and a relaxation with rows dropped is
+still a relaxation, so L stays a valid bound. The MILP on the free queries has them (the fixed
+queries' releases enter as constants), and packing starts each query at its release.
+
 **Limits.** The bound gets at most half of the call's time limit, each MILP at most 60 s and
 what is left; the relative gap and the threads of :class:`~energyopt.methods.Limits` reach
 every MILP.
