@@ -40,6 +40,8 @@ __all__ = ["Timeline", "pack", "retime", "plan_objective", "ROUND_MIN_INSTANCES"
 ROUND_MIN_INSTANCES = 16
 #: lanes of one deployment tried per late query, least loaded first
 REPAIR_TRIES = 4
+#: with release times, rounds of switching on more instances for a deployment's late queries before repair
+WIDEN_ROUNDS = 4
 
 
 @dataclass
@@ -128,9 +130,10 @@ def _widen(problem: Problem, used: np.ndarray, late_of: dict[int, np.ndarray], r
            place: Callable[[int], None]) -> None:
     """With release times, instance counts chosen for the work due by each deadline can leave
     queries late (work that arrives late in the horizon queues behind itself). Before repair moves
-    late queries one at a time, a deployment whose instances cost nothing to switch on (energy
-    objective without idle) and whose pool has devices left gets more instances, about twice
-    what its late work needs, and is packed again (largest late work first)."""
+    late queries one at a time, a deployment whose pool has devices left gets more instances and
+    is packed again (largest late work first; up to :data:`WIDEN_ROUNDS` rounds): about twice what its late work needs where
+    instances cost nothing to switch on (energy objective without idle), else the fewest that
+    could hold that work (repair would switch at least as many on, one late query at a time)."""
     deps = problem.deployments
     k = deps["devices_per_instance"].to_numpy().astype(np.int64)
     lanes = deps["lanes"].to_numpy().astype(np.int64)
@@ -138,18 +141,22 @@ def _widen(problem: Problem, used: np.ndarray, late_of: dict[int, np.ndarray], r
     group = deps["group"].to_numpy()
     pool_of = deps["device"].to_numpy()
     count = dict(zip(problem.pools["pool"], problem.pools["count"]))
-    late_work = {d: float(run_all[qs].sum()) for d, qs in late_of.items() if len(qs)}
-    for d in sorted(late_work, key=lambda j: -late_work[j]):
-        if problem.instance_cost[d] > 0:
-            continue
-        free_dev = int(count[pool_of[d]]) - int(np.sum(used[pool_of == pool_of[d]] * k[pool_of == pool_of[d]]))
-        free_group = int(m_d[d]) - int(used[group == group[d]].sum())
-        want = 2 * int(np.ceil(late_work[d] / (lanes[d] * problem.horizon_s)))
-        extra = min(max(want, 1), free_dev // int(k[d]), free_group)
-        if extra <= 0:
-            continue
-        used[d] += extra
-        place(d)
+    for _round in range(WIDEN_ROUNDS):
+        late_work = {d: float(run_all[qs].sum()) for d, qs in late_of.items() if len(qs)}
+        widened = False
+        for d in sorted(late_work, key=lambda j: -late_work[j]):
+            free_dev = int(count[pool_of[d]]) - int(np.sum(used[pool_of == pool_of[d]] * k[pool_of == pool_of[d]]))
+            free_group = int(m_d[d]) - int(used[group == group[d]].sum())
+            # free instances: twice what the late work needs; priced ones (idle counted): what it needs at least
+            need = int(np.ceil(late_work[d] / (lanes[d] * problem.horizon_s)))
+            extra = min(max((1 if problem.instance_cost[d] > 0 else 2) * need, 1), free_dev // int(k[d]), free_group)
+            if extra <= 0:
+                continue
+            used[d] += extra
+            place(d)
+            widened = True
+        if not widened:
+            break
 
 
 class _Load:
