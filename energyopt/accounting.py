@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 
 __all__ = [
     "J_PER_KWH",
@@ -27,6 +28,11 @@ __all__ = [
     "weighted_mean_accuracy",
     "edf_end_s",
     "edf_feasible",
+    "LANE_ORDERS",
+    "lane_order",
+    "lane_times_s",
+    "lane_schedule_s",
+    "lane_feasible",
     "ends_in_time",
     "latest_end_s",
     "slot_energy_j",
@@ -178,3 +184,83 @@ def slot_energy_j(bounds_s, start_s, end_s, energy_j, group=None, n_groups: int 
         full_w = np.cumsum(step.reshape(n_groups, n_slots + 1), axis=1)[:, :n_slots]
         out += (full_w * np.diff(b)).reshape(-1)
     return out.reshape(n_groups, n_slots)
+
+#: the two orders a lane may run its queries in with release times: release order (EDF among queries
+#: released together), and deadline order (each query still waits for its release)
+LANE_ORDERS = ("release", "deadline")
+
+
+def lane_order(lane_key, release_s, due_s, runtime_s, by: str = "release") -> np.ndarray:
+    """An order of queries on their lanes (``lane_key`` names each one's lane): by lane, then by
+    release then deadline (``by="release"``) or by deadline then release (``by="deadline"``), then
+    shorter first (then as given). Released all at t = 0 both are earliest-deadline-first, optimal
+    on one lane; with release times neither is optimal in general. Both are fixed orders: a query
+    taken off a lane never makes another on it end later, so repair can move queries one at a time."""
+    rel, due = np.asarray(release_s, dtype=float), np.asarray(due_s, dtype=float)
+    first, second = (rel, due) if by == "release" else (due, rel)
+    return np.lexsort((np.asarray(runtime_s, dtype=float), second, first, np.asarray(lane_key)))
+
+
+def lane_times_s(lane_key, runtime_s, release_s, due_s, by: str = "release") -> tuple[np.ndarray, np.ndarray]:
+    """Start and end [s] of each query (in the order given) on its lane: the lane runs its queries
+    one after another in :func:`lane_order` (``by``), each starting at max(its release, the previous
+    one's end). Vectorised over all lanes: with S the running sum of runtimes on the lane, a query
+    ends at ``S_k + max_{j ≤ k} (release_j − S_{j−1})`` (released all at t = 0: ``S_k``, EDF's ends)."""
+    key = np.asarray(lane_key)
+    run = np.asarray(runtime_s, dtype=float)
+    rel = np.asarray(release_s, dtype=float)
+    order = lane_order(key, rel, due_s, run, by)
+    k, r, p = key[order], rel[order], run[order]
+    first = np.ones(len(k), dtype=bool)
+    first[1:] = k[1:] != k[:-1]
+    group = np.cumsum(first) - 1
+    s_k = pd.Series(p).groupby(group, sort=False).cumsum().to_numpy()  # S_k within the lane
+    slack = r - (s_k - p)  # release_j − S_{j−1}
+    # every release at 0: EDF's running sums as they are
+    end_sorted = s_k + pd.Series(slack).groupby(group, sort=False).cummax().to_numpy() if np.any(slack > 0) else s_k
+    end = np.empty(len(k))
+    end[order] = end_sorted
+    return end - run, end
+
+
+def lane_schedule_s(lane_key, runtime_s, release_s, due_s) -> tuple[np.ndarray, np.ndarray]:
+    """The timeline of queries on lanes [s] (start, end; in the order given): each lane in release
+    order (:func:`lane_times_s`), except a lane on which a query would then end after its due time
+    and which deadline order serves in time: that lane runs in deadline order. Released all at
+    t = 0 both are EDF. The choice is per lane and depends on its queries only, and a lane that
+    meets its due times in one of the orders still does with a query taken off it."""
+    start, end = lane_times_s(lane_key, runtime_s, release_s, due_s, "release")
+    late = ~ends_in_time(end, due_s)
+    if not late.any() or not np.any(np.asarray(release_s, dtype=float) > 0):
+        return start, end
+    key = np.asarray(lane_key)
+    redo = np.isin(key, np.unique(key[late]))
+    s2, e2 = lane_times_s(key[redo], np.asarray(runtime_s, dtype=float)[redo], np.asarray(release_s, dtype=float)[redo],
+                          np.asarray(due_s, dtype=float)[redo], "deadline")
+    k2 = key[redo]
+    late2 = ~ends_in_time(e2, np.asarray(due_s, dtype=float)[redo])
+    better = ~np.isin(k2, np.unique(k2[late2]))  # lanes deadline order serves in time
+    idx = np.flatnonzero(redo)[better]
+    start, end = start.copy(), end.copy()
+    start[idx], end[idx] = s2[better], e2[better]
+    return start, end
+
+
+def lane_feasible(runtime_s, due_s, release_s=None) -> bool:
+    """Whether queries on one lane, timed by :func:`lane_schedule_s` (each from its release), all end
+    by their due times (:func:`ends_in_time`). Released all at t = 0 (``release_s`` None or 0) this
+    is :func:`edf_feasible`, exact; with release times it tests the lane's two orders only."""
+    run = np.asarray(runtime_s, dtype=float)
+    if release_s is None or not np.any(np.asarray(release_s, dtype=float) > 0):
+        return edf_feasible(run, due_s)
+    # lane_schedule_s on one lane, without its grouping (repair asks this once per lane tried)
+    rel, due = np.asarray(release_s, dtype=float), np.asarray(due_s, dtype=float)
+    latest = latest_end_s(due)
+    for first, second in ((rel, due), (due, rel)):  # release order, then deadline order
+        order = np.lexsort((run, second, first))
+        p = run[order]
+        s_k = np.cumsum(p)
+        end = s_k + np.maximum.accumulate(rel[order] - (s_k - p))
+        if np.all(end <= latest[order]):
+            return True
+    return False

@@ -30,7 +30,7 @@ from .accounting import idle_energy_j, planned_output_tokens, query_energy_cost_
 from .errors import DataError
 from .fleet import Deployment, Fleet, kv_context_tokens
 from .modelstore import FittedModels
-from .schema import ASSIGNMENT_COLUMNS, SUMMARY_EXTRAPOLATION_KEYS
+from .schema import ASSIGNMENT_REQUIRED, SUMMARY_EXTRAPOLATION_KEYS
 
 __all__ = [
     "TOL_S",
@@ -49,6 +49,7 @@ __all__ = [
     "predictions_valid_and_within_context",
     "runtimes_and_energies_match_models",
     "starts_at_or_after_zero",
+    "starts_at_or_after_release",
     "durations_match_runtimes",
     "deadlines_met",
     "horizon_met",
@@ -111,6 +112,8 @@ class CheckedRows:
     input_tokens: np.ndarray
     output_tokens: np.ndarray
     deadline_s: np.ndarray  # NaN: none
+    release_s: np.ndarray  # the workload's release (0 where it gives none)
+    stated_release_s: np.ndarray  # the assignment's release_s column (NaN where it has none)
     min_accuracy: np.ndarray
     # re-derived from the models and the fleet
     model_runtime_s: np.ndarray
@@ -177,6 +180,7 @@ def check_plan(
         violations += predictions_within_measured_ranges(rows)
     violations += runtimes_and_energies_match_models(rows)
     violations += starts_at_or_after_zero(rows)
+    violations += starts_at_or_after_release(rows)
     violations += durations_match_runtimes(rows)
     violations += deadlines_met(rows)
     violations += horizon_met(rows, fleet.horizon_s)
@@ -341,6 +345,9 @@ def _checked_rows(table: pd.DataFrame, match: WorkloadMatch, known_rows: np.ndar
         stated_runtime_s=column("runtime_s", float), stated_energy_j=column("energy_j", float),
         stated_accuracy=column("accuracy", float), input_tokens=input_tokens, output_tokens=output_tokens,
         deadline_s=workload["deadline_s"].to_numpy(float)[at],
+        release_s=(np.nan_to_num(workload["release_s"].to_numpy(float)[at], nan=0.0) if "release_s" in workload.columns
+                   else np.zeros(len(rows))),
+        stated_release_s=column("release_s", float) if "release_s" in table.columns else np.full(len(rows), np.nan),
         min_accuracy=workload["min_accuracy"].to_numpy(float)[at],
         model_runtime_s=model_runtime_s, model_energy_j=model_energy_j, prediction_valid=prediction_valid,
         prediction_extrapolated=prediction_extrapolated,
@@ -379,7 +386,7 @@ def _close(stated: np.ndarray, derived: np.ndarray) -> np.ndarray:
 
 def columns_present(table: pd.DataFrame) -> list[str]:
     """Every column of the assignment contract is there."""
-    missing = [c for c in ASSIGNMENT_COLUMNS if c not in table.columns]
+    missing = [c for c in ASSIGNMENT_REQUIRED if c not in table.columns]
     return [f"assignment lacks column(s) {', '.join(missing)}"] if missing else []
 
 
@@ -475,9 +482,26 @@ def runtimes_and_energies_match_models(rows: CheckedRows) -> list[str]:
 
 
 def starts_at_or_after_zero(rows: CheckedRows) -> list[str]:
-    """Every query is released at t = 0: none starts before."""
+    """No query starts before the batch start, t = 0."""
     early = rows.start_s < -TOL_S
     return [f"{int(early.sum())} queries start before t = 0"] if early.any() else []
+
+
+def starts_at_or_after_release(rows: CheckedRows) -> list[str]:
+    """No query starts before its release (the workload's ``release_s``), and a ``release_s`` the
+    assignment states is the workload's."""
+    out = []
+    early = (rows.release_s > 0) & (rows.start_s < rows.release_s - TOL_S)  # before t = 0: the rule above
+    if early.any():
+        i = int(np.flatnonzero(early)[0])
+        out.append(f"{int(early.sum())} queries start before their release, e.g. {rows.first_query_id(early)} at "
+                   f"{rows.start_s[i]:.6g} s, released at {rows.release_s[i]:.6g} s")
+    stated = ~np.isnan(rows.stated_release_s)
+    wrong = stated & (np.abs(rows.stated_release_s - rows.release_s) > TOL_S + REL * rows.release_s)
+    if wrong.any():
+        out.append(f"release_s differs from the workload's for {int(wrong.sum())} queries, "
+                   f"e.g. {rows.first_query_id(wrong)}")
+    return out
 
 
 def durations_match_runtimes(rows: CheckedRows) -> list[str]:

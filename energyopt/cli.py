@@ -811,7 +811,8 @@ def explain_cmd(plan_dir: Path, query_id: str, workload: Path | None, fleet_path
     qi = ex.query
     dl = "none" if qi["deadline_s"] is None else f"{qi['deadline_s']:g} s"
     click.echo(f"query {qi['query_id']}: {qi['input_tokens']} input + {qi['output_tokens']} output tokens, "
-               f"accuracy floor {qi['min_accuracy']:g}, deadline {dl}")
+               f"accuracy floor {qi['min_accuracy']:g}, deadline {dl}"
+               + (f", released at {qi['release_s']:g} s" if qi["release_s"] else ""))
     click.echo(f"plan: {qi['llm']} on {qi['device']} instance {qi['instance']} lane {qi['lane']} of {qi['batch_size']} "
                f"({qi['queries_on_its_instance']} queries on the instance), {qi['start_s']:.2f}-{qi['end_s']:.2f} s, "
                f"{qi['energy_j']:.6g} J")

@@ -9,10 +9,12 @@
   ``--strict-range`` a prediction outside the token ranges the models were measured on;
 * whether the prediction there is extrapolated (outside those ranges; :func:`outside_measured_ranges`),
   for the plan's own choice too;
-* otherwise, whether the plan could take it there as it stands: an instance of that deployment
-  whose queries, with this one added in earliest-deadline-first order (optimal on one instance
-  when all are released at t = 0), all still end by their deadlines and the horizon, or a free
-  instance; and whether the batch's token-weighted mean accuracy stays above its floor;
+* otherwise, whether the plan could take it there as it stands: a lane of an instance of that
+  deployment whose queries, with this one added in lane order (earliest-deadline-first, optimal on
+  one lane when all are released at t = 0; with release times release order first, each from its
+  release), all still end by their deadlines and the horizon, or a free instance; and whether the
+  batch's token-weighted mean accuracy stays above its floor. Where the query's release is what
+  binds (it would end in time from t = 0, but not from its release) the reason names the release;
 * the energy the plan would gain (+) or lose (−) by moving the query there, other queries kept.
 
 The steps, in order: :func:`locate_query` (the query and its row of the plan),
@@ -31,12 +33,12 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from .accounting import edf_feasible, effective_deadline_s, idle_energy_j, query_energy_cost_j
+from .accounting import effective_deadline_s, idle_energy_j, lane_feasible, lane_schedule_s, query_energy_cost_j
 from .errors import DataError
 from .inputs import load_inputs
 from .io import read_json_object
 from .problem import Problem, build_problem
-from .schema import ASSIGNMENT_COLUMNS
+from .schema import ASSIGNMENT_REQUIRED
 
 __all__ = [
     "Explanation",
@@ -99,6 +101,7 @@ class OtherQueues:
 
     runtime_s: dict[Lane, np.ndarray]  # per lane of an instance, its queries' runtimes
     due_s: dict[Lane, np.ndarray]  # per lane, the time each of its queries must end by
+    release_s: dict[Lane, np.ndarray]  # per lane, each of its queries' release (0: at the batch start)
     instances_of: dict[tuple[str, str], list[Any]]  # per (llm, device), its switched-on instances
     devices_on: dict[str, int]  # per pool, the devices its switched-on instances take
     batch_size_of: dict[Instance, int]  # the batch size each switched-on instance runs at
@@ -141,8 +144,12 @@ def queues_without(problem: Problem, assignment: pd.DataFrame, query_id: str) ->
     alone is then off)."""
     others = assignment[(assignment["query_id"].astype(str) != str(query_id)).to_numpy()]
     due_s = effective_deadline_s(others["deadline_s"].astype(float).to_numpy(), problem.horizon_s)
+    # the workload's releases (the problem's), not the plan's column: a plan made before release times has none
+    ids = pd.Index(problem.queries["query_id"].astype(str))
+    release_s = problem.release_s[ids.get_indexer(pd.Index(others["query_id"].astype(str)))] if len(others) else np.zeros(0)
     runtime_of: dict[Lane, np.ndarray] = {}
     due_of: dict[Lane, np.ndarray] = {}
+    release_of: dict[Lane, np.ndarray] = {}
     instances_of: dict[tuple[str, str], list[Any]] = {}
     batch_size_of: dict[Instance, int] = {}
     batch_sizes = others["batch_size"].to_numpy()
@@ -151,6 +158,7 @@ def queues_without(problem: Problem, assignment: pd.DataFrame, query_id: str) ->
         llm, device, instance, _lane = key
         runtime_of[key] = others["runtime_s"].to_numpy(dtype=float)[positions]
         due_of[key] = due_s[positions]
+        release_of[key] = release_s[positions]
         if (llm, device, instance) not in batch_size_of:
             batch_size_of[(llm, device, instance)] = int(batch_sizes[positions[0]])
             instances_of.setdefault((llm, device), []).append(instance)
@@ -160,7 +168,7 @@ def queues_without(problem: Problem, assignment: pd.DataFrame, query_id: str) ->
     devices_on: dict[str, int] = {}
     for (llm, device), instances in instances_of.items():
         devices_on[device] = devices_on.get(device, 0) + len(instances) * int(devices_per_instance[(llm, device)])
-    return OtherQueues(runtime_of, due_of, instances_of, devices_on, batch_size_of)
+    return OtherQueues(runtime_of, due_of, release_of, instances_of, devices_on, batch_size_of)
 
 
 def outside_measured_ranges(problem: Problem, query: PlannedQuery, j: int) -> str:
@@ -208,9 +216,13 @@ def rules_on_its_own(problem: Problem, query: PlannedQuery, j: int) -> list[str]
     if accuracy < floor - 1e-12:
         reasons.append(f"accuracy: {llm} scores {accuracy:.4g}, below the query's floor {floor:.4g}")
     runtime_s, due_s, deadline_s = problem.runtime_s[query.index, j], float(q["deadline_eff_s"]), float(q["deadline_s"])
+    release_s = float(problem.release_s[query.index])
+    what = "deadline" if not np.isnan(deadline_s) and deadline_s <= problem.horizon_s else "horizon"
     if runnable and runtime_s > due_s + _TOL:
-        what = "deadline" if not np.isnan(deadline_s) and deadline_s <= problem.horizon_s else "horizon"
         reasons.append(f"{what}: it takes {runtime_s:.4g} s alone, after its {what} of {due_s:.4g} s")
+    elif runnable and release_s + runtime_s > due_s + _TOL:  # in time from t = 0, not from its release
+        reasons.append(f"release: released at {release_s:.6g} s and taking {runtime_s:.4g} s, it ends at "
+                       f"{release_s + runtime_s:.6g} s at the earliest, after its {what} of {due_s:.6g} s")
     return reasons
 
 
@@ -229,17 +241,30 @@ def where_it_could_go(problem: Problem, query: PlannedQuery, queues: OtherQueues
     empty = np.zeros(0)
     lanes = [(k, lane) for k in instances if queues.batch_size_of[(llm, device, k)] == batch_size
              for lane in range(batch_size)]
+    release_s = float(problem.release_s[query.index])
     least_late_end_s = np.inf
+    fits_from_zero = ""  # a lane that would take it were it released at t = 0
     for k, lane in sorted(lanes, key=lambda kl: float(queues.runtime_s.get((llm, device, *kl), empty).sum())):
-        runtimes = np.append(queues.runtime_s.get((llm, device, k, lane), empty), runtime_s)
-        if edf_feasible(runtimes, np.append(queues.due_s.get((llm, device, k, lane), empty), due_s)):
+        at = (llm, device, k, lane)
+        runtimes = np.append(queues.runtime_s.get(at, empty), runtime_s)
+        dues = np.append(queues.due_s.get(at, empty), due_s)
+        releases = np.append(queues.release_s.get(at, empty), release_s)
+        if lane_feasible(runtimes, dues, releases):
             return (f"instance {k}" if batch_size == 1 else f"instance {k} lane {lane}"), []
-        least_late_end_s = min(least_late_end_s, float(runtimes.sum()))  # the last one ends then in any order
+        # when its last query ends (in any order without releases; in lane order with them)
+        _, ends = lane_schedule_s(np.zeros(len(runtimes), dtype=np.int64), runtimes, releases, dues)
+        least_late_end_s = min(least_late_end_s, float(ends.max()))
+        if release_s > 0 and not fits_from_zero and lane_feasible(runtimes, dues, np.append(releases[:-1], 0.0)):
+            fits_from_zero = f"instance {k}" if batch_size == 1 else f"instance {k} lane {lane}"
     devices_needed = int(deps["devices_per_instance"].iloc[j])
     pool_count = dict(zip(problem.pools["pool"], problem.pools["count"], strict=True))
     free = int(pool_count.get(device, 0)) - queues.devices_on.get(device, 0)
     if len(instances) < int(deps["max_instances"].iloc[j]) and free >= devices_needed:
         return "a new instance", []
+    if lanes and fits_from_zero:
+        return "", [f"release: released at {release_s:.6g} s, it would make each of its {len(instances)} instance(s) "
+                    f"miss a deadline or the horizon (the least late would end at {least_late_end_s:.4g} s), where "
+                    f"from t = 0 {fits_from_zero} could take it; no more instances can be switched on"]
     if lanes:
         return "", [f"capacity: each of its {len(instances)} instance(s) would then miss a deadline or the horizon "
                     f"(the least late would end at {least_late_end_s:.4g} s), and no more can be switched on"]
@@ -359,6 +384,7 @@ def _query_info(problem: Problem, query: PlannedQuery) -> dict[str, Any]:
     return {
         "query_id": query.query_id, "input_tokens": int(q["input_tokens"]), "output_tokens": int(q["output_tokens"]),
         "min_accuracy": float(q["min_accuracy"]), "deadline_s": None if np.isnan(deadline_s) else deadline_s,
+        "release_s": float(problem.release_s[query.index]),
         "llm": str(row["llm"]), "device": str(row["device"]), "instance": int(row["instance"]),
         "lane": int(row["lane"]), "batch_size": int(row["batch_size"]),
         "start_s": float(row["start_s"]), "end_s": float(row["end_s"]), "energy_j": float(row["energy_j"]),
@@ -493,7 +519,7 @@ def load_plan_dir(plan_dir: str | Path, *, workload=None, fleet=None, models=Non
         asg = pd.read_csv(asg_p, dtype={"query_id": str})
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise DataError(f"{asg_p}: not a readable CSV ({exc})") from None
-    missing = [col for col in ASSIGNMENT_COLUMNS if col not in asg.columns]
+    missing = [col for col in ASSIGNMENT_REQUIRED if col not in asg.columns]
     if missing:
         raise DataError(f"{asg_p}: column(s) {', '.join(missing)} missing")
     refuse_damaged_plan(problem, asg, asg_p)

@@ -24,6 +24,14 @@ Rows:
   keeps at most ``max_levels`` levels, each row being implied by the exact model: it is a
   relaxation, so its optimum is a valid lower bound, and the plan is made by packing
   (``packing.py``);
+* release windows (only where some query is released after t = 0): with release times EDF is no
+  longer optimal on one lane and the deadline rows above are only implied by every feasible
+  schedule, not sufficient for one. They stay (a relaxation), and for each release level r of a
+  machine (at most ``max_levels``, the largest kept) the work of the queries released at or after
+  r must fit between r and D_r, the latest deadline among those queries' options:
+  Σ_{release ≥ r} r_c·x_c − (D_r − r)·lanes·u ≤ −(the fixed queries' such work). Every feasible
+  schedule meets them, so the model stays a relaxation and its optimum a valid lower bound; the
+  plan is made (or its lanes re-timed and repaired) by release-aware packing (``packing.py``);
 * optional token-weighted mean accuracy: Σ w_q·acc·x ≥ A·Σ w_q;
 * exact only: instances of a deployment switch on in order, u_i ≥ u_{i+1} (symmetry breaking).
 """
@@ -61,7 +69,7 @@ class MatrixModel:
     u_dep: np.ndarray  # deployment of each u column
     u_inst: np.ndarray  # instance index (exact) or -1
     u_start: int
-    row_kind: np.ndarray  # "assign", "pool", "group", "deadline", "accuracy", "order", "load"
+    row_kind: np.ndarray  # "assign", "pool", "group", "deadline", "release", "accuracy", "order", "load"
 
     @property
     def n_vars(self) -> int:
@@ -129,22 +137,25 @@ class _Rows:
 @dataclass
 class _Options:
     """The problem's options as arrays: deployment, query, runtime [s], effective deadline [s],
-    objective coefficient of each."""
+    objective coefficient and release [s] of each."""
 
     dep: np.ndarray
     query: np.ndarray
     runtime_s: np.ndarray
     deadline_s: np.ndarray
     cost: np.ndarray
+    release_s: np.ndarray
 
 
 @dataclass
 class _FixedWork:
-    """Queries decided outside the model (aggregate only): deployment, deadline [s], runtime [s]."""
+    """Queries decided outside the model (aggregate only): deployment, deadline [s], runtime [s],
+    release [s]."""
 
     dep: np.ndarray
     deadline_s: np.ndarray
     runtime_s: np.ndarray
+    release_s: np.ndarray
 
 
 @dataclass
@@ -294,6 +305,56 @@ def _deadline_rows(rows: _Rows, cols: _Columns) -> None:
                       "deadline")
 
 
+def _release_rows(rows: _Rows, cols: _Columns, opts: _Options, fixed: _FixedWork, max_levels: int) -> None:
+    """Σ_{release ≥ r} r_c·x_c − (D_r − r)·lanes·u ≤ −fixed work released ≥ r, per machine and
+    release level r > 0 of its deployment, D_r being the latest deadline among the options (and
+    fixed queries) of the deployment released at or after r (see the module docstring)."""
+    if not (np.any(opts.release_s > 0) or np.any(fixed.release_s > 0)):
+        return
+    n_d = int(cols.machine_dep.max(initial=-1)) + 1
+    x_dep = opts.dep[cols.x_cand]
+    x_rel = opts.release_s[cols.x_cand]
+    x_run = opts.runtime_s[cols.x_cand]
+    levels: list[np.ndarray] = []
+    latest: list[np.ndarray] = []
+    fixed_after: list[np.ndarray] = []
+    for j in range(n_d):
+        rel = np.concatenate([opts.release_s[opts.dep == j], fixed.release_s[fixed.dep == j]])
+        due = np.concatenate([opts.deadline_s[opts.dep == j], fixed.deadline_s[fixed.dep == j]])
+        lv = deadline_levels(rel[rel > 0], max_levels)
+        by_rel = np.argsort(rel, kind="stable")
+        suffix_max = np.maximum.accumulate(due[by_rel][::-1])[::-1] if len(rel) else np.zeros(0)
+        latest.append(suffix_max[np.searchsorted(rel[by_rel], lv, side="left")] if len(lv) else np.zeros(0))
+        levels.append(lv)
+        f_sel = fixed.dep == j
+        f_rel, f_run = fixed.release_s[f_sel], fixed.runtime_s[f_sel]
+        fixed_after.append(np.array([f_run[f_rel >= r].sum() for r in lv]))
+    n_lv = np.array([len(levels[int(j)]) for j in cols.machine_dep], dtype=np.int64)
+    if not n_lv.sum():
+        return
+    row_start = _starts(n_lv)
+    # each x is in the rows of the levels at or below its release
+    count = np.zeros(cols.n_x, dtype=np.int64)
+    for j in range(n_d):
+        sel = x_dep == j
+        if len(levels[j]) and sel.any():
+            count[sel] = np.searchsorted(levels[j], x_rel[sel], side="right")
+    x_idx = np.repeat(np.arange(cols.n_x), count)
+    level = np.arange(len(x_idx)) - np.repeat(np.cumsum(count) - count, count)
+    x_rows = row_start[cols.x_machine[x_idx]] + level
+    m_of_row = np.repeat(np.arange(len(n_lv)), n_lv)
+    lv_of_row = np.arange(int(n_lv.sum())) - np.repeat(row_start, n_lv)
+    dep_of_row = cols.machine_dep[m_of_row]
+    r_of_row = np.array([levels[int(j)][a] for j, a in zip(dep_of_row, lv_of_row)])
+    d_of_row = np.array([latest[int(j)][a] for j, a in zip(dep_of_row, lv_of_row)])
+    cap = -(d_of_row - r_of_row) * cols.machine_lanes[m_of_row]
+    fixed_rhs = -np.array([fixed_after[int(j)][a] for j, a in zip(dep_of_row, lv_of_row)])
+    n_rows = len(m_of_row)
+    rows.add_many(np.concatenate([x_rows, np.arange(n_rows)]),
+                  np.concatenate([x_idx, cols.u_start + cols.machine_u[m_of_row]]),
+                  np.concatenate([x_run[x_idx], cap]), np.full(n_rows, -np.inf), fixed_rhs, "release")
+
+
 def _pool_rows(rows: _Rows, cols: _Columns, problem: Problem) -> None:
     """Σ devices_per_instance · u ≤ the pool's devices."""
     deps = problem.deployments
@@ -341,24 +402,30 @@ def build_matrix(
     kind: str,
     max_levels: int = 24,
     *,
-    fixed_work: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    fixed_work: tuple[np.ndarray, ...] | None = None,
     fixed_accuracy: float = 0.0,
     weight_total: float | None = None,
 ) -> MatrixModel:
     """The ``exact`` or ``aggregate`` matrix model of a problem (see the module docstring).
 
-    ``fixed_work`` = (deployment, deadline [s], runtime [s]) of queries already decided outside
-    the model (aggregate only): their work enters the deadline rows as constants, and
+    ``fixed_work`` = (deployment, deadline [s], runtime [s][, release [s]]) of queries already
+    decided outside the model (aggregate only): their work enters the deadline and release rows as
+    constants, and
     ``fixed_accuracy`` (their Σ w·acc) the accuracy row, whose total weight is then ``weight_total``.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if fixed_work is not None and kind != "aggregate":
         raise ValueError("fixed work needs the aggregate formulation")
-    fixed = _FixedWork(*fixed_work) if fixed_work is not None else _FixedWork(np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
+    if fixed_work is None:
+        fixed = _FixedWork(np.zeros(0, np.int64), np.zeros(0), np.zeros(0), np.zeros(0))
+    else:
+        fw = [np.asarray(a) for a in fixed_work]
+        release = fw[3] if len(fw) > 3 else np.zeros(len(fw[0]))
+        fixed = _FixedWork(fw[0], fw[1], fw[2], release)
     cand = problem.cand
     opts = _Options(cand["d"].to_numpy(), cand["q"].to_numpy(), cand["runtime_s"].to_numpy(),
-                    cand["deadline_eff_s"].to_numpy(), cand["cost"].to_numpy())
+                    cand["deadline_eff_s"].to_numpy(), cand["cost"].to_numpy(), cand["release_s"].to_numpy())
     max_inst = problem.deployments["max_instances"].to_numpy()
     lanes = problem.deployments["lanes"].to_numpy().astype(np.int64)
     cols = _columns(kind, opts, fixed, max_inst, lanes, max_levels)
@@ -367,6 +434,7 @@ def build_matrix(
     served_q = _assignment_rows(rows, cols, opts, problem.n_queries)
     _load_rows(rows, cols, opts, fixed)
     _deadline_rows(rows, cols)
+    _release_rows(rows, cols, opts, fixed, max_levels)
     _pool_rows(rows, cols, problem)
     _group_rows(rows, cols, problem)
     _accuracy_row(rows, cols, problem, opts, served_q, fixed_accuracy, weight_total)

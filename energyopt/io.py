@@ -47,6 +47,7 @@ __all__ = [
     "json_value_text",
     "WORKLOAD_COLUMN_ALIASES",
     "AZURE_TRACE_COLUMNS",
+    "ARRIVAL_FIELDS",
 ]
 
 # Workload header aliases, including the public Azure LLM inference trace layout
@@ -64,6 +65,9 @@ WORKLOAD_COLUMN_ALIASES = {
     "min_acc": "min_accuracy",
 }
 AZURE_TRACE_COLUMNS = ("timestamp", "contexttokens", "generatedtokens")
+#: fields (lower-cased headers or JSON keys) whose values are arrival times, converted to ``release_s``
+#: with the first arrival at 0: date-times (ISO 8601, as the Azure trace's TIMESTAMP) or numbers of seconds
+ARRIVAL_FIELDS = ("arrival", "timestamp", "arrival_time")
 
 
 def _check_file(path: str | Path) -> Path:
@@ -514,6 +518,8 @@ def _read_workload_csv_fast(p: Path) -> pd.DataFrame | None:
     canon = [WORKLOAD_COLUMN_ALIASES.get(h.strip().lower(), h.strip().lower()) for h in header]
     if len(set(canon)) != len(canon) or not set(WORKLOAD_REQUIRED) <= set(canon):
         return None
+    if set(ARRIVAL_FIELDS) & set(canon):  # arrival times to convert: the validating reader does it
+        return None
     if _has_nul_byte(p):
         return None
     table = _read_typed_csv(p, header, canon)
@@ -525,6 +531,7 @@ def _read_workload_csv_fast(p: Path) -> pd.DataFrame | None:
         ("output_tokens", lambda: _whole_token_counts(table, "output_tokens")),
         ("min_accuracy", lambda: _accuracy_floors(table, canon)),
         ("deadline_s", lambda: _deadlines(table, canon)),
+        ("release_s", lambda: _releases(table, canon)),
     )
     cols: dict[str, object] = {}
     for c, read_checked in checked_columns:
@@ -631,6 +638,83 @@ def _deadlines(table: pa.Table, canon: list[str]) -> np.ndarray | None:
     return d
 
 
+def _releases(table: pa.Table, canon: list[str]) -> np.ndarray | None:
+    """The release times [s] (0 where empty, as where the column is absent); None unless each is finite and >= 0."""
+    if "release_s" not in canon:
+        return np.zeros(table.num_rows)
+    r = np.nan_to_num(table.column("release_s").to_numpy(zero_copy_only=False).astype(float), nan=0.0,
+                      posinf=-1.0, neginf=-1.0)
+    return r if bool(np.all(r >= 0)) else None
+
+
+def _arrival_kind(v: Any) -> str:
+    """What one arrival value is: ``number`` (seconds), ``text`` (a date-time to parse), ``missing``, or
+    ``other`` (a JSON boolean, array or object)."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "missing"
+    if isinstance(v, (bool, np.bool_, list, dict)):
+        return "other"
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return "number"
+    text = str(v).strip()
+    if not text:
+        return "missing"
+    if "_" in text:  # Python's float() reads 1_000; no CSV number is written so
+        return "text"
+    try:
+        float(text)
+    except ValueError:
+        return "text"
+    return "number"
+
+
+def _arrivals_s(raw: pd.Series, col: str, p: Path, lines: np.ndarray) -> np.ndarray:
+    """A column of arrival times as seconds from the first arrival (so the first is at 0): every value
+    a number of seconds, or every value a date-time (ISO 8601, e.g. the Azure trace's
+    ``2023-11-16 18:15:46.6805900``; a time without a zone is read as UTC). A missing value, a mix of
+    the two kinds, or a value that does not parse is an error naming its line and the column."""
+    kinds = raw.map(_arrival_kind).to_numpy(dtype=object)
+    expected = ("expected an arrival time: a date-time (ISO 8601, e.g. 2023-11-16 18:15:46.68) or a number of "
+                "seconds")
+
+    def fail(mask: np.ndarray, why: str) -> None:
+        if mask.any():
+            pos = int(np.flatnonzero(mask)[0])
+            value = json_value_text(raw.iloc[pos]) if not isinstance(raw.iloc[pos], str) else excerpt(raw.iloc[pos])
+            raise DataError(f"{p}: line {lines[pos]}, column {col}: {why}, got {value}")
+
+    fail(kinds == "missing", f"value is missing; {expected}")
+    fail(kinds == "other", expected)
+    first = kinds[0]
+    fail(kinds != first, f"expected {'a number of seconds' if first == 'number' else 'a date-time'} like line "
+                         f"{lines[0]} (arrival times are all numbers or all date-times)")
+    if first == "number":
+        t = raw.map(lambda v: _float_or_inf(v) if not isinstance(v, str) else float(v)).to_numpy(dtype=float)
+        fail(~np.isfinite(t), "expected a finite number of seconds")
+    else:
+        text = raw.astype(str).str.strip()
+        try:
+            stamps = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
+        except (ValueError, TypeError, OverflowError):  # pragma: no cover - errors="coerce" turns them into NaT
+            stamps = pd.Series(pd.NaT, index=text.index)
+        fail(stamps.isna().to_numpy(), expected)
+        t = (stamps - stamps.min()).dt.total_seconds().to_numpy(dtype=float)
+    return t - t.min()
+
+
+def _release_column(df: pd.DataFrame, p: Path, lines: np.ndarray) -> pd.Series:
+    """``release_s`` [s] of every row: the column as given (>= 0, finite; empty: 0), or converted from the
+    one arrival field (:data:`ARRIVAL_FIELDS`) with the first arrival at 0, or 0 for all."""
+    given = [c for c in ("release_s", *ARRIVAL_FIELDS) if c in df.columns]
+    if len(given) > 1:
+        raise DataError(f"{p}: columns {' and '.join(given)} both give arrival times; expected one of them")
+    if not given:
+        return pd.Series(0.0, index=df.index)
+    if given[0] == "release_s":
+        return _spec_numeric(df, spec_of(WORKLOAD_SPEC, "release_s"), p, lines).fillna(0.0)
+    return pd.Series(_arrivals_s(df[given[0]], given[0], p, lines), index=df.index)
+
+
 def _query_ids(qid: pd.Series, p: Path, lines: np.ndarray) -> pd.Series:
     """The query ids as stripped text, each given once: a CSV's text, or a JSONL file's strings and
     numbers (7.0 -> "7"); a missing id, a JSON boolean, array or object is an error."""
@@ -717,6 +801,11 @@ def workload_from_frame(df: pd.DataFrame) -> pd.DataFrame:
     out["min_accuracy"] = out["min_accuracy"].fillna(0.0) if "min_accuracy" in out.columns else 0.0
     if "deadline_s" not in out.columns:
         out["deadline_s"] = np.nan
+    if "release_s" in out.columns:
+        bad("release_s", np.isinf(out["release_s"].to_numpy(dtype=float)), "expected a finite number")
+        out["release_s"] = out["release_s"].fillna(0.0)
+    else:
+        out["release_s"] = 0.0
     return _in_workload_order(out)
 
 
@@ -727,9 +816,13 @@ def read_workload(path: str | Path) -> pd.DataFrame:
     (whole numbers, 1 to :data:`~energyopt.schema.MAX_TOKENS`) and ``output_tokens`` (0 to
     ``MAX_TOKENS``; 0 is a prefill-only request, planned as 1 output token by
     :func:`~energyopt.problem.build_problem`), optional ``min_accuracy`` (0–1) and ``deadline_s``
-    (completion time [s] from the batch start, > 0; empty means no deadline). The public Azure
-    LLM inference trace layout (``TIMESTAMP,ContextTokens,GeneratedTokens``) is accepted too: its
-    rows are numbered as query ids ``q0, q1, …`` in file order.
+    (completion time [s] from the batch start, > 0; empty means no deadline), ``release_s`` (the
+    query's arrival [s] from the batch start, >= 0; empty or absent: 0). Instead of ``release_s`` a
+    field of :data:`ARRIVAL_FIELDS` (``arrival``, ``timestamp``, ``arrival_time``) may give arrival
+    times, all date-times or all numbers of seconds; they become ``release_s`` with the first arrival
+    at 0. The public Azure LLM inference trace layout (``TIMESTAMP,ContextTokens,GeneratedTokens``)
+    is accepted too: its rows are numbered as query ids ``q0, q1, …`` in file order, its TIMESTAMP
+    gives ``release_s`` and is kept as text in ``arrival_timestamp``.
     """
     p = _check_file(path)
     if p.suffix.lower() not in (".jsonl", ".ndjson"):
@@ -745,11 +838,13 @@ def read_workload(path: str | Path) -> pd.DataFrame:
     df = _normalise_headers(df, WORKLOAD_COLUMN_ALIASES, p)
     if is_azure:
         df.insert(0, "query_id", [f"q{i}" for i in range(len(df))])
-        df = df.rename(columns={"timestamp": "arrival_timestamp"})
     _require_columns(df, WORKLOAD_REQUIRED, p)
     if df.empty:
         raise DataError(f"{p}: no queries; expected at least one row")
     df = df.reset_index(drop=True)
+    release_s = _release_column(df, p, lines)
+    if is_azure:  # the trace's own text is kept beside release_s
+        df = df.rename(columns={"timestamp": "arrival_timestamp"})
 
     df["query_id"] = _query_ids(df["query_id"], p, lines)
 
@@ -768,6 +863,7 @@ def read_workload(path: str | Path) -> pd.DataFrame:
         df["deadline_s"] = num("deadline_s")
     else:
         df["deadline_s"] = np.nan
+    df["release_s"] = release_s.astype(float)
     out = _in_workload_order(df).copy()
     out.attrs["source"] = str(p)
     return out

@@ -1,34 +1,47 @@
 """From a deployment per query to a timeline: which lane of which instance runs each query.
 
-An instance at batch size b is b lanes. On each lane queries run one after another from t = 0 in
-earliest-deadline-first order (for queries all released at t = 0 that order meets every deadline
-whenever any order does). The exact model names the lane of every query. The aggregate model
-and the decomposition give only how many instances each deployment switches on: queries are
-then *packed*, in EDF order, each onto the lane of its deployment that is free first (with 16 or
-more lanes, a round of one query per lane at a time: the round's i-th query onto the i-th least
-loaded lane); a query that would finish late is *repaired*: moved to the cheapest lane that
-still meets every deadline, among its options' four least-loaded lanes of instances already on
-and a lane of one more instance switched on where the pool has devices left. A lane is named by
-its index within its deployment, ``instance × lanes + lane``. :func:`plan_objective` prices the
+An instance at batch size b is b lanes. On each lane queries run one after another in
+:func:`~energyopt.accounting.lane_order`, each starting at max(its release, the previous one's end)
+(:func:`~energyopt.accounting.lane_times_s`). Released all at t = 0, that order is
+earliest-deadline-first, which meets every deadline whenever any order does, so packing and the
+exact model's lanes are exact. **With release times it is a heuristic**: EDF on one lane is no
+longer optimal in general (a long query released first can block an urgent one released just
+after), and the lane order, release order with EDF among queries released together, is one
+order that is cheap to compute and never makes a query later when another leaves its lane; a
+plan then keeps its proven bound and gap, and the checker verifies start ≥ release.
+
+The exact model names the lane of every query; with release times its lanes are re-timed and any
+query that would end late is repaired (:func:`retime`). The aggregate model and the decomposition
+give only how many instances each deployment switches on: queries are then *packed*, in lane
+order (release, then deadline, longest first among ties), each onto the lane of its deployment that
+is free first (with 16 or more lanes, a round of one query per lane at a time: the round's i-th
+query onto the i-th least loaded lane), starting at max(that lane's free time, its release); a
+query that would finish late is *repaired*: moved to the cheapest lane that still meets every
+deadline in lane order, among its options' four least-loaded lanes of instances already on and a
+lane of one more instance switched on where the pool has devices left. A lane is named by its
+index within its deployment, ``instance × lanes + lane``. :func:`plan_objective` prices the
 result again.
 """
 
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .accounting import edf_feasible, latest_end_s
+from .accounting import ends_in_time, lane_feasible, lane_order, lane_schedule_s, latest_end_s
 from .problem import Problem
 
-__all__ = ["Timeline", "pack", "plan_objective", "ROUND_MIN_INSTANCES", "REPAIR_TRIES"]
+__all__ = ["Timeline", "pack", "retime", "plan_objective", "ROUND_MIN_INSTANCES", "REPAIR_TRIES"]
 
 #: deployments with at least this many lanes are packed a round at a time (vectorised)
 ROUND_MIN_INSTANCES = 16
 #: lanes of one deployment tried per late query, least loaded first
 REPAIR_TRIES = 4
+#: with release times, rounds of switching on more instances for a deployment's late queries before repair
+WIDEN_ROUNDS = 4
 
 
 @dataclass
@@ -44,24 +57,27 @@ class Timeline:
         return np.where(self.lane >= 0, self.lane // lanes[np.maximum(self.dep, 0)], -1)
 
 
-def _place(runs: np.ndarray, dues: np.ndarray, k: int) -> np.ndarray:
-    """Instances (0..k-1) for queries taken in the given order, each onto the instance free
-    first; -1 where the query would end after its due time. With many instances the queries go
-    a round of k at a time: the round's i-th query to the i-th least loaded instance."""
+def _place(runs: np.ndarray, dues: np.ndarray, k: int, releases: np.ndarray | None = None) -> np.ndarray:
+    """Lanes (0..k-1) for queries taken in the given order, each onto the lane free first,
+    starting at max(its free time, the query's release); -1 where the query would end after its due
+    time. With many lanes the queries go a round of k at a time: the round's i-th query to the
+    i-th least loaded lane."""
     got = np.full(len(runs), -1, dtype=np.int64)
+    rel = np.zeros(len(runs)) if releases is None else releases
     if k < ROUND_MIN_INSTANCES:
-        heap = [(0.0, i) for i in range(k)]  # (finish time, instance): the least loaded on top
-        for j, (r, due) in enumerate(zip(runs.tolist(), dues.tolist())):
+        heap = [(0.0, i) for i in range(k)]  # (finish time, lane): the one free first on top
+        for j, (r, due, at) in enumerate(zip(runs.tolist(), dues.tolist(), rel.tolist())):
             f, i = heap[0]
-            if f + r <= due:
-                heapq.heapreplace(heap, (f + r, i))
+            end = (f if f >= at else at) + r
+            if end <= due:
+                heapq.heapreplace(heap, (end, i))
                 got[j] = i
         return got
     loads = np.zeros(k)
     for s in range(0, len(runs), k):
         rr, du = runs[s:s + k], dues[s:s + k]
         slots = np.argsort(loads, kind="stable")[: len(rr)]
-        f = loads[slots] + rr
+        f = (loads[slots] if releases is None else np.maximum(loads[slots], rel[s:s + k])) + rr
         fit = f <= du
         loads[slots[fit]] = f[fit]
         got[s:s + k] = np.where(fit, slots, -1)
@@ -86,20 +102,61 @@ def pack(problem: Problem, dep_of_q: np.ndarray, n_inst: np.ndarray, *, repair: 
     placed = np.flatnonzero(chosen >= 0)
     run_all = np.zeros(n_q)
     run_all[placed] = problem.runtime_s.reshape(-1)[placed * n_d + chosen[placed]]
-    # EDF, longest first among equal deadlines, per deployment
-    order = placed[np.lexsort((-run_all[placed], due_all[placed], chosen[placed]))]
+    rel_all = problem.release_s
+    releases = problem.has_releases
+    # per deployment in lane order (release, then deadline: EDF without releases), longest first among ties
+    order = placed[lane_order(chosen[placed], rel_all[placed], due_all[placed], -run_all[placed])]
     bounds = np.searchsorted(chosen[order], np.arange(n_d + 1))
-    late: list[int] = []
-    for d in range(n_d):
+    used = np.where(np.bincount(chosen[placed], minlength=n_d) > 0, np.maximum(n_inst, 1), 0)
+    late_of: dict[int, np.ndarray] = {}
+
+    def place(d: int) -> None:
         qs = order[bounds[d]:bounds[d + 1]]
-        if not len(qs):
-            continue
         dues = latest_end_s(due_all[qs]) if enforce_due else np.full(len(qs), np.inf)
-        got = _place(run_all[qs], dues, max(1, int(n_inst[d])) * int(lanes[d]))
+        got = _place(run_all[qs], dues, int(used[d]) * int(lanes[d]), rel_all[qs] if releases else None)
         lane[qs] = got
-        late.extend(qs[got < 0].tolist())
+        late_of[d] = qs[got < 0]
+
+    for d in np.flatnonzero(used).tolist():
+        place(d)
+    if releases and repair:
+        _widen(problem, used, late_of, run_all, place)
+    late = [int(q) for d in sorted(late_of) for q in late_of[d]]
     unplaced = _repair(problem, chosen, lane, run_all, late) if late and repair else late
     return Timeline(chosen, lane, unplaced)
+
+
+def _widen(problem: Problem, used: np.ndarray, late_of: dict[int, np.ndarray], run_all: np.ndarray,
+           place: Callable[[int], None]) -> None:
+    """With release times, instance counts chosen for the work due by each deadline can leave
+    queries late (work that arrives late in the horizon queues behind itself). Before repair moves
+    late queries one at a time, a deployment whose pool has devices left gets more instances and
+    is packed again (largest late work first; up to :data:`WIDEN_ROUNDS` rounds): about twice what its late work needs where
+    instances cost nothing to switch on (energy objective without idle), else the fewest that
+    could hold that work (repair would switch at least as many on, one late query at a time)."""
+    deps = problem.deployments
+    k = deps["devices_per_instance"].to_numpy().astype(np.int64)
+    lanes = deps["lanes"].to_numpy().astype(np.int64)
+    m_d = deps["max_instances"].to_numpy().astype(np.int64)
+    group = deps["group"].to_numpy()
+    pool_of = deps["device"].to_numpy()
+    count = dict(zip(problem.pools["pool"], problem.pools["count"]))
+    for _round in range(WIDEN_ROUNDS):
+        late_work = {d: float(run_all[qs].sum()) for d, qs in late_of.items() if len(qs)}
+        widened = False
+        for d in sorted(late_work, key=lambda j: -late_work[j]):
+            free_dev = int(count[pool_of[d]]) - int(np.sum(used[pool_of == pool_of[d]] * k[pool_of == pool_of[d]]))
+            free_group = int(m_d[d]) - int(used[group == group[d]].sum())
+            # free instances: twice what the late work needs; priced ones (idle counted): what it needs at least
+            need = int(np.ceil(late_work[d] / (lanes[d] * problem.horizon_s)))
+            extra = min(max((1 if problem.instance_cost[d] > 0 else 2) * need, 1), free_dev // int(k[d]), free_group)
+            if extra <= 0:
+                continue
+            used[d] += extra
+            place(d)
+            widened = True
+        if not widened:
+            break
 
 
 class _Load:
@@ -148,11 +205,46 @@ class _Load:
             self.group_inst[self.group_of[d]] = self.group_inst.get(self.group_of[d], 0) + 1
 
 
+def retime(problem: Problem, dep_of_q: np.ndarray, lane_of_q: np.ndarray) -> Timeline:
+    """A method's lanes (the exact model's, whose rows are exact only without release times) timed
+    from each query's release (:func:`~energyopt.accounting.lane_schedule_s`): on a lane that neither
+    of its orders serves in time, the queries that end late in release order are taken off it
+    (which makes no other query on it later) and repaired like the late queries of :func:`pack`."""
+    chosen = np.asarray(dep_of_q, dtype=np.int64).copy()
+    lane = np.asarray(lane_of_q, dtype=np.int64).copy()
+    due_all = problem.queries["deadline_eff_s"].to_numpy(dtype=float)
+    rel_all = problem.release_s
+    placed = np.flatnonzero((chosen >= 0) & (lane >= 0))
+    run_all = np.zeros(problem.n_queries)
+    run_all[placed] = problem.runtime_s.reshape(-1)[placed * problem.n_deployments + chosen[placed]]
+    M = int(lane.max(initial=0)) + 1
+    key = chosen[placed] * M + lane[placed]
+    _, end = lane_schedule_s(key, run_all[placed], rel_all[placed], due_all[placed])
+    bad = np.isin(key, np.unique(key[~ends_in_time(end, due_all[placed])]))
+    late: list[int] = []
+    if bad.any():
+        on_bad = placed[bad]
+        order = on_bad[lane_order(key[bad], rel_all[on_bad], due_all[on_bad], run_all[on_bad])]
+        free_at, last = 0.0, -1
+        for q, k in zip(order.tolist(), (chosen[order] * M + lane[order]).tolist()):
+            if k != last:
+                free_at, last = 0.0, k
+            finish = max(free_at, float(rel_all[q])) + float(run_all[q])
+            if ends_in_time(finish, due_all[q]):
+                free_at = finish
+            else:
+                late.append(q)
+    lane[late] = -1
+    unplaced = _repair(problem, chosen, lane, run_all, late) if late else []
+    return Timeline(chosen, lane, unplaced)
+
+
 def _repair(problem: Problem, chosen: np.ndarray, lane: np.ndarray, run_all: np.ndarray, late: list[int]) -> list[int]:
     """Move each late query (earliest deadline first) to the cheapest lane that still meets every
-    due time with it; returns the queries no lane can take."""
+    due time with it in lane order; returns the queries no lane can take."""
     R = problem.runtime_s
     due_all = problem.queries["deadline_eff_s"].to_numpy(dtype=float)
+    rel_all = problem.release_s if problem.has_releases else None
     deps = problem.deployments
     m_d = deps["max_instances"].to_numpy()
     acc = deps["accuracy"].to_numpy(dtype=float)
@@ -174,7 +266,8 @@ def _repair(problem: Problem, chosen: np.ndarray, lane: np.ndarray, run_all: np.
                 tries.append((free[0] * int(load.lanes[d]), float(problem.instance_cost[d])))
             for ln, extra in tries:
                 qs = load.queries_on(d, ln)
-                if edf_feasible(np.append(run_all[qs], R[q, d]), np.append(due_all[qs], due_all[q])):
+                if lane_feasible(np.append(run_all[qs], R[q, d]), np.append(due_all[qs], due_all[q]),
+                                 None if rel_all is None else np.append(rel_all[qs], rel_all[q])):
                     delta = float(problem.cost[q, d]) + extra
                     if best is None or delta < best[0]:
                         best = (delta, d, ln)

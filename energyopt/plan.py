@@ -18,7 +18,7 @@ from .fleet import Fleet
 from .inputs import load_inputs
 from .methods import Choice, Limits, choose_method, get_method
 from .modelstore import FittedModels
-from .packing import Timeline, pack, plan_objective
+from .packing import Timeline, pack, plan_objective, retime
 from .problem import Problem, build_problem
 from .schedule import Schedule, assignment_table, empty_assignment, energy_totals, extrapolation_totals
 from .schema import BoundSource, Status, Termination
@@ -141,6 +141,9 @@ def _without_plan(problem: Problem, choice: Choice, clock: _Clock) -> Schedule:
 def _timeline(problem: Problem, choice: Choice, *, routing_rule: bool) -> Timeline:
     assert choice.dep_of_q is not None
     if choice.lane_of_q is not None:
+        if problem.has_releases and not routing_rule:  # lanes chosen by rows exact only without releases
+            tl = retime(problem, choice.dep_of_q, choice.lane_of_q)
+            return Timeline(tl.dep, tl.lane, sorted(set(choice.unplaced) | set(tl.unplaced)))
         return Timeline(choice.dep_of_q, choice.lane_of_q, list(choice.unplaced))
     assert choice.n_inst is not None
     if routing_rule:  # a rule ignores deadlines: its queries are placed however late they end

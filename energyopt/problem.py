@@ -51,7 +51,8 @@ class Problem:
     ``cost`` is each option's objective coefficient (+inf where not an option). :attr:`cand`, the
     same options as a table (one row each), is built on first use."""
 
-    queries: pd.DataFrame  # query_id, input_tokens, output_tokens, min_accuracy, deadline_s, weight, deadline_eff_s
+    # query_id, input_tokens, output_tokens, min_accuracy, deadline_s, release_s, weight, deadline_eff_s
+    queries: pd.DataFrame
     # deployment, llm, device, kind, devices_per_instance, max_instances, accuracy, idle_power_w, pool_count
     deployments: pd.DataFrame
     ok: np.ndarray  # [n_q, n_d] the pair is an option
@@ -88,18 +89,30 @@ class Problem:
     def n_options(self) -> int:
         return int(np.count_nonzero(self.ok))
 
+    @property
+    def release_s(self) -> np.ndarray:
+        """Each query's release [s] from the batch start (0 for all where the workload gives none)."""
+        if "release_s" not in self.queries.columns:
+            return np.zeros(self.n_queries)
+        return self.queries["release_s"].to_numpy(dtype=float)
+
+    @property
+    def has_releases(self) -> bool:
+        """Whether some query is released after t = 0 (then EDF per lane is a heuristic, not exact)."""
+        return bool(np.any(self.release_s > 0))
+
     @cached_property
     def cand(self) -> pd.DataFrame:
         """The options as a table, one row each, grouped by query in deployment order: ``q``,
-        ``d``, ``energy_j``, ``runtime_s``, ``accuracy``, ``deadline_eff_s``, ``cost``. Option
-        ``c`` of the formulations is row ``c``."""
+        ``d``, ``energy_j``, ``runtime_s``, ``accuracy``, ``deadline_eff_s``, ``cost``, ``release_s``.
+        Option ``c`` of the formulations is row ``c``."""
         flat = np.flatnonzero(self.ok)  # row-major: options grouped by query, in deployment order
         qi, di = np.divmod(flat, self.n_deployments)
         acc = self.deployments["accuracy"].to_numpy(dtype=float)
         return pd.DataFrame({"q": qi, "d": di, "energy_j": self.energy_j.ravel()[flat],
                              "runtime_s": self.runtime_s.ravel()[flat], "accuracy": acc[di],
                              "deadline_eff_s": self.queries["deadline_eff_s"].to_numpy()[qi],
-                             "cost": self.cost.ravel()[flat]})
+                             "cost": self.cost.ravel()[flat], "release_s": self.release_s[qi]})
 
     def pair_cost(self, q: np.ndarray, d: np.ndarray) -> np.ndarray:
         """The objective coefficient of queries ``q`` on deployments ``d`` (index arrays), whether or
@@ -193,6 +206,8 @@ def build_problem(
     _check_models(fleet, models)
     H = fleet.horizon_s
     q = workload[["query_id", "input_tokens", "output_tokens", "min_accuracy", "deadline_s"]].reset_index(drop=True).copy()
+    q["release_s"] = (np.nan_to_num(workload["release_s"].to_numpy(dtype=float), nan=0.0)
+                      if "release_s" in workload.columns else np.zeros(len(q)))
     q["weight"] = token_weight(q["input_tokens"], q["output_tokens"])
     q["deadline_eff_s"] = effective_deadline_s(q["deadline_s"].to_numpy(dtype=float), H)
     deps = fleet.deployments_table()
@@ -211,7 +226,8 @@ def build_problem(
     window_ok = (tin + tout)[:, None] <= deps["context_tokens"].to_numpy()[None, :]
     ctx_ok = window_ok & ((tin + tout)[:, None] <= deps["kv_context_tokens"].to_numpy()[None, :])
     acc_ok = acc[None, :] >= q["min_accuracy"].to_numpy()[:, None] - 1e-12
-    time_ok = q["deadline_eff_s"].to_numpy()[:, None] >= R
+    # released at release_s, a query ends no earlier than release + runtime
+    time_ok = q["deadline_eff_s"].to_numpy()[:, None] >= q["release_s"].to_numpy()[:, None] + R
     time_ok &= usable  # NaN-safe
     ok = acc_ok & ctx_ok & usable & time_ok
     excluded_invalid = int((acc_ok & ctx_ok & ~valid).sum())
@@ -237,8 +253,13 @@ def build_problem(
             cand_r = np.where(acc_ok[i] & ctx_ok[i] & usable[i], R[i], np.inf)
             j = int(np.argmin(cand_r))
             limit = "deadline" if not np.isnan(row.deadline_s) and row.deadline_s <= H else "horizon"
-            msg = (f"fastest accurate-enough option ({deps.deployment[j]}) takes {cand_r[j]:.3g} s, "
-                   f"more than its {limit} of {row.deadline_eff_s:.3g} s")
+            if row.release_s > 0:  # the release is what binds: it could end in time from t = 0
+                msg = (f"released at {row.release_s:.6g} s, its fastest accurate-enough option ({deps.deployment[j]}) "
+                       f"takes {cand_r[j]:.3g} s and ends at {row.release_s + cand_r[j]:.6g} s at the earliest, "
+                       f"after its {limit} of {row.deadline_eff_s:.6g} s")
+            else:
+                msg = (f"fastest accurate-enough option ({deps.deployment[j]}) takes {cand_r[j]:.3g} s, "
+                       f"more than its {limit} of {row.deadline_eff_s:.3g} s")
         reasons.append({"query_id": row.query_id, "reason": msg})
     unservable = pd.DataFrame(reasons, columns=["query_id", "reason"])
 

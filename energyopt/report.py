@@ -367,6 +367,7 @@ def write_report(schedule: Schedule, out_dir: str | Path, accuracy_curve: pd.Dat
         ("status", str(s.status)), ("queries", s.queries), ("energy [kWh]", f"{s.total_energy_kwh:.6g}"),
         ("proven gap", f"{s.gap:.4%}"), ("token-weighted mean accuracy", f"{s.token_weighted_mean_accuracy:.4f}"),
         ("deadlines met", f"{s.deadlines_met}/{s.queries_with_deadline}"), ("makespan [s]", f"{s.makespan_s:.1f}"),
+        ("queries released after t = 0", f"{s.queries_with_release} (latest at {s.latest_release_s:.1f} s)"),
         ("horizon [s]", f"{H:g}"), ("independent check", "ok" if s.check["ok"] else "FAILED"),
         ("queries on extrapolated predictions", _extrapolation_fact(s)),
         ("query energy [J]", f"{s.query_energy_j:.6g}"),

@@ -23,6 +23,7 @@ from .accounting import (
     ends_in_time,
     idle_energy_j,
     j_to_kwh,
+    lane_schedule_s,
     padding_energy_j,
     relative_gap,
     weighted_mean_accuracy,
@@ -57,7 +58,8 @@ def _compact_instances(deps: pd.DataFrame, d: np.ndarray, inst: np.ndarray) -> n
 
 
 def assignment_table(problem: Problem, tl: Timeline) -> pd.DataFrame:
-    """One row per placed query with its timeline (EDF order per lane)."""
+    """One row per placed query with its timeline (lane order per lane: EDF without release times;
+    :func:`~energyopt.accounting.lane_schedule_s`), its release included."""
     qs = np.flatnonzero((tl.dep >= 0) & (tl.lane >= 0))
     d = tl.dep[qs]
     n_d = problem.n_deployments
@@ -69,13 +71,12 @@ def assignment_table(problem: Problem, tl: Timeline) -> pd.DataFrame:
     lane_id = tl.lane[qs]
     inst = lane_id // lanes[d]
     machine = d * (int(lane_id.max(initial=0)) + 1) + lane_id  # orders queries by (deployment, lane)
-    # each lane runs its queries in EDF order (shorter first among equal deadlines, then by
-    # query: the sort is stable and qs ascends)
+    # each lane runs its queries in lane order: EDF without release times (shorter first among
+    # equal deadlines, then by query: the sort is stable and qs ascends), else release order first;
+    # each starts at max(its release, the previous one's end)
     dl_eff = q["deadline_eff_s"].to_numpy(dtype=float)[qs]
-    keys = (run, machine) if np.all(dl_eff == dl_eff[:1]) else (run, dl_eff, machine)
-    order = np.lexsort(keys)
-    end = np.empty(len(qs))
-    end[order] = pd.Series(run[order]).groupby(machine[order], sort=False).cumsum().to_numpy()
+    release = problem.release_s[qs]
+    start, end = lane_schedule_s(machine, run, release, dl_eff)
     ids = q["query_id"]
     df = pd.DataFrame(
         {
@@ -85,12 +86,13 @@ def assignment_table(problem: Problem, tl: Timeline) -> pd.DataFrame:
             "instance": _compact_instances(deps, d, inst),
             "lane": lane_id % lanes[d],
             "batch_size": deps["batch_size"].to_numpy().astype(np.int64)[d],
-            "start_s": end - run,
+            "start_s": start,
             "end_s": end,
             "runtime_s": run,
             "energy_j": problem.energy_j.reshape(-1)[at],
             "accuracy": deps["accuracy"].to_numpy(dtype=float)[d],
             "deadline_s": q["deadline_s"].to_numpy(dtype=float)[qs],
+            "release_s": release,
         }
     )
     return df[list(ASSIGNMENT_COLUMNS)]
@@ -217,6 +219,8 @@ class Summary:
     name), ``energyopt_version`` and ``created_at`` (UTC, ISO 8601) where and when it was made.
     ``padding_energy_j`` is the predicted energy of the batched instances' empty slots until each
     instance's last query ends (:func:`padding_totals`), beside the total, not in it.
+    ``queries_with_release`` counts the workload's queries released after t = 0 and
+    ``latest_release_s`` is the latest release [s] (0 and 0.0: every query at the batch start).
     ``extrapolated_queries`` counts the assigned queries whose prediction is extrapolated (outside
     the token ranges their models were measured on) and ``extrapolated_energy_j`` is their
     predicted energy [J] (None without a plan); ``by_llm_device`` has both per (LLM, device).
@@ -250,6 +254,8 @@ class Summary:
     horizon_s: float
     queries_with_deadline: int
     deadlines_met: int
+    queries_with_release: int  # queries released after t = 0 (0: every query at the batch start, as without release_s)
+    latest_release_s: float  # the latest release [s] (0 without releases)
     by_llm_device: list[dict[str, Any]]
     excluded_invalid_predictions: int
     extrapolated_queries: int  # assigned queries whose prediction lies outside the ranges measured
@@ -424,6 +430,8 @@ class Schedule:
             horizon_s=p.horizon_s,
             queries_with_deadline=int(p.queries["deadline_s"].notna().sum()),  # the workload's, planned or not
             deadlines_met=met,
+            queries_with_release=int(np.count_nonzero(p.release_s > 0)),  # the workload's, planned or not
+            latest_release_s=float(p.release_s.max(initial=0.0)),
             by_llm_device=self._by_llm_device(flags),
             excluded_invalid_predictions=p.excluded_invalid,
             extrapolated_queries=int(extrapolation["extrapolated_queries"]),

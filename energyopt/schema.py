@@ -38,6 +38,7 @@ __all__ = [
     "WORKLOAD_OPTIONAL",
     "ASSIGNMENT_SPEC",
     "ASSIGNMENT_COLUMNS",
+    "ASSIGNMENT_REQUIRED",
     "SWEEP_SPEC",
     "SWEEP_COLUMNS",
     "SUMMARY_EXTRAPOLATION_SPEC",
@@ -206,6 +207,9 @@ WORKLOAD_SPEC: tuple[ColumnSpec, ...] = (
                minimum=0, maximum=1),
     ColumnSpec("deadline_s", "float64", "s", False, "completion time from the batch start; empty: none",
                minimum=0, exclusive_minimum=True),
+    # an arrival: the query cannot start before it (Azure TIMESTAMP and JSONL arrival/timestamp convert to it)
+    ColumnSpec("release_s", "float64", "s", False, "the query's arrival from the batch start: it starts no earlier; "
+               "empty or absent: 0", minimum=0),
 )
 WORKLOAD_REQUIRED = required_names(WORKLOAD_SPEC)
 WORKLOAD_OPTIONAL = optional_names(WORKLOAD_SPEC)
@@ -224,8 +228,13 @@ ASSIGNMENT_SPEC: tuple[ColumnSpec, ...] = (
     ColumnSpec("energy_j", "float64", "J", True, "predicted energy of the query there"),
     ColumnSpec("accuracy", "float64", "", True, "the LLM's accuracy, 0-1"),
     ColumnSpec("deadline_s", "float64", "s", True, "the query's deadline from the batch start; empty: none"),
+    # always written; a plan made before release times lacks it, and reads as every query released at 0
+    ColumnSpec("release_s", "float64", "s", False, "the query's release from the batch start (0: none); "
+               "start_s is never earlier"),
 )
 ASSIGNMENT_COLUMNS = names(ASSIGNMENT_SPEC)
+#: the columns an assignment must have to be checked or explained (a plan made before release times lacks release_s)
+ASSIGNMENT_REQUIRED = required_names(ASSIGNMENT_SPEC)
 
 # --- a sweep (sweep.csv, one row per plan of the series or per baseline) ----------------------
 SWEEP_SPEC: tuple[ColumnSpec, ...] = (

@@ -16,6 +16,7 @@ import numpy as np
 __all__ = [
     "TIME_TOL_S",
     "edf_feasible_by_permutations",
+    "lane_feasible_by_permutations",
     "BruteForce",
     "brute_force",
     "brute_force_optimum",
@@ -46,10 +47,35 @@ def edf_feasible_by_permutations(runtime_s, due_s, tol_s: float = TIME_TOL_S, re
     return False
 
 
-def _one_lane_feasible(jobs: list[tuple[float, float]], tol_s: float) -> bool:
-    """(due, runtime) pairs on one lane in earliest-due-first order all end in time."""
+def lane_feasible_by_permutations(runtime_s, due_s, release_s, tol_s: float = TIME_TOL_S) -> bool:
+    """Whether *some* order of the queries on one lane, each started at max(its release, the
+    previous one's end), ends each by its due time (+ ``tol_s``): every permutation is tried, so
+    this is exact with release times too, where EDF is not (keep it to 7 queries or fewer). In a
+    given order starting each query as early as it may is best, so no schedule with idle time
+    inserted needs to be tried."""
+    runs = [float(r) for r in runtime_s]
+    dues = [float(d) for d in due_s]
+    rels = [float(r) for r in release_s]
+    for order in itertools.permutations(range(len(runs))):
+        t, ok = 0.0, True
+        for i in order:
+            t = max(t, rels[i]) + runs[i]
+            if t > dues[i] + tol_s:
+                ok = False
+                break
+        if ok:
+            return True
+    return False
+
+
+def _one_lane_feasible(jobs: list[tuple[float, float, float]], tol_s: float) -> bool:
+    """(due, runtime, release) triples on one lane: all released at t = 0, in earliest-due-first
+    order they all end in time (optimal); with release times, some order does (every order tried)."""
+    if any(rel > 0 for _, _, rel in jobs):
+        return lane_feasible_by_permutations([r for _, r, _ in jobs], [d for d, _, _ in jobs],
+                                             [rel for _, _, rel in jobs], tol_s)
     t = 0.0
-    for due, run in sorted(jobs):
+    for due, run, _ in sorted(jobs):
         t += run
         if t > due + tol_s:
             return False
@@ -68,9 +94,10 @@ class BruteForce:
 
 def brute_force(problem) -> BruteForce:
     """Every (deployment, instance) for every query, each instance running its queries in
-    earliest-deadline-first order from t = 0: the least objective (option costs plus the cost of
-    every instance with work) over the assignments that meet the pools' devices, the deadlines
-    and the horizon (each option's ``deadline_eff_s``) and the batch's mean-accuracy floor.
+    earliest-deadline-first order from t = 0 (with release times, in the best of every order, each
+    query from its release): the least objective (option costs plus the cost of every instance with
+    work) over the assignments that meet the pools' devices, the deadlines and the horizon (each
+    option's ``deadline_eff_s``) and the batch's mean-accuracy floor.
 
     Exponential: for a handful of queries only. A query without any option makes it inf."""
     deps = problem.deployments
@@ -82,6 +109,8 @@ def brute_force(problem) -> BruteForce:
     inst_cost = [float(c) for c in problem.instance_cost]
     w = [float(x) for x in problem.queries["weight"]]
     due = [float(x) for x in problem.queries["deadline_eff_s"]]
+    rel = ([float(x) for x in problem.queries["release_s"]] if "release_s" in problem.queries.columns
+           else [0.0] * problem.n_queries)
     n_q = problem.n_queries
     floor = problem.min_mean_accuracy
     places = []
@@ -100,9 +129,9 @@ def brute_force(problem) -> BruteForce:
             continue
         if floor is not None and sum(w[q] * acc[d] for q, (d, _) in enumerate(combo)) < floor * sum(w) - 1e-9:
             continue
-        lanes: dict[tuple[int, int], list[tuple[float, float]]] = {}
+        lanes: dict[tuple[int, int], list[tuple[float, float, float]]] = {}
         for q, place in enumerate(combo):
-            lanes.setdefault(place, []).append((due[q], float(problem.runtime_s[q, place[0]])))
+            lanes.setdefault(place, []).append((due[q], float(problem.runtime_s[q, place[0]]), rel[q]))
         if not all(_one_lane_feasible(jobs, TIME_TOL_S) for jobs in lanes.values()):
             continue
         n_ok += 1

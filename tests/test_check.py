@@ -138,6 +138,21 @@ def test_rule_starts_at_or_after_zero():
     assert out == ["1 queries start before t = 0"]
 
 
+def test_rule_starts_at_or_after_release():
+    """A plan that starts a query before its release fails; the workload's release is what counts,
+    and an assignment's release_s column that differs from it is named too."""
+    wl = _hand_workload().assign(release_s=[0.0, 0.0, 0.0, 5.0])
+    out = check_plan(_hand_plan(), wl, _hand_fleet(), HAND_MODELS)
+    assert out == ["1 queries start before their release, e.g. q4 at 0 s, released at 5 s"]
+    late_enough = _with(_hand_plan(), "q4", start_s=5.0, end_s=5.6)
+    assert check_plan(late_enough, wl, _hand_fleet(), HAND_MODELS) == []
+    assert check_plan(late_enough.assign(release_s=[0.0, 0.0, 0.0, 5.0]), wl, _hand_fleet(), HAND_MODELS) == []
+    out = check_plan(late_enough.assign(release_s=[0.0, 0.0, 0.0, 4.0]), wl, _hand_fleet(), HAND_MODELS)
+    assert out == ["release_s differs from the workload's for 1 queries, e.g. q4"]
+    # a plan made before release times (no release_s column) against a workload without releases
+    assert check_plan(_hand_plan(), _hand_workload(), _hand_fleet(), HAND_MODELS) == []
+
+
 def test_rule_durations_match_runtimes():
     out = check_plan(_with(_hand_plan(), "q4", end_s=0.7), _hand_workload(), _hand_fleet(), HAND_MODELS)
     assert out == ["end_s - start_s differs from the runtime for 1 queries, e.g. q4"]
@@ -188,9 +203,9 @@ def test_every_rule_is_tested_here():
     tested = {name.removeprefix("test_rule_") for name in globals() if name.startswith("test_rule_")}
     rules = {"columns_present", "each_query_exactly_once", "deployments_exist", "instances_within_deployments_and_pools",
              "predictions_valid_and_within_context", "runtimes_and_energies_match_models", "starts_at_or_after_zero",
-             "durations_match_runtimes", "deadlines_met", "horizon_met", "accuracy_column_matches_catalog",
-             "accuracy_floors_met", "batch_mean_accuracy_floor_met", "batch_sizes_and_lanes_valid",
-             "no_overlap_on_a_lane", "totals_match"}
+             "starts_at_or_after_release", "durations_match_runtimes", "deadlines_met", "horizon_met",
+             "accuracy_column_matches_catalog", "accuracy_floors_met", "batch_mean_accuracy_floor_met",
+             "batch_sizes_and_lanes_valid", "no_overlap_on_a_lane", "totals_match"}
     assert rules <= set(check.__all__)
     assert tested == rules
 

@@ -114,6 +114,8 @@ def sound_workload(wl: Any) -> None:
     acc, dl = wl["min_accuracy"].to_numpy(float), wl["deadline_s"].to_numpy(float)
     assert ((acc >= 0) & (acc <= 1)).all() and (np.isnan(dl) | ((dl > 0) & np.isfinite(dl))).all()
     assert wl["query_id"].is_unique and all(isinstance(q, str) and q.strip() == q and q for q in wl["query_id"])
+    rel = wl["release_s"].to_numpy(float)  # always there: 0 where the file gives no release
+    assert (np.isfinite(rel) & (rel >= 0)).all()
 
 
 @pytest.fixture(scope="module")
@@ -211,6 +213,66 @@ def test_fuzzed_workload_jsonl_loads_soundly_or_is_one_line(folder, data):
     wl = one_line_or_loaded(lambda: read_workload(p), p)
     if wl is not None:
         sound_workload(wl)
+
+
+# --- release times: a release_s column, the Azure trace's TIMESTAMP, JSONL arrival/timestamp fields ---
+
+RELEASE_LINES = [WORKLOAD_LINES[0].rstrip("\n") + ",release_s\n"] + [
+    line.rstrip("\n") + f",{1.5 * i:g}\n" for i, line in enumerate(WORKLOAD_LINES[1:])]
+AZURE_LINES = ["TIMESTAMP,ContextTokens,GeneratedTokens\n"] + [
+    f"2023-11-16 18:{15 + i // 60:02d}:{i % 60:02d}.{(7 ** i) % 10_000_000:07d},{100 + 37 * i},{10 + 3 * i}\n"
+    for i in range(24)]
+TIME_VALUES = ["2023-11-16 18:15:46.6805900", "2023-11-16T18:15:46Z", "2023-13-45 99:99:99", "18:15", "2023-11-16",
+               "12.5", "-3", "1e400", "yesterday", "2023-11-16 18:15:46+02:00"]
+
+
+@settings(FUZZ, max_examples=60)
+@given(data=mutated_text(RELEASE_LINES, CSV_VALUES, ","))
+def test_fuzzed_release_column_loads_soundly_or_is_one_line(folder, data):
+    p = folder / "r.csv"
+    p.write_bytes(data)
+    wl = one_line_or_loaded(lambda: read_workload(p), p)
+    if wl is not None:
+        sound_workload(wl)
+
+
+@settings(FUZZ, max_examples=60)
+@given(data=mutated_text(AZURE_LINES, CSV_VALUES + TIME_VALUES, ","))
+def test_fuzzed_azure_trace_loads_soundly_or_is_one_line(folder, data):
+    p = folder / "azure.csv"
+    p.write_bytes(data)
+    wl = one_line_or_loaded(lambda: read_workload(p), p)
+    if wl is not None:
+        sound_workload(wl)
+        assert float(wl["release_s"].min()) == 0.0  # the first arrival at 0
+
+
+@st.composite
+def jsonl_with_arrivals(draw: st.DrawFn) -> bytes:
+    """JSONL queries with an ``arrival`` (seconds) or ``timestamp`` (date-times) field, a value of
+    the wrong JSON type, a missing one or a mix of kinds now and then."""
+    field = draw(st.sampled_from(["arrival", "timestamp"]))
+    lines = []
+    for i, rec in enumerate(_records()):
+        rec = dict(rec)
+        rec[field] = 3.25 * i if field == "arrival" else f"2023-11-16T18:{i // 60:02d}:{i % 60:02d}.5"
+        if draw(st.integers(0, 7)) == 0:
+            rec[field] = draw(st.sampled_from(JSON_VALUES + TIME_VALUES))
+        if draw(st.integers(0, 15)) == 0:
+            del rec[field]
+        lines.append(json.dumps(rec) + "\n")
+    return "".join(lines).encode()
+
+
+@settings(FUZZ, max_examples=60)
+@given(data=jsonl_with_arrivals())
+def test_fuzzed_jsonl_arrivals_load_soundly_or_are_one_line(folder, data):
+    p = folder / "arrivals.jsonl"
+    p.write_bytes(data)
+    wl = one_line_or_loaded(lambda: read_workload(p), p)
+    if wl is not None:
+        sound_workload(wl)
+        assert float(wl["release_s"].min()) == 0.0
 
 
 def _numbers(value: Any) -> list[float]:

@@ -50,9 +50,10 @@ def test_derived_names_keep_their_values():
     assert schema.CHAR_OPTIONAL_SIGNED == ("above_idle_energy_j",)
     assert schema.TARGETS == ("energy_j", "runtime_s") and schema.TARGET_UNITS == {"energy_j": "J", "runtime_s": "s"}
     assert schema.WORKLOAD_REQUIRED == ("query_id", "input_tokens", "output_tokens")
-    assert schema.WORKLOAD_OPTIONAL == ("min_accuracy", "deadline_s")
+    assert schema.WORKLOAD_OPTIONAL == ("min_accuracy", "deadline_s", "release_s")
     assert schema.ASSIGNMENT_COLUMNS == ("query_id", "llm", "device", "instance", "lane", "batch_size", "start_s", "end_s",
-                                         "runtime_s", "energy_j", "accuracy", "deadline_s")
+                                         "runtime_s", "energy_j", "accuracy", "deadline_s", "release_s")
+    assert schema.ASSIGNMENT_REQUIRED == schema.ASSIGNMENT_COLUMNS[:-1]  # plans made before release times lack it
     assert names(WORKLOAD_SPEC) == required_names(WORKLOAD_SPEC) + optional_names(WORKLOAD_SPEC)
 
 

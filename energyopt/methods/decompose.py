@@ -24,6 +24,11 @@ the best packed plan is kept.
 
 The gap reported is between that plan's objective and the best L found, so it is proven.
 
+**Release times.** The Lagrangian prices the deadline-level rows only; the release-window rows of
+the matrix model (``formulation.py``) are left out of it, and a relaxation with rows dropped is
+still a relaxation, so L stays a valid bound. The MILP on the free queries has them (the fixed
+queries' releases enter as constants), and packing starts each query at its release.
+
 **Limits.** The bound gets at most half of the call's time limit, each MILP at most 60 s and
 what is left; the relative gap and the threads of :class:`~energyopt.methods.Limits` reach
 every MILP.
@@ -522,6 +527,7 @@ def fix_and_solve(
     w = problem.queries["weight"].to_numpy(dtype=float)[D.rows]
     acc = problem.deployments["accuracy"].to_numpy(dtype=float)
     dl = problem.queries["deadline_eff_s"].to_numpy()[D.rows]
+    rel = problem.release_s[D.rows]
     while True:
         free = np.sort(np.argpartition(flip, size - 1)[:size]) if size < n_s else np.arange(n_s)
         if len(must_free) and size < n_s:
@@ -530,7 +536,7 @@ def fix_and_solve(
         is_fixed[free] = False
         fixed = np.flatnonzero(is_fixed)
         fd = best[fixed]
-        fixed_work = (fd, dl[fixed], run_flat[base[fixed] + fd])
+        fixed_work = (fd, dl[fixed], run_flat[base[fixed] + fd], rel[fixed])
         fixed_acc = float((w[fixed] * acc[fd]).sum())
         sub = sub_problem(problem, D.rows[free])
         model = build_matrix(sub, "aggregate", fixed_work=fixed_work, fixed_accuracy=fixed_acc,
