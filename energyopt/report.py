@@ -536,8 +536,9 @@ def _slots_html(per_slot: pd.DataFrame) -> str:
                        pd.DataFrame([{**total, "slot": f"all {len(per_slot)} slots"}])], ignore_index=True)
     shown = shown[["slot", *[c for c in per_slot.columns if c not in ("slot_start_s", "slot_end_s")]]]
     what = "kgCO2e" if key == "kg_co2e" else "energy"
-    head = (f"<h2>energy, carbon and cost per time slot</h2><p>The {min(TOP_SLOTS, len(per_slot))} slots with the "
-            f"most {what} of {len(per_slot)} that draw energy (all of them in slot_totals.csv).</p>")
+    n = min(TOP_SLOTS, len(per_slot))
+    head = (f"<h2>energy, carbon and cost per time slot</h2><p>The {n} slot{'' if n == 1 else 's'} with the most "
+            f"{what} of the {len(per_slot)} that draw energy (all of them in slot_totals.csv).</p>")
     return head + _tables_html(shown, {"energy_kwh": ".6g", "carbon_g_per_kwh": ".1f", "kg_co2e": ".6g", "cost": ".6g"})
 
 
