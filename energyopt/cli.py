@@ -676,12 +676,19 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write the table to this directory as compare.csv and compare.json (a list of rows) "
                    "[default: write nothing].")
+@click.option("--signals", "signals_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Signals CSV (as for solve): every row, the plan and each baseline, is also priced per time "
+                   "slot, in kgCO2e (kg_co2e) and cost where the file has carbon and price, with the plan at "
+                   "the baseline's accuracy too. It prices the plans; they are still planned for --objective.")
+@click.option("--signals-start", default=None,
+              help="ISO 8601 time of the batch start (t = 0) in a --signals file with timestamps "
+                   "[default: its first row].")
 @_json_opt("the table (a list of rows, as OUT/compare.json)")
 @friendly_errors
 def compare_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, solver: str, time_limit_s: float | None,
                 mip_rel_gap: float, threads: int, objective: str, zeta: float, idle: bool, min_mean_accuracy: float | None,
                 strict_range: bool, formulation: str, seed: int, equal_accuracy: bool, out_dir: Path | None,
-                as_json: bool) -> None:
+                signals_path: Path | None, signals_start: str | None, as_json: bool) -> None:
     """The optimal plan next to today's routing rules: energy, accuracy, deadlines, makespan.
 
     \b
@@ -689,22 +696,35 @@ def compare_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None
     option per query, and each LLM alone. With --equal-accuracy (default) each baseline also gets
     the optimiser's plan at its token-weighted accuracy or better, and the energy saved.
     With --out the table is also written as OUT/compare.csv and OUT/compare.json (written even
-    when the optimal plan has none: its row's status says why).
+    when the optimal plan has none: its row's status says why). With --signals every row also
+    gets kg_co2e and/or cost, priced per time slot as solve prices its plan.
     """
     from .compare import compare
 
     wl, fl, fm = _inputs(workload, fleet_path, models_dir)
+    if signals_start is not None and signals_path is None:
+        raise DataError("--signals-start: give --signals FILE too")
+    signals = None
+    if signals_path is not None:
+        from .signals import load_signals
+
+        signals = load_signals(signals_path, fleet=fl, batch_start=signals_start)
     if out_dir is not None:
         _writable_dir(out_dir)
     table = compare(wl, fl, fm, solver=solver, objective=objective, zeta=zeta, idle=idle,
                     min_mean_accuracy=min_mean_accuracy, strict_range=strict_range, time_limit_s=time_limit_s,
                     mip_rel_gap=mip_rel_gap, threads=threads, formulation=formulation, seed=seed, equal_accuracy=equal_accuracy,
-                    progress=_progress)
+                    progress=_progress, signals=signals)
     if as_json:
         _echo_json(_records(table))
     else:
         click.echo(_fmt_table(table, {"energy_kwh": ".4f", "accuracy": ".4f", "makespan_s": ".1f",
-                                      "optimal_same_acc_kwh": ".4f", "saved": ".1%", "gap": ".3%"}))
+                                      "optimal_same_acc_kwh": ".4f", "saved": ".1%", "gap": ".3%",
+                                      "kg_co2e": ".6g", "cost": ".6g", "optimal_same_acc_kg_co2e": ".6g",
+                                      "optimal_same_acc_cost": ".6g"}))
+        if signals is not None:
+            click.echo("(kg_co2e and cost: each row priced per time slot under --signals; the plans are still "
+                       "planned for the objective, not for carbon or cost)")
     if out_dir is not None:
         from .writers import write_json, write_table_csv
 

@@ -10,7 +10,10 @@ display.
 * ``instance_table`` — per instance: queries, busy time, last end, utilisation over the horizon;
 * ``timeline_blocks`` — the Gantt chart's bars: per instance, each query (small plans) or each
   run of back-to-back queries (large ones);
-* ``deadline_slack`` — deadline − end [s] of every query with a deadline.
+* ``deadline_slack`` — deadline − end [s] of every query with a deadline;
+* ``slot_power`` and ``slot_summary`` — with signals (``--signals``), the plan per time slot: the
+  average power [W] and kgCO2e of each (LLM, device) in each slot, and per slot its kWh, kgCO2e
+  and cost, both from :func:`energyopt.slots.slot_table` (the one home of the per-slot formula).
 
 The marginal energy cost of accuracy is a series of plans (:func:`energyopt.sweep.accuracy_cost`);
 this module only draws the table it is given. No plan is made here.
@@ -28,10 +31,12 @@ import pandas as pd
 
 from .accounting import J_PER_KWH, j_to_kwh
 from .schedule import Schedule, Summary, extrapolated_rows
+from .signals import Signals
 from .writers import atomic_path, write_atomic
 
 __all__ = [
-    "energy_by_llm_device", "instance_table", "timeline_blocks", "deadline_slack", "write_report", "plot_sweep",
+    "energy_by_llm_device", "instance_table", "timeline_blocks", "deadline_slack", "slot_power", "slot_summary",
+    "write_report", "plot_sweep",
 ]
 
 #: plans with more queries than this draw runs of back-to-back queries as one bar
@@ -41,6 +46,8 @@ GANTT_QUERY_LIMIT = 2000
 INSTANCE_ROWS_LIMIT = 30
 #: time steps of a deployment's busy-lanes curve
 BUSY_CURVE_POINTS = 400
+#: the report's per-slot table lists this many slots (those with the most kgCO2e, or energy)
+TOP_SLOTS = 10
 
 
 def energy_by_llm_device(assignment: pd.DataFrame, extrapolated: np.ndarray | None = None) -> pd.DataFrame:
@@ -154,6 +161,60 @@ def deadline_slack(assignment: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"query_id": a["query_id"].to_numpy(), "llm": a["llm"].to_numpy(),
                          "device": a["device"].to_numpy(),
                          "slack_s": (a["deadline_s"] - a["end_s"]).to_numpy(dtype=float)})
+
+
+def slot_power(slots: pd.DataFrame) -> pd.DataFrame:
+    """Per (slot, LLM, device) of a per-slot table (:func:`energyopt.slots.slot_table`): the
+    average power it draws over the slot, ``power_w`` = ``energy_j`` / slot length [W] (idle
+    included where the plan counts it), with its ``energy_j`` and, where the signals have carbon,
+    ``kg_co2e``. Slots are named by their times (``slot_start_s``, ``slot_end_s``), so the series
+    of several pools line up."""
+    t = slots.copy()
+    t["label"] = t["llm"] + " @ " + t["device"]
+    t["power_w"] = t["energy_j"] / (t["slot_end_s"] - t["slot_start_s"])
+    keep = ["slot_start_s", "slot_end_s", "label", "llm", "device", "power_w", "energy_j"]
+    keep += [c for c in ("kg_co2e",) if c in t.columns]
+    return t[keep].reset_index(drop=True)
+
+
+def slot_summary(slots: pd.DataFrame) -> pd.DataFrame:
+    """Per slot (its times): ``energy_kwh``, the slot's ``carbon_g_per_kwh`` (energy-weighted over
+    pools with series of their own) and ``kg_co2e``, ``cost``, each where the signals have it, in
+    time order."""
+    agg: dict[str, tuple[str, str]] = {"energy_j": ("energy_j", "sum"), "energy_kwh": ("energy_kwh", "sum")}
+    for c in ("kg_co2e", "cost"):
+        if c in slots.columns:
+            agg[c] = (c, "sum")
+    t = slots.groupby(["slot_start_s", "slot_end_s"], sort=True).agg(**agg).reset_index()
+    if "kg_co2e" in t.columns:
+        t["carbon_g_per_kwh"] = np.where(t["energy_kwh"] > 0, t["kg_co2e"] * 1000.0 / t["energy_kwh"].where(
+            t["energy_kwh"] > 0, 1.0), np.nan)
+    order = ["slot_start_s", "slot_end_s", "energy_kwh", "carbon_g_per_kwh", "kg_co2e", "cost"]
+    return t[[c for c in order if c in t.columns]]
+
+
+def _signal_series(signals: Signals, until_s: float) -> list[tuple[str, np.ndarray, np.ndarray, str]]:
+    """The step lines the signals plot draws against the plan: per series (one per pool, or one),
+    ``(name, bounds_s, values, quantity)`` over the slots that overlap ``[0, until_s)`` [s];
+    carbon intensity where the signals have it, else price."""
+    values, quantity = ((signals.carbon_g_per_kwh, "carbon intensity [gCO2e/kWh]") if signals.carbon_g_per_kwh is not None
+                        else (signals.price_per_kwh, "price [currency/kWh]"))
+    assert values is not None  # a Signals has carbon or price
+    out = []
+    for pool in signals.pools or (None,):
+        rows = signals.rows_of(pool)
+        b = signals.bounds_s(pool)
+        k = np.flatnonzero((b[1:] > 0) & (b[:-1] < until_s))  # the slots that overlap [0, until_s)
+        if not len(k):
+            continue
+        out.append(("" if pool is None else str(pool), b[k[0]:k[-1] + 2], values[rows][k[0]:k[-1] + 1], quantity))
+    return out
+
+
+def signals_source(signals: Signals) -> str:
+    """How the report names a series: its file and the time of t = 0 where the file has times."""
+    name = Path(signals.source).name if not signals.source.startswith("<") else signals.source
+    return name + (f", t = 0 at {signals.batch_start}" if signals.batch_start else "")
 
 
 # ------------------------------------------------------------------------------------------
@@ -312,6 +373,49 @@ def plot_accuracy_cost(t: pd.DataFrame, path: Path) -> Path:
     return _save(fig, path)
 
 
+def plot_signals(power: pd.DataFrame, signals: Signals, until_s: float, path: Path) -> Path:
+    """The plan per time slot against its signal: the average power [W] of each (LLM, device)
+    stacked per slot (top) and its kgCO2e per slot (bottom, where the signals have carbon), each
+    with the signal (carbon intensity, else price) as a step line on a second axis, up to
+    ``until_s`` [s]. The title names the series' source."""
+    plt = _plt()
+    has_carbon = "kg_co2e" in power.columns
+    fig, axes = plt.subplots(2 if has_carbon else 1, 1, figsize=(9, 6.4 if has_carbon else 3.8), sharex=True,
+                             squeeze=False)
+    col = _colors(power["label"])
+    series = _signal_series(signals, until_s)
+    edges = power[["slot_start_s", "slot_end_s"]].drop_duplicates().sort_values("slot_start_s")
+    x0, w = edges["slot_start_s"].to_numpy() / 3600.0, (edges["slot_end_s"] - edges["slot_start_s"]).to_numpy() / 3600.0
+    panels = [("power_w", "average power [W]", "Power per slot, stacked by LLM and device")]
+    if has_carbon:
+        panels.append(("kg_co2e", "kgCO2e per slot", "Carbon per slot, stacked by LLM and device"))
+    for ax, (value, ylabel, title) in zip(axes[:, 0], panels):
+        wide = power.pivot_table(index="slot_start_s", columns="label", values=value, aggfunc="sum", fill_value=0.0)
+        wide = wide.reindex(edges["slot_start_s"].to_numpy(), fill_value=0.0)
+        bottom = np.zeros(len(wide))
+        for label in wide.columns:
+            v = wide[label].to_numpy(dtype=float)
+            ax.bar(x0, v, width=w, bottom=bottom, align="edge", color=col[label], edgecolor="white", linewidth=0.3,
+                   label=label)
+            bottom += v
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
+        twin = ax.twinx()
+        for k, (pool, b, v, quantity) in enumerate(series):
+            twin.stairs(v, b / 3600.0, baseline=None, color="k", lw=1.2, ls=("-", "--", ":", "-.")[k % 4],
+                        label=f"{quantity.split(' [')[0]}{' (' + pool + ')' if pool else ''}")
+        if series:
+            twin.set_ylabel(series[0][3])
+        twin.set_ylim(bottom=min(0.0, *(float(v.min()) for _, _, v, _ in series)) if series else 0.0)
+        if ax is axes[0, 0]:
+            h1, l1 = ax.get_legend_handles_labels()
+            h2, l2 = twin.get_legend_handles_labels()
+            ax.legend(h1 + h2, l1 + l2, loc="upper left", bbox_to_anchor=(1.1, 1.0), fontsize=7)
+    axes[-1, 0].set_xlabel("time from the batch start [h]")
+    fig.suptitle(f"The plan per time slot against the signal ({signals_source(signals)})", fontsize=10)
+    return _save(fig, path)
+
+
 def _tables_html(t: pd.DataFrame, fmt: dict[str, str]) -> str:
     def cell(c, v):
         if isinstance(v, float):
@@ -354,15 +458,25 @@ def write_report(schedule: Schedule, out_dir: str | Path, accuracy_curve: pd.Dat
         plot_slack(slack, d / "deadline_slack.png"),
         plot_accuracy_cost(curve, d / "accuracy_cost.png"),
     ]
-    for name, t in (("energy_by_llm_device", energy), ("instances", inst.drop(columns="label")),
-                    ("deadline_slack", slack), ("accuracy_cost", curve)):
+    tables = [("energy_by_llm_device", energy), ("instances", inst.drop(columns="label")),
+              ("deadline_slack", slack), ("accuracy_cost", curve)]
+    per_slot = None
+    if schedule.signals is not None and len(a):
+        say("report: the plan per time slot against its signals ...")
+        slots = schedule.slot_table()
+        power, per_slot = slot_power(slots), slot_summary(slots)
+        until = max(float(H), float(a["end_s"].max()))
+        written.append(plot_signals(power, schedule.signals, until, d / "signals.png"))
+        tables += [("slot_power", power.drop(columns="label")), ("slot_totals", per_slot)]
+    images = list(written)
+    for name, t in tables:
         p = d / f"{name}.csv"
         write_atomic(p, t.to_csv(index=False, float_format="%.9g"))
         written.append(p)
     s = schedule.summary()
     imgs = "".join(
         f'<h2>{html.escape(p.stem.replace("_", " "))}</h2><img alt="{p.stem}" src="data:image/png;base64,'
-        f'{base64.b64encode(p.read_bytes()).decode()}">' for p in written[:5])
+        f'{base64.b64encode(p.read_bytes()).decode()}">' for p in images)
     facts = pd.DataFrame([
         ("status", str(s.status)), ("queries", s.queries), ("energy [kWh]", f"{s.total_energy_kwh:.6g}"),
         ("proven gap", f"{s.gap:.4%}"), ("token-weighted mean accuracy", f"{s.token_weighted_mean_accuracy:.4f}"),
@@ -374,6 +488,7 @@ def write_report(schedule: Schedule, out_dir: str | Path, accuracy_curve: pd.Dat
         ("idle energy [J]", f"{s.idle_energy_j:.6g}" + ("" if s.idle_counted else " (idle not counted)")),
         ("empty batch slots [J]",
          "-" if s.padding_energy_j is None else f"{s.padding_energy_j:.6g} (predicted, not in the total)"),
+        *_signals_facts(s, schedule.signals),
         ("solver", f"{s.solver} ({s.formulation})"), ("objective", s.objective),
         ("workload", str(s.inputs.get("workload"))), ("fleet", str(s.inputs.get("fleet"))),
         ("models", str(s.inputs.get("models"))),
@@ -387,6 +502,7 @@ def write_report(schedule: Schedule, out_dir: str | Path, accuracy_curve: pd.Dat
         + "<h2>energy per LLM and device</h2>"
         + _tables_html(energy, {"energy_j": ".6g", "energy_kwh": ".4f", "energy_share": ".1%", "busy_s": ".1f",
                                 "extrapolated_energy_j": ".6g"})
+        + ("" if per_slot is None else _slots_html(per_slot))
         + "<h2>marginal energy cost of accuracy</h2>"
         + _tables_html(curve, {"total_energy_j": ".6g", "marginal_j_per_point": ".4g"})
         + imgs + "</body></html>\n"
@@ -394,6 +510,37 @@ def write_report(schedule: Schedule, out_dir: str | Path, accuracy_curve: pd.Dat
     html_p = d / "report.html"
     write_atomic(html_p, page)
     return [html_p, *written]
+
+
+def _signals_facts(s: Summary, signals: Signals | None) -> list[tuple[str, str]]:
+    """The report's lines on the signals: the series, and the plan's kgCO2e and cost under it."""
+    sig = s.signals
+    if signals is None or sig is None:
+        return []
+    facts = [("signals", f"{signals_source(signals)}: {signals.n_slots} slots of {sig['slot_s']:g} s "
+                         "(they price the plan; the objective is unchanged)")]
+    if sig.get("total_kg_co2e") is not None:
+        facts.append(("carbon [kgCO2e]", f"{sig['total_kg_co2e']:.6g} (mean {sig['mean_carbon_g_per_kwh']:.1f} gCO2e/kWh)"))
+    if sig.get("total_cost") is not None:
+        facts.append(("cost [currency]", f"{sig['total_cost']:.6g}"))
+    return facts
+
+
+def _slots_html(per_slot: pd.DataFrame) -> str:
+    """The report's per-slot table: the slots with the most kgCO2e (or energy), then the total."""
+    key = "kg_co2e" if "kg_co2e" in per_slot.columns else "energy_kwh"
+    top = per_slot.nlargest(TOP_SLOTS, key, keep="first").sort_values("slot_start_s")
+    total = {c: float(per_slot[c].sum()) for c in ("energy_kwh", "kg_co2e", "cost") if c in per_slot.columns}
+    if "kg_co2e" in total:
+        total["carbon_g_per_kwh"] = total["kg_co2e"] * 1000.0 / total["energy_kwh"] if total["energy_kwh"] > 0 else np.nan
+    shown = pd.concat([top.assign(slot=[f"{a:g}-{b:g} s" for a, b in zip(top["slot_start_s"], top["slot_end_s"])]),
+                       pd.DataFrame([{**total, "slot": f"all {len(per_slot)} slots"}])], ignore_index=True)
+    shown = shown[["slot", *[c for c in per_slot.columns if c not in ("slot_start_s", "slot_end_s")]]]
+    what = "kgCO2e" if key == "kg_co2e" else "energy"
+    n = min(TOP_SLOTS, len(per_slot))
+    head = (f"<h2>energy, carbon and cost per time slot</h2><p>The {n} slot{'' if n == 1 else 's'} with the most "
+            f"{what} of the {len(per_slot)} that draw energy (all of them in slot_totals.csv).</p>")
+    return head + _tables_html(shown, {"energy_kwh": ".6g", "carbon_g_per_kwh": ".1f", "kg_co2e": ".6g", "cost": ".6g"})
 
 
 def _extrapolation_fact(s: Summary) -> str:

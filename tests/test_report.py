@@ -176,3 +176,65 @@ def test_a_batched_plan_is_drawn_per_deployment(tmp_path):
     page = (tmp_path / "report" / "report.html").read_text()
     for fact in ("empty batch slots [J]", "idle energy [J]", "energyopt", "made at", "workload", "solver"):
         assert fact in page
+
+
+SIGNALS = "start_s,carbon_g_per_kwh,price_per_kwh\n0,180,0.21\n120,90,0.15\n240,60,0.12\n360,150,0.3\n480,200,0.35\n600,100,0.2\n"
+
+
+@pytest.fixture(scope="module")
+def signalled(sched, tmp_path_factory):
+    import dataclasses
+
+    from energyopt.signals import read_signals
+
+    p = tmp_path_factory.mktemp("sig") / "signals.csv"
+    p.write_text(SIGNALS)
+    return dataclasses.replace(sched, signals=read_signals(p))
+
+
+def test_slot_power_and_summary_come_from_the_slot_table(signalled):
+    from energyopt.report import slot_power, slot_summary
+
+    slots = signalled.slot_table()
+    power, per_slot = slot_power(slots), slot_summary(slots)
+    # average power x slot length is the slot's energy; the slots' energies add up to the plan's
+    assert (power["power_w"] * (power["slot_end_s"] - power["slot_start_s"])).sum() == pytest.approx(
+        signalled.summary().total_energy_j)
+    assert per_slot["energy_kwh"].sum() == pytest.approx(slots["energy_kwh"].sum())
+    assert per_slot["kg_co2e"].sum() == pytest.approx(signalled.summary().signals["total_kg_co2e"])
+    assert per_slot["cost"].sum() == pytest.approx(signalled.summary().signals["total_cost"])
+    first = per_slot.iloc[0]
+    assert first["carbon_g_per_kwh"] == pytest.approx(180.0) and first["slot_end_s"] == 120.0
+
+
+def test_the_report_draws_the_plan_against_its_signals_only_when_it_has_them(sched, signalled, tmp_path):
+    curve = accuracy_cost(sched, steps=1)
+    paths = write_report(signalled, tmp_path / "with", curve)
+    d = tmp_path / "with" / "report"
+    assert {d / "signals.png", d / "slot_power.csv", d / "slot_totals.csv"} <= set(paths)
+    assert (d / "signals.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (d / "signals.png").stat().st_size > 5000
+    page = (d / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 6 and 'alt="signals"' in page
+    assert "energy, carbon and cost per time slot" in page and "slot_totals.csv" in page
+    assert "<td>carbon [kgCO2e]</td>" in page and "<td>cost [currency]</td>" in page and "signals.csv: 6 slots" in page
+    totals = pd.read_csv(d / "slot_totals.csv")
+    assert totals["kg_co2e"].sum() == pytest.approx(signalled.summary().signals["total_kg_co2e"])
+    write_report(sched, tmp_path / "without", curve)
+    d0 = tmp_path / "without" / "report"
+    assert not (d0 / "signals.png").exists() and not (d0 / "slot_totals.csv").exists()
+    page0 = (d0 / "report.html").read_text()
+    assert "signals" not in page0 and "kgCO2e" not in page0
+
+
+def test_solve_report_with_signals_cli(tmp_path, synthetic_models, synthetic_fleet):
+    w, sig = tmp_path / "w.csv", tmp_path / "s.csv"
+    lognormal_workload(30, seed=4).to_csv(w, index=False)
+    sig.write_text(SIGNALS)
+    r = CliRunner().invoke(main, ["solve", str(w), "--fleet", str(synthetic_fleet), "--models", str(synthetic_models),
+                                  "--out", str(tmp_path / "p"), "--report", "--signals", str(sig), "--idle"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "p" / "report" / "signals.png").exists()
+    assert 'alt="signals"' in (tmp_path / "p" / "report" / "report.html").read_text()
+    # with idle counted, every slot of the horizon draws the switched-on instances' idle power
+    power = pd.read_csv(tmp_path / "p" / "report" / "slot_power.csv")
+    assert sorted(power["slot_start_s"].unique()) == [0, 120, 240, 360, 480]
