@@ -10,7 +10,10 @@ says failed, with the last error on one line. The retries are counted here, not 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import logging
 import multiprocessing
+import shutil
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -33,8 +36,8 @@ def _reason(exc: BaseException) -> str:
 def run_local(todo: list[Spec], out_dir: str, task: Task, workers: int, retries: int, finished: Finished,
               failed: Failed) -> None:
     """The plans on a pool of ``workers`` processes (started fresh: ``spawn``). A worker that
-    dies breaks the pool: a new pool takes the plans that were in flight, each counting one
-    attempt."""
+    dies breaks the pool, and every plan still in it ends with it: a new pool takes them, each
+    counting one attempt."""
     attempts = {s.index: 0 for s in todo}
     pending = list(todo)
     ctx = multiprocessing.get_context("spawn")
@@ -51,23 +54,14 @@ def run_local(todo: list[Spec], out_dir: str, task: Task, workers: int, retries:
                     exc = f.exception()
                     if exc is None:
                         finished(s, {**f.result(), "attempts": attempts[s.index]})
-                    elif attempts[s.index] <= retries:
-                        if isinstance(exc, cf.process.BrokenProcessPool):
-                            broken = True
-                            pending.append(s)
-                        else:
-                            futures[pool.submit(task, s, out_dir)] = s
-                    else:
+                        continue
+                    broken = broken or isinstance(exc, cf.process.BrokenProcessPool)
+                    if attempts[s.index] > retries:
                         failed(s, _reason(exc), attempts[s.index])
-                if broken:  # the rest fail with the pool; take them to the next one
-                    for f, s in futures.items():
-                        f.cancel()
-                        attempts[s.index] += 1
-                        if attempts[s.index] <= retries:
-                            pending.append(s)
-                        else:
-                            failed(s, "the worker process died (the pool broke)", attempts[s.index])
-                    futures = {}
+                    elif broken:  # this pool takes nothing more: the next one will
+                        pending.append(s)
+                    else:
+                        futures[pool.submit(task, s, out_dir)] = s
         pending.sort(key=lambda s: s.index)
 
 
@@ -83,16 +77,21 @@ def run_ray(todo: list[Spec], out_dir: str, task: Task, workers: int, retries: i
             finished: Finished, failed: Failed) -> None:
     """The plans as Ray tasks (``num_cpus=1`` each). Ray already started in this process is used
     as it is; else ``ray.init(address)`` joins a cluster (``ray://HOST:10001``), or without an
-    address starts a local one of ``workers`` CPUs, shut down at the end."""
+    address starts a local one of ``workers`` CPUs, shut down (and its session folder removed) at the
+    end."""
     ray = _import_ray()
-    started = False
+    started, temp_dir = False, None
     if not ray.is_initialized():
         try:
             if address:
-                ray.init(address=address, log_to_driver=False)
-            else:
-                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+                ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+            else:  # its session files (logs, sockets) in a folder of its own, removed at the end
+                temp_dir = tempfile.mkdtemp(prefix="energyopt-ray-")
+                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+                         _temp_dir=temp_dir)
         except Exception as exc:  # noqa: BLE001 - any failure to reach the cluster is one line
+            if temp_dir is not None:
+                shutil.rmtree(temp_dir, ignore_errors=True)
             raise DataError(f"--executor ray: cannot start or reach Ray{f' at {address}' if address else ''} "
                             f"({_reason(exc)})") from None
         started = True
@@ -117,3 +116,5 @@ def run_ray(todo: list[Spec], out_dir: str, task: Task, workers: int, retries: i
     finally:
         if started:
             ray.shutdown()
+        if temp_dir is not None:
+            shutil.rmtree(temp_dir, ignore_errors=True)

@@ -377,4 +377,45 @@ def run_study(study: Study, out_dir: str | Path, *, executor: str = "local", wor
             run_ray(todo, str(out), task, workers, retries, address, finished, failed)
     table = _table_of(rows.values())
     write_table_csv(table, out / "study.csv")
+    plot_study(table, out / "study.png", title=study.name)
     return table
+
+
+def varying_axes(table: Any) -> list[str]:
+    """The options whose value differs between the table's plans, in the table's column order."""
+    opts = [c for c in _OPTIONS if c in table.columns]
+    return [c for c in opts if table[c].astype(str).nunique() > 1]
+
+
+def plot_study(table: Any, path: Path, *, title: str = "") -> Path | None:
+    """``study.png``: energy [kWh] against token-weighted accuracy, one panel per option that
+    varies, each plan a point coloured by its value there; None (and an earlier figure removed)
+    when no plan of the table has a plan to draw."""
+    from .writers import atomic_path
+
+    plotted = table[table["status"].isin([StudyStatus.OPTIMAL.value, StudyStatus.FEASIBLE.value])]
+    if plotted.empty:
+        path.unlink(missing_ok=True)
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    axes_names = varying_axes(table) or ["plan"]
+    fig, axs = plt.subplots(1, len(axes_names), figsize=(4.2 * len(axes_names), 3.6), squeeze=False, sharey=True)
+    for ax, name in zip(axs[0], axes_names):
+        for value, grp in plotted.groupby(plotted[name].astype(str), sort=False):
+            label = Path(value).name if name in _PATHS else value
+            ax.scatter(grp["token_weighted_mean_accuracy"], grp["energy_kwh"], s=18, label=f"{label}")
+        ax.set_xlabel("token-weighted mean accuracy")
+        ax.set_title(name, fontsize=9)
+        ax.legend(fontsize=7, title_fontsize=7)
+        ax.grid(alpha=0.3)
+    axs[0][0].set_ylabel("energy [kWh]")
+    fig.suptitle(f"{title}: {len(plotted)} of {len(table)} plans with a plan", fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path

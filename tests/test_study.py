@@ -4,7 +4,9 @@ retries, and the same rows from the local pool, Ray, and the plans run one by on
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -79,6 +81,22 @@ def test_a_bad_file_a_plan_names_is_an_error_before_any_plan_runs(tmp_path, smal
     assert not (tmp_path / "out" / "study.csv").exists()
 
 
+def test_ray_study_through_the_command_line_leaves_no_session_files(tmp_path, small_workload):
+    pytest.importorskip("ray")
+    before = set(Path(tempfile.gettempdir()).glob("energyopt-ray-*"))
+    p = write_study(tmp_path, small_workload, "min_mean_accuracy = [0.6, 0.7]")
+    r = CliRunner().invoke(main, ["study", str(p), "--executor", "ray", "--workers", "1", "--out", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    assert "2 plans: 2 optimal" in r.stdout
+    assert set(Path(tempfile.gettempdir()).glob("energyopt-ray-*")) == before
+
+
+def test_address_needs_the_ray_executor(tmp_path, small_workload):
+    p = write_study(tmp_path, small_workload, "zeta = [0.5]")
+    r = CliRunner().invoke(main, ["study", str(p), "--address", "ray://h:10001", "--out", str(tmp_path / "out")])
+    assert r.exit_code == 2 and r.stderr == "error: --address: only with --executor ray\n"
+
+
 def test_ray_missing_is_one_line_exit_2(tmp_path, small_workload, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
     p = write_study(tmp_path, small_workload, "zeta = [0.5]")
@@ -110,6 +128,7 @@ def test_local_study_equals_the_plans_one_by_one_and_a_rerun_skips_them(tmp_path
     assert set(table["status"]) <= {s.value for s in StudyStatus}
     assert (table.loc[table["min_mean_accuracy"] == 0.99, "status"] == "infeasible").all()
     assert (table.loc[table["min_mean_accuracy"] < 0.99, "status"] == "optimal").all()
+    assert (out / "study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for key, status in zip(table["plan_key"], table["status"]):
         assert (out / "plans" / key / "summary.json").is_file()
         assert (out / "plans" / key / "assignment.csv").is_file() == (status == "optimal")
@@ -160,9 +179,11 @@ def test_local_worker_death_is_retried_and_errors_become_failed_rows(tmp_path, s
 @pytest.fixture(scope="module")
 def ray_cluster():
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    temp_dir = tempfile.mkdtemp(prefix="energyopt-ray-")  # short: Ray's socket paths must fit 107 bytes
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp_dir)
     yield ray
     ray.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_ray_study_of_50_plans_reproduces_the_plans_one_by_one(tmp_path, small_workload, ray_cluster):
