@@ -792,6 +792,56 @@ def sweep_cmd(workload: Path, vary: str, values: str | None, fleet_path: Path | 
     click.echo(f"wrote {csv_p} and {png_p}")
 
 
+@main.command("study")
+@click.argument("study_toml", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: a pool of --workers processes; ray: Ray tasks of one CPU each (pip install energyopt[ray]).")
+@click.option("--address", default=None,
+              help="Ray cluster to join, e.g. ray://HOST:10001 [default: a local Ray of --workers CPUs].")
+@click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("study"),
+              show_default=True, help="Directory for study.csv and plans/<key>/.")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Plans run at once (local processes, or the CPUs of a local Ray).")
+@click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Times a plan whose task raised or whose worker died is run again before its row says failed.")
+@friendly_errors
+def study_cmd(study_toml: Path, executor: str, address: str | None, out_dir: Path, workers: int, retries: int) -> None:
+    """Run a study: the plans a TOML file declares (a base and axes, or a list), as tasks.
+
+    \b
+    Writes OUT/study.csv (one row per plan: its options, status, energy [J, kWh], kgCO2e and cost
+    under signals, accuracy, objective, bound, gap, wall time [s], input hash), rewritten as each
+    plan ends, and each plan's assignment.csv and summary.json in OUT/plans/<key>/. A re-run
+    skips the plans already in study.csv (keyed by the SHA-256 of their input files and options);
+    failed ones run again. The study file and every file it names are checked before any plan
+    runs (exit 2).
+
+    \b
+    Exit codes:
+      0    every plan ran (infeasible ones are rows with their status)
+      2    bad input: the study file, a file it names, Ray missing or unreachable
+      3    some plans failed on every attempt (rows with status failed and the reason)
+    """
+    from .study import StudyStatus, read_study, run_study
+
+    if address is not None and executor != "ray":
+        raise DataError("--address: only with --executor ray")
+    study = read_study(study_toml)
+    if executor == "ray":
+        from .executors import _import_ray
+
+        _import_ray()
+    _writable_dir(out_dir)
+    table = run_study(study, out_dir, executor=executor, workers=workers, retries=retries, address=address,
+                      progress=_progress)
+    counts = table["status"].value_counts()
+    click.echo(f"study {study.name}: {len(table)} plans: "
+               + ", ".join(f"{n} {st}" for st, n in counts.items()) + f"; wrote {out_dir / 'study.csv'}")
+    failed = int(counts.get(StudyStatus.FAILED.value, 0))
+    if failed:
+        sys.exit(EXIT_NO_PLAN)
+
+
 def _recorded_inputs(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--workload, --fleet and --models of a command on a plan directory (explain, replay): the
     inputs the plan was made from, as its summary.json records them unless given."""
