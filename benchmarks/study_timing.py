@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,17 +20,11 @@ from pathlib import Path
 import pandas as pd
 
 from energyopt.defaults import example_workload_path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from releases import cpu_model  # noqa: E402
+
 from energyopt.study import STUDY_COLUMNS, VOLATILE_COLUMNS, read_study, run_plan, run_study
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:
