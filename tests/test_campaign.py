@@ -140,6 +140,13 @@ def test_dry_run_campaign_merges_every_row_once_and_a_rerun_runs_nothing(tmp_pat
     r2 = CliRunner().invoke(main, ["characterize", "--campaign", str(p), "--dry-run", "--out", str(out)])
     assert r2.exit_code == 0 and "3 complete already, 0 to run" in r2.stderr
     assert before == {k: (out / f"{k}.csv").read_bytes() for k in ("h200", "h100")}
+    # a driver killed before it merged: the parts' rows are merged at the next start, each once
+    (out / "h200.csv").unlink()
+    (out / "campaign.csv").unlink()
+    r4 = CliRunner().invoke(main, ["characterize", "--campaign", str(p), "--dry-run", "--out", str(out)])
+    assert r4.exit_code == 0 and r4.stderr.count("merged 16 rows left in") == 2  # 4 points x 2 batch sizes x 2 repeats
+    assert_every_row_once(out, p)
+    assert all(t["measured"] == "0" for t in csvrows(out / "campaign.csv"))
     # measurements never go into a dry run's files
     r3 = CliRunner().invoke(main, ["characterize", "--campaign", str(p), "--out", str(out)])
     assert r3.exit_code == 2 and "holds dry-run rows; write measurements to another --out" in r3.stderr
@@ -286,3 +293,26 @@ def test_ray_a_kind_no_node_offers_is_an_error_before_any_task_runs(tmp_path, tw
                                          r"\(qwen2.5-0.5b on a100, .*ray start --resources '\{\"nvidia-a100\": 1\}'"):
         run_campaign(read_campaign(p, dry_run=True), out, executor="ray")
     assert not (out / "campaign.csv").exists() and not (out / "h200.csv").exists()
+
+
+def test_dry_run_of_one_llm_without_a_campaign(tmp_path):
+    out = tmp_path / "c.csv"
+    r = CliRunner().invoke(main, ["characterize", "--llm", "qwen2.5-0.5b", "--dry-run", "--points", "8x8,512x64",
+                                  "--holdout", "0", "--repeats", "1", "--batch-sizes", "1,8", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    df = read_characterization(out)
+    assert len(df) == 4 and set(df["energy_source"]) == {"dry_run"} and set(df["decode_loop"]) == {"dry_run"}
+    assert set(df["gpu_name"]) == {"dry run"} and set(df["batch_size"]) == {1, 8}
+    assert (df["energy_j"] > df["idle_power_w"] * df["runtime_s"]).all()  # busy power above idle
+
+
+def test_fit_refuses_dry_run_rows(tmp_path):
+    from energyopt.errors import FitError
+    from energyopt.fit import fit_models
+
+    out = tmp_path / "c.csv"
+    r = CliRunner().invoke(main, ["characterize", "--llm", "qwen2.5-0.5b", "--dry-run", "--points", "6",
+                                  "--holdout", "0", "--repeats", "1", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    with pytest.raises(FitError, match=r"6 rows are a dry run's \(energy_source=dry_run"):
+        fit_models(read_characterization(out))
