@@ -409,17 +409,17 @@ def _prepare(campaign: Campaign, out: Path, merged: dict[str, Path], table_path:
             if n:
                 say(f"merged {n} rows left in {part}")
     old = _read_tasks(table_path)
+    known = {kind: RunLog(merged[kind]).done() for kind in campaign.kinds}
     table: dict[str, dict[str, Any]] = {}
     todo: list[TaskSpec] = []
     for s in campaign.tasks:
+        mine = frozenset(k for k in known[s.kind] if k[0] == s.llm and k[6] in s.batch_sizes)
         prev = old.get(s.task_key)
-        if prev is not None and prev["status"] == TaskStatus.COMPLETE.value:
+        # complete, and its rows still there (a merged file removed by hand runs its tasks again)
+        if prev is not None and prev["status"] == TaskStatus.COMPLETE.value and len(mine) >= int(prev["rows"] or 0):
             table[s.task_key] = {**prev, **_task_row(s)}
         else:
-            todo.append(s)
-    known = {kind: RunLog(merged[kind]).done() for kind in campaign.kinds}
-    todo = [dataclasses.replace(s, known=frozenset(k for k in known[s.kind] if k[0] == s.llm and k[6] in s.batch_sizes))
-            for s in todo]
+            todo.append(dataclasses.replace(s, known=mine))
     return table, todo
 
 

@@ -1108,9 +1108,9 @@ def _characterize_campaign(campaign_toml: Path, out_dir: Path, executor: str, ad
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
-    files = ", ".join(str(out_dir / f"{kind}.csv") for kind in campaign.kinds)
+    files = [str(out_dir / f"{kind}.csv") for kind in campaign.kinds if (out_dir / f"{kind}.csv").is_file()]
     click.echo(f"campaign {campaign.name}: {len(rows)} tasks: " + ", ".join(f"{n} {st}" for st, n in counts.items())
-               + f"; wrote {files} and {out_dir / 'campaign.csv'}")
+               + f"; wrote {', '.join([*files, str(out_dir / 'campaign.csv')])}")
     if counts.get(TaskStatus.PARTIAL.value):
         click.echo("partial tasks stopped at their time budget: run the same command again to resume them", err=True)
     if counts.get(TaskStatus.FAILED.value):

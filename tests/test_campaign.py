@@ -147,6 +147,12 @@ def test_dry_run_campaign_merges_every_row_once_and_a_rerun_runs_nothing(tmp_pat
     assert r4.exit_code == 0 and r4.stderr.count("merged 16 rows left in") == 2  # 4 points x 2 batch sizes x 2 repeats
     assert_every_row_once(out, p)
     assert all(t["measured"] == "0" for t in csvrows(out / "campaign.csv"))
+    # a merged file and its parts removed by hand: their tasks run again, though campaign.csv says complete
+    (out / "h100.csv").unlink()
+    shutil.rmtree(out / "parts" / "h100")
+    r5 = CliRunner().invoke(main, ["characterize", "--campaign", str(p), "--dry-run", "--out", str(out)])
+    assert r5.exit_code == 0 and "2 complete already, 1 to run" in r5.stderr
+    assert_every_row_once(out, p)
     # measurements never go into a dry run's files
     r3 = CliRunner().invoke(main, ["characterize", "--campaign", str(p), "--out", str(out)])
     assert r3.exit_code == 2 and "holds dry-run rows; write measurements to another --out" in r3.stderr
