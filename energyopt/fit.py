@@ -400,6 +400,15 @@ def _versions() -> dict[str, str]:
     }
 
 
+def _refuse_dry_run(data: pd.DataFrame) -> None:
+    """Rows of ``characterize --dry-run`` are simulated: never fitted."""
+    if "energy_source" in data.columns:
+        dry = int((data["energy_source"].astype(str) == "dry_run").sum())
+        if dry:
+            raise FitError(f"{dry} rows are a dry run's (energy_source=dry_run: simulated, not measured); "
+                           "fit measured rows only")
+
+
 def fit_models(
     data: pd.DataFrame,
     *,
@@ -422,6 +431,7 @@ def fit_models(
         raise FitError(f"min_r2 must be in [0, 1], got {min_r2}")
     if folds < 2:
         raise FitError(f"folds must be at least 2, got {folds}")
+    _refuse_dry_run(data)
     rows = per_query_targets(data)
     if batch_sizes is not None:
         wanted = sorted({int(b) for b in batch_sizes})
