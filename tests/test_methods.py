@@ -111,12 +111,15 @@ def exact_columns(problem) -> int:
     return sum(int(problem.ok[:, d].sum()) * m[d] for d in range(problem.n_deployments))
 
 
-def test_choose_method_auto_is_exact_up_to_the_column_limit_then_decompose(four, monkeypatch):
+def test_choose_method_auto_is_exact_up_to_the_column_limit_then_aggregate_then_decompose(four, monkeypatch):
     cols = exact_columns(four)
     assert cols == 2 * 2 + 4 * 2 + 3 * 1  # small@g: 2 options × 2 GPUs; big@g: 4 × 2; big@c: 3 × 1
     monkeypatch.setattr(methods, "EXACT_MAX_COLUMNS", cols)
     assert choose_method(four) == "exact"
     monkeypatch.setattr(methods, "EXACT_MAX_COLUMNS", cols - 1)
+    monkeypatch.setattr(methods, "AGGREGATE_MAX_QUERIES", four.n_queries)
+    assert choose_method(four, "auto") == "aggregate"
+    monkeypatch.setattr(methods, "AGGREGATE_MAX_QUERIES", four.n_queries - 1)
     assert choose_method(four, "auto") == "decompose"
 
 
