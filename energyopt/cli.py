@@ -601,7 +601,8 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
     from .methods import Limits
     from .plan import plan
 
-    limits = Limits(time_limit_s, mip_rel_gap, threads)  # one budget for the whole command, --report included
+    # one budget for the whole command from the process's start, --report included
+    limits = Limits.since_process_start(time_limit_s, mip_rel_gap, threads)
     wl, fl, fm = _inputs(workload, fleet_path, models_dir)
     if signals_start is not None and signals_path is None:
         raise DataError("--signals-start: give --signals FILE too")

@@ -134,13 +134,20 @@ def _plan_problem(problem: Problem, *, solver: str, formulation: str, limits: Li
         return _without_plan(problem, choice, clock)
     method = get_method(choose_method(problem, formulation))
     clock.mark("matrix")
-    choice = method.solve(problem, backend, limits, say)
+    # the method stops early enough for packing, the check and writing to end within the limit
+    choice = method.solve(problem, backend, limits.less(_after_method_s(problem)), say)
     clock.mark("solve")
     if not choice.has_choice:
         if choice.status == Status.INFEASIBLE and not choice.message:
             choice.message = "; ".join(explain_infeasible(problem)[:10])
         return _without_plan(problem, choice, clock)
     return schedule_choice(problem, choice, clock=clock, mip_rel_gap=limits.mip_rel_gap, check=check, progress=say)
+
+
+def _after_method_s(problem: Problem) -> float:
+    """Seconds kept from a time limit for what follows the method: packing, pricing, the check,
+    writing the plan (measured: about 4 µs per query on this machine, plus a fixed 0.3 s)."""
+    return 0.3 + 4e-6 * problem.n_queries
 
 
 def _without_plan(problem: Problem, choice: Choice, clock: _Clock) -> Schedule:

@@ -51,9 +51,8 @@ from ..packing import Timeline, pack, plan_objective
 from ..problem import Problem
 from ..schema import BoundSource, Status, Termination
 from ..solvers import Solver
-from ..solvers.watchdog import solve_with_watchdog
 from . import Choice, Limits, Method, Progress
-from .strong import solve_strong
+from .strong import backend_solve, solve_strong
 
 __all__ = ["DecomposeMethod", "DualBound", "lagrangian_bound", "FixPlan", "fix_and_solve", "knapsack_max",
            "sub_problem"]
@@ -548,8 +547,7 @@ def fix_and_solve(
         if size >= n_s:  # the whole batch: valid cuts and the LP first (methods/strong.py)
             res = solve_strong(model, sub, backend, limits, progress, cap_s=cap_s)
         else:
-            res = solve_with_watchdog(backend, model, time_limit_s=limits.capped_s(cap_s),
-                                      mip_rel_gap=limits.mip_rel_gap, threads=limits.threads)
+            res = backend_solve(backend, model, limits, cap_s)
         if res.x is not None:
             break
         if limits.expired():

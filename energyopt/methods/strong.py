@@ -43,12 +43,14 @@ from ..solvers import Solver, SolveResult
 from ..solvers.watchdog import solve_with_watchdog
 from . import Limits
 
-__all__ = ["solve_strong", "machine_columns", "with_vub_rows", "INT_TOL"]
+__all__ = ["backend_solve", "solve_strong", "machine_columns", "with_vub_rows", "INT_TOL"]
 
 #: an integer variable within this of a whole number counts as integral
 INT_TOL = 1e-6
 #: rounds of cuts at most
 CUT_ROUNDS = 8
+#: under a call's time limit, a backend past its own limit is stopped this long after it [s]
+WATCHDOG_GRACE_S = 0.5
 
 
 def machine_columns(model: MatrixModel, problem: Problem) -> np.ndarray:
@@ -78,6 +80,17 @@ def with_vub_rows(model: MatrixModel, x_cols: np.ndarray, u_cols: np.ndarray) ->
         row_lo=np.r_[model.row_lo, np.full(k, -np.inf)], row_hi=np.r_[model.row_hi, np.zeros(k)],
         row_kind=np.r_[model.row_kind, np.full(k, "vub")],
     )
+
+
+def backend_solve(backend: Solver, model: MatrixModel, limits: Limits, cap_s: float | None = None) -> SolveResult:
+    """The backend on ``model`` under ``limits`` (at most ``cap_s``), with ``limits``' gap and threads.
+
+    Under a time limit for the call the watchdog stops a backend that overruns its own limit
+    ``WATCHDOG_GRACE_S`` after it (the call must end within its limit, not 1.5 times it); with a
+    cap only, the watchdog's usual grace holds; with neither, the backend runs in this process."""
+    kw: dict = {"grace_factor": 1.0, "grace_s": WATCHDOG_GRACE_S} if limits.time_limit_s is not None else {}
+    return solve_with_watchdog(backend, model, time_limit_s=limits.capped_s(cap_s), mip_rel_gap=limits.mip_rel_gap,
+                               threads=limits.threads, **kw)
 
 
 def _lp(model: MatrixModel, time_limit_s: float | None):
@@ -127,8 +140,7 @@ def solve_strong(model: MatrixModel, problem: Problem, backend: Solver, limits: 
             return SolveResult(Status.INFEASIBLE, None, math.nan, math.inf, BoundSource.LP, backend.name,
                                time.perf_counter() - t0, "LP relaxation infeasible")
     if lp is None or lp.status != 0 or lp.x is None:  # no LP answer in time: the backend on the model as it is
-        return solve_with_watchdog(backend, strong, time_limit_s=limits.capped_s(cap_s), mip_rel_gap=limits.mip_rel_gap,
-                                   threads=limits.threads)
+        return backend_solve(backend, strong, limits, cap_s)
     bound = float(lp.fun)
     x = np.asarray(lp.x)
     is_int = strong.integrality == 1
@@ -146,8 +158,7 @@ def solve_strong(model: MatrixModel, problem: Problem, backend: Solver, limits: 
     idx = np.flatnonzero(fixed_x)
     lo[idx] = hi[idx] = np.round(x[idx])
     say(f"LP with cuts: {bound:.8g}, {len(split_q)} queries split; solving them with {backend.name}")
-    part = solve_with_watchdog(backend, dataclasses.replace(strong, var_lo=lo, var_hi=hi),
-                               time_limit_s=limits.capped_s(cap_s), mip_rel_gap=limits.mip_rel_gap, threads=limits.threads)
+    part = backend_solve(backend, dataclasses.replace(strong, var_lo=lo, var_hi=hi), limits, cap_s)
     best = part if part.x is not None else None
     if best is not None and _within(best.objective, bound, limits.mip_rel_gap):
         return dataclasses.replace(best, status=Status.OPTIMAL, termination=Termination.OPTIMAL, bound=bound,
@@ -156,8 +167,7 @@ def solve_strong(model: MatrixModel, problem: Problem, backend: Solver, limits: 
     if limits.expired():
         return _finish(best, bound, backend, t0, Termination.TIME_LIMIT)
     say(f"{backend.name}: the whole model with its cuts")
-    full = solve_with_watchdog(backend, strong, time_limit_s=limits.capped_s(cap_s), mip_rel_gap=limits.mip_rel_gap,
-                               threads=limits.threads)
+    full = backend_solve(backend, strong, limits, cap_s)
     if full.status == Status.INFEASIBLE:
         return full
     if full.x is not None and (best is None or full.objective < best.objective):
