@@ -29,7 +29,8 @@ from ..problem import Problem
 from ..schema import BoundSource, Status, Termination
 from ..solvers import Solver
 
-__all__ = ["Limits", "Choice", "Method", "METHOD_NAMES", "EXACT_MAX_COLUMNS", "AGGREGATE_MAX_QUERIES", "choose_method", "get_method", "Progress"]
+__all__ = ["Limits", "Choice", "Method", "METHOD_NAMES", "EXACT_MAX_COLUMNS", "AGGREGATE_MAX_QUERIES", "choose_method",
+           "get_method", "Progress"]
 
 Progress = Callable[[str], None]
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -104,7 +105,7 @@ def _lp(model: MatrixModel, time_limit_s: float | None):
                 options=opts)
 
 
-def _strengthen(model: MatrixModel, u_of_x: np.ndarray, limits: Limits, progress) -> tuple[MatrixModel, object]:
+def _strengthen(model: MatrixModel, u_of_x: np.ndarray, limits: Limits, progress) -> tuple[MatrixModel, Any]:
     """Rounds of LP and cuts; the model with its cuts and the last LP result (None: no LP answer)."""
     have = np.zeros(model.n_x, dtype=bool)
     res = None
@@ -135,11 +136,9 @@ def solve_strong(model: MatrixModel, problem: Problem, backend: Solver, limits: 
     t0 = time.perf_counter()
     u_of_x = machine_columns(model, problem)
     strong, lp = _strengthen(model, u_of_x, limits, say)
-    if lp is None or lp.status == 2:  # the relaxation is infeasible: so is the model (the cuts are valid)
-        if lp is not None:
-            return SolveResult(Status.INFEASIBLE, None, math.nan, math.inf, BoundSource.LP, backend.name,
-                               time.perf_counter() - t0, "LP relaxation infeasible")
-    if lp is None or lp.status != 0 or lp.x is None:  # no LP answer in time: the backend on the model as it is
+    # no LP answer (in time), or "infeasible" (HiGHS's presolve has been seen to say so wrongly: the
+    # backend confirms such a verdict): the backend on the model as it is
+    if lp is None or lp.status != 0 or lp.x is None:
         return backend_solve(backend, strong, limits, cap_s)
     bound = float(lp.fun)
     x = np.asarray(lp.x)
