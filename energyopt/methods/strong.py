@@ -31,6 +31,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -44,7 +46,7 @@ from ..solvers import Solver, SolveResult
 from ..solvers.watchdog import solve_with_watchdog
 from . import Limits
 
-__all__ = ["backend_solve", "solve_strong", "machine_columns", "with_vub_rows", "INT_TOL"]
+__all__ = ["backend_solve", "remembered_cuts", "solve_strong", "machine_columns", "with_vub_rows", "INT_TOL"]
 
 #: an integer variable within this of a whole number counts as integral
 INT_TOL = 1e-6
@@ -105,11 +107,51 @@ def _lp(model: MatrixModel, time_limit_s: float | None):
                 options=opts)
 
 
+#: the cuts found per model layout while :func:`remembered_cuts` is active (None: not remembering)
+_MEMORY: dict[tuple, np.ndarray] | None = None
+
+
+@contextmanager
+def remembered_cuts() -> Iterator[None]:
+    """Within this block, the cuts found for one model are the first cuts of the next model of the
+    same layout (same options, rows and columns; the costs and right-hand sides may differ, as
+    they do along a sweep of ζ or of accuracy floors): the rows are valid for every plan of that
+    layout, and the next LP starts where the last one ended (one LP instead of two or more)."""
+    global _MEMORY
+    before, _MEMORY = _MEMORY, {}
+    try:
+        yield
+    finally:
+        _MEMORY = before
+
+
+def _layout(model: MatrixModel, u_of_x: np.ndarray) -> tuple:
+    A = model.A
+    return (model.kind, model.n_vars, A.shape[0], A.nnz, hash(model.x_cand.tobytes()), hash(u_of_x.tobytes()),
+            hash(A.indices.tobytes()), hash(model.row_kind.tobytes()))
+
+
 def _strengthen(model: MatrixModel, u_of_x: np.ndarray, limits: Limits, progress) -> tuple[MatrixModel, Any]:
     """Rounds of LP and cuts; the model with its cuts and the last LP result (None: no LP answer)."""
     have = np.zeros(model.n_x, dtype=bool)
+    key = _layout(model, u_of_x) if _MEMORY is not None else None
+    if _MEMORY is not None and key in _MEMORY:
+        cols = _MEMORY[key]
+        have[cols] = True
+        model = with_vub_rows(model, cols, u_of_x[cols])
+        progress(f"cuts: {len(cols)} option-on-instance rows remembered from the last plan of this layout")
+    try:
+        return _cut_rounds(model, u_of_x, have, limits, progress)
+    finally:
+        if _MEMORY is not None and key is not None:
+            _MEMORY[key] = np.flatnonzero(have)
+
+
+def _cut_rounds(model: MatrixModel, u_of_x: np.ndarray, have: np.ndarray, limits: Limits,
+                progress) -> tuple[MatrixModel, Any]:
+    """Rounds of LP and cuts from ``model`` (whose cut rows ``have`` marks, updated in place)."""
     res = None
-    for _ in range(CUT_ROUNDS):
+    for rounds in range(CUT_ROUNDS):
         res = _lp(model, limits.remaining_s())
         if res.status != 0 or res.x is None:
             return model, res
@@ -120,7 +162,7 @@ def _strengthen(model: MatrixModel, u_of_x: np.ndarray, limits: Limits, progress
         # the violated rows (measured: an LP with every row can take ten times as long); where
         # instances cost (idle power), the LP moves its slivers to another machine each round, so
         # from the second round on, every row left
-        every = have.any() and bool(np.any(model.c[model.u_start:] > 0))
+        every = rounds > 0 and bool(np.any(model.c[model.u_start:] > 0))
         add = np.ones(model.n_x, dtype=bool) & ~have if every else viol
         have |= add
         cols = np.flatnonzero(add)
