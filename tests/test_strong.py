@@ -60,3 +60,25 @@ def test_solve_strong_on_the_exact_model_matches_brute_force(seed):
     assert res.status is Status.OPTIMAL
     assert res.objective == pytest.approx(opt, abs=tol)
     assert res.bound <= opt + tol
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_remembered_cuts_carry_over_a_zeta_series_and_every_plan_still_matches_brute_force(seed):
+    from energyopt.methods import strong
+
+    wl, fleet, models, kw = random_instance(6000 + seed)
+    kw = {k: v for k, v in kw.items() if k not in ("objective", "zeta")}
+    with strong.remembered_cuts():
+        for zeta in (0.2, 0.5, 0.9):
+            problem = build_problem(wl, fleet, models, objective="tradeoff", zeta=zeta, **kw)
+            if not problem.unservable.empty:
+                pytest.skip("a query without options")
+            opt = brute_force_optimum(problem)
+            res = solve_strong(build_matrix(problem, "exact"), problem, get_solver("highs"), Limits(mip_rel_gap=0.0))
+            if math.isinf(opt):
+                assert res.status is Status.INFEASIBLE
+                continue
+            tol = 1e-6 * max(1.0, abs(opt))
+            assert res.objective == pytest.approx(opt, abs=tol) and res.bound <= opt + tol, (seed, zeta)
+        assert strong._MEMORY  # the layout's cuts were remembered
+    assert strong._MEMORY is None  # and forgotten after the block
