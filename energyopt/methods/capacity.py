@@ -66,14 +66,22 @@ def capacity_shortfall(problem: Problem) -> CapacityShortfall | None:
     due = problem.queries["deadline_eff_s"].to_numpy(dtype=float)
     served = problem.ok.any(axis=1)
     # least use per query within each pool (inf: no option there)
-    least = np.full((problem.n_queries, len(names)), np.inf)
-    for j, name in enumerate(names):
-        ds = np.flatnonzero(pool_of_dep == name)
-        if len(ds):
-            use = np.where(problem.ok[:, ds], problem.runtime_s[:, ds] * per_lane[ds], np.inf)
-            least[:, j] = use.min(axis=1)
+    least = np.full((len(names), problem.n_queries), np.inf)  # a row per pool: contiguous minima
+    col = np.empty(problem.n_queries)
+    for d in range(problem.n_deployments):
+        j = names.index(str(pool_of_dep[d]))
+        np.multiply(problem.runtime_s[:, d], per_lane[d], out=col)
+        col[~problem.ok[:, d]] = np.inf
+        np.minimum(least[j], col, out=least[j])
+    least = least.T
     has = np.isfinite(least)
     horizon = float(problem.horizon_s)
+    # one sort by deadline for every set of pools; the work due by each distinct deadline is a
+    # running sum read at the last query of that deadline
+    order = np.argsort(due, kind="stable")
+    due, least, has, served = due[order], least[order], has[order], served[order]
+    last = np.flatnonzero(np.r_[due[1:] != due[:-1], True])
+    t = due[last]
     worst: CapacityShortfall | None = None
     for size in range(1, len(names) + 1):
         for S in combinations(range(len(names)), size):
@@ -82,20 +90,14 @@ def capacity_shortfall(problem: Problem) -> CapacityShortfall | None:
             confined = served & ~has[:, ~inside].any(axis=1)
             if not confined.any():
                 continue
-            need = least[confined][:, inside].min(axis=1)
-            t = due[confined]
-            order = np.argsort(t, kind="stable")
-            t, cum = t[order], np.cumsum(need[order])
-            # the last query of each distinct deadline: the work due by it
-            last = np.r_[t[1:] != t[:-1], True]
-            t, cum = t[last], cum[last]
+            need = np.where(confined, least[:, inside].min(axis=1), 0.0)
+            cum = np.cumsum(need)[last]
             cap = float(counts[inside].sum()) * t
             excess = cum - cap
             k = int(np.argmax(excess / np.maximum(cap, 1e-12)))
             if excess[k] > REL_TOL * max(cap[k], 1.0):
                 cand = CapacityShortfall(tuple(names[i] for i in S), float(t[k]), bool(t[k] >= horizon - 1e-9),
-                                         int(np.searchsorted(np.sort(due[confined]), t[k], side="right")),
-                                         float(cum[k]), float(cap[k]))
+                                         int(np.count_nonzero(confined[: last[k] + 1])), float(cum[k]), float(cap[k]))
                 if worst is None or cand.shortfall_device_s > worst.shortfall_device_s:
                     worst = cand
     return worst
