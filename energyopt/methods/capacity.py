@@ -74,7 +74,7 @@ def capacity_shortfall(problem: Problem) -> CapacityShortfall | None:
         col[~problem.ok[:, d]] = np.inf
         np.minimum(least[j], col, out=least[j])
     least = least.T
-    has = np.isfinite(least)
+    has: np.ndarray = np.isfinite(least)
     horizon = float(problem.horizon_s)
     # one sort by deadline for every set of pools; the work due by each distinct deadline is a
     # running sum read at the last query of that deadline
