@@ -64,7 +64,7 @@ def capacity_shortfall(problem: Problem) -> CapacityShortfall | None:
     names = [str(p) for p in problem.pools["pool"]]
     counts = problem.pools["count"].to_numpy(dtype=float)
     due = problem.queries["deadline_eff_s"].to_numpy(dtype=float)
-    served: np.ndarray = problem.ok.any(axis=1)
+    served = np.asarray(problem.ok.any(axis=1), dtype=bool)
     # least use per query within each pool (inf: no option there)
     least = np.full((len(names), problem.n_queries), np.inf)  # a row per pool: contiguous minima
     col = np.empty(problem.n_queries)
