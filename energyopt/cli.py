@@ -499,8 +499,8 @@ def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Backend: HiGHS (scipy), CBC (PuLP) or CP-SAT (OR-Tools); auto takes the first installed."),
         click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="Seconds the command may spend planning: solve (with --report, its extra plans too) "
-                          "returns the best plan found by then with its gap; compare and sweep apply it to each "
-                          "plan of theirs."),
+                          "ends when it runs out, counted from its start (reading and writing included), with the best "
+                          "plan found by then and its gap; compare and sweep apply it to each plan of theirs."),
         click.option("--gap", "mip_rel_gap", type=click.FloatRange(0, 1), default=1e-4, show_default=True,
                      help="Relative gap at which the search may stop."),
         click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
@@ -601,7 +601,8 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
     from .methods import Limits
     from .plan import plan
 
-    limits = Limits(time_limit_s, mip_rel_gap, threads)  # one budget for the whole command, --report included
+    # one budget for the whole command from the process's start, --report included
+    limits = Limits.since_process_start(time_limit_s, mip_rel_gap, threads)
     wl, fl, fm = _inputs(workload, fleet_path, models_dir)
     if signals_start is not None and signals_path is None:
         raise DataError("--signals-start: give --signals FILE too")
