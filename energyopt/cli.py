@@ -40,8 +40,29 @@ progress_log = logging.getLogger("energyopt.progress")
 
 
 def _progress(line: str) -> None:
-    """A long step's progress line: to stderr (as it always was) and to ``--log-file``."""
+    """A long step's progress line: to stderr (as it always was) and to ``--log-file``; a live
+    display (``--progress``) shows it beside the phase running."""
+    from .progress import note
+
     progress_log.info(line)
+    note(line)
+
+
+@contextlib.contextmanager
+def _display(quiet: bool) -> Any:
+    """The live progress display (energyopt.display) around a command: on where stderr is a
+    terminal (or ``--progress`` asks for it), off with ``--no-progress``, ``-q`` or a pipe."""
+    ctx = click.get_current_context(silent=True)
+    wanted = None if ctx is None else ctx.find_root().params.get("progress_display")  # energyopt --progress
+    on = not quiet and (wanted if wanted is not None else sys.stderr.isatty())
+    if not on:
+        yield
+        return
+    from .display import RichListener
+    from .progress import listening
+
+    with RichListener(force=bool(wanted)) as listener, listening(listener):
+        yield
 
 
 class _StderrHandler(logging.Handler):
@@ -199,7 +220,7 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         log.debug("%s: %s", name, ", ".join(f"{k}={v}" for k, v in kwargs.items()))
         t0 = time.perf_counter()
         try:
-            with _sigterm_unwinds():
+            with _sigterm_unwinds(), _display(bool(kwargs.get("quiet"))):
                 return fn(*args, **kwargs)
         except EnergyoptError as exc:
             log.debug("%s: %s", name, exc)
@@ -341,8 +362,12 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
                    "-vv at DEBUG too (the options a command ran with). Goes before the command: energyopt -v solve ...")
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also append the log (progress lines with times; DEBUG with -vv) to this file.")
+@click.option("--progress/--no-progress", "progress_display", default=None,
+              help="A live display on stderr of the phases running (characterization runs, building the problem, "
+                   "solving, packing, checking) with their elapsed time, ticking while a solver runs "
+                   "[default: on where stderr is a terminal; never with solve -q].")
 @click.pass_context
-def main(ctx: click.Context, verbosity: int, log_file: Path | None) -> None:
+def main(ctx: click.Context, verbosity: int, log_file: Path | None, progress_display: bool | None) -> None:
     """Plan where LLM queries run so that a batch is served with the least energy.
 
     \b
@@ -705,12 +730,15 @@ def solve_cmd(workload: Path, workload_format: str, fleet_path: Path | None, mod
     if s.extrapolated_queries:
         echo(_extrapolation_line(s))
     if report:
+        from .progress import phase
         from .report import write_report
         from .sweep import accuracy_cost
 
-        curve = accuracy_cost(sched, limits=limits, progress=say, solver=solver, formulation=formulation, idle=idle,
-                              strict_range=strict_range)
-        written = write_report(sched, out_dir, curve, progress=say)
+        with phase("report: plans at raised accuracy floors"):
+            curve = accuracy_cost(sched, limits=limits, progress=say, solver=solver, formulation=formulation, idle=idle,
+                                  strict_range=strict_range)
+        with phase("report: plots and tables"):
+            written = write_report(sched, out_dir, curve, progress=say)
         echo(f"wrote the report: {written[0]} and {len(written) - 1} plots and tables in {written[0].parent}")
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from ..progress import phase
 from .catalog import ArchSpec, get_spec
 from .csvlog import RunLog, exclusive_writer
 from .design import coverage_order, default_design, fit_context, holdout_design, parse_batch_sizes, parse_points, with_batch_sizes
@@ -133,9 +134,10 @@ def characterize(*, llms: list[str], model_dir: Path | None, device: str, gpu_in
             runs = [(Path(model_dir).name, None, model_dir)]
         for name, spec, mdir in runs:
             progress(f"building {name} ({dtype}) on {device} ...")
-            runner: Any = HFRunner(spec, model_dir=mdir, device=device, dtype=dtype, threads=threads,
-                                   decode_attention="grouped" if decode_attention == "ragged" else decode_attention,
-                                   memory_bytes=memory_bytes)
+            with phase(f"building {name} on {device}"):
+                runner: Any = HFRunner(spec, model_dir=mdir, device=device, dtype=dtype, threads=threads,
+                                       decode_attention="grouped" if decode_attention == "ragged" else decode_attention,
+                                       memory_bytes=memory_bytes)
             if decode_attention == "ragged":  # the replay's engine (energyopt replay)
                 from .engine import EngineRunner
 
