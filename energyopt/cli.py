@@ -644,8 +644,9 @@ def _solve_to_stdout(sched: Any, s: Any, as_json: bool, quiet: bool, echo: Calla
               help="Print only the summary line (and the line on extrapolated predictions, if any).")
 @click.option("--report", is_flag=True,
               help="Also write OUT/report/: report.html (one self-contained page) and PNGs of energy per LLM and "
-                   "device, the per-instance timeline, utilisation, deadline slack and the marginal energy cost "
-                   "of accuracy (5 extra plans at raised accuracy floors), with the table behind each as CSV.")
+                   "device, the timeline and utilisation (per instance, or per deployment at scale or with batches), "
+                   "the devices busy per pool over time, deadline slack and the marginal energy cost of accuracy "
+                   "(5 extra plans at raised accuracy floors), with the table behind each as CSV.")
 @click.option("--signals", "signals_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Signals CSV, one row per time slot (start_s or timestamp, carbon_g_per_kwh and/or price_per_kwh, "
                    "optional pool; or the NESO carbon intensity layout of data/signals/): the plan is priced per "
