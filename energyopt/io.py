@@ -43,6 +43,7 @@ __all__ = [
     "read_characterization",
     "read_workload",
     "read_workload_stream",
+    "read_assignment_csv",
     "sniff_workload_format",
     "WORKLOAD_FORMATS",
     "STDIN_NAME",
@@ -811,6 +812,25 @@ def workload_from_frame(df: pd.DataFrame) -> pd.DataFrame:
     else:
         out["release_s"] = 0.0
     return _in_workload_order(out)
+
+
+#: what marks a missing value in an exported plan's columns other than ``query_id``
+_ASSIGNMENT_NA = ["", "NaN", "nan", "NA", "N/A", "null", "None"]
+
+
+def read_assignment_csv(path: str | Path) -> pd.DataFrame:
+    """An exported plan (``assignment.csv``) as written by
+    :func:`~energyopt.writers.write_table_csv`: ``query_id`` as text exactly as written (an id
+    ``NA``, ``null`` or ``None`` stays that text, and quoted commas, quotes, line breaks, blanks and
+    non-ASCII characters are kept), empty cells of the other columns as missing values. A file
+    that is not readable as CSV is a one-line DataError naming it."""
+    p = _check_file(path)
+    try:
+        header = pd.read_csv(p, nrows=0).columns
+        return pd.read_csv(p, dtype={"query_id": str}, keep_default_na=False,
+                           na_values={c: _ASSIGNMENT_NA for c in header if c != "query_id"})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{p}: not a readable CSV ({one_line(str(exc))})") from None
 
 
 #: workload formats a reader may be told (``--workload-format``); None: by the file's suffix
