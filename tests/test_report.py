@@ -179,7 +179,8 @@ def test_a_batched_plan_is_drawn_per_deployment(tmp_path):
     from energyopt.accounting import idle_energy_j
 
     on = s.assignment.drop_duplicates(["llm", "device", "instance"])
-    would = float(idle_energy_j([126.0] * len(on), s.problem.horizon_s).sum())  # the H200s' idle power, in the fleet
+    idle_w = {"h100": 134.0, "h200": 126.0}  # the pools' idle power in examples/fleet.toml
+    would = float(idle_energy_j([idle_w[d] for d in on["device"]], s.problem.horizon_s).sum())
     assert f"the {len(on)} switched-on instances would draw {would:.6g} J idle" in page
     assert "gap 0.0001, threads 2" in page and "SHA-256" in page
 
