@@ -375,11 +375,12 @@ def plot_pool_use(t: pd.DataFrame, horizon_s: float, path: Path) -> Path:
     plt = _plt()
     pools = list(dict.fromkeys(t["pool"]))
     fig, axes = plt.subplots(len(pools), 1, figsize=(9, 1.9 * len(pools) + 1.0), sharex=True, squeeze=False)
-    col = _colors([x for x in t["llm"] if x])  # by LLM, as in the other figures; a second batch size is hatched
-    hatch: dict[str, str] = {}
-    for label, llm in dict(zip(t["label"], t["llm"])).items():
+    col = _colors([x for x in t["llm"] if x])  # by LLM, as in the other figures; in a pool, its second deployment hatched
+    hatch: dict[tuple[str, str], str] = {}
+    for pool, label, llm in dict.fromkeys(zip(t["pool"], t["label"], t["llm"])):
         if llm:
-            hatch[label] = ("", "///", "...", "xx")[sum(1 for h in hatch if h.split(" @ ")[0] == llm) % 4]
+            same = sum(1 for (p, h) in hatch if p == pool and h.split(" @ ")[0] == llm)
+            hatch[(pool, label)] = ("", "///", "...", "xx")[same % 4]
     for ax, pool in zip(axes[:, 0], pools):
         g = t[t["pool"] == pool]
         size = int(g["pool_devices"].iloc[0])
@@ -395,7 +396,7 @@ def plot_pool_use(t: pd.DataFrame, horizon_s: float, path: Path) -> Path:
             llm_of = dict(zip(planned["label"], planned["llm"]))
             for label in wide.columns:
                 v = wide[label].to_numpy(dtype=float)
-                ax.stairs(bottom + v, x, baseline=bottom, fill=True, facecolor=col[llm_of[label]], hatch=hatch[label],
+                ax.stairs(bottom + v, x, baseline=bottom, fill=True, facecolor=col[llm_of[label]], hatch=hatch[(pool, label)],
                           edgecolor="white", label=label, lw=0)
                 bottom = bottom + v
             on = float(planned.groupby("label")["on_devices"].first().sum())
