@@ -253,7 +253,9 @@ def derive_totals(
 
 def _read_assignment(assignment: pd.DataFrame | str | Path) -> pd.DataFrame:
     if isinstance(assignment, (str, Path)):
-        return pd.read_csv(assignment, dtype={"query_id": str})
+        from .io import read_assignment_csv
+
+        return read_assignment_csv(assignment)
     return assignment
 
 

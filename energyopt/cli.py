@@ -40,8 +40,29 @@ progress_log = logging.getLogger("energyopt.progress")
 
 
 def _progress(line: str) -> None:
-    """A long step's progress line: to stderr (as it always was) and to ``--log-file``."""
+    """A long step's progress line: to stderr (as it always was) and to ``--log-file``; a live
+    display (``--progress``) shows it beside the phase running."""
+    from .progress import note
+
     progress_log.info(line)
+    note(line)
+
+
+@contextlib.contextmanager
+def _display(quiet: bool) -> Any:
+    """The live progress display (energyopt.display) around a command: on where stderr is a
+    terminal (or ``--progress`` asks for it), off with ``--no-progress``, ``-q`` or a pipe."""
+    ctx = click.get_current_context(silent=True)
+    wanted = None if ctx is None else ctx.find_root().params.get("progress_display")  # energyopt --progress
+    on = not quiet and (wanted if wanted is not None else sys.stderr.isatty())
+    if not on:
+        yield
+        return
+    from .display import RichListener
+    from .progress import listening
+
+    with RichListener(force=bool(wanted)) as listener, listening(listener):
+        yield
 
 
 class _StderrHandler(logging.Handler):
@@ -199,7 +220,7 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         log.debug("%s: %s", name, ", ".join(f"{k}={v}" for k, v in kwargs.items()))
         t0 = time.perf_counter()
         try:
-            with _sigterm_unwinds():
+            with _sigterm_unwinds(), _display(bool(kwargs.get("quiet"))):
                 return fn(*args, **kwargs)
         except EnergyoptError as exc:
             log.debug("%s: %s", name, exc)
@@ -341,8 +362,12 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
                    "-vv at DEBUG too (the options a command ran with). Goes before the command: energyopt -v solve ...")
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also append the log (progress lines with times; DEBUG with -vv) to this file.")
+@click.option("--progress/--no-progress", "progress_display", default=None,
+              help="A live display on stderr of the phases running (characterization runs, building the problem, "
+                   "solving, packing, checking) with their elapsed time, ticking while a solver runs "
+                   "[default: on where stderr is a terminal; never with solve -q].")
 @click.pass_context
-def main(ctx: click.Context, verbosity: int, log_file: Path | None) -> None:
+def main(ctx: click.Context, verbosity: int, log_file: Path | None, progress_display: bool | None) -> None:
     """Plan where LLM queries run so that a batch is served with the least energy.
 
     \b
@@ -548,24 +573,80 @@ def _signals_line(sig: dict[str, Any]) -> str:
     return "  ".join(parts) + " (the signals price the plan; the objective is unchanged)"
 
 
-def _inputs(workload: Path, fleet_path: Path | None, models_dir: Path | None):
+def _workload_argument(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """WORKLOAD (a file, or ``-`` for standard input) and ``--workload-format``."""
+    fn = click.option("--workload-format", type=click.Choice(["auto", "csv", "jsonl"]), default="auto", show_default=True,
+                      help="Format of WORKLOAD: auto goes by the file's suffix (.jsonl/.ndjson: JSONL, else CSV) and, "
+                           "for - (standard input), by the first character ({: JSONL, else CSV).")(fn)
+    return click.argument("workload", type=click.Path(dir_okay=False, path_type=Path, allow_dash=True))(fn)
+
+
+def _inputs(workload: Path, fleet_path: Path | None, models_dir: Path | None, workload_format: str = "auto"):
+    """The three inputs; WORKLOAD ``-`` is read from standard input (errors name ``<stdin>``)."""
     from .defaults import default_fleet_path
     from .inputs import load_inputs
+    from .io import read_workload, read_workload_stream
 
-    return load_inputs(workload, fleet_path or default_fleet_path(), models_dir or _default_models())
+    fmt = None if workload_format == "auto" else workload_format
+    wl = read_workload_stream(sys.stdin.buffer, fmt) if str(workload) == "-" else read_workload(workload, fmt=fmt)
+    return load_inputs(wl, fleet_path or default_fleet_path(), models_dir or _default_models())
+
+
+def _solve_lines(s: Any, quiet: bool, echo: Callable[[str], None]) -> None:
+    """solve's summary line and, unless quiet, its details (per LLM and device, padding, signals)."""
+    echo(f"status: {s.status}  solver: {s.solver} ({s.formulation})  energy: {s.total_energy_j:.6g} J "
+         f"({s.total_energy_kwh:.4f} kWh{', idle counted' if s.idle_counted else ''})  gap: {s.gap:.4%}")
+    if quiet:
+        return
+    echo(f"queries: {s.assigned}  mean accuracy: {s.mean_accuracy:.4f} (token-weighted "
+         f"{s.token_weighted_mean_accuracy:.4f})  deadlines met: {s.deadlines_met}/{s.queries_with_deadline}  "
+         f"makespan: {s.makespan_s:.1f} s  check: {'ok' if s.check['ok'] else 'FAILED'}")
+    for r in s.by_llm_device:
+        sizes = "/".join(str(b) for b in r["batch_sizes"])
+        echo(f"  {r['llm']:<16} {r['device']:<8} {r['queries']:>7} queries {r['instances']:>3} instances "
+             f"at batch {sizes:<6} {r['energy_j']:>14.1f} J")
+    if s.padding_energy_j:
+        echo(f"empty slots of batched instances until their last query ends: about {s.padding_energy_j:.6g} J "
+             "more (predicted, not in the objective; README: Replaying a plan)")
+    if s.signals is not None:
+        echo(_signals_line(s.signals))
+
+
+def _solve_to_stdout(sched: Any, s: Any, as_json: bool, quiet: bool, echo: Callable[[str], None]) -> None:
+    """``solve -o -``: nothing written to files; stdout gets the assignment CSV (with --json the
+    summary instead), stderr the lines solve prints; the exit code as with a folder."""
+    from .writers import write_table_csv_stream
+
+    has_plan = not sched.assignment.empty and s.status.has_plan
+    if as_json:
+        _echo_json(s.to_dict())
+    elif has_plan:
+        stream = sys.stdout.buffer
+        write_table_csv_stream(sched.assignment, stream)
+        stream.flush()
+    if not has_plan:
+        echo(f"status: {s.status}: {sched.message}")
+        sys.exit(_exit_code_without_plan(s.status))
+    if not as_json:
+        _solve_lines(s, quiet, echo)
+    if s.extrapolated_queries:
+        echo(_extrapolation_line(s))
 
 
 @main.command("solve")
-@click.argument("workload", type=click.Path(dir_okay=False, path_type=Path))
+@_workload_argument
 @_plan_options
-@click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("plan"), show_default=True,
-              help="Directory for assignment.csv and summary.json.")
+@click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path, allow_dash=True), default=Path("plan"),
+              show_default=True,
+              help="Directory for assignment.csv and summary.json; - writes no files and prints the assignment CSV "
+                   "(with --json the summary) on stdout, the other lines on stderr.")
 @click.option("--quiet", "-q", is_flag=True,
               help="Print only the summary line (and the line on extrapolated predictions, if any).")
 @click.option("--report", is_flag=True,
               help="Also write OUT/report/: report.html (one self-contained page) and PNGs of energy per LLM and "
-                   "device, the per-instance timeline, utilisation, deadline slack and the marginal energy cost "
-                   "of accuracy (5 extra plans at raised accuracy floors), with the table behind each as CSV.")
+                   "device, the timeline and utilisation (per instance, or per deployment at scale or with batches), "
+                   "the devices busy per pool over time, deadline slack and the marginal energy cost of accuracy "
+                   "(5 extra plans at raised accuracy floors), with the table behind each as CSV.")
 @click.option("--signals", "signals_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Signals CSV, one row per time slot (start_s or timestamp, carbon_g_per_kwh and/or price_per_kwh, "
                    "optional pool; or the NESO carbon intensity layout of data/signals/): the plan is priced per "
@@ -576,10 +657,10 @@ def _inputs(workload: Path, fleet_path: Path | None, models_dir: Path | None):
                    "[default: its first row].")
 @_json_opt("the summary (what OUT/summary.json holds, also without a plan)")
 @friendly_errors
-def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, solver: str, time_limit_s: float | None,
-              mip_rel_gap: float, threads: int, objective: str, zeta: float, idle: bool, min_mean_accuracy: float | None,
-              strict_range: bool, formulation: str, out_dir: Path, quiet: bool, report: bool, signals_path: Path | None,
-              signals_start: str | None, as_json: bool) -> None:
+def solve_cmd(workload: Path, workload_format: str, fleet_path: Path | None, models_dir: Path | None, solver: str,
+              time_limit_s: float | None, mip_rel_gap: float, threads: int, objective: str, zeta: float, idle: bool,
+              min_mean_accuracy: float | None, strict_range: bool, formulation: str, out_dir: Path, quiet: bool, report: bool,
+              signals_path: Path | None, signals_start: str | None, as_json: bool) -> None:
     """Plan a batch of queries (CSV or JSONL workload) at least energy.
 
     \b
@@ -603,7 +684,7 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
 
     # one budget for the whole command from the process's start, --report included
     limits = Limits.since_process_start(time_limit_s, mip_rel_gap, threads)
-    wl, fl, fm = _inputs(workload, fleet_path, models_dir)
+    wl, fl, fm = _inputs(workload, fleet_path, models_dir, workload_format)
     if signals_start is not None and signals_path is None:
         raise DataError("--signals-start: give --signals FILE too")
     signals = None
@@ -611,19 +692,26 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
         from .signals import load_signals
 
         signals = load_signals(signals_path, fleet=fl, batch_start=signals_start)
-    _writable_dir(out_dir)
+    to_stdout = str(out_dir) == "-"  # -o -: no files; the assignment CSV (with --json the summary) on stdout
+    if to_stdout and report:
+        raise DataError("--report writes a folder of files: give --out DIR, not -")
+    if not to_stdout:
+        _writable_dir(out_dir)
     if report and (out_dir / "report").exists() and not (out_dir / "report").is_dir():
         raise DataError(f"--out {out_dir}: {out_dir / 'report'} exists and is not a directory (--report writes there)")
     say = progress_log.debug if quiet else _progress  # -q: progress only at -vv
     sched = plan(wl, fl, fm, solver=solver, objective=objective, zeta=zeta, idle=idle, min_mean_accuracy=min_mean_accuracy,
                  strict_range=strict_range, limits=limits, formulation=formulation, progress=say, signals=signals)
     s = sched.summary()
+    # with --json or -o - stdout holds one thing (the summary, or the assignment): the lines below go to stderr
+    echo = (lambda line: click.echo(line, err=True)) if as_json or to_stdout else click.echo
+    if to_stdout:
+        _solve_to_stdout(sched, s, as_json, quiet, echo)
+        return
     _clear_old_report(out_dir)
     stale_slots = out_dir / "slots.csv"
     if stale_slots.is_file() and (signals is None or not s.status.has_plan):  # an earlier run's, not this plan's
         stale_slots.unlink()
-    # with --json the summary is the only thing on stdout: the lines below go to stderr
-    echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
     if sched.assignment.empty or not s.status.has_plan:
         stale = out_dir / "assignment.csv"
         if stale.exists():  # an earlier run's plan must not pass for this one's
@@ -638,38 +726,26 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
     if as_json:
         _echo_json(s.to_dict())
     else:
-        click.echo(
-            f"status: {s.status}  solver: {s.solver} ({s.formulation})  energy: {s.total_energy_j:.6g} J "
-            f"({s.total_energy_kwh:.4f} kWh{', idle counted' if s.idle_counted else ''})  gap: {s.gap:.4%}"
-        )
+        _solve_lines(s, quiet, click.echo)
     if not quiet and not as_json:
-        click.echo(f"queries: {s.assigned}  mean accuracy: {s.mean_accuracy:.4f} (token-weighted "
-                   f"{s.token_weighted_mean_accuracy:.4f})  deadlines met: {s.deadlines_met}/{s.queries_with_deadline}  "
-                   f"makespan: {s.makespan_s:.1f} s  check: {'ok' if s.check['ok'] else 'FAILED'}")
-        for r in s.by_llm_device:
-            sizes = "/".join(str(b) for b in r["batch_sizes"])
-            click.echo(f"  {r['llm']:<16} {r['device']:<8} {r['queries']:>7} queries {r['instances']:>3} instances "
-                       f"at batch {sizes:<6} {r['energy_j']:>14.1f} J")
-        if s.padding_energy_j:
-            click.echo(f"empty slots of batched instances until their last query ends: about {s.padding_energy_j:.6g} J "
-                       "more (predicted, not in the objective; README: Replaying a plan)")
-        if s.signals is not None:
-            click.echo(_signals_line(s.signals))
         click.echo(f"wrote {', '.join(str(p) for p in paths[:-1])} and {paths[-1]}")
     if s.extrapolated_queries:
         echo(_extrapolation_line(s))
     if report:
+        from .progress import phase
         from .report import write_report
         from .sweep import accuracy_cost
 
-        curve = accuracy_cost(sched, limits=limits, progress=say, solver=solver, formulation=formulation, idle=idle,
-                              strict_range=strict_range)
-        written = write_report(sched, out_dir, curve, progress=say)
+        with phase("report: plans at raised accuracy floors"):
+            curve = accuracy_cost(sched, limits=limits, progress=say, solver=solver, formulation=formulation, idle=idle,
+                                  strict_range=strict_range)
+        with phase("report: plots and tables"):
+            written = write_report(sched, out_dir, curve, progress=say)
         echo(f"wrote the report: {written[0]} and {len(written) - 1} plots and tables in {written[0].parent}")
 
 
 @main.command("compare")
-@click.argument("workload", type=click.Path(dir_okay=False, path_type=Path))
+@_workload_argument
 @_plan_options
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random baseline.")
 @click.option("--equal-accuracy/--no-equal-accuracy", default=True, show_default=True,
@@ -686,7 +762,8 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
                    "[default: its first row].")
 @_json_opt("the table (a list of rows, as OUT/compare.json)")
 @friendly_errors
-def compare_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, solver: str, time_limit_s: float | None,
+def compare_cmd(workload: Path, workload_format: str,
+                fleet_path: Path | None, models_dir: Path | None, solver: str, time_limit_s: float | None,
                 mip_rel_gap: float, threads: int, objective: str, zeta: float, idle: bool, min_mean_accuracy: float | None,
                 strict_range: bool, formulation: str, seed: int, equal_accuracy: bool, out_dir: Path | None,
                 signals_path: Path | None, signals_start: str | None, as_json: bool) -> None:
@@ -702,7 +779,7 @@ def compare_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None
     """
     from .compare import compare
 
-    wl, fl, fm = _inputs(workload, fleet_path, models_dir)
+    wl, fl, fm = _inputs(workload, fleet_path, models_dir, workload_format)
     if signals_start is not None and signals_path is None:
         raise DataError("--signals-start: give --signals FILE too")
     signals = None
@@ -741,7 +818,7 @@ def compare_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None
 
 
 @main.command("sweep")
-@click.argument("workload", type=click.Path(dir_okay=False, path_type=Path))
+@_workload_argument
 @click.option("--vary", required=True, type=click.Choice(["min-mean-accuracy", "zeta", "deadline-scale"]),
               help="What the series varies: the batch's token-weighted accuracy floor, the trade-off weight zeta "
                    "(objective tradeoff), or a factor on every query's deadline_s.")
@@ -755,7 +832,8 @@ def compare_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
               help="Price round-robin, random, fastest, most-accurate and each LLM alone, drawn as points.")
 @friendly_errors
-def sweep_cmd(workload: Path, vary: str, values: str | None, fleet_path: Path | None, models_dir: Path | None,
+def sweep_cmd(workload: Path, workload_format: str, vary: str, values: str | None, fleet_path: Path | None,
+              models_dir: Path | None,
               solver: str, time_limit_s: float | None, mip_rel_gap: float, threads: int, objective: str, zeta: float, idle: bool,
               min_mean_accuracy: float | None, strict_range: bool, formulation: str, out_dir: Path, seed: int,
               baselines: bool) -> None:
@@ -778,14 +856,15 @@ def sweep_cmd(workload: Path, vary: str, values: str | None, fleet_path: Path | 
             vals = [float(v) for v in values.split(",") if v.strip()]
         except ValueError:
             raise click.BadParameter(f"expected comma-separated numbers, got {values!r}", param_hint="--values") from None
-    wl, fl, fm = _inputs(workload, fleet_path, models_dir)
+    wl, fl, fm = _inputs(workload, fleet_path, models_dir, workload_format)
     _writable_dir(out_dir)
     table = sweep(wl, fl, fm, vary, vals, baselines=baselines, seed=seed, progress=_progress,
                   solver=solver, objective=objective, zeta=zeta, idle=idle, min_mean_accuracy=min_mean_accuracy,
                   strict_range=strict_range, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, threads=threads,
                   formulation=formulation)
     csv_p = out_dir / "sweep.csv"
-    png_p = plot_sweep(table, out_dir / "sweep.png", title=f"{workload.name}: {len(wl)} queries, sweep over {vary}")
+    name = "<stdin>" if str(workload) == "-" else workload.name
+    png_p = plot_sweep(table, out_dir / "sweep.png", title=f"{name}: {len(wl)} queries, sweep over {vary}")
     write_atomic(csv_p, table.to_csv(index=False, float_format="%.9g"))
     click.echo(_fmt_table(table.drop(columns=["vary", "total_energy_j", "mean_accuracy", "total_s"]),
                           {"value": ".4g", "total_energy_kwh": ".5f", "token_weighted_mean_accuracy": ".4f",

@@ -36,7 +36,7 @@ import pandas as pd
 from .accounting import effective_deadline_s, idle_energy_j, lane_feasible, lane_schedule_s, query_energy_cost_j
 from .errors import DataError
 from .inputs import load_inputs
-from .io import read_json_object
+from .io import read_assignment_csv, read_json_object
 from .problem import Problem, build_problem
 from .schema import ASSIGNMENT_REQUIRED
 
@@ -115,6 +115,9 @@ def locate_query(problem: Problem, assignment: pd.DataFrame, query_id: str) -> P
     workload or the plan, or the plan's row does not match the problem (other inputs)."""
     ids = problem.queries["query_id"].astype(str).to_numpy()
     hit = np.flatnonzero(ids == str(query_id))
+    if not len(hit) and str(query_id).strip() != str(query_id):  # as the workload reader strips an id's blanks
+        query_id = str(query_id).strip()
+        hit = np.flatnonzero(ids == query_id)
     if not len(hit):
         raise DataError(f"query {query_id!r} is not in the plan's workload")
     index = int(hit[0])
@@ -515,10 +518,7 @@ def load_plan_dir(plan_dir: str | Path, *, workload=None, fleet=None, models=Non
     problem = build_problem(wl, fl, fm, objective=objective, zeta=0.5 if zeta is None else float(zeta),
                             idle=bool(summary["idle_counted"]), min_mean_accuracy=summary["min_mean_accuracy"],
                             strict_range=bool(settings.get("strict_range", False)))
-    try:
-        asg = pd.read_csv(asg_p, dtype={"query_id": str})
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise DataError(f"{asg_p}: not a readable CSV ({exc})") from None
+    asg = read_assignment_csv(asg_p)
     missing = [col for col in ASSIGNMENT_REQUIRED if col not in asg.columns]
     if missing:
         raise DataError(f"{asg_p}: column(s) {', '.join(missing)} missing")

@@ -17,7 +17,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -42,6 +42,11 @@ if TYPE_CHECKING:  # pyarrow is imported where a CSV is read, not when the packa
 __all__ = [
     "read_characterization",
     "read_workload",
+    "read_workload_stream",
+    "read_assignment_csv",
+    "sniff_workload_format",
+    "WORKLOAD_FORMATS",
+    "STDIN_NAME",
     "read_text_file",
     "read_json_object",
     "json_value_text",
@@ -809,7 +814,65 @@ def workload_from_frame(df: pd.DataFrame) -> pd.DataFrame:
     return _in_workload_order(out)
 
 
-def read_workload(path: str | Path) -> pd.DataFrame:
+#: what marks a missing value in an exported plan's columns other than ``query_id``
+_ASSIGNMENT_NA = ["", "NaN", "nan", "NA", "N/A", "null", "None"]
+
+
+def read_assignment_csv(path: str | Path) -> pd.DataFrame:
+    """An exported plan (``assignment.csv``) as written by
+    :func:`~energyopt.writers.write_table_csv`: ``query_id`` as text exactly as written (an id
+    ``NA``, ``null`` or ``None`` stays that text, and quoted commas, quotes, line breaks, blanks and
+    non-ASCII characters are kept), empty cells of the other columns as missing values. A file
+    that is not readable as CSV is a one-line DataError naming it."""
+    p = _check_file(path)
+    try:
+        header = pd.read_csv(p, nrows=0).columns
+        return pd.read_csv(p, dtype={"query_id": str}, keep_default_na=False,
+                           na_values={c: _ASSIGNMENT_NA for c in header if c != "query_id"})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise DataError(f"{p}: not a readable CSV ({one_line(str(exc))})") from None
+
+
+#: workload formats a reader may be told (``--workload-format``); None: by the file's suffix
+WORKLOAD_FORMATS = ("csv", "jsonl")
+#: the name errors give a workload read from standard input
+STDIN_NAME = "<stdin>"
+
+
+def sniff_workload_format(data: bytes) -> str:
+    """``jsonl`` when the first character that is not blank (after a byte-order mark) opens a JSON
+    object, else ``csv``."""
+    head = data[:4096].decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
+    return "jsonl" if head.startswith("{") else "csv"
+
+
+def read_workload_stream(stream: BinaryIO, fmt: str | None = None, name: str = STDIN_NAME) -> pd.DataFrame:
+    """A workload read from a byte stream (standard input for ``-``), as :func:`read_workload`
+    reads a file: ``fmt`` ``csv`` or ``jsonl``, or None to sniff it (:func:`sniff_workload_format`).
+    Errors name ``name`` and the physical line; the table's ``attrs`` hold ``source`` (``name``)
+    and ``sha256`` (of the bytes read)."""
+    import hashlib
+    import tempfile
+
+    if fmt is not None and fmt not in WORKLOAD_FORMATS:
+        raise DataError(f"workload format {excerpt(fmt)}: expected one of {', '.join(WORKLOAD_FORMATS)}")
+    data = stream.read()
+    if not data.strip():
+        raise DataError(f"{name}: no input; expected a workload (CSV or JSONL) on it")
+    fmt = fmt or sniff_workload_format(data)
+    with tempfile.TemporaryDirectory(prefix="energyopt-stdin.") as d:
+        tmp = Path(d) / f"workload.{fmt}"
+        tmp.write_bytes(data)
+        try:
+            df = read_workload(tmp, fmt=fmt)
+        except DataError as exc:
+            raise DataError(str(exc).replace(str(tmp), name)) from None
+    df.attrs["source"] = name
+    df.attrs["sha256"] = hashlib.sha256(data).hexdigest()
+    return df
+
+
+def read_workload(path: str | Path, fmt: str | None = None) -> pd.DataFrame:
     """Read and validate a workload (one row per query) from CSV or JSONL.
 
     Columns as in :data:`~energyopt.schema.WORKLOAD_SPEC`: ``query_id`` (text), ``input_tokens``
@@ -822,14 +885,18 @@ def read_workload(path: str | Path) -> pd.DataFrame:
     times, all date-times or all numbers of seconds; they become ``release_s`` with the first arrival
     at 0. The public Azure LLM inference trace layout (``TIMESTAMP,ContextTokens,GeneratedTokens``)
     is accepted too: its rows are numbered as query ids ``q0, q1, …`` in file order, its TIMESTAMP
-    gives ``release_s`` and is kept as text in ``arrival_timestamp``.
+    gives ``release_s`` and is kept as text in ``arrival_timestamp``. ``fmt`` (``csv`` or ``jsonl``)
+    overrides the suffix (``.jsonl`` and ``.ndjson`` are JSONL, anything else CSV).
     """
     p = _check_file(path)
-    if p.suffix.lower() not in (".jsonl", ".ndjson"):
+    if fmt is not None and fmt not in WORKLOAD_FORMATS:
+        raise DataError(f"workload format {excerpt(fmt)}: expected one of {', '.join(WORKLOAD_FORMATS)}")
+    jsonl = fmt == "jsonl" if fmt is not None else p.suffix.lower() in (".jsonl", ".ndjson")
+    if not jsonl:
         fast = _read_workload_csv_fast(p)
         if fast is not None:
             return fast
-    if p.suffix.lower() in (".jsonl", ".ndjson"):
+    if jsonl:
         df, lines = _read_jsonl(p)
     else:
         df, lines = _read_csv_strings(p)

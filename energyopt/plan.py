@@ -21,6 +21,7 @@ from .methods.capacity import capacity_shortfall
 from .modelstore import FittedModels
 from .packing import Timeline, pack, plan_objective, retime
 from .problem import Problem, build_problem
+from .progress import phase
 from .schedule import Schedule, assignment_table, empty_assignment, energy_totals, extrapolation_totals
 from .schema import BoundSource, Status, Termination
 from .signals import Signals, load_signals
@@ -93,8 +94,9 @@ def plan(
     limits = limits or Limits(time_limit_s, mip_rel_gap, threads)
     inputs = load_inputs(workload, fleet, models)
     sig = None if signals is None else load_signals(signals, fleet=inputs.fleet, batch_start=signals_start)
-    problem = build_problem(inputs.workload, inputs.fleet, inputs.models, objective=objective, zeta=zeta, idle=idle,
-                            min_mean_accuracy=min_mean_accuracy, strict_range=strict_range)
+    with phase(f"problem: options of {len(inputs.workload):,} queries"):
+        problem = build_problem(inputs.workload, inputs.fleet, inputs.models, objective=objective, zeta=zeta, idle=idle,
+                                min_mean_accuracy=min_mean_accuracy, strict_range=strict_range)
     sched = plan_problem(problem, solver=solver, formulation=formulation, limits=limits, check=check,
                          progress=progress, clock=clock)
     return sched if sig is None else dataclasses.replace(sched, signals=sig)
@@ -132,10 +134,12 @@ def _plan_problem(problem: Problem, *, solver: str, formulation: str, limits: Li
         choice = Choice.none("none", backend.name, Status.INFEASIBLE, Termination.INFEASIBLE, math.inf, BoundSource.NONE,
                              message="; ".join([*specific, short.message()]))
         return _without_plan(problem, choice, clock)
-    method = get_method(choose_method(problem, formulation))
+    method_name = choose_method(problem, formulation)
+    method = get_method(method_name)
     clock.mark("matrix")
     # the method stops early enough for packing, the check and writing to end within the limit
-    choice = method.solve(problem, backend, limits.less(_after_method_s(problem)), say)
+    with phase(f"solve: {method_name} with {backend.name} ({problem.n_queries:,} queries)"):
+        choice = method.solve(problem, backend, limits.less(_after_method_s(problem)), say)
     clock.mark("solve")
     if not choice.has_choice:
         if choice.status == Status.INFEASIBLE and not choice.message:
@@ -179,7 +183,8 @@ def schedule_choice(problem: Problem, choice: Choice, *, clock: _Clock | None = 
     say = progress or (lambda s: None)
     clock = clock or _Clock()
     rule = choice.method.startswith("baseline:")
-    tl = _timeline(problem, choice, routing_rule=rule)
+    with phase(f"packing {problem.n_queries:,} queries onto instances"):
+        tl = _timeline(problem, choice, routing_rule=rule)
     objective = plan_objective(problem, tl)
     assignment = assignment_table(problem, tl)
     clock.mark("schedule")
@@ -189,9 +194,10 @@ def schedule_choice(problem: Problem, choice: Choice, *, clock: _Clock | None = 
         assert problem.inputs is not None
         wl, fl, fm = problem.inputs
         totals = {**energy_totals(assignment, problem), **extrapolation_totals(assignment, problem)}
-        violations = check_plan(assignment, wl, fl, fm, min_mean_accuracy=problem.min_mean_accuracy,
-                                require_all=not rule, totals=totals, idle=problem.idle,
-                                strict_range=problem.strict_range)
+        with phase("independent check of the plan"):
+            violations = check_plan(assignment, wl, fl, fm, min_mean_accuracy=problem.min_mean_accuracy,
+                                    require_all=not rule, totals=totals, idle=problem.idle,
+                                    strict_range=problem.strict_range)
     clock.mark("check")
     bound = min(choice.bound, objective)
     status, termination, message = choice.status, choice.termination, choice.message

@@ -10,6 +10,10 @@ display.
 * ``instance_table`` — per instance: queries, busy time, last end, utilisation over the horizon;
 * ``timeline_blocks`` — the Gantt chart's bars: per instance, each query (small plans) or each
   run of back-to-back queries (large ones);
+* ``busy_lanes`` and ``utilisation_by_deployment`` — per deployment (LLM, device, batch size): the
+  share of its switched-on instances' lanes busy over time, and its instances on (of those it
+  could switch on, ``instances_available``) with the spread of their utilisation;
+* ``pool_use`` — per pool over time: the devices busy and switched on, per deployment, and its size;
 * ``deadline_slack`` — deadline − end [s] of every query with a deadline;
 * ``slot_power`` and ``slot_summary`` — with signals (``--signals``), the plan per time slot: the
   average power [W] and kgCO2e of each (LLM, device) in each slot, and per slot its kWh, kgCO2e
@@ -29,14 +33,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .accounting import J_PER_KWH, j_to_kwh
+from .accounting import J_PER_KWH, idle_energy_j, j_to_kwh
 from .schedule import Schedule, Summary, extrapolated_rows
 from .signals import Signals
 from .writers import atomic_path, write_atomic
 
 __all__ = [
     "energy_by_llm_device", "instance_table", "timeline_blocks", "deadline_slack", "slot_power", "slot_summary",
-    "write_report", "plot_sweep",
+    "busy_lanes", "pool_use", "instances_available", "utilisation_by_deployment", "write_report", "plot_sweep",
 ]
 
 #: plans with more queries than this draw runs of back-to-back queries as one bar
@@ -48,6 +52,8 @@ INSTANCE_ROWS_LIMIT = 30
 BUSY_CURVE_POINTS = 400
 #: the report's per-slot table lists this many slots (those with the most kgCO2e, or energy)
 TOP_SLOTS = 10
+#: every figure gives accuracy as a fraction (MMLU score / 100), never in percent
+ACCURACY_UNIT = "[0-1, MMLU score / 100]"
 
 
 def energy_by_llm_device(assignment: pd.DataFrame, extrapolated: np.ndarray | None = None) -> pd.DataFrame:
@@ -116,8 +122,8 @@ def _deployment_label(t: pd.DataFrame) -> pd.Series:
 def busy_lanes(assignment: pd.DataFrame, horizon_s: float, points: int = BUSY_CURVE_POINTS) -> pd.DataFrame:
     """Per deployment (LLM, device, batch size), the share of its switched-on instances' lanes that
     are busy, averaged over each of ``points`` equal steps from 0 to the makespan: a dense stretch
-    shows as full, not as one bar drawn over another. Columns: label, llm, t0_s, t1_s, busy_share,
-    instances, lanes."""
+    shows as full, not as one bar drawn over another. Columns: label, llm, device, batch_size, t0_s,
+    t1_s, busy_share, instances, lanes."""
     a = assignment
     end = max(float(a["end_s"].max()) if len(a) else 0.0, 1e-9)
     edges = np.linspace(0.0, end, points + 1)
@@ -127,10 +133,11 @@ def busy_lanes(assignment: pd.DataFrame, horizon_s: float, points: int = BUSY_CU
         busy = np.diff(_busy_until(edges, s0, s1))  # busy lane-seconds in each step
         n_inst = int(g["instance"].nunique())
         lanes = n_inst * int(b)
-        out.append(pd.DataFrame({"label": _deployment_name(llm, dev, b), "llm": llm, "t0_s": edges[:-1], "t1_s": edges[1:],
-                                 "busy_share": busy / (np.diff(edges) * lanes), "instances": n_inst, "lanes": lanes}))
+        out.append(pd.DataFrame({"label": _deployment_name(llm, dev, b), "llm": llm, "device": dev, "batch_size": int(b),
+                                 "t0_s": edges[:-1], "t1_s": edges[1:], "busy_share": busy / (np.diff(edges) * lanes),
+                                 "instances": n_inst, "lanes": lanes}))
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame(
-        columns=["label", "llm", "t0_s", "t1_s", "busy_share", "instances", "lanes"])
+        columns=["label", "llm", "device", "batch_size", "t0_s", "t1_s", "busy_share", "instances", "lanes"])
 
 
 def _busy_until(t: np.ndarray, s0: np.ndarray, s1: np.ndarray) -> np.ndarray:
@@ -145,14 +152,54 @@ def _busy_until(t: np.ndarray, s0: np.ndarray, s1: np.ndarray) -> np.ndarray:
     return (k0 * t - c0[k0]) - (k1 * t - c1[k1])
 
 
-def utilisation_by_deployment(inst: pd.DataFrame, available: dict[str, int] | None = None) -> pd.DataFrame:
-    """Per deployment: instances switched on (of those its pool could hold, where known) and the
-    spread of their utilisation (min, median, max)."""
+def utilisation_by_deployment(inst: pd.DataFrame, available: dict[str, int] | None = None,
+                              available_instances: dict[tuple[str, str, int], int] | None = None) -> pd.DataFrame:
+    """Per deployment: instances switched on, the devices of its pool (``available``: pool name to
+    devices, as ``pool_instances``) and the instances it could switch on (``available_instances``,
+    :func:`instances_available`, as ``instances_available``), where known, and the spread of their
+    utilisation (min, median, max)."""
     g = inst.groupby(["llm", "device", "batch_size"], sort=True)["utilisation"]
     t = g.agg(instances="size", utilisation_min="min", utilisation_median="median", utilisation_max="max").reset_index()
     t["label"] = _deployment_label(t)
     if available:
         t["pool_instances"] = t["device"].map(available)
+    if available_instances:
+        t["instances_available"] = [available_instances.get((str(r.llm), str(r.device), int(r.batch_size)))
+                                    for r in t.itertuples()]
+    return t
+
+
+def instances_available(deployments: pd.DataFrame) -> dict[tuple[str, str, int], int]:
+    """Per deployment (LLM, device, batch size) of a problem's deployments table: the instances it
+    could switch on, its cap and its pool's devices over the devices each instance takes."""
+    cap = np.minimum(deployments["max_instances"].to_numpy(dtype=np.int64),
+                     deployments["pool_count"].to_numpy(dtype=np.int64)
+                     // np.maximum(deployments["devices_per_instance"].to_numpy(dtype=np.int64), 1))
+    return {(str(llm), str(dev), int(b)): int(c) for llm, dev, b, c in
+            zip(deployments["llm"], deployments["device"], deployments["batch_size"], cap)}
+
+
+def pool_use(curves: pd.DataFrame, deployments: pd.DataFrame, pools: pd.DataFrame) -> pd.DataFrame:
+    """Per pool and time step (the steps of :func:`busy_lanes`): the devices its deployments keep
+    busy (``busy_devices``: busy lanes / batch size × devices per instance, so a half-busy batched
+    instance counts half its devices) and switch on (``on_devices``), per deployment (``label``),
+    with the pool's size (``pool_devices``). A pool without planned work has one row with the
+    deployment ``(nothing planned)`` and zeros."""
+    per_dev = {(str(r.llm), str(r.device), int(r.batch_size)): int(r.devices_per_instance)
+               for r in deployments.itertuples()}
+    size = dict(zip(pools["pool"].astype(str), pools["count"].astype(int)))
+    c = curves
+    d = np.array([per_dev.get((str(llm), str(dev), int(b)), 1)
+                  for llm, dev, b in zip(c["llm"], c["device"], c["batch_size"])], dtype=float)
+    on = c["instances"].to_numpy(dtype=float) * d
+    t = pd.DataFrame({"pool": c["device"].astype(str), "label": c["label"], "llm": c["llm"],
+                      "t0_s": c["t0_s"].to_numpy(dtype=float), "t1_s": c["t1_s"].to_numpy(dtype=float),
+                      "busy_devices": c["busy_share"].to_numpy(dtype=float) * on, "on_devices": on})
+    idle_pools = [p for p in size if p not in set(t["pool"])]
+    end = float(t["t1_s"].max()) if len(t) else 1.0
+    t = pd.concat([t, pd.DataFrame({"pool": idle_pools, "label": "(nothing planned)", "llm": "", "t0_s": 0.0,
+                                    "t1_s": end, "busy_devices": 0.0, "on_devices": 0.0})], ignore_index=True)
+    t["pool_devices"] = t["pool"].map(size).fillna(0).astype(np.int64)
     return t
 
 
@@ -248,15 +295,24 @@ def plot_energy(t: pd.DataFrame, path: Path) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(t) + 1.5))
     labels = t["llm"] + " @ " + t["device"]
+    ax.set_ylabel("LLM @ device")
     col = _colors(t["llm"])
     ax.barh(labels, t["energy_kwh"], color=[col[x] for x in t["llm"]])
     for y, (e, n) in enumerate(zip(t["energy_kwh"], t["queries"])):
-        ax.text(e, y, f" {e:.4g} kWh, {n} queries", va="center", fontsize=8)
+        ax.text(e, y, f" {e:.4g} kWh, {n:,} queries", va="center", fontsize=8)
     ax.set_xlabel("energy [kWh]")
     ax.set_title("Energy per LLM and device")
     ax.invert_yaxis()
     ax.set_xlim(0, max(t["energy_kwh"].max() * 1.45, 1e-9))
     return _save(fig, path)
+
+
+def _llm_legend(ax, col: dict, **kw) -> None:
+    """A legend of the LLMs' colours."""
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(color=c, label=n) for n, c in col.items() if n], title="LLM", fontsize=7, title_fontsize=7,
+              **({"loc": "upper left", "bbox_to_anchor": (1.01, 1.0)} | kw))
 
 
 def plot_timeline(blocks: pd.DataFrame, horizon_s: float, path: Path) -> Path:
@@ -266,24 +322,30 @@ def plot_timeline(blocks: pd.DataFrame, horizon_s: float, path: Path) -> Path:
     col = _colors(blocks["llm"])
     for y, lab in enumerate(labels):
         b = blocks[blocks["label"] == lab]
+        # no edge lines: a dense stretch of short queries must read as busy, not as white seams
         ax.broken_barh(list(zip(b["start_s"], b["end_s"] - b["start_s"])), (y - 0.4, 0.8),
-                       facecolors=col[b["llm"].iloc[0]], edgecolor="white", linewidth=0.2)
+                       facecolors=col[b["llm"].iloc[0]], edgecolor="none", linewidth=0)
     ax.axvline(horizon_s, color="k", ls="--", lw=1)
-    ax.text(horizon_s, -0.9, " horizon", fontsize=8)
+    ax.text(horizon_s, -0.9, "horizon ", fontsize=8, ha="right")
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.set_ylim(len(labels) - 0.4, -1.2)
     ax.set_xlabel("time from the batch start [s]")
+    ax.set_ylabel("instance (LLM @ device #k)")
     per = "query" if blocks["queries"].max() == 1 else "run of back-to-back queries"
     ax.set_title(f"Timeline per instance (one bar per {per})")
+    _llm_legend(ax, col)
     return _save(fig, path)
 
 
-def plot_busy_lanes(curves: pd.DataFrame, horizon_s: float, path: Path) -> Path:
-    """One row per deployment: the share of its instances' lanes busy over time (0-100% of the row)."""
+def plot_busy_lanes(curves: pd.DataFrame, horizon_s: float, path: Path,
+                    available_instances: dict[tuple[str, str, int], int] | None = None) -> Path:
+    """One row per deployment: the share of its instances' lanes busy over time (0-100% of the row),
+    with the instances switched on of those it could switch on (``available_instances``)."""
     plt = _plt()
     labels = list(dict.fromkeys(curves["label"]))
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(labels) + 1.8))
+    fig, ax = plt.subplots(figsize=(9, 0.6 * len(labels) + 1.8))
     col = _colors(curves["llm"])
+    ticks = []
     for y, lab in enumerate(labels):
         c = curves[curves["label"] == lab]
         x = np.concatenate([c["t0_s"].to_numpy()[:1], c["t1_s"].to_numpy()])
@@ -291,34 +353,94 @@ def plot_busy_lanes(curves: pd.DataFrame, horizon_s: float, path: Path) -> Path:
         ax.fill_between(x, y + 0.4, y + 0.4 - 0.8 * np.clip(share, 0, 1), step="post", color=col[c["llm"].iloc[0]], lw=0)
         ax.axhline(y + 0.4, color="0.85", lw=0.5)
         n, lanes = int(c["instances"].iloc[0]), int(c["lanes"].iloc[0])
-        ax.text(x[-1], y, f" {n} inst., {lanes} lanes", va="center", fontsize=7)
+        of = (available_instances or {}).get((str(c["llm"].iloc[0]), str(c["device"].iloc[0]), int(c["batch_size"].iloc[0])))
+        mean = float(np.average(c["busy_share"], weights=c["t1_s"] - c["t0_s"])) if len(c) else 0.0
+        ticks.append(f"{lab}\n{n:,}{'' if of is None else f' of {of:,}'} instances on, {lanes:,} lanes, {mean:.0%} busy")
     end = float(curves["t1_s"].max()) if len(curves) else horizon_s
     if horizon_s <= 1.05 * end:
         ax.axvline(horizon_s, color="k", ls="--", lw=1)
-    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_yticks(range(len(labels)), ticks, fontsize=7)
     ax.set_ylim(len(labels) - 0.5, -0.7)
     ax.set_xlabel(f"time from the batch start [s] (horizon {horizon_s:g} s)")
-    ax.set_title("Busy lanes per deployment over time (row height = 100% of its instances' lanes)")
+    ax.set_ylabel("deployment (LLM @ device, batch size)")
+    ax.set_title("Busy lanes per deployment over time\n(row height = 100% of its switched-on instances' lanes; "
+                 "% busy: mean until the makespan)", fontsize=10)
+    _llm_legend(ax, col)
+    return _save(fig, path)
+
+
+def plot_pool_use(t: pd.DataFrame, horizon_s: float, path: Path) -> Path:
+    """One panel per pool: the devices its deployments keep busy over time, stacked by deployment,
+    against the devices switched on and the pool's size (:func:`pool_use`)."""
+    plt = _plt()
+    pools = list(dict.fromkeys(t["pool"]))
+    fig, axes = plt.subplots(len(pools), 1, figsize=(9, 1.9 * len(pools) + 1.0), sharex=True, squeeze=False)
+    col = _colors([x for x in t["llm"] if x])  # by LLM, as in the other figures; in a pool, its second deployment hatched
+    hatch: dict[tuple[str, str], str] = {}
+    for pool, label, llm in dict.fromkeys(zip(t["pool"], t["label"], t["llm"])):
+        if llm:
+            same = sum(1 for (p, h) in hatch if p == pool and h.split(" @ ")[0] == llm)
+            hatch[(pool, label)] = ("", "///", "...", "xx")[same % 4]
+    for ax, pool in zip(axes[:, 0], pools):
+        g = t[t["pool"] == pool]
+        size = int(g["pool_devices"].iloc[0])
+        planned = g[g["label"] != "(nothing planned)"]
+        if planned.empty:
+            ax.text(0.5, 0.5, "nothing planned on this pool: every device off", ha="center", va="center",
+                    transform=ax.transAxes, fontsize=8)
+        else:
+            wide = planned.pivot_table(index="t0_s", columns="label", values="busy_devices", aggfunc="sum", fill_value=0.0)
+            ends = planned.groupby("t0_s")["t1_s"].max().reindex(wide.index).to_numpy()
+            x = np.concatenate([wide.index.to_numpy(dtype=float), ends[-1:]])
+            bottom = np.zeros(len(wide))
+            llm_of = dict(zip(planned["label"], planned["llm"]))
+            for label in wide.columns:
+                v = wide[label].to_numpy(dtype=float)
+                ax.stairs(bottom + v, x, baseline=bottom, fill=True, facecolor=col[llm_of[label]], hatch=hatch[(pool, label)],
+                          edgecolor="white", label=label, lw=0)
+                bottom = bottom + v
+            on = float(planned.groupby("label")["on_devices"].first().sum())
+            ax.axhline(on, color="k", ls="--", lw=1, label="devices switched on")
+        on = float(planned.groupby("label")["on_devices"].first().sum()) if len(planned) else 0.0
+        top = max(on, 1.0) * 1.25
+        if planned.empty or size <= 1.5 * top:  # the pool's size in view
+            ax.axhline(size, color="0.4", ls=":", lw=1.2, label="devices in the pool")
+            ax.set_ylim(0, max(size, 1) * 1.12)
+            cut = ""
+        else:  # a large pool barely used: the axis follows the devices switched on, the title gives the size
+            ax.set_ylim(0, top)
+            cut = f"; the axis stops at {top:,.0f}"
+        ax.set_ylabel("devices")
+        ax.set_title(f"pool {pool}: {on:,.0f} of {size:,} devices switched on{cut}", fontsize=9, loc="left")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
+    axes[-1, 0].set_xlabel(f"time from the batch start [s] (horizon {horizon_s:g} s)")
+    fig.suptitle("Devices busy per pool over time, stacked by deployment (a batched instance counts its busy share)",
+                 fontsize=10)
     return _save(fig, path)
 
 
 def plot_utilisation_spread(t: pd.DataFrame, path: Path) -> Path:
     """One row per deployment: the median utilisation of its instances, whiskers from min to max."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 0.4 * len(t) + 1.6))
+    fig, ax = plt.subplots(figsize=(7, 0.55 * len(t) + 1.6))
     col = _colors(t["llm"])
     y = np.arange(len(t))
     med = 100 * t["utilisation_median"].to_numpy()
     ax.barh(y, med, color=[col[x] for x in t["llm"]])
     ax.errorbar(med, y, xerr=[med - 100 * t["utilisation_min"].to_numpy(), 100 * t["utilisation_max"].to_numpy() - med],
                 fmt="none", ecolor="k", elinewidth=0.8, capsize=2)
-    for yy, r in zip(y, t.itertuples()):
-        pool = f" (pool of {int(r.pool_instances)})" if "pool_instances" in t.columns and pd.notna(r.pool_instances) else ""
-        ax.text(101, yy, f"{r.instances} on{pool}", va="center", fontsize=7)
-    ax.set_yticks(y, t["label"], fontsize=8)
-    ax.set_xlabel("busy lane-time / (lanes × horizon) [%]: median bar, min-max whiskers over instances")
-    ax.set_xlim(0, 125)
-    ax.set_title("Utilisation per deployment")
+    ticks = []
+    for r in t.itertuples():
+        of = getattr(r, "instances_available", None)
+        of_text = f" of {int(of):,}" if of is not None and pd.notna(of) else ""
+        known = "pool_instances" in t.columns and pd.notna(r.pool_instances)
+        pool = f" (pool: {int(r.pool_instances):,} devices)" if known else ""
+        ticks.append(f"{r.label}\n{r.instances:,}{of_text} instances on{pool}")
+    ax.set_yticks(y, ticks, fontsize=7)
+    ax.set_ylabel("deployment (LLM @ device, batch size)")
+    ax.set_xlabel("busy lane-time / (lanes × horizon) [%]: median bar, min-max whiskers over its instances")
+    ax.set_xlim(0, 100)
+    ax.set_title("Utilisation per deployment (over the horizon, of the instances switched on)")
     ax.invert_yaxis()
     return _save(fig, path)
 
@@ -329,8 +451,10 @@ def plot_utilisation(t: pd.DataFrame, path: Path) -> Path:
     col = _colors(t["llm"])
     ax.barh(t["label"], 100 * t["utilisation"], color=[col[x] for x in t["llm"]])
     ax.set_xlabel("busy lane-time / (lanes × horizon) [%]")
+    ax.set_ylabel("instance (LLM @ device #k)")
     ax.set_xlim(0, 105)
     ax.set_title("Utilisation per instance")
+    _llm_legend(ax, col)
     ax.invert_yaxis()
     ax.tick_params(axis="y", labelsize=8)
     return _save(fig, path)
@@ -348,7 +472,7 @@ def plot_slack(t: pd.DataFrame, path: Path) -> Path:
         ax.axvline(0, color="k", lw=1)
         ax.set_xlabel("deadline − end [s] (negative: late)")
         ax.set_ylabel("queries")
-        ax.set_title(f"Deadline slack of {len(t)} queries with a deadline ({late} late)")
+        ax.set_title(f"Deadline slack of {len(t):,} queries with a deadline ({late:,} late)")
     return _save(fig, path)
 
 
@@ -356,17 +480,18 @@ def plot_accuracy_cost(t: pd.DataFrame, path: Path) -> Path:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4))
     ok = t[np.isfinite(t["total_energy_j"])]
-    ax.plot(ok["token_weighted_mean_accuracy"], ok["total_energy_j"] / J_PER_KWH, "o-", color="tab:green")
+    ax.plot(ok["token_weighted_mean_accuracy"], ok["total_energy_j"] / J_PER_KWH, "o-", color="tab:green",
+            label="least energy at a raised accuracy floor")
     ax.plot(ok["token_weighted_mean_accuracy"].iloc[:1], ok["total_energy_j"].iloc[:1] / J_PER_KWH, "s", color="k",
             ms=8, label="this plan")
     xs, ys = ok["token_weighted_mean_accuracy"].to_numpy(), ok["total_energy_j"].to_numpy() / J_PER_KWH
     for k in range(1, len(ok)):
         m = ok["marginal_j_per_point"].iloc[k]
         if np.isfinite(m):
-            ax.annotate(f"{m:,.0f} J/pt", ((xs[k - 1] + xs[k]) / 2, (ys[k - 1] + ys[k]) / 2), fontsize=8,
+            ax.annotate(f"{m / J_PER_KWH:.3g} kWh per +0.01", ((xs[k - 1] + xs[k]) / 2, (ys[k - 1] + ys[k]) / 2), fontsize=8,
                         textcoords="offset points", xytext=(-10, 6))
     bad = int((~np.isfinite(t["total_energy_j"])).sum())
-    ax.set_xlabel("token-weighted mean accuracy")
+    ax.set_xlabel(f"token-weighted mean accuracy {ACCURACY_UNIT}")
     ax.set_ylabel("least energy [kWh]")
     ax.set_title("Marginal energy cost of accuracy" + (f" ({bad} floor(s) out of reach)" if bad else ""))
     ax.legend(loc="upper left")
@@ -438,14 +563,18 @@ def write_report(schedule: Schedule, out_dir: str | Path, accuracy_curve: pd.Dat
     inst = instance_table(a, H)
     slack = deadline_slack(a)
     curve = accuracy_curve
+    pools = schedule.problem.pools
+    deployments = schedule.problem.deployments
+    curves = busy_lanes(a, H)
+    per_pool = pool_use(curves, deployments, pools)
     if len(inst) > INSTANCE_ROWS_LIMIT or (len(inst) and int(inst["batch_size"].max()) > 1):
         # one row per deployment: readable at any number of instances, and a batched instance's
         # lanes show as the share busy rather than as bars drawn over each other
         say(f"report: {len(inst)} instances: timeline and utilisation per deployment ...")
-        pools = schedule.problem.pools
         available = dict(zip(pools["pool"], pools["count"])) if pools is not None and len(pools) else None
-        timeline = plot_busy_lanes(busy_lanes(a, H), H, d / "timeline.png")
-        utilisation = plot_utilisation_spread(utilisation_by_deployment(inst, available), d / "utilisation.png")
+        can = instances_available(deployments)
+        timeline = plot_busy_lanes(curves, H, d / "timeline.png", can)
+        utilisation = plot_utilisation_spread(utilisation_by_deployment(inst, available, can), d / "utilisation.png")
     else:
         blocks = timeline_blocks(a)
         say(f"report: drawing {len(blocks)} timeline bars on {inst.shape[0]} instances ...")
@@ -455,11 +584,12 @@ def write_report(schedule: Schedule, out_dir: str | Path, accuracy_curve: pd.Dat
         plot_energy(energy, d / "energy_by_llm_device.png"),
         timeline,
         utilisation,
+        plot_pool_use(per_pool, H, d / "pools.png"),
         plot_slack(slack, d / "deadline_slack.png"),
         plot_accuracy_cost(curve, d / "accuracy_cost.png"),
     ]
     tables = [("energy_by_llm_device", energy), ("instances", inst.drop(columns="label")),
-              ("deadline_slack", slack), ("accuracy_cost", curve)]
+              ("busy_lanes", curves), ("pools", per_pool), ("deadline_slack", slack), ("accuracy_cost", curve)]
     per_slot = None
     if schedule.signals is not None and len(a):
         say("report: the plan per time slot against its signals ...")
@@ -485,13 +615,13 @@ def write_report(schedule: Schedule, out_dir: str | Path, accuracy_curve: pd.Dat
         ("horizon [s]", f"{H:g}"), ("independent check", "ok" if s.check["ok"] else "FAILED"),
         ("queries on extrapolated predictions", _extrapolation_fact(s)),
         ("query energy [J]", f"{s.query_energy_j:.6g}"),
-        ("idle energy [J]", f"{s.idle_energy_j:.6g}" + ("" if s.idle_counted else " (idle not counted)")),
+        ("idle energy [J]", _idle_fact(s, schedule)),
         ("empty batch slots [J]",
          "-" if s.padding_energy_j is None else f"{s.padding_energy_j:.6g} (predicted, not in the total)"),
         *_signals_facts(s, schedule.signals),
-        ("solver", f"{s.solver} ({s.formulation})"), ("objective", s.objective),
-        ("workload", str(s.inputs.get("workload"))), ("fleet", str(s.inputs.get("fleet"))),
-        ("models", str(s.inputs.get("models"))),
+        ("solver", f"{s.solver} ({s.formulation})"), ("solver settings", _settings_fact(s)),
+        ("objective", s.objective),
+        *_input_facts(s),
         ("energyopt", s.energyopt_version), ("made at", s.created_at),
     ], columns=["", "value"])
     page = (
@@ -510,6 +640,50 @@ def write_report(schedule: Schedule, out_dir: str | Path, accuracy_curve: pd.Dat
     html_p = d / "report.html"
     write_atomic(html_p, page)
     return [html_p, *written]
+
+
+def _idle_fact(s: Summary, schedule: Schedule) -> str:
+    """The report's line on idle energy: counted in the total, or what the switched-on instances
+    would draw idle over the horizon when it is not."""
+    if s.idle_counted:
+        return f"{s.idle_energy_j:.6g} (counted in the total: the switched-on instances over the horizon)"
+    a, p = schedule.assignment, schedule.problem
+    if a.empty:
+        return "0 (idle not counted)"
+    idle_w = dict(zip(zip(p.deployments["llm"], p.deployments["device"]), p.deployments["idle_power_w"]))
+    on = a.drop_duplicates(["llm", "device", "instance"])
+    would = float(idle_energy_j([idle_w[(r.llm, r.device)] for r in on.itertuples()], p.horizon_s).sum())
+    return (f"not counted (--idle counts it): the {len(on):,} switched-on instances would draw {would:.6g} J idle "
+            f"over the {p.horizon_s:g} s horizon")
+
+
+def _settings_fact(s: Summary) -> str:
+    """The settings a plan was made with, as the report lists them."""
+    st = s.settings
+    limit = st.get("time_limit_s")
+    parts = [f"objective {st.get('objective')}" + (f" (zeta {st.get('zeta'):g})" if st.get("zeta") is not None else ""),
+             "time limit " + ("none" if limit is None else f"{limit:g} s"),
+             "gap " + ("-" if st.get("gap") is None else f"{st.get('gap'):g}"),
+             "threads " + str(st.get("threads") if st.get("threads") is not None else "-"),
+             f"idle {'counted' if st.get('idle') else 'not counted'}"]
+    if st.get("min_mean_accuracy") is not None:
+        parts.append(f"min mean accuracy {st['min_mean_accuracy']:g}")
+    if st.get("strict_range"):
+        parts.append("strict range")
+    return ", ".join(parts)
+
+
+def _input_facts(s: Summary) -> list[tuple[str, str]]:
+    """The report's lines on the inputs: where each was read from and the SHA-256 of its file(s)."""
+    sha = s.input_sha256 or {}
+
+    def short(h: str | None) -> str:
+        return "" if not h else f" (SHA-256 {h[:12]}…)"
+
+    models = sha.get("models") or {}
+    return [("workload", f"{s.inputs.get('workload') or 'not a file (stdin or a table)'}{short(sha.get('workload'))}"),
+            ("fleet", f"{s.inputs.get('fleet')}{short(sha.get('fleet'))}"),
+            ("models", f"{s.inputs.get('models')} ({len(models)} files)")]
 
 
 def _signals_facts(s: Summary, signals: Signals | None) -> list[tuple[str, str]]:
@@ -609,7 +783,7 @@ def plot_sweep(table: pd.DataFrame, path: str | Path, *, title: str = "") -> Pat
                         xytext=(4, 3 if i % 2 == 0 else -9))
         ax.plot([], [], "s", color="grey", mfc="none", label="baseline breaking floors or deadlines")
         ax.plot([], [], "s", color="grey", label="baseline meeting them")
-        ax.set_xlabel("token-weighted mean accuracy")
+        ax.set_xlabel(f"token-weighted mean accuracy {ACCURACY_UNIT}")
     bad = int(len(opt) - len(ok))
     ax.set_ylabel("energy [kWh]")
     ax.set_title((title or f"Sweep over {vary}") + (f" ({bad} point(s) without a plan)" if bad else ""))

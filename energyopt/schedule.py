@@ -457,15 +457,16 @@ class Schedule:
         return {**base, **self.settings}
 
     def input_sha256(self) -> dict[str, Any]:
-        """SHA-256 of the input files: the workload, the fleet, and each model file by name (None:
-        built in memory or not readable)."""
+        """SHA-256 of the input files: the workload (or the bytes read from standard input), the
+        fleet, and each model file by name (None: built in memory or not readable)."""
         where = self.inputs()
         models: dict[str, str | None] | None = None
         if where["models"] is not None:
             m = Path(where["models"])
             files = sorted(m.glob("*.json")) if m.is_dir() else [m]
             models = {f.name: _file_sha256(f) for f in files}
-        return {"workload": None if where["workload"] is None else _file_sha256(Path(where["workload"])),
+        wl_sha = None if self.problem.inputs is None else self.problem.inputs[0].attrs.get("sha256")  # read from stdin
+        return {"workload": wl_sha if where["workload"] is None else _file_sha256(Path(where["workload"])),
                 "fleet": None if where["fleet"] is None else _file_sha256(Path(where["fleet"])),
                 "models": models}
 

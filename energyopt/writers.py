@@ -10,9 +10,10 @@ import tempfile
 from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-__all__ = ["atomic_path", "write_atomic", "write_table_csv", "write_json", "jsonable", "remove_open_temp_files"]
+__all__ = ["atomic_path", "write_atomic", "write_table_csv", "write_table_csv_stream", "write_json", "jsonable",
+           "remove_open_temp_files"]
 
 #: temporary files being written now (removed by :func:`remove_open_temp_files` if the process
 #: must end before the write does)
@@ -75,6 +76,13 @@ def write_table_csv(table: Any, path: Path) -> None:
     """A pandas table as CSV, replaced atomically: strings quoted only where needed, missing values
     empty, floats in their shortest exact form. pyarrow's writer formats a million rows in about a
     second, where pandas' takes about seven."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        write_table_csv_stream(table, fh)
+
+
+def write_table_csv_stream(table: Any, fh: BinaryIO) -> None:
+    """A pandas table as CSV (as :func:`write_table_csv` formats it) into a binary stream, such as
+    standard output."""
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
@@ -90,17 +98,15 @@ def write_table_csv(table: Any, path: Path) -> None:
         return sink.getvalue()
 
     headers = [True] + [False] * (len(parts) - 1)
-    with atomic_path(path) as tmp:
-        if len(parts) == 1:
-            bufs = [fmt(parts[0], True)]
-        else:
-            from concurrent.futures import ThreadPoolExecutor
+    if len(parts) == 1:
+        bufs = [fmt(parts[0], True)]
+    else:
+        from concurrent.futures import ThreadPoolExecutor
 
-            with ThreadPoolExecutor(len(parts)) as ex:
-                bufs = list(ex.map(fmt, parts, headers))
-        with open(tmp, "wb") as fh:
-            for b in bufs:
-                fh.write(b)
+        with ThreadPoolExecutor(len(parts)) as ex:
+            bufs = list(ex.map(fmt, parts, headers))
+    for b in bufs:
+        fh.write(b)
 
 
 def jsonable(o: Any) -> Any:

@@ -295,3 +295,95 @@ def test_predict_refuses_a_published_model_that_predicts_a_negative_value():
     assert "predict energy_j=-215" in r.stderr and "outside the models' valid domain" in r.stderr
     r = run("predict", "--llm", "llama-2-7b", "--device", "a100", "--input-tokens", 8, "--output-tokens", 1)
     assert r.exit_code == 0 and "energy_j=0.70" in r.stdout
+
+
+# --- `-`: the workload from stdin, the assignment (or the summary) to stdout -----------------------
+
+
+def run_in(stdin: bytes, *args):
+    return CliRunner().invoke(main, [str(a) for a in args], input=stdin, catch_exceptions=False)
+
+
+def test_solve_reads_the_workload_from_stdin_as_from_the_file(tmp_path, synthetic_models, synthetic_fleet):
+    import hashlib
+    import json
+
+    import pandas as pd
+
+    wl = tmp_path / "w.csv"
+    lognormal_workload(25, seed=5, deadline_fraction=0.3).to_csv(wl, index=False)
+    common = ("--fleet", synthetic_fleet, "--models", synthetic_models)
+    r = run("solve", wl, *common, "-o", tmp_path / "file")
+    assert r.exit_code == 0, r.output
+    r = run_in(wl.read_bytes(), "solve", "-", *common, "-o", tmp_path / "stdin")
+    assert r.exit_code == 0, r.output
+    a, b = (pd.read_csv(tmp_path / d / "assignment.csv") for d in ("file", "stdin"))
+    pd.testing.assert_frame_equal(a, b)
+    s = json.loads((tmp_path / "stdin" / "summary.json").read_text())
+    assert s["inputs"]["workload"] is None  # nothing to re-read; explain then asks for --workload
+    assert s["input_sha256"]["workload"] == hashlib.sha256(wl.read_bytes()).hexdigest()
+
+
+def test_stdin_jsonl_is_sniffed_and_errors_name_stdin_and_the_physical_line(tmp_path, synthetic_models, synthetic_fleet):
+    common = ("--fleet", synthetic_fleet, "--models", synthetic_models, "-o", tmp_path / "p")
+    bad_out = ("--fleet", synthetic_fleet, "--models", synthetic_models, "-o", tmp_path / "bad")
+    good = (b'{"query_id": "a", "input_tokens": 100, "output_tokens": 20}\n\n'
+            b'{"query_id": "b", "input_tokens": 50, "output_tokens": 9}\n')
+    r = run_in(good, "solve", "-", *common)
+    assert r.exit_code == 0, r.output
+    bad = good + b'\n{"query_id": "c", "input_tokens": true, "output_tokens": 9}\n'
+    r = run_in(bad, "solve", "-", *bad_out)
+    assert r.exit_code == 2
+    assert r.stderr.strip() == "error: <stdin>: line 5, column input_tokens: expected a number, got true"
+    csv_text = b'query_id,input_tokens,output_tokens\n"multi\nline",10,5\n\nq2,x,5\n'
+    r = run_in(csv_text, "solve", "-", *bad_out)
+    assert r.exit_code == 2 and r.stderr.startswith("error: <stdin>: line 5, column input_tokens"), r.stderr
+    r = run_in(good, "solve", "-", *bad_out, "--workload-format", "csv")  # told CSV: no CSV header there
+    assert r.exit_code == 2 and "<stdin>" in r.stderr and "missing column" in r.stderr
+    r = run_in(b"", "solve", "-", *bad_out)
+    assert r.exit_code == 2 and "<stdin>: no input" in r.stderr
+    assert not (tmp_path / "bad").exists()  # bad input: nothing written
+
+
+def test_workload_format_overrides_the_suffix(tmp_path, synthetic_models, synthetic_fleet):
+    wl = tmp_path / "w.txt"
+    wl.write_text('{"query_id": "a", "input_tokens": 100, "output_tokens": 20}\n')
+    common = ("--fleet", synthetic_fleet, "--models", synthetic_models, "-o", tmp_path / "p")
+    assert run("solve", wl, *common).exit_code == 2  # read as CSV by its suffix
+    r = run("solve", wl, *common, "--workload-format", "jsonl")
+    assert r.exit_code == 0, r.output
+
+
+def test_solve_o_dash_prints_the_assignment_and_writes_nothing(tmp_path, synthetic_models, synthetic_fleet, monkeypatch):
+    import io
+
+    import pandas as pd
+
+    monkeypatch.chdir(tmp_path)
+    wl = tmp_path / "w.csv"
+    lognormal_workload(20, seed=6).to_csv(wl, index=False)
+    common = ("--fleet", synthetic_fleet, "--models", synthetic_models)
+    r = run("solve", wl, *common, "-o", "-")
+    assert r.exit_code == 0, r.output
+    asg = pd.read_csv(io.StringIO(r.stdout), dtype={"query_id": str})
+    assert sorted(asg["query_id"]) == sorted(f"q{i}" for i in range(20))
+    assert "status: optimal" in r.stderr and "wrote" not in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.csv"]  # no folder named -, no plan/
+    r = run("solve", wl, *common, "-o", "-", "--json")
+    assert r.exit_code == 0, r.output
+    assert _json_stdout(r)["assigned"] == 20
+    r = run("solve", wl, *common, "-o", "-", "--report")
+    assert r.exit_code == 2 and "--report" in r.stderr
+
+
+def test_solve_o_dash_without_a_plan_prints_nothing_on_stdout(tmp_path, synthetic_models, synthetic_fleet, monkeypatch):
+    from test_cli import _time_out_without_a_plan
+
+    _time_out_without_a_plan(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    wl = tmp_path / "w.csv"
+    lognormal_workload(20, seed=3).to_csv(wl, index=False)
+    r = run("solve", wl, "--fleet", synthetic_fleet, "--models", synthetic_models, "--solver", "highs",
+            "--formulation", "exact", "--time-limit", "5", "-o", "-")
+    assert r.exit_code == 3, r.output
+    assert r.stdout == "" and "status: no_solution" in r.stderr

@@ -85,13 +85,13 @@ def test_accuracy_cost_curve(sched):
 def test_write_report_files(sched, tmp_path):
     paths = write_report(sched, tmp_path, accuracy_cost(sched, steps=2))
     names = {p.name for p in paths}
-    assert {"report.html", "energy_by_llm_device.png", "timeline.png", "utilisation.png", "deadline_slack.png",
-            "accuracy_cost.png", "accuracy_cost.csv", "instances.csv"} <= names
+    assert {"report.html", "energy_by_llm_device.png", "timeline.png", "utilisation.png", "pools.png", "deadline_slack.png",
+            "accuracy_cost.png", "accuracy_cost.csv", "instances.csv", "busy_lanes.csv", "pools.csv"} <= names
     for p in paths:
         if p.suffix == ".png":
             assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
     html = (tmp_path / "report" / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 5
+    assert html.count("data:image/png;base64,") == 6
 
 
 def test_solve_report_cli(tmp_path, synthetic_models, synthetic_fleet):
@@ -176,6 +176,46 @@ def test_a_batched_plan_is_drawn_per_deployment(tmp_path):
     page = (tmp_path / "report" / "report.html").read_text()
     for fact in ("empty batch slots [J]", "idle energy [J]", "energyopt", "made at", "workload", "solver"):
         assert fact in page
+    from energyopt.accounting import idle_energy_j
+
+    on = s.assignment.drop_duplicates(["llm", "device", "instance"])
+    idle_w = {"h100": 134.0, "h200": 126.0}  # the pools' idle power in examples/fleet.toml
+    would = float(idle_energy_j([idle_w[d] for d in on["device"]], s.problem.horizon_s).sum())
+    assert f"the {len(on)} switched-on instances would draw {would:.6g} J idle" in page
+    assert "gap 0.0001, threads 2" in page and "SHA-256" in page
+
+
+def test_pool_use_counts_the_devices_busy_and_switched_on():
+    from energyopt.report import busy_lanes, instances_available, pool_use
+
+    a = pd.DataFrame({"query_id": list("abcd"), "llm": ["m", "m", "m", "n"], "device": "g",
+                      "instance": [0, 0, 1, 0], "lane": [0, 1, 0, 0], "batch_size": [2, 2, 2, 1],
+                      "start_s": [0.0, 0.0, 0.0, 0.0], "end_s": [4.0, 4.0, 2.0, 4.0],
+                      "runtime_s": [4.0, 4.0, 2.0, 4.0], "energy_j": 1.0})
+    deps = pd.DataFrame({"llm": ["m", "n"], "device": "g", "batch_size": [2, 1], "devices_per_instance": [2, 1],
+                         "max_instances": [10, 1], "pool_count": 7})
+    pools = pd.DataFrame({"pool": ["g", "idle"], "count": [7, 3]})
+    assert instances_available(deps) == {("m", "g", 2): 3, ("n", "g", 1): 1}  # 7 devices // 2 per instance; a cap of 1
+    t = pool_use(busy_lanes(a, 10.0, points=4), deps, pools)
+    m = t[t["label"] == "m @ g, batch 2"].sort_values("t0_s")
+    assert (m["on_devices"] == 4).all()  # two instances of two devices
+    # [0, 1]: three of four lanes busy = 3 devices; [2, 4]: two of four lanes = 2 devices
+    assert list(m["busy_devices"]) == pytest.approx([3.0, 3.0, 2.0, 2.0])
+    n = t[t["label"] == "n @ g, batch 1"]
+    assert list(n["busy_devices"]) == pytest.approx([1.0] * 4) and (n["pool_devices"] == 7).all()
+    idle = t[t["pool"] == "idle"]
+    assert len(idle) == 1 and idle["label"].iloc[0] == "(nothing planned)" and idle["pool_devices"].iloc[0] == 3
+
+
+def test_a_dense_stretch_of_short_queries_reads_as_busy():
+    from energyopt.report import busy_lanes
+
+    n = 100_000  # back to back on one lane, each far shorter than a step of the curve
+    ends = np.linspace(0.0, 50.0, n + 1)
+    a = pd.DataFrame({"query_id": [f"q{i}" for i in range(n)], "llm": "m", "device": "g", "instance": 0, "lane": 0,
+                      "batch_size": 1, "start_s": ends[:-1], "end_s": ends[1:], "runtime_s": np.diff(ends), "energy_j": 1.0})
+    c = busy_lanes(a, horizon_s=100.0, points=50)
+    assert c["busy_share"].to_numpy() == pytest.approx(1.0)
 
 
 SIGNALS = "start_s,carbon_g_per_kwh,price_per_kwh\n0,180,0.21\n120,90,0.15\n240,60,0.12\n360,150,0.3\n480,200,0.35\n600,100,0.2\n"
@@ -214,7 +254,7 @@ def test_the_report_draws_the_plan_against_its_signals_only_when_it_has_them(sch
     assert {d / "signals.png", d / "slot_power.csv", d / "slot_totals.csv"} <= set(paths)
     assert (d / "signals.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (d / "signals.png").stat().st_size > 5000
     page = (d / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 6 and 'alt="signals"' in page
+    assert page.count("data:image/png;base64,") == 7 and 'alt="signals"' in page
     assert "energy, carbon and cost per time slot" in page and "slot_totals.csv" in page
     assert "<td>carbon [kgCO2e]</td>" in page and "<td>cost [currency]</td>" in page and "signals.csv: 6 slots" in page
     totals = pd.read_csv(d / "slot_totals.csv")

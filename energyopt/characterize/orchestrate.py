@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from ..progress import phase
 from .catalog import ArchSpec, get_spec
 from .csvlog import RunKey, RunLog, exclusive_writer
 from .design import coverage_order, default_design, fit_context, holdout_design, parse_batch_sizes, parse_points, with_batch_sizes
@@ -189,7 +190,8 @@ def characterize(*, llms: list[str], model_dir: Path | None, device: str, gpu_in
             runs = [(Path(model_dir).name, None, model_dir)]
         for name, spec, mdir in runs:
             progress(f"building {name} ({dtype}) on {device}{' (dry run)' if dry_run else ''} ...")
-            runner = _build_runner(spec, mdir, device, dtype, threads, decode_attention, memory_bytes, clock)
+            with phase(f"building {name} on {device}"):
+                runner = _build_runner(spec, mdir, device, dtype, threads, decode_attention, memory_bytes, clock)
             context = spec.context_tokens if spec is not None else runner.context_tokens
             llm_pts = fit_context(pts, context)
             if len(llm_pts) < len(pts):

@@ -12,17 +12,30 @@ device's memory (the runner raises :class:`DeviceMemoryError`) is said so and sk
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+from ..progress import Phase, phase
 from .csvlog import RunLog
 from .design import DesignPoint, design_cost_tokens
 from .meters import Meter, above_idle_j, measure_idle_power_w
 from .runner import DeviceMemoryError
+
+T = TypeVar("T")
+
+
+def _counted(items: list[T], ph: contextlib.AbstractContextManager[Phase]) -> Iterator[T]:
+    """The items, inside the phase ``ph``, one step of it counted as each is done (a loop that
+    breaks off ends the phase when the generator is closed)."""
+    with ph as counter:
+        for item in items:
+            yield item
+            counter.advance()
 
 __all__ = ["SweepConfig", "SweepResult", "run_sweep", "format_duration", "Runner"]
 
@@ -97,11 +110,12 @@ def run_sweep(
 
     # idle power of each meter's devices, with the model loaded and nothing running
     idle: dict[str, float] = {}
-    for key, m in meters.items():
-        if key in cfg.fixed_idle_power_w:
-            idle[key] = float(cfg.fixed_idle_power_w[key])
-        else:
-            idle[key] = measure_idle_power_w(m, cfg.idle_seconds, sleep=sleep, clock=clock)
+    with phase(f"{cfg.llm} on {cfg.device}: idle power"):
+        for key, m in meters.items():
+            if key in cfg.fixed_idle_power_w:
+                idle[key] = float(cfg.fixed_idle_power_w[key])
+            else:
+                idle[key] = measure_idle_power_w(m, cfg.idle_seconds, sleep=sleep, clock=clock)
     idle_total = sum(idle.values())
     progress(f"{cfg.llm} on {cfg.device}: idle power {idle_total:.1f} W; {len(todo)} runs to measure"
              + (f", {skipped} already done" if skipped else ""))
@@ -113,7 +127,8 @@ def run_sweep(
     measured = 0
     out_of_memory: set[DesignPoint] = set()
     sources = "+".join(m.source for m in meters.values())
-    for k, (p, rep) in enumerate(todo):
+    measuring = phase(f"{cfg.llm} on {cfg.device}: runs", total=len(todo))
+    for k, (p, rep) in enumerate(_counted(todo, measuring)):
         if cfg.time_budget_s is not None and clock() - start > cfg.time_budget_s:
             progress(f"{cfg.llm} on {cfg.device}: time budget of {cfg.time_budget_s:.0f} s reached; "
                      f"{len(todo) - k} runs left for a resumed sweep")

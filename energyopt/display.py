@@ -1,0 +1,76 @@
+"""The CLI's live progress display on stderr (``rich``): one row per phase running now
+(:mod:`energyopt.progress`), each with a spinner, its elapsed time (ticking while a solver backend
+runs in C code or in a child process), a bar and the time left where the phase counts its steps,
+and the last progress line printed inside it. The progress lines themselves still print, above
+the rows; the rows vanish when their phase ends, so what stays on the terminal is the log.
+
+``rich`` is imported only when a display is made (a terminal on stderr, or ``--progress``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["RichListener", "LAST_LINE_CHARS"]
+
+#: characters of the last progress line shown beside a phase
+LAST_LINE_CHARS = 70
+
+
+class RichListener:
+    """A :class:`energyopt.progress.Listener` drawing with ``rich.progress`` on stderr; a context
+    manager (the display runs inside the block). ``force``: draw even where stderr is no terminal."""
+
+    def __init__(self, force: bool = False) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from rich.text import Text
+
+        class BarIfCounted(BarColumn):
+            def render(self, task: Any) -> Any:
+                return super().render(task) if task.total is not None else Text("")
+
+        class CountIfCounted(ProgressColumn):
+            def render(self, task: Any) -> Any:
+                if task.total is None:
+                    return Text("")
+                left = task.time_remaining
+                eta = "" if left is None or not task.completed else f", ~{_clock(left)} left"
+                return Text(f"{int(task.completed)}/{int(task.total)}{eta}", style="progress.download")
+
+        self.console = Console(stderr=True, force_terminal=True if force else None)
+        self.progress = Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), BarIfCounted(bar_width=24),
+            CountIfCounted(), TextColumn("[dim]{task.fields[last]}"),
+            console=self.console, transient=True, redirect_stdout=False, redirect_stderr=True, refresh_per_second=4,
+        )
+        self._tasks: dict[int, Any] = {}  # phase key -> rich task id, in the order begun
+
+    def __enter__(self) -> RichListener:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def begin(self, key: int, name: str, total: int | None) -> None:
+        self._tasks[key] = self.progress.add_task(name, total=total, last="")
+
+    def advance(self, key: int, steps: int) -> None:
+        if key in self._tasks:
+            self.progress.advance(self._tasks[key], steps)
+
+    def end(self, key: int) -> None:
+        task = self._tasks.pop(key, None)
+        if task is not None:
+            self.progress.remove_task(task)
+
+    def line(self, text: str) -> None:
+        if self._tasks:  # shown beside the innermost phase running
+            last = text if len(text) <= LAST_LINE_CHARS else text[: LAST_LINE_CHARS - 1] + "…"
+            self.progress.update(next(reversed(self._tasks.values())), last=last)
+
+
+def _clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
