@@ -505,8 +505,10 @@ def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Relative gap at which the search may stop."),
         click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
                      help="Threads each solver backend may use (HiGHS, CBC, CP-SAT)."),
-        click.option("--objective", type=click.Choice(["energy", "tradeoff"]), default="energy", show_default=True,
-                     help="energy: least energy; tradeoff: the paper's zeta*energy - (1-zeta)*accuracy."),
+        click.option("--objective", type=click.Choice(["energy", "tradeoff", "carbon", "cost"]), default="energy",
+                     show_default=True,
+                     help="energy: least energy; tradeoff: the paper's zeta*energy - (1-zeta)*accuracy; carbon, "
+                          "cost (solve, with --signals): least kgCO2e or cost, moving work to clean or cheap slots."),
         click.option("--zeta", type=click.FloatRange(0, 1), default=0.5, show_default=True,
                      help="Weight of energy in the tradeoff objective."),
         click.option("--idle/--no-idle", default=False, show_default=True,
@@ -545,7 +547,8 @@ def _signals_line(sig: dict[str, Any]) -> str:
         parts.append(f"{sig['total_kg_co2e']:.6g} kgCO2e (mean {sig['mean_carbon_g_per_kwh']:.1f} g/kWh)")
     if sig["total_cost"] is not None:
         parts.append(f"cost {sig['total_cost']:.6g}")
-    return "  ".join(parts) + " (the signals price the plan; the objective is unchanged)"
+    return "  ".join(parts) + (" (planned per slot)" if sig.get("planned_per_slot") else
+                               " (the signals price the plan; the objective is unchanged)")
 
 
 def _inputs(workload: Path, fleet_path: Path | None, models_dir: Path | None):
@@ -610,6 +613,13 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
         from .signals import load_signals
 
         signals = load_signals(signals_path, fleet=fl, batch_start=signals_start)
+    if objective in ("carbon", "cost") and signals is None:
+        raise DataError(f"--objective {objective}: give --signals FILE with a "
+                        f"{'carbon_g_per_kwh' if objective == 'carbon' else 'price_per_kwh'} column per slot")
+    if objective in ("carbon", "cost"):
+        from .timeslots import slot_prices
+
+        slot_prices(fl, signals, objective)  # the signals have the objective's column: checked before solving
     _writable_dir(out_dir)
     if report and (out_dir / "report").exists() and not (out_dir / "report").is_dir():
         raise DataError(f"--out {out_dir}: {out_dir / 'report'} exists and is not a directory (--report writes there)")
@@ -699,6 +709,9 @@ def compare_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None
     when the optimal plan has none: its row's status says why). With --signals every row also
     gets kg_co2e and/or cost, priced per time slot as solve prices its plan.
     """
+    if objective in ("carbon", "cost"):
+        raise DataError(f"--objective {objective}: only solve plans per time slot so far; use --objective energy "
+                        "or tradeoff here (--signals prices each plan)")
     from .compare import compare
 
     wl, fl, fm = _inputs(workload, fleet_path, models_dir)
@@ -767,6 +780,9 @@ def sweep_cmd(workload: Path, vary: str, values: str | None, fleet_path: Path | 
     tight) are kept in the CSV with their status. Options other than the swept one hold for
     every point.
     """
+    if objective in ("carbon", "cost"):
+        raise DataError(f"--objective {objective}: only solve plans per time slot so far; use --objective energy "
+                        "or tradeoff here (--signals prices each plan)")
     from .report import plot_sweep
     from .sweep import sweep
     from .writers import write_atomic

@@ -339,7 +339,8 @@ class Schedule:
         src = None if sig.source.startswith("<") else str(Path(sig.source).resolve())
         out: dict[str, Any] = {"file": src, "sha256": None if src is None else _file_sha256(Path(src)),
                                "batch_start": sig.batch_start, "slot_s": sig.slot_s(), "pools": list(sig.pools),
-                               "carbon": sig.carbon_g_per_kwh is not None, "price": sig.price_per_kwh is not None}
+                               "carbon": sig.carbon_g_per_kwh is not None, "price": sig.price_per_kwh is not None,
+                               "planned_per_slot": self.problem.slots is not None}
         if table is not None:
             out.update(slot_totals(table))
             out["slots_csv"] = "slots.csv"

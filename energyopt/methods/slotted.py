@@ -324,7 +324,7 @@ def _bundle(T: _Slots, V: _View, theta0: np.ndarray, active0: np.ndarray, scale:
     return center, active, it, converged
 
 
-def slot_bound(problem: Problem, *, rel_tol: float = 1e-7, max_iter: int = 400, time_limit_s: float | None = None,
+def slot_bound(problem: Problem, *, rel_tol: float = 1e-7, max_iter: int = 200, time_limit_s: float | None = None,
                samples: tuple[int, ...] = SAMPLES, progress: Callable[[str], None] | None = None):
     """Maximise the Lagrangian bound (module docstring): on seeded samples first (each standing for
     the batch), then on every query. Returns the :class:`SlotBound`, the arrays and the full view."""
@@ -359,6 +359,10 @@ def slot_bound(problem: Problem, *, rel_tol: float = 1e-7, max_iter: int = 400, 
     pi = np.zeros((T.n_p, T.S))
     pi[T.capped] = theta[n_lam:].reshape(len(T.capped), T.S)
     L = _evaluate(T, full, lam, pi)[0]
+    if T.idle:  # every plan switches on an instance that serves its dearest-to-serve query: L at zero prices plus that
+        zero = _evaluate(T, full, np.zeros_like(lam), np.zeros_like(pi))[0]
+        cheapest_inst = np.where(T.ok[full.rows], T.inst_cost[None, :], np.inf).min(axis=1)
+        L = max(L, zero + float(cheapest_inst.max(initial=0.0)))
     return SlotBound(L, lam, pi, iters + it, time.perf_counter() - t0, converged), T, full
 
 
@@ -390,12 +394,18 @@ def _price_direct(T: _Slots, rows: np.ndarray, a: np.ndarray, lam: np.ndarray, c
     return d_out, k_out, v_out, s_out
 
 
-def _instances_for_plan(T: _Slots, n_inst: np.ndarray, load: np.ndarray) -> np.ndarray:
-    """The instances the plan may switch on: the prices' choice, plus, while a pool has devices
-    (and a fleet deployment instances) left, one more for the deployment whose chosen work runs
-    furthest over its lane-seconds in some slot."""
+def _instances_for_plan(T: _Slots, n_inst: np.ndarray, load: np.ndarray, one_each: bool = False) -> np.ndarray:
+    """The instances the plan may switch on: ``n_inst`` (the prices' choice), with ``one_each``
+    first one for every deployment with chosen work (most work first) while devices last, then,
+    while a pool has devices (and a fleet deployment instances) left, one more for the
+    deployment whose chosen work runs furthest over its lane-seconds in some slot."""
     n = n_inst.copy()
     for cnt, ds in T.pools:
+        if one_each:
+            for d in ds[np.argsort(-load[ds].sum(axis=1))].tolist():
+                if (load[d].sum() > 0 and n[d] == 0 and int((T.k[ds] * n[ds]).sum()) + T.k[d] <= cnt
+                        and n[T.groups_of[d]].sum() < T.max_inst[d]):
+                    n[d] = 1
         while True:
             used = int((T.k[ds] * n[ds]).sum())
             over = np.array([float(np.max(load[d] - n[d] * T.lanes[d] * T.dt)) for d in ds])
@@ -405,6 +415,53 @@ def _instances_for_plan(T: _Slots, n_inst: np.ndarray, load: np.ndarray) -> np.n
                 break
             n[ds[cand[np.argmax(over[cand])]]] += 1
     return n
+
+
+def _fewest_instances(T: _Slots, load: np.ndarray) -> np.ndarray:
+    """Per deployment with chosen work, the fewest instances whose lane-seconds over the horizon
+    hold it (with 5 % to spare), within its pool's devices and its fleet deployment's instances."""
+    need = np.ceil(load.sum(axis=1) * 1.05 / (T.lanes * T.dt.sum()) - 1e-9).astype(np.int64)
+    n = np.zeros(T.n_d, dtype=np.int64)
+    for cnt, ds in T.pools:
+        for d in ds[np.argsort(-load[ds].sum(axis=1))].tolist():
+            room = min((cnt - int((T.k[ds] * n[ds]).sum())) // int(T.k[d]),
+                       int(T.max_inst[d]) - int(n[T.groups_of[d]].sum()))
+            n[d] = max(min(int(need[d]), room), 0)
+    return n
+
+
+def _covering_instances(T: _Slots, rows: np.ndarray) -> np.ndarray:
+    """Few deployments that between them offer every row an option (greedy set cover, the one
+    serving most rows left first, the cheaper instance among ties), each with the fewest instances
+    that hold, over the horizon, the work of the rows that are cheapest on it among those chosen."""
+    left = np.ones(len(rows), dtype=bool)
+    chosen: list[int] = []
+    while left.any():
+        cover = T.ok[rows[left]].sum(axis=0)
+        cover[chosen] = 0
+        if cover.max() <= 0:
+            break
+        top = np.flatnonzero(cover == cover.max())
+        d = int(top[np.argmin(T.inst_cost[top])])
+        chosen.append(d)
+        left &= ~T.ok[rows, d]
+    E = T.E[rows][:, chosen]
+    pick = np.asarray(chosen)[E.argmin(axis=1)]
+    load = np.zeros((T.n_d, T.S))
+    load[:, 0] = np.bincount(pick, weights=T.R[rows, pick], minlength=T.n_d)
+    return _fewest_instances(T, load)
+
+
+def _plan_value(T: _Slots, dep: np.ndarray, lane: np.ndarray, start: np.ndarray) -> float:
+    """The objective of a plan whose queries each lie inside one slot: their charged energy at
+    their slot's price, plus the cost of every instance with work."""
+    q = np.flatnonzero(dep >= 0)
+    d = dep[q]
+    k = np.clip(np.searchsorted(T.b, start[q], side="right") - 1, 0, T.S - 1)
+    inst = lane[q] // T.lanes[d]
+    M = int(inst.max(initial=0)) + 1
+    d_on = np.unique(d * M + inst) // M
+    return float(np.sum(T.E[q, d] * T.a0[d, k])) + float(T.inst_cost[d_on].sum())
 
 
 def _fill(T: _Slots, rows: np.ndarray, d0: np.ndarray, k0: np.ndarray, v0: np.ndarray, s0: np.ndarray,
@@ -443,7 +500,7 @@ def _fill(T: _Slots, rows: np.ndarray, d0: np.ndarray, k0: np.ndarray, v0: np.nd
         cell = dd * T.S + kk
         o = np.lexsort((-regret, cell))
         cell_o = cell[o]
-        first = np.r_[True, cell_o[1:] != cell_o[:-1]]
+        first = np.r_[True, cell_o[1:] != cell_o[:-1]][: len(cell_o)]
         grp = np.cumsum(first) - 1
         csum = np.cumsum(run[o])
         base = (csum - run[o])[first][grp]
@@ -529,7 +586,7 @@ def _pack(T: _Slots, n_q: int, rows: np.ndarray, d_of: np.ndarray, k_of: np.ndar
     cell = d_all * T.S + k_all
     o = np.lexsort((-run, due, rel, cell))
     cell_o = cell[o]
-    cuts = np.flatnonzero(np.r_[True, cell_o[1:] != cell_o[:-1], True])
+    cuts = np.flatnonzero(np.r_[True, cell_o[1:] != cell_o[:-1], True]) if len(cell_o) else np.zeros(1, dtype=np.int64)
     free: dict[int, np.ndarray] = {}
     late: list[int] = []
     for a, z in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
@@ -604,10 +661,23 @@ class SlottedMethod(Method):
                                  progress=progress)
         progress(f"slots: bound {sb.bound:.8g} after {sb.iterations} iterations in {sb.time_s:.2f} s")
         L, g_lam, g_pi, n_inst, best, kk, v, second, load = _evaluate(T, full, sb.lam, sb.pi, choices=True)
-        n_plan = _instances_for_plan(T, n_inst, load)
         rows = full.rows
-        d_of, k_of, blocked = _fill(T, rows, best, kk, v, second, n_plan, sb.lam, sb.pi, progress)
-        dep, lane, start, unplaced = _pack(T, problem.n_queries, rows, d_of, k_of, n_plan)
+        candidates = [_instances_for_plan(T, n_inst, load)]
+        by_need = _instances_for_plan(T, np.zeros(T.n_d, dtype=np.int64), load, one_each=True)
+        if not np.array_equal(by_need, candidates[0]):
+            candidates.append(by_need)
+        if T.idle:  # instances cost their idle draw all day: also the fewest that hold the chosen work over the horizon
+            candidates += [_fewest_instances(T, load), _covering_instances(T, rows)]
+        best_plan = None
+        for n_plan in candidates:
+            d_of, k_of, blocked = _fill(T, rows, best, kk, v, second, n_plan, sb.lam, sb.pi, progress)
+            dep, lane, start, unplaced = _pack(T, problem.n_queries, rows, d_of, k_of, n_plan)
+            value = _plan_value(T, dep, lane, start) if not unplaced else math.inf
+            key = (len(unplaced), value)
+            if best_plan is None or key < best_plan[0]:
+                best_plan = (key, n_plan, blocked, dep, lane, start, unplaced)
+        assert best_plan is not None
+        _, n_plan, blocked, dep, lane, start, unplaced = best_plan
         solver_s = time.perf_counter() - t0
         if unplaced:
             msg = f"{len(unplaced)} queries found no slot with room on a lane within their windows"
