@@ -539,6 +539,18 @@ def _extrapolation_line(s: Any) -> str:
             f"their models were measured on; --strict-range refuses them")
 
 
+def _check_slot_objective(objective: str, signals: Any, fleet: Any) -> None:
+    """``--objective carbon|cost`` needs signals with the objective's column: checked before solving."""
+    if objective not in ("carbon", "cost"):
+        return
+    if signals is None:
+        raise DataError(f"--objective {objective}: give --signals FILE with a "
+                        f"{'carbon_g_per_kwh' if objective == 'carbon' else 'price_per_kwh'} column per slot")
+    from .timeslots import slot_prices
+
+    slot_prices(fleet, signals, objective)
+
+
 def _signals_line(sig: dict[str, Any]) -> str:
     """The line ``solve`` prints for a plan priced under --signals."""
     n = sig["slots"]
@@ -613,13 +625,7 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
         from .signals import load_signals
 
         signals = load_signals(signals_path, fleet=fl, batch_start=signals_start)
-    if objective in ("carbon", "cost") and signals is None:
-        raise DataError(f"--objective {objective}: give --signals FILE with a "
-                        f"{'carbon_g_per_kwh' if objective == 'carbon' else 'price_per_kwh'} column per slot")
-    if objective in ("carbon", "cost"):
-        from .timeslots import slot_prices
-
-        slot_prices(fl, signals, objective)  # the signals have the objective's column: checked before solving
+    _check_slot_objective(objective, signals, fl)
     _writable_dir(out_dir)
     if report and (out_dir / "report").exists() and not (out_dir / "report").is_dir():
         raise DataError(f"--out {out_dir}: {out_dir / 'report'} exists and is not a directory (--report writes there)")

@@ -14,12 +14,12 @@ import pandas as pd
 from .accounting import relative_gap
 from .check import check_plan
 from .diagnose import explain_infeasible
+from .errors import DataError
 from .fleet import Fleet
 from .inputs import load_inputs
 from .methods import Choice, Limits, choose_method, get_method
 from .modelstore import FittedModels
 from .packing import Timeline, pack, plan_objective, retime
-from .errors import DataError
 from .problem import Problem, build_problem, with_slots
 from .schedule import Schedule, assignment_table, empty_assignment, energy_totals, extrapolation_totals
 from .schema import BoundSource, Status, Termination

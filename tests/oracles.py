@@ -183,6 +183,28 @@ def timeline_cost(problem, dep_of_q, inst_of_q) -> float:
     return total + sum(float(problem.instance_cost[d]) for d, _ in on)
 
 
+def _lanes_needed(runs: list[float], length: float) -> int:
+    """The fewest lanes of ``length`` [s] that hold jobs of ``runs`` [s] (every split tried; 0: none)."""
+    for n in range(1, len(runs) + 1):
+        for split in itertools.product(range(n), repeat=len(runs)):
+            if all(sum(r for r, s in zip(runs, split) if s == i) <= length + 1e-9 for i in range(n)):
+                return n
+    return 0
+
+
+def _caps_hold(problem, pick, n_inst, cap_w, dt) -> bool:
+    """Whether each capped pool's energy per slot (charged energy, idle of instances with idle) fits."""
+    pool = list(problem.deployments["device"])
+    idle_w = [float(x) for x in problem.deployments["idle_power_w"]]
+    for p, cap in cap_w.items():
+        idle_on = sum(n_inst[d] * idle_w[d] for d in range(len(pool)) if pool[d] == p) if problem.idle else 0.0
+        for k in range(len(dt)):
+            e = sum(float(problem.cost[q, d]) for q, (d, kk) in enumerate(pick) if kk == k and pool[d] == p)
+            if (e + idle_on * dt[k]) / dt[k] > cap * (1 + 1e-9):
+                return False
+    return True
+
+
 def slotted_brute_force(problem, price_per_j: np.ndarray, bounds_s: np.ndarray, cap_w: dict[str, float]) -> float:
     """The least objective of a plan whose queries each lie inside one slot (released at 0, no
     deadline inside the horizon), by enumeration: every (deployment, slot) per query among its
@@ -204,13 +226,6 @@ def slotted_brute_force(problem, price_per_j: np.ndarray, bounds_s: np.ndarray, 
     options = [[(d, k) for d in range(n_d) if problem.ok[q, d] for k in range(S) if problem.runtime_s[q, d] <= dt[k]]
                for q in range(n_q)]
 
-    def lanes_needed(runs: list[float], length: float) -> int:
-        for n in range(1, len(runs) + 1):
-            for split in itertools.product(range(n), repeat=len(runs)):
-                if all(sum(r for r, s in zip(runs, split) if s == i) <= length + 1e-9 for i in range(n)):
-                    return n
-        return 0
-
     best = math.inf
     for pick in itertools.product(*options):
         cells: dict[tuple[int, int], list[int]] = {}
@@ -218,7 +233,7 @@ def slotted_brute_force(problem, price_per_j: np.ndarray, bounds_s: np.ndarray, 
             cells.setdefault((d, k), []).append(q)
         n_inst = [0] * n_d
         for (d, k), qs in cells.items():
-            need = lanes_needed([float(problem.runtime_s[q, d]) for q in qs], dt[k])
+            need = _lanes_needed([float(problem.runtime_s[q, d]) for q in qs], dt[k])
             n_inst[d] = max(n_inst[d], -(-need // lanes[d]))
         used: dict[str, int] = {}
         for d in range(n_d):
@@ -229,14 +244,7 @@ def slotted_brute_force(problem, price_per_j: np.ndarray, bounds_s: np.ndarray, 
         if any(sum(n_inst[d] for d in range(n_d) if groups[d] == g) > int(deps["max_instances"].iloc[d0])
                for d0, g in enumerate(groups)):
             continue
-        ok = True
-        for p, cap in cap_w.items():
-            idle_on = sum(n_inst[d] * idle_w[d] for d in range(n_d) if pool[d] == p) if problem.idle else 0.0
-            for k in range(S):
-                e = sum(float(energy[q, d]) for q, (d, kk) in enumerate(pick) if kk == k and pool[d] == p)
-                if (e + idle_on * dt[k]) / dt[k] > cap * (1 + 1e-9):
-                    ok = False
-        if not ok:
+        if not _caps_hold(problem, pick, n_inst, cap_w, dt):
             continue
         cost = sum(float(energy[q, d]) * float(price_per_j[d, k]) for q, (d, k) in enumerate(pick))
         if problem.idle:

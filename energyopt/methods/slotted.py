@@ -48,7 +48,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..accounting import latest_end_s
+from ..accounting import latest_end_s, relative_gap
 from ..caps import slot_name
 from ..problem import Problem
 from ..schema import BoundSource, Status, Termination
@@ -184,10 +184,12 @@ class SlotBound:
     converged: bool
 
 
-def _evaluate(T: _Slots, V: _View, lam: np.ndarray, pi: np.ndarray, *, choices: bool = False):
+def _evaluate(T: _Slots, V: _View, lam: np.ndarray, pi: np.ndarray, *, choices: bool = False,
+              fixed_n: np.ndarray | None = None):
     """L(λ, π), its subgradient (work per (deployment, slot) over capacity; energy per capped
     (pool, slot) over the cap), the instances at these prices; with ``choices`` also each row's
-    least priced (deployment, slot), its priced cost and the second least over deployments."""
+    least priced (deployment, slot), its priced cost and the second least over deployments. With
+    ``fixed_n`` the instances are those (the value is then a bound only for plans with them)."""
     n = len(V.rows)
     a = T.a0 + pi[T.pool_of]  # [n_d, S]
     Vc = np.full((T.n_d, n), np.inf)
@@ -212,7 +214,11 @@ def _evaluate(T: _Slots, V: _View, lam: np.ndarray, pi: np.ndarray, *, choices: 
     gain = T.lanes * (lam @ T.dt) - T.inst_cost
     if T.idle:
         gain = gain - T.idle_w * ((pi @ T.dt)[T.pool_of])
-    n_part, n_inst = _instances_at_prices(T, gain)
+    if fixed_n is None:
+        n_part, n_inst = _instances_at_prices(T, gain)
+    else:
+        n_inst = fixed_n
+        n_part = float(gain @ fixed_n)
     capped = T.capped
     L = x_part - n_part - float(np.sum(pi[capped] * T.cap_j))
     rows = V.rows
@@ -249,7 +255,8 @@ def _instances_at_prices(T: _Slots, gain: np.ndarray) -> tuple[float, np.ndarray
 
 
 def _bundle(T: _Slots, V: _View, theta0: np.ndarray, active0: np.ndarray, scale: np.ndarray, delta: float, *,
-            rel_tol: float, max_iter: int, deadline: float | None, say: Callable[[str], None]):
+            rel_tol: float, max_iter: int, deadline: float | None, say: Callable[[str], None],
+            fixed_n: np.ndarray | None = None):
     """Maximise L over prices θ = (λ, π on capped pools) ≥ 0: a proximal bundle method with a box
     trust region (``delta`` in units of ``scale``) over the prices of rows that ran over at some
     evaluation (the others stay 0)."""
@@ -262,7 +269,7 @@ def _bundle(T: _Slots, V: _View, theta0: np.ndarray, active0: np.ndarray, scale:
         lam = theta[:n_lam].reshape(T.n_d, T.S)
         pi = np.zeros((T.n_p, T.S))
         pi[T.capped] = theta[n_lam:].reshape(len(T.capped), T.S)
-        L, g_lam, g_pi, _ = _evaluate(T, V, lam, pi)
+        L, g_lam, g_pi, _ = _evaluate(T, V, lam, pi, fixed_n=fixed_n)
         return L, np.concatenate([g_lam.ravel(), g_pi.ravel()])
 
     center = theta0.copy()
@@ -359,11 +366,28 @@ def slot_bound(problem: Problem, *, rel_tol: float = 1e-7, max_iter: int = 200, 
     pi = np.zeros((T.n_p, T.S))
     pi[T.capped] = theta[n_lam:].reshape(len(T.capped), T.S)
     L = _evaluate(T, full, lam, pi)[0]
+    sb_extra = (theta, active, scale)
     if T.idle:  # every plan switches on an instance that serves its dearest-to-serve query: L at zero prices plus that
         zero = _evaluate(T, full, np.zeros_like(lam), np.zeros_like(pi))[0]
         cheapest_inst = np.where(T.ok[full.rows], T.inst_cost[None, :], np.inf).min(axis=1)
         L = max(L, zero + float(cheapest_inst.max(initial=0.0)))
-    return SlotBound(L, lam, pi, iters + it, time.perf_counter() - t0, converged), T, full
+    sb = SlotBound(L, lam, pi, iters + it, time.perf_counter() - t0, converged)
+    sb.state = sb_extra  # type: ignore[attr-defined]
+    return sb, T, full
+
+
+def _prices_for(T: _Slots, V: _View, sb: SlotBound, n_plan: np.ndarray, *, deadline: float | None,
+                say: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray]:
+    """Prices for the plan's instances ``n_plan``: L maximised with the instances fixed (from the
+    bound's prices). The bound's prices weigh a mix of instance sets where instances are lumpy;
+    these weigh the set the plan has, so the fill that follows them wastes less."""
+    theta, active, scale = sb.state  # type: ignore[attr-defined]
+    theta, _, _, _ = _bundle(T, V, theta, active, scale, 0.05, rel_tol=1e-7, max_iter=80, deadline=deadline,
+                             say=say, fixed_n=n_plan)
+    n_lam = T.n_d * T.S
+    pi = np.zeros((T.n_p, T.S))
+    pi[T.capped] = theta[n_lam:].reshape(len(T.capped), T.S)
+    return theta[:n_lam].reshape(T.n_d, T.S), pi
 
 
 # --- the plan --------------------------------------------------------------------------------
@@ -408,8 +432,8 @@ def _instances_for_plan(T: _Slots, n_inst: np.ndarray, load: np.ndarray, one_eac
                     n[d] = 1
         while True:
             used = int((T.k[ds] * n[ds]).sum())
-            over = np.array([float(np.max(load[d] - n[d] * T.lanes[d] * T.dt)) for d in ds])
-            room = np.array([used + T.k[d] <= cnt and n[T.groups_of[d]].sum() < T.max_inst[d] for d in ds])
+            over = np.array([float(np.max(load[d] - n[d] * T.lanes[d] * T.dt)) for d in ds.tolist()])
+            room = np.array([used + T.k[d] <= cnt and n[T.groups_of[d]].sum() < T.max_inst[d] for d in ds.tolist()])
             cand = np.flatnonzero((over > 0) & room)
             if not len(cand):
                 break
@@ -669,13 +693,26 @@ class SlottedMethod(Method):
         if T.idle:  # instances cost their idle draw all day: also the fewest that hold the chosen work over the horizon
             candidates += [_fewest_instances(T, load), _covering_instances(T, rows)]
         best_plan = None
-        for n_plan in candidates:
-            d_of, k_of, blocked = _fill(T, rows, best, kk, v, second, n_plan, sb.lam, sb.pi, progress)
+        deadline = limits.deadline()
+
+        def try_plan(n_plan, d0, k0, v0, s0, lam, pi):
+            nonlocal best_plan
+            d_of, k_of, blocked = _fill(T, rows, d0, k0, v0, s0, n_plan, lam, pi, progress)
             dep, lane, start, unplaced = _pack(T, problem.n_queries, rows, d_of, k_of, n_plan)
             value = _plan_value(T, dep, lane, start) if not unplaced else math.inf
             key = (len(unplaced), value)
             if best_plan is None or key < best_plan[0]:
                 best_plan = (key, n_plan, blocked, dep, lane, start, unplaced)
+
+        for n_plan in candidates:
+            try_plan(n_plan, best, kk, v, second, sb.lam, sb.pi)
+        assert best_plan is not None
+        if best_plan[0][1] < math.inf and relative_gap(best_plan[0][1], sb.bound) > limits.mip_rel_gap:
+            # prices for the instances the best plan has, and its fill again at them
+            n_plan = best_plan[1]
+            lam2, pi2 = _prices_for(T, full, sb, n_plan, deadline=deadline, say=progress)
+            *_, best2, kk2, v2, second2, _ = _evaluate(T, full, lam2, pi2, choices=True, fixed_n=n_plan)
+            try_plan(n_plan, best2, kk2, v2, second2, lam2, pi2)
         assert best_plan is not None
         _, n_plan, blocked, dep, lane, start, unplaced = best_plan
         solver_s = time.perf_counter() - t0
