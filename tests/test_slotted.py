@@ -166,3 +166,26 @@ def test_lower_envelope_against_evaluation():
         for rho in rng.uniform(0, 10, 20):
             k = ln[np.searchsorted(br, rho, side="right")] if len(br) else ln[0]
             assert a[k] + rho * b[k] == pytest.approx(np.min(a + rho * b), abs=1e-9)
+
+
+def test_explain_names_the_slot_and_the_cap(tmp_path):
+    from energyopt.explain import explain_plan_dir
+
+    wl = _workload(np.random.default_rng(1), 6)
+    wl["min_accuracy"] = 0.0
+    models = make_models(TWO_LLM_MODELS)
+    sig_csv = tmp_path / "signals.csv"
+    sig_csv.write_text("start_s,carbon_g_per_kwh\n0,400\n10,50\n20,300\n")
+    free = plan(wl, _fleet(None), models, objective="carbon", signals=sig_csv)
+    peak = free.slot_table().query("device == 'g'").groupby("slot")["energy_j"].sum().max() / 10.0
+    fl = _fleet(0.6 * peak)
+    s = plan(wl, fl, models, objective="carbon", signals=sig_csv)
+    assert s.status.has_plan
+    s.write(tmp_path / "plan")
+    a = s.assignment
+    outside = a[(a["device"] == "g") & ((a["start_s"] < 10) | (a["start_s"] >= 20))]  # the cap kept it out of slot 1
+    assert len(outside)
+    e = explain_plan_dir(tmp_path / "plan", str(outside["query_id"].iloc[0]), workload=wl, fleet=fl, models=models)
+    text = " ".join(e.notes)
+    assert "it runs in slot " in text and "00 gCO2e/kWh" in text
+    assert "the cleanest slot its window allows on g is slot 1" in text and "cap: pool g draws" in text
