@@ -38,9 +38,9 @@ from .errors import DataError
 from .inputs import load_inputs
 from .io import read_json_object
 from .problem import Problem, build_problem, with_slots
+from .schema import ASSIGNMENT_REQUIRED
 from .signals import load_signals
 from .timeslots import SLOT_OBJECTIVES, slot_prices
-from .schema import ASSIGNMENT_REQUIRED
 
 __all__ = [
     "Explanation",
