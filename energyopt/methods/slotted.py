@@ -63,6 +63,8 @@ __all__ = ["SlottedMethod", "SlotBound", "slot_bound", "lower_envelope"]
 DIRECT_BLOCK = 4096
 #: rows of the sample the prices are first found on, per stage (a batch more than twice as large)
 SAMPLES = (20_000, 100_000)
+#: bundle iterations on every query after the samples' prices (and for the plan's own instances)
+FULL_ITERATIONS = 30
 #: lanes of one (deployment, slot) from which queries are packed a round at a time
 ROUND_MIN_LANES = 16
 
@@ -184,6 +186,57 @@ class SlotBound:
     converged: bool
 
 
+def _choose(T: _Slots, V: _View, a: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per deployment and row of ``V``, the least priced slot (``[n_d, n]``, as int16) and its
+    priced cost ``e·a[d, k] + r·λ[d, k]`` (``[n_d, n]``; inf where the pair is not an option or
+    every slot of its window has ``a`` = inf, a closed cell), through the lower envelopes."""
+    n = len(V.rows)
+    Vc = np.full((T.n_d, n), np.inf)
+    Kc = np.zeros((T.n_d, n), dtype=np.int16)
+    for d, (qi, e, r, rho, lo, hi, starts, ends) in enumerate(V.per_d):
+        if not len(qi):
+            continue
+        ks = np.zeros(len(qi), dtype=np.int64)
+        none = np.zeros(len(qi), dtype=bool)
+        for lo_g, hi_g, s0, s1 in zip(lo.tolist(), hi.tolist(), starts.tolist(), ends.tolist()):
+            env = lower_envelope(a[d, lo_g:hi_g + 1], lam[d, lo_g:hi_g + 1])
+            if env is None:
+                none[s0:s1] = True
+                continue
+            br, ln = env
+            ks[s0:s1] = ln[np.searchsorted(br, rho[s0:s1], side="right")] + lo_g if len(br) else ln[0] + lo_g
+        with np.errstate(invalid="ignore"):
+            v = e * a[d, ks] + r * lam[d, ks]
+        v[none] = np.inf
+        Vc[d, qi] = v
+        Kc[d, qi] = ks
+    return Vc, Kc
+
+
+def _price_view(T: _Slots, V: _View, a: np.ndarray, lam: np.ndarray, pos: np.ndarray):
+    """:func:`_price_direct` for the rows at positions ``pos`` of ``V`` through the envelopes over
+    the bound's (wider) windows; a row whose choice does not fit inside its slot on its deployment
+    (an edge of its window) is priced directly."""
+    Vc, Kc = _choose(T, V, a, lam)
+    Vc, Kc = Vc[:, pos], Kc[:, pos]
+    n = len(pos)
+    col = np.arange(n)
+    best = Vc.argmin(axis=0)
+    v = Vc[best, col]
+    k = Kc[best, col].astype(np.int64)
+    second = np.partition(Vc, 1, axis=0)[1] if T.n_d > 1 else np.full(n, np.inf)
+    has = np.isfinite(v)
+    d = np.where(has, best, -1)
+    k = np.where(has, k, -1)
+    rows = V.rows[pos]
+    hv = np.flatnonzero(has)
+    bad = hv[~T.fits(rows[hv], d[hv], k[hv])]
+    if len(bad):
+        closed = ~np.isfinite(a)
+        d[bad], k[bad], v[bad], second[bad] = _price_direct(T, rows[bad], np.where(closed, 0.0, a), lam, closed)
+    return d, k, v, second
+
+
 def _evaluate(T: _Slots, V: _View, lam: np.ndarray, pi: np.ndarray, *, choices: bool = False,
               fixed_n: np.ndarray | None = None):
     """L(λ, π), its subgradient (work per (deployment, slot) over capacity; energy per capped
@@ -191,21 +244,7 @@ def _evaluate(T: _Slots, V: _View, lam: np.ndarray, pi: np.ndarray, *, choices: 
     least priced (deployment, slot), its priced cost and the second least over deployments. With
     ``fixed_n`` the instances are those (the value is then a bound only for plans with them)."""
     n = len(V.rows)
-    a = T.a0 + pi[T.pool_of]  # [n_d, S]
-    Vc = np.full((T.n_d, n), np.inf)
-    Kc = np.zeros((T.n_d, n), dtype=np.int16)
-    for d, (qi, e, r, rho, lo, hi, starts, ends) in enumerate(V.per_d):
-        if not len(qi):
-            continue
-        ks = np.empty(len(qi), dtype=np.int64)
-        for lo_g, hi_g, s0, s1 in zip(lo.tolist(), hi.tolist(), starts.tolist(), ends.tolist()):
-            env = lower_envelope(a[d, lo_g:hi_g + 1], lam[d, lo_g:hi_g + 1])
-            assert env is not None
-            br, ln = env
-            ks[s0:s1] = ln[np.searchsorted(br, rho[s0:s1], side="right")] + lo_g if len(br) else ln[0] + lo_g
-        v = e * a[d, ks] + r * lam[d, ks]
-        Vc[d, qi] = v
-        Kc[d, qi] = ks
+    Vc, Kc = _choose(T, V, T.a0 + pi[T.pool_of], lam)
     best = Vc.argmin(axis=0)
     col = np.arange(n)
     v = Vc[best, col]
@@ -360,8 +399,9 @@ def slot_bound(problem: Problem, *, rel_tol: float = 1e-7, max_iter: int = 200, 
                                          deadline=deadline, say=say)
         say(f"slots: prices from a sample of {len(St.rows)} queries after {it_s} iterations")
         delta, iters = 0.05, iters + it_s
-    theta, active, it, converged = _bundle(T, full, theta, active, scale, delta, rel_tol=rel_tol, max_iter=max_iter,
-                                           deadline=deadline, say=say)
+    # on every query: from the samples' prices, a few iterations (each a pass over every option)
+    theta, active, it, converged = _bundle(T, full, theta, active, scale, delta, rel_tol=rel_tol,
+                                           max_iter=max_iter if not stages else FULL_ITERATIONS, deadline=deadline, say=say)
     lam = theta[:n_lam].reshape(T.n_d, T.S)
     pi = np.zeros((T.n_p, T.S))
     pi[T.capped] = theta[n_lam:].reshape(len(T.capped), T.S)
@@ -382,7 +422,7 @@ def _prices_for(T: _Slots, V: _View, sb: SlotBound, n_plan: np.ndarray, *, deadl
     bound's prices). The bound's prices weigh a mix of instance sets where instances are lumpy;
     these weigh the set the plan has, so the fill that follows them wastes less."""
     theta, active, scale = sb.state  # type: ignore[attr-defined]
-    theta, _, _, _ = _bundle(T, V, theta, active, scale, 0.05, rel_tol=1e-7, max_iter=80, deadline=deadline,
+    theta, _, _, _ = _bundle(T, V, theta, active, scale, 0.05, rel_tol=1e-7, max_iter=FULL_ITERATIONS, deadline=deadline,
                              say=say, fixed_n=n_plan)
     n_lam = T.n_d * T.S
     pi = np.zeros((T.n_p, T.S))
@@ -488,7 +528,7 @@ def _plan_value(T: _Slots, dep: np.ndarray, lane: np.ndarray, start: np.ndarray)
     return float(np.sum(T.E[q, d] * T.a0[d, k])) + float(T.inst_cost[d_on].sum())
 
 
-def _fill(T: _Slots, rows: np.ndarray, d0: np.ndarray, k0: np.ndarray, v0: np.ndarray, s0: np.ndarray,
+def _fill(T: _Slots, V: _View, rows: np.ndarray, d0: np.ndarray, k0: np.ndarray, v0: np.ndarray, s0: np.ndarray,
           n_inst: np.ndarray, lam: np.ndarray, pi: np.ndarray, say: Callable[[str], None]):
     """Each row's (deployment, slot): its proposal is kept while the cell's lane-seconds and the
     capped (pool, slot)'s joules hold (largest regret first); the others are priced again among the
@@ -560,7 +600,7 @@ def _fill(T: _Slots, rows: np.ndarray, d0: np.ndarray, k0: np.ndarray, v0: np.nd
         pend = pend[~done]
         if not len(pend):
             break
-        pd_, pk, pv, ps = _price_direct(T, rows[pend], a, lam, closed)
+        pd_, pk, pv, ps = _price_view(T, V, np.where(closed, np.inf, a), lam, pend)
         if np.all(pd_ < 0):
             break
     return d_of, k_of, blocked_pow
@@ -697,7 +737,7 @@ class SlottedMethod(Method):
 
         def try_plan(n_plan, d0, k0, v0, s0, lam, pi):
             nonlocal best_plan
-            d_of, k_of, blocked = _fill(T, rows, d0, k0, v0, s0, n_plan, lam, pi, progress)
+            d_of, k_of, blocked = _fill(T, full, rows, d0, k0, v0, s0, n_plan, lam, pi, progress)
             dep, lane, start, unplaced = _pack(T, problem.n_queries, rows, d_of, k_of, n_plan)
             value = _plan_value(T, dep, lane, start) if not unplaced else math.inf
             key = (len(unplaced), value)
