@@ -189,3 +189,16 @@ def test_explain_names_the_slot_and_the_cap(tmp_path):
     text = " ".join(e.notes)
     assert "it runs in slot " in text and "00 gCO2e/kWh" in text
     assert "the cleanest slot its window allows on g is slot 1" in text and "cap: pool g draws" in text
+
+
+def test_idle_draw_over_the_cap_is_named():
+    wl = _workload(np.random.default_rng(6), 3)
+    wl["min_accuracy"] = 0.7  # big on g (idle 50 W per device) or the CPU (10 W)
+    fl = _fleet(20.0)
+    pools = dict(fl.pools)
+    pools["c"] = dataclasses.replace(pools["c"], power_cap_w=5.0)
+    fl = dataclasses.replace(fl, pools=pools)
+    s = plan(wl, fl, make_models(TWO_LLM_MODELS), objective="carbon", signals=_signals([100.0, 50.0, 300.0]),
+             idle=True)
+    assert not s.status.has_plan
+    assert "alone reaches its power_cap_w" in s.message and "W over" in s.message

@@ -758,7 +758,13 @@ class SlottedMethod(Method):
         solver_s = time.perf_counter() - t0
         if unplaced:
             msg = f"{len(unplaced)} queries found no slot with room on a lane within their windows"
-            if blocked.any():
+            idle_on = np.bincount(T.pool_of, weights=n_plan * T.idle_w, minlength=T.n_p) if T.idle else np.zeros(T.n_p)
+            over_idle = [p for p in T.capped.tolist() if idle_on[p] >= sp.cap_w[p]]
+            if over_idle:
+                p = over_idle[0]
+                msg += (f"; the idle draw of pool {sp.pools[p]}'s instances ({idle_on[p]:,.1f} W) alone reaches its "
+                        f"power_cap_w ({sp.cap_w[p]:,.6g} W) in every slot, {idle_on[p] - sp.cap_w[p]:,.1f} W over")
+            elif blocked.any():
                 p, k = np.unravel_index(int(np.argmax(blocked)), blocked.shape)
                 short_w = float(blocked[p, k]) / float(T.dt[k])
                 msg += (f"; the power cap of pool {sp.pools[p]} ({sp.cap_w[p]:,.6g} W) is {short_w:,.1f} W short in "
