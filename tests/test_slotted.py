@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pandas as pd
@@ -202,3 +203,31 @@ def test_idle_draw_over_the_cap_is_named():
              idle=True)
     assert not s.status.has_plan
     assert "alone reaches its power_cap_w" in s.message and "W over" in s.message
+
+
+def test_cli_solve_objective_carbon(tmp_path):
+    from click.testing import CliRunner
+    from conftest import ROOT
+
+    from energyopt.cli import main
+
+    def run(*args):
+        return CliRunner().invoke(main, [str(a) for a in args])
+
+    wl = ROOT / "examples" / "workload.csv"
+    r = run("solve", wl, "--objective", "carbon", "--out", tmp_path / "a")
+    assert r.exit_code == 2 and "--objective carbon: give --signals FILE with a carbon_g_per_kwh column" in r.output
+    price_only = tmp_path / "p.csv"
+    price_only.write_text("start_s,price_per_kwh\n0,0.2\n1800,0.1\n")
+    r = run("solve", wl, "--objective", "carbon", "--signals", price_only, "--out", tmp_path / "b")
+    assert r.exit_code == 2 and "needs a carbon_g_per_kwh column" in r.output
+    assert not (tmp_path / "b" / "assignment.csv").exists()
+    r = run("compare", wl, "--objective", "carbon")
+    assert r.exit_code == 2 and "only solve plans per time slot" in r.output
+    sig = ROOT / "data" / "signals" / "neso_gb_national_intensity_2023-01-01_07.csv"
+    r = run("solve", wl, "--objective", "carbon", "--signals", sig, "--signals-start", "2023-01-02T17:00:00Z",
+            "--out", tmp_path / "c", "--quiet")
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "c" / "summary.json").read_text())
+    assert summary["objective"] == "carbon" and summary["check"]["ok"] is True
+    assert summary["objective_value"] == pytest.approx(summary["signals"]["total_kg_co2e"], rel=1e-9)
