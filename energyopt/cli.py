@@ -499,8 +499,8 @@ def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Backend: HiGHS (scipy), CBC (PuLP) or CP-SAT (OR-Tools); auto takes the first installed."),
         click.option("--time-limit", "time_limit_s", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="Seconds the command may spend planning: solve (with --report, its extra plans too) "
-                          "returns the best plan found by then with its gap; compare and sweep apply it to each "
-                          "plan of theirs."),
+                          "ends when it runs out, counted from its start (reading and writing included), with the best "
+                          "plan found by then and its gap; compare and sweep apply it to each plan of theirs."),
         click.option("--gap", "mip_rel_gap", type=click.FloatRange(0, 1), default=1e-4, show_default=True,
                      help="Relative gap at which the search may stop."),
         click.option("--threads", type=click.IntRange(min=1), default=2, show_default=True,
@@ -616,7 +616,8 @@ def solve_cmd(workload: Path, fleet_path: Path | None, models_dir: Path | None, 
     from .methods import Limits
     from .plan import plan
 
-    limits = Limits(time_limit_s, mip_rel_gap, threads)  # one budget for the whole command, --report included
+    # one budget for the whole command from the process's start, --report included
+    limits = Limits.since_process_start(time_limit_s, mip_rel_gap, threads)
     wl, fl, fm = _inputs(workload, fleet_path, models_dir)
     if signals_start is not None and signals_path is None:
         raise DataError("--signals-start: give --signals FILE too")
@@ -1036,16 +1037,33 @@ def solvers_cmd() -> None:
                    "engines do); sdpa: transformers' own path, which copies K and V out to every query head; "
                    "ragged: the engine `energyopt replay` runs (a prefill per query, decode attention over each "
                    "query's own tokens), so that models fitted on the rows predict a replay (use its own --out file).")
-@click.option("--out", "-o", "out_csv", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="CSV to append rows to (created if missing; rows already there are skipped).")
+@click.option("--out", "-o", "out_csv", type=click.Path(path_type=Path), default=None,
+              help="CSV to append rows to (created if missing; rows already there are skipped); with --campaign "
+                   "the campaign's folder.  [required]")
+@click.option("--campaign", "campaign_toml", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="A campaign file (LLMs x batch sizes x device kinds, README: Characterization campaigns): its "
+                   "tasks run on the nodes that have each device kind, rows merged into OUT/KIND.csv.")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="With --campaign: local: a pool of --workers processes on this machine; ray: Ray tasks, each "
+                   "asking for its device kind's resource and GPUs (pip install energyopt[ray]).")
+@click.option("--address", default=None,
+              help="With --executor ray: the Ray cluster to join, e.g. ray://HOST:10001 or auto [default: a local Ray].")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --campaign: tasks run at once (local processes, or the CPUs of a local Ray).")
+@click.option("--retries", type=click.IntRange(min=0), default=2, show_default=True,
+              help="With --campaign: times a task that raised or whose worker died runs again before it is failed.")
+@click.option("--dry-run", is_flag=True, default=False,
+              help="Run the whole measurement loop without torch or a GPU: simulated runtimes on a virtual clock and "
+                   "a constant power, rows labelled energy_source=dry_run (to test a set-up, never to fit).")
 @friendly_errors
 def characterize_cmd(llms: tuple[str, ...], model_dir: Path | None, device: str, gpu_index: int,
                      points: str | None, holdout: int, repeats: int, min_window_s: float,
                      max_input_tokens: int, max_output_tokens: int, dtype: str | None,
                      device_name: str | None, threads: int | None, cpu_power_w: float | None,
                      cpu_idle_w: float | None, time_budget_s: float | None, idle_seconds: float,
-                     batch_sizes: str, decode_attention: str, out_csv: Path) -> None:
-    """Measure runtime and energy of LLM inference over a design of token counts.
+                     batch_sizes: str, decode_attention: str, out_csv: Path | None, campaign_toml: Path | None,
+                     executor: str, address: str | None, workers: int, retries: int, dry_run: bool) -> None:
+    """Measure runtime and energy of LLM inference over a design of token counts (or run a campaign).
 
     \b
     GPU: NVML's energy counter of the GPU used (nvidia-ml-py), plus RAPL CPU package energy where
@@ -1057,9 +1075,35 @@ def characterize_cmd(llms: tuple[str, ...], model_dir: Path | None, device: str,
     and energy_per_query_j = energy_j / b. Rows are appended as they are measured, with provenance
     (device name, driver, library versions, dtype, date); an interrupted sweep resumes where it
     stopped.
+
+    \b
+    With --campaign CAMPAIGN.toml, --out is a folder: each (LLM, device kind) of the file (or each
+    batch size too, split = "batch_size") runs as a task on a node with that device kind (Ray
+    resources named by it), writing OUT/parts/KIND/*.csv; the rows merge into OUT/KIND.csv, each
+    once, and OUT/campaign.csv has a row per task. A re-run skips complete tasks and the rows
+    already merged. Exit codes: 0 every task complete or partial (time budget; run again to
+    resume), 2 bad input (the campaign file, Ray missing or no node with a kind), 3 some tasks
+    failed on every attempt.
     """
+    ctx = click.get_current_context()
+    given = [p for p in ctx.command.params
+             if p.name and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
+    if out_csv is None:
+        raise DataError("--out is required (a CSV; with --campaign a folder)")
+    if campaign_toml is not None:
+        measure = [p for p in given if p.name not in ("campaign_toml", "out_csv", "executor", "address", "workers",
+                                                      "retries", "dry_run")]
+        if measure:
+            raise DataError(f"--campaign: give {measure[0].opts[0]} in the campaign file, not on the command line")
+        _characterize_campaign(campaign_toml, out_csv, executor, address, workers, retries, dry_run)
+        return
+    campaign_only = [p for p in given if p.name in ("executor", "address", "workers", "retries")]
+    if campaign_only:
+        raise DataError(f"{campaign_only[0].opts[0]}: only with --campaign")
     from .characterize.orchestrate import characterize
 
+    if out_csv.is_dir():
+        raise DataError(f"--out {out_csv}: a folder; without --campaign --out is a CSV file")
     _writable_dir(out_csv.parent)
     characterize(
         llms=list(llms), model_dir=model_dir, device=device, gpu_index=gpu_index, points=points,
@@ -1067,8 +1111,35 @@ def characterize_cmd(llms: tuple[str, ...], model_dir: Path | None, device: str,
         max_output_tokens=max_output_tokens, dtype=dtype, device_name=device_name, threads=threads,
         cpu_power_w=cpu_power_w, cpu_idle_w=cpu_idle_w, time_budget_s=time_budget_s,
         idle_seconds=idle_seconds, out_csv=out_csv, progress=_progress,
-        batch_sizes=batch_sizes, decode_attention=decode_attention,
+        batch_sizes=batch_sizes, decode_attention=decode_attention, dry_run=dry_run,
     )
+
+
+def _characterize_campaign(campaign_toml: Path, out_dir: Path, executor: str, address: str | None, workers: int,
+                           retries: int, dry_run: bool) -> None:
+    """``characterize --campaign``: check the file, run its tasks, print the task table's counts."""
+    from .campaign import TaskStatus, read_campaign, run_campaign
+
+    if address is not None and executor != "ray":
+        raise DataError("--address: only with --executor ray")
+    campaign = read_campaign(campaign_toml, dry_run=dry_run)
+    if executor == "ray":
+        from .executors import _import_ray
+
+        _import_ray()
+    _writable_dir(out_dir)
+    rows = run_campaign(campaign, out_dir, executor=executor, workers=workers, retries=retries, address=address,
+                        progress=_progress)
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    files = [str(out_dir / f"{kind}.csv") for kind in campaign.kinds if (out_dir / f"{kind}.csv").is_file()]
+    click.echo(f"campaign {campaign.name}: {len(rows)} tasks: " + ", ".join(f"{n} {st}" for st, n in counts.items())
+               + f"; wrote {', '.join([*files, str(out_dir / 'campaign.csv')])}")
+    if counts.get(TaskStatus.PARTIAL.value):
+        click.echo("partial tasks stopped at their time budget: run the same command again to resume them", err=True)
+    if counts.get(TaskStatus.FAILED.value):
+        sys.exit(EXIT_NO_PLAN)
 
 
 if __name__ == "__main__":  # pragma: no cover

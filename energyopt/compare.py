@@ -12,6 +12,7 @@ import pandas as pd
 
 from .errors import DataError
 from .methods.baselines import baseline_choice, baseline_names
+from .methods.strong import remembered_cuts
 from .plan import plan, schedule_choice
 from .schedule import Schedule
 from .signals import Signals
@@ -38,9 +39,18 @@ def compare(workload: Any, fleet: Any, models: Any, *, seed: int = 0, equal_accu
     queries run past the end of the series is not priced (NaN; ``progress`` says so). The plans
     are still planned for energy: the signals price them, they do not change them.
     """
-    say = progress or (lambda s: None)
     if signals_start is not None and signals is None:
         raise DataError("signals_start: give signals too")
+    # the plans at the baselines' accuracies share their model's layout: each starts from the cuts of the last
+    with remembered_cuts():
+        return _compare(workload, fleet, models, seed=seed, equal_accuracy=equal_accuracy, progress=progress,
+                        signals=signals, signals_start=signals_start, **plan_kw)
+
+
+def _compare(workload: Any, fleet: Any, models: Any, *, seed: int, equal_accuracy: bool,
+             progress: Callable[[str], None] | None, signals: Signals | str | Path | None, signals_start: str | None,
+             **plan_kw: Any) -> pd.DataFrame:
+    say = progress or (lambda s: None)
     # plan() reads the signals and checks them against the fleet before it solves anything
     opt = plan(workload, fleet, models, signals=signals, signals_start=signals_start, **plan_kw)
     sig = opt.signals

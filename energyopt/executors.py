@@ -1,4 +1,5 @@
-"""Where a study's plans run: a local process pool, or Ray tasks (imported only here, on demand).
+"""Where a study's plans (and a campaign's tasks) run: a local process pool, or Ray tasks
+(imported only here, on demand).
 
 Both hand each plan to ``task(spec, out_dir)`` and call ``finished(spec, row)`` as each ends
 (``failed(spec, reason, attempts)`` for one that failed on every attempt). A
@@ -10,6 +11,7 @@ says failed, with the last error on one line. The retries are counted here, not 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import json
 import logging
 import multiprocessing
 import shutil
@@ -73,12 +75,37 @@ def _import_ray() -> Any:
     return ray
 
 
+def _needs(options: dict[str, Any]) -> dict[str, float]:
+    """The node resources a task's Ray options ask for (``CPU``, ``GPU`` and custom ones)."""
+    need = {"CPU": float(options.get("num_cpus", 1))}
+    if options.get("num_gpus"):
+        need["GPU"] = float(options["num_gpus"])
+    return need | {k: float(v) for k, v in (options.get("resources") or {}).items()}
+
+
+def _check_placeable(ray: Any, todo: list[Spec], task_options: Callable[[Spec], dict[str, Any]]) -> None:
+    """Every task fits on some live node of the cluster, or a one-line error before any runs (Ray
+    would keep an unplaceable task pending for ever)."""
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    for s in todo:
+        need = _needs(task_options(s))
+        if not any(all(node.get(k, 0.0) >= v for k, v in need.items()) for node in nodes):
+            custom = {k: int(v) if v == int(v) else v for k, v in need.items() if k not in ("CPU", "GPU")}
+            wanted = ", ".join(f"{k}={v:g}" for k, v in need.items())
+            hint = (f" (on a node that has it: ray start --resources '{json.dumps(custom)}'"
+                    + (f" --num-gpus {need['GPU']:g}" if "GPU" in need else "") + ")") if custom else ""
+            raise DataError(f"--executor ray: no node of the Ray cluster offers {wanted} for {s}{hint}")
+
+
 def run_ray(todo: list[Spec], out_dir: str, task: Task, workers: int, retries: int, address: str | None,
-            finished: Finished, failed: Failed) -> None:
-    """The plans as Ray tasks (``num_cpus=1`` each). Ray already started in this process is used
-    as it is; else ``ray.init(address)`` joins a cluster (``ray://HOST:10001``), or without an
-    address starts a local one of ``workers`` CPUs, shut down (and its session folder removed) at the
-    end."""
+            finished: Finished, failed: Failed, *, task_options: Callable[[Spec], dict[str, Any]] | None = None,
+            local_node: dict[str, Any] | None = None) -> None:
+    """The plans as Ray tasks (``num_cpus=1`` each, or ``task_options(spec)``: Ray's ``num_cpus``,
+    ``num_gpus``, ``resources``; a task that no live node can take is an error before any runs). Ray
+    already started in this process is used as it is; else ``ray.init(address)`` joins a cluster
+    (``ray://HOST:10001``), or without an address starts a local one of ``workers`` CPUs (and
+    ``local_node``: more ``ray.init`` arguments, such as ``resources`` and ``num_gpus``), shut down
+    (and its session folder removed) at the end."""
     ray = _import_ray()
     started, temp_dir = False, None
     if not ray.is_initialized():
@@ -88,7 +115,7 @@ def run_ray(todo: list[Spec], out_dir: str, task: Task, workers: int, retries: i
             else:  # its session files (logs, sockets) in a folder of its own, removed at the end
                 temp_dir = tempfile.mkdtemp(prefix="energyopt-ray-")
                 ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-                         _temp_dir=temp_dir)
+                         _temp_dir=temp_dir, **(local_node or {}))
         except Exception as exc:  # noqa: BLE001 - any failure to reach the cluster is one line
             if temp_dir is not None:
                 shutil.rmtree(temp_dir, ignore_errors=True)
@@ -97,8 +124,14 @@ def run_ray(todo: list[Spec], out_dir: str, task: Task, workers: int, retries: i
         started = True
     try:
         remote = ray.remote(num_cpus=1, max_retries=0)(task)
+        if task_options is not None:
+            _check_placeable(ray, todo, task_options)
+
+        def submit(s: Spec) -> Any:
+            return (remote.options(**task_options(s)) if task_options is not None else remote).remote(s, out_dir)
+
         attempts = {s.index: 0 for s in todo}
-        refs = {remote.remote(s, out_dir): s for s in todo}
+        refs = {submit(s): s for s in todo}
         while refs:
             ready, _ = ray.wait(list(refs), num_returns=1)
             for ref in ready:
@@ -108,7 +141,7 @@ def run_ray(todo: list[Spec], out_dir: str, task: Task, workers: int, retries: i
                     row = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - a task's error or a dead worker: retry, then a row
                     if attempts[s.index] <= retries:
-                        refs[remote.remote(s, out_dir)] = s
+                        refs[submit(s)] = s
                     else:
                         failed(s, _reason(exc), attempts[s.index])
                     continue

@@ -41,6 +41,10 @@ query adds to every step (its KV cache) makes every query's step slower in propo
                         batch's context that grows slower than b: a small model's kernel is latency-bound)
             latency_engine(_log)  latency_compute (latency_log) + a9·b   (the same engine: b prefills'
                         fixed costs per batch)
+            latency_engine_knee{K}  latency_engine_log + a10·b·max(0, τin − K)   (the same engine,
+                        each prefill the longer of the host's launches and the device's compute:
+                        beyond K prompt tokens the compute shows; K in ENGINE_KNEES_TOKENS)
+            batch_engine_knee{K}    batch_engine + a9·max(0, τin − K)    (its energy likewise)
     knees   latency_knee{K}  latency_log + a8·max(0, b·τin − K)      (the batch's prefill turns
             batch_knee{K}    batch_prefill + a8·max(0, b·τin − K)/b    compute-bound beyond K tokens)
 
@@ -78,7 +82,15 @@ import numpy as np
 import pandas as pd
 
 from .errors import FitError
-from .modelstore import FEATURES, MEASUREMENT_TEXT_KEYS, PREFILL_KNEES_TOKENS, FitMetrics, FittedModel, FittedModels
+from .modelstore import (
+    ENGINE_KNEES_TOKENS,
+    FEATURES,
+    MEASUREMENT_TEXT_KEYS,
+    PREFILL_KNEES_TOKENS,
+    FitMetrics,
+    FittedModel,
+    FittedModels,
+)
 from .schema import TARGETS
 from .version import package_version
 
@@ -138,6 +150,11 @@ ENGINE_FORMS: dict[str, dict[str, tuple[str, ...]]] = {
                                "log(b)*tin*tout", "log(b)*tout^2"),
     },
 }
+for _k in ENGINE_KNEES_TOKENS:
+    ENGINE_FORMS["energy_j"][f"batch_engine_knee{_k}"] = (*ENGINE_FORMS["energy_j"]["batch_engine"], f"relu(tin-{_k})")
+    ENGINE_FORMS["runtime_s"][f"latency_engine_knee{_k}"] = (*ENGINE_FORMS["runtime_s"]["latency_engine_log"],
+                                                               f"b*relu(tin-{_k})")
+del _k
 
 # a more complex form must beat a simpler one's CV score by this factor to be chosen
 _PARSIMONY = 0.98
@@ -383,6 +400,15 @@ def _versions() -> dict[str, str]:
     }
 
 
+def _refuse_dry_run(data: pd.DataFrame) -> None:
+    """Rows of ``characterize --dry-run`` are simulated: never fitted."""
+    if "energy_source" in data.columns:
+        dry = int((data["energy_source"].astype(str) == "dry_run").sum())
+        if dry:
+            raise FitError(f"{dry} rows are a dry run's (energy_source=dry_run: simulated, not measured); "
+                           "fit measured rows only")
+
+
 def fit_models(
     data: pd.DataFrame,
     *,
@@ -405,6 +431,7 @@ def fit_models(
         raise FitError(f"min_r2 must be in [0, 1], got {min_r2}")
     if folds < 2:
         raise FitError(f"folds must be at least 2, got {folds}")
+    _refuse_dry_run(data)
     rows = per_query_targets(data)
     if batch_sizes is not None:
         wanted = sorted({int(b) for b in batch_sizes})

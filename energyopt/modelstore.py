@@ -90,6 +90,24 @@ for _k in PREFILL_KNEES_TOKENS:
     FEATURES[f"relu(b*tin-{_k})/b"] = _prefill_knee(_k, per_query=True)  # a query's share of the energy
 del _k
 
+
+def _query_prefill_knee(knee_tokens: int, per_batch: bool) -> Callable[[np.ndarray, np.ndarray, np.ndarray | float],
+                                                                      np.ndarray | float]:
+    if per_batch:
+        return lambda x, y, b: b * np.maximum(x - knee_tokens, 0.0)
+    return lambda x, y, b: np.maximum(x - knee_tokens, 0.0)
+
+
+#: knees [tokens] of one query's own prefill, in an engine that prefills each query on its own
+#: (``decode_attention=ragged``): below it the prefill's time is its kernel launches from the host,
+#: beyond it the device's compute, which grows with every prompt token (max(host, device) bent into
+#: a hinge). Chosen per (LLM, device) by cross-validation, like the batch knees.
+ENGINE_KNEES_TOKENS = (512, 1024, 2048)
+for _k in ENGINE_KNEES_TOKENS:
+    FEATURES[f"relu(tin-{_k})"] = _query_prefill_knee(_k, per_batch=False)  # a query's energy
+    FEATURES[f"b*relu(tin-{_k})"] = _query_prefill_knee(_k, per_batch=True)  # the batch's latency
+del _k
+
 # token range of a published model whose source states none
 _UNSTATED = 10**12
 

@@ -18,6 +18,7 @@ from .errors import DataError
 from .fleet import Fleet
 from .inputs import load_inputs
 from .methods import Choice, Limits, choose_method, get_method
+from .methods.capacity import capacity_shortfall
 from .modelstore import FittedModels
 from .packing import Timeline, pack, plan_objective, retime
 from .problem import Problem, build_problem, with_slots
@@ -30,6 +31,9 @@ from .timeslots import SLOT_OBJECTIVES, slot_prices
 __all__ = ["plan", "plan_problem", "schedule_choice", "Limits"]
 
 Progress = Callable[[str], None]
+
+#: the diagnosis of an infeasible batch (diagnose.py) is added to the capacity check's up to this size
+DIAGNOSE_MAX_QUERIES = 20_000
 
 
 class _Clock:
@@ -131,15 +135,30 @@ def _plan_problem(problem: Problem, *, solver: str, formulation: str, limits: Li
         choice = Choice.none("none", backend.name, Status.INFEASIBLE, Termination.INFEASIBLE, math.inf, BoundSource.NONE,
                              message=f"{len(problem.unservable)} queries have no feasible option: {reasons}")
         return _without_plan(problem, choice, clock)
+    short = capacity_shortfall(problem)  # a cheap proof that nothing fits (methods/capacity.py)
+    if short is not None:
+        # the diagnosis's more specific reasons first where it is cheap (13 s on a million queries)
+        specific = [r for r in explain_infeasible(problem)[:10] if not r.startswith("capacity and deadlines")] \
+            if problem.n_queries <= DIAGNOSE_MAX_QUERIES else []
+        choice = Choice.none("none", backend.name, Status.INFEASIBLE, Termination.INFEASIBLE, math.inf, BoundSource.NONE,
+                             message="; ".join([*specific, short.message()]))
+        return _without_plan(problem, choice, clock)
     method = get_method(choose_method(problem, formulation))
     clock.mark("matrix")
-    choice = method.solve(problem, backend, limits, say)
+    # the method stops early enough for packing, the check and writing to end within the limit
+    choice = method.solve(problem, backend, limits.less(_after_method_s(problem)), say)
     clock.mark("solve")
     if not choice.has_choice:
         if choice.status == Status.INFEASIBLE and not choice.message:
             choice.message = "; ".join(explain_infeasible(problem)[:10])
         return _without_plan(problem, choice, clock)
     return schedule_choice(problem, choice, clock=clock, mip_rel_gap=limits.mip_rel_gap, check=check, progress=say)
+
+
+def _after_method_s(problem: Problem) -> float:
+    """Seconds kept from a time limit for what follows the method: packing, pricing, the check,
+    writing the plan (measured: about 4 µs per query on this machine, plus a fixed 0.3 s)."""
+    return 0.3 + 4e-6 * problem.n_queries
 
 
 def _without_plan(problem: Problem, choice: Choice, clock: _Clock) -> Schedule:

@@ -151,7 +151,8 @@ CHAR_SPEC: tuple[ColumnSpec, ...] = (
     # any sign: energy above the idle floor can dip below 0 within measurement noise
     ColumnSpec("above_idle_energy_j", "float64", "J", False, "energy_j less idle_power_w × runtime_s"),
     ColumnSpec("num_devices", "float64", "", False, "devices the run used (a count)", minimum=0),
-    _text("energy_source", False, "meter(s) behind energy_j: nvml, rapl or estimate (joined by + when several add up)"),
+    _text("energy_source", False, "meter(s) behind energy_j: nvml, rapl or estimate (joined by + when several "
+          "add up); dry_run: simulated (--dry-run)"),
     _text("split", False, "design: fitted; holdout: only scored; empty: design", choices=("design", "holdout")),
     _text("repeat", False, "harness bookkeeping: the repeat index of the point (kept as text)"),
     _text("inner_runs", False, "harness bookkeeping: runs in the measured window, the row is their mean (kept as text)"),

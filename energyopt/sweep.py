@@ -21,6 +21,7 @@ from .errors import DataError
 from .inputs import load_inputs
 from .methods import Limits
 from .methods.baselines import baseline_choice, baseline_names
+from .methods.strong import remembered_cuts
 from .plan import plan, schedule_choice
 from .problem import Problem, build_problem
 from .schedule import Schedule, Summary
@@ -128,9 +129,17 @@ def sweep(
     one is set per point); a time limit holds per plan. ``zeta`` sweeps use the trade-off
     objective; the others minimise energy.
     """
-    say = progress or (lambda s: None)
     if vary not in VARY:
         raise DataError(f"--vary must be one of {', '.join(VARY)}, got {vary!r}")
+    # the plans of a series share their model's layout: each starts from the cuts of the one before
+    with remembered_cuts():
+        return _sweep(workload, fleet, models, vary, values, baselines=baselines, seed=seed, progress=progress,
+                      **plan_kw)
+
+
+def _sweep(workload: Any, fleet: Any, models: Any, vary: str, values: Sequence[float] | None, *, baselines: bool,
+           seed: int, progress: Progress | None, **plan_kw: Any) -> pd.DataFrame:
+    say = progress or (lambda s: None)
     wl, fl, fm = load_inputs(workload, fleet, models)
     kw = dict(plan_kw)
     if vary == "zeta":
@@ -222,18 +231,8 @@ def accuracy_cost(schedule: Schedule, *, steps: int = 5, limits: Limits | None =
     kw.setdefault("idle", problem.idle)
     kw.setdefault("strict_range", problem.strict_range)
     if a0 is not None and a_max > a0 + 1e-6:
-        for k, floor in enumerate(np.linspace(a0, a_max, steps + 1)[1:], 1):
-            if limits is not None and limits.expired():
-                rows.append({"min_mean_accuracy": float(floor), "status": "skipped: time limit",
-                             "token_weighted_mean_accuracy": np.nan, "total_energy_j": np.nan,
-                             "marginal_j_per_point": np.nan})
-                continue
-            say(f"accuracy cost [{k}/{steps}]: least energy at token-weighted accuracy >= {floor:.4f} ...")
-            o = plan(wl, fl, fm, objective="energy", min_mean_accuracy=min(float(floor), 1.0), limits=limits, **kw).summary()
-            ok = o.status.has_plan
-            rows.append({"min_mean_accuracy": float(floor), "status": str(o.status),
-                         "token_weighted_mean_accuracy": o.token_weighted_mean_accuracy if ok else np.nan,
-                         "total_energy_j": o.total_energy_j if ok else np.nan, "marginal_j_per_point": np.nan})
+        with remembered_cuts():
+            rows += _accuracy_rows(wl, fl, fm, a0, a_max, steps, limits, say, kw)
     t = pd.DataFrame(rows)
     prev = None
     for i, r in t.iterrows():
@@ -245,3 +244,22 @@ def accuracy_cost(schedule: Schedule, *, steps: int = 5, limits: Limits | None =
                 t.at[i, "marginal_j_per_point"] = (r["total_energy_j"] - t.at[prev, "total_energy_j"]) / (da * 100)
         prev = i
     return t
+
+
+def _accuracy_rows(wl: Any, fl: Any, fm: Any, a0: float, a_max: float, steps: int, limits: Limits | None, say: Progress,
+                   kw: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of :func:`accuracy_cost` above the plan's own: one plan per raised floor."""
+    rows: list[dict[str, Any]] = []
+    for k, floor in enumerate(np.linspace(a0, a_max, steps + 1)[1:], 1):
+        if limits is not None and limits.expired():
+            rows.append({"min_mean_accuracy": float(floor), "status": "skipped: time limit",
+                         "token_weighted_mean_accuracy": np.nan, "total_energy_j": np.nan,
+                         "marginal_j_per_point": np.nan})
+            continue
+        say(f"accuracy cost [{k}/{steps}]: least energy at token-weighted accuracy >= {floor:.4f} ...")
+        o = plan(wl, fl, fm, objective="energy", min_mean_accuracy=min(float(floor), 1.0), limits=limits, **kw).summary()
+        ok = o.status.has_plan
+        rows.append({"min_mean_accuracy": float(floor), "status": str(o.status),
+                     "token_weighted_mean_accuracy": o.token_weighted_mean_accuracy if ok else np.nan,
+                     "total_energy_j": o.total_energy_j if ok else np.nan, "marginal_j_per_point": np.nan})
+    return rows

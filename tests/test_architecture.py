@@ -34,7 +34,7 @@ RANK = {
     "schedule": 7,
     "plan": 9,
     "compare": 10, "sweep": 10, "explain": 10, "executors": 10,
-    "report": 11, "replay": 11, "study": 11,
+    "report": 11, "replay": 11, "study": 11, "campaign": 11,
     "cli": 12, "__init__": 12,
 }
 

@@ -122,6 +122,12 @@ def _time_out_without_a_plan(monkeypatch):
                            "time limit reached", termination=Termination.TIME_LIMIT)
 
     monkeypatch.setattr(HighsSolver, "solve", timed_out)
+    # the LP that methods/strong.py solves in this process is HiGHS too: it stops as well
+    from types import SimpleNamespace
+
+    from energyopt.methods import strong
+
+    monkeypatch.setattr(strong, "_lp", lambda model, time_limit_s: SimpleNamespace(status=1, x=None, fun=None))
 
 
 def test_no_plan_within_the_limits_exits_3_not_1(tmp_path, synthetic_models, synthetic_fleet, monkeypatch):

@@ -244,7 +244,7 @@ def test_a_prefill_knee_and_a_saturating_decode_attention_are_fitted_and_the_kne
 
 def test_the_knee_features_are_those_of_a_batch_size_given_as_one_number():
     """Planning computes each feature once per batch size (b a scalar): the same values as per row."""
-    from energyopt.modelstore import FEATURES, PREFILL_KNEES_TOKENS
+    from energyopt.modelstore import ENGINE_KNEES_TOKENS, FEATURES, PREFILL_KNEES_TOKENS
 
     x, y = np.array([8.0, 512.0, 2048.0]), np.array([8.0, 64.0, 256.0])
     for k in PREFILL_KNEES_TOKENS:
@@ -252,18 +252,25 @@ def test_the_knee_features_are_those_of_a_batch_size_given_as_one_number():
             assert FEATURES[f](x, y, np.float64(32)) == pytest.approx(FEATURES[f](x, y, np.full(3, 32.0)))
             assert (FEATURES[f](x, y, np.float64(1)) >= 0).all()
     assert FEATURES["relu(b*tin-16384)"](x, y, np.float64(8)).tolist() == [0.0, 0.0, 8 * 2048 - 16384]
+    for k in ENGINE_KNEES_TOKENS:
+        for f in (f"relu(tin-{k})", f"b*relu(tin-{k})"):
+            assert np.broadcast_to(FEATURES[f](x, y, np.float64(32)), 3) == pytest.approx(FEATURES[f](x, y, np.full(3, 32.0)))
+    assert FEATURES["b*relu(tin-1024)"](x, y, np.float64(8)).tolist() == [0.0, 0.0, 8 * (2048 - 1024)]
+    assert FEATURES["relu(tin-512)"](x, y, np.float64(8)).tolist() == [0.0, 0.0, 2048 - 512]
 
 
-def engine_table(decode_attention, noise=0.02, seed=2):
+def engine_table(decode_attention, noise=0.02, seed=2, host_bound=False):
     """An engine that prefills each query on its own (energyopt replay's): 25 ms of launches per
     query's prefill plus 0.2 µs per prompt token, then decode steps of 7 ms + 2 µs per query of the
-    batch; the device draws 300 W."""
+    batch; the device draws 300 W. ``host_bound``: a prefill takes the longer of the host's 25 ms
+    of launches and the device's 25 µs per prompt token (a small model: the knee at 1,024 tokens)."""
     rng = np.random.default_rng(seed)
     rows = []
     for b in (1, 8, 32):
-        for x in (8, 128, 1024, 4096):
+        for x in (8, 128, 1024, 2048, 4096) if host_bound else (8, 128, 1024, 4096):
             for y in (8, 32, 256, 1024):
-                runtime = (b * (0.025 + 2e-7 * x) + y * (0.007 + 2e-6 * b)) * rng.lognormal(0, noise)
+                prefill_s = max(0.025, 2.5e-5 * x) if host_bound else 0.025 + 2e-7 * x
+                runtime = (b * prefill_s + y * (0.007 + 2e-6 * b)) * rng.lognormal(0, noise)
                 rows.append(dict(llm="m", device="d", input_tokens=x, output_tokens=y, batch_size=b,
                                  runtime_s=runtime, energy_j=300 * runtime, energy_per_query_j=300 * runtime / b,
                                  decode_attention=decode_attention))
@@ -279,3 +286,14 @@ def test_rows_of_the_replay_engine_get_a_fixed_cost_per_query_prefill_and_no_poi
     # the harness's rows (one prefill of the whole batch) are not offered the engine's forms
     other = fit_models(engine_table("grouped"), min_r2=0.0).get("m", "d")["runtime_s"]
     assert not any(name.startswith("latency_engine") for name in other.candidates)
+
+
+def test_an_engine_whose_prefill_is_host_bound_below_a_prompt_length_gets_that_knee():
+    fm = fit_models(engine_table("ragged", noise=0.01, host_bound=True))
+    r, e = fm.get("m", "d")["runtime_s"], fm.get("m", "d")["energy_j"]
+    assert r.form == "latency_engine_knee1024" and "b*relu(tin-1024)" in r.features
+    assert e.form == "batch_engine_knee1024" and "relu(tin-1024)" in e.features
+    assert r.metrics.cv_median_rel_error < 0.02 and e.metrics.cv_median_rel_error < 0.02
+    # without the knee the engine's forms miss the bend
+    plain = fit_models(engine_table("ragged", noise=0.01, host_bound=True), min_r2=0.0).get("m", "d")["runtime_s"]
+    assert plain.candidates["latency_engine"]["cv_score"] > 4 * plain.candidates["latency_engine_knee1024"]["cv_score"]

@@ -111,12 +111,15 @@ def exact_columns(problem) -> int:
     return sum(int(problem.ok[:, d].sum()) * m[d] for d in range(problem.n_deployments))
 
 
-def test_choose_method_auto_is_exact_up_to_the_column_limit_then_decompose(four, monkeypatch):
+def test_choose_method_auto_is_exact_up_to_the_column_limit_then_aggregate_then_decompose(four, monkeypatch):
     cols = exact_columns(four)
     assert cols == 2 * 2 + 4 * 2 + 3 * 1  # small@g: 2 options × 2 GPUs; big@g: 4 × 2; big@c: 3 × 1
     monkeypatch.setattr(methods, "EXACT_MAX_COLUMNS", cols)
     assert choose_method(four) == "exact"
     monkeypatch.setattr(methods, "EXACT_MAX_COLUMNS", cols - 1)
+    monkeypatch.setattr(methods, "AGGREGATE_MAX_QUERIES", four.n_queries)
+    assert choose_method(four, "auto") == "aggregate"
+    monkeypatch.setattr(methods, "AGGREGATE_MAX_QUERIES", four.n_queries - 1)
     assert choose_method(four, "auto") == "decompose"
 
 
@@ -234,3 +237,33 @@ def test_property_every_bound_is_at_most_the_brute_force_optimum(seed, n_q):
                 assert check_plan(s.assignment, wl, fleet, models, min_mean_accuracy=kw.get("min_mean_accuracy")) == []
             else:
                 assert s.status is Status.NO_SOLUTION and s.unplaced, where
+
+
+# --- the time limit of a whole call -----------------------------------------------------------
+
+def test_limits_less_keeps_time_for_what_follows_and_since_process_start_counts_at_most_its_allowance():
+    lim = Limits(10.0, started_at=100.0)
+    assert lim.less(3.0).time_limit_s == 7.0 and lim.less(3.0).started_at == 100.0
+    assert lim.less(30.0).time_limit_s > 0 and Limits().less(5.0).time_limit_s is None
+    t0 = time.perf_counter()
+    p = Limits.since_process_start(5.0, at_most_s=0.5)
+    assert t0 - 0.5 - 1e-3 <= p.started_at <= time.perf_counter()
+
+
+def test_a_plan_under_a_small_time_limit_ends_within_it_and_2_s_although_the_backend_ignores_its_own(monkeypatch):
+    from types import SimpleNamespace
+
+    from energyopt.methods import strong
+    from energyopt.plan import plan
+    from energyopt.solvers.highs import HighsSolver
+
+    def stuck(self, model, **kw):  # a backend that ignores its time limit
+        time.sleep(60)
+
+    monkeypatch.setattr(HighsSolver, "solve", stuck)
+    monkeypatch.setattr(strong, "_lp", lambda model, time_limit_s: SimpleNamespace(status=1, x=None, fun=None))
+    wl = workload_of([(10, 100, 0.0, None)] * 6)
+    t0 = time.perf_counter()
+    s = plan(wl, two_llm_fleet(), make_models(TWO_LLM_MODELS), formulation="exact", solver="highs", time_limit_s=1.0)
+    assert time.perf_counter() - t0 < 1.0 + 2.0
+    assert s.status is Status.NO_SOLUTION and s.assignment.empty

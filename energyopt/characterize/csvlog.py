@@ -24,7 +24,7 @@ from typing import Any
 
 from ..errors import DataError
 
-__all__ = ["RunLog", "ROW_COLUMNS", "LEGACY_COLUMNS", "RunKey"]
+__all__ = ["RunLog", "ROW_COLUMNS", "LEGACY_COLUMNS", "RunKey", "run_key"]
 
 ROW_COLUMNS = (
     "llm", "device", "input_tokens", "output_tokens", "batch_size", "runtime_s", "energy_j",
@@ -37,6 +37,14 @@ LEGACY_COLUMNS = tuple(c for c in ROW_COLUMNS if c not in ("energy_per_query_j",
 
 # (llm, device, input_tokens, output_tokens, split, repeat, batch_size)
 RunKey = tuple[str, str, int, int, str, int, int]
+
+
+def run_key(row: dict[str, Any]) -> RunKey:
+    """A row's key (raises KeyError, TypeError or ValueError on a malformed row). A row with no
+    ``batch_size`` (an empty cell) ran one query at a time: batch size 1."""
+    batch = row.get("batch_size")
+    return (row["llm"], row["device"], int(row["input_tokens"]), int(row["output_tokens"]), row["split"],
+            int(row["repeat"]), int(batch) if batch not in (None, "") else 1)
 
 
 @contextlib.contextmanager
@@ -68,11 +76,13 @@ def exclusive_writer(path: str | Path) -> Iterator[None]:
 
 
 class RunLog:
-    """One CSV file; rows are flushed to disk as each run finishes."""
+    """One CSV file; rows are flushed to disk as each run finishes. ``known``: keys measured
+    elsewhere (a campaign's merged file), counted as done as if they were in this file."""
 
-    def __init__(self, path: str | Path, columns: Iterable[str] = ROW_COLUMNS):
+    def __init__(self, path: str | Path, columns: Iterable[str] = ROW_COLUMNS, known: Iterable[RunKey] = ()):
         self.path = Path(path)
         self.columns = tuple(columns)
+        self.known = frozenset(known)
         if self.path.exists() and self.path.stat().st_size > 0:
             self._drop_torn_line()
         if self.path.exists() and self.path.stat().st_size > 0:
@@ -105,20 +115,18 @@ class RunLog:
             fh.truncate(cut)
 
     def done(self) -> set[RunKey]:
-        """Keys (llm, device, input_tokens, output_tokens, split, repeat, batch_size) already measured.
-
-        A row with no ``batch_size`` (an empty cell) ran one query at a time: batch size 1.
+        """Keys (llm, device, input_tokens, output_tokens, split, repeat, batch_size) already measured
+        (in the file, or ``known``). A row with no ``batch_size`` (an empty cell) ran one query at a
+        time: batch size 1.
         """
+        keys = set(self.known)
         if not self.path.exists() or self.path.stat().st_size == 0:
-            return set()
-        keys = set()
+            return keys
         with self.path.open(newline="") as fh:
             reader = csv.DictReader(fh)
             for row in reader:
                 try:
-                    batch = row.get("batch_size")
-                    keys.add((row["llm"], row["device"], int(row["input_tokens"]), int(row["output_tokens"]),
-                              row["split"], int(row["repeat"]), int(batch) if batch not in (None, "") else 1))
+                    keys.add(run_key(row))
                 except (KeyError, TypeError, ValueError) as exc:
                     raise DataError(f"{self.path}: line {reader.line_num} is malformed ({exc}); fix or remove it") from None
         return keys
@@ -130,7 +138,33 @@ class RunLog:
         with self.path.open(newline="") as fh:
             return {row.get("decode_attention") or "" for row in csv.DictReader(fh)}
 
+    def rows(self) -> list[dict[str, str]]:
+        """The file's rows as written (strings), in order."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return []
+        with self.path.open(newline="") as fh:
+            return list(csv.DictReader(fh))
+
     def append(self, row: dict[str, Any]) -> None:
+        self.append_many([row])
+
+    def append_many(self, rows: list[dict[str, Any]]) -> None:
+        """Append rows (each as :meth:`append` checks it), flushed to disk once at the end."""
+        rows = [self._checked(r) for r in rows]
+        if not rows:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        with self.path.open("a", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=self.columns)
+            if new:
+                w.writeheader()
+            for row in rows:
+                w.writerow({c: _fmt(row.get(c)) for c in self.columns})
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def _checked(self, row: dict[str, Any]) -> dict[str, Any]:
         if self.legacy:
             # an older file: it can state single queries measured with transformers' own attention
             if int(row.get("batch_size") or 1) != 1 or row.get("decode_attention") not in (None, "", "sdpa"):
@@ -139,15 +173,7 @@ class RunLog:
         unknown = set(row) - set(self.columns)
         if unknown:
             raise ValueError(f"unknown column(s) {sorted(unknown)}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        new = not self.path.exists() or self.path.stat().st_size == 0
-        with self.path.open("a", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=self.columns)
-            if new:
-                w.writeheader()
-            w.writerow({c: _fmt(row.get(c)) for c in self.columns})
-            fh.flush()
-            os.fsync(fh.fileno())
+        return row
 
 
 def _fmt(v: Any) -> Any:

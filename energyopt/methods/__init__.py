@@ -15,6 +15,7 @@ Packing (:mod:`energyopt.packing`) turns a choice into a timeline.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from abc import ABC, abstractmethod
@@ -28,14 +29,31 @@ from ..problem import Problem
 from ..schema import BoundSource, Status, Termination
 from ..solvers import Solver
 
-__all__ = ["Limits", "Choice", "Method", "METHOD_NAMES", "EXACT_MAX_COLUMNS", "choose_method", "get_method", "Progress"]
+__all__ = ["Limits", "Choice", "Method", "METHOD_NAMES", "EXACT_MAX_COLUMNS", "AGGREGATE_MAX_QUERIES", "choose_method",
+           "get_method", "Progress"]
 
 Progress = Callable[[str], None]
 
 #: the exact model is used while it has at most this many x columns (options × instances)
 EXACT_MAX_COLUMNS = 20_000
+#: beyond the exact model's size, the aggregate model is used for batches of at most this many queries
+AGGREGATE_MAX_QUERIES = 2_000
 #: what ``--formulation`` accepts
 METHOD_NAMES = ("auto", "exact", "aggregate", "decompose")
+
+
+def _process_age_s() -> float:
+    """Seconds since this process started (0 where /proc cannot tell)."""
+    import os
+
+    try:
+        with open("/proc/self/stat") as fh:
+            start_ticks = float(fh.read().rsplit(")", 1)[1].split()[19])
+        with open("/proc/uptime") as fh:
+            uptime_s = float(fh.read().split()[0])
+        return max(uptime_s - start_ticks / os.sysconf("SC_CLK_TCK"), 0.0)
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +88,22 @@ class Limits:
     def deadline(self) -> float | None:
         """The ``time.perf_counter()`` value at which the time limit runs out (None: no limit)."""
         return None if self.time_limit_s is None else self.started_at + self.time_limit_s
+
+    def less(self, reserve_s: float) -> Limits:
+        """The same limits ending ``reserve_s`` earlier (time kept for what follows a step: packing,
+        checking, writing); a limit already spent stays spent."""
+        if self.time_limit_s is None:
+            return self
+        return dataclasses.replace(self, time_limit_s=max(self.time_limit_s - reserve_s, 1e-6))
+
+    @classmethod
+    def since_process_start(cls, time_limit_s: float | None = None, mip_rel_gap: float = 1e-4, threads: int = 2,
+                            *, at_most_s: float = 2.0) -> Limits:
+        """Limits counted from the start of this process (the imports of a command are part of
+        it), where the system says when that was (Linux's /proc), but from at most ``at_most_s``
+        ago: a long-running program that calls a command (a test, a notebook) is not charged
+        for its own past."""
+        return cls(time_limit_s, mip_rel_gap, threads, started_at=time.perf_counter() - min(_process_age_s(), at_most_s))
 
     def capped_s(self, cap_s: float | None, floor_s: float = 1.0) -> float | None:
         """A time limit for one step: what is left, at most ``cap_s``, at least ``floor_s``."""
@@ -125,7 +159,9 @@ class Method(ABC):
 
 def choose_method(problem: Problem, name: str = "auto") -> str:
     """``auto``: the exact model while it is small (≤ ``EXACT_MAX_COLUMNS`` columns: options × lanes),
-    else decompose."""
+    else the aggregate model while the batch is small (≤ ``AGGREGATE_MAX_QUERIES`` queries: with its
+    valid cuts, :mod:`.strong`, it is proven optimal in about a second on 1,000 queries), else
+    decompose."""
     if name not in METHOD_NAMES:
         raise DataError(f"formulation must be one of {', '.join(METHOD_NAMES)}, got {name!r}")
     if problem.slots is not None:  # work moves in time: only the slotted method plans it
@@ -138,7 +174,9 @@ def choose_method(problem: Problem, name: str = "auto") -> str:
     deps = problem.deployments
     lanes = deps["max_instances"].to_numpy() * deps["lanes"].to_numpy()
     cols = int(np.count_nonzero(problem.ok, axis=0) @ lanes)  # x columns of the exact model: options × lanes
-    return "exact" if cols <= EXACT_MAX_COLUMNS else "decompose"
+    if cols <= EXACT_MAX_COLUMNS:
+        return "exact"
+    return "aggregate" if problem.n_queries <= AGGREGATE_MAX_QUERIES else "decompose"
 
 
 def get_method(name: str) -> Method:

@@ -51,8 +51,8 @@ from ..packing import Timeline, pack, plan_objective
 from ..problem import Problem
 from ..schema import BoundSource, Status, Termination
 from ..solvers import Solver
-from ..solvers.watchdog import solve_with_watchdog
 from . import Choice, Limits, Method, Progress
+from .strong import backend_solve, solve_strong
 
 __all__ = ["DecomposeMethod", "DualBound", "lagrangian_bound", "FixPlan", "fix_and_solve", "knapsack_max",
            "sub_problem"]
@@ -544,8 +544,10 @@ def fix_and_solve(
         # the time limit is enforced from outside too, as for every backend call; the whole batch gets
         # a quarter of the cap, so that a slow one leaves time for fix-and-solve
         cap_s = sub_time_limit_s / 4 if whole_first and size >= n_s else sub_time_limit_s
-        res = solve_with_watchdog(backend, model, time_limit_s=limits.capped_s(cap_s),
-                                  mip_rel_gap=limits.mip_rel_gap, threads=limits.threads)
+        if size >= n_s:  # the whole batch: valid cuts and the LP first (methods/strong.py)
+            res = solve_strong(model, sub, backend, limits, progress, cap_s=cap_s)
+        else:
+            res = backend_solve(backend, model, limits, cap_s)
         if res.x is not None:
             break
         if limits.expired():

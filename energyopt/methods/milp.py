@@ -7,10 +7,10 @@ import numpy as np
 
 from ..formulation import build_matrix
 from ..problem import Problem
-from ..schema import Status
+from ..schema import BoundSource, Status, Termination
 from ..solvers import Solver
-from ..solvers.watchdog import solve_with_watchdog
 from . import Choice, Limits, Method, Progress
+from .strong import solve_strong
 
 __all__ = ["MilpMethod"]
 
@@ -25,8 +25,10 @@ class MilpMethod(Method):
         model = build_matrix(problem, self.name)
         progress(f"model: {model.kind} formulation, {model.n_vars} variables, {model.A.shape[0]} rows; "
                  f"solving with {backend.name}")
-        res = solve_with_watchdog(backend, model, time_limit_s=limits.remaining_s(), mip_rel_gap=limits.mip_rel_gap,
-                                  threads=limits.threads)
+        if limits.expired():
+            return Choice.none(self.name, backend.name, Status.NO_SOLUTION, Termination.TIME_LIMIT, -np.inf,
+                               BoundSource.NONE, message="no plan found within the limits (the time was spent)")
+        res = solve_strong(model, problem, backend, limits, progress)
         progress(f"{backend.name}: {res.status} in {res.time_s:.2f} s, objective {res.objective:.6g}, bound {res.bound:.6g}")
         assert res.termination is not None
         if res.x is None:

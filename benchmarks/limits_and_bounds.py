@@ -1,0 +1,197 @@
+"""Issue 16's measurements: a small batch's fixed cost, sweep and compare, the bounds on the
+example, time limits that hold, and a fast proof of infeasibility.
+
+Each part prints one table; ratios sit beside the absolute times, which depend on the machine
+(its processor count and load average are printed first: other work on a shared machine
+stretches wall-clock times, so the user CPU time of each command is shown too).
+
+* ``fixed``: ``energyopt solve examples/workload.csv`` end to end in a fresh process against the
+  plan alone in a warm process (``plan()`` on loaded inputs), medians of ``--repeats``.
+* ``series``: ``energyopt sweep --vary zeta`` and ``energyopt compare`` on the example, end to end,
+  with the largest gap of the sweep's plans.
+* ``bounds``: gap and time of the default solver on the example: energy, ``--idle``,
+  ``--min-mean-accuracy 0.52``, and the same with ``--formulation decompose`` (the method the
+  default used before) beside it.
+* ``limits``: ``solve --time-limit T`` end to end against T + 2 s, on the example and on 100,000
+  queries with a mean-accuracy floor (fleet scaled 100×).
+* ``infeasible``: a million queries on the unscaled default fleet: the time to "infeasible" end to
+  end and the capacity check's own time, with the reason printed.
+
+Run from the repository root:
+
+    python benchmarks/limits_and_bounds.py                       # every part
+    python benchmarks/limits_and_bounds.py --parts fixed series  # some
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PARTS = ("fixed", "series", "bounds", "limits", "infeasible")
+
+
+def cli(args: list[str], out: Path | None = None) -> dict:
+    """One energyopt command in a fresh process: wall and user+sys CPU seconds, exit code."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "energyopt.cli", *args], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_s": wall, "cpu_s": cpu, "rc": proc.returncode, "stdout": proc.stdout, "stderr": proc.stderr}
+
+
+def machine() -> str:
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    return f"{os.cpu_count()} processors, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+
+
+def part_fixed(repeats: int, tmp: Path) -> None:
+    from energyopt.inputs import load_inputs
+    from energyopt.plan import plan
+
+    wl, fl, fm = load_inputs(ROOT / "examples/workload.csv", ROOT / "examples/fleet.toml", ROOT / "models")
+    plan(wl, fl, fm)  # warm: imports and first calls
+    inproc = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        plan(wl, fl, fm)
+        inproc.append(time.perf_counter() - t0)
+    runs = [cli(["solve", "examples/workload.csv", "-o", str(tmp / "fixed"), "--quiet"]) for _ in range(repeats)]
+    p = statistics.median(inproc)
+    w = statistics.median(r["wall_s"] for r in runs)
+    c = statistics.median(r["cpu_s"] for r in runs)
+    print(f"\n## fixed cost of a 1,000-query solve (medians of {repeats})")
+    print(f"{'in-process plan s':>18} {'end-to-end wall s':>18} {'end-to-end cpu s':>17} {'wall / plan':>12} {'cpu / plan':>11}")
+    print(f"{p:18.3f} {w:18.3f} {c:17.3f} {w / p:12.2f} {c / p:11.2f}")
+
+
+def _max_gap(csv: Path) -> float:
+    import pandas as pd
+
+    t = pd.read_csv(csv)
+    return float(t.loc[t["method"] == "optimal", "gap"].max())
+
+
+def part_series(tmp: Path) -> None:
+    sw = cli(["sweep", "examples/workload.csv", "--vary", "zeta", "-o", str(tmp / "sweep")])
+    cp = cli(["compare", "examples/workload.csv", "-o", str(tmp / "compare")])
+    print("\n## sweep and compare on the example (one process each)")
+    print(f"{'command':<22} {'wall s':>8} {'cpu s':>8} {'exit':>5} {'largest gap':>12}")
+    print(f"{'sweep --vary zeta':<22} {sw['wall_s']:8.2f} {sw['cpu_s']:8.2f} {sw['rc']:>5} "
+          f"{_max_gap(tmp / 'sweep' / 'sweep.csv'):12.4%}")
+    import pandas as pd
+
+    gaps = pd.read_csv(tmp / "compare" / "compare.csv")["gap"].dropna()
+    print(f"{'compare':<22} {cp['wall_s']:8.2f} {cp['cpu_s']:8.2f} {cp['rc']:>5} {float(gaps.max()):12.4%}")
+
+
+def part_bounds() -> None:
+    from energyopt.inputs import load_inputs
+    from energyopt.plan import plan
+
+    wl, fl, fm = load_inputs(ROOT / "examples/workload.csv", ROOT / "examples/fleet.toml", ROOT / "models")
+    print("\n## gaps on the example: the default (auto) beside decompose")
+    print(f"{'case':<26} {'auto: method':>14} {'gap':>9} {'s':>7} {'decompose: gap':>15} {'s':>7} {'energy ratio':>13}")
+    for name, kw in (("energy", {}), ("--idle", {"idle": True}), ("--min-mean-accuracy 0.52", {"min_mean_accuracy": 0.52})):
+        t0 = time.perf_counter()
+        a = plan(wl, fl, fm, **kw)
+        ta = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        d = plan(wl, fl, fm, formulation="decompose", **kw)
+        td = time.perf_counter() - t0
+        print(f"{name:<26} {a.formulation:>14} {a.gap:9.4%} {ta:7.2f} {d.gap:15.4%} {td:7.2f} {a.objective / d.objective:13.6f}")
+
+
+def _scaled_fleet(tmp: Path, factor: int) -> Path:
+    text = (ROOT / "examples" / "fleet.toml").read_text()
+    text = re.sub(r"^count = (\d+)", lambda m: f"count = {int(m.group(1)) * factor}", text, flags=re.M)
+    path = tmp / f"fleet-x{factor}.toml"
+    path.write_text(text)
+    return path
+
+
+def _workload(tmp: Path, n: int, **kw) -> Path:
+    sys.path.insert(0, str(ROOT / "examples"))
+    from make_workload import make
+
+    path = tmp / f"workload-{n}.csv"
+    make(n, seed=1, **kw).to_csv(path, index=False)
+    return path
+
+
+def part_limits(tmp: Path) -> None:
+    print("\n## --time-limit T: the whole command, end to end")
+    print(f"{'batch':<34} {'T s':>5} {'wall s':>8} {'wall - T':>9} {'exit':>5}  status")
+    w100k = _workload(tmp, 100_000)
+    f100 = _scaled_fleet(tmp, 100)
+    cases = [("example (1,000)", ["examples/workload.csv"], 0.5), ("example (1,000)", ["examples/workload.csv"], 3.0),
+             ("100,000, accuracy floor 0.55", [str(w100k), "--fleet", str(f100), "--min-mean-accuracy", "0.55"], 3.0),
+             ("100,000, accuracy floor 0.55", [str(w100k), "--fleet", str(f100), "--min-mean-accuracy", "0.55"], 10.0)]
+    for name, args, T in cases:
+        r = cli(["solve", *args, "--time-limit", str(T), "-o", str(tmp / "tl"), "--json"])
+        try:
+            doc = json.loads(r["stdout"])
+            status = f"{doc['status']} (gap {doc['gap']:.4%})" if doc.get("gap") is not None else doc["status"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            status = (r["stderr"].strip().splitlines() or ["?"])[-1][:60]
+        print(f"{name:<34} {T:5.1f} {r['wall_s']:8.2f} {r['wall_s'] - T:9.2f} {r['rc']:>5}  {status}")
+
+
+def part_infeasible(tmp: Path) -> None:
+    from energyopt.inputs import load_inputs
+    from energyopt.methods.capacity import capacity_shortfall
+    from energyopt.problem import build_problem
+
+    w1m = _workload(tmp, 1_000_000)
+    r = cli(["solve", str(w1m), "-o", str(tmp / "inf")])
+    wl, fl, fm = load_inputs(w1m, ROOT / "examples/fleet.toml", ROOT / "models")
+    t0 = time.perf_counter()
+    p = build_problem(wl, fl, fm)
+    t_build = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    short = capacity_shortfall(p)
+    t_check = time.perf_counter() - t0
+    print("\n## 1,000,000 queries on the default fleet (2 H100, 2 H200, 8 CPU slices, 900 s)")
+    print(f"{'end-to-end wall s':>18} {'cpu s':>7} {'exit':>5} {'build s':>8} {'check s':>8}")
+    print(f"{r['wall_s']:18.2f} {r['cpu_s']:7.2f} {r['rc']:>5} {t_build:8.2f} {t_check:8.2f}")
+    print("reason:", short.message() if short else "(none: the check passed)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    sys.path.insert(0, str(ROOT))
+    print("machine:", machine())
+    with tempfile.TemporaryDirectory(prefix="energyopt-bench16-") as d:
+        tmp = Path(d)
+        for part in args.parts:
+            if part == "fixed":
+                part_fixed(args.repeats, tmp)
+            elif part == "series":
+                part_series(tmp)
+            elif part == "bounds":
+                part_bounds()
+            elif part == "limits":
+                part_limits(tmp)
+            else:
+                part_infeasible(tmp)
+    print("\nmachine after:", machine())
+
+
+if __name__ == "__main__":
+    main()

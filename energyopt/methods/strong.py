@@ -1,0 +1,238 @@
+"""A small batch's matrix model solved fast and proven tight: valid cuts, the LP, then a MILP on
+what the LP leaves fractional.
+
+The aggregate model's LP relaxation lets a deployment hold a sliver of an instance (0.05 of an
+H200 for a few queries), so its bound sits up to a few tenths of a percent under the optimum, and
+a MILP backend spends seconds closing that gap by branching. Every plan satisfies
+
+    x_c ≤ u_m    (an option can only be chosen on a machine that is switched on)
+
+for each x column c and the u column m of its machine (the deployment's instance count in the
+aggregate model, the instance's switch in the exact one). These *variable upper bound* rows are
+valid for every integer plan, so the model with them is still a relaxation of the same problem
+and its LP optimum still a valid lower bound; they are added where the LP violates them, in a few
+rounds (few deployments carry slivers, so few rows are added).
+
+Then:
+
+1. if the LP's solution is integral, it is optimal (the LP bound is its own objective);
+2. else the columns the LP leaves integral are fixed at their values and the backend solves the
+   rest (the queries the LP splits, and the instance counts) — a small MILP; its plan is kept
+   when it is within the gap of the LP bound;
+3. else the backend solves the whole model with the cuts, under what is left of the limits, and
+   the better plan and the better bound are kept.
+
+The LP runs in this process (scipy's HiGHS, which honours its time limit on LPs of this size);
+every MILP goes through the backend under the watchdog, as everywhere else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..accounting import relative_gap
+from ..formulation import MatrixModel
+from ..problem import Problem
+from ..schema import BoundSource, Status, Termination
+from ..solvers import Solver, SolveResult
+from ..solvers.watchdog import solve_with_watchdog
+from . import Limits
+
+__all__ = ["backend_solve", "remembered_cuts", "solve_strong", "machine_columns", "with_vub_rows", "INT_TOL"]
+
+#: an integer variable within this of a whole number counts as integral
+INT_TOL = 1e-6
+#: rounds of cuts at most
+CUT_ROUNDS = 8
+#: under a call's time limit, a backend past its own limit is stopped this long after it [s]
+WATCHDOG_GRACE_S = 0.5
+
+
+def machine_columns(model: MatrixModel, problem: Problem) -> np.ndarray:
+    """The u column (absolute index) of each x column's machine."""
+    x_dep = problem.cand["d"].to_numpy()[model.x_cand]
+    if model.kind == "aggregate":
+        u_of_dep = np.full(problem.n_deployments, -1, dtype=np.int64)
+        u_of_dep[model.u_dep] = np.arange(len(model.u_dep))
+        return model.u_start + u_of_dep[x_dep]
+    # exact: the u of (deployment, instance)
+    n_inst = int(max(model.u_inst.max(initial=0), model.x_inst.max(initial=0))) + 1
+    key_u = model.u_dep * n_inst + model.u_inst
+    order = np.argsort(key_u)
+    pos = np.searchsorted(key_u[order], x_dep * n_inst + model.x_inst)
+    return model.u_start + order[pos]
+
+
+def with_vub_rows(model: MatrixModel, x_cols: np.ndarray, u_cols: np.ndarray) -> MatrixModel:
+    """The model with rows x_c − u_m ≤ 0 for the pairs (``x_cols``, ``u_cols``), kind ``vub``."""
+    k = len(x_cols)
+    if not k:
+        return model
+    r = np.arange(k)
+    V = sp.csr_matrix((np.r_[np.ones(k), -np.ones(k)], (np.r_[r, r], np.r_[x_cols, u_cols])), shape=(k, model.n_vars))
+    return dataclasses.replace(
+        model, A=sp.vstack([model.A, V], format="csr"),
+        row_lo=np.r_[model.row_lo, np.full(k, -np.inf)], row_hi=np.r_[model.row_hi, np.zeros(k)],
+        row_kind=np.r_[model.row_kind, np.full(k, "vub")],
+    )
+
+
+def backend_solve(backend: Solver, model: MatrixModel, limits: Limits, cap_s: float | None = None) -> SolveResult:
+    """The backend on ``model`` under ``limits`` (at most ``cap_s``), with ``limits``' gap and threads.
+
+    Under a time limit for the call the watchdog stops a backend that overruns its own limit
+    ``WATCHDOG_GRACE_S`` after it (the call must end within its limit, not 1.5 times it); with a
+    cap only, the watchdog's usual grace holds; with neither, the backend runs in this process."""
+    kw: dict = {"grace_factor": 1.0, "grace_s": WATCHDOG_GRACE_S} if limits.time_limit_s is not None else {}
+    return solve_with_watchdog(backend, model, time_limit_s=limits.capped_s(cap_s), mip_rel_gap=limits.mip_rel_gap,
+                               threads=limits.threads, **kw)
+
+
+def _lp(model: MatrixModel, time_limit_s: float | None):
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    opts: dict = {"disp": False}
+    if time_limit_s is not None:
+        opts["time_limit"] = max(0.1, time_limit_s)
+    cons = [LinearConstraint(model.A, model.row_lo, model.row_hi)] if model.A.shape[0] else []
+    return milp(model.c, constraints=cons, integrality=np.zeros(model.n_vars), bounds=Bounds(model.var_lo, model.var_hi),
+                options=opts)
+
+
+#: the cuts found per model layout while :func:`remembered_cuts` is active (None: not remembering)
+_MEMORY: dict[tuple, np.ndarray] | None = None
+
+
+@contextmanager
+def remembered_cuts() -> Iterator[None]:
+    """Within this block, the cuts found for one model are the first cuts of the next model of the
+    same layout (same options, rows and columns; the costs and right-hand sides may differ, as
+    they do along a sweep of ζ or of accuracy floors): the rows are valid for every plan of that
+    layout, and the next LP starts where the last one ended (one LP instead of two or more)."""
+    global _MEMORY
+    before, _MEMORY = _MEMORY, {}
+    try:
+        yield
+    finally:
+        _MEMORY = before
+
+
+def _layout(model: MatrixModel, u_of_x: np.ndarray) -> tuple:
+    A = model.A
+    return (model.kind, model.n_vars, A.shape[0], A.nnz, hash(model.x_cand.tobytes()), hash(u_of_x.tobytes()),
+            hash(A.indices.tobytes()), hash(model.row_kind.tobytes()))
+
+
+def _strengthen(model: MatrixModel, u_of_x: np.ndarray, limits: Limits, progress) -> tuple[MatrixModel, Any]:
+    """Rounds of LP and cuts; the model with its cuts and the last LP result (None: no LP answer)."""
+    have = np.zeros(model.n_x, dtype=bool)
+    key = _layout(model, u_of_x) if _MEMORY is not None else None
+    if _MEMORY is not None and key in _MEMORY:
+        cols = _MEMORY[key]
+        have[cols] = True
+        model = with_vub_rows(model, cols, u_of_x[cols])
+        progress(f"cuts: {len(cols)} option-on-instance rows remembered from the last plan of this layout")
+    try:
+        return _cut_rounds(model, u_of_x, have, limits, progress)
+    finally:
+        if _MEMORY is not None and key is not None:
+            _MEMORY[key] = np.flatnonzero(have)
+
+
+def _cut_rounds(model: MatrixModel, u_of_x: np.ndarray, have: np.ndarray, limits: Limits,
+                progress) -> tuple[MatrixModel, Any]:
+    """Rounds of LP and cuts from ``model`` (whose cut rows ``have`` marks, updated in place)."""
+    res = None
+    for rounds in range(CUT_ROUNDS):
+        res = _lp(model, limits.remaining_s())
+        if res.status != 0 or res.x is None:
+            return model, res
+        x = res.x
+        viol = (x[: model.n_x] > x[u_of_x] + INT_TOL) & ~have
+        if not viol.any():
+            break
+        # the violated rows (measured: an LP with every row can take ten times as long); where
+        # instances cost (idle power), the LP moves its slivers to another machine each round, so
+        # from the second round on, every row left
+        every = rounds > 0 and bool(np.any(model.c[model.u_start:] > 0))
+        add = np.ones(model.n_x, dtype=bool) & ~have if every else viol
+        have |= add
+        cols = np.flatnonzero(add)
+        model = with_vub_rows(model, cols, u_of_x[cols])
+        progress(f"cuts: {len(cols)} option-on-instance rows (LP {res.fun:.8g})")
+    return model, res
+
+
+def solve_strong(model: MatrixModel, problem: Problem, backend: Solver, limits: Limits, progress=None,
+                 *, cap_s: float | None = None) -> SolveResult:
+    """The model solved as the module docstring says; ``cap_s`` caps the MILP steps' time."""
+    say = progress or (lambda s: None)
+    t0 = time.perf_counter()
+    u_of_x = machine_columns(model, problem)
+    strong, lp = _strengthen(model, u_of_x, limits, say)
+    # no LP answer (in time), or "infeasible" (HiGHS's presolve has been seen to say so wrongly: the
+    # backend confirms such a verdict): the backend on the model as it is
+    if lp is None or lp.status != 0 or lp.x is None:
+        return backend_solve(backend, strong, limits, cap_s)
+    bound = float(lp.fun)
+    x = np.asarray(lp.x)
+    is_int = strong.integrality == 1
+    frac = is_int & (np.abs(x - np.round(x)) > INT_TOL)
+    if not frac.any():
+        x = np.where(is_int, np.round(x), x)
+        say(f"LP with cuts: integral, {bound:.8g}")
+        return SolveResult(Status.OPTIMAL, x, float(strong.c @ x), bound, BoundSource.LP, backend.name,
+                           time.perf_counter() - t0, "LP relaxation with cuts is integral")
+    # fix the x columns of the queries the LP does not split; the rest and every u stay free
+    q_of_x = problem.cand["q"].to_numpy()[strong.x_cand]
+    split_q = np.unique(q_of_x[frac[: strong.n_x]])
+    fixed_x = ~np.isin(q_of_x, split_q)
+    lo, hi = strong.var_lo.copy(), strong.var_hi.copy()
+    idx = np.flatnonzero(fixed_x)
+    lo[idx] = hi[idx] = np.round(x[idx])
+    say(f"LP with cuts: {bound:.8g}, {len(split_q)} queries split; solving them with {backend.name}")
+    part = backend_solve(backend, dataclasses.replace(strong, var_lo=lo, var_hi=hi), limits, cap_s)
+    best = part if part.x is not None else None
+    if best is not None and _within(best.objective, bound, limits.mip_rel_gap):
+        return dataclasses.replace(best, status=Status.OPTIMAL, termination=Termination.OPTIMAL, bound=bound,
+                                   bound_source=BoundSource.LP, time_s=time.perf_counter() - t0,
+                                   message=f"{len(split_q)} split queries solved by {backend.name}, within the gap of the LP")
+    if limits.expired():
+        return _finish(best, bound, backend, t0, Termination.TIME_LIMIT)
+    say(f"{backend.name}: the whole model with its cuts")
+    full = backend_solve(backend, strong, limits, cap_s)
+    if full.status == Status.INFEASIBLE:
+        return full
+    if full.x is not None and (best is None or full.objective < best.objective):
+        best = full
+    b = max(bound, full.bound) if math.isfinite(full.bound) else bound
+    src = BoundSource.MIP if math.isfinite(full.bound) and full.bound > bound else BoundSource.LP
+    if best is None:
+        return dataclasses.replace(full, bound=b, bound_source=src, time_s=time.perf_counter() - t0)
+    ok = _within(best.objective, b, limits.mip_rel_gap) or (best is full and full.status == Status.OPTIMAL)
+    return dataclasses.replace(best, status=Status.OPTIMAL if ok else Status.FEASIBLE,
+                               termination=Termination.OPTIMAL if ok else full.termination, bound=b, bound_source=src,
+                               time_s=time.perf_counter() - t0)
+
+
+def _within(objective: float, bound: float, gap: float) -> bool:
+    """Whether a plan is within ``gap`` of the bound (as plan.py judges optimality: 1e-9 at least)."""
+    return relative_gap(objective, bound) <= max(gap, 1e-9) * 1.0001
+
+
+def _finish(best: SolveResult | None, bound: float, backend: Solver, t0: float, stop: Termination) -> SolveResult:
+    dt = time.perf_counter() - t0
+    if best is None:
+        return SolveResult(Status.NO_SOLUTION, None, math.nan, bound, BoundSource.LP, backend.name, dt,
+                           "no plan within the limits", termination=stop)
+    ok = _within(best.objective, bound, 0.0)
+    return dataclasses.replace(best, status=Status.OPTIMAL if ok else Status.FEASIBLE, bound=bound,
+                               bound_source=BoundSource.LP, termination=stop, time_s=dt)

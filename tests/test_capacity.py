@@ -1,0 +1,54 @@
+"""methods/capacity.py: the device-seconds check never refuses a batch that has a plan (brute
+force on tiny random instances), and names the pools, the time and the shortfall."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from conftest import TWO_LLM_MODELS, make_models, random_instance, two_llm_fleet, workload_of
+from oracles import brute_force_optimum
+
+from energyopt.methods.capacity import capacity_shortfall
+from energyopt.plan import plan
+from energyopt.problem import build_problem
+from energyopt.schema import Status
+
+
+def test_the_check_never_refuses_a_batch_with_a_plan():
+    refused = 0
+    for seed in range(150):
+        wl, fleet, models, kw = random_instance(5000 + seed, n_q=5)
+        problem = build_problem(wl, fleet, models, **kw)
+        if not problem.unservable.empty:
+            continue
+        short = capacity_shortfall(problem)
+        if short is not None:
+            refused += 1
+            assert math.isinf(brute_force_optimum(problem)), (seed, short)
+            assert short.needed_device_s > short.available_device_s
+    assert refused > 0  # the random instances do include batches the check refuses
+
+
+def test_the_horizon_binding_all_pools_is_named_with_the_shortfall():
+    # 400 one-second queries (small@g: 1 s; big@g 2 s; big@c 10 s); 2 GPUs and 1 CPU for 100 s: 300 device-seconds
+    p = build_problem(workload_of([(10, 100, 0.0, None)] * 400), two_llm_fleet(), make_models(TWO_LLM_MODELS))
+    short = capacity_shortfall(p)
+    assert short is not None and short.at_horizon and short.time_s == 100.0 and set(short.pools) == {"g", "c"}
+    assert short.needed_device_s == pytest.approx(400.0) and short.available_device_s == pytest.approx(300.0)
+    assert "short by 100 device-seconds" in short.message() and "the horizon (100 s)" in short.message()
+    s = plan(workload_of([(10, 100, 0.0, None)] * 400), two_llm_fleet(), make_models(TWO_LLM_MODELS))
+    assert s.status is Status.INFEASIBLE and "short by 100 device-seconds" in s.message
+
+
+def test_a_deadline_binding_one_pool_is_named():
+    # accuracy 0.6: only big (g: 2 s, c: 10 s); twenty due by 10 s: 40 device-s of g or 200 of c, vs 20 + 10
+    p = build_problem(workload_of([(10, 100, 0.6, 10.0)] * 20), two_llm_fleet(), make_models(TWO_LLM_MODELS))
+    short = capacity_shortfall(p)
+    assert short is not None and not short.at_horizon and short.time_s == 10.0
+    assert "the deadline 10 s" in short.message()
+
+
+def test_a_batch_that_fits_passes():
+    p = build_problem(workload_of([(10, 100, 0.0, None)] * 50), two_llm_fleet(), make_models(TWO_LLM_MODELS))
+    assert capacity_shortfall(p) is None

@@ -1,0 +1,84 @@
+"""methods/strong.py: the option-on-instance rows are valid (their LP never cuts off the true
+optimum), and the small-batch solve matches brute force with a proven bound."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from conftest import random_instance
+from oracles import brute_force_optimum
+
+from energyopt.formulation import build_matrix
+from energyopt.methods import Limits
+from energyopt.methods.strong import _lp, machine_columns, solve_strong, with_vub_rows
+from energyopt.problem import build_problem
+from energyopt.schema import Status
+from energyopt.solvers import get_solver
+
+
+@pytest.mark.parametrize("kind", ["exact", "aggregate"])
+def test_the_lp_with_every_option_on_instance_row_never_exceeds_the_brute_force_optimum(kind):
+    checked = 0
+    for seed in range(60):
+        wl, fleet, models, kw = random_instance(3000 + seed)
+        problem = build_problem(wl, fleet, models, **kw)
+        if not problem.unservable.empty:
+            continue
+        opt = brute_force_optimum(problem)
+        model = build_matrix(problem, kind)
+        u_of_x = machine_columns(model, problem)
+        # the u of each x is a u of the x's own deployment
+        assert np.array_equal(model.u_dep[u_of_x - model.u_start], problem.cand["d"].to_numpy()[model.x_cand])
+        if kind == "exact":
+            assert np.array_equal(model.u_inst[u_of_x - model.u_start], model.x_inst)
+        cut = with_vub_rows(model, np.arange(model.n_x), u_of_x)
+        res = _lp(cut, None)
+        if math.isinf(opt):
+            continue
+        assert res.status == 0, seed
+        assert res.fun <= opt + 1e-6 * max(1.0, abs(opt)), (seed, kw)
+        # and at least as tight as the plain LP
+        assert res.fun >= _lp(model, None).fun - 1e-7 * max(1.0, abs(opt)), seed
+        checked += 1
+    assert checked > 20
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_solve_strong_on_the_exact_model_matches_brute_force(seed):
+    wl, fleet, models, kw = random_instance(4000 + seed)
+    problem = build_problem(wl, fleet, models, **kw)
+    if not problem.unservable.empty:
+        pytest.skip("a query without options")
+    opt = brute_force_optimum(problem)
+    res = solve_strong(build_matrix(problem, "exact"), problem, get_solver("highs"), Limits(mip_rel_gap=0.0))
+    tol = 1e-6 * max(1.0, abs(opt))
+    if math.isinf(opt):
+        assert res.status is Status.INFEASIBLE
+        return
+    assert res.status is Status.OPTIMAL
+    assert res.objective == pytest.approx(opt, abs=tol)
+    assert res.bound <= opt + tol
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_remembered_cuts_carry_over_a_zeta_series_and_every_plan_still_matches_brute_force(seed):
+    from energyopt.methods import strong
+
+    wl, fleet, models, kw = random_instance(6000 + seed)
+    kw = {k: v for k, v in kw.items() if k not in ("objective", "zeta")}
+    with strong.remembered_cuts():
+        for zeta in (0.2, 0.5, 0.9):
+            problem = build_problem(wl, fleet, models, objective="tradeoff", zeta=zeta, **kw)
+            if not problem.unservable.empty:
+                pytest.skip("a query without options")
+            opt = brute_force_optimum(problem)
+            res = solve_strong(build_matrix(problem, "exact"), problem, get_solver("highs"), Limits(mip_rel_gap=0.0))
+            if math.isinf(opt):
+                assert res.status is Status.INFEASIBLE
+                continue
+            tol = 1e-6 * max(1.0, abs(opt))
+            assert res.objective == pytest.approx(opt, abs=tol) and res.bound <= opt + tol, (seed, zeta)
+        assert strong._MEMORY  # the layout's cuts were remembered
+    assert strong._MEMORY is None  # and forgotten after the block
