@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .accounting import idle_energy_j, planned_output_tokens, query_energy_cost_j, token_weight, weighted_mean_accuracy
+from .caps import cap_bounds_s, pool_power_w, slot_name
 from .errors import DataError
 from .fleet import Deployment, Fleet, kv_context_tokens
 from .modelstore import FittedModels
@@ -61,6 +62,7 @@ __all__ = [
     "totals_match",
     "predictions_within_measured_ranges",
     "extrapolation_matches",
+    "power_caps_met",
 ]
 
 #: absolute tolerance on times [s]
@@ -152,8 +154,13 @@ def check_plan(
     totals: Mapping[str, float] | None = None,
     idle: bool = False,
     strict_range: bool = False,
+    cap_bounds_s: np.ndarray | None = None,
 ) -> list[str]:
     """Every violated constraint, one line each; an empty list means the plan is valid.
+
+    Where a pool of the fleet has a ``power_cap_w``, its power per slot is re-derived from the
+    rows (:func:`power_caps_met`); ``cap_bounds_s`` are the slot boundaries [s] the caps hold in
+    (the plan's signals' slots; default whole hours, :func:`~energyopt.caps.cap_bounds_s`).
 
     ``totals``: energy totals the plan reports (e.g. its ``summary.json``; any of
     :data:`TOTALS_KEYS` [J]), compared with :func:`derive_totals` (``idle``: idle power counted),
@@ -190,6 +197,8 @@ def check_plan(
         violations += batch_mean_accuracy_floor_met(rows, min_mean_accuracy)
     violations += batch_sizes_and_lanes_valid(rows)
     violations += no_overlap_on_a_lane(rows)
+    if fleet.has_power_caps:
+        violations += power_caps_met(rows, fleet, cap_bounds_s, idle=idle)
     if totals is not None:
         violations += totals_match(totals, _totals_of(rows, fleet.horizon_s, idle=idle))
         violations += extrapolation_matches(totals, rows)
@@ -585,6 +594,40 @@ def no_overlap_on_a_lane(rows: CheckedRows) -> list[str]:
     key, start_s, end_s = lane_key[order], rows.start_s[order], rows.end_s[order]
     overlap = (key[1:] == key[:-1]) & (start_s[1:] < end_s[:-1] - TOL_S)
     return [f"{int(overlap.sum())} queries overlap another on the same lane"] if overlap.any() else []
+
+
+def power_caps_met(rows: CheckedRows, fleet: Fleet, bounds_s: np.ndarray | None, *, idle: bool) -> list[str]:
+    """Every pool with a ``power_cap_w`` draws at most its cap in every slot: its queries' charged
+    energy (re-derived from the models; above idle where idle is counted) spread over each one's
+    ``[start_s, end_s)``, plus with ``idle`` its switched-on instances' idle draw, per second of
+    the slot (:func:`~energyopt.caps.pool_power_w`). The first slot over the cap of each such pool
+    is named, with its excess [W]."""
+    b = cap_bounds_s(fleet.horizon_s) if bounds_s is None else np.asarray(bounds_s, dtype=float)
+    names = list(fleet.pools)
+    pool_of_code = np.array([names.index(d.pool) for d in rows.deployments], dtype=np.int64)
+    pool = pool_of_code[rows.deployment_code]
+    charged = query_energy_cost_j(rows.model_energy_j, rows.model_runtime_s, rows.instance_idle_power_w, idle=idle,
+                                  lanes=np.maximum(rows.batch_size, 1))
+    usable = np.isfinite(charged) & np.isfinite(rows.start_s) & np.isfinite(rows.end_s)
+    start = np.clip(rows.start_s[usable], b[0], b[-1])
+    end = np.clip(rows.end_s[usable], start, b[-1])
+    idle_pool = idle_w = None
+    if idle:
+        on = pd.DataFrame({"d": rows.deployment_code, "i": rows.instance}).drop_duplicates().index.to_numpy()
+        idle_pool, idle_w = pool[on], rows.instance_idle_power_w[on]
+    power = pool_power_w(b, pool[usable], start, end, charged[usable], len(names), idle_pool=idle_pool, idle_w=idle_w,
+                         horizon_s=float(b[-1]))
+    out = []
+    for j, name in enumerate(names):
+        cap = fleet.pools[name].power_cap_w
+        if cap is None:
+            continue
+        over = np.flatnonzero(power[j] > cap * (1 + REL) + 1e-6)
+        if len(over):
+            k = int(over[np.argmax(power[j, over])])
+            out.append(f"pool {name} draws {power[j, k]:,.1f} W in {slot_name(b, k)}, {power[j, k] - cap:,.1f} W over "
+                       f"its power_cap_w of {cap:,.6g} W ({len(over)} slot{'' if len(over) == 1 else 's'} over)")
+    return out
 
 
 def extrapolation_matches(stated: Mapping[str, float], rows: CheckedRows) -> list[str]:

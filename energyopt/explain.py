@@ -33,12 +33,14 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from .accounting import effective_deadline_s, idle_energy_j, lane_feasible, lane_schedule_s, query_energy_cost_j
+from .accounting import J_PER_KWH, effective_deadline_s, idle_energy_j, lane_feasible, lane_schedule_s, query_energy_cost_j
 from .errors import DataError
 from .inputs import load_inputs
 from .io import read_assignment_csv, read_json_object
-from .problem import Problem, build_problem
+from .problem import Problem, build_problem, with_slots
 from .schema import ASSIGNMENT_REQUIRED
+from .signals import load_signals
+from .timeslots import SLOT_OBJECTIVES, slot_prices
 
 __all__ = [
     "Explanation",
@@ -56,6 +58,7 @@ __all__ = [
     "move_energy_delta_j",
     "notes_on",
     "outside_measured_ranges",
+    "slot_notes",
 ]
 
 #: tolerance on times [s] and accuracies in the verdicts
@@ -402,7 +405,61 @@ def explain(problem: Problem, assignment: pd.DataFrame, query_id: str) -> Explan
     query = locate_query(problem, assignment, query_id)
     queues = queues_without(problem, assignment, query_id)
     options = pd.DataFrame([_option(problem, assignment, query, queues, j) for j in range(problem.n_deployments)])
-    return Explanation(_query_info(problem, query), options, notes_on(problem, options, query))
+    notes = notes_on(problem, options, query) + slot_notes(problem, assignment, query)
+    return Explanation(_query_info(problem, query), options, notes)
+
+
+def _per_kwh(problem: Problem, price_per_j: float) -> str:
+    """A slot's price as the signals state it: gCO2e/kWh, currency/kWh, or J per J for energy."""
+    assert problem.slots is not None
+    if problem.slots.objective == "carbon":
+        return f"{price_per_j * J_PER_KWH * 1000:.4g} gCO2e/kWh"
+    if problem.slots.objective == "cost":
+        return f"{price_per_j * J_PER_KWH:.4g}/kWh"
+    return "the same energy price"
+
+
+def slot_notes(problem: Problem, assignment: pd.DataFrame, query: PlannedQuery) -> list[str]:
+    """For a plan per time slot: the slot the query runs in and its price, and, where a cleaner or
+    cheaper slot its window allows on its deployment exists, what holds it out of it: the
+    deployment's lanes there are full (lane-seconds used of those its instances offer) or its
+    pool's power cap is reached there (W drawn of the cap)."""
+    sp = problem.slots
+    if sp is None:
+        return []
+    b, d, i = sp.bounds_s, query.deployment, query.index
+    pool = str(problem.deployments["device"].iloc[d])
+    p = sp.pools.index(pool)
+    start = float(query.row["start_s"])
+    k = int(np.clip(np.searchsorted(b, start, side="right") - 1, 0, sp.n_slots - 1))
+    notes = [f"it runs in slot {k} (t = {b[k]:,.0f}-{b[k + 1]:,.0f} s) at {_per_kwh(problem, sp.price_per_j[p, k])}"]
+    rel = float(problem.release_s[i])
+    due = float(problem.queries["deadline_eff_s"].iloc[i])
+    run = float(problem.runtime_s[i, d])
+    fits = np.maximum(rel, b[:-1]) + run <= np.minimum(due, b[1:]) + _TOL
+    better = np.flatnonzero(fits & (sp.price_per_j[p] < sp.price_per_j[p, k] * (1 - 1e-12)))
+    if not len(better):
+        notes.append(f"no slot its window allows on {pool} is {'cleaner' if sp.objective == 'carbon' else 'cheaper'}")
+        return notes
+    c = int(better[np.argmin(sp.price_per_j[p, better])])
+    a = assignment
+    llm = str(problem.deployments["llm"].iloc[d])
+    in_c = (a["start_s"].to_numpy(dtype=float) >= b[c]) & (a["start_s"].to_numpy(dtype=float) < b[c + 1])
+    mine = in_c & (a["llm"].astype(str).to_numpy() == llm) & (a["device"].astype(str).to_numpy() == pool)
+    on = a[(a["llm"].astype(str) == llm) & (a["device"].astype(str) == pool)][["instance", "batch_size"]]
+    lane_s = float(on.drop_duplicates("instance")["batch_size"].sum()) * float(b[c + 1] - b[c])
+    busy = float(a["runtime_s"].to_numpy(dtype=float)[mine].sum())
+    why = [f"slot: {llm} on {pool} is busy {busy:,.0f} of the {lane_s:,.0f} lane-seconds its instances offer there"]
+    cap = sp.cap_w[p]
+    if np.isfinite(cap):
+        on_pool = in_c & (a["device"].astype(str).to_numpy() == pool)
+        power = float(a["energy_j"].to_numpy(dtype=float)[on_pool].sum()) / float(b[c + 1] - b[c])
+        why.append(f"cap: pool {pool} draws about {power:,.1f} W there (queries' energy) of its power_cap_w "
+                   f"{cap:,.6g} W; this query would add {float(problem.cost[i, d]) / float(b[c + 1] - b[c]):,.3g} W")
+    notes.append(f"the {'cleanest' if sp.objective == 'carbon' else 'cheapest'} slot its window allows on {pool} is "
+                 f"slot {c} (t = {b[c]:,.0f}-{b[c + 1]:,.0f} s) at {_per_kwh(problem, sp.price_per_j[p, c])}; "
+                 + "; ".join(why))
+    return notes
 
 
 def refuse_damaged_plan(problem: Problem, assignment: pd.DataFrame, source: str | Path) -> None:
@@ -515,9 +572,19 @@ def load_plan_dir(plan_dir: str | Path, *, workload=None, fleet=None, models=Non
     objective = summary["objective"]
     zeta = summary.get("zeta")
     settings = summary.get("settings") or {}  # a plan made before --strict-range existed has none
-    problem = build_problem(wl, fl, fm, objective=objective, zeta=0.5 if zeta is None else float(zeta),
+    slotted = objective in SLOT_OBJECTIVES or fl.has_power_caps
+    problem = build_problem(wl, fl, fm, objective="energy" if objective in SLOT_OBJECTIVES else objective,
+                            zeta=0.5 if zeta is None else float(zeta),
                             idle=bool(summary["idle_counted"]), min_mean_accuracy=summary["min_mean_accuracy"],
                             strict_range=bool(settings.get("strict_range", False)))
+    if slotted:  # planned per time slot: the slots and prices of the signals the summary records
+        sig_rec = summary.get("signals") or {}
+        sig = None
+        if sig_rec.get("file"):
+            sig = load_signals(sig_rec["file"], fleet=fl, batch_start=sig_rec.get("batch_start"))
+        elif objective in SLOT_OBJECTIVES:
+            raise DataError(f"{summ_p}: key signals.file is missing; a plan for {objective} needs its signals")
+        problem = with_slots(problem, slot_prices(fl, sig, objective))
     asg = read_assignment_csv(asg_p)
     missing = [col for col in ASSIGNMENT_REQUIRED if col not in asg.columns]
     if missing:

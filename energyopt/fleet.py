@@ -9,6 +9,7 @@ Example::
     count = 4                             # devices in the pool
     memory_gb = 80                        # per device
     idle_power_w = 70                     # per device, drawn while switched on
+    power_cap_w = 2000                    # optional: the most the pool may draw in any slot [W]
 
     [llms.falcon-7b]
     accuracy = 0.262                      # 0-1, e.g. MMLU 5-shot / 100
@@ -52,7 +53,7 @@ MEMORY_OVERHEAD = 1.2
 #: bytes in one GB (the fleet's memory_gb and an LLM's weights are in 10^9 bytes)
 GB = 1e9
 
-_POOL_KEYS = ("kind", "count", "memory_gb", "idle_power_w")
+_POOL_KEYS = ("kind", "count", "memory_gb", "idle_power_w", "power_cap_w")
 _LLM_KEYS = ("accuracy", "accuracy_source", "params_b", "bytes_per_param", "context_tokens", "kv_bytes_per_token")
 _DEPLOYMENT_KEYS = ("llm", "pool", "devices_per_instance", "max_instances", "batch_size", "batch_sizes")
 
@@ -64,6 +65,8 @@ class Pool:
     count: int
     memory_gb: float
     idle_power_w: float
+    # the most power [W] the pool's instances may draw together in any time slot (None: no cap)
+    power_cap_w: float | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,11 @@ class Fleet:
     def instance_idle_power_w(self, d: Deployment) -> float:
         """An instance's idle draw [W]: its pool's idle power per device times its devices."""
         return self.pools[d.pool].idle_power_w * d.devices_per_instance
+
+    @property
+    def has_power_caps(self) -> bool:
+        """Whether some pool has a ``power_cap_w``."""
+        return any(p.power_cap_w is not None for p in self.pools.values())
 
     @property
     def batched(self) -> bool:
@@ -273,7 +281,10 @@ def _read_pool(name: str, t: dict[str, Any], p: Path) -> Pool:
     idle = _need(t, "idle_power_w", (int, float), w, p)
     if mem <= 0 or idle < 0:
         raise DataError(f"{p}: key {w}: memory_gb must be > 0 and idle_power_w >= 0")
-    return Pool(name, kind, count, float(mem), float(idle))
+    cap = t.get("power_cap_w")
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, float)) or not cap > 0):
+        raise DataError(f"{p}: key {w}.power_cap_w must be a number of watts > 0, got {excerpt(cap)}")
+    return Pool(name, kind, count, float(mem), float(idle), None if cap is None else float(cap))
 
 
 def _read_llms(doc: dict[str, Any], p: Path) -> dict[str, LLMInfo]:

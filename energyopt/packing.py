@@ -31,10 +31,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .accounting import ends_in_time, lane_feasible, lane_order, lane_schedule_s, latest_end_s
+from .accounting import ends_in_time, lane_feasible, lane_order, lane_schedule_s, latest_end_s, query_energy_cost_j
 from .problem import Problem
 
-__all__ = ["Timeline", "pack", "retime", "plan_objective", "ROUND_MIN_INSTANCES", "REPAIR_TRIES"]
+__all__ = ["Timeline", "pack", "retime", "plan_objective", "timeline_times_s", "ROUND_MIN_INSTANCES", "REPAIR_TRIES"]
 
 #: deployments with at least this many lanes are packed a round at a time (vectorised)
 ROUND_MIN_INSTANCES = 16
@@ -51,6 +51,8 @@ class Timeline:
     dep: np.ndarray  # deployment index per query
     lane: np.ndarray  # lane index within its deployment per query: instance × lanes + lane of the instance
     unplaced: list[int] = field(default_factory=list)  # queries the packing could not place
+    # each query's start [s] where the method timed it (slotted plans); None: each lane in lane order
+    start_s: np.ndarray | None = None
 
     def instance(self, lanes: np.ndarray) -> np.ndarray:
         """Each query's instance within its deployment (-1: not placed), given lanes per deployment."""
@@ -283,8 +285,48 @@ def _repair(problem: Problem, chosen: np.ndarray, lane: np.ndarray, run_all: np.
     return unplaced
 
 
+def timeline_times_s(problem: Problem, tl: Timeline, qs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end [s] of placed queries ``qs``: as the method timed them (``tl.start_s``), else
+    each lane in lane order from each query's release (:func:`~energyopt.accounting.lane_schedule_s`)."""
+    d = tl.dep[qs]
+    run = problem.runtime_s.reshape(-1)[qs * problem.n_deployments + d]
+    if tl.start_s is not None:
+        start = tl.start_s[qs]
+        return start, start + run
+    lane_id = tl.lane[qs]
+    machine = d * (int(lane_id.max(initial=0)) + 1) + lane_id  # orders queries by (deployment, lane)
+    dl_eff = problem.queries["deadline_eff_s"].to_numpy(dtype=float)[qs]
+    return lane_schedule_s(machine, run, problem.release_s[qs], dl_eff)
+
+
+def _slotted_objective(problem: Problem, tl: Timeline) -> float:
+    """A plan priced per time slot (:meth:`~energyopt.timeslots.SlotPrices.plan_value`)."""
+    sp = problem.slots
+    assert sp is not None
+    qs = np.flatnonzero((tl.dep >= 0) & (tl.lane >= 0))
+    d = tl.dep[qs]
+    start, end = timeline_times_s(problem, tl, qs)
+    deps = problem.deployments
+    pool_of = np.array([sp.pools.index(p) for p in deps["device"]], dtype=np.int64)
+    idle_w = deps["idle_power_w"].to_numpy(dtype=float)
+    charged = query_energy_cost_j(problem.energy_j.reshape(-1)[qs * problem.n_deployments + d],
+                                  problem.runtime_s.reshape(-1)[qs * problem.n_deployments + d], idle_w[d],
+                                  idle=problem.idle, lanes=deps["lanes"].to_numpy(dtype=float)[d])
+    idle_pool = idle_on = None
+    if problem.idle:
+        inst = tl.instance(deps["lanes"].to_numpy().astype(np.int64))[qs]
+        M = int(inst.max(initial=0)) + 1
+        d_on = np.unique(d * M + inst) // M
+        idle_pool, idle_on = pool_of[d_on], idle_w[d_on]
+    end = np.minimum(end, sp.bounds_s[-1])  # a plan past the horizon (a routing rule's) is priced within it
+    return sp.plan_value(pool_of[d], np.minimum(start, end), end, charged, idle_pool=idle_pool, idle_w=idle_on)
+
+
 def plan_objective(problem: Problem, tl: Timeline) -> float:
-    """Objective of a placed plan: its queries' costs plus the cost of each instance with work."""
+    """Objective of a placed plan: its queries' costs plus the cost of each instance with work
+    (planned per time slot: the energy in each slot at its price)."""
+    if problem.slots is not None:
+        return _slotted_objective(problem, tl)
     qs = np.flatnonzero((tl.dep >= 0) & (tl.lane >= 0))
     d = tl.dep[qs]
     inst = tl.instance(problem.deployments["lanes"].to_numpy().astype(np.int64))[qs]

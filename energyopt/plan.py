@@ -14,18 +14,20 @@ import pandas as pd
 from .accounting import relative_gap
 from .check import check_plan
 from .diagnose import explain_infeasible
+from .errors import DataError
 from .fleet import Fleet
 from .inputs import load_inputs
 from .methods import Choice, Limits, choose_method, get_method
 from .methods.capacity import capacity_shortfall
 from .modelstore import FittedModels
 from .packing import Timeline, pack, plan_objective, retime
-from .problem import Problem, build_problem
+from .problem import Problem, build_problem, with_slots
 from .progress import phase
 from .schedule import Schedule, assignment_table, empty_assignment, energy_totals, extrapolation_totals
 from .schema import BoundSource, Status, Termination
 from .signals import Signals, load_signals
 from .solvers import get_solver
+from .timeslots import SLOT_OBJECTIVES, slot_prices
 
 __all__ = ["plan", "plan_problem", "schedule_choice", "Limits"]
 
@@ -88,15 +90,24 @@ def plan(
     :class:`~energyopt.signals.Signals`; ``signals_start``: the ISO 8601 time of t = 0 in a file
     with timestamps) prices the plan per time slot (kWh, kgCO2e, cost in its summary and
     :meth:`~energyopt.schedule.Schedule.slot_table`); it is read and checked against the fleet
-    before anything is solved, and does not change the plan.
+    before anything is solved. With ``objective`` ``carbon`` or ``cost`` the plan moves work to
+    the slots where a joule is cleanest or cheapest (:mod:`energyopt.methods.slotted`); a fleet
+    with power caps (``power_cap_w``) is planned per slot too (the signals' slots, else hours).
     """
     clock = _Clock()
     limits = limits or Limits(time_limit_s, mip_rel_gap, threads)
     inputs = load_inputs(workload, fleet, models)
     sig = None if signals is None else load_signals(signals, fleet=inputs.fleet, batch_start=signals_start)
+    slotted = objective in SLOT_OBJECTIVES or inputs.fleet.has_power_caps
+    if objective in SLOT_OBJECTIVES and sig is None:
+        raise DataError(f"--objective {objective}: give --signals FILE (a carbon_g_per_kwh or price_per_kwh per slot)")
+    prices = slot_prices(inputs.fleet, sig, objective) if slotted else None  # checked before anything is solved
     with phase(f"problem: options of {len(inputs.workload):,} queries"):
-        problem = build_problem(inputs.workload, inputs.fleet, inputs.models, objective=objective, zeta=zeta, idle=idle,
+        problem = build_problem(inputs.workload, inputs.fleet, inputs.models,
+                                objective="energy" if objective in SLOT_OBJECTIVES else objective, zeta=zeta, idle=idle,
                                 min_mean_accuracy=min_mean_accuracy, strict_range=strict_range)
+    if prices is not None:
+        problem = with_slots(problem, prices)
     sched = plan_problem(problem, solver=solver, formulation=formulation, limits=limits, check=check,
                          progress=progress, clock=clock)
     return sched if sig is None else dataclasses.replace(sched, signals=sig)
@@ -163,6 +174,9 @@ def _without_plan(problem: Problem, choice: Choice, clock: _Clock) -> Schedule:
 
 def _timeline(problem: Problem, choice: Choice, *, routing_rule: bool) -> Timeline:
     assert choice.dep_of_q is not None
+    if choice.start_of_q is not None:  # the method timed every query itself (slotted plans)
+        assert choice.lane_of_q is not None
+        return Timeline(choice.dep_of_q, choice.lane_of_q, list(choice.unplaced), start_s=choice.start_of_q)
     if choice.lane_of_q is not None:
         if problem.has_releases and not routing_rule:  # lanes chosen by rows exact only without releases
             tl = retime(problem, choice.dep_of_q, choice.lane_of_q)
@@ -197,7 +211,8 @@ def schedule_choice(problem: Problem, choice: Choice, *, clock: _Clock | None = 
         with phase("independent check of the plan"):
             violations = check_plan(assignment, wl, fl, fm, min_mean_accuracy=problem.min_mean_accuracy,
                                     require_all=not rule, totals=totals, idle=problem.idle,
-                                    strict_range=problem.strict_range)
+                                    strict_range=problem.strict_range,
+                                    cap_bounds_s=None if problem.slots is None else problem.slots.bounds_s)
     clock.mark("check")
     bound = min(choice.bound, objective)
     status, termination, message = choice.status, choice.termination, choice.message

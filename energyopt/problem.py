@@ -27,6 +27,7 @@ Objective coefficients (``cost``):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -39,8 +40,9 @@ from .errors import DataError
 from .fleet import Fleet
 from .inputs import Inputs
 from .modelstore import FittedModels
+from .timeslots import SlotPrices
 
-__all__ = ["Problem", "build_problem", "option_cost", "OBJECTIVES"]
+__all__ = ["Problem", "build_problem", "option_cost", "OBJECTIVES", "with_slots"]
 
 OBJECTIVES = ("energy", "tradeoff")
 
@@ -76,6 +78,9 @@ class Problem:
     norms: dict[str, float] = field(default_factory=dict)
     # the raw inputs (workload, fleet, models), for the independent checker
     inputs: Inputs | None = None
+    # time slots and their prices (objective carbon or cost, or a fleet with power caps): the plan moves
+    # work in time, ``cost`` stays each option's charged energy [J] and the slots price it
+    slots: SlotPrices | None = None
 
     @property
     def n_queries(self) -> int:
@@ -298,3 +303,19 @@ def build_problem(
         norms=norms,
         inputs=Inputs(workload, fleet, models),
     )
+
+
+def with_slots(problem: Problem, slots: SlotPrices) -> Problem:
+    """The problem planned per time slot: its options' ``cost`` stays their charged energy [J]
+    (the problem must be built for energy), its objective becomes ``slots.objective``, and an
+    instance costs its idle draw priced over every slot (:meth:`SlotPrices.instance_price`)."""
+    if problem.objective != "energy":
+        raise DataError(f"planning per time slot (objective {slots.objective}, or power caps) prices energy; "
+                        f"--objective {problem.objective} is not supported with it")
+    if problem.min_mean_accuracy is not None:
+        raise DataError("--min-mean-accuracy is not supported with --objective carbon|cost or power caps yet; "
+                        "give each query its own min_accuracy")
+    pool_of = np.array([slots.pools.index(p) for p in problem.deployments["device"]], dtype=np.int64)
+    idle_w = problem.deployments["idle_power_w"].to_numpy(dtype=float)
+    inst = slots.instance_price(pool_of, idle_w) if problem.idle else np.zeros(problem.n_deployments)
+    return dataclasses.replace(problem, objective=slots.objective, slots=slots, instance_cost=inst)

@@ -498,11 +498,13 @@ def plot_accuracy_cost(t: pd.DataFrame, path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_signals(power: pd.DataFrame, signals: Signals, until_s: float, path: Path) -> Path:
+def plot_signals(power: pd.DataFrame, signals: Signals, until_s: float, path: Path,
+                 caps_w: dict[str, float] | None = None) -> Path:
     """The plan per time slot against its signal: the average power [W] of each (LLM, device)
     stacked per slot (top) and its kgCO2e per slot (bottom, where the signals have carbon), each
     with the signal (carbon intensity, else price) as a step line on a second axis, up to
-    ``until_s`` [s]. The title names the series' source."""
+    ``until_s`` [s]. ``caps_w``: each capped pool's ``power_cap_w`` [W], drawn on the power panel
+    as a level line beside its pool's power per slot (a step line). The title names the series' source."""
     plt = _plt()
     has_carbon = "kg_co2e" in power.columns
     fig, axes = plt.subplots(2 if has_carbon else 1, 1, figsize=(9, 6.4 if has_carbon else 3.8), sharex=True,
@@ -523,6 +525,14 @@ def plot_signals(power: pd.DataFrame, signals: Signals, until_s: float, path: Pa
             ax.bar(x0, v, width=w, bottom=bottom, align="edge", color=col[label], edgecolor="white", linewidth=0.3,
                    label=label)
             bottom += v
+        if value == "power_w" and caps_w:
+            b = np.append(edges["slot_start_s"].to_numpy(), edges["slot_end_s"].to_numpy()[-1]) / 3600.0
+            for k, (pool, cap) in enumerate(caps_w.items()):
+                mine = power[power["device"] == pool].groupby("slot_start_s")["power_w"].sum()
+                mine = mine.reindex(edges["slot_start_s"].to_numpy(), fill_value=0.0).to_numpy(dtype=float)
+                shade = ("tab:red", "tab:purple", "tab:brown", "tab:olive")[k % 4]
+                ax.stairs(mine, b, baseline=None, color=shade, lw=1.0, label=f"power of pool {pool}")
+                ax.axhline(cap, color=shade, lw=1.2, ls="--", label=f"power cap of pool {pool} ({cap:,.6g} W)")
         ax.set_ylabel(ylabel)
         ax.set_title(title, fontsize=10)
         twin = ax.twinx()
@@ -596,7 +606,9 @@ def write_report(schedule: Schedule, out_dir: str | Path, accuracy_curve: pd.Dat
         slots = schedule.slot_table()
         power, per_slot = slot_power(slots), slot_summary(slots)
         until = max(float(H), float(a["end_s"].max()))
-        written.append(plot_signals(power, schedule.signals, until, d / "signals.png"))
+        fleet = schedule.problem.inputs.fleet if schedule.problem.inputs is not None else None
+        caps = {} if fleet is None else {p.name: p.power_cap_w for p in fleet.pools.values() if p.power_cap_w is not None}
+        written.append(plot_signals(power, schedule.signals, until, d / "signals.png", caps_w=caps or None))
         tables += [("slot_power", power.drop(columns="label")), ("slot_totals", per_slot)]
     images = list(written)
     for name, t in tables:

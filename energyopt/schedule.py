@@ -23,12 +23,11 @@ from .accounting import (
     ends_in_time,
     idle_energy_j,
     j_to_kwh,
-    lane_schedule_s,
     padding_energy_j,
     relative_gap,
     weighted_mean_accuracy,
 )
-from .packing import Timeline
+from .packing import Timeline, timeline_times_s
 from .problem import Problem
 from .schema import ASSIGNMENT_COLUMNS, BoundSource, Status, Termination
 from .signals import Signals
@@ -70,13 +69,11 @@ def assignment_table(problem: Problem, tl: Timeline) -> pd.DataFrame:
     q = problem.queries
     lane_id = tl.lane[qs]
     inst = lane_id // lanes[d]
-    machine = d * (int(lane_id.max(initial=0)) + 1) + lane_id  # orders queries by (deployment, lane)
     # each lane runs its queries in lane order: EDF without release times (shorter first among
     # equal deadlines, then by query: the sort is stable and qs ascends), else release order first;
-    # each starts at max(its release, the previous one's end)
-    dl_eff = q["deadline_eff_s"].to_numpy(dtype=float)[qs]
+    # each starts at max(its release, the previous one's end); a slotted plan's times as it set them
     release = problem.release_s[qs]
-    start, end = lane_schedule_s(machine, run, release, dl_eff)
+    start, end = timeline_times_s(problem, tl, qs)
     ids = q["query_id"]
     df = pd.DataFrame(
         {
@@ -342,7 +339,8 @@ class Schedule:
         src = None if sig.source.startswith("<") else str(Path(sig.source).resolve())
         out: dict[str, Any] = {"file": src, "sha256": None if src is None else _file_sha256(Path(src)),
                                "batch_start": sig.batch_start, "slot_s": sig.slot_s(), "pools": list(sig.pools),
-                               "carbon": sig.carbon_g_per_kwh is not None, "price": sig.price_per_kwh is not None}
+                               "carbon": sig.carbon_g_per_kwh is not None, "price": sig.price_per_kwh is not None,
+                               "planned_per_slot": self.problem.slots is not None}
         if table is not None:
             out.update(slot_totals(table))
             out["slots_csv"] = "slots.csv"

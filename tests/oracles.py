@@ -23,6 +23,7 @@ __all__ = [
     "knapsack_by_enumeration",
     "priced_costs",
     "timeline_cost",
+    "slotted_brute_force",
 ]
 
 #: a query may end this many seconds after its due time (the code's EDF test allows ~1e-9 s)
@@ -180,3 +181,75 @@ def timeline_cost(problem, dep_of_q, inst_of_q) -> float:
             total += float(problem.cost[q, d])
             on.add((int(d), int(i)))
     return total + sum(float(problem.instance_cost[d]) for d, _ in on)
+
+
+def _lanes_needed(runs: list[float], length: float) -> int:
+    """The fewest lanes of ``length`` [s] that hold jobs of ``runs`` [s] (every split tried; 0: none)."""
+    for n in range(1, len(runs) + 1):
+        for split in itertools.product(range(n), repeat=len(runs)):
+            if all(sum(r for r, s in zip(runs, split) if s == i) <= length + 1e-9 for i in range(n)):
+                return n
+    return 0
+
+
+def _caps_hold(problem, pick, n_inst, cap_w, dt) -> bool:
+    """Whether each capped pool's energy per slot (charged energy, idle of instances with idle) fits."""
+    pool = list(problem.deployments["device"])
+    idle_w = [float(x) for x in problem.deployments["idle_power_w"]]
+    for p, cap in cap_w.items():
+        idle_on = sum(n_inst[d] * idle_w[d] for d in range(len(pool)) if pool[d] == p) if problem.idle else 0.0
+        for k in range(len(dt)):
+            e = sum(float(problem.cost[q, d]) for q, (d, kk) in enumerate(pick) if kk == k and pool[d] == p)
+            if (e + idle_on * dt[k]) / dt[k] > cap * (1 + 1e-9):
+                return False
+    return True
+
+
+def slotted_brute_force(problem, price_per_j: np.ndarray, bounds_s: np.ndarray, cap_w: dict[str, float]) -> float:
+    """The least objective of a plan whose queries each lie inside one slot (released at 0, no
+    deadline inside the horizon), by enumeration: every (deployment, slot) per query among its
+    options, the fewest instances whose lanes hold each (deployment, slot)'s queries inside the
+    slot (every split tried), the pools' devices, and the caps ``cap_w`` [W] per pool (charged
+    energy plus, with idle, the instances' idle draw, per second of the slot). ``price_per_j``
+    is per (deployment, slot). Keep it to 4 queries, 3 deployments and 3 slots (inf: no plan)."""
+    deps = problem.deployments
+    n_q, n_d = problem.n_queries, problem.n_deployments
+    S = len(bounds_s) - 1
+    dt = [float(bounds_s[k + 1] - bounds_s[k]) for k in range(S)]
+    lanes = [int(x) for x in deps["lanes"]]
+    pool = list(deps["device"])
+    counts = dict(zip(problem.pools["pool"], problem.pools["count"]))
+    k_dev = [int(x) for x in deps["devices_per_instance"]]
+    idle_w = [float(x) for x in deps["idle_power_w"]]
+    H = float(bounds_s[-1])
+    energy = problem.cost  # charged energy [J] of each option
+    options = [[(d, k) for d in range(n_d) if problem.ok[q, d] for k in range(S) if problem.runtime_s[q, d] <= dt[k]]
+               for q in range(n_q)]
+
+    best = math.inf
+    for pick in itertools.product(*options):
+        cells: dict[tuple[int, int], list[int]] = {}
+        for q, (d, k) in enumerate(pick):
+            cells.setdefault((d, k), []).append(q)
+        n_inst = [0] * n_d
+        for (d, k), qs in cells.items():
+            need = _lanes_needed([float(problem.runtime_s[q, d]) for q in qs], dt[k])
+            n_inst[d] = max(n_inst[d], -(-need // lanes[d]))
+        used: dict[str, int] = {}
+        for d in range(n_d):
+            used[pool[d]] = used.get(pool[d], 0) + n_inst[d] * k_dev[d]
+        if any(used[p] > counts[p] for p in used):
+            continue
+        groups = deps["group"].tolist()
+        if any(sum(n_inst[d] for d in range(n_d) if groups[d] == g) > int(deps["max_instances"].iloc[d0])
+               for d0, g in enumerate(groups)):
+            continue
+        if not _caps_hold(problem, pick, n_inst, cap_w, dt):
+            continue
+        cost = sum(float(energy[q, d]) * float(price_per_j[d, k]) for q, (d, k) in enumerate(pick))
+        if problem.idle:
+            cost += sum(n_inst[d] * idle_w[d] * sum(float(price_per_j[d, k]) * dt[k] for k in range(S))
+                        for d in range(n_d))
+            assert H > 0
+        best = min(best, cost)
+    return best

@@ -24,8 +24,8 @@ PKG = ROOT / "energyopt"
 # (yet) is skipped; a module without a rank fails the test.
 RANK = {
     "errors": 0, "schema": 0, "accounting": 0, "version": 0, "progress": 0,
-    "defaults": 1, "io": 1, "fleet": 1, "writers": 1, "signals": 1,
-    "fit": 2, "modelstore": 2, "characterize": 2, "inputs": 2, "slots": 2,
+    "defaults": 1, "io": 1, "fleet": 1, "writers": 1, "signals": 1, "caps": 1,
+    "fit": 2, "modelstore": 2, "characterize": 2, "inputs": 2, "slots": 2, "timeslots": 2,
     "problem": 3,
     "formulation": 4, "diagnose": 4,
     "solvers": 5,

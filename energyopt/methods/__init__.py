@@ -134,6 +134,8 @@ class Choice:
     message: str = ""
     # where the method packed the plan itself (decompose compares packed plans): queries it could not place
     unplaced: list[int] = field(default_factory=list)
+    # where the method timed each query itself (slotted plans): its start [s] (NaN: not placed)
+    start_of_q: np.ndarray | None = None
 
     @property
     def has_choice(self) -> bool:
@@ -162,6 +164,11 @@ def choose_method(problem: Problem, name: str = "auto") -> str:
     decompose."""
     if name not in METHOD_NAMES:
         raise DataError(f"formulation must be one of {', '.join(METHOD_NAMES)}, got {name!r}")
+    if problem.slots is not None:  # work moves in time: only the slotted method plans it
+        if name != "auto":
+            raise DataError(f"--formulation {name} does not plan time slots (--objective carbon|cost, power caps); "
+                            "leave it at auto")
+        return "slotted"
     if name != "auto":
         return name
     deps = problem.deployments
@@ -178,6 +185,10 @@ def get_method(name: str) -> Method:
         from .milp import MilpMethod
 
         return MilpMethod(name)
+    if name == "slotted":
+        from .slotted import SlottedMethod
+
+        return SlottedMethod()
     if name == "decompose":
         from .decompose import DecomposeMethod
 

@@ -1,0 +1,781 @@
+"""Plans that move work in time: time slots with prices (carbon, cost) and power caps per pool.
+
+The problem (:class:`~energyopt.problem.Problem` with :class:`~energyopt.timeslots.SlotPrices`)
+has, besides each query's options (deployments), S slots ``[b_k, b_{k+1})``: a joule charged to a
+query of pool p in slot k costs ``a[p, k]`` (kgCO2e, currency, or 1 per J); instances are on for
+the whole horizon (their idle draw, with ``--idle``, priced in every slot); a pool with a power
+cap may draw at most ``cap_w × (b_{k+1} − b_k)`` joules in each slot (its queries' charged energy
+and, with ``--idle``, its instances' idle draw).
+
+**Relaxation and bound.** One variable per (query, deployment, slot): the share of the query's
+run that falls in the slot. Rows: each query once; per (deployment, slot) the work in the slot is at
+most instances × lanes × slot length; per capped (pool, slot) the energy is at most the cap's.
+A query may use every slot that meets ``[release, deadline]`` — any plan, even one whose queries
+span a slot edge, is a point of it (a spanning query is the mix of its slots in proportion to
+its overlap with each, at the same cost: energy is drawn uniformly over ``[start, end)``), so its
+optimum bounds every plan. Moving the capacity and cap rows into the objective with prices
+``λ[d, k]`` (per second) and ``π[p, k]`` (per J) leaves: each query takes the (deployment, slot)
+of least priced cost ``e·(a[p, k] + π[p, k]) + r·λ[d, k]``, and each pool switches on the
+instances worth most at those prices (a bounded knapsack, as in :mod:`.decompose`). Its value
+L(λ, π) is a lower bound for any prices; a proximal bundle method maximises it over the prices
+of the rows that ever run over (the others stay 0, which keeps L a bound). For a (query,
+deployment) pair the least priced slot is the lower envelope of S lines in the ratio r/e:
+queries are sorted once per deployment by (slot window, r/e), and each evaluation builds one
+envelope per deployment and window and looks the ratios up in it — no (queries × deployments ×
+slots) array is made.
+
+**Plan.** At the best prices every query takes its least priced (deployment, slot); each
+(deployment, slot) keeps the queries whose second choice is dearest (largest regret) up to its
+lane-seconds, each capped (pool, slot) up to its joules; the others are priced again among the
+slots not full, until every query has a place. A query is placed *inside one slot*: it starts at
+or after the slot's start (and its release) and ends by the slot's end (and its deadline), so a
+plan never spans a slot edge and a query longer than the slots has no slotted option. Each
+(deployment, slot) is packed onto its lanes (release, then deadline, longest first; each query
+on the lane free first); a query that does not fit is moved to the cheapest slot and deployment
+with room on a lane, within its window and the caps.
+
+The gap is between that plan's objective (:meth:`~energyopt.timeslots.SlotPrices.plan_value`)
+and the best L found, so it is proven.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..accounting import latest_end_s, relative_gap
+from ..caps import slot_name
+from ..problem import Problem
+from ..schema import BoundSource, Status, Termination
+from ..solvers import Solver
+from . import Choice, Limits, Method, Progress
+from .decompose import knapsack_max
+
+__all__ = ["SlottedMethod", "SlotBound", "slot_bound", "lower_envelope"]
+
+#: queries priced at a time when slots are priced directly (the plan's re-pricing): a block's
+#: (queries × deployments × slots) array stays small
+DIRECT_BLOCK = 4096
+#: rows of the sample the prices are first found on, per stage (a batch more than twice as large)
+SAMPLES = (20_000, 100_000)
+#: bundle iterations on every query after the samples' prices (and for the plan's own instances)
+FULL_ITERATIONS = 30
+#: lanes of one (deployment, slot) from which queries are packed a round at a time
+ROUND_MIN_LANES = 16
+
+
+def lower_envelope(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The lower envelope over ρ ≥ 0 of the lines ``a[i] + ρ·b[i]`` (``a`` may hold inf: no line):
+    ``(breaks, lines)`` such that line ``lines[j]`` is least on ``[breaks[j-1], breaks[j])`` (the
+    first from 0, the last to infinity); None where every ``a`` is inf."""
+    fin = np.isfinite(a)
+    if not fin.any():
+        return None
+    idx = np.flatnonzero(fin)
+    bf = b[idx]
+    if bf.max() == bf.min():
+        return np.zeros(0), np.array([idx[int(np.argmin(a[idx]))]])
+    cur = int(idx[np.lexsort((bf, a[idx]))[0]])  # least at ρ = 0 (then the flatter)
+    lines, breaks = [cur], []
+    rho = 0.0
+    while True:
+        cand = np.flatnonzero(fin & (b < b[cur]))
+        if not len(cand):
+            break
+        x = (a[cand] - a[cur]) / (b[cur] - b[cand])  # where each flatter line meets the current one
+        xm = float(x.min())
+        tied = cand[x <= xm + 1e-12 * max(abs(xm), 1.0)]
+        cur = int(tied[np.argmin(b[tied])])
+        rho = max(xm, rho)
+        breaks.append(rho)
+        lines.append(cur)
+    return np.asarray(breaks), np.asarray(lines)
+
+
+class _Slots:
+    """The arrays the bound and the plan read, from a problem with slots."""
+
+    def __init__(self, problem: Problem):
+        sp = problem.slots
+        assert sp is not None
+        self.problem = problem
+        self.sp = sp
+        self.b = sp.bounds_s
+        self.S = sp.n_slots
+        self.dt = sp.slot_s
+        deps = problem.deployments
+        self.n_d = problem.n_deployments
+        self.pool_of = np.array([sp.pools.index(p) for p in deps["device"]], dtype=np.int64)
+        self.n_p = len(sp.pools)
+        self.a0 = sp.price_per_j[self.pool_of]  # [n_d, S] objective per J charged
+        self.E = problem.cost  # [n_q, n_d] charged energy [J], inf where not an option
+        self.R = problem.runtime_s
+        self.ok = problem.ok
+        self.rel = problem.release_s
+        self.due = problem.queries["deadline_eff_s"].to_numpy(dtype=float)
+        self.lanes = deps["lanes"].to_numpy().astype(np.int64)
+        self.k = deps["devices_per_instance"].to_numpy().astype(np.int64)
+        self.max_inst = deps["max_instances"].to_numpy().astype(np.int64)
+        group = deps["group"].to_numpy()
+        self.groups = [np.flatnonzero(group == g) for g in np.unique(group)]
+        self.groups_of = {int(d): m for m in self.groups for d in m}
+        counts = dict(zip(problem.pools["pool"], problem.pools["count"]))
+        self.pools = [(int(counts[p]), np.flatnonzero(self.pool_of == j)) for j, p in enumerate(sp.pools)]
+        self.idle = problem.idle
+        self.idle_w = deps["idle_power_w"].to_numpy(dtype=float)
+        self.inst_cost = np.asarray(problem.instance_cost, dtype=float)
+        self.capped = np.flatnonzero(np.isfinite(sp.cap_w))  # pools with a cap
+        self.cap_j = sp.cap_w[self.capped, None] * self.dt[None, :]  # [n_capped, S]
+        # the slots meeting each query's [release, deadline]: the bound's windows
+        self.lo_b = np.clip(np.searchsorted(self.b, self.rel, side="right") - 1, 0, self.S - 1)
+        self.hi_b = np.clip(np.searchsorted(self.b, self.due, side="left") - 1, self.lo_b, self.S - 1)
+
+    def fits(self, rows: np.ndarray, d: np.ndarray, k: np.ndarray) -> np.ndarray:
+        """Whether each row fits inside slot ``k`` on deployment ``d`` (see :meth:`cell_allowed`)."""
+        start = np.maximum(self.rel[rows], self.b[k])
+        stop = np.minimum(self.due[rows], self.b[k + 1])
+        return (start + self.R[rows, d] <= latest_end_s(stop)) & self.ok[rows, d]
+
+    def cell_allowed(self, rows: np.ndarray) -> np.ndarray:
+        """``[len(rows), n_d, S]``: the query fits inside the slot on the deployment, from its
+        release (or the slot's start) to its deadline (or the slot's end), and the pair is an option."""
+        rel = self.rel[rows][:, None]
+        start = np.maximum(rel, self.b[None, :-1])  # [m, S]
+        stop = np.minimum(self.due[rows][:, None], self.b[None, 1:])
+        end = start[:, None, :] + self.R[rows][:, :, None]
+        return (end <= latest_end_s(stop)[:, None, :]) & self.ok[rows][:, :, None]
+
+
+class _View:
+    """Rows (queries) standing for the batch with weight ``wt``, sorted per deployment by (bound
+    window, r/e) for the envelope look-ups."""
+
+    def __init__(self, T: _Slots, rows: np.ndarray, wt: float = 1.0):
+        self.rows = rows
+        self.wt = wt
+        self.per_d = []
+        key_all = T.lo_b[rows] * (T.S + 1) + T.hi_b[rows]
+        for d in range(T.n_d):
+            qi = np.flatnonzero(T.ok[rows, d])
+            e = T.E[rows[qi], d]
+            r = T.R[rows[qi], d]
+            with np.errstate(divide="ignore"):
+                rho = np.where(e > 0, r / np.where(e > 0, e, 1.0), np.inf)
+            key = key_all[qi]
+            o = np.lexsort((rho, key))
+            qi, e, r, rho, key = qi[o], e[o], r[o], rho[o], key[o]
+            starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, dtype=np.int64)
+            ends = np.r_[starts[1:], len(key)].astype(np.int64)
+            self.per_d.append((qi, e, r, rho, key[starts] // (T.S + 1), key[starts] % (T.S + 1), starts, ends))
+
+
+@dataclass
+class SlotBound:
+    """The best Lagrangian bound found and the choices at its prices."""
+
+    bound: float
+    lam: np.ndarray  # [n_d, S] price of a second of work per (deployment, slot)
+    pi: np.ndarray  # [n_p, S] price of a joule per (pool, slot) (0 for pools without a cap)
+    iterations: int
+    time_s: float
+    converged: bool
+
+
+def _choose(T: _Slots, V: _View, a: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per deployment and row of ``V``, the least priced slot (``[n_d, n]``, as int16) and its
+    priced cost ``e·a[d, k] + r·λ[d, k]`` (``[n_d, n]``; inf where the pair is not an option or
+    every slot of its window has ``a`` = inf, a closed cell), through the lower envelopes."""
+    n = len(V.rows)
+    Vc = np.full((T.n_d, n), np.inf)
+    Kc = np.zeros((T.n_d, n), dtype=np.int16)
+    for d, (qi, e, r, rho, lo, hi, starts, ends) in enumerate(V.per_d):
+        if not len(qi):
+            continue
+        ks = np.zeros(len(qi), dtype=np.int64)
+        none = np.zeros(len(qi), dtype=bool)
+        for lo_g, hi_g, s0, s1 in zip(lo.tolist(), hi.tolist(), starts.tolist(), ends.tolist()):
+            env = lower_envelope(a[d, lo_g:hi_g + 1], lam[d, lo_g:hi_g + 1])
+            if env is None:
+                none[s0:s1] = True
+                continue
+            br, ln = env
+            ks[s0:s1] = ln[np.searchsorted(br, rho[s0:s1], side="right")] + lo_g if len(br) else ln[0] + lo_g
+        with np.errstate(invalid="ignore"):
+            v = e * a[d, ks] + r * lam[d, ks]
+        v[none] = np.inf
+        Vc[d, qi] = v
+        Kc[d, qi] = ks
+    return Vc, Kc
+
+
+def _price_view(T: _Slots, V: _View, a: np.ndarray, lam: np.ndarray, pos: np.ndarray):
+    """:func:`_price_direct` for the rows at positions ``pos`` of ``V`` through the envelopes over
+    the bound's (wider) windows; a row whose choice does not fit inside its slot on its deployment
+    (an edge of its window) is priced directly."""
+    Vc, Kc = _choose(T, V, a, lam)
+    Vc, Kc = Vc[:, pos], Kc[:, pos]
+    n = len(pos)
+    col = np.arange(n)
+    best = Vc.argmin(axis=0)
+    v = Vc[best, col]
+    k = Kc[best, col].astype(np.int64)
+    second = np.partition(Vc, 1, axis=0)[1] if T.n_d > 1 else np.full(n, np.inf)
+    has = np.isfinite(v)
+    d = np.where(has, best, -1)
+    k = np.where(has, k, -1)
+    rows = V.rows[pos]
+    hv = np.flatnonzero(has)
+    bad = hv[~T.fits(rows[hv], d[hv], k[hv])]
+    if len(bad):
+        closed = ~np.isfinite(a)
+        d[bad], k[bad], v[bad], second[bad] = _price_direct(T, rows[bad], np.where(closed, 0.0, a), lam, closed)
+    return d, k, v, second
+
+
+def _evaluate(T: _Slots, V: _View, lam: np.ndarray, pi: np.ndarray, *, choices: bool = False,
+              fixed_n: np.ndarray | None = None):
+    """L(λ, π), its subgradient (work per (deployment, slot) over capacity; energy per capped
+    (pool, slot) over the cap), the instances at these prices; with ``choices`` also each row's
+    least priced (deployment, slot), its priced cost and the second least over deployments. With
+    ``fixed_n`` the instances are those (the value is then a bound only for plans with them)."""
+    n = len(V.rows)
+    Vc, Kc = _choose(T, V, T.a0 + pi[T.pool_of], lam)
+    best = Vc.argmin(axis=0)
+    col = np.arange(n)
+    v = Vc[best, col]
+    kk = Kc[best, col].astype(np.int64)
+    x_part = V.wt * float(v.sum())
+    gain = T.lanes * (lam @ T.dt) - T.inst_cost
+    if T.idle:
+        gain = gain - T.idle_w * ((pi @ T.dt)[T.pool_of])
+    if fixed_n is None:
+        n_part, n_inst = _instances_at_prices(T, gain)
+    else:
+        n_inst = fixed_n
+        n_part = float(gain @ fixed_n)
+    capped = T.capped
+    L = x_part - n_part - float(np.sum(pi[capped] * T.cap_j))
+    rows = V.rows
+    run = T.R[rows, best]
+    ener = T.E[rows, best]
+    load = V.wt * np.bincount(best * T.S + kk, weights=run, minlength=T.n_d * T.S).reshape(T.n_d, T.S)
+    g_lam = load - (n_inst * T.lanes)[:, None] * T.dt[None, :]
+    pe = V.wt * np.bincount(T.pool_of[best] * T.S + kk, weights=ener, minlength=T.n_p * T.S).reshape(T.n_p, T.S)
+    if T.idle:
+        pe += np.bincount(T.pool_of, weights=n_inst * T.idle_w, minlength=T.n_p)[:, None] * T.dt[None, :]
+    g_pi = pe[capped] - T.cap_j
+    out = (L, g_lam, g_pi, n_inst)
+    if choices:
+        second = np.partition(Vc, 1, axis=0)[1] if T.n_d > 1 else np.full(n, np.inf)
+        return (*out, best, kk, v, second, load)
+    return out
+
+
+def _instances_at_prices(T: _Slots, gain: np.ndarray) -> tuple[float, np.ndarray]:
+    """Each pool switches on the instances worth most at these prices (a bounded knapsack over
+    its devices); the batch sizes of one fleet deployment share its instances, its best takes them."""
+    n = np.zeros(T.n_d, dtype=np.int64)
+    best_of = np.array([m[int(np.argmax(gain[m]))] for m in T.groups])
+    item_gain = np.full(T.n_d, -np.inf)
+    item_gain[best_of] = gain[best_of]
+    total = 0.0
+    for cnt, ds in T.pools:
+        ds = ds[np.isfinite(item_gain[ds])]
+        if len(ds):
+            v, nn = knapsack_max(item_gain[ds], T.k[ds], T.max_inst[ds], cnt)
+            total += v
+            n[ds] = nn
+    return total, n
+
+
+def _bundle(T: _Slots, V: _View, theta0: np.ndarray, active0: np.ndarray, scale: np.ndarray, delta: float, *,
+            rel_tol: float, max_iter: int, deadline: float | None, say: Callable[[str], None],
+            fixed_n: np.ndarray | None = None):
+    """Maximise L over prices θ = (λ, π on capped pools) ≥ 0: a proximal bundle method with a box
+    trust region (``delta`` in units of ``scale``) over the prices of rows that ran over at some
+    evaluation (the others stay 0)."""
+    from scipy.optimize import linprog
+
+    n_lam = T.n_d * T.S
+    m = len(theta0)
+
+    def ev(theta: np.ndarray):
+        lam = theta[:n_lam].reshape(T.n_d, T.S)
+        pi = np.zeros((T.n_p, T.S))
+        pi[T.capped] = theta[n_lam:].reshape(len(T.capped), T.S)
+        L, g_lam, g_pi, _ = _evaluate(T, V, lam, pi, fixed_n=fixed_n)
+        return L, np.concatenate([g_lam.ravel(), g_pi.ravel()])
+
+    center = theta0.copy()
+    active = active0.copy()
+    Lc, gc = ev(center)
+    active |= gc > 0
+    cuts_g, cuts_b = [gc], [Lc - gc @ center]
+    converged = False
+    it = 0
+    last_say = time.perf_counter()
+    for it in range(1, max_iter + 1):
+        act = np.flatnonzero(active)
+        if not len(act):
+            converged = True  # nothing runs over at zero prices: L(0) is the relaxation's optimum
+            break
+        G = np.array(cuts_g)
+        Ga = G[:, act]
+        # the cuts at θ with the inactive prices at 0 (they are 0 in every point the method visits)
+        lo = np.maximum(center[act] - delta * scale[act], 0.0)
+        hi = center[act] + delta * scale[act]
+        c = np.zeros(len(act) + 1)
+        c[-1] = -1.0
+        res = linprog(c, A_ub=np.hstack([-Ga, np.ones((len(Ga), 1))]), b_ub=np.array(cuts_b),
+                      bounds=list(zip(lo, hi)) + [(None, None)], method="highs")
+        if res.status != 0:  # pragma: no cover - the master is always feasible and bounded
+            break
+        theta = np.zeros(m)
+        theta[act] = res.x[:-1]
+        pred = res.x[-1] - Lc
+        if pred <= rel_tol * max(abs(Lc), 1e-12):
+            inside = np.all((res.x[:-1] - lo > 1e-12 * scale[act]) | (lo <= 0)) and np.all(
+                hi - res.x[:-1] > 1e-12 * scale[act])
+            if inside:
+                converged = True
+                break
+            delta *= 2.0
+            continue
+        L, g = ev(theta)
+        cuts_g.append(g)
+        cuts_b.append(L - g @ theta)
+        grew = (g > 0) & ~active
+        active |= grew
+        if Lc + 0.1 * pred <= L:
+            boxed = np.any(np.isclose(res.x[:-1], hi)) or np.any(np.isclose(res.x[:-1], lo) & (lo > 0))
+            center, Lc = theta, L
+            if boxed:
+                delta *= 2.0
+        else:
+            delta *= 0.5
+        keep = 4 * len(act) + 50
+        if len(cuts_g) > keep:
+            cuts_g, cuts_b = cuts_g[-keep:], cuts_b[-keep:]
+        now = time.perf_counter()
+        if now - last_say > 1.0:
+            say(f"slots: iteration {it}, bound {Lc:.8g}, {len(act)} priced rows")
+            last_say = now
+        if deadline is not None and now > deadline:
+            break
+    return center, active, it, converged
+
+
+def slot_bound(problem: Problem, *, rel_tol: float = 1e-7, max_iter: int = 200, time_limit_s: float | None = None,
+               samples: tuple[int, ...] = SAMPLES, progress: Callable[[str], None] | None = None):
+    """Maximise the Lagrangian bound (module docstring): on seeded samples first (each standing for
+    the batch), then on every query. Returns the :class:`SlotBound`, the arrays and the full view."""
+    say = progress or (lambda s: None)
+    t0 = time.perf_counter()
+    deadline = None if time_limit_s is None else t0 + time_limit_s
+    T = _Slots(problem)
+    served = np.flatnonzero(problem.ok.any(axis=1))
+    n_lam = T.n_d * T.S
+    m = n_lam + len(T.capped) * T.S
+    rng = np.random.default_rng(0)
+    stages = [_View(T, np.sort(rng.choice(served, n, replace=False)), len(served) / n)
+              for n in sorted(samples) if len(served) > 2 * n]
+    full = _View(T, served)
+    Vs = stages[0] if stages else full
+    # price scales: objective per second of work (λ), objective per J (π)
+    fin = np.isfinite(T.E[Vs.rows]) & (T.R[Vs.rows] > 0)
+    per_s = (T.E[Vs.rows] * T.a0.max(axis=1)[None, :])[fin] / T.R[Vs.rows][fin]
+    s_lam = float(np.quantile(per_s, 0.9)) if len(per_s) else 1.0
+    scale = np.concatenate([np.full(n_lam, s_lam or 1.0),
+                            np.full(m - n_lam, float(np.median(T.a0)) or 1.0)])
+    theta, active = np.zeros(m), np.zeros(m, dtype=bool)
+    delta, iters = 1.0, 0
+    for St in stages:
+        theta, active, it_s, _ = _bundle(T, St, theta, active, scale, delta, rel_tol=1e-6, max_iter=max_iter,
+                                         deadline=deadline, say=say)
+        say(f"slots: prices from a sample of {len(St.rows)} queries after {it_s} iterations")
+        delta, iters = 0.05, iters + it_s
+    # on every query: from the samples' prices, a few iterations (each a pass over every option)
+    theta, active, it, converged = _bundle(T, full, theta, active, scale, delta, rel_tol=rel_tol,
+                                           max_iter=max_iter if not stages else FULL_ITERATIONS, deadline=deadline, say=say)
+    lam = theta[:n_lam].reshape(T.n_d, T.S)
+    pi = np.zeros((T.n_p, T.S))
+    pi[T.capped] = theta[n_lam:].reshape(len(T.capped), T.S)
+    L = _evaluate(T, full, lam, pi)[0]
+    sb_extra = (theta, active, scale)
+    if T.idle:  # every plan switches on an instance that serves its dearest-to-serve query: L at zero prices plus that
+        zero = _evaluate(T, full, np.zeros_like(lam), np.zeros_like(pi))[0]
+        cheapest_inst = np.where(T.ok[full.rows], T.inst_cost[None, :], np.inf).min(axis=1)
+        L = max(L, zero + float(cheapest_inst.max(initial=0.0)))
+    sb = SlotBound(L, lam, pi, iters + it, time.perf_counter() - t0, converged)
+    sb.state = sb_extra  # type: ignore[attr-defined]
+    return sb, T, full
+
+
+def _prices_for(T: _Slots, V: _View, sb: SlotBound, n_plan: np.ndarray, *, deadline: float | None,
+                say: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray]:
+    """Prices for the plan's instances ``n_plan``: L maximised with the instances fixed (from the
+    bound's prices). The bound's prices weigh a mix of instance sets where instances are lumpy;
+    these weigh the set the plan has, so the fill that follows them wastes less."""
+    theta, active, scale = sb.state  # type: ignore[attr-defined]
+    theta, _, _, _ = _bundle(T, V, theta, active, scale, 0.05, rel_tol=1e-7, max_iter=FULL_ITERATIONS, deadline=deadline,
+                             say=say, fixed_n=n_plan)
+    n_lam = T.n_d * T.S
+    pi = np.zeros((T.n_p, T.S))
+    pi[T.capped] = theta[n_lam:].reshape(len(T.capped), T.S)
+    return theta[:n_lam].reshape(T.n_d, T.S), pi
+
+
+# --- the plan --------------------------------------------------------------------------------
+
+
+def _price_direct(T: _Slots, rows: np.ndarray, a: np.ndarray, lam: np.ndarray, closed: np.ndarray):
+    """Each row's least priced (deployment, slot) among the cells it fits in that are not
+    ``closed``, by blocks: deployment, slot (-1: none), priced cost and the second least's."""
+    m = len(rows)
+    d_out = np.full(m, -1, dtype=np.int64)
+    k_out = np.full(m, -1, dtype=np.int64)
+    v_out = np.full(m, np.inf)
+    s_out = np.full(m, np.inf)
+    for s0 in range(0, m, DIRECT_BLOCK):
+        rr = rows[s0:s0 + DIRECT_BLOCK]
+        allowed = T.cell_allowed(rr) & ~closed[None, :, :]
+        with np.errstate(invalid="ignore"):
+            c = T.E[rr][:, :, None] * a[None, :, :] + T.R[rr][:, :, None] * lam[None, :, :]
+        c = np.where(allowed, c, np.inf).reshape(len(rr), -1)
+        j = c.argmin(axis=1)
+        v = c[np.arange(len(rr)), j]
+        has = np.isfinite(v)
+        d_out[s0:s0 + len(rr)] = np.where(has, j // T.S, -1)
+        k_out[s0:s0 + len(rr)] = np.where(has, j % T.S, -1)
+        v_out[s0:s0 + len(rr)] = v
+        if c.shape[1] > 1:
+            s_out[s0:s0 + len(rr)] = np.partition(c, 1, axis=1)[:, 1]
+    return d_out, k_out, v_out, s_out
+
+
+def _instances_for_plan(T: _Slots, n_inst: np.ndarray, load: np.ndarray, one_each: bool = False) -> np.ndarray:
+    """The instances the plan may switch on: ``n_inst`` (the prices' choice), with ``one_each``
+    first one for every deployment with chosen work (most work first) while devices last, then,
+    while a pool has devices (and a fleet deployment instances) left, one more for the
+    deployment whose chosen work runs furthest over its lane-seconds in some slot."""
+    n = n_inst.copy()
+    for cnt, ds in T.pools:
+        if one_each:
+            for d in ds[np.argsort(-load[ds].sum(axis=1))].tolist():
+                if (load[d].sum() > 0 and n[d] == 0 and int((T.k[ds] * n[ds]).sum()) + T.k[d] <= cnt
+                        and n[T.groups_of[d]].sum() < T.max_inst[d]):
+                    n[d] = 1
+        while True:
+            used = int((T.k[ds] * n[ds]).sum())
+            over = np.array([float(np.max(load[d] - n[d] * T.lanes[d] * T.dt)) for d in ds.tolist()])
+            room = np.array([used + T.k[d] <= cnt and n[T.groups_of[d]].sum() < T.max_inst[d] for d in ds.tolist()])
+            cand = np.flatnonzero((over > 0) & room)
+            if not len(cand):
+                break
+            n[ds[cand[np.argmax(over[cand])]]] += 1
+    return n
+
+
+def _fewest_instances(T: _Slots, load: np.ndarray) -> np.ndarray:
+    """Per deployment with chosen work, the fewest instances whose lane-seconds over the horizon
+    hold it (with 5 % to spare), within its pool's devices and its fleet deployment's instances."""
+    need = np.ceil(load.sum(axis=1) * 1.05 / (T.lanes * T.dt.sum()) - 1e-9).astype(np.int64)
+    n = np.zeros(T.n_d, dtype=np.int64)
+    for cnt, ds in T.pools:
+        for d in ds[np.argsort(-load[ds].sum(axis=1))].tolist():
+            room = min((cnt - int((T.k[ds] * n[ds]).sum())) // int(T.k[d]),
+                       int(T.max_inst[d]) - int(n[T.groups_of[d]].sum()))
+            n[d] = max(min(int(need[d]), room), 0)
+    return n
+
+
+def _covering_instances(T: _Slots, rows: np.ndarray) -> np.ndarray:
+    """Few deployments that between them offer every row an option (greedy set cover, the one
+    serving most rows left first, the cheaper instance among ties), each with the fewest instances
+    that hold, over the horizon, the work of the rows that are cheapest on it among those chosen."""
+    left = np.ones(len(rows), dtype=bool)
+    chosen: list[int] = []
+    while left.any():
+        cover = T.ok[rows[left]].sum(axis=0)
+        cover[chosen] = 0
+        if cover.max() <= 0:
+            break
+        top = np.flatnonzero(cover == cover.max())
+        d = int(top[np.argmin(T.inst_cost[top])])
+        chosen.append(d)
+        left &= ~T.ok[rows, d]
+    E = T.E[rows][:, chosen]
+    pick = np.asarray(chosen)[E.argmin(axis=1)]
+    load = np.zeros((T.n_d, T.S))
+    load[:, 0] = np.bincount(pick, weights=T.R[rows, pick], minlength=T.n_d)
+    return _fewest_instances(T, load)
+
+
+def _plan_value(T: _Slots, dep: np.ndarray, lane: np.ndarray, start: np.ndarray) -> float:
+    """The objective of a plan whose queries each lie inside one slot: their charged energy at
+    their slot's price, plus the cost of every instance with work."""
+    q = np.flatnonzero(dep >= 0)
+    d = dep[q]
+    k = np.clip(np.searchsorted(T.b, start[q], side="right") - 1, 0, T.S - 1)
+    inst = lane[q] // T.lanes[d]
+    M = int(inst.max(initial=0)) + 1
+    d_on = np.unique(d * M + inst) // M
+    return float(np.sum(T.E[q, d] * T.a0[d, k])) + float(T.inst_cost[d_on].sum())
+
+
+def _fill(T: _Slots, V: _View, rows: np.ndarray, d0: np.ndarray, k0: np.ndarray, v0: np.ndarray, s0: np.ndarray,
+          n_inst: np.ndarray, lam: np.ndarray, pi: np.ndarray, say: Callable[[str], None]):
+    """Each row's (deployment, slot): its proposal is kept while the cell's lane-seconds and the
+    capped (pool, slot)'s joules hold (largest regret first); the others are priced again among the
+    cells not yet full. Returns the deployment and slot of every row (-1: none) and, for the rows
+    left without one, the (pool, slot) caps that turned them away."""
+    a = T.a0 + pi[T.pool_of]
+    cap_time = (n_inst * T.lanes)[:, None] * T.dt[None, :]  # [n_d, S]
+    cap_pow = np.full((T.n_p, T.S), np.inf)
+    idle_on = np.bincount(T.pool_of, weights=n_inst * T.idle_w, minlength=T.n_p) if T.idle else np.zeros(T.n_p)
+    cap_pow[T.capped] = T.cap_j - idle_on[T.capped, None] * T.dt[None, :]
+    used_time = np.zeros((T.n_d, T.S))
+    used_pow = np.zeros((T.n_p, T.S))
+    closed = cap_time <= 0
+    closed |= (cap_pow <= 0)[T.pool_of]
+    d_of = np.full(len(rows), -1, dtype=np.int64)
+    k_of = np.full(len(rows), -1, dtype=np.int64)
+    blocked_pow = np.zeros((T.n_p, T.S))  # energy turned away by a cap [J]
+    pend = np.arange(len(rows))
+    pd_, pk, pv, ps = d0, k0, v0, s0
+    # a proposal outside the query's own fit (the bound's windows are wider) is priced again
+    for _round in range(T.n_d * T.S + T.n_p * T.S + 2):
+        valid = pd_ >= 0
+        if valid.any():
+            vi = np.flatnonzero(valid)
+            fits = T.fits(rows[pend[vi]], pd_[vi], pk[vi]) & ~closed[pd_[vi], pk[vi]]
+            valid[vi[~fits]] = False
+        # every pending row with a fitting proposal, largest regret first, per cell
+        cand = np.flatnonzero(valid)
+        dd, kk = pd_[cand], pk[cand]
+        q = rows[pend[cand]]
+        run, ener = T.R[q, dd], T.E[q, dd]
+        regret = ps[cand] - pv[cand]
+        cell = dd * T.S + kk
+        o = np.lexsort((-regret, cell))
+        cell_o = cell[o]
+        first = np.r_[True, cell_o[1:] != cell_o[:-1]][: len(cell_o)]
+        grp = np.cumsum(first) - 1
+        csum = np.cumsum(run[o])
+        base = (csum - run[o])[first][grp]
+        within = used_time.reshape(-1)[cell_o] + (csum - base) <= cap_time.reshape(-1)[cell_o] * (1 + 1e-12)
+        keep = np.zeros(len(cand), dtype=bool)
+        keep[o] = within
+        closed.reshape(-1)[np.unique(cell[~keep])] = True  # a cell that turned rows away is full
+        # the caps: per capped (pool, slot), the kept rows, largest regret first
+        pcell = T.pool_of[dd] * T.S + kk
+        capped_row = np.isfinite(cap_pow.reshape(-1)[pcell]) & keep
+        if capped_row.any():
+            ci = np.flatnonzero(capped_row)
+            o2 = ci[np.lexsort((-regret[ci], pcell[ci]))]
+            pc = pcell[o2]
+            first2 = np.r_[True, pc[1:] != pc[:-1]]
+            grp2 = np.cumsum(first2) - 1
+            c2 = np.cumsum(ener[o2])
+            base2 = (c2 - ener[o2])[first2][grp2]
+            ok2 = used_pow.reshape(-1)[pc] + (c2 - base2) <= cap_pow.reshape(-1)[pc] * (1 + 1e-12)
+            keep[o2[~ok2]] = False
+            turned = o2[~ok2]
+            np.add.at(blocked_pow.reshape(-1), pcell[turned], ener[turned])
+            full_p = np.unique(pc[~ok2])
+            for j in full_p.tolist():
+                p, k = divmod(j, T.S)
+                closed[T.pool_of == p, k] = True
+        np.add.at(used_time.reshape(-1), cell[keep], run[keep])
+        np.add.at(used_pow.reshape(-1), pcell[keep], ener[keep])
+        d_of[pend[cand[keep]]] = dd[keep]
+        k_of[pend[cand[keep]]] = kk[keep]
+        done = np.zeros(len(pend), dtype=bool)
+        done[cand[keep]] = True
+        pend = pend[~done]
+        if not len(pend):
+            break
+        pd_, pk, pv, ps = _price_view(T, V, np.where(closed, np.inf, a), lam, pend)
+        if np.all(pd_ < 0):
+            break
+    return d_of, k_of, blocked_pow
+
+
+def _place_in_slot(run: np.ndarray, rel: np.ndarray, due: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Queries (in the order given) onto lanes whose free times are ``free`` (changed in place),
+    each onto the lane free first, starting at max(its free time, the query's release); -1 (and
+    NaN) where it would end after ``due``. With many lanes a round of one query per lane at a time."""
+    L = len(free)
+    lane = np.full(len(run), -1, dtype=np.int64)
+    start = np.full(len(run), np.nan)
+    if L < ROUND_MIN_LANES:
+        heap = [(float(f), i) for i, f in enumerate(free)]
+        heapq.heapify(heap)
+        for j, (r, at, du) in enumerate(zip(run.tolist(), rel.tolist(), due.tolist())):
+            f, i = heap[0]
+            s = f if f >= at else at
+            if s + r <= du:
+                heapq.heapreplace(heap, (s + r, i))
+                lane[j], start[j] = i, s
+        for f, i in heap:
+            free[i] = f
+        return lane, start
+    for s0 in range(0, len(run), L):
+        rr = run[s0:s0 + L]
+        slots = np.argsort(free, kind="stable")[: len(rr)]
+        st = np.maximum(free[slots], rel[s0:s0 + L])
+        fit = st + rr <= due[s0:s0 + L]
+        free[slots[fit]] = st[fit] + rr[fit]
+        lane[s0:s0 + L] = np.where(fit, slots, -1)
+        start[s0:s0 + L] = np.where(fit, st, np.nan)
+    return lane, start
+
+
+def _pack(T: _Slots, n_q: int, rows: np.ndarray, d_of: np.ndarray, k_of: np.ndarray, n_inst: np.ndarray):
+    """Lanes and starts inside each row's slot; queries that do not fit are moved (see the module
+    docstring). Returns deployment, lane and start per query, and the queries left unplaced."""
+    dep = np.full(n_q, -1, dtype=np.int64)
+    lane = np.full(n_q, -1, dtype=np.int64)
+    start = np.full(n_q, np.nan)
+    has = d_of >= 0
+    q_all, d_all, k_all = rows[has], d_of[has], k_of[has]
+    rel = np.maximum(T.rel[q_all], T.b[k_all])
+    due = latest_end_s(np.minimum(T.due[q_all], T.b[k_all + 1]))
+    run = T.R[q_all, d_all]
+    cell = d_all * T.S + k_all
+    o = np.lexsort((-run, due, rel, cell))
+    cell_o = cell[o]
+    cuts = np.flatnonzero(np.r_[True, cell_o[1:] != cell_o[:-1], True]) if len(cell_o) else np.zeros(1, dtype=np.int64)
+    free: dict[int, np.ndarray] = {}
+    late: list[int] = []
+    for a, z in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
+        c = int(cell_o[a])
+        d, k = divmod(c, T.S)
+        f = np.full(int(n_inst[d] * T.lanes[d]), float(T.b[k]))
+        idx = o[a:z]
+        ln, st = _place_in_slot(run[idx], rel[idx], due[idx], f)
+        free[c] = f
+        ok = ln >= 0
+        qs = q_all[idx]
+        dep[qs[ok]], lane[qs[ok]], start[qs[ok]] = d, ln[ok], st[ok]
+        late.extend(qs[~ok].tolist())
+    unplaced = [int(q) for q in rows[~has]]
+    if late:
+        unplaced += _repair(T, late, dep, lane, start, n_inst, free)
+    return dep, lane, start, unplaced
+
+
+def _repair(T: _Slots, late: list[int], dep: np.ndarray, lane: np.ndarray, start: np.ndarray, n_inst: np.ndarray,
+            free: dict[int, np.ndarray]) -> list[int]:
+    """Each late query to the cheapest (deployment, slot) whose lane free first still takes it
+    inside the slot and its window, within the caps; the queries none takes."""
+    a = T.a0
+    pool_energy = np.zeros((T.n_p, T.S))
+    placed = np.flatnonzero(dep >= 0)
+    k_of = np.searchsorted(T.b, start[placed], side="right") - 1
+    np.add.at(pool_energy, (T.pool_of[dep[placed]], k_of), T.E[placed, dep[placed]])
+    cap = np.full((T.n_p, T.S), np.inf)
+    if len(T.capped):
+        idle_on = np.bincount(T.pool_of, weights=n_inst * T.idle_w, minlength=T.n_p) if T.idle else np.zeros(T.n_p)
+        cap[T.capped] = T.cap_j - idle_on[T.capped, None] * T.dt[None, :]
+    left = []
+    for q in late:
+        allowed = T.cell_allowed(np.array([q]))[0] & (n_inst[:, None] > 0)
+        cost = np.where(allowed, T.E[q][:, None] * a, np.inf)
+        done = False
+        for j in np.argsort(cost, axis=None).tolist():
+            if not np.isfinite(cost.reshape(-1)[j]):
+                break
+            d, k = divmod(j, T.S)
+            p = T.pool_of[d]
+            if pool_energy[p, k] + T.E[q, d] > cap[p, k] * (1 + 1e-12):
+                continue
+            f = free.setdefault(j, np.full(int(n_inst[d] * T.lanes[d]), float(T.b[k])))
+            i = int(np.argmin(f))
+            s = max(float(f[i]), float(T.rel[q]), float(T.b[k]))
+            if s + T.R[q, d] <= latest_end_s(min(T.due[q], T.b[k + 1])):
+                f[i] = s + T.R[q, d]
+                dep[q], lane[q], start[q] = d, i, s
+                pool_energy[p, k] += T.E[q, d]
+                done = True
+                break
+        if not done:
+            left.append(q)
+    return left
+
+
+class SlottedMethod(Method):
+    """The slot bound, then the plan at its prices (see the module docstring)."""
+
+    name = "slotted"
+
+    def solve(self, problem: Problem, backend: Solver, limits: Limits, progress: Progress) -> Choice:
+        sp = problem.slots
+        assert sp is not None
+        progress(f"model: {sp.n_slots} time slots priced for {sp.objective} (Lagrangian bound, then fill and pack)")
+        t0 = time.perf_counter()
+        left = limits.remaining_s()
+        rel_tol = min(limits.mip_rel_gap / 10, 1e-6)
+        sb, T, full = slot_bound(problem, rel_tol=rel_tol, time_limit_s=None if left is None else left / 2,
+                                 progress=progress)
+        progress(f"slots: bound {sb.bound:.8g} after {sb.iterations} iterations in {sb.time_s:.2f} s")
+        L, g_lam, g_pi, n_inst, best, kk, v, second, load = _evaluate(T, full, sb.lam, sb.pi, choices=True)
+        rows = full.rows
+        candidates = [_instances_for_plan(T, n_inst, load)]
+        by_need = _instances_for_plan(T, np.zeros(T.n_d, dtype=np.int64), load, one_each=True)
+        if not np.array_equal(by_need, candidates[0]):
+            candidates.append(by_need)
+        if T.idle:  # instances cost their idle draw all day: also the fewest that hold the chosen work over the horizon
+            candidates += [_fewest_instances(T, load), _covering_instances(T, rows)]
+        best_plan = None
+        deadline = limits.deadline()
+
+        def try_plan(n_plan, d0, k0, v0, s0, lam, pi):
+            nonlocal best_plan
+            d_of, k_of, blocked = _fill(T, full, rows, d0, k0, v0, s0, n_plan, lam, pi, progress)
+            dep, lane, start, unplaced = _pack(T, problem.n_queries, rows, d_of, k_of, n_plan)
+            value = _plan_value(T, dep, lane, start) if not unplaced else math.inf
+            key = (len(unplaced), value)
+            if best_plan is None or key < best_plan[0]:
+                best_plan = (key, n_plan, blocked, dep, lane, start, unplaced)
+
+        for n_plan in candidates:
+            try_plan(n_plan, best, kk, v, second, sb.lam, sb.pi)
+        assert best_plan is not None
+        if best_plan[0][1] < math.inf and relative_gap(best_plan[0][1], sb.bound) > limits.mip_rel_gap:
+            # prices for the instances the best plan has, and its fill again at them
+            n_plan = best_plan[1]
+            lam2, pi2 = _prices_for(T, full, sb, n_plan, deadline=deadline, say=progress)
+            *_, best2, kk2, v2, second2, _ = _evaluate(T, full, lam2, pi2, choices=True, fixed_n=n_plan)
+            try_plan(n_plan, best2, kk2, v2, second2, lam2, pi2)
+        assert best_plan is not None
+        _, n_plan, blocked, dep, lane, start, unplaced = best_plan
+        solver_s = time.perf_counter() - t0
+        if unplaced:
+            msg = f"{len(unplaced)} queries found no slot with room on a lane within their windows"
+            idle_on = np.bincount(T.pool_of, weights=n_plan * T.idle_w, minlength=T.n_p) if T.idle else np.zeros(T.n_p)
+            over_idle = [p for p in T.capped.tolist() if idle_on[p] >= sp.cap_w[p]]
+            if over_idle:
+                p = over_idle[0]
+                msg += (f"; the idle draw of pool {sp.pools[p]}'s instances ({idle_on[p]:,.1f} W) alone reaches its "
+                        f"power_cap_w ({sp.cap_w[p]:,.6g} W) in every slot, {idle_on[p] - sp.cap_w[p]:,.1f} W over")
+            elif blocked.any():
+                p, k = np.unravel_index(int(np.argmax(blocked)), blocked.shape)
+                short_w = float(blocked[p, k]) / float(T.dt[k])
+                msg += (f"; the power cap of pool {sp.pools[p]} ({sp.cap_w[p]:,.6g} W) is {short_w:,.1f} W short in "
+                        f"{slot_name(T.b, int(k))}")
+            # no plan costs more than every query on its dearest option in its dearest slot, every instance on
+            dearest = float(np.sum(np.max(np.where(T.ok, T.E, 0.0), axis=1))) * float(T.a0.max())
+            dearest += float(np.sum(np.maximum(T.inst_cost, 0) * T.max_inst))
+            status = Status.INFEASIBLE if sb.bound > dearest * (1 + 1e-9) + 1e-12 else Status.NO_SOLUTION
+            return Choice.none(self.name, "-", status, Termination.NO_SOLUTION, sb.bound, BoundSource.LAGRANGIAN,
+                               solver_s=solver_s, message=msg)
+        return Choice(self.name, "-", Status.FEASIBLE, Termination.FEASIBLE, sb.bound, BoundSource.LAGRANGIAN,
+                      dep_of_q=dep, n_inst=n_plan, lane_of_q=lane, objective=math.nan, solver_s=solver_s,
+                      message=f"{sb.iterations} bundle iterations; {int(np.sum(n_plan))} instances",
+                      start_of_q=start)

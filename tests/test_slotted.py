@@ -1,0 +1,233 @@
+"""Plans per time slot (--objective carbon|cost, power caps): against brute force, checked, and their errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import TWO_LLM_MODELS, make_models, two_llm_fleet
+from oracles import slotted_brute_force
+
+from energyopt.check import check_plan
+from energyopt.errors import DataError
+from energyopt.fleet import fleet_from_dict
+from energyopt.methods.slotted import lower_envelope
+from energyopt.plan import plan
+from energyopt.signals import Signals
+
+
+def _signals(carbon, slot_s=10.0, price=None) -> Signals:
+    n = len(carbon)
+    start = np.arange(n) * slot_s
+    return Signals(start, start + slot_s, np.asarray(carbon, dtype=float),
+                   None if price is None else np.asarray(price, dtype=float))
+
+
+def _fleet(cap_w: float | None, horizon_s: float = 30.0):
+    fl = two_llm_fleet(horizon_s)
+    if cap_w is None:
+        return fl
+    pools = dict(fl.pools)
+    pools["g"] = dataclasses.replace(pools["g"], power_cap_w=cap_w)
+    return dataclasses.replace(fl, pools=pools)
+
+
+def _workload(rng, n_q: int) -> pd.DataFrame:
+    return pd.DataFrame({"query_id": [f"q{i}" for i in range(n_q)], "input_tokens": rng.integers(1, 50, n_q),
+                         "output_tokens": rng.integers(50, 400, n_q), "min_accuracy": rng.choice([0.0, 0.5], n_q),
+                         "deadline_s": np.full(n_q, np.nan)})
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_slotted_plan_against_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    carbon = rng.uniform(50, 400, 3)
+    cap = None if seed % 3 == 0 else float(rng.uniform(20, 120))
+    idle = bool(seed % 2)
+    fl = _fleet(cap)
+    wl = _workload(rng, 4)
+    models = make_models(TWO_LLM_MODELS)
+    s = plan(wl, fl, models, objective="carbon", signals=_signals(carbon), idle=idle)
+    p = s.problem
+    assert p.slots is not None
+    price_d = p.slots.price_per_j[[p.slots.pools.index(x) for x in p.deployments["device"]]]
+    best = slotted_brute_force(p, price_d, p.slots.bounds_s, {} if cap is None else {"g": cap})
+    if not np.isfinite(best):
+        assert not s.status.has_plan
+        return
+    assert s.bound <= best * (1 + 1e-7) + 1e-12  # a valid bound
+    if s.status.has_plan:
+        assert not s.check_violations
+        assert s.objective >= best * (1 - 1e-7) - 1e-12  # an in-slot plan is no better than the best one
+        # the reported gap covers the distance to the true optimum (whole queries in lumpy slots can leave one)
+        assert (s.objective - best) / s.objective <= s.gap + 1e-9
+        # the objective is the plan's kgCO2e, priced per slot independently
+        assert s.objective == pytest.approx(float(s.slot_table()["kg_co2e"].sum()), rel=1e-9)
+
+
+def test_carbon_moves_work_to_the_clean_slot_and_the_energy_plan_does_not():
+    wl = _workload(np.random.default_rng(0), 6)
+    wl["min_accuracy"] = 0.0
+    models = make_models(TWO_LLM_MODELS)
+    sig = _signals([400.0, 50.0, 300.0])
+    s = plan(wl, _fleet(None), models, objective="carbon", signals=sig)
+    assert s.status.has_plan and not s.check_violations
+    a = s.assignment
+    assert (a["start_s"] >= 10).all() and (a["end_s"] <= 20 + 1e-9).all()
+    blind = plan(wl, _fleet(None), models, signals=sig)
+    assert s.objective < float(blind.slot_table()["kg_co2e"].sum())
+    assert s.gap <= 1e-6
+
+
+def test_power_cap_binds_and_the_checker_names_the_slot():
+    wl = _workload(np.random.default_rng(1), 6)
+    wl["min_accuracy"] = 0.0
+    models = make_models(TWO_LLM_MODELS)
+    sig = _signals([400.0, 50.0, 300.0])
+    free = plan(wl, _fleet(None), models, objective="carbon", signals=sig)
+    peak = free.slot_table().query("device == 'g'").groupby("slot")["energy_j"].sum().max() / 10.0
+    cap = 0.6 * peak
+    s = plan(wl, _fleet(cap), models, objective="carbon", signals=sig)
+    assert s.status.has_plan and not s.check_violations
+    per_slot = s.slot_table().query("device == 'g'").groupby("slot")["energy_j"].sum() / 10.0
+    assert per_slot.max() <= cap * (1 + 1e-9)
+    # the checker re-derives the cap from the assignment: the uncapped plan breaks it
+    wl2, fl2, fm2 = s.problem.inputs
+    bad = check_plan(free.assignment, wl2, fl2, fm2, cap_bounds_s=s.problem.slots.bounds_s)
+    assert any("pool g draws" in v and "over its power_cap_w" in v and "slot 1" in v for v in bad)
+
+
+def test_a_cap_too_low_names_the_pool_slot_and_shortfall():
+    wl = _workload(np.random.default_rng(2), 6)
+    wl["min_accuracy"] = 0.7  # only big: on g or the CPU; the CPU pool capped too
+    fl = _fleet(1e-3)
+    pools = dict(fl.pools)
+    pools["c"] = dataclasses.replace(pools["c"], power_cap_w=1e-3)
+    fl = dataclasses.replace(fl, pools=pools)
+    s = plan(wl, fl, make_models(TWO_LLM_MODELS), objective="carbon", signals=_signals([100.0, 50.0, 300.0]))
+    assert not s.status.has_plan
+    assert "power cap of pool" in s.message and "W short in slot" in s.message
+
+
+def test_energy_objective_with_caps_and_no_signals_uses_hours():
+    fl = _fleet(1e9, horizon_s=7200.0)
+    wl = _workload(np.random.default_rng(3), 5)
+    s = plan(wl, fl, make_models(TWO_LLM_MODELS))
+    assert s.problem.slots is not None and s.problem.slots.n_slots == 2
+    assert s.status.has_plan and not s.check_violations
+
+
+def test_errors_before_solving():
+    wl = _workload(np.random.default_rng(4), 3)
+    models = make_models(TWO_LLM_MODELS)
+    with pytest.raises(DataError, match="--objective carbon: give --signals"):
+        plan(wl, _fleet(None), models, objective="carbon")
+    with pytest.raises(DataError, match="needs a price_per_kwh column"):
+        plan(wl, _fleet(None), models, objective="cost", signals=_signals([1.0, 2.0, 3.0]))
+    with pytest.raises(DataError, match="min-mean-accuracy is not supported"):
+        plan(wl, _fleet(None), models, objective="carbon", signals=_signals([1.0, 2.0, 3.0]), min_mean_accuracy=0.5)
+    with pytest.raises(DataError, match="formulation exact does not plan time slots"):
+        plan(wl, _fleet(None), models, objective="carbon", signals=_signals([1.0, 2.0, 3.0]), formulation="exact")
+
+
+def test_cost_objective_uses_the_price():
+    wl = _workload(np.random.default_rng(5), 4)
+    s = plan(wl, _fleet(None), make_models(TWO_LLM_MODELS), objective="cost",
+             signals=_signals([100.0, 100.0, 100.0], price=[0.3, 0.1, 0.2]))
+    assert s.status.has_plan and not s.check_violations
+    assert ((s.assignment["start_s"] >= 10) & (s.assignment["end_s"] <= 20 + 1e-9)).all()
+    assert s.objective == pytest.approx(float(s.slot_table()["cost"].sum()), rel=1e-9)
+
+
+def test_fleet_power_cap_key():
+    doc = {"horizon_s": 10, "pools": {"g": {"kind": "gpu", "count": 1, "memory_gb": 80, "idle_power_w": 1,
+                                              "power_cap_w": -5}},
+           "llms": {"a": {"accuracy": 0.5, "accuracy_source": "t", "params_b": 1}},
+           "deployments": [{"llm": "a", "pool": "g"}]}
+    with pytest.raises(DataError, match=r"pools\.g\.power_cap_w must be a number of watts > 0, got -5"):
+        fleet_from_dict(doc)
+    doc["pools"]["g"]["power_cap_w"] = 300
+    assert fleet_from_dict(doc).pools["g"].power_cap_w == 300.0
+
+
+def test_lower_envelope_against_evaluation():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        a, b = rng.uniform(0, 5, 7), rng.choice([0.0, 0.5, 1.0, 2.0], 7)
+        a[rng.random(7) < 0.2] = np.inf
+        env = lower_envelope(a, b)
+        if not np.isfinite(a).any():
+            assert env is None
+            continue
+        assert env is not None
+        br, ln = env
+        for rho in rng.uniform(0, 10, 20):
+            k = ln[np.searchsorted(br, rho, side="right")] if len(br) else ln[0]
+            assert a[k] + rho * b[k] == pytest.approx(np.min(a + rho * b), abs=1e-9)
+
+
+def test_explain_names_the_slot_and_the_cap(tmp_path):
+    from energyopt.explain import explain_plan_dir
+
+    wl = _workload(np.random.default_rng(1), 6)
+    wl["min_accuracy"] = 0.0
+    models = make_models(TWO_LLM_MODELS)
+    sig_csv = tmp_path / "signals.csv"
+    sig_csv.write_text("start_s,carbon_g_per_kwh\n0,400\n10,50\n20,300\n")
+    free = plan(wl, _fleet(None), models, objective="carbon", signals=sig_csv)
+    peak = free.slot_table().query("device == 'g'").groupby("slot")["energy_j"].sum().max() / 10.0
+    fl = _fleet(0.6 * peak)
+    s = plan(wl, fl, models, objective="carbon", signals=sig_csv)
+    assert s.status.has_plan
+    s.write(tmp_path / "plan")
+    a = s.assignment
+    outside = a[(a["device"] == "g") & ((a["start_s"] < 10) | (a["start_s"] >= 20))]  # the cap kept it out of slot 1
+    assert len(outside)
+    e = explain_plan_dir(tmp_path / "plan", str(outside["query_id"].iloc[0]), workload=wl, fleet=fl, models=models)
+    text = " ".join(e.notes)
+    assert "it runs in slot " in text and "00 gCO2e/kWh" in text
+    assert "the cleanest slot its window allows on g is slot 1" in text and "cap: pool g draws" in text
+
+
+def test_idle_draw_over_the_cap_is_named():
+    wl = _workload(np.random.default_rng(6), 3)
+    wl["min_accuracy"] = 0.7  # big on g (idle 50 W per device) or the CPU (10 W)
+    fl = _fleet(20.0)
+    pools = dict(fl.pools)
+    pools["c"] = dataclasses.replace(pools["c"], power_cap_w=5.0)
+    fl = dataclasses.replace(fl, pools=pools)
+    s = plan(wl, fl, make_models(TWO_LLM_MODELS), objective="carbon", signals=_signals([100.0, 50.0, 300.0]),
+             idle=True)
+    assert not s.status.has_plan
+    assert "alone reaches its power_cap_w" in s.message and "W over" in s.message
+
+
+def test_cli_solve_objective_carbon(tmp_path):
+    from click.testing import CliRunner
+    from conftest import ROOT
+
+    from energyopt.cli import main
+
+    def run(*args):
+        return CliRunner().invoke(main, [str(a) for a in args])
+
+    wl = ROOT / "examples" / "workload.csv"
+    r = run("solve", wl, "--objective", "carbon", "--out", tmp_path / "a")
+    assert r.exit_code == 2 and "--objective carbon: give --signals FILE with a carbon_g_per_kwh column" in r.output
+    price_only = tmp_path / "p.csv"
+    price_only.write_text("start_s,price_per_kwh\n0,0.2\n1800,0.1\n")
+    r = run("solve", wl, "--objective", "carbon", "--signals", price_only, "--out", tmp_path / "b")
+    assert r.exit_code == 2 and "needs a carbon_g_per_kwh column" in r.output
+    assert not (tmp_path / "b" / "assignment.csv").exists()
+    r = run("compare", wl, "--objective", "carbon")
+    assert r.exit_code == 2 and "only solve plans per time slot" in r.output
+    sig = ROOT / "data" / "signals" / "neso_gb_national_intensity_2023-01-01_07.csv"
+    r = run("solve", wl, "--objective", "carbon", "--signals", sig, "--signals-start", "2023-01-02T17:00:00Z",
+            "--out", tmp_path / "c", "--quiet")
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "c" / "summary.json").read_text())
+    assert summary["objective"] == "carbon" and summary["check"]["ok"] is True
+    assert summary["objective_value"] == pytest.approx(summary["signals"]["total_kg_co2e"], rel=1e-9)
