@@ -198,7 +198,8 @@ def solve_strong(model: MatrixModel, problem: Problem, backend: Solver, limits: 
     lo, hi = strong.var_lo.copy(), strong.var_hi.copy()
     idx = np.flatnonzero(fixed_x)
     lo[idx] = hi[idx] = np.round(x[idx])
-    say(f"LP with cuts: {bound:.8g}, {len(split_q)} queries split; solving them with {backend.name}")
+    what = f"{len(split_q)} queries split" if len(split_q) else "every query whole, instance counts fractional"
+    say(f"LP with cuts: {bound:.8g}, {what}; solving them with {backend.name}")
     part = backend_solve(backend, dataclasses.replace(strong, var_lo=lo, var_hi=hi), limits, cap_s)
     best = part if part.x is not None else None
     if best is not None and _within(best.objective, bound, limits.mip_rel_gap):
