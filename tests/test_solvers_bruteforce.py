@@ -115,3 +115,17 @@ def test_watchdog_child_keeps_solver_noise_off_stdout(capfd):
     res = solve_with_watchdog(Noisy(), model, time_limit_s=5)
     assert res.status in (Status.OPTIMAL, Status.INFEASIBLE)
     assert "noise" not in capfd.readouterr().out
+
+
+def test_native_prints_of_a_solver_go_to_stderr_not_stdout(capfd):
+    """HiGHS prints debug lines with C's printf; stdout stays for --json and -o - alone."""
+    import os
+
+    from energyopt.solvers.base import native_stdout_to_stderr
+
+    with native_stdout_to_stderr():
+        os.write(1, b"HighsMipSolverData::transformNewIntegerFeasibleSolution tmpSolver.run();\n")
+    os.write(1, b"after\n")
+    out, err = capfd.readouterr()
+    assert out == "after\n"
+    assert "HighsMipSolverData" in err

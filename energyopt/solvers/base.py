@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+import sys
 import time
+from collections.abc import Iterator
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -13,7 +17,7 @@ from ..errors import SolverNotAvailableError
 from ..formulation import MatrixModel
 from ..schema import BoundSource, Status, Termination
 
-__all__ = ["SolveResult", "Solver", "available_solvers", "get_solver", "lp_bound", "SOLVER_NAMES"]
+__all__ = ["SolveResult", "Solver", "available_solvers", "get_solver", "lp_bound", "native_stdout_to_stderr", "SOLVER_NAMES"]
 
 #: backend name -> module:class; "auto" picks the first available in this order
 SOLVER_NAMES = {
@@ -21,6 +25,27 @@ SOLVER_NAMES = {
     "cbc": "energyopt.solvers.cbc:CbcSolver",
     "cpsat": "energyopt.solvers.cpsat:CpSatSolver",
 }
+
+
+@contextlib.contextmanager
+def native_stdout_to_stderr() -> Iterator[None]:
+    """File descriptor 1 points at stderr while native code runs: a solver library that prints
+    with C's printf (HiGHS's MIP solver prints debug lines such as
+    ``HighsMipSolverData::transformNewIntegerFeasibleSolution``) must not mix into stdout, which
+    ``--json`` and ``-o -`` keep for their output alone."""
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError):  # no file descriptor 1 (embedded interpreters): nothing to protect
+        yield
+        return
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.dup2(saved, 1)
+        os.close(saved)
 
 
 @dataclass

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..formulation import MatrixModel
 from ..schema import BoundSource, Status, Termination
-from .base import Solver, SolveResult, lp_bound, now
+from .base import Solver, SolveResult, lp_bound, native_stdout_to_stderr, now
 
 
 class HighsSolver(Solver):
@@ -35,12 +35,13 @@ class HighsSolver(Solver):
             opts["time_limit"] = float(time_limit_s)
         cons = [LinearConstraint(model.A, model.row_lo, model.row_hi)] if model.A.shape[0] else []
         bounds = Bounds(model.var_lo, model.var_hi)
-        res = milp(model.c, constraints=cons, integrality=model.integrality, bounds=bounds, options=opts)
-        if res.status == 2:
-            # HiGHS's presolve has been seen to declare a feasible aggregate model (119 rows, solved by CBC
-            # and by HiGHS without presolve) infeasible: confirm without presolve before reporting a proof
-            res = milp(model.c, constraints=cons, integrality=model.integrality, bounds=bounds,
-                       options={**opts, "presolve": False})
+        with native_stdout_to_stderr():
+            res = milp(model.c, constraints=cons, integrality=model.integrality, bounds=bounds, options=opts)
+            if res.status == 2:
+                # HiGHS's presolve has been seen to declare a feasible aggregate model (119 rows, solved by CBC
+                # and by HiGHS without presolve) infeasible: confirm without presolve before reporting a proof
+                res = milp(model.c, constraints=cons, integrality=model.integrality, bounds=bounds,
+                           options={**opts, "presolve": False})
         dt = now() - t0
         bound = getattr(res, "mip_dual_bound", None)
         bound = float(bound) if bound is not None and np.isfinite(bound) else -np.inf
