@@ -704,9 +704,48 @@ def _repair(T: _Slots, late: list[int], dep: np.ndarray, lane: np.ndarray, start
                 pool_energy[p, k] += T.E[q, d]
                 done = True
                 break
+        if not done and _on_new_instance(T, q, a, dep, lane, start, n_inst, free, pool_energy, cap):
+            done = True
         if not done:
             left.append(q)
     return left
+
+
+def _on_new_instance(T: _Slots, q: int, a: np.ndarray, dep: np.ndarray, lane: np.ndarray, start: np.ndarray,
+                     n_inst: np.ndarray, free: dict[int, np.ndarray], pool_energy: np.ndarray, cap: np.ndarray) -> bool:
+    """A late query that no switched-on instance takes (a tight deadline, say, on a deployment the
+    prices left off): one more instance of the cheapest deployment whose pool has the devices (and
+    its fleet deployment the instances) for it, within the caps, idle draw included; ``n_inst``
+    and the lanes' free times grow with it. Whether the query was placed."""
+    allowed = T.cell_allowed(np.array([q]))[0]
+    cost = np.where(allowed, (T.E[q][:, None] * a) + np.maximum(T.inst_cost, 0)[:, None], np.inf)
+    for j in np.argsort(cost, axis=None).tolist():
+        if not np.isfinite(cost.reshape(-1)[j]):
+            return False
+        d, k = divmod(j, T.S)
+        p = int(T.pool_of[d])
+        cnt, ds = T.pools[p]
+        if int((T.k[ds] * n_inst[ds]).sum()) + T.k[d] > cnt or n_inst[T.groups_of[d]].sum() >= T.max_inst[d]:
+            continue
+        ci = np.flatnonzero(T.capped == p)
+        if len(ci):
+            room = cap[p] - (T.idle_w[d] * T.dt if T.idle else 0.0)
+            if np.any(pool_energy[p] > room * (1 + 1e-12)) or pool_energy[p, k] + T.E[q, d] > room[k] * (1 + 1e-12):
+                continue
+            cap[p] = room
+        first = int(n_inst[d] * T.lanes[d])
+        n_inst[d] += 1
+        for kk in range(T.S):  # every slot of the deployment gets the new instance's lanes, free from its start
+            c = d * T.S + kk
+            if c in free:
+                free[c] = np.concatenate([free[c], np.full(int(T.lanes[d]), float(T.b[kk]))])
+        f = free.setdefault(j, np.full(int(n_inst[d] * T.lanes[d]), float(T.b[k])))
+        s = max(float(T.rel[q]), float(T.b[k]))
+        f[first] = s + T.R[q, d]
+        dep[q], lane[q], start[q] = d, first, s
+        pool_energy[p, k] += T.E[q, d]
+        return True
+    return False
 
 
 class SlottedMethod(Method):
