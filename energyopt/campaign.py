@@ -41,7 +41,6 @@ import os
 import platform
 import sys
 import time
-import tomllib
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
@@ -51,6 +50,7 @@ from .characterize.csvlog import ROW_COLUMNS, RunKey, RunLog, exclusive_writer, 
 from .characterize.design import MAX_BATCH_SIZE, parse_points
 from .errors import DataError, EnergyoptError, excerpt, key_text, one_line, unknown_key_hint
 from .executors import run_local, run_ray
+from .io import read_toml_document
 from .writers import write_atomic
 
 __all__ = ["TaskStatus", "TaskSpec", "Campaign", "read_campaign", "run_task", "run_campaign", "merge_rows",
@@ -231,15 +231,7 @@ def read_campaign(path: str | Path, *, dry_run: bool = False) -> Campaign:
     """Read and validate a campaign TOML file; every error is a one-line :class:`DataError`
     naming the file and the key."""
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p}: file not found")
-    try:
-        doc = tomllib.loads(p.read_text(encoding="utf-8-sig"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{p}: malformed TOML ({one_line(str(exc))})") from None
-    for key in doc:
-        if key not in _TOP_KEYS:
-            raise DataError(f"{p}: unknown top-level key {key_text(key)}{unknown_key_hint(key, _TOP_KEYS)}")
+    doc = read_toml_document(p, _TOP_KEYS)
     name = doc.get("name", p.stem)
     if not isinstance(name, str):
         raise DataError(f"{p}: key name must be str, got {excerpt(name)}")

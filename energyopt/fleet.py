@@ -36,7 +36,6 @@ longest context an instance's queries need must fit beside the weights:
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import DataError, excerpt, key_text, one_line, unknown_key_hint
-from .io import read_text_file
+from .io import read_toml_document
 
 __all__ = ["Pool", "LLMInfo", "Deployment", "Fleet", "read_fleet", "fleet_from_dict", "MEMORY_OVERHEAD", "GB"]
 
@@ -199,16 +198,7 @@ def _need(table: dict[str, Any], key: str, typ: type | tuple[type, ...], where: 
 def read_fleet(path: str | Path) -> Fleet:
     """Read and validate a fleet TOML file (see the module docstring for the layout)."""
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p}: file not found")
-    text = read_text_file(p)  # UTF-8, a byte-order mark accepted
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise DataError(f"{p}: malformed TOML ({one_line(str(exc))})") from None
-    except RecursionError:
-        raise DataError(f"{p}: malformed TOML (nested too deeply)") from None
-    return fleet_from_dict(doc, p)
+    return fleet_from_dict(read_toml_document(p), p)
 
 
 def fleet_from_dict(doc: dict[str, Any], path: Path | str = "<fleet>") -> Fleet:

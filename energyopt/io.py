@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import numpy as np
 import pandas as pd
 
-from .errors import EXCERPT_CHARS, DataError, excerpt, key_text, one_line
+from .errors import EXCERPT_CHARS, DataError, excerpt, key_text, one_line, unknown_key_hint
 from .schema import (
     CHAR_COLUMN_ALIASES,
     CHAR_OPTIONAL_NUMERIC,
@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # pyarrow is imported where a CSV is read, not when the packa
 
 __all__ = [
     "read_characterization",
+    "read_toml_document",
     "read_workload",
     "read_workload_stream",
     "read_assignment_csv",
@@ -136,6 +137,29 @@ def _json_error(exc: ValueError) -> str:
     if isinstance(exc, json.JSONDecodeError):
         return f"line {exc.lineno}: not valid JSON ({exc.msg})"
     return f"not valid JSON ({one_line(str(exc))})"
+
+
+def read_toml_document(path: str | Path, top_keys: Iterable[str] | None = None) -> dict[str, Any]:
+    """A TOML file (fleet, study, campaign) parsed; one-line DataErrors naming the file: not found,
+    not UTF-8, malformed, or (with ``top_keys``) a top-level key not among them, with a "did you mean"."""
+    import tomllib
+
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: file not found")
+    text = read_text_file(p)  # UTF-8, a byte-order mark accepted
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise DataError(f"{p}: malformed TOML ({one_line(str(exc))})") from None
+    except RecursionError:
+        raise DataError(f"{p}: malformed TOML (nested too deeply)") from None
+    if top_keys is not None:
+        allowed = list(top_keys)
+        for key in doc:
+            if key not in allowed:
+                raise DataError(f"{p}: unknown top-level key {key_text(key)}{unknown_key_hint(key, allowed)}")
+    return doc
 
 
 def read_json_object(p: Path) -> dict:

@@ -30,7 +30,6 @@ import itertools
 import json
 import math
 import time
-import tomllib
 from collections.abc import Callable, Iterable
 from enum import StrEnum
 from pathlib import Path
@@ -39,6 +38,7 @@ from typing import Any
 from .defaults import default_fleet_path, default_models_dir
 from .errors import DataError, EnergyoptError, excerpt, key_text, one_line, unknown_key_hint
 from .executors import run_local, run_ray
+from .io import read_toml_document
 from .schedule import _file_sha256
 from .schema import Status
 from .writers import write_table_csv
@@ -180,15 +180,7 @@ def read_study(path: str | Path) -> Study:
     plans name is read and checked (fleets, workloads, models, signals) before any plan runs;
     every error is a :class:`DataError` naming the file and the key."""
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p}: file not found")
-    try:
-        doc = tomllib.loads(p.read_text(encoding="utf-8-sig"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{p}: malformed TOML ({one_line(str(exc))})") from None
-    for key in doc:
-        if key not in _TOP_KEYS:
-            raise DataError(f"{p}: unknown top-level key {key_text(key)}{unknown_key_hint(key, _TOP_KEYS)}")
+    doc = read_toml_document(p, _TOP_KEYS)
     name = doc.get("name", p.stem)
     if not isinstance(name, str):
         raise DataError(f"{p}: key name must be str, got {excerpt(name)}")

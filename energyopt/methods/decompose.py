@@ -54,7 +54,7 @@ from ..solvers import Solver
 from . import Choice, Limits, Method, Progress
 from .strong import backend_solve, solve_strong
 
-__all__ = ["DecomposeMethod", "DualBound", "lagrangian_bound", "FixPlan", "fix_and_solve", "knapsack_max",
+__all__ = ["DecomposeMethod", "DualBound", "lagrangian_bound", "FixPlan", "fix_and_solve", "knapsack_max", "instances_at_prices",
            "sub_problem"]
 
 
@@ -232,22 +232,29 @@ def _evaluate(D: _Dense, lam: np.ndarray, mu: float, margin: bool = False):
 
 def _instances_at_prices(D: _Dense, gain: np.ndarray) -> tuple[float, np.ndarray]:
     """Each pool switches on the instances worth most at these prices (``gain`` per instance of
-    each deployment: the capacity it brings, priced, less its own cost): a bounded knapsack over
-    the pool's devices. The batch sizes of one fleet deployment share its instances and need the
-    same devices each, so its best batch size takes them all. Returns the value and the instances."""
+    each deployment: the capacity it brings, priced, less its own cost); see :func:`instances_at_prices`."""
+    return instances_at_prices(gain, None if D.single_variant else D.groups, D.pools, D.k, D.max_inst)
+
+
+def instances_at_prices(gain: np.ndarray, groups: list[np.ndarray] | None, pools: list[tuple[int, np.ndarray]],
+                        devices: np.ndarray, max_inst: np.ndarray) -> tuple[float, np.ndarray]:
+    """A bounded knapsack per pool over its devices (``pools``: count and deployments): the
+    instances worth most at ``gain`` per instance, ``devices`` each, at most ``max_inst``. The batch
+    sizes of one fleet deployment (a group; ``None``: every deployment its own) share its instances
+    and need the same devices each, so its best batch size takes them all. Returns the value and
+    the instances per deployment."""
     n = np.zeros(len(gain), dtype=np.int64)
-    if D.single_variant:
-        best_of = np.arange(len(gain))
+    if groups is None:
         item_gain = gain
     else:
-        best_of = np.array([m[int(np.argmax(gain[m]))] for m in D.groups])
+        best_of = np.array([m[int(np.argmax(gain[m]))] for m in groups])
         item_gain = np.full(len(gain), -np.inf)
         item_gain[best_of] = gain[best_of]
     total = 0.0
-    for cnt, ds in D.pools:
+    for cnt, ds in pools:
         ds = ds[np.isfinite(item_gain[ds])]
         if len(ds):
-            v, nn = knapsack_max(item_gain[ds], D.k[ds], D.max_inst[ds], cnt)
+            v, nn = knapsack_max(item_gain[ds], devices[ds], max_inst[ds], cnt)
             total += v
             n[ds] = nn
     return total, n

@@ -54,7 +54,7 @@ from ..problem import Problem
 from ..schema import BoundSource, Status, Termination
 from ..solvers import Solver
 from . import Choice, Limits, Method, Progress
-from .decompose import knapsack_max
+from .decompose import instances_at_prices
 
 __all__ = ["SlottedMethod", "SlotBound", "slot_bound", "lower_envelope"]
 
@@ -277,20 +277,8 @@ def _evaluate(T: _Slots, V: _View, lam: np.ndarray, pi: np.ndarray, *, choices: 
 
 
 def _instances_at_prices(T: _Slots, gain: np.ndarray) -> tuple[float, np.ndarray]:
-    """Each pool switches on the instances worth most at these prices (a bounded knapsack over
-    its devices); the batch sizes of one fleet deployment share its instances, its best takes them."""
-    n = np.zeros(T.n_d, dtype=np.int64)
-    best_of = np.array([m[int(np.argmax(gain[m]))] for m in T.groups])
-    item_gain = np.full(T.n_d, -np.inf)
-    item_gain[best_of] = gain[best_of]
-    total = 0.0
-    for cnt, ds in T.pools:
-        ds = ds[np.isfinite(item_gain[ds])]
-        if len(ds):
-            v, nn = knapsack_max(item_gain[ds], T.k[ds], T.max_inst[ds], cnt)
-            total += v
-            n[ds] = nn
-    return total, n
+    """Each pool switches on the instances worth most at these prices (:func:`.decompose.instances_at_prices`)."""
+    return instances_at_prices(gain, T.groups, T.pools, T.k, T.max_inst)
 
 
 def _bundle(T: _Slots, V: _View, theta0: np.ndarray, active0: np.ndarray, scale: np.ndarray, delta: float, *,

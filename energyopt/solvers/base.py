@@ -7,8 +7,8 @@ import importlib
 import os
 import sys
 import time
-from collections.abc import Iterator
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
