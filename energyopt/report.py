@@ -753,6 +753,8 @@ def plot_sweep(table: pd.DataFrame, path: str | Path, *, title: str = "") -> Pat
     opt = table[table["method"] == "optimal"]
     ok = opt[np.isfinite(opt["total_energy_kwh"])]
     base = table[(table["method"] != "optimal") & np.isfinite(table["total_energy_kwh"])]
+    if vary in ("deadline-window", "power-cap"):
+        return _plot_sweep_by_value(table, vary, Path(path), title)
     fig, ax = plt.subplots(figsize=(8, 5))
     if vary == "deadline-scale":
         ok = ok.sort_values("value")
@@ -805,3 +807,29 @@ def plot_sweep(table: pd.DataFrame, path: str | Path, *, title: str = "") -> Pat
     else:
         ax.legend(loc="best", fontsize=8)
     return _save(fig, Path(path))
+
+
+def _plot_sweep_by_value(table: pd.DataFrame, vary: str, path: Path, title: str) -> Path:
+    """A completion-window or power-cap sweep: kgCO2e (or cost, or energy where the plans are not
+    priced) against the swept value, each plan labelled with its energy; baselines as lines."""
+    plt = _plt()
+    opt = table[table["method"] == "optimal"].sort_values("value")
+    base = table[table["method"] != "optimal"]
+    y, unit = next(((c, u) for c, u in (("kg_co2e", "kgCO2e"), ("cost", "cost"))
+                    if c in table and np.isfinite(table.loc[table["method"] == "optimal", c].astype(float)).any()),
+                   ("total_energy_kwh", "energy [kWh]"))
+    ok = opt[np.isfinite(opt[y].astype(float))]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    ax.plot(ok["value"], ok[y], "o-", color="tab:green", label="energyopt plan")
+    for _, r in ok.iterrows():
+        ax.annotate(f"{r['total_energy_kwh']:.3g} kWh", (r["value"], r[y]), fontsize=7, textcoords="offset points",
+                    xytext=(4, 4))
+    for i, (_, r) in enumerate(base[np.isfinite(base[y].astype(float))].iterrows()):
+        ax.axhline(r[y], ls=":", lw=1, color=plt.get_cmap("tab10")((i + 1) % 10), label=f"{r['method']} (unswept)")
+    ax.set_xlabel("completion window [h]" if vary == "deadline-window" else "power cap of the pool [W]")
+    ax.set_ylabel(unit)
+    bad = int(len(opt) - len(ok))
+    ax.set_title((title or f"Sweep over {vary}") + (f" ({bad} point(s) without a plan)" if bad else ""))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=7)
+    return _save(fig, path)
