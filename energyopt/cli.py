@@ -796,8 +796,8 @@ def compare_cmd(workload: Path, workload_format: str,
     gets kg_co2e and/or cost, priced per time slot as solve prices its plan.
     """
     if objective in ("carbon", "cost"):
-        raise DataError(f"--objective {objective}: only solve plans per time slot so far; use --objective energy "
-                        "or tradeoff here (--signals prices each plan)")
+        raise DataError(f"--objective {objective}: only solve and sweep plan per time slot so far; use --objective "
+                        "energy or tradeoff here (--signals prices each plan)")
     from .compare import compare
 
     wl, fl, fm = _inputs(workload, fleet_path, models_dir, workload_format)
@@ -840,36 +840,52 @@ def compare_cmd(workload: Path, workload_format: str,
 
 @main.command("sweep")
 @_workload_argument
-@click.option("--vary", required=True, type=click.Choice(["min-mean-accuracy", "zeta", "deadline-scale"]),
+@click.option("--vary", required=True,
+              type=click.Choice(["min-mean-accuracy", "zeta", "deadline-scale", "deadline-window", "power-cap"]),
               help="What the series varies: the batch's token-weighted accuracy floor, the trade-off weight zeta "
-                   "(objective tradeoff), or a factor on every query's deadline_s.")
+                   "(objective tradeoff), a factor on every query's deadline_s, the batch's completion window in "
+                   "hours (deadline_s = min(own, window), horizon = window), or --pool's power_cap_w in W.")
 @click.option("--values", default=None,
               help="Comma-separated values [default: accuracy: 7 floors from the unconstrained plan's accuracy to "
-                   "the most reachable; zeta: 0,0.1,...,1; deadline-scale: 0.5,0.75,1,1.5,2,4].")
+                   "the most reachable; zeta: 0,0.1,...,1; deadline-scale: 0.5,0.75,1,1.5,2,4; deadline-window "
+                   "[h]: 1,2,4,8,12,24; power-cap [W]: none, give them].")
+@click.option("--pool", default=None, help="The pool whose power_cap_w --vary power-cap sweeps (a fleet pool name).")
 @_plan_options
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("sweep"),
               show_default=True, help="Directory for sweep.csv and sweep.png.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random baseline.")
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
               help="Price round-robin, random, fastest, most-accurate and each LLM alone, drawn as points.")
+@click.option("--signals", "signals_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Signals CSV (as for solve): needed by --objective carbon|cost (deadline-scale, deadline-window "
+                   "and power-cap series); every plan and baseline is also priced per time slot (kg_co2e, cost).")
+@click.option("--signals-start", default=None,
+              help="ISO 8601 time of the batch start (t = 0) in a --signals file with timestamps "
+                   "[default: its first row].")
 @friendly_errors
-def sweep_cmd(workload: Path, workload_format: str, vary: str, values: str | None, fleet_path: Path | None,
-              models_dir: Path | None,
+def sweep_cmd(workload: Path, workload_format: str, vary: str, values: str | None, pool: str | None,
+              fleet_path: Path | None, models_dir: Path | None,
               solver: str, time_limit_s: float | None, mip_rel_gap: float, threads: int, objective: str, zeta: float, idle: bool,
               min_mean_accuracy: float | None, strict_range: bool, formulation: str, out_dir: Path, seed: int,
-              baselines: bool) -> None:
+              baselines: bool, signals_path: Path | None, signals_start: str | None) -> None:
     """Solve a series of plans and draw the energy/accuracy (or energy/deadline) front.
 
     \b
     Writes OUT/sweep.csv (one row per plan and per baseline: energy [J, kWh], token-weighted
     accuracy, deadlines and floors met, makespan, gap, whether the point is on the Pareto front)
     and OUT/sweep.png. Points without a plan (an accuracy floor out of reach, deadlines too
-    tight) are kept in the CSV with their status. Options other than the swept one hold for
-    every point.
+    tight, a power cap too low) are kept in the CSV with their status and reason. Options
+    other than the swept one hold for every point.
+
+    \b
+    --vary deadline-window: each value W [h] is the batch's completion window, one plan per W:
+    every query's deadline_s is min(its own, W) and the fleet's horizon is W. With --objective
+    carbon --signals FILE this shows the kgCO2e a longer window saves.
+    --vary power-cap --pool NAME --values W,...: the pool's power_cap_w [W] per plan (planned
+    per time slot: the signals' slots, else hours).
+    With --signals every plan and baseline also gets kg_co2e and/or cost, priced per time slot
+    as solve prices its plan (baselines on the unswept workload and fleet).
     """
-    if objective in ("carbon", "cost"):
-        raise DataError(f"--objective {objective}: only solve plans per time slot so far; use --objective energy "
-                        "or tradeoff here (--signals prices each plan)")
     from .report import plot_sweep
     from .sweep import sweep
     from .writers import write_atomic
@@ -881,8 +897,16 @@ def sweep_cmd(workload: Path, workload_format: str, vary: str, values: str | Non
         except ValueError:
             raise click.BadParameter(f"expected comma-separated numbers, got {values!r}", param_hint="--values") from None
     wl, fl, fm = _inputs(workload, fleet_path, models_dir, workload_format)
+    if signals_start is not None and signals_path is None:
+        raise DataError("--signals-start: give --signals FILE too")
+    signals = None
+    if signals_path is not None:
+        from .signals import load_signals
+
+        signals = load_signals(signals_path, fleet=fl, batch_start=signals_start)
+    _check_slot_objective(objective, signals, fl)
     _writable_dir(out_dir)
-    table = sweep(wl, fl, fm, vary, vals, baselines=baselines, seed=seed, progress=_progress,
+    table = sweep(wl, fl, fm, vary, vals, baselines=baselines, seed=seed, progress=_progress, pool=pool, signals=signals,
                   solver=solver, objective=objective, zeta=zeta, idle=idle, min_mean_accuracy=min_mean_accuracy,
                   strict_range=strict_range, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, threads=threads,
                   formulation=formulation)
@@ -890,9 +914,13 @@ def sweep_cmd(workload: Path, workload_format: str, vary: str, values: str | Non
     name = "<stdin>" if str(workload) == "-" else workload.name
     png_p = plot_sweep(table, out_dir / "sweep.png", title=f"{name}: {len(wl)} queries, sweep over {vary}")
     write_atomic(csv_p, table.to_csv(index=False, float_format="%.9g"))
-    click.echo(_fmt_table(table.drop(columns=["vary", "total_energy_j", "mean_accuracy", "total_s"]),
+    unpriced = [c for c in ("kg_co2e", "cost") if table[c].isna().all()]
+    click.echo(_fmt_table(table.drop(columns=["vary", "total_energy_j", "mean_accuracy", "total_s", "reason", *unpriced]),
                           {"value": ".4g", "total_energy_kwh": ".5f", "token_weighted_mean_accuracy": ".4f",
-                           "makespan_s": ".1f", "gap": ".3%", "deadlines_met": ".0f", "accuracy_floors_met": ".0f"}))
+                           "makespan_s": ".1f", "gap": ".3%", "deadlines_met": ".0f", "accuracy_floors_met": ".0f",
+                           "kg_co2e": ".6g", "cost": ".6g"}))
+    for _, r in table[table["reason"].astype(bool)].iterrows():
+        click.echo(f"{vary} = {r['value']:g}: {r['status']}: {r['reason']}")
     click.echo(f"wrote {csv_p} and {png_p}")
 
 

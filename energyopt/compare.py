@@ -18,7 +18,7 @@ from .schedule import Schedule
 from .signals import Signals
 from .slots import slot_totals
 
-__all__ = ["compare"]
+__all__ = ["compare", "plan_prices"]
 
 
 def compare(workload: Any, fleet: Any, models: Any, *, seed: int = 0, equal_accuracy: bool = True,
@@ -58,7 +58,7 @@ def _compare(workload: Any, fleet: Any, models: Any, *, seed: int, equal_accurac
                                ("cost", sig is not None and sig.price_per_kwh is not None)) if has]
     s = opt.summary()
     rows = [{
-        "method": "optimal", "energy_kwh": s.total_energy_kwh, **_prices(opt, priced, say),
+        "method": "optimal", "energy_kwh": s.total_energy_kwh, **plan_prices(opt, priced, say),
         "accuracy": s.token_weighted_mean_accuracy,
         "floors_met": f"{s.assigned}/{s.queries}" if s.status.has_plan else "-",
         "deadlines_met": f"{s.deadlines_met}/{s.queries_with_deadline}", "makespan_s": s.makespan_s,
@@ -75,7 +75,7 @@ def _compare(workload: Any, fleet: Any, models: Any, *, seed: int, equal_accurac
         accuracy = b.token_weighted_mean_accuracy if b.token_weighted_mean_accuracy is not None else np.nan
         row = {
             "method": name, "energy_kwh": b.total_energy_kwh,
-            **_prices(dataclasses.replace(b_sched, signals=sig), priced, say, name), "accuracy": accuracy,
+            **plan_prices(dataclasses.replace(b_sched, signals=sig), priced, say, name), "accuracy": accuracy,
             "floors_met": f"{b.accuracy_floors_met}/{b.assigned}",
             "deadlines_met": f"{b.deadlines_met}/{n_with_deadline}", "makespan_s": b.makespan_s,
             "optimal_same_acc_kwh": np.nan, **{f"optimal_same_acc_{c}": np.nan for c in priced},
@@ -88,7 +88,7 @@ def _compare(workload: Any, fleet: Any, models: Any, *, seed: int, equal_accurac
             o = o_sched.summary()
             if o.status.has_plan and o.total_energy_kwh is not None:
                 row["optimal_same_acc_kwh"] = o.total_energy_kwh
-                row.update({f"optimal_same_acc_{c}": v for c, v in _prices(o_sched, priced, say).items()})
+                row.update({f"optimal_same_acc_{c}": v for c, v in plan_prices(o_sched, priced, say).items()})
                 b_kwh = b.total_energy_kwh
                 row["saved"] = 1 - o.total_energy_kwh / b_kwh if b_kwh is not None and b_kwh > 0 else np.nan
                 row["gap"] = o.gap
@@ -97,7 +97,8 @@ def _compare(workload: Any, fleet: Any, models: Any, *, seed: int, equal_accurac
     return pd.DataFrame(rows)
 
 
-def _prices(schedule: Schedule, priced: list[str], say: Callable[[str], None], name: str = "the plan") -> dict[str, float]:
+def plan_prices(schedule: Schedule, priced: list[str], say: Callable[[str], None],
+                name: str = "the plan") -> dict[str, float]:
     """A plan's ``kg_co2e`` and ``cost`` (those in ``priced``) under its signals, from the slots
     module's per-slot table; NaN without a plan or where its queries run past the series."""
     if not priced:

@@ -747,12 +747,15 @@ def _keeps_promises(r: pd.Series) -> bool:
 
 def plot_sweep(table: pd.DataFrame, path: str | Path, *, title: str = "") -> Path:
     """The sweep's figure: energy against accuracy (accuracy and ζ sweeps) or against the
-    deadline scale, the plans as a line (Pareto points filled), the baselines as labelled points."""
+    deadline scale, the plans as a line (Pareto points filled), the baselines as labelled points;
+    for completion windows and power caps kgCO2e (cost, else energy) against the value."""
     plt = _plt()
     vary = str(table["vary"].iloc[0])
     opt = table[table["method"] == "optimal"]
     ok = opt[np.isfinite(opt["total_energy_kwh"])]
     base = table[(table["method"] != "optimal") & np.isfinite(table["total_energy_kwh"])]
+    if vary in ("deadline-window", "power-cap"):
+        return _plot_sweep_by_value(table, vary, Path(path), title)
     fig, ax = plt.subplots(figsize=(8, 5))
     if vary == "deadline-scale":
         ok = ok.sort_values("value")
@@ -805,3 +808,34 @@ def plot_sweep(table: pd.DataFrame, path: str | Path, *, title: str = "") -> Pat
     else:
         ax.legend(loc="best", fontsize=8)
     return _save(fig, Path(path))
+
+
+def _plot_sweep_by_value(table: pd.DataFrame, vary: str, path: Path, title: str) -> Path:
+    """A completion-window or power-cap sweep: kgCO2e (or cost, or energy where the plans are not
+    priced) against the swept value, each plan labelled with its energy; baselines as lines."""
+    plt = _plt()
+    opt = table[table["method"] == "optimal"].sort_values("value")
+    base = table[table["method"] != "optimal"]
+    y, unit = next(((c, u) for c, u in (("kg_co2e", "kgCO2e"), ("cost", "cost"))
+                    if c in table and np.isfinite(table.loc[table["method"] == "optimal", c].astype(float)).any()),
+                   ("total_energy_kwh", "energy [kWh]"))
+    ok = opt[np.isfinite(opt[y].astype(float))]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    ax.plot(ok["value"], ok[y], "o-", color="tab:green", label="energyopt plan")
+    shown = None
+    for _, r in ok.iterrows():  # the plan's energy where it changes along the series
+        if shown is None or not np.isclose(r["total_energy_kwh"], shown, rtol=1e-3):
+            ax.annotate(f"{r['total_energy_kwh']:.3g} kWh", (r["value"], r[y]), fontsize=7, textcoords="offset points",
+                        xytext=(4, 4))
+            shown = r["total_energy_kwh"]
+    if len(ok) and (ok[y] > 0).all():
+        ax.set_yscale("log")  # the baselines may sit orders of magnitude above the plans
+    for i, (_, r) in enumerate(base[np.isfinite(base[y].astype(float))].iterrows()):
+        ax.axhline(r[y], ls=":", lw=1, color=plt.get_cmap("tab10")((i + 1) % 10), label=f"{r['method']} (unswept)")
+    ax.set_xlabel("completion window [h]" if vary == "deadline-window" else "power cap of the pool [W]")
+    ax.set_ylabel(unit)
+    bad = int(len(opt) - len(ok))
+    ax.set_title((title or f"Sweep over {vary}") + (f" ({bad} point(s) without a plan)" if bad else ""))
+    ax.grid(alpha=0.3)
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=7)
+    return _save(fig, path)

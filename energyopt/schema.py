@@ -240,8 +240,9 @@ ASSIGNMENT_REQUIRED = required_names(ASSIGNMENT_SPEC)
 # --- a sweep (sweep.csv, one row per plan of the series or per baseline) ----------------------
 SWEEP_SPEC: tuple[ColumnSpec, ...] = (
     _text("method", True, "optimal (a plan of the series) or the baseline's name"),
-    _text("vary", True, "what the series varies: min-mean-accuracy, zeta or deadline-scale"),
-    ColumnSpec("value", "float64", "", True, "the varied value at this point (floor, zeta or deadline scale)"),
+    _text("vary", True, "what the series varies: min-mean-accuracy, zeta, deadline-scale, deadline-window or power-cap"),
+    ColumnSpec("value", "float64", "", True,
+               "the varied value at this point (floor, zeta, deadline scale, window [h] or power cap [W])"),
     _text("status", True, "the plan's status, or baseline (with the number of queries it leaves unrouted)"),
     ColumnSpec("queries", "int64", "", True, "queries in the batch"),
     ColumnSpec("total_energy_j", "float64", "J", True, "energy of the plan; empty without a plan"),
@@ -255,6 +256,10 @@ SWEEP_SPEC: tuple[ColumnSpec, ...] = (
     ColumnSpec("gap", "float64", "", True, "relative gap between the plan's objective and the proven bound"),
     ColumnSpec("total_s", "float64", "s", True, "wall time of the plan's call"),
     ColumnSpec("pareto", "bool", "", True, "whether the point is on the energy/merit front"),
+    ColumnSpec("kg_co2e", "float64", "kgCO2e", True,
+               "the plan priced per time slot under --signals' carbon; empty without signals or carbon"),
+    ColumnSpec("cost", "float64", "", True, "the plan priced per time slot under --signals' price; empty without"),
+    _text("reason", True, "why a point has no plan (empty where it has one)"),
 )
 SWEEP_COLUMNS = names(SWEEP_SPEC)
 

@@ -1,4 +1,5 @@
-"""Series of plans: the least-energy plan over accuracy floors, ζ values or deadline scales, and the
+"""Series of plans: the least-energy (or, with signals, least-carbon or least-cost) plan over
+accuracy floors, ζ values, deadline scales, completion windows or a pool's power cap, and the
 marginal energy cost of accuracy above one plan.
 
 Each point of a series is a full plan (same solver, same checks). The baselines (round-robin,
@@ -10,6 +11,7 @@ rules sit against the front.
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .compare import plan_prices
 from .errors import DataError
 from .inputs import load_inputs
 from .methods import Limits
@@ -26,10 +29,15 @@ from .plan import plan, schedule_choice
 from .problem import Problem, build_problem
 from .schedule import Schedule, Summary
 from .schema import SWEEP_COLUMNS
+from .signals import Signals
+from .timeslots import SLOT_OBJECTIVES, slot_prices
 
 __all__ = ["VARY", "default_values", "sweep", "pareto_mask", "accuracy_cost", "baseline_rows"]
 
-VARY = ("min-mean-accuracy", "zeta", "deadline-scale")
+VARY = ("min-mean-accuracy", "zeta", "deadline-scale", "deadline-window", "power-cap")
+#: the series that may plan for carbon or cost (per time slot); accuracy floors and ζ may not yet
+SLOT_VARY = ("deadline-scale", "deadline-window", "power-cap")
+S_PER_H = 3600.0
 
 Progress = Callable[[str], None]
 
@@ -38,12 +46,17 @@ def default_values(vary: str, *, base_accuracy: float | None = None, max_accurac
     """The series swept when none is given.
 
     ``min-mean-accuracy``: 7 floors from the unconstrained plan's accuracy to the most a plan can
-    reach; ``zeta``: 0, 0.1, …, 1; ``deadline-scale``: 0.5× to 4× the workload's deadlines.
+    reach; ``zeta``: 0, 0.1, …, 1; ``deadline-scale``: 0.5× to 4× the workload's deadlines;
+    ``deadline-window``: 1, 2, 4, 8, 12, 24 hours. ``power-cap`` has none (its watts depend on the pool).
     """
     if vary == "zeta":
         return [round(z, 2) for z in np.linspace(0, 1, 11)]
     if vary == "deadline-scale":
         return [0.5, 0.75, 1.0, 1.5, 2.0, 4.0]
+    if vary == "deadline-window":
+        return [1.0, 2.0, 4.0, 8.0, 12.0, 24.0]
+    if vary == "power-cap":
+        raise DataError("--vary power-cap: give --values W,... (the pool's power_cap_w per plan, in watts)")
     if vary == "min-mean-accuracy":
         if base_accuracy is None or max_accuracy is None:
             raise ValueError("base_accuracy and max_accuracy are needed")
@@ -62,6 +75,10 @@ def _check_values(vary: str, values: Sequence[float]) -> None:
             raise DataError(f"--values: {v:g} is outside [0, 1], as {vary} must be")
         if vary == "deadline-scale" and not v > 0:
             raise DataError(f"--values: a deadline scale must be > 0, got {v:g}")
+        if vary == "deadline-window" and not v > 0:
+            raise DataError(f"--values: a completion window must be > 0 hours, got {v:g}")
+        if vary == "power-cap" and not v > 0:
+            raise DataError(f"--values: a power cap must be > 0 W, got {v:g}")
 
 
 def pareto_mask(energy: np.ndarray, merit: np.ndarray) -> np.ndarray:
@@ -74,6 +91,32 @@ def pareto_mask(energy: np.ndarray, merit: np.ndarray) -> np.ndarray:
         dom = ok & (e <= e[i] + 1e-9) & (m >= m[i] - 1e-12) & ((e < e[i] - 1e-9) | (m > m[i] + 1e-12))
         out[i] = not dom.any()
     return out
+
+
+def point_inputs(workload: pd.DataFrame, fleet: Any, vary: str, value: float, pool: str | None = None
+                 ) -> tuple[pd.DataFrame, Any]:
+    """The workload and fleet of one point of a ``deadline-scale``, ``deadline-window`` or
+    ``power-cap`` series (the others change a plan option, not the inputs).
+
+    ``deadline-scale``: every deadline_s times ``value``. ``deadline-window``: ``value`` hours
+    ``W`` is the batch's completion window: each query's deadline_s becomes min(its own, W) (W
+    where it has none) and the fleet's horizon_s is W. ``power-cap``: ``pool``'s power_cap_w is
+    ``value`` [W].
+    """
+    if vary == "deadline-scale":
+        w = workload.copy()
+        w["deadline_s"] = workload["deadline_s"] * value
+        return w, fleet
+    if vary == "deadline-window":
+        window_s = value * S_PER_H
+        w = workload.copy()
+        w["deadline_s"] = workload["deadline_s"].fillna(window_s).clip(upper=window_s)
+        return w, dataclasses.replace(fleet, horizon_s=window_s)
+    if vary == "power-cap":
+        assert pool is not None
+        pools = {**fleet.pools, pool: dataclasses.replace(fleet.pools[pool], power_cap_w=value)}
+        return workload, dataclasses.replace(fleet, pools=pools)
+    return workload, fleet
 
 
 def _row(method: str, vary: str, value: float, s: Summary) -> dict[str, Any]:
@@ -91,24 +134,38 @@ def _row(method: str, vary: str, value: float, s: Summary) -> dict[str, Any]:
         "makespan_s": s.makespan_s if planned else nan,
         "gap": s.gap if planned else nan,
         "total_s": s.timings_s.get("total_s", nan),
-        "pareto": False,
+        "pareto": False, "kg_co2e": nan, "cost": nan, "reason": "",
     }
 
 
-def baseline_rows(problem: Problem, vary: str, *, seed: int = 0) -> list[dict[str, Any]]:
-    """One row per routing rule, planned (packed, priced, checked) on ``problem``."""
+def baseline_rows(problem: Problem, vary: str, *, seed: int = 0, signals: Signals | None = None,
+                  progress: Progress | None = None) -> list[dict[str, Any]]:
+    """One row per routing rule, planned (packed, priced, checked) on ``problem``; with
+    ``signals`` also priced per time slot (``kg_co2e``, ``cost``) as ``compare`` prices it."""
+    say = progress or (lambda s: None)
     rows = []
     for name in baseline_names(problem):
         choice = baseline_choice(problem, name, seed=seed)
-        s = schedule_choice(problem, choice).summary()
+        sched = schedule_choice(problem, choice)
+        s = sched.summary()
         assert choice.dep_of_q is not None
         unrouted = int((choice.dep_of_q < 0).sum())
         r = _row(name, vary, 1.0 if vary == "deadline-scale" else np.nan, s)
         r.update(status="baseline" if unrouted == 0 else f"baseline ({unrouted} unrouted)", mean_accuracy=np.nan,
                  deadlines_met=s.deadlines_met, accuracy_floors_met=s.accuracy_floors_met, gap=np.nan, total_s=np.nan,
                  queries_with_deadline=int(problem.queries["deadline_s"].notna().sum()))
+        if signals is not None:
+            r.update(plan_prices(dataclasses.replace(sched, signals=signals), _priced(signals), say, name))
         rows.append(r)
     return rows
+
+
+def _priced(signals: Signals | None) -> list[str]:
+    """The sweep.csv columns the signals price: kg_co2e where they have carbon, cost where price."""
+    if signals is None:
+        return []
+    return [c for c, has in (("kg_co2e", signals.carbon_g_per_kwh is not None),
+                             ("cost", signals.price_per_kwh is not None)) if has]
 
 
 def sweep(
@@ -121,24 +178,37 @@ def sweep(
     baselines: bool = True,
     seed: int = 0,
     progress: Progress | None = None,
+    pool: str | None = None,
+    signals: Signals | None = None,
     **plan_kw: Any,
 ) -> pd.DataFrame:
     """Solve the series and plan the baselines; one row per plan or baseline (``SWEEP_COLUMNS``).
 
     ``plan_kw`` are :func:`~energyopt.plan.plan` options held fixed over the series (the swept
     one is set per point); a time limit holds per plan. ``zeta`` sweeps use the trade-off
-    objective; the others minimise energy.
+    objective; the others minimise energy, or with ``objective`` ``carbon``/``cost`` (``SLOT_VARY``
+    series only) the kgCO2e or cost under ``signals`` (loaded :class:`~energyopt.signals.Signals`),
+    planned per time slot. ``pool`` names the pool of a ``power-cap`` series. With ``signals``
+    every plan and baseline is also priced per slot (``kg_co2e``, ``cost``). A point without a
+    plan keeps its row, with its status and ``reason``.
     """
     if vary not in VARY:
         raise DataError(f"--vary must be one of {', '.join(VARY)}, got {vary!r}")
+    objective = plan_kw.get("objective", "energy")
+    if objective in SLOT_OBJECTIVES and vary not in SLOT_VARY:
+        raise DataError(f"--objective {objective}: --vary {vary} plans for energy only so far; use --vary "
+                        f"{', '.join(SLOT_VARY)} to plan for {objective}")
+    if (vary == "power-cap") != (pool is not None):
+        raise DataError("--pool NAME: give it with --vary power-cap (the pool whose power_cap_w is swept), and only then")
     # the plans of a series share their model's layout: each starts from the cuts of the one before
     with remembered_cuts():
         return _sweep(workload, fleet, models, vary, values, baselines=baselines, seed=seed, progress=progress,
-                      **plan_kw)
+                      pool=pool, signals=signals, **plan_kw)
 
 
 def _sweep(workload: Any, fleet: Any, models: Any, vary: str, values: Sequence[float] | None, *, baselines: bool,
-           seed: int, progress: Progress | None, **plan_kw: Any) -> pd.DataFrame:
+           seed: int, progress: Progress | None, pool: str | None, signals: Signals | None,
+           **plan_kw: Any) -> pd.DataFrame:
     say = progress or (lambda s: None)
     wl, fl, fm = load_inputs(workload, fleet, models)
     kw = dict(plan_kw)
@@ -148,6 +218,10 @@ def _sweep(workload: Any, fleet: Any, models: Any, vary: str, values: Sequence[f
     if vary == "deadline-scale" and not has_dl.any():
         src = wl.attrs.get("source", "the workload")
         raise DataError(f"{src}: no query has a deadline_s; --vary deadline-scale needs deadlines to scale")
+    if pool is not None and pool not in fl.pools:
+        raise DataError(f"{fl.source}: --pool {pool!r}: no such pool; expected one of {', '.join(fl.pools)}")
+    if signals is not None:
+        kw["signals"] = signals
     rows: list[dict[str, Any]] = []
     base_problem = None
     if values is None and vary == "min-mean-accuracy":
@@ -166,40 +240,68 @@ def _sweep(workload: Any, fleet: Any, models: Any, vary: str, values: Sequence[f
         values = default_values(vary)
     values = [float(v) for v in values]
     _check_values(vary, values)
+    _check_points(wl, fl, vary, values, pool, signals, kw.get("objective", "energy"))
     for k, v in enumerate(values, 1):
         say(f"[{k}/{len(values)}] {vary} = {v:g} ...")
-        pk = dict(kw)
-        w = wl
-        if vary == "min-mean-accuracy":
-            pk["min_mean_accuracy"] = v
-        elif vary == "zeta":
-            pk["zeta"] = v
-        else:
-            w = wl.copy()
-            w["deadline_s"] = wl["deadline_s"] * v
-        sched = plan(w, fl, fm, **pk)
-        s = sched.summary()
-        say(f"[{k}/{len(values)}] {vary} = {v:g}: {s.status}"
-            + (f", {s.total_energy_kwh:.6g} kWh, accuracy {s.token_weighted_mean_accuracy:.4f}"
-               if s.status.has_plan else f" ({short_reason(sched.message)})"))
-        rows.append(_row("optimal", vary, v, s))
-        if base_problem is None and vary != "deadline-scale":
-            base_problem = sched.problem
+        row, problem = _point(wl, fl, fm, vary, v, pool, signals, kw, f"[{k}/{len(values)}]", say)
+        rows.append(row)
+        if base_problem is None and vary in ("min-mean-accuracy", "zeta"):
+            base_problem = problem
     out = pd.DataFrame(rows, columns=list(SWEEP_COLUMNS))
     opt = out["method"] == "optimal"
-    if vary == "deadline-scale":  # tighter (smaller scale) is better
+    if vary in SLOT_VARY:  # a tighter deadline, window or cap (smaller value) is better
         merit = -out["value"].to_numpy(dtype=float)
     else:
         merit = out["token_weighted_mean_accuracy"].to_numpy(dtype=float)
-    out.loc[opt, "pareto"] = pareto_mask(out.loc[opt, "total_energy_j"].to_numpy(), merit[opt.to_numpy()])
+    # the front is over what the plans minimise: kgCO2e or cost when they plan for it, else energy
+    spent = {"carbon": "kg_co2e", "cost": "cost"}.get(kw.get("objective", "energy"), "total_energy_j")
+    out.loc[opt, "pareto"] = pareto_mask(out.loc[opt, spent].to_numpy(dtype=float), merit[opt.to_numpy()])
     if baselines:
         if base_problem is None:
-            base_problem = build_problem(wl, fl, fm, objective=kw.get("objective", "energy"),
+            objective = kw.get("objective", "energy")
+            base_problem = build_problem(wl, fl, fm, objective="energy" if objective in SLOT_OBJECTIVES else objective,
                                          zeta=kw.get("zeta", 0.5), idle=kw.get("idle", False),
                                          strict_range=kw.get("strict_range", False))
-        out = pd.concat([out, pd.DataFrame(baseline_rows(base_problem, vary, seed=seed), columns=list(SWEEP_COLUMNS))],
-                        ignore_index=True)
+        b_rows = baseline_rows(base_problem, vary, seed=seed, signals=signals, progress=say)
+        out = pd.concat([out, pd.DataFrame(b_rows, columns=list(SWEEP_COLUMNS))], ignore_index=True)
     return out
+
+
+def _point(wl: pd.DataFrame, fl: Any, fm: Any, vary: str, v: float, pool: str | None, signals: Signals | None,
+           kw: dict[str, Any], tag: str, say: Progress) -> tuple[dict[str, Any], Problem]:
+    """One point of the series: its plan's row (priced per slot under ``signals``; without a plan,
+    its status and reason) and the plan's problem."""
+    pk = dict(kw)
+    if vary == "min-mean-accuracy":
+        pk["min_mean_accuracy"] = v
+    elif vary == "zeta":
+        pk["zeta"] = v
+    w, f = point_inputs(wl, fl, vary, v, pool)
+    sched = plan(w, f, fm, **pk)
+    s = sched.summary()
+    say(f"{tag} {vary} = {v:g}: {s.status}"
+        + (f", {s.total_energy_kwh:.6g} kWh, accuracy {s.token_weighted_mean_accuracy:.4f}"
+           if s.status.has_plan else f" ({short_reason(sched.message)})"))
+    row = _row("optimal", vary, v, s)
+    if s.status.has_plan:
+        row.update(plan_prices(sched, _priced(signals), say, f"{vary} = {v:g}"))
+    else:
+        row["reason"] = sched.message
+    return row, sched.problem
+
+
+def _check_points(wl: pd.DataFrame, fl: Any, vary: str, values: Sequence[float], pool: str | None,
+                  signals: Signals | None, objective: str) -> None:
+    """Before any solving: each point planned per time slot (carbon, cost, or a capped pool) has
+    signals that cover its horizon, with the objective's column (else a one-line error)."""
+    for v in values:
+        _, f = point_inputs(wl, fl, vary, v, pool)
+        slotted = objective in SLOT_OBJECTIVES or f.has_power_caps
+        if not slotted:
+            continue
+        slot_prices(f, signals, objective if objective in SLOT_OBJECTIVES else "energy")
+        if signals is not None:
+            signals.check_covers(f.horizon_s, f"the horizon at {vary} = {v:g}")
 
 
 def short_reason(message: str, width: int = 160) -> str:
