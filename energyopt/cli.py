@@ -263,8 +263,13 @@ def _exit_code_without_plan(status: Any) -> int:
 def _writable_dir(path: Path, option: str = "--out") -> None:
     """Check, before any solving or fitting, that ``path`` can be created and written: create it
     (and its parents), write and remove a file in it, and remove again the folders it created.
-    An unwritable output is bad input (one line, exit 2), not a traceback after the work."""
+    An unwritable output is bad input (one line, exit 2), not a traceback after the work. ``-``
+    is refused: a folder of files cannot go to stdout (``solve -o -`` is handled before this)."""
     import tempfile
+
+    if str(path) == "-":
+        raise DataError(f"{option} -: this command writes a folder of files, not one stream; give a folder "
+                        "(stdout: solve -o -, or --json where the command has it)")
 
     created = []
     p = path.absolute()
@@ -385,7 +390,7 @@ def main(ctx: click.Context, verbosity: int, log_file: Path | None, progress_dis
 # fit / models / predict
 # --------------------------------------------------------------------------------------------
 @main.command("fit")
-@click.argument("data", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("data", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path, allow_dash=True))
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Directory to write the model JSON files into (one per LLM and device).")
 @click.option("--min-r2", type=click.FloatRange(0, 1), default=0.96, show_default=True,
@@ -399,7 +404,7 @@ def main(ctx: click.Context, verbosity: int, log_file: Path | None, progress_dis
                    "(e.g. 64 from 1, 8, 32, 128), shown as held_back_batch_err.")
 @friendly_errors
 def fit_cmd(data: tuple[Path, ...], out_dir: Path, min_r2: float, folds: int, loss: str, holdout_batch_sizes: str) -> None:
-    """Fit runtime and energy models from characterization CSV files.
+    """Fit runtime and energy models from characterization CSV files (- reads one from stdin).
 
     Each (LLM, device) gets the model form with the best cross-validated score among the paper's
     a0·τin + a1·τout + a2·τin·τout and richer forms (intercept, τout², τin², KV cache off); data
@@ -411,19 +416,22 @@ def fit_cmd(data: tuple[Path, ...], out_dir: Path, min_r2: float, folds: int, lo
     import pandas as pd
 
     from .fit import fit_models
-    from .io import read_characterization
+    from .io import STDIN_NAME, read_characterization, read_characterization_stream
 
     try:
         held = [int(v) for v in holdout_batch_sizes.split(",") if v.strip()]
     except ValueError:
         raise click.BadParameter(f"expected comma-separated whole numbers, got {holdout_batch_sizes!r}",
                                  param_hint="--holdout-batch-sizes") from None
-    frames = [read_characterization(p) for p in data]
+    if sum(str(p) == "-" for p in data) > 1:
+        raise DataError("DATA: - (standard input) can be given once")
+    frames = [read_characterization_stream(sys.stdin.buffer) if str(p) == "-" else read_characterization(p)
+              for p in data]
     df = pd.concat(frames, ignore_index=True)
     _writable_dir(out_dir)
     try:
         models = fit_models(df, min_r2=min_r2, folds=folds, relative=(loss == "relative"),
-                            holdout_batch_sizes=held, sources=[p.name for p in data])
+                            holdout_batch_sizes=held, sources=[STDIN_NAME if str(p) == "-" else p.name for p in data])
     except FitError as exc:
         fitted = getattr(exc, "models", None)
         if fitted is not None:
@@ -981,8 +989,20 @@ def _recorded_inputs(fn: Callable[..., Any]) -> Callable[..., Any]:
                       help="Models directory [default: as recorded].")(fn)
     fn = click.option("--fleet", "fleet_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
                       help="Fleet TOML [default: as recorded].")(fn)
-    return click.option("--workload", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                        help="Workload the plan was made from [default: as recorded in PLAN_DIR/summary.json].")(fn)
+    return click.option("--workload", type=click.Path(dir_okay=False, path_type=Path, allow_dash=True), default=None,
+                        help="Workload the plan was made from; - reads it from stdin (CSV or JSONL by its first "
+                             "character), refused unless its SHA-256 is the one PLAN_DIR/summary.json records "
+                             "[default: as recorded in PLAN_DIR/summary.json].")(fn)
+
+
+def _recorded_workload(workload: Path | None) -> Any:
+    """--workload of explain and replay: the path, or for ``-`` the table read from stdin (whose
+    SHA-256 the plan's loader checks against the recorded one)."""
+    if workload is None or str(workload) != "-":
+        return workload
+    from .io import read_workload_stream
+
+    return read_workload_stream(sys.stdin.buffer)
 
 
 @main.command("explain")
@@ -1006,7 +1026,8 @@ def explain_cmd(plan_dir: Path, query_id: str, workload: Path | None, fleet_path
 
     from .explain import explain_plan_dir
 
-    ex = explain_plan_dir(plan_dir, query_id, workload=workload, fleet=fleet_path, models=models_dir)
+    ex = explain_plan_dir(plan_dir, query_id, workload=_recorded_workload(workload), fleet=fleet_path,
+                          models=models_dir)
     if as_json:
         click.echo(_json.dumps(ex.to_dict(), indent=2))
         return
@@ -1068,7 +1089,8 @@ def replay_cmd(plan_dir: Path, device: str, pool: str | None, gpu_index: int, dt
     from .replay.run import replay_plan_dir
 
     tables, info, written = replay_plan_dir(
-        plan_dir, device=device, pool=pool, out=out, workload=workload, fleet=fleet_path, models=models_dir,
+        plan_dir, device=device, pool=pool, out=out, workload=_recorded_workload(workload), fleet=fleet_path,
+        models=models_dir,
         dtype=dtype, gpu_index=gpu_index, attention=attention, progress=_progress)
     t = tables.instances[["llm", "batch_size", "instance", "queries", "predicted_energy_j", "measured_energy_j",
                           "energy_error", "predicted_makespan_s", "measured_makespan_s", "makespan_error"]]
@@ -1145,8 +1167,8 @@ def solvers_cmd() -> None:
                    "ragged: the engine `energyopt replay` runs (a prefill per query, decode attention over each "
                    "query's own tokens), so that models fitted on the rows predict a replay (use its own --out file).")
 @click.option("--out", "-o", "out_csv", type=click.Path(path_type=Path), default=None,
-              help="CSV to append rows to (created if missing; rows already there are skipped); with --campaign "
-                   "the campaign's folder.  [required]")
+              help="CSV to append rows to (created if missing; rows already there are skipped; a file, not -: "
+                   "a run resumes from it); with --campaign the campaign's folder.  [required]")
 @click.option("--campaign", "campaign_toml", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="A campaign file (LLMs x batch sizes x device kinds, README: Characterization campaigns): its "
                    "tasks run on the nodes that have each device kind, rows merged into OUT/KIND.csv.")
@@ -1197,6 +1219,9 @@ def characterize_cmd(llms: tuple[str, ...], model_dir: Path | None, device: str,
              if p.name and ctx.get_parameter_source(p.name) == click.core.ParameterSource.COMMANDLINE]
     if out_csv is None:
         raise DataError("--out is required (a CSV; with --campaign a folder)")
+    if str(out_csv) == "-":
+        raise DataError("--out -: characterize appends to its CSV and resumes from the rows there, which stdout "
+                        "cannot do; give a file (then `energyopt fit FILE`, or `cat FILE | energyopt fit -`)")
     if campaign_toml is not None:
         measure = [p for p in given if p.name not in ("campaign_toml", "out_csv", "executor", "address", "workers",
                                                       "retries", "dry_run")]

@@ -563,8 +563,10 @@ def load_plan_dir(plan_dir: str | Path, *, workload=None, fleet=None, models=Non
     for key in given:
         if given[key] is None:
             if not rec.get(key):
-                raise DataError(f"{summ_p}: key inputs.{key} is missing; give --{key}")
+                raise DataError(f"{summ_p}: key inputs.{key} is missing; give --{key}"
+                                + (" (a file, or - for standard input)" if key == "workload" else ""))
             given[key] = rec[key]
+    _refuse_other_workload_bytes(given["workload"], summary, summ_p)
     wl, fl, fm = load_inputs(given["workload"], given["fleet"], given["models"])
     for key in ("objective", "idle_counted", "min_mean_accuracy"):
         if key not in summary:
@@ -591,6 +593,19 @@ def load_plan_dir(plan_dir: str | Path, *, workload=None, fleet=None, models=Non
         raise DataError(f"{asg_p}: column(s) {', '.join(missing)} missing")
     refuse_damaged_plan(problem, asg, asg_p)
     return problem, asg, summary
+
+
+def _refuse_other_workload_bytes(workload: Any, summary: dict, summ_p: Path) -> None:
+    """A workload read from a stream (its table's ``attrs["sha256"]``, as
+    :func:`~energyopt.io.read_workload_stream` sets it) must be the bytes the plan was made from,
+    where the summary records their SHA-256 (``input_sha256.workload``)."""
+    got = getattr(workload, "attrs", {}).get("sha256") if isinstance(workload, pd.DataFrame) else None
+    recorded = (summary.get("input_sha256") or {}).get("workload")
+    if got is None or not isinstance(recorded, str) or got == recorded:
+        return
+    name = workload.attrs.get("source", "the workload")
+    raise DataError(f"{name}: SHA-256 {got[:12]}… differs from the workload the plan was made from "
+                    f"({summ_p}: input_sha256.workload {recorded[:12]}…); give the same bytes")
 
 
 def explain_plan_dir(plan_dir: str | Path, query_id: str, *, workload=None, fleet=None, models=None) -> Explanation:

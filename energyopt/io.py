@@ -15,7 +15,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -48,6 +48,7 @@ __all__ = [
     "sniff_workload_format",
     "WORKLOAD_FORMATS",
     "STDIN_NAME",
+    "read_characterization_stream",
     "read_text_file",
     "read_json_object",
     "json_value_text",
@@ -876,7 +877,6 @@ def read_workload_stream(stream: BinaryIO, fmt: str | None = None, name: str = S
     Errors name ``name`` and the physical line; the table's ``attrs`` hold ``source`` (``name``)
     and ``sha256`` (of the bytes read)."""
     import hashlib
-    import tempfile
 
     if fmt is not None and fmt not in WORKLOAD_FORMATS:
         raise DataError(f"workload format {excerpt(fmt)}: expected one of {', '.join(WORKLOAD_FORMATS)}")
@@ -884,15 +884,33 @@ def read_workload_stream(stream: BinaryIO, fmt: str | None = None, name: str = S
     if not data.strip():
         raise DataError(f"{name}: no input; expected a workload (CSV or JSONL) on it")
     fmt = fmt or sniff_workload_format(data)
+    df = _read_bytes_as_file(data, name, f"workload.{fmt}", lambda p: read_workload(p, fmt=fmt))
+    df.attrs["sha256"] = hashlib.sha256(data).hexdigest()
+    return df
+
+
+def read_characterization_stream(stream: BinaryIO, name: str = STDIN_NAME) -> pd.DataFrame:
+    """A characterization CSV read from a byte stream (standard input for ``fit -``), checked as
+    :func:`read_characterization` checks a file; errors name ``name`` and the physical line."""
+    data = stream.read()
+    if not data.strip():
+        raise DataError(f"{name}: no input; expected a characterization CSV on it")
+    return _read_bytes_as_file(data, name, "characterization.csv", read_characterization)
+
+
+def _read_bytes_as_file(data: bytes, name: str, filename: str, reader: Callable[[Path], pd.DataFrame]) -> pd.DataFrame:
+    """``reader`` run on ``data`` written to a private temporary file, its errors naming ``name``
+    instead of that file, and the table's ``attrs["source"]`` ``name``."""
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="energyopt-stdin.") as d:
-        tmp = Path(d) / f"workload.{fmt}"
+        tmp = Path(d) / filename
         tmp.write_bytes(data)
         try:
-            df = read_workload(tmp, fmt=fmt)
+            df = reader(tmp)
         except DataError as exc:
             raise DataError(str(exc).replace(str(tmp), name)) from None
     df.attrs["source"] = name
-    df.attrs["sha256"] = hashlib.sha256(data).hexdigest()
     return df
 
 

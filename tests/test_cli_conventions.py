@@ -387,3 +387,102 @@ def test_solve_o_dash_without_a_plan_prints_nothing_on_stdout(tmp_path, syntheti
             "--formulation", "exact", "--time-limit", "5", "-o", "-")
     assert r.exit_code == 3, r.output
     assert r.stdout == "" and "status: no_solution" in r.stderr
+
+
+# --- `-` for explain/replay --workload and fit DATA; `-o -` only where one stream is written -------
+
+
+def test_explain_reads_the_workload_from_stdin_and_checks_its_sha256(tmp_path, synthetic_models, synthetic_fleet):
+    import json
+
+    wl = tmp_path / "w.csv"
+    lognormal_workload(15, seed=9, deadline_fraction=0.3).to_csv(wl, index=False)
+    data = wl.read_bytes()
+    r = run_in(data, "solve", "-", "--fleet", synthetic_fleet, "--models", synthetic_models, "-o", tmp_path / "p")
+    assert r.exit_code == 0, r.output
+    r = run("explain", tmp_path / "p", "q3", "--json")  # made from stdin: no path recorded
+    assert r.exit_code == 2 and "give --workload (a file, or - for standard input)" in r.stderr
+    from_file = run("explain", tmp_path / "p", "q3", "--json", "--workload", wl)
+    assert from_file.exit_code == 0, from_file.output
+    from_stdin = run_in(data, "explain", tmp_path / "p", "q3", "--json", "--workload", "-")
+    assert from_stdin.exit_code == 0, from_stdin.output
+    assert json.loads(from_stdin.stdout) == json.loads(from_file.stdout)
+    # other bytes (one query's output tokens changed; then only a line ending added): refused, one line
+    lines = data.decode().splitlines(keepends=True)
+    q3 = lines[4].split(",")
+    q3[2] = str(int(q3[2]) + 1)
+    for other in ("".join(lines[:4] + [",".join(q3)] + lines[5:]).encode(), data + b"\n"):
+        r = run_in(other, "explain", tmp_path / "p", "q3", "--workload", "-")
+        assert r.exit_code == 2 and r.stdout == ""
+        msg = r.stderr.strip()
+        assert "\n" not in msg and msg.startswith("error: <stdin>: SHA-256 ") and "input_sha256.workload" in msg, msg
+    # a plan made from a file records the file's hash: the same bytes on stdin pass, others do not
+    r = run("solve", wl, "--fleet", synthetic_fleet, "--models", synthetic_models, "-o", tmp_path / "f")
+    assert r.exit_code == 0, r.output
+    assert run_in(data, "explain", tmp_path / "f", "q3", "--workload", "-").exit_code == 0
+    r = run_in(data + b"\n", "explain", tmp_path / "f", "q3", "--workload", "-")
+    assert r.exit_code == 2 and "SHA-256" in r.stderr
+
+
+def test_replay_reads_the_workload_from_stdin_and_refuses_other_bytes(tmp_path):
+    from conftest import ROOT
+
+    plan = ROOT / "examples" / "replay" / "plan-batched"
+    data = (ROOT / "examples/replay/workload.csv").read_bytes()
+    args = ("replay", plan, "--workload", "-", "--fleet", ROOT / "examples/replay/fleet-batched.toml",
+            "--models", ROOT / "examples/replay/models", "--out", tmp_path / "o")
+    r = run_in(data, *args, "--pool", "h100")  # the plan loads: the next check (the pool) speaks
+    assert r.exit_code == 2 and "--pool 'h100': the plan has no query there" in r.stderr, r.output
+    r = run_in(data.replace(b"\n", b"\r\n"), *args)
+    assert r.exit_code == 2 and r.stderr.startswith("error: <stdin>: SHA-256 ") and r.stderr.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_fit_reads_one_characterization_csv_from_stdin(tmp_path):
+    import json
+
+    src = DATA / "synthetic_characterization.csv"
+    assert run("fit", src, "-o", tmp_path / "file").exit_code == 0
+    r = run_in(src.read_bytes(), "fit", "-", "-o", tmp_path / "stdin")
+    assert r.exit_code == 0, r.output
+    names = sorted(p.name for p in (tmp_path / "file").glob("*.json"))
+    assert len(names) == 4 and names == sorted(p.name for p in (tmp_path / "stdin").glob("*.json"))
+    for n in names:
+        a, b = (json.loads((tmp_path / d / n).read_text()) for d in ("file", "stdin"))
+        assert (a["energy_j"], a["runtime_s"]) == (b["energy_j"], b["runtime_s"])
+        assert b["provenance"]["sources"] == ["<stdin>"]
+    # errors name <stdin> and the physical line (the blank line counts)
+    lines = src.read_text().splitlines(keepends=True)
+    bad = "".join(lines[:3] + ["\n", lines[3].replace("small-llm,gpu-a,8,", "small-llm,gpu-a,x,", 1)] + lines[4:])
+    r = run_in(bad.encode(), "fit", "-", "-o", tmp_path / "bad")
+    assert r.exit_code == 2 and r.stderr.startswith("error: <stdin>: line 5, column input_tokens"), r.stderr
+    r = run_in(b"", "fit", "-", "-o", tmp_path / "bad")
+    assert r.exit_code == 2 and "<stdin>: no input" in r.stderr
+    r = run_in(src.read_bytes(), "fit", "-", "-", "-o", tmp_path / "bad")
+    assert r.exit_code == 2 and "- (standard input) can be given once" in r.stderr
+    assert not (tmp_path / "bad").exists()
+
+
+def test_o_dash_is_refused_where_a_folder_or_a_resumed_file_is_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    wl = tmp_path / "w.csv"
+    lognormal_workload(5, seed=1).to_csv(wl, index=False)
+    for args in (("fit", DATA / "synthetic_characterization.csv"), ("sweep", wl, "--vary", "zeta"), ("compare", wl)):
+        r = run(*args, "-o", "-")
+        assert r.exit_code == 2 and r.stdout == "", (args, r.output)
+        assert r.stderr.strip().startswith("error: --out -: this command writes a folder of files"), (args, r.stderr)
+    r = run("characterize", "--llm", "tiny", "--dry-run", "-o", "-")
+    assert r.exit_code == 2 and "--out -: characterize appends to its CSV and resumes" in r.stderr, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.csv"]  # no file or folder named -
+
+
+def test_help_says_where_dash_is_taken():
+    def help_of(*cmd):
+        r = run(*cmd, "--help")
+        assert r.exit_code == 0
+        return " ".join(r.stdout.split())
+
+    assert "- reads it from stdin" in help_of("explain") and "- reads it from stdin" in help_of("replay")
+    assert "- reads one from stdin" in help_of("fit")
+    assert "a file, not -" in help_of("characterize")
+    assert "- writes no files" in help_of("solve")
