@@ -231,3 +231,12 @@ def test_cli_solve_objective_carbon(tmp_path):
     summary = json.loads((tmp_path / "c" / "summary.json").read_text())
     assert summary["objective"] == "carbon" and summary["check"]["ok"] is True
     assert summary["objective_value"] == pytest.approx(summary["signals"]["total_kg_co2e"], rel=1e-9)
+
+
+def test_a_pool_without_deployments_does_not_break_planning_per_slot():
+    """A fleet pool that nothing is deployed on (its instance arrays empty) plans like one without it."""
+    fl = _fleet(60.0)
+    fl = dataclasses.replace(fl, deployments=[d for d in fl.deployments if d.pool != "c"])
+    wl = _workload(np.random.default_rng(3), 4)
+    s = plan(wl, fl, make_models(TWO_LLM_MODELS), objective="carbon", signals=_signals([100.0, 300.0, 200.0]))
+    assert s.status.has_plan and not s.check_violations

@@ -461,7 +461,7 @@ def _instances_for_plan(T: _Slots, n_inst: np.ndarray, load: np.ndarray, one_eac
         while True:
             used = int((T.k[ds] * n[ds]).sum())
             over = np.array([float(np.max(load[d] - n[d] * T.lanes[d] * T.dt)) for d in ds.tolist()])
-            room = np.array([used + T.k[d] <= cnt and n[T.groups_of[d]].sum() < T.max_inst[d] for d in ds.tolist()])
+            room = np.array([used + T.k[d] <= cnt and n[T.groups_of[d]].sum() < T.max_inst[d] for d in ds.tolist()], dtype=bool)
             cand = np.flatnonzero((over > 0) & room)
             if not len(cand):
                 break
