@@ -36,7 +36,6 @@ import dataclasses
 import hashlib
 import io
 import json
-import math
 import os
 import platform
 import sys
@@ -50,7 +49,7 @@ from .characterize.csvlog import ROW_COLUMNS, RunKey, RunLog, exclusive_writer, 
 from .characterize.design import MAX_BATCH_SIZE, parse_points
 from .errors import DataError, EnergyoptError, excerpt, key_text, one_line, unknown_key_hint
 from .executors import run_local, run_ray
-from .io import read_toml_document
+from .io import check_toml_value, read_toml_document
 from .writers import write_atomic
 
 __all__ = ["TaskStatus", "TaskSpec", "Campaign", "read_campaign", "run_task", "run_campaign", "merge_rows",
@@ -143,14 +142,7 @@ def _sizes(sizes: tuple[int, ...] | list[int]) -> str:
 
 def _check(key: str, value: Any, where: str, p: Path) -> Any:
     types, _ = {**_MEASURE, **_DEVICE}[key]
-    ok = isinstance(value, types) and not isinstance(value, bool)
-    if not ok:
-        names = " or ".join("number" if t is float else t.__name__ for t in types if not (t is int and float in types))
-        raise DataError(f"{p}: key {where} must be {names}, got {excerpt(value)}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise DataError(f"{p}: key {where} must be a finite number, got {value}")
-    if key in _CHOICES and value not in _CHOICES[key]:
-        raise DataError(f"{p}: key {where} must be one of {', '.join(_CHOICES[key])}, got {excerpt(value)}")
+    check_toml_value(value, tuple(t for t in types if t is not bool), where, p, _CHOICES.get(key))
     floors = {"holdout": 0, "repeats": 1, "min_window_s": 0, "max_input_tokens": 1, "max_output_tokens": 1,
               "time_budget_s": 1, "idle_seconds": 0.5, "threads": 1, "cpu_idle_w": 0, "num_gpus": 0}
     if key in floors and value < floors[key]:

@@ -260,6 +260,17 @@ def _exit_code_without_plan(status: Any) -> int:
     return EXIT_INFEASIBLE if status == Status.INFEASIBLE else EXIT_NO_PLAN
 
 
+def _signals_arg(signals_path: Any, signals_start: Any, fleet: Any) -> Any:
+    """The --signals file read for this fleet from --signals-start (None without --signals)."""
+    if signals_start is not None and signals_path is None:
+        raise DataError("--signals-start: give --signals FILE too")
+    if signals_path is None:
+        return None
+    from .signals import load_signals
+
+    return load_signals(signals_path, fleet=fleet, batch_start=signals_start)
+
+
 def _writable_dir(path: Path, option: str = "--out") -> None:
     """Check, before any solving or fitting, that ``path`` can be created and written: create it
     (and its parents), write and remove a file in it, and remove again the folders it created.
@@ -708,13 +719,7 @@ def solve_cmd(workload: Path, workload_format: str, fleet_path: Path | None, mod
     # one budget for the whole command from the process's start, --report included
     limits = Limits.since_process_start(time_limit_s, mip_rel_gap, threads)
     wl, fl, fm = _inputs(workload, fleet_path, models_dir, workload_format)
-    if signals_start is not None and signals_path is None:
-        raise DataError("--signals-start: give --signals FILE too")
-    signals = None
-    if signals_path is not None:
-        from .signals import load_signals
-
-        signals = load_signals(signals_path, fleet=fl, batch_start=signals_start)
+    signals = _signals_arg(signals_path, signals_start, fl)
     to_stdout = str(out_dir) == "-"  # -o -: no files; the assignment CSV (with --json the summary) on stdout
     if to_stdout and report:
         raise DataError("--report writes a folder of files: give --out DIR, not -")
@@ -809,13 +814,7 @@ def compare_cmd(workload: Path, workload_format: str,
     from .compare import compare
 
     wl, fl, fm = _inputs(workload, fleet_path, models_dir, workload_format)
-    if signals_start is not None and signals_path is None:
-        raise DataError("--signals-start: give --signals FILE too")
-    signals = None
-    if signals_path is not None:
-        from .signals import load_signals
-
-        signals = load_signals(signals_path, fleet=fl, batch_start=signals_start)
+    signals = _signals_arg(signals_path, signals_start, fl)
     if out_dir is not None:
         _writable_dir(out_dir)
     table = compare(wl, fl, fm, solver=solver, objective=objective, zeta=zeta, idle=idle,
@@ -905,13 +904,7 @@ def sweep_cmd(workload: Path, workload_format: str, vary: str, values: str | Non
         except ValueError:
             raise click.BadParameter(f"expected comma-separated numbers, got {values!r}", param_hint="--values") from None
     wl, fl, fm = _inputs(workload, fleet_path, models_dir, workload_format)
-    if signals_start is not None and signals_path is None:
-        raise DataError("--signals-start: give --signals FILE too")
-    signals = None
-    if signals_path is not None:
-        from .signals import load_signals
-
-        signals = load_signals(signals_path, fleet=fl, batch_start=signals_start)
+    signals = _signals_arg(signals_path, signals_start, fl)
     _check_slot_objective(objective, signals, fl)
     _writable_dir(out_dir)
     table = sweep(wl, fl, fm, vary, vals, baselines=baselines, seed=seed, progress=_progress, pool=pool, signals=signals,

@@ -42,6 +42,7 @@ if TYPE_CHECKING:  # pyarrow is imported where a CSV is read, not when the packa
 __all__ = [
     "read_characterization",
     "read_toml_document",
+    "check_toml_value",
     "read_workload",
     "read_workload_stream",
     "read_assignment_csv",
@@ -161,6 +162,19 @@ def read_toml_document(path: str | Path, top_keys: Iterable[str] | None = None) 
             if key not in allowed:
                 raise DataError(f"{p}: unknown top-level key {key_text(key)}{unknown_key_hint(key, allowed)}")
     return doc
+
+
+def check_toml_value(value: Any, types: tuple[type, ...], where: str, p: Path,
+                     choices: Iterable[str] | None = None) -> None:
+    """One value of a TOML file (study, campaign) is of ``types`` (a bool only where ``bool`` is
+    among them), finite, and one of ``choices`` when given; a one-line DataError naming the key otherwise."""
+    if not (isinstance(value, types) and (bool in types or not isinstance(value, bool))):
+        names = " or ".join("number" if t is float else t.__name__ for t in types if not (t is int and float in types))
+        raise DataError(f"{p}: key {where} must be {names}, got {excerpt(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise DataError(f"{p}: key {where} must be a finite number, got {value}")
+    if choices is not None and value not in (allowed := list(choices)):
+        raise DataError(f"{p}: key {where} must be one of {', '.join(allowed)}, got {excerpt(value)}")
 
 
 def read_json_object(p: Path) -> dict:

@@ -28,7 +28,6 @@ import dataclasses
 import hashlib
 import itertools
 import json
-import math
 import time
 from collections.abc import Callable, Iterable
 from enum import StrEnum
@@ -38,7 +37,7 @@ from typing import Any
 from .defaults import default_fleet_path, default_models_dir
 from .errors import DataError, EnergyoptError, excerpt, key_text, one_line, unknown_key_hint
 from .executors import run_local, run_ray
-from .io import read_toml_document
+from .io import check_toml_value, read_toml_document
 from .schedule import _file_sha256
 from .schema import Status
 from .writers import write_table_csv
@@ -121,14 +120,7 @@ class Study:
 
 def _check_value(key: str, value: Any, where: str, p: Path) -> Any:
     types, _ = _OPTIONS[key]
-    ok = isinstance(value, types) and (bool in types or not isinstance(value, bool))
-    if not ok:
-        names = " or ".join("number" if t is float else t.__name__ for t in types if not (t is int and float in types))
-        raise DataError(f"{p}: key {where} must be {names}, got {excerpt(value)}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise DataError(f"{p}: key {where} must be a finite number, got {value}")
-    if key in _CHOICES and value not in _CHOICES[key]:
-        raise DataError(f"{p}: key {where} must be one of {', '.join(_CHOICES[key])}, got {excerpt(value)}")
+    check_toml_value(value, types, where, p, _CHOICES.get(key))
     if key in ("min_mean_accuracy", "zeta") and not 0 <= value <= 1:
         raise DataError(f"{p}: key {where} must be between 0 and 1, got {value}")
     if key in ("deadline_scale", "time_limit_s") and not value > 0:
