@@ -13,26 +13,7 @@
 # power limit are left as they are.
 set -u
 out=${1:?OUTDIR}; plan=${2:?"LLM:BUDGET_S ..."}; shift 2
-mkdir -p "$out"
-export PYTHONUNBUFFERED=1
-{
-  date -u +%Y-%m-%dT%H:%M:%SZ
-  nvidia-smi --query-gpu=name,driver_version,memory.total,power.limit,clocks.max.sm --format=csv
-  python3 -c 'import torch, transformers, triton, platform; from importlib.metadata import version; print("python", platform.python_version(), "torch", torch.__version__, "cuda", torch.version.cuda, "transformers", transformers.__version__, "triton", triton.__version__, "nvidia-ml-py", version("nvidia-ml-py"))'
-  nproc; grep -m1 "model name" /proc/cpuinfo
-  git rev-parse HEAD 2>/dev/null; git status --short 2>/dev/null | head -20
-} > "$out/env.txt" 2>&1
-cat "$out/env.txt"
-exec > >(tee -a "$out/gpu.log") 2>&1
-status=0
-for item in $plan; do
-  llm=${item%%:*}; budget=${item#*:}
-  echo "== $llm (budget ${budget} s) $(date -u +%H:%M:%S)"
-  taskset -c 0-3 python3 -m energyopt.cli characterize --device cuda --llm "$llm" \
-    --decode-attention ragged --batch-sizes 1,8,32 --points 12 --holdout 3 \
-    --max-input-tokens 4096 --max-output-tokens 1024 \
-    --repeats 1 --idle-seconds 3 --min-window-s 1.0 --time-budget-s "$budget" "$@" \
-    --out "$out/gpu.csv" || status=$?
-done
-nvidia-smi --query-gpu=name,power.draw,temperature.gpu,clocks.sm --format=csv >> "$out/env.txt" 2>&1
-exit $status
+exec bash "$(dirname "$0")/measure-llms.sh" "$out" "$plan" \
+  --decode-attention ragged --batch-sizes 1,8,32 --points 12 --holdout 3 \
+  --max-input-tokens 4096 --max-output-tokens 1024 \
+  --repeats 1 --idle-seconds 3 --min-window-s 1.0 "$@"
