@@ -27,6 +27,7 @@ from .meters import Meter, above_idle_j, measure_idle_power_w
 from .runner import DeviceMemoryError
 
 T = TypeVar("T")
+_WINDOW_ATTEMPTS = 4  # measurements of a point whose window fell short of min_window_s
 
 
 def _counted(items: list[T], ph: contextlib.AbstractContextManager[Phase]) -> Iterator[T]:
@@ -142,8 +143,15 @@ def run_sweep(
             e0, t0 = _read(meters), clock()
             runner.run(p.input_tokens, p.output_tokens, b)
             e1, t1 = _read(meters), clock()
-            if t1 - t0 < cfg.min_window_s:
-                inner = max(2, math.ceil(cfg.min_window_s / max(t1 - t0, 1e-6)))
+            # a window shorter than min_window_s is measured again with more runs in it, sized on the
+            # last window's mean run: the first run of a point can be several times slower than the
+            # next (a first prefill at a new length), and a window sized on it alone can end before an
+            # energy counter that updates every 100 ms (NVML) has moved, which read 0 J on the H200
+            for _ in range(_WINDOW_ATTEMPTS):
+                if t1 - t0 >= cfg.min_window_s:
+                    break
+                per_run_s = max((t1 - t0) / inner, 1e-6)
+                inner = max(2 * inner if inner > 1 else 2, math.ceil(1.1 * cfg.min_window_s / per_run_s))
                 e0, t0 = _read(meters), clock()
                 for _ in range(inner):
                     runner.run(p.input_tokens, p.output_tokens, b)
