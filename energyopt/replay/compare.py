@@ -48,7 +48,9 @@ def query_table(run: InstanceRun, meas: InstanceMeasurement) -> pd.DataFrame:
     })
     t["energy_error"] = relative_error(t["measured_energy_j"], t["predicted_energy_j"])
     t["runtime_error"] = relative_error(t["measured_runtime_s"], t["predicted_runtime_s"])
-    t["deadline_met_measured"] = ends_in_time(t["measured_end_s"].to_numpy(), t["deadline_s"].to_numpy())
+    met = pd.array(ends_in_time(t["measured_end_s"].to_numpy(), t["deadline_s"].to_numpy()), dtype="boolean")
+    met[np.isnan(t["deadline_s"].to_numpy())] = pd.NA  # empty, not false, for a query without a deadline
+    t["deadline_met_measured"] = met
     return t
 
 
