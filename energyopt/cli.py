@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import os
 import signal
 import sys
@@ -1086,16 +1087,23 @@ def replay_cmd(plan_dir: Path, device: str, pool: str | None, gpu_index: int, dt
         models=models_dir,
         dtype=dtype, gpu_index=gpu_index, attention=attention, progress=_progress)
     t = tables.instances[["llm", "batch_size", "instance", "queries", "predicted_energy_j", "measured_energy_j",
-                          "energy_error", "predicted_makespan_s", "measured_makespan_s", "makespan_error"]]
+                          "energy_error", "predicted_makespan_s", "measured_makespan_s", "makespan_error",
+                          "simulated_makespan_s", "simulated_makespan_error"]]
     click.echo(_fmt_table(t.rename(columns={"batch_size": "batch"}),
                           {"predicted_energy_j": ".0f", "measured_energy_j": ".0f", "energy_error": "+.1%",
-                           "predicted_makespan_s": ".2f", "measured_makespan_s": ".2f", "makespan_error": "+.1%"}))
+                           "predicted_makespan_s": ".2f", "measured_makespan_s": ".2f", "makespan_error": "+.1%",
+                           "simulated_makespan_s": ".2f", "simulated_makespan_error": "+.1%"}))
     click.echo(f"total: {info['queries']} queries, energy {info['measured_energy_j']:.0f} J measured vs "
                f"{info['predicted_energy_j']:.0f} J predicted ({info['energy_error']:+.1%}); makespan "
                f"{info['measured_makespan_s']:.2f} s vs {info['predicted_makespan_s']:.2f} s ({info['makespan_error']:+.1%}); "
                f"per query |error| median energy {info['query_energy_error_median_abs']:.1%}, runtime "
                f"{info['query_runtime_error_median_abs']:.1%}; deadlines met {info['deadlines_met_measured']}/"
                f"{info['queries_with_deadline']} measured ({info['deadlines_met_predicted']} predicted)")
+    if not math.isnan(info["simulated_makespan_s"]):
+        click.echo(f"engine simulation of the plan's lanes (every prefill stalls every slot): energy "
+                   f"{info['simulated_energy_j']:.0f} J ({info['simulated_energy_error']:+.1%}), makespan "
+                   f"{info['simulated_makespan_s']:.2f} s ({info['simulated_makespan_error']:+.1%}), per query |error| "
+                   f"median runtime {info['query_runtime_error_median_abs_simulated']:.1%}")
     if info["queries_not_replayed"]:
         click.echo(f"{info['queries_not_replayed']} queries of the plan are on other pools and were not replayed")
     click.echo(f"wrote {written}/replay_queries.csv, replay_instances.csv, replay_steps.csv and replay.json")

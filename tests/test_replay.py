@@ -136,6 +136,19 @@ def test_tables_and_totals():
     assert tot["queries"] == 4 and tot["deadlines_met_measured"] == 2 and tot["queries_with_deadline"] == 2
     assert tot["energy_error"] == pytest.approx((m.energy_j - it["predicted_energy_j"]) / m.energy_j)
     assert relative_error(0.0, 1.0).tolist() != relative_error(0.0, 1.0).tolist()  # NaN where nothing was measured
+    assert np.isnan(tot["simulated_makespan_s"]) and np.isnan(tot["simulated_energy_j"])  # not simulated: NaN, not 0
+    from energyopt.replay.simulate import simulate_instance
+
+    sim = simulate_instance(run, np.full(4, 0.01), np.full(4, 0.01))
+    qs = query_table(run, m, sim)
+    assert qs["simulated_end_s"].tolist() == pytest.approx(sim.end_s.tolist())
+    assert qs["simulated_runtime_error"].tolist() == pytest.approx(
+        relative_error(qs["measured_runtime_s"], sim.end_s - sim.start_s).tolist())
+    its = instance_table(run, m, setup_s=1.5, sim=sim)
+    assert its["simulated_makespan_s"] == pytest.approx(sim.makespan_s)
+    assert its["simulated_energy_j"] == pytest.approx(10.0 + sim.padding_energy_j(10 / busy))
+    tots = totals(qs, pd.DataFrame([its]))
+    assert tots["simulated_makespan_error"] == pytest.approx((m.makespan_s - sim.makespan_s) / m.makespan_s)
 
 
 def test_padding_energy_is_the_empty_lane_time():
@@ -347,3 +360,58 @@ def test_characterize_refuses_a_file_of_another_engine(tmp_path):
                      repeats=1, min_window_s=0.1, max_input_tokens=64, max_output_tokens=64, dtype=None,
                      device_name=None, threads=1, cpu_power_w=10.0, cpu_idle_w=0.0, time_budget_s=None,
                      idle_seconds=1.0, out_csv=out, progress=lambda s: None, decode_attention="ragged")
+
+
+def _sim_run(lanes_rows):
+    """An InstanceRun of b = len(lanes_rows) lanes of (query_id, output_tokens)."""
+    from energyopt.replay.lanes import InstanceRun
+
+    rows = [{"query_id": q, "lane": lane, "input_tokens": 10, "output_tokens": o, "start_s": 0.0}
+            for lane, qs in enumerate(lanes_rows) for q, o in qs]
+    return InstanceRun("m", "g", 0, len(lanes_rows), pd.DataFrame(rows))
+
+
+def test_engine_simulation_follows_the_engine_by_hand():
+    from energyopt.replay.simulate import simulate_instance
+
+    # lane 0: a (3 tokens: prefill 1 s, steps of 0.1 s), then c (1 token: prefill 0.5 s);
+    # lane 1: b (2 tokens: prefill 2 s, steps of 0.3 s). a and b prefill (0-1, 1-3), one step of
+    # both (mean 0.2 s: b ends at 3.2), one of a alone (a ends at 3.3, one slot empty for 0.1 s),
+    # then c's prefill, which is its only token (3.3-3.8)
+    run = _sim_run([[("a", 3), ("c", 1)], [("b", 2)]])
+    sim = simulate_instance(run, np.array([1.0, 0.5, 2.0]), np.array([0.1, 0.0, 0.3]))
+    assert sim.start_s.tolist() == pytest.approx([0.0, 3.3, 1.0])
+    assert sim.end_s.tolist() == pytest.approx([3.3, 3.8, 3.2])
+    assert sim.makespan_s == pytest.approx(3.8) and sim.decode_steps == 2
+    assert sim.empty_slot_s == pytest.approx(0.1) and sim.padding_energy_j(50.0) == pytest.approx(5.0)
+
+
+def test_engine_simulation_at_batch_one_is_the_lane_model():
+    # with one slot nothing stalls anything: each query takes its models' runtime, one after another
+    from energyopt.replay.simulate import prefill_and_step_s, simulate_instance
+
+    rng = np.random.default_rng(3)
+    tout = rng.integers(1, 40, size=12)
+    one = rng.uniform(0.01, 0.05, size=12)
+    runtime = one + (tout - 1) * rng.uniform(0.005, 0.02, size=12)
+    run = _sim_run([[(f"q{i}", int(o)) for i, o in enumerate(tout)]])
+    p, s = prefill_and_step_s(runtime, one, tout, 1)
+    sim = simulate_instance(run, p, s)
+    assert sim.end_s.tolist() == pytest.approx(np.cumsum(runtime).tolist())
+    assert sim.makespan_s == pytest.approx(runtime.sum()) and sim.empty_slot_s == 0.0
+    assert sim.decode_steps == int((tout - 1).sum())
+
+
+def test_engine_simulation_charges_every_slot_for_every_prefill():
+    # b = 4 lanes: one long query, three lanes of short ones. The lane model gives the long query
+    # its own runtime at b = 4 (4 prefills of its length); the engine stalls it for every prefill
+    # of the others, so the simulated makespan is the long query's steps plus all prefills
+    from energyopt.replay.simulate import simulate_instance
+
+    run = _sim_run([[("long", 101)]] + [[(f"s{k}{j}", 11) for j in range(5)] for k in range(3)])
+    prefill = np.full(16, 0.2)
+    step = np.full(16, 0.01)
+    sim = simulate_instance(run, prefill, step)
+    assert sim.makespan_s == pytest.approx(16 * 0.2 + 100 * 0.01)
+    lane_model_long_s = 4 * 0.2 + 100 * 0.01
+    assert sim.end_s[0] > 2 * lane_model_long_s

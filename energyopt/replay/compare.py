@@ -10,6 +10,7 @@ import pandas as pd
 from ..accounting import ends_in_time, padding_energy_j
 from .lanes import InstanceRun
 from .measure import InstanceMeasurement
+from .simulate import SimulatedInstance
 
 __all__ = ["instance_table", "query_table", "totals", "ReplayTables", "relative_error"]
 
@@ -30,7 +31,9 @@ class ReplayTables:
     totals: dict
 
 
-def query_table(run: InstanceRun, meas: InstanceMeasurement) -> pd.DataFrame:
+def query_table(run: InstanceRun, meas: InstanceMeasurement, sim: SimulatedInstance | None = None) -> pd.DataFrame:
+    """Per query: the plan's prediction, the measurement and, with ``sim``, the engine simulation's
+    times (:mod:`.simulate`)."""
     r = run.rows
     q = meas.queries
     t = pd.DataFrame({
@@ -48,15 +51,23 @@ def query_table(run: InstanceRun, meas: InstanceMeasurement) -> pd.DataFrame:
     })
     t["energy_error"] = relative_error(t["measured_energy_j"], t["predicted_energy_j"])
     t["runtime_error"] = relative_error(t["measured_runtime_s"], t["predicted_runtime_s"])
+    nan = np.full(len(t), np.nan)
+    t["simulated_start_s"] = sim.start_s if sim is not None else nan
+    t["simulated_end_s"] = sim.end_s if sim is not None else nan
+    t["simulated_runtime_s"] = t["simulated_end_s"] - t["simulated_start_s"]
+    t["simulated_runtime_error"] = relative_error(t["measured_runtime_s"], t["simulated_runtime_s"])
     met = pd.array(ends_in_time(t["measured_end_s"].to_numpy(), t["deadline_s"].to_numpy()), dtype="boolean")
     met[np.isnan(t["deadline_s"].to_numpy())] = pd.NA  # empty, not false, for a query without a deadline
     t["deadline_met_measured"] = met
     return t
 
 
-def instance_table(run: InstanceRun, meas: InstanceMeasurement, setup_s: float, slot_power_w: float | None = None) -> dict:
+def instance_table(run: InstanceRun, meas: InstanceMeasurement, setup_s: float, slot_power_w: float | None = None,
+                   sim: SimulatedInstance | None = None) -> dict:
     """One instance's predicted and measured figures. ``slot_power_w``: an empty slot's predicted
-    power [W] (see :func:`~energyopt.accounting.padding_energy_j`); None: its queries' mean."""
+    power [W] (see :func:`~energyopt.accounting.padding_energy_j`); None: its queries' mean.
+    With ``sim``, the engine simulation's makespan and padding (the queries' energy stays the
+    plan's), else NaN."""
     pred_q = float(run.rows["energy_j"].sum())
     pred_m = float(run.rows["end_s"].max())
     busy_s = float(run.rows["runtime_s"].sum())
@@ -64,6 +75,8 @@ def instance_table(run: InstanceRun, meas: InstanceMeasurement, setup_s: float, 
         slot_power_w = pred_q / busy_s if busy_s > 0 else 0.0
     pred_pad = padding_energy_j(slot_power_w, run.batch_size, pred_m, busy_s)
     pred_e = pred_q + pred_pad
+    sim_pad = sim.padding_energy_j(slot_power_w) if sim is not None else float("nan")
+    sim_m = sim.makespan_s if sim is not None else float("nan")
     return {
         "llm": run.llm, "device": run.device, "instance": run.instance, "batch_size": run.batch_size,
         "queries": len(run.rows), "lanes_used": int(run.rows["lane"].nunique()),
@@ -73,6 +86,9 @@ def instance_table(run: InstanceRun, meas: InstanceMeasurement, setup_s: float, 
         "energy_error": float(relative_error(meas.energy_j, pred_e)),
         "predicted_makespan_s": pred_m, "measured_makespan_s": meas.makespan_s,
         "makespan_error": float(relative_error(meas.makespan_s, pred_m)),
+        "simulated_padding_energy_j": sim_pad, "simulated_energy_j": pred_q + sim_pad,
+        "simulated_energy_error": float(relative_error(meas.energy_j, pred_q + sim_pad)),
+        "simulated_makespan_s": sim_m, "simulated_makespan_error": float(relative_error(meas.makespan_s, sim_m)),
         "predicted_slot_power_w": slot_power_w, "decode_steps": meas.decode_steps,
         "mean_running": meas.mean_active, "setup_s": setup_s,
     }
@@ -87,6 +103,8 @@ def totals(queries: pd.DataFrame, instances: pd.DataFrame) -> dict:
     pe, me = float(instances["predicted_energy_j"].sum()), float(instances["measured_energy_j"].sum())
     pq, mq = float(instances["predicted_query_energy_j"].sum()), float(instances["measured_query_energy_j"].sum())
     pm, mm = float(instances["predicted_makespan_s"].max()), float(instances["measured_makespan_s"].max())
+    se = float(instances["simulated_energy_j"].sum(skipna=False))  # NaN unless every instance was simulated
+    sm = float(instances["simulated_makespan_s"].max(skipna=False))
     ae = queries["energy_error"].abs()
     ar = queries["runtime_error"].abs()
     dl = queries["deadline_s"].notna()
@@ -99,6 +117,9 @@ def totals(queries: pd.DataFrame, instances: pd.DataFrame) -> dict:
         "query_energy_error": float(relative_error(mq, pq)),
         "predicted_padding_energy_j": pe - pq, "measured_padding_energy_j": me - mq,
         "predicted_makespan_s": pm, "measured_makespan_s": mm, "makespan_error": float(relative_error(mm, pm)),
+        "simulated_energy_j": se, "simulated_energy_error": float(relative_error(me, se)),
+        "simulated_makespan_s": sm, "simulated_makespan_error": float(relative_error(mm, sm)),
+        "query_runtime_error_median_abs_simulated": float(queries["simulated_runtime_error"].abs().median()),
         "query_energy_error_median_abs": float(ae.median()), "query_energy_error_p90_abs": float(ae.quantile(0.9)),
         "query_energy_error_max_abs": float(ae.max()),
         "query_runtime_error_median_abs": float(ar.median()), "query_runtime_error_p90_abs": float(ar.quantile(0.9)),

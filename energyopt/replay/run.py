@@ -24,6 +24,7 @@ from ..version import package_version
 from .compare import ReplayTables, instance_table, query_table, totals
 from .lanes import InstanceRun
 from .measure import CounterSampler, attribute_queries
+from .simulate import SimulatedInstance, simulate_with_models
 
 __all__ = ["replay_runs", "RunnerFactory"]
 
@@ -33,13 +34,16 @@ RunnerFactory = Callable[[str], Any]  # LLM name -> an HFRunner (or one with the
 def replay_runs(runs: list[InstanceRun], make_runner: RunnerFactory, read_j: Callable[[], float], *,
                 attention: str = "auto", progress: Callable[[str], None] = print,
                 sample_interval_s: float = 0.005, margin_s: float = 0.3,
-                slot_power_w: Callable[[InstanceRun], float | None] = lambda run: None) -> ReplayTables:
+                slot_power_w: Callable[[InstanceRun], float | None] = lambda run: None,
+                simulate: Callable[[InstanceRun], SimulatedInstance | None] = lambda run: None) -> ReplayTables:
     """Run and measure every instance of ``runs``; returns the per-query and per-instance tables.
-    ``slot_power_w`` gives an instance's predicted power of an empty slot (None: its queries' mean)."""
+    ``slot_power_w`` gives an instance's predicted power of an empty slot (None: its queries' mean);
+    ``simulate`` its engine simulation (:mod:`.simulate`; None: none)."""
     q_tables, i_rows, s_tables = [], [], []
     runner: Any = None
     runner_llm = None
     for k, run in enumerate(runs, 1):
+        sim = simulate(run)
         t_setup = time.perf_counter()
         if runner_llm != run.llm:
             if runner is not None:
@@ -59,15 +63,17 @@ def replay_runs(runs: list[InstanceRun], make_runner: RunnerFactory, read_j: Cal
             meas = attribute_queries(log, sampler.knots())
         finally:
             engine.close()
-        row = instance_table(run, meas, setup_s, slot_power_w(run))
+        row = instance_table(run, meas, setup_s, slot_power_w(run), sim)
         i_rows.append(row)
-        q_tables.append(query_table(run, meas))
+        q_tables.append(query_table(run, meas, sim))
         s_tables.append(meas.steps.assign(llm=run.llm, device=run.device, instance=run.instance,
                                           batch_size=run.batch_size))
         progress(f"[{k}/{len(runs)}] {run.label}: energy {row['measured_energy_j']:.0f} J measured, "
                  f"{row['predicted_energy_j']:.0f} J predicted ({row['energy_error']:+.1%}); makespan "
                  f"{row['measured_makespan_s']:.2f} s measured, {row['predicted_makespan_s']:.2f} s predicted "
-                 f"({row['makespan_error']:+.1%})")
+                 f"({row['makespan_error']:+.1%})"
+                 + (f", {row['simulated_makespan_s']:.2f} s by the engine simulation ({row['simulated_makespan_error']:+.1%})"
+                    if sim is not None else ""))
     if runner is not None:
         _free(runner)
     queries = pd.concat(q_tables, ignore_index=True)
@@ -167,7 +173,9 @@ def replay_plan_dir(plan_dir: str | Path, *, device: str = "cuda", pool: str | N
         meter = RaplMeter()
     prov = provenance(device, meter)
     tables = replay_runs(runs, hf_runner_factory(device, dtype), meter.read_j, attention=attention, progress=progress,
-                         slot_power_w=lambda run: empty_slot_power_w(problem, run))
+                         slot_power_w=lambda run: empty_slot_power_w(problem, run),
+                         simulate=lambda run: simulate_with_models(run, problem.inputs.models)
+                         if problem.inputs is not None else None)
     info = {**tables.totals, "pool": pool, "plan_dir": str(plan_dir),
             "queries_not_replayed": int((asg["device"] != pool).sum()),
             "plan_status": summary.get("status"), "plan_input_sha256": summary.get("input_sha256"),
