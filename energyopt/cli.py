@@ -643,6 +643,10 @@ def _solve_lines(s: Any, quiet: bool, echo: Callable[[str], None]) -> None:
     if s.padding_energy_j:
         echo(f"empty slots of batched instances until their last query ends: about {s.padding_energy_j:.6g} J "
              "more (predicted, not in the objective; README: Replaying a plan)")
+    if s.engine_makespan_s is not None:
+        echo(f"on a continuous-batching engine (every refill's prefill stalls every slot): makespan "
+             f"{s.engine_makespan_s:.1f} s, deadlines met {s.engine_deadlines_met}/{s.queries_with_deadline} "
+             "(simulated; the plan's times are the lane model's; README: Replaying a plan)")
     if s.signals is not None:
         echo(_signals_line(s.signals))
 

@@ -27,6 +27,7 @@ from .accounting import (
     relative_gap,
     weighted_mean_accuracy,
 )
+from .enginesim import prefill_and_step_s, simulate_engine
 from .packing import Timeline, timeline_times_s
 from .problem import Problem
 from .schema import ASSIGNMENT_COLUMNS, BoundSource, Status, Termination
@@ -167,6 +168,42 @@ def padding_totals(assignment: pd.DataFrame, problem: Problem) -> float:
     return float(total)
 
 
+ENGINE_SIMULATION_MAX_QUERIES = 200_000  # batched queries; beyond, summary.json's engine_* fields are null
+
+
+def engine_totals(assignment: pd.DataFrame, problem: Problem) -> tuple[float | None, int | None]:
+    """The plan's makespan [s] and deadlines met when its batched instances run on a
+    continuous-batching engine (:mod:`energyopt.enginesim`: every refill's prefill stalls every
+    slot) instead of the lane model's timing; instances at batch size 1 keep the plan's times.
+    (None, None) where it is not simulated: no batched instance, release times (the engine runs a
+    lane's queries back to back), models that cannot say, or more than
+    :data:`ENGINE_SIMULATION_MAX_QUERIES` batched queries."""
+    a, p = assignment, problem
+    if a.empty or p.inputs is None or int(a["batch_size"].max()) <= 1 or float(p.release_s.max(initial=0.0)) > 0:
+        return None, None
+    batched = a[a["batch_size"] > 1]
+    if len(batched) > ENGINE_SIMULATION_MAX_QUERIES:
+        return None, None
+    tok = p.queries.set_index("query_id")[["input_tokens", "output_tokens"]]
+    end = pd.Series(a["end_s"].to_numpy(dtype=float), index=a.index)
+    for (llm, dev, b, _inst), grp in batched.groupby(["llm", "device", "batch_size", "instance"], sort=False):
+        grp = grp.sort_values(["lane", "start_s"], kind="stable")
+        t = tok.loc[grp["query_id"]]
+        tin = t["input_tokens"].to_numpy(dtype=np.int64)
+        tout = np.maximum(t["output_tokens"].to_numpy(dtype=np.int64), 1)  # a prefill-only request yields one token
+        try:
+            full = p.inputs.models.predict(llm, dev, tin, tout, int(b))["runtime_s"].to_numpy(dtype=float)
+            one = p.inputs.models.predict(llm, dev, tin, np.ones_like(tin), int(b))["runtime_s"].to_numpy(dtype=float)
+        except (KeyError, ValueError):
+            return None, None
+        pre, step = prefill_and_step_s(full, one, tout, int(b))
+        sim = simulate_engine(grp["lane"].to_numpy(dtype=np.int64), int(b), pre, step, tout - 1)
+        end.loc[grp.index] = float(grp["start_s"].min()) + sim.end_s  # the instance starts where the plan starts it
+    due = a["deadline_s"].to_numpy(dtype=float)
+    has = ~np.isnan(due)
+    return float(end.max()), int(ends_in_time(end.to_numpy()[has], due[has]).sum())
+
+
 def empty_assignment() -> pd.DataFrame:
     """An assignment table with no rows (a result without a plan)."""
     return pd.DataFrame(columns=list(ASSIGNMENT_COLUMNS))
@@ -265,6 +302,8 @@ class Summary:
     input_sha256: dict[str, Any] = field(default_factory=dict)
     energyopt_version: str = ""
     created_at: str = ""
+    engine_makespan_s: float | None = None  # batched instances on a continuous-batching engine (engine_totals)
+    engine_deadlines_met: int | None = None  # the deadlines met so
     signals: dict[str, Any] | None = None  # the plan priced per slot (--signals); absent from to_dict without
 
     @property
@@ -399,6 +438,7 @@ class Schedule:
         extrapolation = extrapolation_totals(a, p, flags)
         check = ({"ok": not self.check_violations, "violations": self.check_violations[:20]} if planned else
                  {"ok": None, "checked": False, "violations": [], "note": "no plan was checked"})
+        engine = engine_totals(a, p) if planned else (None, None)
         return Summary(
             status=self.status,
             termination=self.termination,
@@ -434,6 +474,8 @@ class Schedule:
             excluded_invalid_predictions=p.excluded_invalid,
             extrapolated_queries=int(extrapolation["extrapolated_queries"]),
             extrapolated_energy_j=extrapolation["extrapolated_energy_j"] if planned else None,
+            engine_makespan_s=engine[0],
+            engine_deadlines_met=engine[1],
             check=check,
             timings_s=self.timings_s,
             message=self.message,

@@ -253,3 +253,43 @@ def slotted_brute_force(problem, price_per_j: np.ndarray, bounds_s: np.ndarray, 
             assert H > 0
         best = min(best, cost)
     return best
+
+
+def engine_timeline_by_steps(lane, slots: int, prefill_s, step_s, steps):
+    """The engine's timeline one step at a time, through the engine's own scheduling
+    (:func:`energyopt.characterize.engine.run_lanes`) on a virtual clock: (start, end, makespan,
+    decode steps, empty slot-seconds), the reference for :func:`energyopt.enginesim.simulate_engine`."""
+    from energyopt.characterize.engine import run_lanes
+
+    lane = np.asarray(lane)
+    rows = [[i for i in range(lane.size) if lane[i] == s] for s in range(slots)]
+    lanes = [[(1, int(steps[i]) + 1) for i in r] for r in rows]
+    start, end = np.zeros(lane.size), np.zeros(lane.size)
+    t = {"clock": 0.0, "empty": 0.0, "step_end": 0.0, "steps": 0}
+    taken = [0] * slots
+    current: dict[int, int] = {}
+
+    def leave(slot: int) -> None:  # the slot's query ended with the last decode step
+        if slot in current:
+            end[current.pop(slot)] = t["step_end"]
+
+    def prefill(slot: int, _tin: int) -> None:
+        leave(slot)
+        i = rows[slot][taken[slot]]
+        taken[slot] += 1
+        start[i] = t["clock"]
+        t["clock"] += float(prefill_s[i])
+        if steps[i] <= 0:
+            end[i] = t["clock"]
+        else:
+            current[slot] = i
+
+    def decode() -> None:
+        dt = float(np.mean([step_s[i] for i in current.values()]))
+        t["clock"] += dt
+        t["empty"] += (slots - len(current)) * dt
+        t["step_end"] = t["clock"]
+        t["steps"] += 1
+
+    run_lanes(lanes, slots, prefill, decode, leave, lambda: None)
+    return start, end, t["clock"], t["steps"], t["empty"]

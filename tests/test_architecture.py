@@ -29,7 +29,7 @@ RANK = {
     "problem": 3,
     "formulation": 4, "diagnose": 4,
     "solvers": 5,
-    "packing": 5,
+    "packing": 5, "enginesim": 5,
     "methods": 6, "check": 6,
     "schedule": 7,
     "plan": 9,

@@ -386,22 +386,6 @@ def test_engine_simulation_follows_the_engine_by_hand():
     assert sim.empty_slot_s == pytest.approx(0.1) and sim.padding_energy_j(50.0) == pytest.approx(5.0)
 
 
-def test_engine_simulation_at_batch_one_is_the_lane_model():
-    # with one slot nothing stalls anything: each query takes its models' runtime, one after another
-    from energyopt.replay.simulate import prefill_and_step_s, simulate_instance
-
-    rng = np.random.default_rng(3)
-    tout = rng.integers(1, 40, size=12)
-    one = rng.uniform(0.01, 0.05, size=12)
-    runtime = one + (tout - 1) * rng.uniform(0.005, 0.02, size=12)
-    run = _sim_run([[(f"q{i}", int(o)) for i, o in enumerate(tout)]])
-    p, s = prefill_and_step_s(runtime, one, tout, 1)
-    sim = simulate_instance(run, p, s)
-    assert sim.end_s.tolist() == pytest.approx(np.cumsum(runtime).tolist())
-    assert sim.makespan_s == pytest.approx(runtime.sum()) and sim.empty_slot_s == 0.0
-    assert sim.decode_steps == int((tout - 1).sum())
-
-
 def test_engine_simulation_charges_every_slot_for_every_prefill():
     # b = 4 lanes: one long query, three lanes of short ones. The lane model gives the long query
     # its own runtime at b = 4 (4 prefills of its length); the engine stalls it for every prefill

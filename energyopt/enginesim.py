@@ -1,0 +1,127 @@
+"""A batched instance's timeline as a continuous-batching engine runs it, simulated from per-query
+prefill and decode-step times: the check of a plan's lane timing.
+
+The plan times each lane of a batched instance on its own: a query at batch size b takes the
+models' runtime at b, measured with b identical queries (b prefills of its length, then the
+batch's decode steps). An engine that serves the lanes as slots (``energyopt replay``: the
+engine of :func:`energyopt.characterize.engine.run_lanes`) differs in what the lane model cannot
+see: every prefill of a refilled slot stalls every slot, so a long query waits for the prefills
+of the other lanes' queries, not for b prefills of its own length. This module follows the
+engine's scheduling exactly, event by event:
+
+* every slot prefills its lane's first query, in slot order, one after another; a query whose
+  prefill yields its only token ends with it and its slot prefills the lane's next query;
+* then each decode step advances every running query by one token and takes the running
+  queries' mean ``step_s`` (a full batch's step at each query's context); a query ends with the
+  step that gives its last token (``steps`` = output tokens − 1 decode steps), and after that
+  step the slots whose query ended prefill their lanes' next queries, in slot order.
+
+Between two query ends the running set is fixed, so the steps in between are advanced at once:
+the cost is O(queries × log b), not one iteration per decode step.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["EngineTimeline", "simulate_engine", "prefill_and_step_s"]
+
+
+@dataclass(frozen=True)
+class EngineTimeline:
+    """Per query (the rows given to :func:`simulate_engine`) its start (its prefill's start) and
+    end (the end of the step that gives its last token) [s from the instance's start], and the
+    instance's makespan [s], decode steps and empty slot-seconds over its decode steps."""
+
+    start_s: np.ndarray
+    end_s: np.ndarray
+    makespan_s: float
+    decode_steps: int
+    empty_slot_s: float
+
+    def padding_energy_j(self, slot_power_w: float) -> float:
+        """The empty slots' energy [J] at ``slot_power_w`` [W] per empty slot."""
+        return self.empty_slot_s * slot_power_w
+
+
+def prefill_and_step_s(runtime_s: np.ndarray, runtime_one_token_s: np.ndarray, output_tokens: np.ndarray,
+                       batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's prefill time and decode-step time [s] at ``batch_size`` from the models'
+    runtimes at its output tokens and at one output token: the runtime at one output token is
+    the batch's b prefills, so a prefill is 1/b of it, and the rest of the runtime is spread over
+    the query's output tokens − 1 decode steps."""
+    tout = np.asarray(output_tokens, dtype=np.int64)
+    one = np.maximum(np.asarray(runtime_one_token_s, dtype=float), 0.0)
+    prefill_s = one / batch_size
+    decode_s = np.maximum(np.asarray(runtime_s, dtype=float) - one, 0.0)
+    step_s = np.where(tout > 1, decode_s / np.maximum(tout - 1, 1), 0.0)
+    return prefill_s, step_s
+
+
+def simulate_engine(lane: np.ndarray, slots: int, prefill_s: np.ndarray, step_s: np.ndarray,
+                    steps: np.ndarray) -> EngineTimeline:
+    """The engine's timeline of one instance of ``slots`` slots. Row i is a query on lane
+    ``lane[i]`` (0 ≤ lane < slots); the rows of a lane are in the order the lane runs them. Each
+    query takes ``prefill_s[i]`` to prefill and ``steps[i]`` decode steps (its output tokens − 1;
+    0 for a query whose prefill gives its only token)."""
+    lane = np.asarray(lane, dtype=np.int64)
+    n = lane.size
+    pre = np.asarray(prefill_s, dtype=float)
+    stp = np.asarray(step_s, dtype=float)
+    k_steps = np.asarray(steps, dtype=np.int64)
+    if n and (lane.min() < 0 or lane.max() >= slots):
+        raise ValueError(f"lanes must lie in 0..{slots - 1}")
+    order = np.argsort(lane, kind="stable")
+    bounds = np.searchsorted(lane[order], np.arange(slots + 1))
+    queue = [order[bounds[s]:bounds[s + 1]].tolist() for s in range(slots)]
+    taken = [0] * slots
+    start = np.zeros(n)
+    end = np.zeros(n)
+    clock = 0.0
+    step_k = 0  # decode steps done
+    running: dict[int, int] = {}  # slot -> its query
+    step_sum = 0.0  # of the running queries' step_s
+    due: list[tuple[int, int]] = []  # (the decode step count at which it ends, slot)
+    empty_slot_s = 0.0
+
+    def fill(slot: int) -> None:
+        """Prefill the slot's lane's next queries until one needs decode steps (or none is left)."""
+        nonlocal clock, step_sum
+        q = queue[slot]
+        while taken[slot] < len(q):
+            i = q[taken[slot]]
+            taken[slot] += 1
+            start[i] = clock
+            clock += pre[i]
+            if k_steps[i] <= 0:
+                end[i] = clock
+                continue
+            running[slot] = i
+            step_sum += stp[i]
+            heapq.heappush(due, (step_k + int(k_steps[i]), slot))
+            return
+
+    for slot in range(slots):
+        fill(slot)
+    while due:
+        k_end = due[0][0]
+        gap = k_end - step_k
+        dt = step_sum / len(running)
+        clock += gap * dt
+        empty_slot_s += gap * (slots - len(running)) * dt
+        step_k = k_end
+        ended = []
+        while due and due[0][0] == k_end:
+            ended.append(heapq.heappop(due)[1])
+        for slot in ended:  # each ends with this step, before any refill's prefill
+            i = running.pop(slot)
+            end[i] = clock
+            step_sum -= stp[i]
+        if not running:
+            step_sum = 0.0  # no drift from the running sum
+        for slot in sorted(ended):
+            fill(slot)
+    return EngineTimeline(start, end, float(clock), int(step_k), float(empty_slot_s))
