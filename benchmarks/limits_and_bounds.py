@@ -5,8 +5,16 @@ Each part prints one table; ratios sit beside the absolute times, which depend o
 (its processor count and load average are printed first: other work on a shared machine
 stretches wall-clock times, so the user CPU time of each command is shown too).
 
-* ``fixed``: ``energyopt solve examples/workload.csv`` end to end in a fresh process against the
-  plan alone in a warm process (``plan()`` on loaded inputs), medians of ``--repeats``.
+* ``fixed``: ``energyopt solve examples/workload.csv`` (1,000 queries) end to end in a fresh
+  process against the plan alone in a warm process (``plan()`` on loaded inputs), beside the
+  parts of the start-up: the interpreter alone, ``import energyopt.cli``, and the libraries the
+  default path cannot do without (numpy, pandas, pyarrow's CSV reader, scipy.sparse and
+  scipy.optimize, whose HiGHS solves the plan), each in a fresh process; medians of
+  ``--repeats``, the commands interleaved so that a change in the machine's load touches all of
+  them alike. Two rows: with the bytecode of every module cached (as after ``pip install``:
+  ``PYTHONPYCACHEPREFIX`` points at a folder of the run's own, warmed once), and without it
+  where the environment sets ``PYTHONDONTWRITEBYTECODE`` (then energyopt's own modules are
+  compiled in every process).
 * ``series``: ``energyopt sweep --vary zeta`` and ``energyopt compare`` on the example, end to end,
   with the largest gap of the sweep's plans.
 * ``bounds``: gap and time of the default solver on the example: energy, ``--idle``,
@@ -28,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import re
 import resource
 import statistics
@@ -55,7 +64,28 @@ def cli(args: list[str], out: Path | None = None) -> dict:
 
 def machine() -> str:
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    return f"{os.cpu_count()} processors, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), "")
+    except OSError:
+        pass
+    return (f"{os.cpu_count()} processors{f' ({cpu})' if cpu else ''}, Python {platform.python_version()}, "
+            f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+
+def _fresh(code: str, env: dict) -> dict:
+    """``python -c code`` in a fresh process: wall and user+sys CPU seconds."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=env)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"wall_s": wall, "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)}
+
+
+#: what the default solve path cannot do without (the reader, the problem's tables, HiGHS)
+LIBRARIES = "import numpy, pandas, pyarrow.csv, scipy.sparse, scipy.optimize"
 
 
 def part_fixed(repeats: int, tmp: Path) -> None:
@@ -64,18 +94,47 @@ def part_fixed(repeats: int, tmp: Path) -> None:
 
     wl, fl, fm = load_inputs(ROOT / "examples/workload.csv", ROOT / "examples/fleet.toml", ROOT / "models")
     plan(wl, fl, fm)  # warm: imports and first calls
-    inproc = []
+    inproc, inproc_cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         plan(wl, fl, fm)
         inproc.append(time.perf_counter() - t0)
-    runs = [cli(["solve", "examples/workload.csv", "-o", str(tmp / "fixed"), "--quiet"]) for _ in range(repeats)]
-    p = statistics.median(inproc)
-    w = statistics.median(r["wall_s"] for r in runs)
-    c = statistics.median(r["cpu_s"] for r in runs)
-    print(f"\n## fixed cost of a 1,000-query solve (medians of {repeats})")
-    print(f"{'in-process plan s':>18} {'end-to-end wall s':>18} {'end-to-end cpu s':>17} {'wall / plan':>12} {'cpu / plan':>11}")
-    print(f"{p:18.3f} {w:18.3f} {c:17.3f} {w / p:12.2f} {c / p:11.2f}")
+        inproc_cpu.append(time.process_time() - c0)
+    p, pc = statistics.median(inproc), statistics.median(inproc_cpu)
+    base = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cached = {k: v for k, v in base.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    cached["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
+    rows = [("bytecode cached", cached)]
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        rows.append(("PYTHONDONTWRITEBYTECODE set", base))
+    solve = [sys.executable, "-m", "energyopt.cli", "solve", "examples/workload.csv", "-o", str(tmp / "fixed"), "--quiet"]
+    subprocess.run(solve, check=True, cwd=ROOT, env=cached, capture_output=True)  # writes the cached bytecode
+    print(f"\n## fixed cost of a 1,000-query solve (medians of {repeats}; wall s, CPU s in brackets)")
+    print(f"in-process plan (plan() on loaded inputs, warm process): {p:.3f} s ({pc:.3f})")
+    print(f"{'bytecode':<28} {'python -c pass':>15} {'import cli':>15} {'libraries':>15} {'end to end':>15} "
+          f"{'e2e / plan':>13} {'libs / plan':>13} {'plan in e2e':>11}")
+    for name, env in rows:
+        got: dict[str, list[dict]] = {"pass": [], "cli": [], "libs": [], "e2e": []}
+        cold: list[float] = []
+        for _ in range(repeats):
+            got["pass"].append(_fresh("pass", env))
+            got["cli"].append(_fresh("import energyopt.cli", env))
+            got["libs"].append(_fresh(LIBRARIES, env))
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t0 = time.perf_counter()
+            subprocess.run(solve, check=True, cwd=ROOT, env=env, capture_output=True)
+            wall = time.perf_counter() - t0
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            got["e2e"].append({"wall_s": wall, "cpu_s": (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)})
+            t = json.loads((tmp / "fixed" / "summary.json").read_text())["timings_s"]
+            cold.append(t["total_s"] - t.get("backend_s", 0.0))
+        med = {k: (statistics.median(r["wall_s"] for r in v), statistics.median(r["cpu_s"] for r in v)) for k, v in got.items()}
+        cells = " ".join(f"{w:7.3f} ({c:5.3f})" for w, c in (med[k] for k in ("pass", "cli", "libs", "e2e")))
+        ratios = " ".join(f"{med[k][0] / p:5.2f} ({med[k][1] / pc:4.2f})" for k in ("e2e", "libs"))
+        print(f"{name:<28} {cells} {ratios} {statistics.median(cold):11.3f}")
+    print(f"libraries: {LIBRARIES}")
+    print("plan in e2e: the fresh process's own plan (summary.json's timings_s: total_s less backend_s, the import of "
+          "the backend's library)")
 
 
 def _max_gap(csv: Path) -> float:

@@ -132,6 +132,9 @@ def _plan_problem(problem: Problem, *, solver: str, formulation: str, limits: Li
     clock.mark("build")
     say(f"problem: {problem.n_queries} queries, {problem.n_deployments} deployments, {problem.n_options} options")
     backend = get_solver(solver)
+    # in a fresh process this imports the backend's library (scipy.optimize for HiGHS: about half
+    # a second on a 2-core machine): a step of its own, so that the steps after it time the plan
+    clock.mark("backend")
     if len(problem.unservable):
         reasons = "; ".join(explain_infeasible(problem)[:10])
         choice = Choice.none("none", backend.name, Status.INFEASIBLE, Termination.INFEASIBLE, math.inf, BoundSource.NONE,

@@ -41,8 +41,11 @@ RANK = {
 # pure modules: they import nothing of energyopt
 PURE = {"errors", "schema", "accounting", "version", "progress"}
 
+# libraries only some commands need: CBC's PuLP and CP-SAT's OR-Tools when asked for
+# (--solver cbc|cpsat), matplotlib for --report and plots, scikit-learn for fit
+OPTIONAL = ("ortools", "pulp", "matplotlib", "sklearn")
 # heavy libraries that `energyopt --help` must not load
-HEAVY = ("pandas", "numpy", "scipy", "sklearn")
+HEAVY = ("pandas", "numpy", "scipy", *OPTIONAL)
 
 
 def package_modules(pkg: Path) -> set[str]:
@@ -212,6 +215,57 @@ def _python(code: str) -> str:
 def test_cli_and_facade_import_no_heavy_library():
     out = _python(f"import sys, energyopt, energyopt.cli; print(' '.join(m for m in {HEAVY!r} if m in sys.modules))")
     assert out.strip() == ""
+
+
+def _solve_probe(args: list[str]) -> tuple[list[str], int]:
+    """``energyopt solve ARGS`` in a fresh process: the optional libraries it loaded, and the
+    processes it started (forks, and ``subprocess`` children such as CBC)."""
+    code = textwrap.dedent(f"""
+        import os, runpy, subprocess, sys
+        started = []
+        fork, popen_init = os.fork, subprocess.Popen.__init__
+        def counted_fork():
+            started.append("fork")
+            return fork()
+        def counted_popen(self, *a, **k):
+            started.append("popen")
+            popen_init(self, *a, **k)
+        os.fork, subprocess.Popen.__init__ = counted_fork, counted_popen
+        sys.argv = ["energyopt", "solve", *{args!r}]
+        try:
+            runpy.run_module("energyopt.cli", run_name="__main__")
+        except SystemExit as exc:
+            assert not exc.code, exc.code
+        print("loaded:", *[m for m in {OPTIONAL!r} if m in sys.modules])
+        print("started:", len(started))
+    """)
+    lines = _python(code).splitlines()
+    loaded = next(ln for ln in lines if ln.startswith("loaded:")).split()[1:]
+    started = int(next(ln for ln in lines if ln.startswith("started:")).split()[1])
+    return loaded, started
+
+
+@pytest.fixture(scope="module")
+def small_workload(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("startup") / "w.csv"
+    path.write_text("".join((ROOT / "examples" / "workload.csv").read_text().splitlines(keepends=True)[:61]))
+    return path
+
+
+def test_default_solve_loads_no_optional_library_and_starts_no_process(small_workload, tmp_path):
+    """The default path (HiGHS through scipy, no time limit) needs neither PuLP nor OR-Tools to find
+    its backend, no plotting or fitting library, and no child process."""
+    loaded, started = _solve_probe([str(small_workload), "-o", str(tmp_path / "plan"), "--quiet"])
+    assert loaded == [] and started == 0
+    assert (tmp_path / "plan" / "summary.json").is_file()
+
+
+def test_the_solve_probe_sees_an_optional_backend(small_workload, tmp_path):
+    """The probe above can fail: CBC is PuLP's, and under a time limit a MILP (here the one that
+    closes the accuracy floor's gap) runs in a child the watchdog can stop."""
+    loaded, started = _solve_probe([str(small_workload), "-o", str(tmp_path / "plan"), "--quiet", "--solver", "cbc",
+                                    "--min-mean-accuracy", "0.52", "--time-limit", "30"])
+    assert "pulp" in loaded and started >= 1
 
 
 def test_facade_exposes_every_name_lazily():
