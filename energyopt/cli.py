@@ -620,10 +620,12 @@ def _inputs(workload: Path, fleet_path: Path | None, models_dir: Path | None, wo
     from .defaults import default_fleet_path
     from .inputs import load_inputs
     from .io import read_workload, read_workload_stream
+    from .progress import phase
 
     fmt = None if workload_format == "auto" else workload_format
-    wl = read_workload_stream(sys.stdin.buffer, fmt) if str(workload) == "-" else read_workload(workload, fmt=fmt)
-    return load_inputs(wl, fleet_path or default_fleet_path(), models_dir or _default_models())
+    with phase(f"reading {'<stdin>' if str(workload) == '-' else workload}, the fleet and the models"):
+        wl = read_workload_stream(sys.stdin.buffer, fmt) if str(workload) == "-" else read_workload(workload, fmt=fmt)
+        return load_inputs(wl, fleet_path or default_fleet_path(), models_dir or _default_models())
 
 
 def _solve_lines(s: Any, quiet: bool, echo: Callable[[str], None]) -> None:
@@ -715,6 +717,7 @@ def solve_cmd(workload: Path, workload_format: str, fleet_path: Path | None, mod
     """
     from .methods import Limits
     from .plan import plan
+    from .progress import phase
 
     # one budget for the whole command from the process's start, --report included
     limits = Limits.since_process_start(time_limit_s, mip_rel_gap, threads)
@@ -731,7 +734,8 @@ def solve_cmd(workload: Path, workload_format: str, fleet_path: Path | None, mod
     say = progress_log.debug if quiet else _progress  # -q: progress only at -vv
     sched = plan(wl, fl, fm, solver=solver, objective=objective, zeta=zeta, idle=idle, min_mean_accuracy=min_mean_accuracy,
                  strict_range=strict_range, limits=limits, formulation=formulation, progress=say, signals=signals)
-    s = sched.summary()
+    with phase("summary of the plan"):
+        s = sched.summary()
     # with --json or -o - stdout holds one thing (the summary, or the assignment): the lines below go to stderr
     echo = (lambda line: click.echo(line, err=True)) if as_json or to_stdout else click.echo
     if to_stdout:
@@ -751,7 +755,8 @@ def solve_cmd(workload: Path, workload_format: str, fleet_path: Path | None, mod
         echo(f"status: {s.status}: {sched.message}")
         echo(f"wrote {path} (no assignment)")
         sys.exit(_exit_code_without_plan(s.status))
-    paths = sched.write(out_dir, s)
+    with phase(f"writing the plan of {len(sched.assignment):,} queries to {out_dir}"):
+        paths = sched.write(out_dir, s)
     if as_json:
         _echo_json(s.to_dict())
     else:
@@ -761,7 +766,6 @@ def solve_cmd(workload: Path, workload_format: str, fleet_path: Path | None, mod
     if s.extrapolated_queries:
         echo(_extrapolation_line(s))
     if report:
-        from .progress import phase
         from .report import write_report
         from .sweep import accuracy_cost
 

@@ -1,7 +1,8 @@
 """The CLI's live progress display on stderr (``rich``): one row per phase running now
 (:mod:`energyopt.progress`), each with a spinner, its elapsed time (ticking while a solver backend
 runs in C code or in a child process), a bar and the time left where the phase counts its steps,
-and the last progress line printed inside it. The progress lines themselves still print, above
+its status where it shows one (a bound, a plan's gap, a solver's incumbent), and the last progress
+line printed inside it. The progress lines themselves still print, above
 the rows; the rows vanish when their phase ends, so what stays on the terminal is the log.
 
 ``rich`` is imported only when a display is made (a terminal on stderr, or ``--progress``).
@@ -9,6 +10,7 @@ the rows; the rows vanish when their phase ends, so what stays on the terminal i
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 __all__ = ["RichListener", "LAST_LINE_CHARS"]
@@ -41,7 +43,8 @@ class RichListener:
         self.console = Console(stderr=True, force_terminal=True if force else None)
         self.progress = Progress(
             SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), BarIfCounted(bar_width=24),
-            CountIfCounted(), TextColumn("[dim]{task.fields[last]}"),
+            CountIfCounted(), TextColumn("{task.fields[status]}", markup=False),
+            TextColumn("[dim]{task.fields[last]}"),
             console=self.console, transient=True, redirect_stdout=False, redirect_stderr=True, refresh_per_second=4,
         )
         self._tasks: dict[int, Any] = {}  # phase key -> rich task id, in the order begun
@@ -54,11 +57,17 @@ class RichListener:
         self.progress.stop()
 
     def begin(self, key: int, name: str, total: int | None) -> None:
-        self._tasks[key] = self.progress.add_task(name, total=total, last="")
+        self._tasks[key] = self.progress.add_task(name, total=total, last="", status="")
 
     def advance(self, key: int, steps: int) -> None:
         if key in self._tasks:
             self.progress.advance(self._tasks[key], steps)
+
+    def status(self, key: int, text: str) -> None:
+        task = self._tasks.get(key)  # may come from a solver's thread, while the phase ends
+        if task is not None:
+            with contextlib.suppress(KeyError):
+                self.progress.update(task, status=_cut(text))
 
     def end(self, key: int) -> None:
         task = self._tasks.pop(key, None)
@@ -67,8 +76,11 @@ class RichListener:
 
     def line(self, text: str) -> None:
         if self._tasks:  # shown beside the innermost phase running
-            last = text if len(text) <= LAST_LINE_CHARS else text[: LAST_LINE_CHARS - 1] + "…"
-            self.progress.update(next(reversed(self._tasks.values())), last=last)
+            self.progress.update(next(reversed(self._tasks.values())), last=_cut(text))
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= LAST_LINE_CHARS else text[: LAST_LINE_CHARS - 1] + "…"
 
 
 def _clock(seconds: float) -> str:
