@@ -11,12 +11,18 @@ the rows; the rows vanish when their phase ends, so what stays on the terminal i
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 __all__ = ["RichListener", "LAST_LINE_CHARS"]
 
 #: characters of the last progress line shown beside a phase
 LAST_LINE_CHARS = 70
+#: the display's own thread draws it this many times a second
+REFRESH_PER_S = 4
+#: a phase begun draws the display at once where it was last drawn this long ago [s] (rich would draw it
+#: at every phase begun, a few ms each in the thread doing the work)
+DRAW_EVERY_S = 0.25
 
 
 class RichListener:
@@ -25,7 +31,8 @@ class RichListener:
 
     def __init__(self, force: bool = False) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, TimeElapsedColumn
+        from rich.table import Column
         from rich.text import Text
 
         class BarIfCounted(BarColumn):
@@ -40,12 +47,41 @@ class RichListener:
                 eta = "" if left is None or not task.completed else f", ~{_clock(left)} left"
                 return Text(f"{int(task.completed)}/{int(task.total)}{eta}", style="progress.download")
 
+        class Clipped(ProgressColumn):
+            """Text on one line, cut with an ellipsis where the terminal is too narrow (the spinner,
+            the elapsed time, the bar and the count keep their width)."""
+
+            def __init__(self, *fields: tuple[str, str]) -> None:
+                super().__init__(table_column=Column(overflow="ellipsis"))
+                self.fields = fields
+
+            def render(self, task: Any) -> Any:
+                text = Text(no_wrap=True, overflow="ellipsis")
+                for name, style in self.fields:
+                    value = task.description if name == "description" else task.fields.get(name, "")
+                    if value:
+                        text.append(("  " if text else "") + value, style=style)
+                return text
+
+        class Drawn(Progress):
+            drawn_at = -float("inf")
+
+            def refresh(self) -> None:
+                now = time.monotonic()
+                if now - self.drawn_at >= DRAW_EVERY_S:
+                    self.drawn_at = now
+                    super().refresh()
+
+        def fixed() -> Any:
+            return Column(no_wrap=True)
+
         self.console = Console(stderr=True, force_terminal=True if force else None)
-        self.progress = Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), BarIfCounted(bar_width=24),
-            CountIfCounted(), TextColumn("{task.fields[status]}", markup=False),
-            TextColumn("[dim]{task.fields[last]}"),
-            console=self.console, transient=True, redirect_stdout=False, redirect_stderr=True, refresh_per_second=4,
+        self.progress = Drawn(
+            SpinnerColumn(table_column=fixed()), Clipped(("description", "")), TimeElapsedColumn(table_column=fixed()),
+            BarIfCounted(bar_width=20, table_column=fixed()), CountIfCounted(table_column=fixed()),
+            Clipped(("status", ""), ("last", "dim")),
+            console=self.console, transient=True, redirect_stdout=False, redirect_stderr=True,
+            refresh_per_second=REFRESH_PER_S,
         )
         self._tasks: dict[int, Any] = {}  # phase key -> rich task id, in the order begun
 

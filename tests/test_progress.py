@@ -149,7 +149,9 @@ def test_no_display_where_stderr_is_not_a_terminal(tmp_path, synthetic_models, s
     assert "plan: optimal" in r.stderr  # the progress lines as before
 
 
-def test_progress_asks_for_the_display_and_q_or_no_progress_silence_it(tmp_path, synthetic_models, synthetic_fleet):
+def test_progress_asks_for_the_display_and_q_or_no_progress_silence_it(tmp_path, synthetic_models, synthetic_fleet,
+                                                                       monkeypatch):
+    monkeypatch.setattr("energyopt.display.DRAW_EVERY_S", 0.0)  # each phase drawn as it begins (this solve is quick)
     r = _solve(tmp_path, synthetic_models, synthetic_fleet, "--progress")
     assert r.exit_code == 0, r.output
     assert "0:00:0" in r.stderr and "solve: " in r.stderr  # phase rows with their elapsed time
@@ -322,7 +324,7 @@ def test_the_display_draws_a_phase_status(tmp_path):
     listener.console.file = out
     with listener, listening(listener), phase("solve: something long") as ph:
         ph.show("bound 12345, best plan 12400, gap 0.4%", force=True)
-        listener.progress.refresh()
+        listener.progress.live.refresh()  # what the display's thread does four times a second
         text = out.getvalue()
     assert "solve: something long" in text and "bound 12345, best plan 12400, gap 0.4%" in text
     ph.show("after the end", force=True)  # the phase is gone: nothing to update, no error
