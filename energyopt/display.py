@@ -20,9 +20,10 @@ __all__ = ["RichListener", "LAST_LINE_CHARS"]
 LAST_LINE_CHARS = 70
 #: the display's own thread draws it this many times a second
 REFRESH_PER_S = 4
-#: a phase begun draws the display at once where it was last drawn this long ago [s] (rich would draw it
-#: at every phase begun, a few ms each in the thread doing the work)
-DRAW_EVERY_S = 0.25
+#: a phase begun draws the display at once where it was last drawn so from the working thread this long
+#: ago [s] (rich would draw it at every phase begun, 2-4 ms each in the thread doing the work); the
+#: display's own thread shows it within 1 / REFRESH_PER_S anyway
+DRAW_EVERY_S = 1.0
 
 
 class RichListener:
