@@ -274,14 +274,16 @@ def test_an_exact_solve_shows_the_backend_row_with_its_time_limit(synthetic_mode
     assert any(n.startswith("highs: MILP, ") and n.endswith(", no time limit") for n in rec.begun())
 
 
-def test_cpsat_shows_its_incumbents_beside_the_backend_row(synthetic_models, synthetic_fleet):
+@pytest.mark.parametrize("time_limit_s", [None, 20.0])
+def test_cpsat_shows_its_incumbents_beside_the_backend_row(synthetic_models, synthetic_fleet, time_limit_s):
+    """In this process (no time limit) and from the watchdog's child (under one), through its pipe."""
     pytest.importorskip("ortools")
     from energyopt.plan import plan
 
     wl = lognormal_workload(40, seed=3, deadline_fraction=0.5, deadline_range=(5, 60))
     rec = Recorder()
     with listening(rec):
-        s = plan(wl, synthetic_fleet, synthetic_models, solver="cpsat", formulation="exact")
+        s = plan(wl, synthetic_fleet, synthetic_models, solver="cpsat", formulation="exact", time_limit_s=time_limit_s)
     assert s.status.has_plan
     milps = [n for n in rec.begun() if n.startswith("cpsat: MILP, ")]
     assert milps
