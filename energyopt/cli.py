@@ -734,8 +734,7 @@ def solve_cmd(workload: Path, workload_format: str, fleet_path: Path | None, mod
     say = progress_log.debug if quiet else _progress  # -q: progress only at -vv
     sched = plan(wl, fl, fm, solver=solver, objective=objective, zeta=zeta, idle=idle, min_mean_accuracy=min_mean_accuracy,
                  strict_range=strict_range, limits=limits, formulation=formulation, progress=say, signals=signals)
-    with phase("summary of the plan"):
-        s = sched.summary()
+    s = sched.summary()
     # with --json or -o - stdout holds one thing (the summary, or the assignment): the lines below go to stderr
     echo = (lambda line: click.echo(line, err=True)) if as_json or to_stdout else click.echo
     if to_stdout:
