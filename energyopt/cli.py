@@ -621,10 +621,12 @@ def _inputs(workload: Path, fleet_path: Path | None, models_dir: Path | None, wo
     from .defaults import default_fleet_path
     from .inputs import load_inputs
     from .io import read_workload, read_workload_stream
+    from .progress import phase
 
     fmt = None if workload_format == "auto" else workload_format
-    wl = read_workload_stream(sys.stdin.buffer, fmt) if str(workload) == "-" else read_workload(workload, fmt=fmt)
-    return load_inputs(wl, fleet_path or default_fleet_path(), models_dir or _default_models())
+    with phase(f"reading {'<stdin>' if str(workload) == '-' else workload}, the fleet and the models"):
+        wl = read_workload_stream(sys.stdin.buffer, fmt) if str(workload) == "-" else read_workload(workload, fmt=fmt)
+        return load_inputs(wl, fleet_path or default_fleet_path(), models_dir or _default_models())
 
 
 def _solve_lines(s: Any, quiet: bool, echo: Callable[[str], None]) -> None:
@@ -720,6 +722,7 @@ def solve_cmd(workload: Path, workload_format: str, fleet_path: Path | None, mod
     """
     from .methods import Limits
     from .plan import plan
+    from .progress import phase
 
     # one budget for the whole command from the process's start, --report included
     limits = Limits.since_process_start(time_limit_s, mip_rel_gap, threads)
@@ -756,7 +759,8 @@ def solve_cmd(workload: Path, workload_format: str, fleet_path: Path | None, mod
         echo(f"status: {s.status}: {sched.message}")
         echo(f"wrote {path} (no assignment)")
         sys.exit(_exit_code_without_plan(s.status))
-    paths = sched.write(out_dir, s)
+    with phase(f"writing the plan of {len(sched.assignment):,} queries to {out_dir}"):
+        paths = sched.write(out_dir, s)
     if as_json:
         _echo_json(s.to_dict())
     else:
@@ -766,7 +770,6 @@ def solve_cmd(workload: Path, workload_format: str, fleet_path: Path | None, mod
     if s.extrapolated_queries:
         echo(_extrapolation_line(s))
     if report:
-        from .progress import phase
         from .report import write_report
         from .sweep import accuracy_cost
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from .accounting import ends_in_time, lane_feasible, lane_order, lane_schedule_s, latest_end_s, query_energy_cost_j
 from .problem import Problem
+from .progress import Phase, phase
 
 __all__ = ["Timeline", "pack", "retime", "plan_objective", "timeline_times_s", "ROUND_MIN_INSTANCES", "REPAIR_TRIES"]
 
@@ -42,6 +43,8 @@ ROUND_MIN_INSTANCES = 16
 REPAIR_TRIES = 4
 #: with release times, rounds of switching on more instances for a deployment's late queries before repair
 WIDEN_ROUNDS = 4
+#: repair reports its progress after this many late queries
+REPAIR_REPORT_EVERY = 256
 
 
 @dataclass
@@ -119,10 +122,13 @@ def pack(problem: Problem, dep_of_q: np.ndarray, n_inst: np.ndarray, *, repair: 
         lane[qs] = got
         late_of[d] = qs[got < 0]
 
-    for d in np.flatnonzero(used).tolist():
-        place(d)
+    with phase(f"packing: {len(placed):,} queries in lane order", total=len(placed)) as ph:
+        for d in np.flatnonzero(used).tolist():
+            place(d)
+            ph.advance(int(bounds[d + 1] - bounds[d]))
     if releases and repair:
-        _widen(problem, used, late_of, run_all, place)
+        with phase("packing: more instances for late work"):
+            _widen(problem, used, late_of, run_all, place)
     late = [int(q) for d in sorted(late_of) for q in late_of[d]]
     unplaced = _repair(problem, chosen, lane, run_all, late) if late and repair else late
     return Timeline(chosen, lane, unplaced)
@@ -244,6 +250,12 @@ def retime(problem: Problem, dep_of_q: np.ndarray, lane_of_q: np.ndarray) -> Tim
 def _repair(problem: Problem, chosen: np.ndarray, lane: np.ndarray, run_all: np.ndarray, late: list[int]) -> list[int]:
     """Move each late query (earliest deadline first) to the cheapest lane that still meets every
     due time with it in lane order; returns the queries no lane can take."""
+    with phase(f"repair: {len(late):,} late queries", total=len(late)) as ph:
+        return _repair_each(problem, chosen, lane, run_all, late, ph)
+
+
+def _repair_each(problem: Problem, chosen: np.ndarray, lane: np.ndarray, run_all: np.ndarray, late: list[int],
+                 ph: Phase) -> list[int]:
     R = problem.runtime_s
     due_all = problem.queries["deadline_eff_s"].to_numpy(dtype=float)
     rel_all = problem.release_s if problem.has_releases else None
@@ -253,7 +265,9 @@ def _repair(problem: Problem, chosen: np.ndarray, lane: np.ndarray, run_all: np.
     count = dict(zip(problem.pools["pool"], problem.pools["count"]))
     load = _Load(problem, chosen, lane, run_all)
     unplaced = []
-    for q in sorted(late, key=lambda q: due_all[q]):
+    for i, q in enumerate(sorted(late, key=lambda q: due_all[q]), 1):
+        if i % REPAIR_REPORT_EVERY == 0:
+            ph.advance(REPAIR_REPORT_EVERY)
         best = None
         for d in np.flatnonzero(problem.ok[q]).tolist():
             if problem.min_mean_accuracy is not None and chosen[q] >= 0 and acc[d] < acc[chosen[q]] - 1e-12:

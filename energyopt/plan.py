@@ -35,6 +35,8 @@ Progress = Callable[[str], None]
 
 #: the diagnosis of an infeasible batch (diagnose.py) is added to the capacity check's up to this size
 DIAGNOSE_MAX_QUERIES = 20_000
+#: the progress row of the diagnosis
+_DIAGNOSIS = "diagnosis: why no plan exists"
 
 
 class _Clock:
@@ -136,15 +138,18 @@ def _plan_problem(problem: Problem, *, solver: str, formulation: str, limits: Li
     # a second on a 2-core machine): a step of its own, so that the steps after it time the plan
     clock.mark("backend")
     if len(problem.unservable):
-        reasons = "; ".join(explain_infeasible(problem)[:10])
+        with phase(_DIAGNOSIS):
+            reasons = "; ".join(explain_infeasible(problem)[:10])
         choice = Choice.none("none", backend.name, Status.INFEASIBLE, Termination.INFEASIBLE, math.inf, BoundSource.NONE,
                              message=f"{len(problem.unservable)} queries have no feasible option: {reasons}")
         return _without_plan(problem, choice, clock)
-    short = capacity_shortfall(problem)  # a cheap proof that nothing fits (methods/capacity.py)
+    with phase("problem: capacity check"):
+        short = capacity_shortfall(problem)  # a cheap proof that nothing fits (methods/capacity.py)
     if short is not None:
         # the diagnosis's more specific reasons first where it is cheap (13 s on a million queries)
-        specific = [r for r in explain_infeasible(problem)[:10] if not r.startswith("capacity and deadlines")] \
-            if problem.n_queries <= DIAGNOSE_MAX_QUERIES else []
+        with phase(_DIAGNOSIS):
+            specific = [r for r in explain_infeasible(problem)[:10] if not r.startswith("capacity and deadlines")] \
+                if problem.n_queries <= DIAGNOSE_MAX_QUERIES else []
         choice = Choice.none("none", backend.name, Status.INFEASIBLE, Termination.INFEASIBLE, math.inf, BoundSource.NONE,
                              message="; ".join([*specific, short.message()]))
         return _without_plan(problem, choice, clock)
@@ -157,7 +162,8 @@ def _plan_problem(problem: Problem, *, solver: str, formulation: str, limits: Li
     clock.mark("solve")
     if not choice.has_choice:
         if choice.status == Status.INFEASIBLE and not choice.message:
-            choice.message = "; ".join(explain_infeasible(problem)[:10])
+            with phase(_DIAGNOSIS):
+                choice.message = "; ".join(explain_infeasible(problem)[:10])
         return _without_plan(problem, choice, clock)
     return schedule_choice(problem, choice, clock=clock, mip_rel_gap=limits.mip_rel_gap, check=check, progress=say)
 
@@ -202,16 +208,17 @@ def schedule_choice(problem: Problem, choice: Choice, *, clock: _Clock | None = 
     rule = choice.method.startswith("baseline:")
     with phase(f"packing {problem.n_queries:,} queries onto instances"):
         tl = _timeline(problem, choice, routing_rule=rule)
-    objective = plan_objective(problem, tl)
-    assignment = assignment_table(problem, tl)
+    with phase(f"pricing the plan of {problem.n_queries:,} queries"):
+        objective = plan_objective(problem, tl)
+        assignment = assignment_table(problem, tl)
     clock.mark("schedule")
     unplaced = [str(problem.queries["query_id"].iloc[i]) for i in tl.unplaced]
     violations: list[str] = []
     if check:
         assert problem.inputs is not None
         wl, fl, fm = problem.inputs
-        totals = {**energy_totals(assignment, problem), **extrapolation_totals(assignment, problem)}
         with phase("independent check of the plan"):
+            totals = {**energy_totals(assignment, problem), **extrapolation_totals(assignment, problem)}
             violations = check_plan(assignment, wl, fl, fm, min_mean_accuracy=problem.min_mean_accuracy,
                                     require_all=not rule, totals=totals, idle=problem.idle,
                                     strict_range=problem.strict_range,

@@ -40,6 +40,7 @@ from .errors import DataError
 from .fleet import Fleet
 from .inputs import Inputs
 from .modelstore import FittedModels
+from .progress import phase
 from .timeslots import SlotPrices
 
 __all__ = ["Problem", "build_problem", "option_cost", "OBJECTIVES", "with_slots"]
@@ -223,8 +224,9 @@ def build_problem(
     pairs = list(zip(deps["llm"], deps["device"]))
     # the one place the problem asks the models: a prefill-only query (0 output tokens) as 1 output token
     tout_planned = planned_output_tokens(tout)
-    E, R, valid = models.predict_matrix(pairs, tin, tout_planned, deps["batch_size"].tolist())
-    extrapolated = models.extrapolated_matrix(pairs, tin, tout_planned, deps["batch_size"].tolist())
+    with phase(f"problem: energy and runtime of {len(q):,} queries on {n_d} deployments"):
+        E, R, valid = models.predict_matrix(pairs, tin, tout_planned, deps["batch_size"].tolist())
+        extrapolated = models.extrapolated_matrix(pairs, tin, tout_planned, deps["batch_size"].tolist())
     usable = valid & ~extrapolated if strict_range else valid  # a prediction the plan may rest on
     acc = deps["accuracy"].to_numpy()
     # the LLM's context window, and the KV cache of an instance's lanes at the query's context
@@ -277,9 +279,10 @@ def build_problem(
         a_norm = float(np.sum(q["weight"].to_numpy()[~no_opt]) * acc.max()) or 1.0
         inst_cost = zeta * inst_cost / e_norm
         norms = {"energy_norm_j": e_norm, "accuracy_norm": a_norm}
-    cost = option_cost(E, R, idle_w[None, :], q["weight"].to_numpy()[:, None], acc[None, :], objective=objective,
-                       zeta=zeta, idle=idle, norms=norms, lanes=deps["lanes"].to_numpy(dtype=float)[None, :])
-    cost = np.where(ok, cost, np.inf)
+    with phase(f"problem: costs of {len(q):,} × {n_d} options"):
+        cost = option_cost(E, R, idle_w[None, :], q["weight"].to_numpy()[:, None], acc[None, :], objective=objective,
+                           zeta=zeta, idle=idle, norms=norms, lanes=deps["lanes"].to_numpy(dtype=float)[None, :])
+        cost = np.where(ok, cost, np.inf)
     pools = pd.DataFrame([{"pool": p.name, "count": p.count} for p in fleet.pools.values()])
     return Problem(
         queries=q,

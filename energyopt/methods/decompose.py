@@ -49,6 +49,7 @@ from ..accounting import relative_gap
 from ..formulation import build_matrix, deadline_levels, level_of
 from ..packing import Timeline, pack, plan_objective
 from ..problem import Problem
+from ..progress import current_phase, phase
 from ..schema import BoundSource, Status, Termination
 from ..solvers import Solver
 from . import Choice, Limits, Method, Progress
@@ -299,6 +300,7 @@ def _bundle(D: _Dense, theta0: np.ndarray, delta: float, scale: np.ndarray, *, r
         g = g_lam.ravel()
         return L, (np.concatenate([g, [g_mu]]) if has_mu else g)
 
+    shown = current_phase()  # the stage's row (lagrangian_bound): the bound as it rises
     center = theta0.copy()
     Lc, gc = ev(center)
     cuts_g, cuts_b = [gc], [Lc - gc @ center]
@@ -339,6 +341,7 @@ def _bundle(D: _Dense, theta0: np.ndarray, delta: float, scale: np.ndarray, *, r
             break
         if len(cuts_g) > 4 * m + 50:  # keep the newest cuts
             cuts_g, cuts_b = cuts_g[-(2 * m + 25):], cuts_b[-(2 * m + 25):]
+        shown.show(f"iteration {it}, bound {Lc:.8g}")
         now = time.perf_counter()
         if now - last_say > 1.0:
             say(f"lagrangian: iteration {it}, bound {Lc:.8g}")
@@ -368,44 +371,49 @@ def lagrangian_bound(
     say = progress or (lambda s: None)
     t0 = time.perf_counter()
     deadline = None if time_limit_s is None else t0 + time_limit_s
-    D = _Dense(problem, max_levels)
+    with phase(f"lagrangian: options of {problem.n_queries:,} queries as dense arrays"):
+        D = _Dense(problem, max_levels)
     n_d, n_l = problem.n_deployments, len(D.levels)
     has_mu = D.w is not None
     m = n_d * n_l + (1 if has_mu else 0)
     # price scales: J per instance-second for λ (the largest cost per second of any option), and
     # J per unit of w·acc for μ; the trust region is measured in these units. A sample suffices.
-    rng = np.random.default_rng(0)
-    stages = [D.sample(np.sort(rng.choice(len(D.rows), n, replace=False))) for n in sorted(samples) if len(D.rows) > 2 * n]
-    Ds = stages[0] if stages else D
-    finite = np.isfinite(Ds.cost) & (Ds.run > 0)
-    per_s = np.abs(Ds.cost[finite]) / Ds.run[finite]
-    s_lam = float(np.quantile(per_s, 0.9)) if len(per_s) else 1.0
-    scale = np.full(m, s_lam / max(n_l, 1))
-    if has_mu:
-        w_spread = float(np.median(problem.queries["weight"])) * max(float(np.ptp(problem.deployments["accuracy"])), 1e-3)
-        med_cost = float(np.median(np.abs(Ds.cost[np.isfinite(Ds.cost)]))) or 1.0
-        scale[-1] = med_cost / w_spread
-    # no feasible plan costs more than every query on its dearest option and every instance on
-    cap = float(np.max(D.cost, axis=1, where=D.ok, initial=-np.inf).sum())
-    cap += float((np.maximum(D.inst_cost, 0) * D.max_inst).sum())
+    with phase("lagrangian: samples of the batch, price scales"):
+        rng = np.random.default_rng(0)
+        stages = [D.sample(np.sort(rng.choice(len(D.rows), n, replace=False))) for n in sorted(samples) if len(D.rows) > 2 * n]
+        Ds = stages[0] if stages else D
+        finite = np.isfinite(Ds.cost) & (Ds.run > 0)
+        per_s = np.abs(Ds.cost[finite]) / Ds.run[finite]
+        s_lam = float(np.quantile(per_s, 0.9)) if len(per_s) else 1.0
+        scale = np.full(m, s_lam / max(n_l, 1))
+        if has_mu:
+            w_spread = float(np.median(problem.queries["weight"])) * max(float(np.ptp(problem.deployments["accuracy"])), 1e-3)
+            med_cost = float(np.median(np.abs(Ds.cost[np.isfinite(Ds.cost)]))) or 1.0
+            scale[-1] = med_cost / w_spread
+        # no feasible plan costs more than every query on its dearest option and every instance on
+        cap = float(np.max(D.cost, axis=1, where=D.ok, initial=-np.inf).sum())
+        cap += float((np.maximum(D.inst_cost, 0) * D.max_inst).sum())
     theta, delta, iters = np.zeros(m), 1.0, 0
     for St in stages:
-        theta, it_s, _, _ = _bundle(St, theta, delta, scale, rel_tol=sample_rel_tol, max_iter=max_iter, cap=math.inf,
-                                    deadline=deadline, say=say)
+        with phase(f"lagrangian: prices on a sample of {len(St.rows):,} queries"):
+            theta, it_s, _, _ = _bundle(St, theta, delta, scale, rel_tol=sample_rel_tol, max_iter=max_iter, cap=math.inf,
+                                        deadline=deadline, say=say)
         say(f"lagrangian: prices from a sample of {len(St.rows)} queries after {it_s} iterations")
         delta, iters = refine_delta, iters + it_s
-    theta, it, converged, over_cap = _bundle(D, theta, delta, scale, rel_tol=rel_tol, max_iter=max_iter, cap=cap,
-                                             deadline=deadline, say=say)
+    with phase(f"lagrangian: bound on all {len(D.rows):,} queries"):
+        theta, it, converged, over_cap = _bundle(D, theta, delta, scale, rel_tol=rel_tol, max_iter=max_iter, cap=cap,
+                                                 deadline=deadline, say=say)
     lam = theta[: n_d * n_l].reshape(n_d, n_l)
     mu = float(theta[-1]) if has_mu else 0.0
-    L, _, _, best, (margin, second) = _evaluate(D, lam, mu, margin=True)
-    n_q = problem.n_queries
-    margin_full = np.full(n_q, np.inf)
-    margin_full[D.rows] = margin
-    best_full = np.full(n_q, -1, dtype=np.int64)
-    best_full[D.rows] = best
-    flip_full = np.full(n_q, np.inf)
-    flip_full[D.rows] = _flip(D, lam, mu, best, second, margin)
+    with phase(f"lagrangian: margins of {len(D.rows):,} queries at the best prices"):
+        L, _, _, best, (margin, second) = _evaluate(D, lam, mu, margin=True)
+        n_q = problem.n_queries
+        margin_full = np.full(n_q, np.inf)
+        margin_full[D.rows] = margin
+        best_full = np.full(n_q, -1, dtype=np.int64)
+        best_full[D.rows] = best
+        flip_full = np.full(n_q, np.inf)
+        flip_full[D.rows] = _flip(D, lam, mu, best, second, margin)
     return (
         DualBound(bound=L, lam=lam, mu=mu, levels=D.levels, best=best_full, margin=margin_full, flip=flip_full,
                   iterations=iters + it, time_s=time.perf_counter() - t0, converged=converged,
@@ -520,7 +528,8 @@ def fix_and_solve(
     its best completion is kept."""
     say = progress or (lambda s: None)
     n_s = len(D.rows)
-    best, must_free = _fix_within_capacity(D, dual)
+    with phase(f"decompose: fixing {n_s:,} queries at the prices' choice within the pools"):
+        best, must_free = _fix_within_capacity(D, dual)
     run_flat = D.run.reshape(-1)
     base = np.arange(n_s) * problem.n_deployments  # flat index of each row's first entry
     flip = dual.flip[D.rows]
@@ -545,16 +554,19 @@ def fix_and_solve(
         fd = best[fixed]
         fixed_work = (fd, dl[fixed], run_flat[base[fixed] + fd], rel[fixed])
         fixed_acc = float((w[fixed] * acc[fd]).sum())
-        sub = sub_problem(problem, D.rows[free])
-        model = build_matrix(sub, "aggregate", fixed_work=fixed_work, fixed_accuracy=fixed_acc,
-                             weight_total=float(w.sum()))
+        with phase(f"decompose: model of {len(free):,} free queries beside {len(fixed):,} fixed"):
+            sub = sub_problem(problem, D.rows[free])
+            model = build_matrix(sub, "aggregate", fixed_work=fixed_work, fixed_accuracy=fixed_acc,
+                                 weight_total=float(w.sum()))
         # the time limit is enforced from outside too, as for every backend call; the whole batch gets
         # a quarter of the cap, so that a slow one leaves time for fix-and-solve
         cap_s = sub_time_limit_s / 4 if whole_first and size >= n_s else sub_time_limit_s
-        if size >= n_s:  # the whole batch: valid cuts and the LP first (methods/strong.py)
-            res = solve_strong(model, sub, backend, limits, progress, cap_s=cap_s)
-        else:
-            res = backend_solve(backend, model, limits, cap_s)
+        with phase("decompose: the whole batch, exactly" if size >= n_s
+                   else f"decompose: sub-MILP on the {len(free):,} nearly tied queries"):
+            if size >= n_s:  # the whole batch: valid cuts and the LP first (methods/strong.py)
+                res = solve_strong(model, sub, backend, limits, progress, cap_s=cap_s)
+            else:
+                res = backend_solve(backend, model, limits, cap_s)
         if res.x is not None:
             break
         if limits.expired():
@@ -590,6 +602,7 @@ class DecomposeMethod(Method):
 
     def solve(self, problem: Problem, backend: Solver, limits: Limits, progress: Progress) -> Choice:
         progress(f"model: decomposition (priced coupling rows, then {backend.name} on the nearly tied queries)")
+        shown = current_phase()  # plan()'s row for the method: the bound, then the best plan and its gap
         t0 = time.perf_counter()
         left = limits.remaining_s()
         dual, dense = lagrangian_bound(problem, time_limit_s=None if left is None else left / 2, progress=progress)
@@ -597,6 +610,7 @@ class DecomposeMethod(Method):
             return Choice.none(self.name, backend.name, Status.INFEASIBLE, Termination.INFEASIBLE, dual.bound,
                                BoundSource.LAGRANGIAN, solver_s=time.perf_counter() - t0)
         progress(f"lagrangian: bound {dual.bound:.8g} after {dual.iterations} iterations in {dual.time_s:.2f} s")
+        shown.show(f"bound {dual.bound:.8g}", force=True)
         best = self._fix_and_pack(problem, backend, limits, dual, dense, progress)
         solver_s = time.perf_counter() - t0
         if best is None:
@@ -620,6 +634,7 @@ class DecomposeMethod(Method):
         mostly the aggregate relaxation's, which that cannot close). The best packed plan."""
         best: tuple[tuple[int, float], FixPlan, Timeline] | None = None
         size = None
+        shown = current_phase()
         for _attempt in range(2 if len(dual.levels) == 1 else 1):
             t_fix = time.perf_counter()
             got = fix_and_solve(problem, dual, dense, backend, limits, free_size=size, progress=progress)
@@ -627,10 +642,15 @@ class DecomposeMethod(Method):
             if got is not None:
                 # plans are compared once packed: a better aggregate objective can pack worse (repair
                 # moves late queries, and with idle power counted every instance has its price)
-                tl = pack(problem, got.dep_of_q, got.n_inst)
-                key = (len(tl.unplaced), plan_objective(problem, tl) if not tl.unplaced else math.inf)
+                with phase(f"decompose: packing {problem.n_queries:,} queries onto {int(got.n_inst.sum()):,} instances"):
+                    tl = pack(problem, got.dep_of_q, got.n_inst)
+                    key = (len(tl.unplaced), plan_objective(problem, tl) if not tl.unplaced else math.inf)
                 if best is None or key < best[0]:
                     best = (key, got, tl)
+                if shown.heard:
+                    plan_s = (f"best plan {best[0][1]:.8g}, gap {relative_gap(best[0][1], dual.bound):.4%}"
+                              if not best[0][0] else f"best plan leaves {best[0][0]:,} queries unplaced")
+                    shown.show(f"bound {dual.bound:.8g}, {plan_s}", force=True)
             if (got is None or slow or relative_gap(got.objective, dual.bound) <= limits.mip_rel_gap
                     or got.free_queries >= len(dense.rows) or limits.expired()):
                 break

@@ -41,6 +41,7 @@ import scipy.sparse as sp
 from ..accounting import relative_gap
 from ..formulation import MatrixModel
 from ..problem import Problem
+from ..progress import current_phase, phase
 from ..schema import BoundSource, Status, Termination
 from ..solvers import Solver, SolveResult
 from ..solvers.watchdog import solve_with_watchdog
@@ -92,8 +93,18 @@ def backend_solve(backend: Solver, model: MatrixModel, limits: Limits, cap_s: fl
     ``WATCHDOG_GRACE_S`` after it (the call must end within its limit, not 1.5 times it); with a
     cap only, the watchdog's usual grace holds; with neither, the backend runs in this process."""
     kw: dict = {"grace_factor": 1.0, "grace_s": WATCHDOG_GRACE_S} if limits.time_limit_s is not None else {}
-    return solve_with_watchdog(backend, model, time_limit_s=limits.capped_s(cap_s), mip_rel_gap=limits.mip_rel_gap,
-                               threads=limits.threads, **kw)
+    limit_s = limits.capped_s(cap_s)
+    # a row with its elapsed time while the backend runs (in C code or a child process); a backend that
+    # reports its incumbent and bound as it goes shows them there (cpsat, cbc)
+    with phase(f"{backend.name}: MILP, {_free_integers(model):,} integer variables free of {model.n_vars:,}, "
+               f"{model.A.shape[0]:,} rows, {'no time limit' if limit_s is None else f'limit {limit_s:.0f} s'}"):
+        return solve_with_watchdog(backend, model, time_limit_s=limit_s, mip_rel_gap=limits.mip_rel_gap,
+                                   threads=limits.threads, **kw)
+
+
+def _free_integers(model: MatrixModel) -> int:
+    """The integer variables a MILP may still move (not fixed by equal bounds)."""
+    return int(np.count_nonzero((model.integrality == 1) & (model.var_lo < model.var_hi)))
 
 
 def _lp(model: MatrixModel, time_limit_s: float | None):
@@ -141,7 +152,8 @@ def _strengthen(model: MatrixModel, u_of_x: np.ndarray, limits: Limits, progress
         model = with_vub_rows(model, cols, u_of_x[cols])
         progress(f"cuts: {len(cols)} option-on-instance rows remembered from the last plan of this layout")
     try:
-        return _cut_rounds(model, u_of_x, have, limits, progress)
+        with phase(f"LP relaxation with cuts ({model.n_vars:,} variables, {model.A.shape[0]:,} rows)"):
+            return _cut_rounds(model, u_of_x, have, limits, progress)
     finally:
         if _MEMORY is not None and key is not None:
             _MEMORY[key] = np.flatnonzero(have)
@@ -151,6 +163,7 @@ def _cut_rounds(model: MatrixModel, u_of_x: np.ndarray, have: np.ndarray, limits
                 progress) -> tuple[MatrixModel, Any]:
     """Rounds of LP and cuts from ``model`` (whose cut rows ``have`` marks, updated in place)."""
     res = None
+    shown = current_phase()
     for rounds in range(CUT_ROUNDS):
         res = _lp(model, limits.remaining_s())
         if res.status != 0 or res.x is None:
@@ -168,6 +181,7 @@ def _cut_rounds(model: MatrixModel, u_of_x: np.ndarray, have: np.ndarray, limits
         cols = np.flatnonzero(add)
         model = with_vub_rows(model, cols, u_of_x[cols])
         progress(f"cuts: {len(cols)} option-on-instance rows (LP {res.fun:.8g})")
+        shown.show(f"round {rounds + 1}: LP {res.fun:.8g}, {int(have.sum()):,} cut rows", force=True)
     return model, res
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..formulation import MatrixModel
+from ..progress import current_phase
 from ..schema import BoundSource, Status, Termination
 from .base import Solver, SolveResult, lp_bound, now
 
@@ -25,6 +26,21 @@ TIME_UNITS_MAX = 1e9  # the horizon in integer time units at most
 def _whole_or_infinite(x: float) -> bool:
     """Whether a row's side is infinite (no side) or a whole number (an integral row needs no scaling)."""
     return not np.isfinite(x) or x == round(x)
+
+def _incumbents(cp_model, scale: float):
+    """A solution callback that shows each incumbent and CP-SAT's bound (both of the integer-scaled
+    objective, divided back) beside the phase running (:mod:`energyopt.progress`); None where
+    nobody listens, so that CP-SAT runs without one."""
+    shown = current_phase()  # taken here: the callback runs in CP-SAT's threads
+    if not shown.heard:
+        return None
+
+    class Incumbents(cp_model.CpSolverSolutionCallback):
+        def on_solution_callback(self) -> None:
+            shown.show(f"incumbent ≈{self.objective_value / scale:.6g}, CP-SAT bound ≈{self.best_objective_bound / scale:.6g}")
+
+    return Incumbents()
+
 
 class CpSatSolver(Solver):
     name = "cpsat"
@@ -95,7 +111,7 @@ class CpSatSolver(Solver):
         solver.parameters.relative_gap_limit = mip_rel_gap
         if time_limit_s is not None:
             solver.parameters.max_time_in_seconds = float(time_limit_s)
-        st = solver.solve(cp)
+        st = solver.solve(cp, _incumbents(cp_model, so))
         dt = now() - t0
         if st == cp_model.INFEASIBLE:
             return SolveResult(Status.INFEASIBLE, None, np.nan, np.inf, BoundSource.MIP, self.name, dt, "CP-SAT: infeasible")

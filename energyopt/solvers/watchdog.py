@@ -28,6 +28,7 @@ import tempfile
 import time
 
 from ..formulation import MatrixModel
+from ..progress import current_phase, listening, phase
 from ..schema import BoundSource, Status, Termination
 from .base import Solver, SolveResult
 
@@ -50,7 +51,8 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(1)
 
 
-def _child(solver: Solver, model: MatrixModel, kwargs: dict, conn, unused_conn, parent_pid: int, tmp_dir: str) -> None:
+def _child(solver: Solver, model: MatrixModel, kwargs: dict, conn, unused_conn, parent_pid: int, tmp_dir: str,
+           relay: bool = False) -> None:
     _die_with_parent(parent_pid)
     # the backend's temporary files (PuLP's .mps and .sol, CBC's log) go into a folder the parent
     # removes, so a child killed in mid-solve leaves none in /tmp
@@ -69,11 +71,34 @@ def _child(solver: Solver, model: MatrixModel, kwargs: dict, conn, unused_conn, 
     os.dup2(devnull, 1)
     os.close(devnull)
     try:
-        conn.send(("ok", solver.solve(model, **kwargs)))
+        # what the backend shows as it goes (CP-SAT's incumbents) reaches the parent's display through the pipe
+        with listening(_Relay(conn)) if relay else contextlib.nullcontext(), phase(solver.name):
+            result = solver.solve(model, **kwargs)
+        conn.send(("ok", result))
     except BaseException as exc:  # reported to the parent, which raises it
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
     finally:
         conn.close()
+
+
+class _Relay:
+    """The child's progress listener: a phase's status goes to the parent (:func:`_wait_for` shows it
+    beside the backend's row); the rest the parent's rows already say."""
+
+    def __init__(self, conn) -> None:
+        self.conn = conn
+
+    def status(self, key: int, text: str) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.conn.send(("status", text))
+
+    def begin(self, key: int, name: str, total: int | None) -> None: ...
+
+    def advance(self, key: int, steps: int) -> None: ...
+
+    def end(self, key: int) -> None: ...
+
+    def line(self, text: str) -> None: ...
 
 
 def _kill_group(p) -> None:
@@ -154,7 +179,7 @@ def _watch(solver: Solver, model: MatrixModel, time_limit_s: float, grace_factor
     parent, child = ctx.Pipe(duplex=False)
     t0 = time.perf_counter()
     p = ctx.Process(target=_child, args=(solver, model, {"time_limit_s": time_limit_s, **kwargs}, child, parent,
-                                         os.getpid(), tmp_dir), daemon=True)
+                                         os.getpid(), tmp_dir, current_phase().heard), daemon=True)
     p.start()
     child.close()
     assert p.pid is not None  # a started process has its id
@@ -168,9 +193,13 @@ def _watch(solver: Solver, model: MatrixModel, time_limit_s: float, grace_factor
 def _wait_for(p, parent, solver: Solver, time_limit_s: float, grace_factor: float, grace_s: float,
               t0: float) -> SolveResult:
     wait = grace_factor * time_limit_s + grace_s
+    end, shown = time.perf_counter() + wait, current_phase()
     try:
-        if parent.poll(wait):
+        while parent.poll(max(end - time.perf_counter(), 0.0)):
             kind, payload = parent.recv()
+            if kind == "status":  # the backend's progress (the answer comes last)
+                shown.show(payload)
+                continue
             p.join(5)
             if kind == "error":
                 raise RuntimeError(f"{solver.name} failed: {payload}")
