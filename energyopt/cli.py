@@ -566,8 +566,9 @@ def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                           "on them."),
         click.option("--formulation", type=click.Choice(["auto", "exact", "aggregate", "decompose"]), default="auto",
                      show_default=True,
-                     help="exact: one variable per query and instance; aggregate: one MILP per deployment, then "
-                          "packing; decompose: priced coupling rows (Lagrangian bound) and the MILP only on the "
+                     help="exact: one variable per query and instance (refused where its matrix would have more than "
+                          "10 million non-zeros: a few thousand queries with deadlines); aggregate: one MILP per "
+                          "deployment, then packing; decompose: priced coupling rows (Lagrangian bound) and the MILP only on the "
                           "nearly tied queries (large batches); auto: exact while small, else decompose."),
     ]
     for o in reversed(opts):

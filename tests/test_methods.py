@@ -311,3 +311,13 @@ def test_a_large_lp_under_a_time_limit_runs_under_the_watchdog_with_the_same_ans
     assert here.status == watched.status == 0 and watched.fun == pytest.approx(here.fun)
     assert np.allclose(watched.x, here.x)
     assert strong._lp(model, strong.LP_MIN_S / 2).status != 0  # no time left: not started
+
+
+def test_the_exact_models_size_limit_is_the_one_the_readme_and_help_give():
+    from click.testing import CliRunner
+
+    from energyopt.cli import main
+
+    figure = f"{methods.EXACT_MAX_NONZEROS // 1_000_000} million"
+    assert figure in " ".join((ROOT / "README.md").read_text().split())
+    assert figure in " ".join(CliRunner().invoke(main, ["solve", "--help"]).output.split())
