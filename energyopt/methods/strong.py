@@ -57,7 +57,7 @@ CUT_ROUNDS = 8
 WATCHDOG_GRACE_S = 0.5
 #: under a time limit, an LP of more non-zeros than this runs under the watchdog (see :func:`_lp`)
 LP_IN_PROCESS_MAX_NONZEROS = 2_000_000
-#: such an LP is not started with less time than this left [s]
+#: such an LP is not started with less time than this left [s] (besides the watchdog's grace)
 LP_MIN_S = 0.2
 
 
@@ -109,10 +109,10 @@ def _lp(model: MatrixModel, time_limit_s: float | None):
     example, 5.7 million non-zeros; 7.2 s on 15 million)."""
     if time_limit_s is None or model.A.nnz <= LP_IN_PROCESS_MAX_NONZEROS:
         return _lp_here(model, time_limit_s)
-    if time_limit_s < LP_MIN_S:  # no time for it: as an LP that ended without an answer
+    budget_s = time_limit_s - WATCHDOG_GRACE_S  # so that the watchdog's grace ends with the limit
+    if budget_s < LP_MIN_S:  # no time for it: as an LP that ended without an answer
         return SimpleNamespace(status=1, x=None, fun=None)
-    res = solve_with_watchdog(_LpRelaxation(), model, time_limit_s=max(0.1, time_limit_s), grace_factor=1.0,
-                              grace_s=WATCHDOG_GRACE_S)
+    res = solve_with_watchdog(_LpRelaxation(), model, time_limit_s=budget_s, grace_factor=1.0, grace_s=WATCHDOG_GRACE_S)
     solved = res.x is not None
     return SimpleNamespace(status=0 if solved else 1, x=res.x, fun=res.objective if solved else None)
 
@@ -225,7 +225,7 @@ def solve_strong(model: MatrixModel, problem: Problem, backend: Solver, limits: 
     if lp is None or lp.status != 0 or lp.x is None:
         if limits.expired():  # the LP ran out of time (a large model's): no backend after the limit
             return SolveResult(Status.NO_SOLUTION, None, math.nan, -math.inf, BoundSource.NONE, backend.name,
-                               time.perf_counter() - t0, "no plan within the limits (the LP relaxation used the time)",
+                               time.perf_counter() - t0, "the LP relaxation used the time",
                                termination=Termination.TIME_LIMIT)
         return backend_solve(backend, strong, limits, cap_s)
     bound = float(lp.fun)
