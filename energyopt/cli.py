@@ -6,6 +6,7 @@ Every :class:`~energyopt.errors.EnergyoptError` becomes one line on stderr and e
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import math
@@ -567,8 +568,9 @@ def _plan_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                           "on them."),
         click.option("--formulation", type=click.Choice(["auto", "exact", "aggregate", "decompose"]), default="auto",
                      show_default=True,
-                     help="exact: one variable per query and instance; aggregate: one MILP per deployment, then "
-                          "packing; decompose: priced coupling rows (Lagrangian bound) and the MILP only on the "
+                     help="exact: one variable per query and instance (refused where its matrix would have more than "
+                          "10 million non-zeros: a few thousand queries with deadlines); aggregate: one MILP per "
+                          "deployment, then packing; decompose: priced coupling rows (Lagrangian bound) and the MILP only on the "
                           "nearly tied queries (large batches); auto: exact while small, else decompose."),
     ]
     for o in reversed(opts):
@@ -737,8 +739,16 @@ def solve_cmd(workload: Path, workload_format: str, fleet_path: Path | None, mod
     if report and (out_dir / "report").exists() and not (out_dir / "report").is_dir():
         raise DataError(f"--out {out_dir}: {out_dir / 'report'} exists and is not a directory (--report writes there)")
     say = progress_log.debug if quiet else _progress  # -q: progress only at -vv
+    keep_s = 0.0  # --report: the plans leave the plots and tables their time
+    if report:
+        from .report import report_reserve_s
+
+        keep_s = report_reserve_s(time_limit_s)
     sched = plan(wl, fl, fm, solver=solver, objective=objective, zeta=zeta, idle=idle, min_mean_accuracy=min_mean_accuracy,
-                 strict_range=strict_range, limits=limits, formulation=formulation, progress=say, signals=signals)
+                 strict_range=strict_range, limits=limits.less(keep_s), formulation=formulation, progress=say,
+                 signals=signals)
+    if keep_s:  # the summary records the limit asked for, not the plan's share of it
+        sched = dataclasses.replace(sched, settings={**sched.settings, "time_limit_s": time_limit_s})
     s = sched.summary()
     # with --json or -o - stdout holds one thing (the summary, or the assignment): the lines below go to stderr
     echo = (lambda line: click.echo(line, err=True)) if as_json or to_stdout else click.echo
@@ -776,8 +786,8 @@ def solve_cmd(workload: Path, workload_format: str, fleet_path: Path | None, mod
         # the curve's plans raise a mean-accuracy floor, which plans under power caps do not take yet: the plan alone
         more = {"steps": 0} if fl.has_power_caps else {}
         with phase("report: plans at raised accuracy floors"):
-            curve = accuracy_cost(sched, limits=limits, progress=say, solver=solver, formulation=formulation, idle=idle,
-                                  strict_range=strict_range, **more)
+            curve = accuracy_cost(sched, limits=limits.less(keep_s), progress=say, solver=solver, formulation=formulation,
+                                  idle=idle, strict_range=strict_range, **more)
         with phase("report: plots and tables"):
             written = write_report(sched, out_dir, curve, progress=say)
         echo(f"wrote the report: {written[0]} and {len(written) - 1} plots and tables in {written[0].parent}")

@@ -282,3 +282,33 @@ def test_explain_says_when_the_planned_option_is_extrapolated_and_strict_range_r
     assert verdicts[("small", "g")] == (
         "ruled out", True, "range: 600 input tokens are outside the 8-512 and 300 output tokens are outside the 8-256 "
         "measured for small on g (--strict-range refuses extrapolated predictions)")
+
+
+def test_solve_report_leaves_the_report_its_time_of_the_limit(tmp_path, synthetic_models, synthetic_fleet, monkeypatch):
+    import importlib
+
+    from energyopt.report import REPORT_WRITE_S, report_reserve_s
+
+    assert report_reserve_s(None) == 0.0 and report_reserve_s(60.0) == REPORT_WRITE_S and report_reserve_s(4.0) == 2.0
+    plan_module, sweep_module = importlib.import_module("energyopt.plan"), importlib.import_module("energyopt.sweep")
+    seen: dict[str, float] = {}
+    real_plan, real_curve = plan_module.plan, sweep_module.accuracy_cost
+
+    def plan(*args, limits, **kwargs):
+        seen["plan"] = limits.time_limit_s
+        return real_plan(*args, limits=limits, **kwargs)
+
+    def accuracy_cost(*args, limits, **kwargs):
+        seen["curve"] = limits.time_limit_s
+        return real_curve(*args, limits=limits, **kwargs)
+
+    monkeypatch.setattr(plan_module, "plan", plan)
+    monkeypatch.setattr(sweep_module, "accuracy_cost", accuracy_cost)
+    wl = tmp_path / "w.csv"
+    lognormal_workload(20, seed=3).to_csv(wl, index=False)
+    r = run("solve", wl, "--fleet", synthetic_fleet, "--models", synthetic_models, "--time-limit", "30", "--report",
+            "--out", tmp_path / "p")
+    assert r.exit_code == 0, r.output
+    assert seen == {"plan": 30.0 - REPORT_WRITE_S, "curve": 30.0 - REPORT_WRITE_S}
+    # the summary records the limit asked for
+    assert json.loads((tmp_path / "p" / "summary.json").read_text())["settings"]["time_limit_s"] == 30.0

@@ -202,3 +202,38 @@ def test_build_matrix_refuses_an_unknown_kind_and_fixed_work_in_the_exact_model(
         build_matrix(p, "decompose")
     with pytest.raises(ValueError, match="fixed work needs the aggregate formulation"):
         build_matrix(p, "exact", fixed_work=(np.array([0]), np.array([1.0]), np.array([1.0])))
+
+
+# --- size before building, and the clock while building --------------------------------------
+
+@pytest.mark.parametrize("kind", ["exact", "aggregate"])
+@pytest.mark.parametrize("floor", [None, 0.5])
+def test_matrix_nonzeros_counts_the_built_matrix_before_building_it(kind, floor):
+    from energyopt.formulation import matrix_nonzeros
+
+    p = problem([2.0, 3.0, None, 5.0, 3.0, None], max_instances=3, count=3, floor=floor, two_deployments=True)
+    model = build_matrix(p, kind)
+    built, est = model.A.nnz, matrix_nonzeros(p, kind)
+    # left out: the pool, group and order rows, at most three entries per u column
+    assert built - 3 * len(model.u_dep) <= est <= built, (est, built)
+
+
+def test_matrix_nonzeros_of_the_exact_model_grows_with_lanes_times_deadlines_squared():
+    from energyopt.formulation import matrix_nonzeros
+
+    few, many = problem([5.0] * 8), problem([1.0 + i for i in range(8)])
+    assert matrix_nonzeros(many, "exact") > 3 * matrix_nonzeros(few, "exact")
+    assert matrix_nonzeros(many, "exact") == pytest.approx(build_matrix(many, "exact").A.nnz, abs=8)
+
+
+def test_a_build_past_its_deadline_stops_with_build_timed_out():
+    import time
+
+    from energyopt.formulation import BuildTimedOut
+
+    p = problem([2.0, 3.0, None])
+    with pytest.raises(BuildTimedOut):
+        build_matrix(p, "exact", deadline=time.perf_counter() - 1.0)
+    # with time left it builds the same model as without a deadline
+    a, b = build_matrix(p, "exact", deadline=time.perf_counter() + 60.0), build_matrix(p, "exact")
+    assert (a.A != b.A).nnz == 0 and np.array_equal(a.c, b.c)

@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import TWO_LLM_MODELS, make_models, random_instance, two_llm_fleet, workload_of
+from conftest import ROOT, TWO_LLM_MODELS, make_models, random_instance, two_llm_fleet, workload_of
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from oracles import brute_force_optimum
@@ -267,3 +267,57 @@ def test_a_plan_under_a_small_time_limit_ends_within_it_and_2_s_although_the_bac
     s = plan(wl, two_llm_fleet(), make_models(TWO_LLM_MODELS), formulation="exact", solver="highs", time_limit_s=1.0)
     assert time.perf_counter() - t0 < 1.0 + 2.0
     assert s.status is Status.NO_SOLUTION and s.assignment.empty
+
+
+# --- the exact model's size and the time limit ----------------------------------------------
+
+def test_an_exact_model_too_large_to_build_is_refused_before_anything_is_built(monkeypatch):
+    from energyopt.formulation import matrix_nonzeros
+
+    p = build_problem(workload_of([(10, 100, 0.0, 1.0 + i) for i in range(6)]), two_llm_fleet(), make_models(TWO_LLM_MODELS))
+    monkeypatch.setattr(methods, "EXACT_MAX_NONZEROS", matrix_nonzeros(p, "exact") - 1)
+    with pytest.raises(DataError, match=r"--formulation exact: the exact model of these 6 queries would have .* "
+                                        r"non-zeros.*use --formulation auto, aggregate or decompose"):
+        choose_method(p, "exact")
+    assert choose_method(p, "aggregate") == "aggregate"  # the others are not refused
+    monkeypatch.setattr(methods, "EXACT_MAX_NONZEROS", matrix_nonzeros(p, "exact"))
+    assert choose_method(p, "exact") == "exact"
+
+
+def test_the_exact_model_of_the_example_under_a_short_limit_ends_within_it():
+    # the 1,000-query example's exact model has 5.7 million non-zeros: building it takes seconds
+    # and scipy spends seconds on its LP before HiGHS's clock starts (4.8 s under a 0.1 s limit);
+    # the build checks the clock and that LP runs under the watchdog
+    from energyopt.plan import plan
+
+    ex = ROOT / "examples"
+    t0 = time.perf_counter()
+    s = plan(ex / "workload.csv", ex / "fleet.toml", ex.parent / "models", formulation="exact", solver="highs",
+             time_limit_s=1.5)
+    assert time.perf_counter() - t0 < 1.5 + 1.5
+    assert s.status is Status.NO_SOLUTION and s.termination is Termination.TIME_LIMIT and s.assignment.empty
+
+
+def test_a_large_lp_under_a_time_limit_runs_under_the_watchdog_with_the_same_answer(monkeypatch):
+    from energyopt.formulation import build_matrix
+    from energyopt.methods import strong
+
+    p = build_problem(workload_of([(10, 100 * (i + 1), 0.0, 30.0 + i) for i in range(6)]), two_llm_fleet(),
+                      make_models(TWO_LLM_MODELS))
+    model = build_matrix(p, "aggregate")
+    here = strong._lp(model, 10.0)
+    monkeypatch.setattr(strong, "LP_IN_PROCESS_MAX_NONZEROS", 0)
+    watched = strong._lp(model, 10.0)
+    assert here.status == watched.status == 0 and watched.fun == pytest.approx(here.fun)
+    assert np.allclose(watched.x, here.x)
+    assert strong._lp(model, strong.LP_MIN_S / 2).status != 0  # no time left: not started
+
+
+def test_the_exact_models_size_limit_is_the_one_the_readme_and_help_give():
+    from click.testing import CliRunner
+
+    from energyopt.cli import main
+
+    figure = f"{methods.EXACT_MAX_NONZEROS // 1_000_000} million"
+    assert figure in " ".join((ROOT / "README.md").read_text().split())
+    assert figure in " ".join(CliRunner().invoke(main, ["solve", "--help"]).output.split())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..formulation import build_matrix
+from ..formulation import BuildTimedOut, build_matrix
 from ..problem import Problem
 from ..schema import BoundSource, Status, Termination
 from ..solvers import Solver
@@ -22,7 +22,13 @@ class MilpMethod(Method):
         self.name = kind
 
     def solve(self, problem: Problem, backend: Solver, limits: Limits, progress: Progress) -> Choice:
-        model = build_matrix(problem, self.name)
+        try:  # the build checks the clock: the exact model of a few thousand queries takes seconds
+            model = build_matrix(problem, self.name, deadline=limits.deadline())
+        except BuildTimedOut:
+            return Choice.none(self.name, backend.name, Status.NO_SOLUTION, Termination.TIME_LIMIT, -np.inf,
+                               BoundSource.NONE,
+                               message=f"no plan found within the limits (the time ran out while the {self.name} "
+                                       "model was being built)")
         progress(f"model: {model.kind} formulation, {model.n_vars} variables, {model.A.shape[0]} rows; "
                  f"solving with {backend.name}")
         if limits.expired():

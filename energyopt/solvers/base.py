@@ -133,12 +133,15 @@ def get_solver(name: str = "auto") -> Solver:
 
 
 def lp_bound(model: MatrixModel, time_limit_s: float | None = None) -> float:
-    """Optimum of the LP relaxation (HiGHS through scipy): a valid lower bound; -inf if unknown."""
+    """Optimum of the LP relaxation (HiGHS through scipy): a valid lower bound; -inf if unknown
+    (also where ``time_limit_s`` [s] runs out first; with no time left, the LP is not tried)."""
     from scipy.optimize import Bounds, LinearConstraint, milp
 
     opts: dict = {"disp": False}
     if time_limit_s is not None:
-        opts["time_limit"] = max(1.0, time_limit_s)
+        if time_limit_s <= 0:
+            return -np.inf
+        opts["time_limit"] = float(time_limit_s)
     cons = [LinearConstraint(model.A, model.row_lo, model.row_hi)] if model.A.shape[0] else []
     bounds = Bounds(model.var_lo, model.var_hi)
     res = milp(model.c, constraints=cons, integrality=np.zeros(model.n_vars), bounds=bounds, options=opts)

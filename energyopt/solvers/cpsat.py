@@ -20,6 +20,32 @@ from .base import Solver, SolveResult, lp_bound, now
 OBJ_SCALE_TARGET = 1e7  # the largest objective coefficient becomes about this integer
 ROW_SCALE_TARGET = 1e6  # the largest coefficient of a scaled inequality row
 TIME_UNITS_MAX = 1e9  # the horizon in integer time units at most
+#: of a time limit, this share (at most ``LP_BOUND_RESERVE_MAX_S``) is kept for the LP bound after the search
+LP_BOUND_SHARE = 0.1
+LP_BOUND_RESERVE_MAX_S = 2.0
+#: the search gets at least this long [s], also when building the model took (nearly) all the time
+SEARCH_MIN_S = 0.05
+#: the clock is checked every this many variables and rows while the model is built
+CHECK_EVERY = 4096
+
+
+def _past(end: float | None, step: int = 0) -> bool:
+    """Whether the clock (read every ``CHECK_EVERY`` steps) has passed ``end`` (None: never)."""
+    return end is not None and step % CHECK_EVERY == 0 and now() > end
+
+
+def lp_reserve_s(time_limit_s: float) -> float:
+    """Seconds of a time limit kept for the LP bound that follows CP-SAT's search."""
+    return min(LP_BOUND_RESERVE_MAX_S, LP_BOUND_SHARE * time_limit_s)
+
+
+def search_time_s(time_limit_s: float, spent_s: float) -> float:
+    """CP-SAT's ``max_time_in_seconds``: the call's limit less what building the model took
+    (``spent_s``, in Python: seconds on a large model) and less the LP bound's reserve; at least
+    ``SEARCH_MIN_S``. The search alone given the whole limit ends the call past it (and a
+    watchdog that stops the call there loses the plan found)."""
+    return max(time_limit_s - spent_s - lp_reserve_s(time_limit_s), SEARCH_MIN_S)
+
 
 
 
@@ -58,6 +84,8 @@ class CpSatSolver(Solver):
         from ortools.sat.python import cp_model
 
         t0 = now()
+        # building ends where only the LP bound's reserve and the shortest search are left of the limit
+        build_end = None if time_limit_s is None else t0 + time_limit_s - lp_reserve_s(time_limit_s) - SEARCH_MIN_S
         A = model.A.tocsr()
         kinds = model.row_kind
         # time unit: loads and deadlines in units of 1/T seconds
@@ -75,10 +103,14 @@ class CpSatSolver(Solver):
         var_hi[is_z] = np.ceil(t_max * T) * max(1.0, most) if np.any(is_z) else 0
         v = []
         for i in range(n):
+            if _past(build_end, i):
+                return self._built_too_long(t0, f"{i:,} of {n:,} variables")
             hi = var_hi[i]
             hi = int(hi) if np.isfinite(hi) else int(TIME_UNITS_MAX * 10)
             v.append(cp.new_int_var(int(model.var_lo[i]), hi, f"v{i}"))
         for r in range(A.shape[0]):
+            if _past(build_end, r):
+                return self._built_too_long(t0, f"{r:,} of {A.shape[0]:,} rows")
             lo_i, hi_i = A.indptr[r], A.indptr[r + 1]
             cols, a = A.indices[lo_i:hi_i], A.data[lo_i:hi_i]
             rlo, rhi, kind = model.row_lo[r], model.row_hi[r], kinds[r]
@@ -110,18 +142,36 @@ class CpSatSolver(Solver):
         solver.parameters.num_workers = max(1, threads)
         solver.parameters.relative_gap_limit = mip_rel_gap
         if time_limit_s is not None:
-            solver.parameters.max_time_in_seconds = float(time_limit_s)
+            if _past(build_end):  # the objective's sum, on a large model, comes last
+                return self._built_too_long(t0, "its objective")
+            solver.parameters.max_time_in_seconds = search_time_s(time_limit_s, now() - t0)
         st = solver.solve(cp, _incumbents(cp_model, so))
+        return self._answer(model, solver, st, v, is_z, T, t0, time_limit_s)
+
+    def _answer(self, model: MatrixModel, solver, st, v: list, is_z: np.ndarray, T: float, t0: float,
+                time_limit_s: float | None) -> SolveResult:
+        """The result of a search that ended with status ``st``, with the LP bound."""
+        from ortools.sat.python import cp_model
+
         dt = now() - t0
+        # the LP bound gets what is left of the limit (its reserve, and what the search did not use)
+        lp_s = None if time_limit_s is None else max(time_limit_s - dt, 0.0)
         if st == cp_model.INFEASIBLE:
             return SolveResult(Status.INFEASIBLE, None, np.nan, np.inf, BoundSource.MIP, self.name, dt, "CP-SAT: infeasible")
         if st not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             stopped = st == cp_model.UNKNOWN and time_limit_s is not None
-            return SolveResult(Status.NO_SOLUTION, None, np.nan, lp_bound(model), BoundSource.LP, self.name, dt,
+            return SolveResult(Status.NO_SOLUTION, None, np.nan, lp_bound(model, lp_s), BoundSource.LP, self.name, dt,
                                f"CP-SAT: {solver.status_name(st)}",
                                termination=Termination.TIME_LIMIT if stopped else Termination.NO_SOLUTION)
         x = np.array([solver.value(vi) for vi in v], dtype=float)
         x[is_z] = x[is_z] / T
         obj = float(model.c @ x)
         status = Status.OPTIMAL if st == cp_model.OPTIMAL else Status.FEASIBLE
-        return SolveResult(status, x, obj, lp_bound(model), BoundSource.LP, self.name, dt, f"CP-SAT: {solver.status_name(st)}")
+        return SolveResult(status, x, obj, lp_bound(model, lp_s), BoundSource.LP, self.name, dt,
+                           f"CP-SAT: {solver.status_name(st)}")
+
+    def _built_too_long(self, t0: float, where: str) -> SolveResult:
+        """No search: the time limit ran out while the model was being built (at ``where``)."""
+        return SolveResult(Status.NO_SOLUTION, None, np.nan, -np.inf, BoundSource.NONE, self.name, now() - t0,
+                           f"CP-SAT: the time limit ran out while its model was being built ({where})",
+                           termination=Termination.TIME_LIMIT)
