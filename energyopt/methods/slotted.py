@@ -67,34 +67,59 @@ SAMPLES = (20_000, 100_000)
 FULL_ITERATIONS = 30
 #: lanes of one (deployment, slot) from which queries are packed a round at a time
 ROUND_MIN_LANES = 16
+#: rounds of the instance master (each a bundle with the instances fixed, and maybe a plan)
+MASTER_ROUNDS = 20
+#: bundle iterations per master round
+MASTER_ITERATIONS = 15
+#: the instance master's bound is kept this much (relative) below HiGHS's value, for its tolerances
+MASTER_SLACK = 1e-5
 
 
 def lower_envelope(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """The lower envelope over ρ ≥ 0 of the lines ``a[i] + ρ·b[i]`` (``a`` may hold inf: no line):
     ``(breaks, lines)`` such that line ``lines[j]`` is least on ``[breaks[j-1], breaks[j])`` (the
     first from 0, the last to infinity); None where every ``a`` is inf."""
-    fin = np.isfinite(a)
-    if not fin.any():
-        return None
-    idx = np.flatnonzero(fin)
-    bf = b[idx]
-    if bf.max() == bf.min():
-        return np.zeros(0), np.array([idx[int(np.argmin(a[idx]))]])
-    cur = int(idx[np.lexsort((bf, a[idx]))[0]])  # least at ρ = 0 (then the flatter)
-    lines, breaks = [cur], []
-    rho = 0.0
-    while True:
-        cand = np.flatnonzero(fin & (b < b[cur]))
-        if not len(cand):
-            break
-        x = (a[cand] - a[cur]) / (b[cur] - b[cand])  # where each flatter line meets the current one
-        xm = float(x.min())
-        tied = cand[x <= xm + 1e-12 * max(abs(xm), 1.0)]
-        cur = int(tied[np.argmin(b[tied])])
-        rho = max(xm, rho)
-        breaks.append(rho)
-        lines.append(cur)
-    return np.asarray(breaks), np.asarray(lines)
+    return window_envelopes(a, b, np.zeros(1, dtype=np.int64), np.array([len(a) - 1]))[0]
+
+
+def window_envelopes(a: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list:
+    """:func:`lower_envelope` of the lines ``k`` in each window ``lo[w] ≤ k ≤ hi[w]``, all windows
+    at once: the lines are sorted once by (slope, intercept); in each window a line is kept only if
+    its intercept is below every flatter line's (a running minimum over the sorted lines, one array
+    operation for all windows); the few kept form the envelope (a stack, flattest last)."""
+    S = len(a)
+    order = np.lexsort((a, b))
+    ao, bo = a[order], b[order]
+    pos = np.arange(S)[order]
+    inside = (pos[None, :] >= np.asarray(lo)[:, None]) & (pos[None, :] <= np.asarray(hi)[:, None])
+    A = np.where(inside, ao[None, :], np.inf)
+    prev = np.minimum.accumulate(np.concatenate([np.full((len(A), 1), np.inf), A[:, :-1]], axis=1), axis=1)
+    keep = A < prev  # finite, and below every flatter (or equally steep, earlier) line of the window
+    out: list = []
+    for w in range(len(A)):
+        kept = np.flatnonzero(keep[w])
+        if not len(kept):
+            out.append(None)
+            continue
+        if len(kept) == 1:
+            out.append((np.zeros(0), order[kept]))
+            continue
+        ka, kb = ao[kept].tolist(), bo[kept].tolist()
+        # from the steepest (least at ρ = 0) to the flattest: each next line overtakes at ρ = x
+        st_l, st_x = [len(kept) - 1], [0.0]
+        for j in range(len(kept) - 2, -1, -1):
+            while True:
+                t = st_l[-1]
+                x = (ka[j] - ka[t]) / (kb[t] - kb[j])
+                if x <= st_x[-1] and len(st_l) > 1:
+                    st_l.pop()
+                    st_x.pop()
+                    continue
+                break
+            st_l.append(j)
+            st_x.append(x)
+        out.append((np.asarray(st_x[1:]), order[kept[np.asarray(st_l)]]))
+    return out
 
 
 class _Slots:
@@ -133,6 +158,8 @@ class _Slots:
         self.cap_j = sp.cap_w[self.capped, None] * self.dt[None, :]  # [n_capped, S]
         # the slots meeting each query's [release, deadline]: the bound's windows
         self.lo_b = np.clip(np.searchsorted(self.b, self.rel, side="right") - 1, 0, self.S - 1)
+        #: (α, gain) of each evaluation on every query: V(n) ≥ α − gain·n for every instance vector n
+        self.cuts: list[tuple[float, np.ndarray]] = []
         self.hi_b = np.clip(np.searchsorted(self.b, self.due, side="left") - 1, self.lo_b, self.S - 1)
 
     def fits(self, rows: np.ndarray, d: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -155,9 +182,11 @@ class _View:
     """Rows (queries) standing for the batch with weight ``wt``, sorted per deployment by (bound
     window, r/e) for the envelope look-ups."""
 
-    def __init__(self, T: _Slots, rows: np.ndarray, wt: float = 1.0):
+    def __init__(self, T: _Slots, rows: np.ndarray, wt: float = 1.0, exact: bool = False):
         self.rows = rows
         self.wt = wt
+        #: the rows are every served query (weight 1): each evaluation is a cut on the instances
+        self.exact = exact
         self.per_d = []
         key_all = T.lo_b[rows] * (T.S + 1) + T.hi_b[rows]
         for d in range(T.n_d):
@@ -198,13 +227,13 @@ def _choose(T: _Slots, V: _View, a: np.ndarray, lam: np.ndarray) -> tuple[np.nda
             continue
         ks = np.zeros(len(qi), dtype=np.int64)
         none = np.zeros(len(qi), dtype=bool)
-        for lo_g, hi_g, s0, s1 in zip(lo.tolist(), hi.tolist(), starts.tolist(), ends.tolist()):
-            env = lower_envelope(a[d, lo_g:hi_g + 1], lam[d, lo_g:hi_g + 1])
+        envs = window_envelopes(a[d], lam[d], lo, hi)
+        for env, s0, s1 in zip(envs, starts.tolist(), ends.tolist()):
             if env is None:
                 none[s0:s1] = True
                 continue
             br, ln = env
-            ks[s0:s1] = ln[np.searchsorted(br, rho[s0:s1], side="right")] + lo_g if len(br) else ln[0] + lo_g
+            ks[s0:s1] = ln[np.searchsorted(br, rho[s0:s1], side="right")] if len(br) else ln[0]
         with np.errstate(invalid="ignore"):
             v = e * a[d, ks] + r * lam[d, ks]
         v[none] = np.inf
@@ -269,6 +298,8 @@ def _evaluate(T: _Slots, V: _View, lam: np.ndarray, pi: np.ndarray, *, choices: 
     if T.idle:
         pe += np.bincount(T.pool_of, weights=n_inst * T.idle_w, minlength=T.n_p)[:, None] * T.dt[None, :]
     g_pi = pe[capped] - T.cap_j
+    if V.exact:  # L(λ, π) with the instances left free: a cut V(n) ≥ α − gain·n (see _instance_master)
+        T.cuts.append((x_part - float(np.sum(pi[capped] * T.cap_j)), gain.copy()))
     out = (L, g_lam, g_pi, n_inst)
     if choices:
         second = np.partition(Vc, 1, axis=0)[1] if T.n_d > 1 else np.full(n, np.inf)
@@ -355,7 +386,7 @@ def _bundle(T: _Slots, V: _View, theta0: np.ndarray, active0: np.ndarray, scale:
             last_say = now
         if deadline is not None and now > deadline:
             break
-    return center, active, it, converged
+    return center, active, it, converged, Lc
 
 
 def slot_bound(problem: Problem, *, rel_tol: float = 1e-7, max_iter: int = 200, time_limit_s: float | None = None,
@@ -372,7 +403,7 @@ def slot_bound(problem: Problem, *, rel_tol: float = 1e-7, max_iter: int = 200, 
     rng = np.random.default_rng(0)
     stages = [_View(T, np.sort(rng.choice(served, n, replace=False)), len(served) / n)
               for n in sorted(samples) if len(served) > 2 * n]
-    full = _View(T, served)
+    full = _View(T, served, exact=True)
     Vs = stages[0] if stages else full
     # price scales: objective per second of work (λ), objective per J (π)
     fin = np.isfinite(T.E[Vs.rows]) & (T.R[Vs.rows] > 0)
@@ -383,12 +414,12 @@ def slot_bound(problem: Problem, *, rel_tol: float = 1e-7, max_iter: int = 200, 
     theta, active = np.zeros(m), np.zeros(m, dtype=bool)
     delta, iters = 1.0, 0
     for St in stages:
-        theta, active, it_s, _ = _bundle(T, St, theta, active, scale, delta, rel_tol=1e-6, max_iter=max_iter,
+        theta, active, it_s, _, _ = _bundle(T, St, theta, active, scale, delta, rel_tol=1e-6, max_iter=max_iter,
                                          deadline=deadline, say=say)
         say(f"slots: prices from a sample of {len(St.rows)} queries after {it_s} iterations")
         delta, iters = 0.05, iters + it_s
     # on every query: from the samples' prices, a few iterations (each a pass over every option)
-    theta, active, it, converged = _bundle(T, full, theta, active, scale, delta, rel_tol=rel_tol,
+    theta, active, it, converged, _ = _bundle(T, full, theta, active, scale, delta, rel_tol=rel_tol,
                                            max_iter=max_iter if not stages else FULL_ITERATIONS, deadline=deadline, say=say)
     lam = theta[:n_lam].reshape(T.n_d, T.S)
     pi = np.zeros((T.n_p, T.S))
@@ -401,6 +432,7 @@ def slot_bound(problem: Problem, *, rel_tol: float = 1e-7, max_iter: int = 200, 
         L = max(L, zero + float(cheapest_inst.max(initial=0.0)))
     sb = SlotBound(L, lam, pi, iters + it, time.perf_counter() - t0, converged)
     sb.state = sb_extra  # type: ignore[attr-defined]
+    sb.sample = stages[-1] if stages else full  # type: ignore[attr-defined]
     return sb, T, full
 
 
@@ -410,12 +442,72 @@ def _prices_for(T: _Slots, V: _View, sb: SlotBound, n_plan: np.ndarray, *, deadl
     bound's prices). The bound's prices weigh a mix of instance sets where instances are lumpy;
     these weigh the set the plan has, so the fill that follows them wastes less."""
     theta, active, scale = sb.state  # type: ignore[attr-defined]
-    theta, _, _, _ = _bundle(T, V, theta, active, scale, 0.05, rel_tol=1e-7, max_iter=FULL_ITERATIONS, deadline=deadline,
+    theta, _, _, _, _ = _bundle(T, V, theta, active, scale, 0.05, rel_tol=1e-7, max_iter=FULL_ITERATIONS, deadline=deadline,
                              say=say, fixed_n=n_plan)
     n_lam = T.n_d * T.S
     pi = np.zeros((T.n_p, T.S))
     pi[T.capped] = theta[n_lam:].reshape(len(T.capped), T.S)
     return theta[:n_lam].reshape(T.n_d, T.S), pi
+
+
+def _option_patterns(T: _Slots, rows: np.ndarray) -> np.ndarray:
+    """The distinct sets of deployments the rows have options on (``[m, n_d]`` bool): every plan
+    switches on an instance of at least one deployment of each."""
+    packed = np.packbits(T.ok[rows], axis=1)
+    return np.unpackbits(np.unique(packed, axis=0), axis=1, count=T.n_d).astype(bool)
+
+
+def _instance_master(T: _Slots, patterns: np.ndarray) -> tuple[float, np.ndarray | None]:
+    """The least, over integer instance vectors n the fleet allows (each pool's devices, each
+    fleet deployment's instances, an instance for each option pattern), of max over the cuts
+    ``α − gain·n`` in ``T.cuts``: a small MILP (one integer per deployment). Each cut is L(λ, π)
+    with the instances fixed at n, a lower bound on every plan with n, so the value bounds every
+    plan; it is tighter than L, whose knapsack mixes instance sets (the relaxation of lumpy
+    instances). Returns the value (-inf: no cuts) and the minimising n (None: no n is allowed,
+    value +inf)."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    if not T.cuts:
+        return -math.inf, None
+    alpha = np.array([c[0] for c in T.cuts])
+    G = np.array([c[1] for c in T.cuts])
+    unit = max(float(np.min(np.abs(alpha))), 1e-300)  # about the objective's size: the values near 1
+    n_d = T.n_d
+    hi = np.minimum(T.max_inst, np.array([T.pools[int(T.pool_of[d])][0] // max(int(T.k[d]), 1) for d in range(n_d)]))
+    rows, lo_b, hi_b = [], [], []
+    for c in range(len(alpha)):  # t + gain·n ≥ α
+        rows.append(np.r_[G[c] / unit, 1.0])
+        lo_b.append(alpha[c] / unit)
+        hi_b.append(np.inf)
+    for cnt, ds in T.pools:
+        r = np.zeros(n_d + 1)
+        r[ds] = T.k[ds]
+        rows.append(r)
+        lo_b.append(0.0)
+        hi_b.append(float(cnt))
+    for m in T.groups:
+        r = np.zeros(n_d + 1)
+        r[m] = 1.0
+        rows.append(r)
+        lo_b.append(0.0)
+        hi_b.append(float(T.max_inst[m[0]]))
+    for pat in patterns:
+        rows.append(np.r_[pat.astype(float), 0.0])
+        lo_b.append(1.0)
+        hi_b.append(np.inf)
+    c = np.r_[np.zeros(n_d), 1.0]
+    res = milp(c, constraints=LinearConstraint(np.array(rows), lo_b, hi_b),
+               integrality=np.r_[np.ones(n_d), 0.0],
+               bounds=Bounds(np.r_[np.zeros(n_d), -np.inf], np.r_[hi.astype(float), np.inf]),
+               options={"mip_rel_gap": 0.0, "presolve": True})
+    if res.status == 2:  # infeasible: no instance vector serves every query within the fleet
+        return math.inf, None
+    if res.x is None:  # pragma: no cover - a MILP of ~20 integers solves
+        return -math.inf, None
+    n = np.round(res.x[:n_d]).astype(np.int64)
+    dual = float(getattr(res, "mip_dual_bound", res.fun))
+    # HiGHS's tolerances (1e-7 on rows, values near 1): the bound is kept MASTER_SLACK below its value
+    return (min(dual, float(res.fun)) - MASTER_SLACK) * unit, n
 
 
 # --- the plan --------------------------------------------------------------------------------
@@ -736,6 +828,42 @@ def _on_new_instance(T: _Slots, q: int, a: np.ndarray, dep: np.ndarray, lane: np
     return False
 
 
+def _instance_search(T: _Slots, full: _View, sb: SlotBound, bound: float, upper: Callable[[], float],
+                     try_plan: Callable, limits: Limits, say: Callable[[str], None]) -> float:
+    """Close the gap the lumpy instances leave (Benders over the instance vector): the master
+    (:func:`_instance_master`) names the instance vector n of least bound; the bundle with the
+    instances fixed at n adds cuts there (each evaluation is a cut for every n); where L at n is
+    below the best plan's value, a plan with n is tried. Until the master's value is within the
+    gap of the best plan, the time is half gone, or ``MASTER_ROUNDS``. Returns the bound."""
+    t0 = time.perf_counter()
+    left = limits.remaining_s()
+    stop = None if left is None else t0 + left / 2
+    patterns = _option_patterns(T, full.rows)
+    theta, active, scale = sb.state  # type: ignore[attr-defined]
+    sample = sb.sample  # type: ignore[attr-defined]
+    tried: set[tuple[int, ...]] = set()
+    for rnd in range(MASTER_ROUNDS):
+        lb, n = _instance_master(T, patterns)
+        bound = max(bound, lb)
+        ub = upper()
+        say(f"slots: instance master round {rnd}: bound {bound:.8g}, plan {ub:.8g}, gap {relative_gap(ub, bound):.4%}")
+        if n is None or relative_gap(ub, bound) <= limits.mip_rel_gap or (stop is not None and time.perf_counter() > stop):
+            break
+        # prices for n on the sample (the bound's last stage), then one pass over every query: a cut at n
+        th, _, _, _, _ = _bundle(T, sample, theta, active, scale, 0.05, rel_tol=1e-7, max_iter=MASTER_ITERATIONS,
+                                 deadline=stop, say=say, fixed_n=n)
+        n_lam = T.n_d * T.S
+        lam = th[:n_lam].reshape(T.n_d, T.S)
+        pi = np.zeros((T.n_p, T.S))
+        pi[T.capped] = th[n_lam:].reshape(len(T.capped), T.S)
+        Ln, *_, b2, k2, v2, s2, _ = _evaluate(T, full, lam, pi, choices=True, fixed_n=n)
+        key = tuple(n.tolist())
+        if Ln < ub * (1 - limits.mip_rel_gap) and key not in tried:
+            tried.add(key)
+            try_plan(n.copy(), b2, k2, v2, s2, lam, pi)
+    return bound
+
+
 class SlottedMethod(Method):
     """The slot bound, then the plan at its prices (see the module docstring)."""
 
@@ -781,6 +909,9 @@ class SlottedMethod(Method):
             *_, best2, kk2, v2, second2, _ = _evaluate(T, full, lam2, pi2, choices=True, fixed_n=n_plan)
             try_plan(n_plan, best2, kk2, v2, second2, lam2, pi2)
         assert best_plan is not None
+        bound = sb.bound
+        if best_plan[0][1] < math.inf:
+            bound = _instance_search(T, full, sb, bound, lambda: best_plan[0][1], try_plan, limits, progress)
         _, n_plan, blocked, dep, lane, start, unplaced = best_plan
         solver_s = time.perf_counter() - t0
         if unplaced:
@@ -800,9 +931,9 @@ class SlottedMethod(Method):
             dearest = float(np.sum(np.max(np.where(T.ok, T.E, 0.0), axis=1))) * float(T.a0.max())
             dearest += float(np.sum(np.maximum(T.inst_cost, 0) * T.max_inst))
             status = Status.INFEASIBLE if sb.bound > dearest * (1 + 1e-9) + 1e-12 else Status.NO_SOLUTION
-            return Choice.none(self.name, "-", status, Termination.NO_SOLUTION, sb.bound, BoundSource.LAGRANGIAN,
+            return Choice.none(self.name, "-", status, Termination.NO_SOLUTION, bound, BoundSource.LAGRANGIAN,
                                solver_s=solver_s, message=msg)
-        return Choice(self.name, "-", Status.FEASIBLE, Termination.FEASIBLE, sb.bound, BoundSource.LAGRANGIAN,
+        return Choice(self.name, "-", Status.FEASIBLE, Termination.FEASIBLE, bound, BoundSource.LAGRANGIAN,
                       dep_of_q=dep, n_inst=n_plan, lane_of_q=lane, objective=math.nan, solver_s=solver_s,
                       message=f"{sb.iterations} bundle iterations; {int(np.sum(n_plan))} instances",
                       start_of_q=start)
