@@ -73,6 +73,8 @@ MASTER_ROUNDS = 20
 MASTER_ITERATIONS = 15
 #: the instance master's bound is kept this much (relative) below HiGHS's value, for its tolerances
 MASTER_SLACK = 1e-5
+#: the plan fills at this share of the prices (:func:`SlottedMethod.solve`'s ``try_plan``)
+FILL_PRICE_SHARE = 0.999
 
 
 def lower_envelope(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -92,11 +94,11 @@ def window_envelopes(a: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarra
     ao, bo = a[order], b[order]
     pos = np.arange(S)[order]
     inside = (pos[None, :] >= np.asarray(lo)[:, None]) & (pos[None, :] <= np.asarray(hi)[:, None])
-    A = np.where(inside, ao[None, :], np.inf)
-    prev = np.minimum.accumulate(np.concatenate([np.full((len(A), 1), np.inf), A[:, :-1]], axis=1), axis=1)
-    keep = A < prev  # finite, and below every flatter (or equally steep, earlier) line of the window
+    icpt = np.where(inside, ao[None, :], np.inf)
+    prev = np.minimum.accumulate(np.concatenate([np.full((len(icpt), 1), np.inf), icpt[:, :-1]], axis=1), axis=1)
+    keep = icpt < prev  # finite, and below every flatter (or equally steep, earlier) line of the window
     out: list = []
-    for w in range(len(A)):
+    for w in range(len(icpt)):
         kept = np.flatnonzero(keep[w])
         if not len(kept):
             out.append(None)
@@ -842,6 +844,8 @@ def _instance_search(T: _Slots, full: _View, sb: SlotBound, bound: float, upper:
     theta, active, scale = sb.state  # type: ignore[attr-defined]
     sample = sb.sample  # type: ignore[attr-defined]
     tried: set[tuple[int, ...]] = set()
+    sampled: set[tuple[int, ...]] = set()
+    full_done: set[tuple[int, ...]] = set()
     for rnd in range(MASTER_ROUNDS):
         lb, n = _instance_master(T, patterns)
         bound = max(bound, lb)
@@ -849,6 +853,16 @@ def _instance_search(T: _Slots, full: _View, sb: SlotBound, bound: float, upper:
         say(f"slots: instance master round {rnd}: bound {bound:.8g}, plan {ub:.8g}, gap {relative_gap(ub, bound):.4%}")
         if n is None or relative_gap(ub, bound) <= limits.mip_rel_gap or (stop is not None and time.perf_counter() > stop):
             break
+        key = tuple(n.tolist())
+        if key in full_done:  # its bound with these instances has converged: the gap is the plan's
+            break
+        if key in sampled:  # the sample's prices left its bound where it was: every query's bundle at n
+            full_done.add(key)
+            th, _, _, _, Ln = _bundle(T, full, theta, active, scale, 0.05, rel_tol=1e-7, max_iter=FULL_ITERATIONS,
+                                      deadline=stop, say=say, fixed_n=n)
+            say(f"slots: bound with instances {key} fixed: {Ln:.8g}")
+            continue
+        sampled.add(key)
         # prices for n on the sample (the bound's last stage), then one pass over every query: a cut at n
         th, _, _, _, _ = _bundle(T, sample, theta, active, scale, 0.05, rel_tol=1e-7, max_iter=MASTER_ITERATIONS,
                                  deadline=stop, say=say, fixed_n=n)
@@ -856,11 +870,10 @@ def _instance_search(T: _Slots, full: _View, sb: SlotBound, bound: float, upper:
         lam = th[:n_lam].reshape(T.n_d, T.S)
         pi = np.zeros((T.n_p, T.S))
         pi[T.capped] = th[n_lam:].reshape(len(T.capped), T.S)
-        Ln, *_, b2, k2, v2, s2, _ = _evaluate(T, full, lam, pi, choices=True, fixed_n=n)
-        key = tuple(n.tolist())
+        Ln = _evaluate(T, full, lam, pi, fixed_n=n)[0]  # a cut at n (full views record theirs)
         if Ln < ub * (1 - limits.mip_rel_gap) and key not in tried:
             tried.add(key)
-            try_plan(n.copy(), b2, k2, v2, s2, lam, pi)
+            try_plan(n.copy(), lam, pi)
     return bound
 
 
@@ -890,8 +903,14 @@ class SlottedMethod(Method):
         best_plan = None
         deadline = limits.deadline()
 
-        def try_plan(n_plan, d0, k0, v0, s0, lam, pi):
+        def try_plan(n_plan, lam, pi):
+            """A plan with the instances ``n_plan`` filled at the prices (λ, π), a little lowered: at
+            the best prices whole groups of queries are tied between a priced cell and an unpriced
+            one (a capped clean slot and the next cleanest); lowered, the priced cell is the cheaper,
+            takes them up to its lane-seconds or joules, and the rest are priced again."""
             nonlocal best_plan
+            lam, pi = lam * FILL_PRICE_SHARE, pi * FILL_PRICE_SHARE
+            *_, d0, k0, v0, s0, _ = _evaluate(T, full, lam, pi, choices=True, fixed_n=n_plan)
             d_of, k_of, blocked = _fill(T, full, rows, d0, k0, v0, s0, n_plan, lam, pi, progress)
             dep, lane, start, unplaced = _pack(T, problem.n_queries, rows, d_of, k_of, n_plan)
             value = _plan_value(T, dep, lane, start) if not unplaced else math.inf
@@ -900,14 +919,13 @@ class SlottedMethod(Method):
                 best_plan = (key, n_plan, blocked, dep, lane, start, unplaced)
 
         for n_plan in candidates:
-            try_plan(n_plan, best, kk, v, second, sb.lam, sb.pi)
+            try_plan(n_plan, sb.lam, sb.pi)
         assert best_plan is not None
         if best_plan[0][1] < math.inf and relative_gap(best_plan[0][1], sb.bound) > limits.mip_rel_gap:
             # prices for the instances the best plan has, and its fill again at them
             n_plan = best_plan[1]
             lam2, pi2 = _prices_for(T, full, sb, n_plan, deadline=deadline, say=progress)
-            *_, best2, kk2, v2, second2, _ = _evaluate(T, full, lam2, pi2, choices=True, fixed_n=n_plan)
-            try_plan(n_plan, best2, kk2, v2, second2, lam2, pi2)
+            try_plan(n_plan, lam2, pi2)
         assert best_plan is not None
         bound = sb.bound
         if best_plan[0][1] < math.inf:
