@@ -81,14 +81,20 @@ def lower_envelope(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray
     """The lower envelope over ρ ≥ 0 of the lines ``a[i] + ρ·b[i]`` (``a`` may hold inf: no line):
     ``(breaks, lines)`` such that line ``lines[j]`` is least on ``[breaks[j-1], breaks[j])`` (the
     first from 0, the last to infinity); None where every ``a`` is inf."""
-    return window_envelopes(a, b, np.zeros(1, dtype=np.int64), np.array([len(a) - 1]))[0]
+    first, multi = window_envelopes(a, b, np.zeros(1, dtype=np.int64), np.array([len(a) - 1]))
+    if multi:
+        return multi[0][1], multi[0][2]
+    return None if first[0] < 0 else (np.zeros(0), first[:1])
 
 
-def window_envelopes(a: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list:
+def window_envelopes(a: np.ndarray, b: np.ndarray, lo: np.ndarray,
+                     hi: np.ndarray) -> tuple[np.ndarray, list[tuple[int, np.ndarray, np.ndarray]]]:
     """:func:`lower_envelope` of the lines ``k`` in each window ``lo[w] ≤ k ≤ hi[w]``, all windows
     at once: the lines are sorted once by (slope, intercept); in each window a line is kept only if
     its intercept is below every flatter line's (a running minimum over the sorted lines, one array
-    operation for all windows); the few kept form the envelope (a stack, flattest last)."""
+    operation for all windows); the few kept form the envelope (a stack, flattest last). Returns
+    per window the line least at ρ = 0 (-1: no line) and, for the windows whose envelope has more
+    than one line, ``(w, breaks, lines)``."""
     S = len(a)
     order = np.lexsort((a, b))
     ao, bo = a[order], b[order]
@@ -97,15 +103,12 @@ def window_envelopes(a: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarra
     icpt = np.where(inside, ao[None, :], np.inf)
     prev = np.minimum.accumulate(np.concatenate([np.full((len(icpt), 1), np.inf), icpt[:, :-1]], axis=1), axis=1)
     keep = icpt < prev  # finite, and below every flatter (or equally steep, earlier) line of the window
-    out: list = []
-    for w in range(len(icpt)):
+    count = keep.sum(axis=1)
+    last = S - 1 - np.argmax(keep[:, ::-1], axis=1)  # the steepest kept: least at ρ = 0
+    first = np.where(count > 0, order[last], -1)
+    multi = []
+    for w in np.flatnonzero(count > 1).tolist():
         kept = np.flatnonzero(keep[w])
-        if not len(kept):
-            out.append(None)
-            continue
-        if len(kept) == 1:
-            out.append((np.zeros(0), order[kept]))
-            continue
         ka, kb = ao[kept].tolist(), bo[kept].tolist()
         # from the steepest (least at ρ = 0) to the flattest: each next line overtakes at ρ = x
         st_l, st_x = [len(kept) - 1], [0.0]
@@ -120,8 +123,8 @@ def window_envelopes(a: np.ndarray, b: np.ndarray, lo: np.ndarray, hi: np.ndarra
                 break
             st_l.append(j)
             st_x.append(x)
-        out.append((np.asarray(st_x[1:]), order[kept[np.asarray(st_l)]]))
-    return out
+        multi.append((w, np.asarray(st_x[1:]), order[kept[np.asarray(st_l)]]))
+    return first, multi
 
 
 class _Slots:
@@ -227,15 +230,14 @@ def _choose(T: _Slots, V: _View, a: np.ndarray, lam: np.ndarray) -> tuple[np.nda
     for d, (qi, e, r, rho, lo, hi, starts, ends) in enumerate(V.per_d):
         if not len(qi):
             continue
-        ks = np.zeros(len(qi), dtype=np.int64)
-        none = np.zeros(len(qi), dtype=bool)
-        envs = window_envelopes(a[d], lam[d], lo, hi)
-        for env, s0, s1 in zip(envs, starts.tolist(), ends.tolist()):
-            if env is None:
-                none[s0:s1] = True
-                continue
-            br, ln = env
-            ks[s0:s1] = ln[np.searchsorted(br, rho[s0:s1], side="right")] if len(br) else ln[0]
+        first, multi = window_envelopes(a[d], lam[d], lo, hi)
+        # a window whose envelope is one line gives all its rows that slot (-1: no line)
+        ks = np.repeat(first, ends - starts)
+        for w, br, ln in multi:
+            s0, s1 = int(starts[w]), int(ends[w])
+            ks[s0:s1] = ln[np.searchsorted(br, rho[s0:s1], side="right")]
+        none = ks < 0
+        ks[none] = 0
         with np.errstate(invalid="ignore"):
             v = e * a[d, ks] + r * lam[d, ks]
         v[none] = np.inf
@@ -244,18 +246,29 @@ def _choose(T: _Slots, V: _View, a: np.ndarray, lam: np.ndarray) -> tuple[np.nda
     return Vc, Kc
 
 
+def _least_two(Vc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per column of ``Vc`` the row of the least value, that value and the second least (inf with
+    one row): a pass per row (faster than argmin and partition across the rows)."""
+    best_v = Vc[0].copy()
+    best = np.zeros(Vc.shape[1], dtype=np.int64)
+    second = np.full(Vc.shape[1], np.inf)
+    for d in range(1, len(Vc)):
+        v = Vc[d]
+        lower = v < best_v
+        np.minimum(second, np.where(lower, best_v, v), out=second)
+        best[lower] = d
+        np.minimum(best_v, v, out=best_v)
+    return best, best_v, second
+
+
 def _price_view(T: _Slots, V: _View, a: np.ndarray, lam: np.ndarray, pos: np.ndarray):
     """:func:`_price_direct` for the rows at positions ``pos`` of ``V`` through the envelopes over
     the bound's (wider) windows; a row whose choice does not fit inside its slot on its deployment
     (an edge of its window) is priced directly."""
     Vc, Kc = _choose(T, V, a, lam)
     Vc, Kc = Vc[:, pos], Kc[:, pos]
-    n = len(pos)
-    col = np.arange(n)
-    best = Vc.argmin(axis=0)
-    v = Vc[best, col]
-    k = Kc[best, col].astype(np.int64)
-    second = np.partition(Vc, 1, axis=0)[1] if T.n_d > 1 else np.full(n, np.inf)
+    best, v, second = _least_two(Vc)
+    k = Kc[best, np.arange(len(pos))].astype(np.int64)
     has = np.isfinite(v)
     d = np.where(has, best, -1)
     k = np.where(has, k, -1)
@@ -276,10 +289,8 @@ def _evaluate(T: _Slots, V: _View, lam: np.ndarray, pi: np.ndarray, *, choices: 
     ``fixed_n`` the instances are those (the value is then a bound only for plans with them)."""
     n = len(V.rows)
     Vc, Kc = _choose(T, V, T.a0 + pi[T.pool_of], lam)
-    best = Vc.argmin(axis=0)
-    col = np.arange(n)
-    v = Vc[best, col]
-    kk = Kc[best, col].astype(np.int64)
+    best, v, second = _least_two(Vc)
+    kk = Kc[best, np.arange(n)].astype(np.int64)
     x_part = V.wt * float(v.sum())
     gain = T.lanes * (lam @ T.dt) - T.inst_cost
     if T.idle:
@@ -304,7 +315,6 @@ def _evaluate(T: _Slots, V: _View, lam: np.ndarray, pi: np.ndarray, *, choices: 
         T.cuts.append((x_part - float(np.sum(pi[capped] * T.cap_j)), gain.copy()))
     out = (L, g_lam, g_pi, n_inst)
     if choices:
-        second = np.partition(Vc, 1, axis=0)[1] if T.n_d > 1 else np.full(n, np.inf)
         return (*out, best, kk, v, second, load)
     return out
 
@@ -436,20 +446,6 @@ def slot_bound(problem: Problem, *, rel_tol: float = 1e-7, max_iter: int = 200, 
     sb.state = sb_extra  # type: ignore[attr-defined]
     sb.sample = stages[-1] if stages else full  # type: ignore[attr-defined]
     return sb, T, full
-
-
-def _prices_for(T: _Slots, V: _View, sb: SlotBound, n_plan: np.ndarray, *, deadline: float | None,
-                say: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray]:
-    """Prices for the plan's instances ``n_plan``: L maximised with the instances fixed (from the
-    bound's prices). The bound's prices weigh a mix of instance sets where instances are lumpy;
-    these weigh the set the plan has, so the fill that follows them wastes less."""
-    theta, active, scale = sb.state  # type: ignore[attr-defined]
-    theta, _, _, _, _ = _bundle(T, V, theta, active, scale, 0.05, rel_tol=1e-7, max_iter=FULL_ITERATIONS, deadline=deadline,
-                             say=say, fixed_n=n_plan)
-    n_lam = T.n_d * T.S
-    pi = np.zeros((T.n_p, T.S))
-    pi[T.capped] = theta[n_lam:].reshape(len(T.capped), T.S)
-    return theta[:n_lam].reshape(T.n_d, T.S), pi
 
 
 def _option_patterns(T: _Slots, rows: np.ndarray) -> np.ndarray:
@@ -843,7 +839,6 @@ def _instance_search(T: _Slots, full: _View, sb: SlotBound, bound: float, upper:
     patterns = _option_patterns(T, full.rows)
     theta, active, scale = sb.state  # type: ignore[attr-defined]
     sample = sb.sample  # type: ignore[attr-defined]
-    tried: set[tuple[int, ...]] = set()
     sampled: set[tuple[int, ...]] = set()
     full_done: set[tuple[int, ...]] = set()
     for rnd in range(MASTER_ROUNDS):
@@ -860,19 +855,18 @@ def _instance_search(T: _Slots, full: _View, sb: SlotBound, bound: float, upper:
             full_done.add(key)
             th, _, _, _, Ln = _bundle(T, full, theta, active, scale, 0.05, rel_tol=1e-7, max_iter=FULL_ITERATIONS,
                                       deadline=stop, say=say, fixed_n=n)
-            say(f"slots: bound with instances {key} fixed: {Ln:.8g}")
-            continue
-        sampled.add(key)
-        # prices for n on the sample (the bound's last stage), then one pass over every query: a cut at n
-        th, _, _, _, _ = _bundle(T, sample, theta, active, scale, 0.05, rel_tol=1e-7, max_iter=MASTER_ITERATIONS,
-                                 deadline=stop, say=say, fixed_n=n)
+        else:  # prices for n on the sample (the bound's last stage), then one pass over every query: a cut at n
+            sampled.add(key)
+            th, _, _, _, _ = _bundle(T, sample, theta, active, scale, 0.05, rel_tol=1e-7, max_iter=MASTER_ITERATIONS,
+                                     deadline=stop, say=say, fixed_n=n)
+            Ln = math.nan
         n_lam = T.n_d * T.S
         lam = th[:n_lam].reshape(T.n_d, T.S)
         pi = np.zeros((T.n_p, T.S))
         pi[T.capped] = th[n_lam:].reshape(len(T.capped), T.S)
-        Ln = _evaluate(T, full, lam, pi, fixed_n=n)[0]  # a cut at n (full views record theirs)
-        if Ln < ub * (1 - limits.mip_rel_gap) and key not in tried:
-            tried.add(key)
+        if math.isnan(Ln):
+            Ln = _evaluate(T, full, lam, pi, fixed_n=n)[0]  # a cut at n (full views record theirs)
+        if Ln < ub * (1 - limits.mip_rel_gap):  # a plan with n may beat the best one
             try_plan(n.copy(), lam, pi)
     return bound
 
@@ -901,7 +895,6 @@ class SlottedMethod(Method):
         if T.idle:  # instances cost their idle draw all day: also the fewest that hold the chosen work over the horizon
             candidates += [_fewest_instances(T, load), _covering_instances(T, rows)]
         best_plan = None
-        deadline = limits.deadline()
 
         def try_plan(n_plan, lam, pi):
             """A plan with the instances ``n_plan`` filled at the prices (λ, π), a little lowered: at
@@ -920,12 +913,6 @@ class SlottedMethod(Method):
 
         for n_plan in candidates:
             try_plan(n_plan, sb.lam, sb.pi)
-        assert best_plan is not None
-        if best_plan[0][1] < math.inf and relative_gap(best_plan[0][1], sb.bound) > limits.mip_rel_gap:
-            # prices for the instances the best plan has, and its fill again at them
-            n_plan = best_plan[1]
-            lam2, pi2 = _prices_for(T, full, sb, n_plan, deadline=deadline, say=progress)
-            try_plan(n_plan, lam2, pi2)
         assert best_plan is not None
         bound = sb.bound
         if best_plan[0][1] < math.inf:
