@@ -63,6 +63,8 @@ __all__ = ["SlottedMethod", "SlotBound", "slot_bound", "lower_envelope"]
 DIRECT_BLOCK = 4096
 #: rows of the sample the prices are first found on, per stage (a batch more than twice as large)
 SAMPLES = (20_000, 100_000)
+#: bundle iterations at most per sample stage (its prices are a start for the next stage)
+SAMPLE_ITERATIONS = 60
 #: bundle iterations on every query after the samples' prices (and for the plan's own instances)
 FULL_ITERATIONS = 30
 #: lanes of one (deployment, slot) from which queries are packed a round at a time
@@ -71,6 +73,8 @@ ROUND_MIN_LANES = 16
 MASTER_ROUNDS = 20
 #: bundle iterations per master round
 MASTER_ITERATIONS = 15
+#: rounds of the instance master in a row that move neither the bound nor the plan before it stops
+MASTER_STALL = 4
 #: the instance master's bound is kept this much (relative) below HiGHS's value, for its tolerances
 MASTER_SLACK = 1e-5
 #: the plan fills at this share of the prices (:func:`SlottedMethod.solve`'s ``try_plan``)
@@ -426,8 +430,9 @@ def slot_bound(problem: Problem, *, rel_tol: float = 1e-7, max_iter: int = 200, 
     theta, active = np.zeros(m), np.zeros(m, dtype=bool)
     delta, iters = 1.0, 0
     for St in stages:
-        theta, active, it_s, _, _ = _bundle(T, St, theta, active, scale, delta, rel_tol=1e-6, max_iter=max_iter,
-                                         deadline=deadline, say=say)
+        theta, active, it_s, _, _ = _bundle(T, St, theta, active, scale, delta, rel_tol=1e-6,
+                                            max_iter=min(max_iter, SAMPLE_ITERATIONS),
+                                            deadline=deadline, say=say)
         say(f"slots: prices from a sample of {len(St.rows)} queries after {it_s} iterations")
         delta, iters = 0.05, iters + it_s
     # on every query: from the samples' prices, a few iterations (each a pass over every option)
@@ -497,7 +502,7 @@ def _instance_master(T: _Slots, patterns: np.ndarray) -> tuple[float, np.ndarray
     res = milp(c, constraints=LinearConstraint(np.array(rows), lo_b, hi_b),
                integrality=np.r_[np.ones(n_d), 0.0],
                bounds=Bounds(np.r_[np.zeros(n_d), -np.inf], np.r_[hi.astype(float), np.inf]),
-               options={"mip_rel_gap": 0.0, "presolve": True})
+               options={"mip_rel_gap": 0.0, "presolve": False})  # presolve on prints a debug line at times
     if res.status == 2:  # infeasible: no instance vector serves every query within the fleet
         return math.inf, None
     if res.x is None:  # pragma: no cover - a MILP of ~20 integers solves
@@ -839,8 +844,9 @@ def _instance_search(T: _Slots, full: _View, sb: SlotBound, bound: float, upper:
     patterns = _option_patterns(T, full.rows)
     theta, active, scale = sb.state  # type: ignore[attr-defined]
     sample = sb.sample  # type: ignore[attr-defined]
-    sampled: set[tuple[int, ...]] = set()
+    sampled: dict[tuple[int, ...], np.ndarray] = {}
     full_done: set[tuple[int, ...]] = set()
+    stalled, last, last_ub = 0, -math.inf, math.inf
     for rnd in range(MASTER_ROUNDS):
         lb, n = _instance_master(T, patterns)
         bound = max(bound, lb)
@@ -848,6 +854,10 @@ def _instance_search(T: _Slots, full: _View, sb: SlotBound, bound: float, upper:
         say(f"slots: instance master round {rnd}: bound {bound:.8g}, plan {ub:.8g}, gap {relative_gap(ub, bound):.4%}")
         if n is None or relative_gap(ub, bound) <= limits.mip_rel_gap or (stop is not None and time.perf_counter() > stop):
             break
+        stalled = stalled + 1 if bound <= last * (1 + 1e-9) and ub >= last_ub else 0
+        if stalled >= MASTER_STALL:  # neither the bound nor the plan moved for that many rounds
+            break
+        last, last_ub = max(last, bound), min(last_ub, ub)
         key = tuple(n.tolist())
         if key in full_done:  # its bound with these instances has converged: the gap is the plan's
             break
@@ -856,9 +866,9 @@ def _instance_search(T: _Slots, full: _View, sb: SlotBound, bound: float, upper:
             th, _, _, _, Ln = _bundle(T, full, theta, active, scale, 0.05, rel_tol=1e-7, max_iter=FULL_ITERATIONS,
                                       deadline=stop, say=say, fixed_n=n)
         else:  # prices for n on the sample (the bound's last stage), then one pass over every query: a cut at n
-            sampled.add(key)
             th, _, _, _, _ = _bundle(T, sample, theta, active, scale, 0.05, rel_tol=1e-7, max_iter=MASTER_ITERATIONS,
                                      deadline=stop, say=say, fixed_n=n)
+            sampled[key] = th
             Ln = math.nan
         n_lam = T.n_d * T.S
         lam = th[:n_lam].reshape(T.n_d, T.S)
@@ -914,9 +924,8 @@ class SlottedMethod(Method):
         for n_plan in candidates:
             try_plan(n_plan, sb.lam, sb.pi)
         assert best_plan is not None
-        bound = sb.bound
-        if best_plan[0][1] < math.inf:
-            bound = _instance_search(T, full, sb, bound, lambda: best_plan[0][1], try_plan, limits, progress)
+        # also without a plan yet: the instance vectors the master names are planned too
+        bound = _instance_search(T, full, sb, sb.bound, lambda: best_plan[0][1], try_plan, limits, progress)
         _, n_plan, blocked, dep, lane, start, unplaced = best_plan
         solver_s = time.perf_counter() - t0
         if unplaced:
@@ -935,7 +944,7 @@ class SlottedMethod(Method):
             # no plan costs more than every query on its dearest option in its dearest slot, every instance on
             dearest = float(np.sum(np.max(np.where(T.ok, T.E, 0.0), axis=1))) * float(T.a0.max())
             dearest += float(np.sum(np.maximum(T.inst_cost, 0) * T.max_inst))
-            status = Status.INFEASIBLE if sb.bound > dearest * (1 + 1e-9) + 1e-12 else Status.NO_SOLUTION
+            status = Status.INFEASIBLE if bound > dearest * (1 + 1e-9) + 1e-12 else Status.NO_SOLUTION
             return Choice.none(self.name, "-", status, Termination.NO_SOLUTION, bound, BoundSource.LAGRANGIAN,
                                solver_s=solver_s, message=msg)
         return Choice(self.name, "-", Status.FEASIBLE, Termination.FEASIBLE, bound, BoundSource.LAGRANGIAN,
