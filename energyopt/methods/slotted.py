@@ -20,11 +20,23 @@ instances worth most at those prices (a bounded knapsack, as in :mod:`.decompose
 L(λ, π) is a lower bound for any prices; a proximal bundle method maximises it over the prices
 of the rows that ever run over (the others stay 0, which keeps L a bound). For a (query,
 deployment) pair the least priced slot is the lower envelope of S lines in the ratio r/e:
-queries are sorted once per deployment by (slot window, r/e), and each evaluation builds one
-envelope per deployment and window and looks the ratios up in it — no (queries × deployments ×
-slots) array is made.
+queries are sorted once per deployment by (slot window, r/e), and each evaluation builds the
+envelopes of every window of a deployment at once (:func:`window_envelopes`) and looks the ratios
+up in them — no (queries × deployments × slots) array is made.
 
-**Plan.** At the best prices every query takes its least priced (deployment, slot); each
+**Whole instances.** The knapsack in L is integer, but maximising L over the prices gives the
+relaxation in which the instance vector is a mix of integer ones (1.3 instances of one LLM and
+0.7 of another on two H200s): that left gaps of 2–8 %. Every evaluation of L on every query at
+(λ, π) is also a cut ``V(n) ≥ α − gain·n`` on the bound V(n) of the plans with instance vector n
+(α: L's query part less the priced caps; gain: what an instance of each deployment is worth at
+those prices). The *instance master* (:func:`_instance_master`, a MILP with one integer per
+deployment: pools' devices, fleet deployments' instances, an instance for each query's options)
+finds the n of least ``max`` over the cuts; its value bounds every plan. The bundle with n fixed
+(on the sample, then once on every query) adds cuts at n, and a plan with n is tried, until the
+master's value is within the gap of the best plan (Benders over n; :func:`_instance_search`).
+
+**Plan.** At the prices (a little lowered, so that queries the prices leave tied between a
+priced cell and an unpriced one take the priced one) every query takes its least priced (deployment, slot); each
 (deployment, slot) keeps the queries whose second choice is dearest (largest regret) up to its
 lane-seconds, each capped (pool, slot) up to its joules; the others are priced again among the
 slots not full, until every query has a place. A query is placed *inside one slot*: it starts at
@@ -34,8 +46,8 @@ plan never spans a slot edge and a query longer than the slots has no slotted op
 on the lane free first); a query that does not fit is moved to the cheapest slot and deployment
 with room on a lane, within its window and the caps.
 
-The gap is between that plan's objective (:meth:`~energyopt.timeslots.SlotPrices.plan_value`)
-and the best L found, so it is proven.
+The gap is between the best plan's objective (:meth:`~energyopt.timeslots.SlotPrices.plan_value`)
+and the larger of the best L and the master's value, so it is proven.
 """
 
 from __future__ import annotations
@@ -75,6 +87,10 @@ MASTER_ROUNDS = 20
 MASTER_ITERATIONS = 15
 #: rounds of the instance master in a row that move neither the bound nor the plan before it stops
 MASTER_STALL = 4
+#: the instance search stops after this share of the bound's time, plus MASTER_MIN_S [s] (or half
+#: of what the time limit leaves, if less)
+MASTER_TIME_SHARE = 1.5
+MASTER_MIN_S = 2.0
 #: the instance master's bound is kept this much (relative) below HiGHS's value, for its tolerances
 MASTER_SLACK = 1e-5
 #: the plan fills at this share of the prices (:func:`SlottedMethod.solve`'s ``try_plan``)
@@ -837,10 +853,13 @@ def _instance_search(T: _Slots, full: _View, sb: SlotBound, bound: float, upper:
     (:func:`_instance_master`) names the instance vector n of least bound; the bundle with the
     instances fixed at n adds cuts there (each evaluation is a cut for every n); where L at n is
     below the best plan's value, a plan with n is tried. Until the master's value is within the
-    gap of the best plan, the time is half gone, or ``MASTER_ROUNDS``. Returns the bound."""
+    gap of the best plan, its time is up (``MASTER_TIME_SHARE``), ``MASTER_STALL`` rounds move
+    nothing, or ``MASTER_ROUNDS``. Returns the bound."""
     t0 = time.perf_counter()
     left = limits.remaining_s()
-    stop = None if left is None else t0 + left / 2
+    stop = t0 + MASTER_TIME_SHARE * sb.time_s + MASTER_MIN_S
+    if left is not None:
+        stop = min(stop, t0 + left / 2)
     patterns = _option_patterns(T, full.rows)
     theta, active, scale = sb.state  # type: ignore[attr-defined]
     sample = sb.sample  # type: ignore[attr-defined]
@@ -852,7 +871,7 @@ def _instance_search(T: _Slots, full: _View, sb: SlotBound, bound: float, upper:
         bound = max(bound, lb)
         ub = upper()
         say(f"slots: instance master round {rnd}: bound {bound:.8g}, plan {ub:.8g}, gap {relative_gap(ub, bound):.4%}")
-        if n is None or relative_gap(ub, bound) <= limits.mip_rel_gap or (stop is not None and time.perf_counter() > stop):
+        if n is None or relative_gap(ub, bound) <= limits.mip_rel_gap or time.perf_counter() > stop:
             break
         stalled = stalled + 1 if bound <= last * (1 + 1e-9) and ub >= last_ub else 0
         if stalled >= MASTER_STALL:  # neither the bound nor the plan moved for that many rounds
