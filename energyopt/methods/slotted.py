@@ -89,7 +89,7 @@ MASTER_ITERATIONS = 15
 MASTER_STALL = 4
 #: the instance search stops after this share of the bound's time, plus MASTER_MIN_S [s] (or half
 #: of what the time limit leaves, if less)
-MASTER_TIME_SHARE = 1.5
+MASTER_TIME_SHARE = 3.0
 MASTER_MIN_S = 2.0
 #: the instance master's bound is kept this much (relative) below HiGHS's value, for its tolerances
 MASTER_SLACK = 1e-5
