@@ -68,7 +68,7 @@ from ..solvers import Solver
 from . import Choice, Limits, Method, Progress
 from .decompose import instances_at_prices
 
-__all__ = ["SlottedMethod", "SlotBound", "slot_bound", "lower_envelope"]
+__all__ = ["SlottedMethod", "SlotBound", "slot_bound", "lower_envelope", "window_envelopes"]
 
 #: queries priced at a time when slots are priced directly (the plan's re-pricing): a block's
 #: (queries × deployments × slots) array stays small
