@@ -84,7 +84,9 @@ ROUND_MIN_LANES = 16
 #: rounds of the instance master (each a bundle with the instances fixed, and maybe a plan)
 MASTER_ROUNDS = 20
 #: bundle iterations per master round
-MASTER_ITERATIONS = 15
+MASTER_ITERATIONS = 8
+#: bundle iterations on every query in the bound, after the samples (the instance search follows)
+BOUND_FULL_ITERATIONS = 10
 #: rounds of the instance master in a row that move neither the bound nor the plan before it stops
 MASTER_STALL = 4
 #: the instance search stops after this share of the bound's time, plus MASTER_MIN_S [s] (or half
@@ -453,7 +455,7 @@ def slot_bound(problem: Problem, *, rel_tol: float = 1e-7, max_iter: int = 200, 
         delta, iters = 0.05, iters + it_s
     # on every query: from the samples' prices, a few iterations (each a pass over every option)
     theta, active, it, converged, _ = _bundle(T, full, theta, active, scale, delta, rel_tol=rel_tol,
-                                           max_iter=max_iter if not stages else FULL_ITERATIONS, deadline=deadline, say=say)
+                                           max_iter=max_iter if not stages else BOUND_FULL_ITERATIONS, deadline=deadline, say=say)
     lam = theta[:n_lam].reshape(T.n_d, T.S)
     pi = np.zeros((T.n_p, T.S))
     pi[T.capped] = theta[n_lam:].reshape(len(T.capped), T.S)
