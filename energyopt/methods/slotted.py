@@ -447,11 +447,13 @@ def slot_bound(problem: Problem, *, rel_tol: float = 1e-7, max_iter: int = 200, 
                             np.full(m - n_lam, float(np.median(T.a0)) or 1.0)])
     theta, active = np.zeros(m), np.zeros(m, dtype=bool)
     delta, iters = 1.0, 0
+    samples_converged = True
     for St in stages:
-        theta, active, it_s, _, _ = _bundle(T, St, theta, active, scale, delta, rel_tol=1e-6,
+        theta, active, it_s, conv_s, _ = _bundle(T, St, theta, active, scale, delta, rel_tol=1e-6,
                                             max_iter=min(max_iter, SAMPLE_ITERATIONS),
                                             deadline=deadline, say=say)
         say(f"slots: prices from a sample of {len(St.rows)} queries after {it_s} iterations")
+        samples_converged = samples_converged and conv_s
         delta, iters = 0.05, iters + it_s
     # on every query: from the samples' prices, a few iterations (each a pass over every option)
     theta, active, it, converged, _ = _bundle(T, full, theta, active, scale, delta, rel_tol=rel_tol,
@@ -468,7 +470,22 @@ def slot_bound(problem: Problem, *, rel_tol: float = 1e-7, max_iter: int = 200, 
     sb = SlotBound(L, lam, pi, iters + it, time.perf_counter() - t0, converged)
     sb.state = sb_extra  # type: ignore[attr-defined]
     sb.sample = stages[-1] if stages else full  # type: ignore[attr-defined]
+    sb.samples_converged = samples_converged  # type: ignore[attr-defined]
     return sb, T, full
+
+
+def _prices_for(T: _Slots, V: _View, sb: SlotBound, n_plan: np.ndarray, *, deadline: float | None,
+                say: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray]:
+    """Prices for the plan's instances ``n_plan``: L maximised with the instances fixed (from the
+    bound's prices). The bound's prices weigh a mix of instance sets where instances are lumpy;
+    these weigh the set the plan has, so the fill that follows them wastes less."""
+    theta, active, scale = sb.state  # type: ignore[attr-defined]
+    theta, _, _, _, _ = _bundle(T, V, theta, active, scale, 0.05, rel_tol=1e-7, max_iter=FULL_ITERATIONS,
+                                deadline=deadline, say=say, fixed_n=n_plan)
+    n_lam = T.n_d * T.S
+    pi = np.zeros((T.n_p, T.S))
+    pi[T.capped] = theta[n_lam:].reshape(len(T.capped), T.S)
+    return theta[:n_lam].reshape(T.n_d, T.S), pi
 
 
 def _option_patterns(T: _Slots, rows: np.ndarray) -> np.ndarray:
@@ -945,8 +962,17 @@ class SlottedMethod(Method):
         for n_plan in candidates:
             try_plan(n_plan, sb.lam, sb.pi)
         assert best_plan is not None
-        # also without a plan yet: the instance vectors the master names are planned too
-        bound = _instance_search(T, full, sb, sb.bound, lambda: best_plan[0][1], try_plan, limits, progress)
+        bound = sb.bound
+        if sb.samples_converged:
+            # also without a plan yet: the instance vectors the master names are planned too
+            bound = _instance_search(T, full, sb, sb.bound, lambda: best_plan[0][1], try_plan, limits, progress)
+        elif best_plan[0][1] < math.inf and relative_gap(best_plan[0][1], sb.bound) > limits.mip_rel_gap:
+            # the samples' prices did not converge (1,000,000 queries: the gap is then mostly the
+            # prices', and the master's cuts, no better than them, did not move it): prices for the
+            # instances the best plan has, and its fill again at them
+            n_plan = best_plan[1]
+            lam2, pi2 = _prices_for(T, full, sb, n_plan, deadline=limits.deadline(), say=progress)
+            try_plan(n_plan, lam2, pi2)
         _, n_plan, blocked, dep, lane, start, unplaced = best_plan
         solver_s = time.perf_counter() - t0
         if unplaced:
