@@ -509,7 +509,8 @@ def _instance_master(T: _Slots, patterns: np.ndarray) -> tuple[float, np.ndarray
         return -math.inf, None
     alpha = np.array([c[0] for c in T.cuts])
     G = np.array([c[1] for c in T.cuts])
-    unit = max(float(np.min(np.abs(alpha))), 1e-300)  # about the objective's size: the values near 1
+    # about the objective's size, so that the values are near 1 (prices may be negative: α near 0)
+    unit = max(float(np.median(np.abs(alpha))), float(np.max(np.abs(alpha))) * 1e-6, 1e-300)
     n_d = T.n_d
     hi = np.minimum(T.max_inst, np.array([T.pools[int(T.pool_of[d])][0] // max(int(T.k[d]), 1) for d in range(n_d)]))
     rows, lo_b, hi_b = [], [], []
