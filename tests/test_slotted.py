@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 
 import numpy as np
@@ -14,7 +15,7 @@ from oracles import slotted_brute_force
 from energyopt.check import check_plan
 from energyopt.errors import DataError
 from energyopt.fleet import fleet_from_dict
-from energyopt.methods.slotted import lower_envelope
+from energyopt.methods.slotted import _instance_master, _option_patterns, _Slots, lower_envelope, window_envelopes
 from energyopt.plan import plan
 from energyopt.signals import Signals
 
@@ -240,3 +241,54 @@ def test_a_pool_without_deployments_does_not_break_planning_per_slot():
     wl = _workload(np.random.default_rng(3), 4)
     s = plan(wl, fl, make_models(TWO_LLM_MODELS), objective="carbon", signals=_signals([100.0, 300.0, 200.0]))
     assert s.status.has_plan and not s.check_violations
+
+
+def test_window_envelopes_against_evaluation():
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        S = int(rng.integers(1, 10))
+        a = rng.uniform(0, 5, S)
+        b = rng.choice([0.0, 0.5, 1.0, 2.0, 3.3], S) * rng.choice([0.0, 1.0])
+        a[rng.random(S) < 0.2] = np.inf
+        lo = rng.integers(0, S, 4)
+        hi = np.minimum(lo + rng.integers(0, S, 4), S - 1)
+        first, multi = window_envelopes(a, b, lo, hi)
+        envs = {w: (br, ln) for w, br, ln in multi}
+        for w in range(4):
+            inside = np.full(S, np.inf)
+            inside[lo[w]:hi[w] + 1] = a[lo[w]:hi[w] + 1]
+            if not np.isfinite(inside).any():
+                assert first[w] == -1 and w not in envs
+                continue
+            br, ln = envs.get(w, (np.zeros(0), np.array([first[w]])))
+            assert ln[0] == first[w] and np.all(np.diff(br) > 0)
+            for rho in np.r_[rng.uniform(0, 10, 10), br, 0.0]:
+                k = ln[np.searchsorted(br, rho, side="right")]
+                assert lo[w] <= k <= hi[w]
+                assert inside[k] + rho * b[k] == pytest.approx(np.min(inside + rho * b), abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_instance_master_against_enumeration(seed):
+    """The master's value is the least over every instance vector the fleet allows (devices per
+    pool, an instance for each query's options) of the largest cut, as enumeration finds it."""
+    rng = np.random.default_rng(seed)
+    wl = _workload(rng, 5)
+    s = plan(wl, _fleet(None), make_models(TWO_LLM_MODELS), objective="carbon", signals=_signals([100.0, 50.0, 300.0]))
+    T = _Slots(s.problem)
+    rows = np.flatnonzero(T.ok.any(axis=1))
+    patterns = _option_patterns(T, rows)
+    T.cuts = [(float(rng.uniform(1, 3)), rng.uniform(-0.5, 1.0, T.n_d)) for _ in range(int(rng.integers(1, 6)))]
+    value, n = _instance_master(T, patterns)
+    best = np.inf
+    for cand in itertools.product(*[range(0, 3) for _ in range(T.n_d)]):
+        nn = np.array(cand)
+        if any(int((T.k[ds] * nn[ds]).sum()) > cnt for cnt, ds in T.pools):
+            continue
+        if any(nn[m].sum() > T.max_inst[m[0]] for m in T.groups) or any(not nn[p].any() for p in patterns):
+            continue
+        best = min(best, max(al - g @ nn for al, g in T.cuts))
+    assert n is not None
+    assert value <= best + 1e-12  # a bound: never above the least
+    assert value >= best - 1e-4 * abs(best)  # and the least, but for the solver's tolerance
+    assert max(al - g @ n for al, g in T.cuts) == pytest.approx(best, rel=1e-6, abs=1e-9)

@@ -20,11 +20,23 @@ instances worth most at those prices (a bounded knapsack, as in :mod:`.decompose
 L(λ, π) is a lower bound for any prices; a proximal bundle method maximises it over the prices
 of the rows that ever run over (the others stay 0, which keeps L a bound). For a (query,
 deployment) pair the least priced slot is the lower envelope of S lines in the ratio r/e:
-queries are sorted once per deployment by (slot window, r/e), and each evaluation builds one
-envelope per deployment and window and looks the ratios up in it — no (queries × deployments ×
-slots) array is made.
+queries are sorted once per deployment by (slot window, r/e), and each evaluation builds the
+envelopes of every window of a deployment at once (:func:`window_envelopes`) and looks the ratios
+up in them — no (queries × deployments × slots) array is made.
 
-**Plan.** At the best prices every query takes its least priced (deployment, slot); each
+**Whole instances.** The knapsack in L is integer, but maximising L over the prices gives the
+relaxation in which the instance vector is a mix of integer ones (1.3 instances of one LLM and
+0.7 of another on two H200s): that left gaps of 2–8 %. Every evaluation of L on every query at
+(λ, π) is also a cut ``V(n) ≥ α − gain·n`` on the bound V(n) of the plans with instance vector n
+(α: L's query part less the priced caps; gain: what an instance of each deployment is worth at
+those prices). The *instance master* (:func:`_instance_master`, a MILP with one integer per
+deployment: pools' devices, fleet deployments' instances, an instance for each query's options)
+finds the n of least ``max`` over the cuts; its value bounds every plan. The bundle with n fixed
+(on the sample, then once on every query) adds cuts at n, and a plan with n is tried, until the
+master's value is within the gap of the best plan (Benders over n; :func:`_instance_search`).
+
+**Plan.** At the prices (a little lowered, so that queries the prices leave tied between a
+priced cell and an unpriced one take the priced one) every query takes its least priced (deployment, slot); each
 (deployment, slot) keeps the queries whose second choice is dearest (largest regret) up to its
 lane-seconds, each capped (pool, slot) up to its joules; the others are priced again among the
 slots not full, until every query has a place. A query is placed *inside one slot*: it starts at
@@ -34,8 +46,8 @@ plan never spans a slot edge and a query longer than the slots has no slotted op
 on the lane free first); a query that does not fit is moved to the cheapest slot and deployment
 with room on a lane, within its window and the caps.
 
-The gap is between that plan's objective (:meth:`~energyopt.timeslots.SlotPrices.plan_value`)
-and the best L found, so it is proven.
+The gap is between the best plan's objective (:meth:`~energyopt.timeslots.SlotPrices.plan_value`)
+and the larger of the best L and the master's value, so it is proven.
 """
 
 from __future__ import annotations
@@ -56,45 +68,85 @@ from ..solvers import Solver
 from . import Choice, Limits, Method, Progress
 from .decompose import instances_at_prices
 
-__all__ = ["SlottedMethod", "SlotBound", "slot_bound", "lower_envelope"]
+__all__ = ["SlottedMethod", "SlotBound", "slot_bound", "lower_envelope", "window_envelopes"]
 
 #: queries priced at a time when slots are priced directly (the plan's re-pricing): a block's
 #: (queries × deployments × slots) array stays small
 DIRECT_BLOCK = 4096
 #: rows of the sample the prices are first found on, per stage (a batch more than twice as large)
 SAMPLES = (20_000, 100_000)
+#: bundle iterations at most per sample stage (its prices are a start for the next stage)
+SAMPLE_ITERATIONS = 60
 #: bundle iterations on every query after the samples' prices (and for the plan's own instances)
 FULL_ITERATIONS = 30
 #: lanes of one (deployment, slot) from which queries are packed a round at a time
 ROUND_MIN_LANES = 16
+#: rounds of the instance master (each a bundle with the instances fixed, and maybe a plan)
+MASTER_ROUNDS = 20
+#: bundle iterations per master round
+MASTER_ITERATIONS = 8
+#: bundle iterations on every query in the bound, after the samples (the instance search follows)
+BOUND_FULL_ITERATIONS = 10
+#: rounds of the instance master in a row that move neither the bound nor the plan before it stops
+MASTER_STALL = 4
+#: the instance search stops after this share of the bound's time, plus MASTER_MIN_S [s] (or half
+#: of what the time limit leaves, if less)
+MASTER_TIME_SHARE = 3.0
+MASTER_MIN_S = 2.0
+#: the instance master's bound is kept this much (relative) below HiGHS's value, for its tolerances
+MASTER_SLACK = 1e-5
+#: the plan fills at this share of the prices (:func:`SlottedMethod.solve`'s ``try_plan``)
+FILL_PRICE_SHARE = 0.999
 
 
 def lower_envelope(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """The lower envelope over ρ ≥ 0 of the lines ``a[i] + ρ·b[i]`` (``a`` may hold inf: no line):
     ``(breaks, lines)`` such that line ``lines[j]`` is least on ``[breaks[j-1], breaks[j])`` (the
     first from 0, the last to infinity); None where every ``a`` is inf."""
-    fin = np.isfinite(a)
-    if not fin.any():
-        return None
-    idx = np.flatnonzero(fin)
-    bf = b[idx]
-    if bf.max() == bf.min():
-        return np.zeros(0), np.array([idx[int(np.argmin(a[idx]))]])
-    cur = int(idx[np.lexsort((bf, a[idx]))[0]])  # least at ρ = 0 (then the flatter)
-    lines, breaks = [cur], []
-    rho = 0.0
-    while True:
-        cand = np.flatnonzero(fin & (b < b[cur]))
-        if not len(cand):
-            break
-        x = (a[cand] - a[cur]) / (b[cur] - b[cand])  # where each flatter line meets the current one
-        xm = float(x.min())
-        tied = cand[x <= xm + 1e-12 * max(abs(xm), 1.0)]
-        cur = int(tied[np.argmin(b[tied])])
-        rho = max(xm, rho)
-        breaks.append(rho)
-        lines.append(cur)
-    return np.asarray(breaks), np.asarray(lines)
+    first, multi = window_envelopes(a, b, np.zeros(1, dtype=np.int64), np.array([len(a) - 1]))
+    if multi:
+        return multi[0][1], multi[0][2]
+    return None if first[0] < 0 else (np.zeros(0), first[:1])
+
+
+def window_envelopes(a: np.ndarray, b: np.ndarray, lo: np.ndarray,
+                     hi: np.ndarray) -> tuple[np.ndarray, list[tuple[int, np.ndarray, np.ndarray]]]:
+    """:func:`lower_envelope` of the lines ``k`` in each window ``lo[w] ≤ k ≤ hi[w]``, all windows
+    at once: the lines are sorted once by (slope, intercept); in each window a line is kept only if
+    its intercept is below every flatter line's (a running minimum over the sorted lines, one array
+    operation for all windows); the few kept form the envelope (a stack, flattest last). Returns
+    per window the line least at ρ = 0 (-1: no line) and, for the windows whose envelope has more
+    than one line, ``(w, breaks, lines)``."""
+    S = len(a)
+    order = np.lexsort((a, b))
+    ao, bo = a[order], b[order]
+    pos = np.arange(S)[order]
+    inside = (pos[None, :] >= np.asarray(lo)[:, None]) & (pos[None, :] <= np.asarray(hi)[:, None])
+    icpt = np.where(inside, ao[None, :], np.inf)
+    prev = np.minimum.accumulate(np.concatenate([np.full((len(icpt), 1), np.inf), icpt[:, :-1]], axis=1), axis=1)
+    keep = icpt < prev  # finite, and below every flatter (or equally steep, earlier) line of the window
+    count = keep.sum(axis=1)
+    last = S - 1 - np.argmax(keep[:, ::-1], axis=1)  # the steepest kept: least at ρ = 0
+    first = np.where(count > 0, order[last], -1)
+    multi = []
+    for w in np.flatnonzero(count > 1).tolist():
+        kept = np.flatnonzero(keep[w])
+        ka, kb = ao[kept].tolist(), bo[kept].tolist()
+        # from the steepest (least at ρ = 0) to the flattest: each next line overtakes at ρ = x
+        st_l, st_x = [len(kept) - 1], [0.0]
+        for j in range(len(kept) - 2, -1, -1):
+            while True:
+                t = st_l[-1]
+                x = (ka[j] - ka[t]) / (kb[t] - kb[j])
+                if x <= st_x[-1] and len(st_l) > 1:
+                    st_l.pop()
+                    st_x.pop()
+                    continue
+                break
+            st_l.append(j)
+            st_x.append(x)
+        multi.append((w, np.asarray(st_x[1:]), order[kept[np.asarray(st_l)]]))
+    return first, multi
 
 
 class _Slots:
@@ -133,6 +185,8 @@ class _Slots:
         self.cap_j = sp.cap_w[self.capped, None] * self.dt[None, :]  # [n_capped, S]
         # the slots meeting each query's [release, deadline]: the bound's windows
         self.lo_b = np.clip(np.searchsorted(self.b, self.rel, side="right") - 1, 0, self.S - 1)
+        #: (α, gain) of each evaluation on every query: V(n) ≥ α − gain·n for every instance vector n
+        self.cuts: list[tuple[float, np.ndarray]] = []
         self.hi_b = np.clip(np.searchsorted(self.b, self.due, side="left") - 1, self.lo_b, self.S - 1)
 
     def fits(self, rows: np.ndarray, d: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -155,9 +209,11 @@ class _View:
     """Rows (queries) standing for the batch with weight ``wt``, sorted per deployment by (bound
     window, r/e) for the envelope look-ups."""
 
-    def __init__(self, T: _Slots, rows: np.ndarray, wt: float = 1.0):
+    def __init__(self, T: _Slots, rows: np.ndarray, wt: float = 1.0, exact: bool = False):
         self.rows = rows
         self.wt = wt
+        #: the rows are every served query (weight 1): each evaluation is a cut on the instances
+        self.exact = exact
         self.per_d = []
         key_all = T.lo_b[rows] * (T.S + 1) + T.hi_b[rows]
         for d in range(T.n_d):
@@ -196,15 +252,14 @@ def _choose(T: _Slots, V: _View, a: np.ndarray, lam: np.ndarray) -> tuple[np.nda
     for d, (qi, e, r, rho, lo, hi, starts, ends) in enumerate(V.per_d):
         if not len(qi):
             continue
-        ks = np.zeros(len(qi), dtype=np.int64)
-        none = np.zeros(len(qi), dtype=bool)
-        for lo_g, hi_g, s0, s1 in zip(lo.tolist(), hi.tolist(), starts.tolist(), ends.tolist()):
-            env = lower_envelope(a[d, lo_g:hi_g + 1], lam[d, lo_g:hi_g + 1])
-            if env is None:
-                none[s0:s1] = True
-                continue
-            br, ln = env
-            ks[s0:s1] = ln[np.searchsorted(br, rho[s0:s1], side="right")] + lo_g if len(br) else ln[0] + lo_g
+        first, multi = window_envelopes(a[d], lam[d], lo, hi)
+        # a window whose envelope is one line gives all its rows that slot (-1: no line)
+        ks = np.repeat(first, ends - starts)
+        for w, br, ln in multi:
+            s0, s1 = int(starts[w]), int(ends[w])
+            ks[s0:s1] = ln[np.searchsorted(br, rho[s0:s1], side="right")]
+        none = ks < 0
+        ks[none] = 0
         with np.errstate(invalid="ignore"):
             v = e * a[d, ks] + r * lam[d, ks]
         v[none] = np.inf
@@ -213,18 +268,29 @@ def _choose(T: _Slots, V: _View, a: np.ndarray, lam: np.ndarray) -> tuple[np.nda
     return Vc, Kc
 
 
+def _least_two(Vc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per column of ``Vc`` the row of the least value, that value and the second least (inf with
+    one row): a pass per row (faster than argmin and partition across the rows)."""
+    best_v = Vc[0].copy()
+    best = np.zeros(Vc.shape[1], dtype=np.int64)
+    second = np.full(Vc.shape[1], np.inf)
+    for d in range(1, len(Vc)):
+        v = Vc[d]
+        lower = v < best_v
+        np.minimum(second, np.where(lower, best_v, v), out=second)
+        best[lower] = d
+        np.minimum(best_v, v, out=best_v)
+    return best, best_v, second
+
+
 def _price_view(T: _Slots, V: _View, a: np.ndarray, lam: np.ndarray, pos: np.ndarray):
     """:func:`_price_direct` for the rows at positions ``pos`` of ``V`` through the envelopes over
     the bound's (wider) windows; a row whose choice does not fit inside its slot on its deployment
     (an edge of its window) is priced directly."""
     Vc, Kc = _choose(T, V, a, lam)
     Vc, Kc = Vc[:, pos], Kc[:, pos]
-    n = len(pos)
-    col = np.arange(n)
-    best = Vc.argmin(axis=0)
-    v = Vc[best, col]
-    k = Kc[best, col].astype(np.int64)
-    second = np.partition(Vc, 1, axis=0)[1] if T.n_d > 1 else np.full(n, np.inf)
+    best, v, second = _least_two(Vc)
+    k = Kc[best, np.arange(len(pos))].astype(np.int64)
     has = np.isfinite(v)
     d = np.where(has, best, -1)
     k = np.where(has, k, -1)
@@ -245,10 +311,8 @@ def _evaluate(T: _Slots, V: _View, lam: np.ndarray, pi: np.ndarray, *, choices: 
     ``fixed_n`` the instances are those (the value is then a bound only for plans with them)."""
     n = len(V.rows)
     Vc, Kc = _choose(T, V, T.a0 + pi[T.pool_of], lam)
-    best = Vc.argmin(axis=0)
-    col = np.arange(n)
-    v = Vc[best, col]
-    kk = Kc[best, col].astype(np.int64)
+    best, v, second = _least_two(Vc)
+    kk = Kc[best, np.arange(n)].astype(np.int64)
     x_part = V.wt * float(v.sum())
     gain = T.lanes * (lam @ T.dt) - T.inst_cost
     if T.idle:
@@ -269,9 +333,10 @@ def _evaluate(T: _Slots, V: _View, lam: np.ndarray, pi: np.ndarray, *, choices: 
     if T.idle:
         pe += np.bincount(T.pool_of, weights=n_inst * T.idle_w, minlength=T.n_p)[:, None] * T.dt[None, :]
     g_pi = pe[capped] - T.cap_j
+    if V.exact:  # L(λ, π) with the instances left free: a cut V(n) ≥ α − gain·n (see _instance_master)
+        T.cuts.append((x_part - float(np.sum(pi[capped] * T.cap_j)), gain.copy()))
     out = (L, g_lam, g_pi, n_inst)
     if choices:
-        second = np.partition(Vc, 1, axis=0)[1] if T.n_d > 1 else np.full(n, np.inf)
         return (*out, best, kk, v, second, load)
     return out
 
@@ -355,7 +420,7 @@ def _bundle(T: _Slots, V: _View, theta0: np.ndarray, active0: np.ndarray, scale:
             last_say = now
         if deadline is not None and now > deadline:
             break
-    return center, active, it, converged
+    return center, active, it, converged, Lc
 
 
 def slot_bound(problem: Problem, *, rel_tol: float = 1e-7, max_iter: int = 200, time_limit_s: float | None = None,
@@ -372,7 +437,7 @@ def slot_bound(problem: Problem, *, rel_tol: float = 1e-7, max_iter: int = 200, 
     rng = np.random.default_rng(0)
     stages = [_View(T, np.sort(rng.choice(served, n, replace=False)), len(served) / n)
               for n in sorted(samples) if len(served) > 2 * n]
-    full = _View(T, served)
+    full = _View(T, served, exact=True)
     Vs = stages[0] if stages else full
     # price scales: objective per second of work (λ), objective per J (π)
     fin = np.isfinite(T.E[Vs.rows]) & (T.R[Vs.rows] > 0)
@@ -382,14 +447,17 @@ def slot_bound(problem: Problem, *, rel_tol: float = 1e-7, max_iter: int = 200, 
                             np.full(m - n_lam, float(np.median(T.a0)) or 1.0)])
     theta, active = np.zeros(m), np.zeros(m, dtype=bool)
     delta, iters = 1.0, 0
+    samples_converged = True
     for St in stages:
-        theta, active, it_s, _ = _bundle(T, St, theta, active, scale, delta, rel_tol=1e-6, max_iter=max_iter,
-                                         deadline=deadline, say=say)
+        theta, active, it_s, conv_s, _ = _bundle(T, St, theta, active, scale, delta, rel_tol=1e-6,
+                                            max_iter=min(max_iter, SAMPLE_ITERATIONS),
+                                            deadline=deadline, say=say)
         say(f"slots: prices from a sample of {len(St.rows)} queries after {it_s} iterations")
+        samples_converged = samples_converged and conv_s
         delta, iters = 0.05, iters + it_s
     # on every query: from the samples' prices, a few iterations (each a pass over every option)
-    theta, active, it, converged = _bundle(T, full, theta, active, scale, delta, rel_tol=rel_tol,
-                                           max_iter=max_iter if not stages else FULL_ITERATIONS, deadline=deadline, say=say)
+    theta, active, it, converged, _ = _bundle(T, full, theta, active, scale, delta, rel_tol=rel_tol,
+                                           max_iter=max_iter if not stages else BOUND_FULL_ITERATIONS, deadline=deadline, say=say)
     lam = theta[:n_lam].reshape(T.n_d, T.S)
     pi = np.zeros((T.n_p, T.S))
     pi[T.capped] = theta[n_lam:].reshape(len(T.capped), T.S)
@@ -401,6 +469,8 @@ def slot_bound(problem: Problem, *, rel_tol: float = 1e-7, max_iter: int = 200, 
         L = max(L, zero + float(cheapest_inst.max(initial=0.0)))
     sb = SlotBound(L, lam, pi, iters + it, time.perf_counter() - t0, converged)
     sb.state = sb_extra  # type: ignore[attr-defined]
+    sb.sample = stages[-1] if stages else full  # type: ignore[attr-defined]
+    sb.samples_converged = samples_converged  # type: ignore[attr-defined]
     return sb, T, full
 
 
@@ -410,12 +480,73 @@ def _prices_for(T: _Slots, V: _View, sb: SlotBound, n_plan: np.ndarray, *, deadl
     bound's prices). The bound's prices weigh a mix of instance sets where instances are lumpy;
     these weigh the set the plan has, so the fill that follows them wastes less."""
     theta, active, scale = sb.state  # type: ignore[attr-defined]
-    theta, _, _, _ = _bundle(T, V, theta, active, scale, 0.05, rel_tol=1e-7, max_iter=FULL_ITERATIONS, deadline=deadline,
-                             say=say, fixed_n=n_plan)
+    theta, _, _, _, _ = _bundle(T, V, theta, active, scale, 0.05, rel_tol=1e-7, max_iter=FULL_ITERATIONS,
+                                deadline=deadline, say=say, fixed_n=n_plan)
     n_lam = T.n_d * T.S
     pi = np.zeros((T.n_p, T.S))
     pi[T.capped] = theta[n_lam:].reshape(len(T.capped), T.S)
     return theta[:n_lam].reshape(T.n_d, T.S), pi
+
+
+def _option_patterns(T: _Slots, rows: np.ndarray) -> np.ndarray:
+    """The distinct sets of deployments the rows have options on (``[m, n_d]`` bool): every plan
+    switches on an instance of at least one deployment of each."""
+    packed = np.packbits(T.ok[rows], axis=1)
+    return np.unpackbits(np.unique(packed, axis=0), axis=1, count=T.n_d).astype(bool)
+
+
+def _instance_master(T: _Slots, patterns: np.ndarray) -> tuple[float, np.ndarray | None]:
+    """The least, over integer instance vectors n the fleet allows (each pool's devices, each
+    fleet deployment's instances, an instance for each option pattern), of max over the cuts
+    ``α − gain·n`` in ``T.cuts``: a small MILP (one integer per deployment). Each cut is L(λ, π)
+    with the instances fixed at n, a lower bound on every plan with n, so the value bounds every
+    plan; it is tighter than L, whose knapsack mixes instance sets (the relaxation of lumpy
+    instances). Returns the value (-inf: no cuts) and the minimising n (None: no n is allowed,
+    value +inf)."""
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    if not T.cuts:
+        return -math.inf, None
+    alpha = np.array([c[0] for c in T.cuts])
+    G = np.array([c[1] for c in T.cuts])
+    # about the objective's size, so that the values are near 1 (prices may be negative: α near 0)
+    unit = max(float(np.median(np.abs(alpha))), float(np.max(np.abs(alpha))) * 1e-6, 1e-300)
+    n_d = T.n_d
+    hi = np.minimum(T.max_inst, np.array([T.pools[int(T.pool_of[d])][0] // max(int(T.k[d]), 1) for d in range(n_d)]))
+    rows, lo_b, hi_b = [], [], []
+    for c in range(len(alpha)):  # t + gain·n ≥ α
+        rows.append(np.r_[G[c] / unit, 1.0])
+        lo_b.append(alpha[c] / unit)
+        hi_b.append(np.inf)
+    for cnt, ds in T.pools:
+        r = np.zeros(n_d + 1)
+        r[ds] = T.k[ds]
+        rows.append(r)
+        lo_b.append(0.0)
+        hi_b.append(float(cnt))
+    for m in T.groups:
+        r = np.zeros(n_d + 1)
+        r[m] = 1.0
+        rows.append(r)
+        lo_b.append(0.0)
+        hi_b.append(float(T.max_inst[m[0]]))
+    for pat in patterns:
+        rows.append(np.r_[pat.astype(float), 0.0])
+        lo_b.append(1.0)
+        hi_b.append(np.inf)
+    c = np.r_[np.zeros(n_d), 1.0]
+    res = milp(c, constraints=LinearConstraint(np.array(rows), lo_b, hi_b),
+               integrality=np.r_[np.ones(n_d), 0.0],
+               bounds=Bounds(np.r_[np.zeros(n_d), -np.inf], np.r_[hi.astype(float), np.inf]),
+               options={"mip_rel_gap": 0.0, "presolve": False})  # presolve on prints a debug line at times
+    if res.status == 2:  # infeasible: no instance vector serves every query within the fleet
+        return math.inf, None
+    if res.x is None:  # pragma: no cover - a MILP of ~20 integers solves
+        return -math.inf, None
+    n = np.round(res.x[:n_d]).astype(np.int64)
+    dual = float(getattr(res, "mip_dual_bound", res.fun))
+    # HiGHS's tolerances (1e-7 on rows, values near 1): the bound is kept MASTER_SLACK below its value
+    return (min(dual, float(res.fun)) - MASTER_SLACK) * unit, n
 
 
 # --- the plan --------------------------------------------------------------------------------
@@ -736,6 +867,59 @@ def _on_new_instance(T: _Slots, q: int, a: np.ndarray, dep: np.ndarray, lane: np
     return False
 
 
+def _instance_search(T: _Slots, full: _View, sb: SlotBound, bound: float, upper: Callable[[], float],
+                     try_plan: Callable, limits: Limits, say: Callable[[str], None]) -> float:
+    """Close the gap the lumpy instances leave (Benders over the instance vector): the master
+    (:func:`_instance_master`) names the instance vector n of least bound; the bundle with the
+    instances fixed at n adds cuts there (each evaluation is a cut for every n); where L at n is
+    below the best plan's value, a plan with n is tried. Until the master's value is within the
+    gap of the best plan, its time is up (``MASTER_TIME_SHARE``), ``MASTER_STALL`` rounds move
+    nothing, or ``MASTER_ROUNDS``. Returns the bound."""
+    t0 = time.perf_counter()
+    left = limits.remaining_s()
+    stop = t0 + MASTER_TIME_SHARE * sb.time_s + MASTER_MIN_S
+    if left is not None:
+        stop = min(stop, t0 + left / 2)
+    patterns = _option_patterns(T, full.rows)
+    theta, active, scale = sb.state  # type: ignore[attr-defined]
+    sample = sb.sample  # type: ignore[attr-defined]
+    sampled: dict[tuple[int, ...], np.ndarray] = {}
+    full_done: set[tuple[int, ...]] = set()
+    stalled, last, last_ub = 0, -math.inf, math.inf
+    for rnd in range(MASTER_ROUNDS):
+        lb, n = _instance_master(T, patterns)
+        bound = max(bound, lb)
+        ub = upper()
+        say(f"slots: instance master round {rnd}: bound {bound:.8g}, plan {ub:.8g}, gap {relative_gap(ub, bound):.4%}")
+        if n is None or relative_gap(ub, bound) <= limits.mip_rel_gap or time.perf_counter() > stop:
+            break
+        stalled = stalled + 1 if bound <= last * (1 + 1e-9) and ub >= last_ub else 0
+        if stalled >= MASTER_STALL:  # neither the bound nor the plan moved for that many rounds
+            break
+        last, last_ub = max(last, bound), min(last_ub, ub)
+        key = tuple(n.tolist())
+        if key in full_done:  # its bound with these instances has converged: the gap is the plan's
+            break
+        if key in sampled:  # the sample's prices left its bound where it was: every query's bundle at n
+            full_done.add(key)
+            th, _, _, _, Ln = _bundle(T, full, theta, active, scale, 0.05, rel_tol=1e-7, max_iter=FULL_ITERATIONS,
+                                      deadline=stop, say=say, fixed_n=n)
+        else:  # prices for n on the sample (the bound's last stage), then one pass over every query: a cut at n
+            th, _, _, _, _ = _bundle(T, sample, theta, active, scale, 0.05, rel_tol=1e-7, max_iter=MASTER_ITERATIONS,
+                                     deadline=stop, say=say, fixed_n=n)
+            sampled[key] = th
+            Ln = math.nan
+        n_lam = T.n_d * T.S
+        lam = th[:n_lam].reshape(T.n_d, T.S)
+        pi = np.zeros((T.n_p, T.S))
+        pi[T.capped] = th[n_lam:].reshape(len(T.capped), T.S)
+        if math.isnan(Ln):
+            Ln = _evaluate(T, full, lam, pi, fixed_n=n)[0]  # a cut at n (full views record theirs)
+        if Ln < ub * (1 - limits.mip_rel_gap):  # a plan with n may beat the best one
+            try_plan(n.copy(), lam, pi)
+    return bound
+
+
 class SlottedMethod(Method):
     """The slot bound, then the plan at its prices (see the module docstring)."""
 
@@ -760,10 +944,15 @@ class SlottedMethod(Method):
         if T.idle:  # instances cost their idle draw all day: also the fewest that hold the chosen work over the horizon
             candidates += [_fewest_instances(T, load), _covering_instances(T, rows)]
         best_plan = None
-        deadline = limits.deadline()
 
-        def try_plan(n_plan, d0, k0, v0, s0, lam, pi):
+        def try_plan(n_plan, lam, pi):
+            """A plan with the instances ``n_plan`` filled at the prices (λ, π), a little lowered: at
+            the best prices whole groups of queries are tied between a priced cell and an unpriced
+            one (a capped clean slot and the next cleanest); lowered, the priced cell is the cheaper,
+            takes them up to its lane-seconds or joules, and the rest are priced again."""
             nonlocal best_plan
+            lam, pi = lam * FILL_PRICE_SHARE, pi * FILL_PRICE_SHARE
+            *_, d0, k0, v0, s0, _ = _evaluate(T, full, lam, pi, choices=True, fixed_n=n_plan)
             d_of, k_of, blocked = _fill(T, full, rows, d0, k0, v0, s0, n_plan, lam, pi, progress)
             dep, lane, start, unplaced = _pack(T, problem.n_queries, rows, d_of, k_of, n_plan)
             value = _plan_value(T, dep, lane, start) if not unplaced else math.inf
@@ -772,15 +961,19 @@ class SlottedMethod(Method):
                 best_plan = (key, n_plan, blocked, dep, lane, start, unplaced)
 
         for n_plan in candidates:
-            try_plan(n_plan, best, kk, v, second, sb.lam, sb.pi)
+            try_plan(n_plan, sb.lam, sb.pi)
         assert best_plan is not None
-        if best_plan[0][1] < math.inf and relative_gap(best_plan[0][1], sb.bound) > limits.mip_rel_gap:
-            # prices for the instances the best plan has, and its fill again at them
+        bound = sb.bound
+        if sb.samples_converged:
+            # also without a plan yet: the instance vectors the master names are planned too
+            bound = _instance_search(T, full, sb, sb.bound, lambda: best_plan[0][1], try_plan, limits, progress)
+        elif best_plan[0][1] < math.inf and relative_gap(best_plan[0][1], sb.bound) > limits.mip_rel_gap:
+            # the samples' prices did not converge (1,000,000 queries: the gap is then mostly the
+            # prices', and the master's cuts, no better than them, did not move it): prices for the
+            # instances the best plan has, and its fill again at them
             n_plan = best_plan[1]
-            lam2, pi2 = _prices_for(T, full, sb, n_plan, deadline=deadline, say=progress)
-            *_, best2, kk2, v2, second2, _ = _evaluate(T, full, lam2, pi2, choices=True, fixed_n=n_plan)
-            try_plan(n_plan, best2, kk2, v2, second2, lam2, pi2)
-        assert best_plan is not None
+            lam2, pi2 = _prices_for(T, full, sb, n_plan, deadline=limits.deadline(), say=progress)
+            try_plan(n_plan, lam2, pi2)
         _, n_plan, blocked, dep, lane, start, unplaced = best_plan
         solver_s = time.perf_counter() - t0
         if unplaced:
@@ -799,10 +992,10 @@ class SlottedMethod(Method):
             # no plan costs more than every query on its dearest option in its dearest slot, every instance on
             dearest = float(np.sum(np.max(np.where(T.ok, T.E, 0.0), axis=1))) * float(T.a0.max())
             dearest += float(np.sum(np.maximum(T.inst_cost, 0) * T.max_inst))
-            status = Status.INFEASIBLE if sb.bound > dearest * (1 + 1e-9) + 1e-12 else Status.NO_SOLUTION
-            return Choice.none(self.name, "-", status, Termination.NO_SOLUTION, sb.bound, BoundSource.LAGRANGIAN,
+            status = Status.INFEASIBLE if bound > dearest * (1 + 1e-9) + 1e-12 else Status.NO_SOLUTION
+            return Choice.none(self.name, "-", status, Termination.NO_SOLUTION, bound, BoundSource.LAGRANGIAN,
                                solver_s=solver_s, message=msg)
-        return Choice(self.name, "-", Status.FEASIBLE, Termination.FEASIBLE, sb.bound, BoundSource.LAGRANGIAN,
+        return Choice(self.name, "-", Status.FEASIBLE, Termination.FEASIBLE, bound, BoundSource.LAGRANGIAN,
                       dep_of_q=dep, n_inst=n_plan, lane_of_q=lane, objective=math.nan, solver_s=solver_s,
                       message=f"{sb.iterations} bundle iterations; {int(np.sum(n_plan))} instances",
                       start_of_q=start)
