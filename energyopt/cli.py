@@ -228,6 +228,14 @@ def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             log.debug("%s: %s", name, exc)
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_BAD_INPUT)
+        except ModuleNotFoundError as exc:
+            top = (exc.name or "").split(".")[0]
+            if not top or top == "energyopt":
+                raise  # a module of ours missing is a bug, not the environment
+            click.echo(f"error: this Python ({sys.executable}) has no module {top!r}, which {name} needs; install "
+                       f"energyopt with its dependencies there (pip install energyopt, and the extra that names "
+                       f"{top} if it is optional)", err=True)
+            sys.exit(EXIT_BAD_INPUT)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)

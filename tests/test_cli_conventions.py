@@ -486,3 +486,20 @@ def test_help_says_where_dash_is_taken():
     assert "- reads one from stdin" in help_of("fit")
     assert "a file, not -" in help_of("characterize")
     assert "- writes no files" in help_of("solve")
+
+
+def test_a_missing_library_is_one_line_and_exit_2_but_a_missing_module_of_ours_is_a_bug():
+    # seen on a Ray node whose virtual environment could not see the machine's numpy: a traceback
+    from energyopt.cli import friendly_errors
+
+    @click.command()
+    @click.argument("what")
+    @friendly_errors
+    def probe_cmd(what: str) -> None:
+        raise ModuleNotFoundError(f"No module named {what!r}", name=what)
+
+    r = CliRunner().invoke(probe_cmd, ["numpy.linalg"])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    assert r.output.count("\n") == 1 and "no module 'numpy'" in r.output and "pip install energyopt" in r.output
+    r = CliRunner().invoke(probe_cmd, ["energyopt.nothing"])
+    assert isinstance(r.exception, ModuleNotFoundError)  # not hidden as the environment's fault
