@@ -129,3 +129,24 @@ def test_a_model_file_of_the_older_forms_still_loads_and_predicts_what_its_coeff
     want = doc["intercept"] + sum(c * terms[f] for f, c in doc["coefficients"].items())
     got = fm.predict("qwen2.5-0.5b", "h200", [248], [139], batch_size=64)["runtime_s"].iloc[0]
     assert got == pytest.approx(want, rel=1e-12)
+
+
+def test_predict_matrix_is_predict_per_pair_at_each_batch_size():
+    # the shipped models on the shipped fleet's deployments, several at each of three batch sizes
+    import numpy as np
+
+    from energyopt.fleet import read_fleet
+
+    deps = read_fleet(ROOT / "examples" / "fleet.toml").deployments_table()
+    fm = FittedModels.load(ROOT / "models")
+    pairs, sizes = list(zip(deps["llm"], deps["device"])), deps["batch_size"].tolist()
+    assert len(set(sizes)) > 1
+    rng = np.random.default_rng(4)
+    tin, tout = rng.integers(1, 6000, 300), rng.integers(1, 1500, 300)
+    energy, runtime, valid = fm.predict_matrix(pairs, tin, tout, sizes)
+    assert energy.shape == (300, len(pairs)) and energy.flags["C_CONTIGUOUS"] and valid.flags["C_CONTIGUOUS"]
+    for j, ((llm, dev), b) in enumerate(zip(pairs, sizes)):
+        p = fm.predict(llm, dev, tin, tout, b)
+        assert energy[:, j] == pytest.approx(np.maximum(p["energy_j"].to_numpy(), 0.0), rel=1e-12)
+        assert runtime[:, j] == pytest.approx(np.maximum(p["runtime_s"].to_numpy(), 0.0), rel=1e-12)
+        assert (valid[:, j] == ((p["energy_j"] > 0) & (p["runtime_s"] > 0)).to_numpy()).all()
