@@ -33,6 +33,7 @@ from .problem import Problem
 from .schema import ASSIGNMENT_COLUMNS, BoundSource, Status, Termination
 from .signals import Signals
 from .slots import slot_table, slot_totals
+from .timeslots import SLOT_OBJECTIVES
 from .version import package_version
 from .writers import write_json, write_table_csv
 
@@ -175,11 +176,13 @@ def engine_totals(assignment: pd.DataFrame, problem: Problem) -> tuple[float | N
     """The plan's makespan [s] and deadlines met when its batched instances run on a
     continuous-batching engine (:mod:`energyopt.enginesim`: every refill's prefill stalls every
     slot) instead of the lane model's timing; instances at batch size 1 keep the plan's times.
-    (None, None) where it is not simulated: no batched instance, release times (the engine runs a
-    lane's queries back to back), models that cannot say, or more than
-    :data:`ENGINE_SIMULATION_MAX_QUERIES` batched queries."""
+    (None, None) where it is not simulated: no batched instance, release times or time slots
+    (the engine runs a lane's queries back to back, the plan then does not), models that cannot
+    say, or more than :data:`ENGINE_SIMULATION_MAX_QUERIES` batched queries."""
     a, p = assignment, problem
     if a.empty or p.inputs is None or int(a["batch_size"].max()) <= 1 or float(p.release_s.max(initial=0.0)) > 0:
+        return None, None
+    if p.objective in SLOT_OBJECTIVES or p.inputs.fleet.has_power_caps:  # planned per time slot
         return None, None
     batched = a[a["batch_size"] > 1]
     if len(batched) > ENGINE_SIMULATION_MAX_QUERIES:

@@ -308,3 +308,6 @@ def test_summary_simulates_batched_instances_on_an_engine():
     assert one.engine_makespan_s is None and one.engine_deadlines_met is None  # nothing batched: the lane model is the engine
     released = plan(w.assign(release_s=np.arange(len(w)) * 0.01), ex / "fleet-batched.toml", models).summary()
     assert released.engine_makespan_s is None  # the engine runs a lane back to back, not from releases
+    sig = Path(__file__).parent.parent / "data" / "signals" / "neso_gb_national_intensity_2023-01-01_07.csv"
+    slotted = plan(w, ex / "fleet-batched.toml", models, objective="carbon", signals=sig).summary()
+    assert slotted.status.has_plan and slotted.engine_makespan_s is None  # planned per time slot, not back to back
