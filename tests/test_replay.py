@@ -265,9 +265,19 @@ def test_replay_runs_end_to_end_on_a_cpu_with_a_clock_meter():
                                           max_position_embeddings=512), "test", 0.001)
     t0 = time.perf_counter()
     lines: list[str] = []
+    from energyopt.replay.simulate import simulate_instance
+
+    def simulate(run):  # every prefill 1 ms, every step 2 ms
+        return simulate_instance(run, np.full(len(run.rows), 0.001), np.full(len(run.rows), 0.002))
+
     t = replay_runs(instance_runs(asg, tok), lambda llm: HFRunner(spec, device="cpu", dtype="fp32", cuda_graphs=False),
-                    lambda: 100.0 * (time.perf_counter() - t0), margin_s=0.02, progress=lines.append)
+                    lambda: 100.0 * (time.perf_counter() - t0), margin_s=0.02, progress=lines.append, simulate=simulate)
     assert len(t.queries) == 5 and len(t.instances) == 2 and len(lines) == 4
+    assert "by the engine simulation" in lines[1] and t.totals["simulated_makespan_s"] > 0
+    g = t.instances.set_index("device")
+    # g: 4 prefills, and a's 29 decode steps span all of the instance's (b and d run beside them)
+    assert g.loc["g", "simulated_makespan_s"] == pytest.approx(4 * 0.001 + 29 * 0.002)
+    assert t.queries["simulated_end_s"].notna().all()
     for inst in t.instances.itertuples():
         assert inst.measured_energy_j == pytest.approx(100.0 * inst.measured_makespan_s, rel=0.05)
         q = t.queries[(t.queries.device == inst.device)]
