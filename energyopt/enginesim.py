@@ -24,10 +24,14 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-__all__ = ["EngineTimeline", "simulate_engine", "prefill_and_step_s"]
+if TYPE_CHECKING:
+    from .modelstore import FittedModels
+
+__all__ = ["EngineTimeline", "simulate_engine", "prefill_and_step_s", "simulate_with_models"]
 
 
 @dataclass(frozen=True)
@@ -125,3 +129,21 @@ def simulate_engine(lane: np.ndarray, slots: int, prefill_s: np.ndarray, step_s:
         for slot in sorted(ended):
             fill(slot)
     return EngineTimeline(start, end, float(clock), int(step_k), float(empty_slot_s))
+
+
+def simulate_with_models(models: FittedModels, llm: str, device: str, batch_size: int, lane: np.ndarray,
+                         input_tokens: np.ndarray, output_tokens: np.ndarray) -> EngineTimeline | None:
+    """:func:`simulate_engine` of one instance of ``llm`` on ``device`` at ``batch_size``, each
+    query's times from ``models`` (:func:`prefill_and_step_s`; a prefill-only request, 0 output
+    tokens, yields one token). Rows as for :func:`simulate_engine`. None where the models cannot
+    predict them."""
+    tin = np.asarray(input_tokens, dtype=np.int64)
+    tout = np.maximum(np.asarray(output_tokens, dtype=np.int64), 1)
+    b = int(batch_size)
+    try:
+        full = models.predict(llm, device, tin, tout, b)["runtime_s"].to_numpy(dtype=float)
+        one = models.predict(llm, device, tin, np.ones_like(tin), b)["runtime_s"].to_numpy(dtype=float)
+    except (KeyError, ValueError):  # a DataError is a ValueError: the models cannot say
+        return None
+    prefill_s, step_s = prefill_and_step_s(full, one, tout, b)
+    return simulate_engine(lane, b, prefill_s, step_s, tout - 1)

@@ -27,7 +27,7 @@ from .accounting import (
     relative_gap,
     weighted_mean_accuracy,
 )
-from .enginesim import prefill_and_step_s, simulate_engine
+from .enginesim import simulate_with_models
 from .packing import Timeline, timeline_times_s
 from .problem import Problem
 from .schema import ASSIGNMENT_COLUMNS, BoundSource, Status, Termination
@@ -192,15 +192,10 @@ def engine_totals(assignment: pd.DataFrame, problem: Problem) -> tuple[float | N
     for (llm, dev, b, _inst), grp in batched.groupby(["llm", "device", "batch_size", "instance"], sort=False):
         grp = grp.sort_values(["lane", "start_s"], kind="stable")
         t = tok.loc[grp["query_id"]]
-        tin = t["input_tokens"].to_numpy(dtype=np.int64)
-        tout = np.maximum(t["output_tokens"].to_numpy(dtype=np.int64), 1)  # a prefill-only request yields one token
-        try:
-            full = p.inputs.models.predict(llm, dev, tin, tout, int(b))["runtime_s"].to_numpy(dtype=float)
-            one = p.inputs.models.predict(llm, dev, tin, np.ones_like(tin), int(b))["runtime_s"].to_numpy(dtype=float)
-        except (KeyError, ValueError):
+        sim = simulate_with_models(p.inputs.models, llm, dev, int(b), grp["lane"].to_numpy(),
+                                   t["input_tokens"].to_numpy(), t["output_tokens"].to_numpy())
+        if sim is None:
             return None, None
-        pre, step = prefill_and_step_s(full, one, tout, int(b))
-        sim = simulate_engine(grp["lane"].to_numpy(dtype=np.int64), int(b), pre, step, tout - 1)
         end.loc[grp.index] = float(grp["start_s"].min()) + sim.end_s  # the instance starts where the plan starts it
     due = a["deadline_s"].to_numpy(dtype=float)
     has = ~np.isnan(due)

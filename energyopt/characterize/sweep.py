@@ -151,7 +151,7 @@ def run_sweep(
                 if t1 - t0 >= cfg.min_window_s:
                     break
                 per_run_s = max((t1 - t0) / inner, 1e-6)
-                inner = max(2 * inner if inner > 1 else 2, math.ceil(1.1 * cfg.min_window_s / per_run_s))
+                inner = max(2 * inner, math.ceil(1.1 * cfg.min_window_s / per_run_s))
                 e0, t0 = _read(meters), clock()
                 for _ in range(inner):
                     runner.run(p.input_tokens, p.output_tokens, b)

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 
 from ..accounting import ends_in_time, padding_energy_j
+from ..enginesim import EngineTimeline
 from .lanes import InstanceRun
 from .measure import InstanceMeasurement
-from .simulate import SimulatedInstance
 
 __all__ = ["instance_table", "query_table", "totals", "ReplayTables", "relative_error"]
 
@@ -31,7 +31,7 @@ class ReplayTables:
     totals: dict
 
 
-def query_table(run: InstanceRun, meas: InstanceMeasurement, sim: SimulatedInstance | None = None) -> pd.DataFrame:
+def query_table(run: InstanceRun, meas: InstanceMeasurement, sim: EngineTimeline | None = None) -> pd.DataFrame:
     """Per query: the plan's prediction, the measurement and, with ``sim``, the engine simulation's
     times (:mod:`.simulate`)."""
     r = run.rows
@@ -63,7 +63,7 @@ def query_table(run: InstanceRun, meas: InstanceMeasurement, sim: SimulatedInsta
 
 
 def instance_table(run: InstanceRun, meas: InstanceMeasurement, setup_s: float, slot_power_w: float | None = None,
-                   sim: SimulatedInstance | None = None) -> dict:
+                   sim: EngineTimeline | None = None) -> dict:
     """One instance's predicted and measured figures. ``slot_power_w``: an empty slot's predicted
     power [W] (see :func:`~energyopt.accounting.padding_energy_j`); None: its queries' mean.
     With ``sim``, the engine simulation's makespan and padding (the queries' energy stays the

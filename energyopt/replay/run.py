@@ -19,12 +19,13 @@ from typing import Any
 import pandas as pd
 
 from ..characterize.engine import SlotEngine, capacity_tokens
+from ..enginesim import EngineTimeline
 from ..errors import DataError
 from ..version import package_version
 from .compare import ReplayTables, instance_table, query_table, totals
 from .lanes import InstanceRun
 from .measure import CounterSampler, attribute_queries
-from .simulate import SimulatedInstance, simulate_with_models
+from .simulate import simulate_with_models
 
 __all__ = ["replay_runs", "RunnerFactory"]
 
@@ -35,7 +36,7 @@ def replay_runs(runs: list[InstanceRun], make_runner: RunnerFactory, read_j: Cal
                 attention: str = "auto", progress: Callable[[str], None] = print,
                 sample_interval_s: float = 0.005, margin_s: float = 0.3,
                 slot_power_w: Callable[[InstanceRun], float | None] = lambda run: None,
-                simulate: Callable[[InstanceRun], SimulatedInstance | None] = lambda run: None) -> ReplayTables:
+                simulate: Callable[[InstanceRun], EngineTimeline | None] = lambda run: None) -> ReplayTables:
     """Run and measure every instance of ``runs``; returns the per-query and per-instance tables.
     ``slot_power_w`` gives an instance's predicted power of an empty slot (None: its queries' mean);
     ``simulate`` its engine simulation (:mod:`.simulate`; None: none)."""

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..enginesim import EngineTimeline, prefill_and_step_s, simulate_engine
-from ..errors import DataError
+from .. import enginesim
+from ..enginesim import EngineTimeline, simulate_engine
 from ..modelstore import FittedModels
 from .lanes import InstanceRun
 
-__all__ = ["SimulatedInstance", "prefill_and_step_s", "simulate_instance", "simulate_with_models"]
-
-SimulatedInstance = EngineTimeline
+__all__ = ["simulate_instance", "simulate_with_models"]
 
 
 def simulate_instance(run: InstanceRun, prefill_s: np.ndarray, step_s: np.ndarray) -> EngineTimeline:
@@ -24,15 +22,8 @@ def simulate_instance(run: InstanceRun, prefill_s: np.ndarray, step_s: np.ndarra
 
 
 def simulate_with_models(run: InstanceRun, models: FittedModels) -> EngineTimeline | None:
-    """:func:`simulate_instance` with each query's times from ``models`` at the instance's batch
-    size (:func:`~energyopt.enginesim.prefill_and_step_s`); None where the models cannot predict them."""
-    r, b = run.rows, run.batch_size
-    tin = r["input_tokens"].to_numpy(dtype=np.int64)
-    tout = r["output_tokens"].to_numpy(dtype=np.int64)
-    try:
-        full = models.predict(run.llm, run.device, tin, tout, b)["runtime_s"].to_numpy(dtype=float)
-        one = models.predict(run.llm, run.device, tin, np.ones_like(tin), b)["runtime_s"].to_numpy(dtype=float)
-    except (DataError, KeyError):
-        return None
-    prefill_s, step_s = prefill_and_step_s(full, one, tout, b)
-    return simulate_instance(run, prefill_s, step_s)
+    """The engine's timeline of ``run`` with each query's times from ``models`` at the instance's
+    batch size (:func:`energyopt.enginesim.simulate_with_models`); None where they cannot say."""
+    r = run.rows
+    return enginesim.simulate_with_models(models, run.llm, run.device, run.batch_size, r["lane"].to_numpy(),
+                                          r["input_tokens"].to_numpy(), r["output_tokens"].to_numpy())
