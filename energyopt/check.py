@@ -28,6 +28,7 @@ import pandas as pd
 
 from .accounting import idle_energy_j, planned_output_tokens, query_energy_cost_j, token_weight, weighted_mean_accuracy
 from .caps import cap_bounds_s, pool_power_w, slot_name
+from .enginesim import simulate_rows
 from .errors import DataError
 from .fleet import Deployment, Fleet, kv_context_tokens
 from .modelstore import FittedModels
@@ -59,6 +60,7 @@ __all__ = [
     "batch_mean_accuracy_floor_met",
     "batch_sizes_and_lanes_valid",
     "no_overlap_on_a_lane",
+    "engine_times_match",
     "totals_match",
     "predictions_within_measured_ranges",
     "extrapolation_matches",
@@ -197,6 +199,7 @@ def check_plan(
         violations += batch_mean_accuracy_floor_met(rows, min_mean_accuracy)
     violations += batch_sizes_and_lanes_valid(rows)
     violations += no_overlap_on_a_lane(rows)
+    violations += engine_times_match(rows, table, models)
     if fleet.has_power_caps:
         violations += power_caps_met(rows, fleet, cap_bounds_s, idle=idle)
     if totals is not None:
@@ -530,6 +533,38 @@ def deadlines_met(rows: CheckedRows) -> list[str]:
     if late.any():
         return [f"{int(late.sum())} queries end after their deadline, e.g. {rows.first_query_id(late)}"]
     return []
+
+
+def engine_times_match(rows: CheckedRows, table: pd.DataFrame, models: FittedModels) -> list[str]:
+    """Where the plan states engine times (``engine_start_s``, ``engine_end_s``: its batched
+    instances as a continuous-batching engine runs them), they are the ones re-derived from its
+    rows: each instance's lanes, each lane's queries in start order, simulated from the models
+    (:func:`~energyopt.enginesim.simulate_rows`); empty at batch size 1. A plan that states none
+    (made per time slot, with release times, or by an older version) is not checked here."""
+    if "engine_start_s" not in table.columns or "engine_end_s" not in table.columns:
+        return []
+    rows_all = rows.assignment_row
+    stated_start = table["engine_start_s"].to_numpy(dtype=float)[rows_all]
+    stated_end = table["engine_end_s"].to_numpy(dtype=float)[rows_all]
+    if not (np.isfinite(stated_start).any() or np.isfinite(stated_end).any()):
+        return []
+    ok_rows = (rows.batch_size >= 1) & (rows.lane >= 0) & (rows.instance >= 0)
+    if not ok_rows.all():
+        return []  # batch_sizes_and_lanes_valid says so
+    llm = np.array([d.llm for d in rows.deployments], dtype=object)[rows.deployment_code]
+    pool = np.array([d.pool for d in rows.deployments], dtype=object)[rows.deployment_code]
+    derived = simulate_rows(models, llm, pool, rows.batch_size, rows.instance, rows.lane, rows.start_s,
+                            rows.input_tokens, rows.output_tokens)
+    if derived is None:
+        return ["the plan states engine times, but the models cannot simulate its batched instances"]
+    out = []
+    for name, stated, got in (("engine_start_s", stated_start, derived[0]), ("engine_end_s", stated_end, derived[1])):
+        both_nan = np.isnan(stated) & np.isnan(got)
+        bad = ~both_nan & ~(np.abs(stated - got) <= TOL_S + REL * np.abs(got))
+        if bad.any():
+            out.append(f"{name} differs from the engine simulation of the plan's lanes for {int(bad.sum())} "
+                       f"queries, e.g. {rows.first_query_id(bad)}")
+    return out
 
 
 def horizon_met(rows: CheckedRows, horizon_s: float) -> list[str]:

@@ -658,7 +658,7 @@ def _solve_lines(s: Any, quiet: bool, echo: Callable[[str], None]) -> None:
     if s.engine_makespan_s is not None:
         echo(f"on a continuous-batching engine (every refill's prefill stalls every slot): makespan "
              f"{s.engine_makespan_s:.1f} s, deadlines met {s.engine_deadlines_met}/{s.queries_with_deadline} "
-             "(simulated; the plan's times are the lane model's; README: Replaying a plan)")
+             "(simulated: engine_start_s and engine_end_s in assignment.csv; README: Replaying a plan)")
     if s.signals is not None:
         echo(_signals_line(s.signals))
 

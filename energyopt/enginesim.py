@@ -31,7 +31,25 @@ import numpy as np
 if TYPE_CHECKING:
     from .modelstore import FittedModels
 
-__all__ = ["EngineTimeline", "simulate_engine", "prefill_and_step_s", "simulate_with_models"]
+__all__ = ["EngineTimeline", "simulate_engine", "prefill_and_step_s", "simulate_with_models", "simulate_rows",
+           "engine_timing_applies", "ENGINE_TIMING_MAX_QUERIES"]
+
+
+#: above this many batched queries a plan keeps the lane model's timing alone (the simulation, about
+#: 5 µs per query, is then left out of planning and of the check)
+ENGINE_TIMING_MAX_QUERIES = 200_000
+
+
+def engine_timing_applies(batch_size: np.ndarray, release_s: np.ndarray, *, slotted: bool) -> bool:
+    """Whether a plan's batched instances are timed as the engine runs them (:func:`simulate_rows`)
+    as well as by the lane model: some query is batched, at most :data:`ENGINE_TIMING_MAX_QUERIES`
+    are, every query is released at t = 0 (the engine runs a lane's queries back to back; with
+    release times the plan does not), and the plan is not made per time slot (its lanes run inside
+    slots). The planner and the checker decide by this one rule."""
+    batched = int(np.count_nonzero(np.asarray(batch_size) > 1))
+    rel = np.asarray(release_s, dtype=float)
+    return (0 < batched <= ENGINE_TIMING_MAX_QUERIES and not slotted
+            and not bool(np.any(np.nan_to_num(rel) > 0)))
 
 
 @dataclass(frozen=True)
@@ -147,3 +165,41 @@ def simulate_with_models(models: FittedModels, llm: str, device: str, batch_size
         return None
     prefill_s, step_s = prefill_and_step_s(full, one, tout, b)
     return simulate_engine(lane, b, prefill_s, step_s, tout - 1)
+
+
+def simulate_rows(models: FittedModels, llm: np.ndarray, device: np.ndarray, batch_size: np.ndarray,
+                  instance: np.ndarray, lane: np.ndarray, lane_start_s: np.ndarray, input_tokens: np.ndarray,
+                  output_tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each row's start and end [s] when every batched instance of a plan (rows with batch size
+    above 1, grouped by LLM, device, batch size and instance) runs on a continuous-batching engine
+    from t = 0 (:func:`simulate_with_models`), each lane's queries in the order of ``lane_start_s``
+    (their start in the plan's lane timing). Rows at batch size 1 are NaN (the lane model is the
+    engine there). None where the models cannot say for some instance."""
+    n = len(lane)
+    start = np.full(n, np.nan)
+    end = np.full(n, np.nan)
+    b = np.asarray(batch_size, dtype=np.int64)
+    rows = np.flatnonzero(b > 1)
+    if rows.size == 0:
+        return start, end
+    llm_a = np.asarray(llm, dtype=object)
+    dev_a = np.asarray(device, dtype=object)
+    keys = np.char.add(np.char.add(llm_a[rows].astype(str), "\x00"), dev_a[rows].astype(str))
+    _, key_code = np.unique(keys, return_inverse=True)
+    inst = np.asarray(instance, dtype=np.int64)[rows]
+    ln = np.asarray(lane, dtype=np.int64)[rows]
+    # instances in (LLM and device, batch size, instance) order; within each, lane by lane in lane order
+    order = np.lexsort((np.asarray(lane_start_s, dtype=float)[rows], ln, inst, b[rows], key_code))
+    r = rows[order]
+    group = np.stack([key_code[order], b[r], inst[order]], axis=1)
+    cuts = np.flatnonzero(np.any(np.diff(group, axis=0) != 0, axis=1)) + 1
+    tin = np.asarray(input_tokens, dtype=np.int64)
+    tout = np.asarray(output_tokens, dtype=np.int64)
+    for g in np.split(r, cuts):
+        sim = simulate_with_models(models, str(llm_a[g[0]]), str(dev_a[g[0]]), int(b[g[0]]),
+                                   np.asarray(lane, dtype=np.int64)[g], tin[g], tout[g])
+        if sim is None:
+            return None
+        start[g] = sim.start_s
+        end[g] = sim.end_s
+    return start, end

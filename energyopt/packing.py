@@ -35,7 +35,7 @@ from .accounting import ends_in_time, lane_feasible, lane_order, lane_schedule_s
 from .problem import Problem
 from .progress import Phase, phase
 
-__all__ = ["Timeline", "pack", "retime", "plan_objective", "timeline_times_s", "ROUND_MIN_INSTANCES", "REPAIR_TRIES"]
+__all__ = ["Timeline", "pack", "retime", "move_off", "plan_objective", "timeline_times_s", "ROUND_MIN_INSTANCES", "REPAIR_TRIES"]
 
 #: deployments with at least this many lanes are packed a round at a time (vectorised)
 ROUND_MIN_INSTANCES = 16
@@ -247,15 +247,31 @@ def retime(problem: Problem, dep_of_q: np.ndarray, lane_of_q: np.ndarray) -> Tim
     return Timeline(chosen, lane, unplaced)
 
 
-def _repair(problem: Problem, chosen: np.ndarray, lane: np.ndarray, run_all: np.ndarray, late: list[int]) -> list[int]:
+def _repair(problem: Problem, chosen: np.ndarray, lane: np.ndarray, run_all: np.ndarray, late: list[int],
+            avoid: dict[int, set[int]] | None = None) -> list[int]:
     """Move each late query (earliest deadline first) to the cheapest lane that still meets every
-    due time with it in lane order; returns the queries no lane can take."""
+    due time with it in lane order, on none of the deployments ``avoid`` names for it; returns the
+    queries no lane can take."""
     with phase(f"repair: {len(late):,} late queries", total=len(late)) as ph:
-        return _repair_each(problem, chosen, lane, run_all, late, ph)
+        return _repair_each(problem, chosen, lane, run_all, late, ph, avoid or {})
+
+
+def move_off(problem: Problem, tl: Timeline, queries: np.ndarray, avoid: dict[int, set[int]]) -> Timeline:
+    """``tl`` with ``queries`` taken off their lanes (which makes no query left on them later) and
+    repaired onto lanes of deployments ``avoid`` does not name for them (:func:`_repair`); the
+    queries no lane takes are unplaced."""
+    chosen = tl.dep.copy()
+    lane = tl.lane.copy()
+    lane[queries] = -1
+    placed = np.flatnonzero((chosen >= 0) & (lane >= 0))
+    run_all = np.zeros(problem.n_queries)
+    run_all[placed] = problem.runtime_s.reshape(-1)[placed * problem.n_deployments + chosen[placed]]
+    unplaced = _repair(problem, chosen, lane, run_all, [int(q) for q in queries], avoid=avoid)
+    return Timeline(chosen, lane, sorted(set(tl.unplaced) | set(unplaced)))
 
 
 def _repair_each(problem: Problem, chosen: np.ndarray, lane: np.ndarray, run_all: np.ndarray, late: list[int],
-                 ph: Phase) -> list[int]:
+                 ph: Phase, avoid: dict[int, set[int]]) -> list[int]:
     R = problem.runtime_s
     due_all = problem.queries["deadline_eff_s"].to_numpy(dtype=float)
     rel_all = problem.release_s if problem.has_releases else None
@@ -270,6 +286,8 @@ def _repair_each(problem: Problem, chosen: np.ndarray, lane: np.ndarray, run_all
             ph.advance(REPAIR_REPORT_EVERY)
         best = None
         for d in np.flatnonzero(problem.ok[q]).tolist():
+            if d in avoid.get(q, ()):
+                continue
             if problem.min_mean_accuracy is not None and chosen[q] >= 0 and acc[d] < acc[chosen[q]] - 1e-12:
                 continue  # a less accurate option could break the batch's mean-accuracy floor
             # the least-loaded lanes are the likeliest to take it: try a few of them

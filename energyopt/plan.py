@@ -9,18 +9,20 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from .accounting import relative_gap
+from .accounting import ends_in_time, relative_gap
 from .check import check_plan
 from .diagnose import explain_infeasible
+from .enginesim import engine_timing_applies
 from .errors import DataError
 from .fleet import Fleet
 from .inputs import load_inputs
 from .methods import Choice, Limits, choose_method, get_method
 from .methods.capacity import capacity_shortfall
 from .modelstore import FittedModels
-from .packing import Timeline, pack, plan_objective, retime
+from .packing import Timeline, move_off, pack, plan_objective, retime
 from .problem import Problem, build_problem, with_slots
 from .progress import phase
 from .schedule import Schedule, assignment_table, empty_assignment, energy_totals, extrapolation_totals
@@ -35,6 +37,8 @@ Progress = Callable[[str], None]
 
 #: the diagnosis of an infeasible batch (diagnose.py) is added to the capacity check's up to this size
 DIAGNOSE_MAX_QUERIES = 20_000
+#: rounds of packing again with tighter due times where the engine timing of batched instances misses deadlines
+ENGINE_REPACK_ROUNDS = 4
 #: the progress row of the diagnosis
 _DIAGNOSIS = "diagnosis: why no plan exists"
 
@@ -197,6 +201,41 @@ def _timeline(problem: Problem, choice: Choice, *, routing_rule: bool) -> Timeli
     return pack(problem, choice.dep_of_q, choice.n_inst)
 
 
+def _engine_timed(problem: Problem, tl: Timeline) -> Timeline:
+    """A timeline whose deadlines hold as a continuous-batching engine runs its batched instances
+    (the assignment's ``engine_end_s``) as well as in the lane model, where repair can find one:
+    a query the engine ends late (the prefills of its instance's other lanes stall it) is moved to
+    the cheapest lane of another deployment that meets every due time in the lane model
+    (:func:`~energyopt.packing.move_off`), and the engine timing checked again, for up to
+    :data:`ENGINE_REPACK_ROUNDS` rounds (a query never returns to a deployment it was late on).
+    Otherwise the packed timeline as it was: its deadlines hold in the lane model, and the summary
+    counts those the engine would miss. Moves only remove plans from consideration, so the
+    method's bound stays valid."""
+    placed = tl.dep[(tl.dep >= 0) & (tl.lane >= 0)]
+    batch = problem.deployments["batch_size"].to_numpy()[placed]
+    if problem.inputs is None or not engine_timing_applies(batch, problem.release_s, slotted=problem.slots is not None):
+        return tl  # not timed on the engine: no table to build
+    due = problem.queries["deadline_eff_s"].to_numpy(dtype=float)
+    first = tl
+    avoid: dict[int, set[int]] = {}
+    for attempt in range(ENGINE_REPACK_ROUNDS + 1):
+        qs = np.flatnonzero((tl.dep >= 0) & (tl.lane >= 0))
+        eng = assignment_table(problem, tl)["engine_end_s"].to_numpy(dtype=float)
+        timed = ~np.isnan(eng)
+        late = qs[timed & ~ends_in_time(np.where(timed, eng, 0.0), due[qs])]
+        if not late.size:
+            return tl
+        if attempt == ENGINE_REPACK_ROUNDS:
+            break
+        for q in late.tolist():
+            avoid.setdefault(q, set()).add(int(tl.dep[q]))
+        with phase(f"repair: {late.size:,} queries late on the engine (round {attempt + 1})"):
+            tl = move_off(problem, tl, late, avoid)
+        if tl.unplaced:  # no other deployment takes them
+            break
+    return first
+
+
 def schedule_choice(problem: Problem, choice: Choice, *, clock: _Clock | None = None, mip_rel_gap: float = 1e-4,
                     check: bool = True, progress: Progress | None = None) -> Schedule:
     """Pack a choice, price it, tabulate it, check it independently, and give it its status.
@@ -208,6 +247,8 @@ def schedule_choice(problem: Problem, choice: Choice, *, clock: _Clock | None = 
     rule = choice.method.startswith("baseline:")
     with phase(f"packing {problem.n_queries:,} queries onto instances"):
         tl = _timeline(problem, choice, routing_rule=rule)
+        if not rule and not tl.unplaced:
+            tl = _engine_timed(problem, tl)
     with phase(f"pricing the plan of {problem.n_queries:,} queries"):
         objective = plan_objective(problem, tl)
         assignment = assignment_table(problem, tl)

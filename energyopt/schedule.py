@@ -27,13 +27,12 @@ from .accounting import (
     relative_gap,
     weighted_mean_accuracy,
 )
-from .enginesim import simulate_with_models
+from .enginesim import engine_timing_applies, simulate_rows
 from .packing import Timeline, timeline_times_s
 from .problem import Problem
 from .schema import ASSIGNMENT_COLUMNS, BoundSource, Status, Termination
 from .signals import Signals
 from .slots import slot_table, slot_totals
-from .timeslots import SLOT_OBJECTIVES
 from .version import package_version
 from .writers import write_json, write_table_csv
 
@@ -94,6 +93,9 @@ def assignment_table(problem: Problem, tl: Timeline) -> pd.DataFrame:
             "release_s": release,
         }
     )
+    times = engine_times_s(df, problem)
+    df["engine_start_s"] = np.nan if times is None else times[0]
+    df["engine_end_s"] = np.nan if times is None else times[1]
     return df[list(ASSIGNMENT_COLUMNS)]
 
 
@@ -169,37 +171,34 @@ def padding_totals(assignment: pd.DataFrame, problem: Problem) -> float:
     return float(total)
 
 
-ENGINE_SIMULATION_MAX_QUERIES = 200_000  # batched queries; beyond, summary.json's engine_* fields are null
-
-
-def engine_totals(assignment: pd.DataFrame, problem: Problem) -> tuple[float | None, int | None]:
-    """The plan's makespan [s] and deadlines met when its batched instances run on a
-    continuous-batching engine (:mod:`energyopt.enginesim`: every refill's prefill stalls every
-    slot) instead of the lane model's timing; instances at batch size 1 keep the plan's times.
-    (None, None) where it is not simulated: no batched instance, release times or time slots
-    (the engine runs a lane's queries back to back, the plan then does not), models that cannot
-    say, or more than :data:`ENGINE_SIMULATION_MAX_QUERIES` batched queries."""
+def engine_times_s(assignment: pd.DataFrame, problem: Problem) -> tuple[np.ndarray, np.ndarray] | None:
+    """Each row's start and end [s] when the plan's batched instances run on a continuous-batching
+    engine (:func:`~energyopt.enginesim.simulate_rows`: every refill's prefill stalls every slot),
+    NaN at batch size 1. None where the plan is not timed so
+    (:func:`~energyopt.enginesim.engine_timing_applies`) or the models cannot say."""
     a, p = assignment, problem
-    if a.empty or p.inputs is None or int(a["batch_size"].max()) <= 1 or float(p.release_s.max(initial=0.0)) > 0:
+    if a.empty or p.inputs is None:
+        return None
+    if not engine_timing_applies(a["batch_size"].to_numpy(), p.release_s, slotted=p.slots is not None):
+        return None
+    tok = p.queries.set_index("query_id")[["input_tokens", "output_tokens"]].loc[a["query_id"]]
+    return simulate_rows(p.inputs.models, a["llm"].to_numpy(), a["device"].to_numpy(), a["batch_size"].to_numpy(),
+                         a["instance"].to_numpy(), a["lane"].to_numpy(), a["start_s"].to_numpy(dtype=float),
+                         tok["input_tokens"].to_numpy(), tok["output_tokens"].to_numpy())
+
+
+def engine_totals(assignment: pd.DataFrame) -> tuple[float | None, int | None]:
+    """The plan's makespan [s] and deadlines met as a continuous-batching engine runs its batched
+    instances (the assignment's ``engine_end_s``; ``end_s`` at batch size 1); (None, None) where
+    the plan is not timed so."""
+    a = assignment
+    if a.empty or "engine_end_s" not in a or not a["engine_end_s"].notna().any():
         return None, None
-    if p.objective in SLOT_OBJECTIVES or p.inputs.fleet.has_power_caps:  # planned per time slot
-        return None, None
-    batched = a[a["batch_size"] > 1]
-    if len(batched) > ENGINE_SIMULATION_MAX_QUERIES:
-        return None, None
-    tok = p.queries.set_index("query_id")[["input_tokens", "output_tokens"]]
-    end = pd.Series(a["end_s"].to_numpy(dtype=float), index=a.index)
-    for (llm, dev, b, _inst), grp in batched.groupby(["llm", "device", "batch_size", "instance"], sort=False):
-        grp = grp.sort_values(["lane", "start_s"], kind="stable")
-        t = tok.loc[grp["query_id"]]
-        sim = simulate_with_models(p.inputs.models, llm, dev, int(b), grp["lane"].to_numpy(),
-                                   t["input_tokens"].to_numpy(), t["output_tokens"].to_numpy())
-        if sim is None:
-            return None, None
-        end.loc[grp.index] = float(grp["start_s"].min()) + sim.end_s  # the instance starts where the plan starts it
+    eng = a["engine_end_s"].to_numpy(dtype=float)
+    end = np.where(np.isnan(eng), a["end_s"].to_numpy(dtype=float), eng)
     due = a["deadline_s"].to_numpy(dtype=float)
     has = ~np.isnan(due)
-    return float(end.max()), int(ends_in_time(end.to_numpy()[has], due[has]).sum())
+    return float(end.max()), int(ends_in_time(end[has], due[has]).sum())
 
 
 def empty_assignment() -> pd.DataFrame:
@@ -436,7 +435,7 @@ class Schedule:
         extrapolation = extrapolation_totals(a, p, flags)
         check = ({"ok": not self.check_violations, "violations": self.check_violations[:20]} if planned else
                  {"ok": None, "checked": False, "violations": [], "note": "no plan was checked"})
-        engine = engine_totals(a, p) if planned else (None, None)
+        engine = engine_totals(a) if planned else (None, None)
         return Summary(
             status=self.status,
             termination=self.termination,

@@ -232,6 +232,12 @@ ASSIGNMENT_SPEC: tuple[ColumnSpec, ...] = (
     # always written; a plan made before release times lacks it, and reads as every query released at 0
     ColumnSpec("release_s", "float64", "s", False, "the query's release from the batch start (0: none); "
                "start_s is never earlier"),
+    # written from the version that times batched instances as the engine runs them; older plans lack them
+    ColumnSpec("engine_start_s", "float64", "s", False, "the query's start (its prefill) when its batched instance "
+               "runs on a continuous-batching engine, simulated from t = 0; empty at batch size 1, with release "
+               "times and for plans made per time slot"),
+    ColumnSpec("engine_end_s", "float64", "s", False, "its end there; where a deadline fails on it, the plan "
+               "is packed again to meet it, and summary.json counts those met; empty where engine_start_s is"),
 )
 ASSIGNMENT_COLUMNS = names(ASSIGNMENT_SPEC)
 #: the columns an assignment must have to be checked or explained (a plan made before release times lacks release_s)

@@ -442,3 +442,32 @@ def test_the_checker_re_derives_the_summary_count_of_extrapolated_queries_and_th
                    "measured ranges"]
     # a summary without a plan states no energy (null): nothing to compare
     assert check_plan(s.assignment, wl, fl, fm, totals={**doc, "extrapolated_energy_j": None}) == []
+
+
+def test_stated_engine_times_are_those_of_the_plans_lanes():
+    # the replay example planned batched: its engine times re-derived from the rows; a changed
+    # time or two swapped lanes are caught; a plan that states none is not checked for them
+    from pathlib import Path
+
+    from energyopt.modelstore import FittedModels
+    from energyopt.plan import plan
+
+    ex = Path(__file__).parent.parent / "examples" / "replay"
+    models = FittedModels.load(ex / "models-engine")
+    w = pd.read_csv(ex / "workload.csv")
+    sched = plan(w, ex / "fleet-batched.toml", models)
+    a = sched.assignment
+    fleet = sched.problem.inputs.fleet
+    assert a["engine_end_s"].notna().all() and check_plan(a, w, fleet, models) == []
+    later = a.copy()
+    later.loc[3, "engine_end_s"] += 0.01
+    assert check_plan(later, w, fleet, models) == [
+        f"engine_end_s differs from the engine simulation of the plan's lanes for 1 queries, e.g. {a.loc[3, 'query_id']}"]
+    inst = a[(a["llm"] == "qwen2.5-0.5b")]
+    i = inst.index[inst["start_s"] == 0][0]
+    j = inst.index[(inst["start_s"] == 0) & (inst["lane"] != a.loc[i, "lane"])][0]
+    swapped = a.copy()
+    swapped.loc[[i, j], "lane"] = a.loc[[j, i], "lane"].to_numpy()
+    assert any(v.startswith("engine_start_s differs") for v in check_plan(swapped, w, fleet, models))
+    assert check_plan(a.drop(columns=["engine_start_s", "engine_end_s"]), w, fleet, models) == []
+    assert check_plan(a.assign(engine_start_s=np.nan, engine_end_s=np.nan), w, fleet, models) == []

@@ -47,7 +47,8 @@ def test_solve_writes_plan(tmp_path, synthetic_models, synthetic_fleet):
     assert r.exit_code == 0, r.output
     a = pd.read_csv(tmp_path / "p" / "assignment.csv")
     assert len(a) == 80 and list(a.columns) == ["query_id", "llm", "device", "instance", "lane", "batch_size", "start_s", "end_s",
-                                                "runtime_s", "energy_j", "accuracy", "deadline_s", "release_s"]
+                                                "runtime_s", "energy_j", "accuracy", "deadline_s", "release_s",
+                                                "engine_start_s", "engine_end_s"]
     s = json.loads((tmp_path / "p" / "summary.json").read_text())
     assert s["status"] == "optimal" and s["check"]["ok"] and s["gap"] <= 1e-4
 

@@ -149,6 +149,18 @@ def test_tables_and_totals():
     assert its["simulated_energy_j"] == pytest.approx(10.0 + sim.padding_energy_j(10 / busy))
     tots = totals(qs, pd.DataFrame([its]))
     assert tots["simulated_makespan_error"] == pytest.approx((m.makespan_s - sim.makespan_s) / m.makespan_s)
+    # a plan that states engine times predicts them: its start and end, the makespan and the padding
+    from dataclasses import replace
+
+    eng = replace(run, rows=run.rows.assign(engine_start_s=sim.start_s, engine_end_s=sim.end_s))
+    qe = query_table(eng, m, sim)
+    assert qe["predicted_end_s"].tolist() == pytest.approx(sim.end_s.tolist())
+    assert qe["predicted_runtime_s"].tolist() == pytest.approx((sim.end_s - sim.start_s).tolist())
+    ie = instance_table(eng, m, setup_s=1.5, sim=sim)
+    assert ie["predicted_makespan_s"] == pytest.approx(sim.makespan_s)
+    assert ie["predicted_energy_j"] == pytest.approx(its["simulated_energy_j"])
+    half = replace(run, rows=run.rows.assign(engine_start_s=[0.0, np.nan, 0.0, 0.0], engine_end_s=1.0))
+    assert query_table(half, m)["predicted_end_s"].tolist() == run.rows["end_s"].tolist()  # not every row: lane times
 
 
 def test_padding_energy_is_the_empty_lane_time():
@@ -250,6 +262,17 @@ def test_engine_run_log_follows_the_lanes():
     assert np.all(np.diff(log.step_end_s) >= 0)
     with pytest.raises(ValueError, match="4 lanes for 3 slots"):
         eng.run([[], [], [], []])
+    # a refill after a decode step waits for the device (a serving engine reads the ended query's
+    # token); prefills back to back and decode steps do not
+    calls: list[str] = []
+    sync, pre, dec = eng.synchronize, eng.prefill, eng.decode
+    eng.synchronize = lambda: (calls.append("sync"), sync())[1]
+    eng.prefill = lambda slot, n: (calls.append("prefill"), pre(slot, n))[1]
+    eng.decode = lambda: (calls.append("decode"), dec())[1]
+    eng.run([[(10, 3), (20, 1), (7, 2)], [(30, 2)]])
+    # the run's start, a and d back to back, two steps (d ends, then a), the refill b: it waits for
+    # the device before anything of its own (logged inside it) and c follows it at once; the run's end
+    assert calls == ["sync", "prefill", "prefill", "decode", "decode", "prefill", "sync", "prefill", "decode", "sync"]
 
 
 def test_replay_runs_end_to_end_on_a_cpu_with_a_clock_meter():

@@ -304,10 +304,45 @@ def test_summary_simulates_batched_instances_on_an_engine():
     assert s.engine_makespan_s == pytest.approx(max(t.makespan_s for t in by_instance))
     assert s.engine_makespan_s == pytest.approx(14.43, abs=0.01)
     assert s.engine_deadlines_met == s.deadlines_met == 23
-    one = plan(w, ex / "fleet-batch1.toml", models).summary()
+    # the assignment states each query's engine times: its instance's simulation, row for row
+    a = sched.assignment
+    for run, t in zip(instance_runs(a, w), by_instance):
+        rows = a.set_index("query_id").loc[run.rows["query_id"]]
+        assert rows["engine_start_s"].tolist() == pytest.approx(t.start_s.tolist())
+        assert rows["engine_end_s"].tolist() == pytest.approx(t.end_s.tolist())
+    single = plan(w, ex / "fleet-batch1.toml", models)
+    one = single.summary()
     assert one.engine_makespan_s is None and one.engine_deadlines_met is None  # nothing batched: the lane model is the engine
+    assert single.assignment["engine_end_s"].isna().all() and single.assignment["engine_start_s"].isna().all()
     released = plan(w.assign(release_s=np.arange(len(w)) * 0.01), ex / "fleet-batched.toml", models).summary()
     assert released.engine_makespan_s is None  # the engine runs a lane back to back, not from releases
     sig = Path(__file__).parent.parent / "data" / "signals" / "neso_gb_national_intensity_2023-01-01_07.csv"
     slotted = plan(w, ex / "fleet-batched.toml", models, objective="carbon", signals=sig).summary()
     assert slotted.status.has_plan and slotted.engine_makespan_s is None  # planned per time slot, not back to back
+
+
+def test_a_query_the_engine_ends_late_moves_to_another_deployment():
+    # r0176 on the replay example: the lane model ends it at 2.11 s on Llama-3-8B at batch 32, the
+    # engine (its instance's other prefills) later; with its deadline between the two the lane model
+    # alone keeps it there, and the plan moves it to Mistral-7B, where the engine meets it too
+    from pathlib import Path
+
+    import pandas as pd
+
+    from energyopt.check import check_plan
+    from energyopt.modelstore import FittedModels
+    from energyopt.plan import plan
+
+    ex = Path(__file__).parent.parent / "examples" / "replay"
+    models = FittedModels.load(ex / "models-engine")
+    w = pd.read_csv(ex / "workload.csv")
+    before = plan(w, ex / "fleet-batched.toml", models).assignment.set_index("query_id").loc["r0176"]
+    assert before["llm"] == "llama-3-8b" and before["end_s"] < 2.122 < before["engine_end_s"]
+    w.loc[w["query_id"] == "r0176", "deadline_s"] = 2.122
+    sched = plan(w, ex / "fleet-batched.toml", models)
+    s = sched.summary()
+    row = sched.assignment.set_index("query_id").loc["r0176"]
+    assert row["llm"] == "mistral-7b" and row["engine_end_s"] <= 2.122 and row["end_s"] <= 2.122
+    assert s.engine_deadlines_met == s.deadlines_met == s.queries_with_deadline == 24
+    assert sched.objective >= sched.bound and s.check["ok"]
+    assert check_plan(sched.assignment, w, sched.problem.inputs.fleet, models) == []

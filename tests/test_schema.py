@@ -52,8 +52,10 @@ def test_derived_names_keep_their_values():
     assert schema.WORKLOAD_REQUIRED == ("query_id", "input_tokens", "output_tokens")
     assert schema.WORKLOAD_OPTIONAL == ("min_accuracy", "deadline_s", "release_s")
     assert schema.ASSIGNMENT_COLUMNS == ("query_id", "llm", "device", "instance", "lane", "batch_size", "start_s", "end_s",
-                                         "runtime_s", "energy_j", "accuracy", "deadline_s", "release_s")
-    assert schema.ASSIGNMENT_REQUIRED == schema.ASSIGNMENT_COLUMNS[:-1]  # plans made before release times lack it
+                                         "runtime_s", "energy_j", "accuracy", "deadline_s", "release_s",
+                                         "engine_start_s", "engine_end_s")
+    # plans made before release times lack release_s, before engine timing the engine columns
+    assert schema.ASSIGNMENT_REQUIRED == schema.ASSIGNMENT_COLUMNS[:-3]
     assert names(WORKLOAD_SPEC) == required_names(WORKLOAD_SPEC) + optional_names(WORKLOAD_SPEC)
 
 

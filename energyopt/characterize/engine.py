@@ -203,6 +203,7 @@ class SlotEngine:
         self.positions = torch.arange(self.capacity, device=self.device)[None, :]
         self.mode = "decode"
         self.slot = 0
+        self._after_decode = False  # a decode step was queued since the device last caught up
         self._graph: Any = None
         if cuda and runner.decode_loop == "cuda_graph":
             self._capture()
@@ -239,6 +240,7 @@ class SlotEngine:
     def decode(self) -> None:
         """One decode step of every slot (running or padded)."""
         global _ENGINE
+        self._after_decode = True
         _ENGINE, self.mode = self, "decode"
         try:
             if self._graph is not None:
@@ -250,10 +252,20 @@ class SlotEngine:
             _ENGINE = None
 
     def prefill(self, slot: int, input_tokens: int) -> None:
-        """The prompt of a query entering ``slot``: its KV into the slot's row and its first token."""
+        """The prompt of a query entering ``slot``: its KV into the slot's row and its first token.
+
+        A refill after a decode step first waits for the device to finish the steps queued: a
+        serving engine learns that a query has ended by reading its last token from the device.
+        This engine forces the output lengths, so without the wait it would queue decode steps
+        ahead of the device and hide a varying part of a refill's host-bound prefill behind them
+        (measured on an H200: Qwen2.5-0.5B's refill prefills took 5-25 ms of device time, back to
+        back ones 15 ms; ``data/replay/README.md``)."""
         global _ENGINE
         if not 1 <= input_tokens <= self.capacity:
             raise ValueError(f"{input_tokens} prompt tokens do not fit a cache row of {self.capacity}")
+        if self._after_decode:
+            self.synchronize()
+            self._after_decode = False
         _ENGINE, self.mode, self.slot = self, "prefill", int(slot)
         try:
             with self.torch.inference_mode():
@@ -272,6 +284,7 @@ class SlotEngine:
             self.lengths[slot].fill_(0)
 
     def reset(self) -> None:
+        self._after_decode = False
         with self.torch.inference_mode():
             self.active.zero_()
             self.lengths.zero_()

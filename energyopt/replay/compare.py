@@ -12,7 +12,7 @@ from ..enginesim import EngineTimeline
 from .lanes import InstanceRun
 from .measure import InstanceMeasurement
 
-__all__ = ["instance_table", "query_table", "totals", "ReplayTables", "relative_error"]
+__all__ = ["instance_table", "query_table", "totals", "ReplayTables", "relative_error", "planned_times_s"]
 
 
 def relative_error(measured, predicted) -> np.ndarray:
@@ -31,19 +31,35 @@ class ReplayTables:
     totals: dict
 
 
+def planned_times_s(run: InstanceRun) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Each query's start and end [s] as the plan predicts them, and whether they are engine times:
+    the plan's ``engine_start_s`` and ``engine_end_s`` where it states them for every query of the
+    instance (a batched instance of a plan timed as the engine runs it), else its lane model's
+    ``start_s`` and ``end_s``."""
+    r = run.rows
+    if "engine_start_s" in r.columns and "engine_end_s" in r.columns:
+        es = r["engine_start_s"].to_numpy(dtype=float)
+        ee = r["engine_end_s"].to_numpy(dtype=float)
+        if len(r) and np.isfinite(es).all() and np.isfinite(ee).all():
+            return es, ee, True
+    return r["start_s"].to_numpy(dtype=float), r["end_s"].to_numpy(dtype=float), False
+
+
 def query_table(run: InstanceRun, meas: InstanceMeasurement, sim: EngineTimeline | None = None) -> pd.DataFrame:
-    """Per query: the plan's prediction, the measurement and, with ``sim``, the engine simulation's
-    times (:mod:`.simulate`)."""
+    """Per query: the plan's prediction (its engine times where it states them:
+    :func:`planned_times_s`), the measurement and, with ``sim``, the engine simulation's times
+    (:mod:`.simulate`)."""
     r = run.rows
     q = meas.queries
+    start, end, _ = planned_times_s(run)
     t = pd.DataFrame({
         "query_id": r["query_id"].to_numpy(),
         "llm": run.llm, "device": run.device, "instance": run.instance, "batch_size": run.batch_size,
         "lane": r["lane"].to_numpy(),
         "input_tokens": r["input_tokens"].to_numpy(), "output_tokens": r["output_tokens"].to_numpy(),
-        "predicted_start_s": r["start_s"].to_numpy(), "measured_start_s": q["measured_start_s"].to_numpy(),
-        "predicted_end_s": r["end_s"].to_numpy(), "measured_end_s": q["measured_end_s"].to_numpy(),
-        "predicted_runtime_s": r["runtime_s"].to_numpy(), "measured_runtime_s": q["measured_runtime_s"].to_numpy(),
+        "predicted_start_s": start, "measured_start_s": q["measured_start_s"].to_numpy(),
+        "predicted_end_s": end, "measured_end_s": q["measured_end_s"].to_numpy(),
+        "predicted_runtime_s": end - start, "measured_runtime_s": q["measured_runtime_s"].to_numpy(),
         "predicted_energy_j": r["energy_j"].to_numpy(), "measured_energy_j": q["measured_energy_j"].to_numpy(),
         "deadline_s": r["deadline_s"].to_numpy(dtype=float),
         "prefill_step": q["prefill_step"].to_numpy(), "first_decode_step": q["first_decode_step"].to_numpy(),
@@ -67,15 +83,18 @@ def instance_table(run: InstanceRun, meas: InstanceMeasurement, setup_s: float, 
     """One instance's predicted and measured figures. ``slot_power_w``: an empty slot's predicted
     power [W] (see :func:`~energyopt.accounting.padding_energy_j`); None: its queries' mean.
     With ``sim``, the engine simulation's makespan and padding (the queries' energy stays the
-    plan's), else NaN."""
+    plan's), else NaN. A plan timed as the engine runs it (:func:`planned_times_s`) predicts the
+    makespan and the padding of that timing (the simulation's, from the same lanes and models)."""
     pred_q = float(run.rows["energy_j"].sum())
-    pred_m = float(run.rows["end_s"].max())
+    _, end, engine_timed = planned_times_s(run)
+    pred_m = float(end.max())
     busy_s = float(run.rows["runtime_s"].sum())
     if slot_power_w is None:
         slot_power_w = pred_q / busy_s if busy_s > 0 else 0.0
-    pred_pad = padding_energy_j(slot_power_w, run.batch_size, pred_m, busy_s)
-    pred_e = pred_q + pred_pad
     sim_pad = sim.padding_energy_j(slot_power_w) if sim is not None else float("nan")
+    pred_pad = sim_pad if engine_timed and sim is not None else padding_energy_j(slot_power_w, run.batch_size, pred_m,
+                                                                                  busy_s)
+    pred_e = pred_q + pred_pad
     sim_m = sim.makespan_s if sim is not None else float("nan")
     return {
         "llm": run.llm, "device": run.device, "instance": run.instance, "batch_size": run.batch_size,
