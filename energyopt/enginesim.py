@@ -91,17 +91,18 @@ def simulate_engine(lane: np.ndarray, slots: int, prefill_s: np.ndarray, step_s:
     0 for a query whose prefill gives its only token)."""
     lane = np.asarray(lane, dtype=np.int64)
     n = lane.size
-    pre = np.asarray(prefill_s, dtype=float)
-    stp = np.asarray(step_s, dtype=float)
-    k_steps = np.asarray(steps, dtype=np.int64)
+    # plain lists: the loop below reads and writes one element at a time
+    pre: list[float] = np.asarray(prefill_s, dtype=float).tolist()
+    stp: list[float] = np.asarray(step_s, dtype=float).tolist()
+    k_steps: list[int] = np.asarray(steps, dtype=np.int64).tolist()
     if n and (lane.min() < 0 or lane.max() >= slots):
         raise ValueError(f"lanes must lie in 0..{slots - 1}")
     order = np.argsort(lane, kind="stable")
     bounds = np.searchsorted(lane[order], np.arange(slots + 1))
     queue = [order[bounds[s]:bounds[s + 1]].tolist() for s in range(slots)]
     taken = [0] * slots
-    start = np.zeros(n)
-    end = np.zeros(n)
+    start = [0.0] * n
+    end = [0.0] * n
     clock = 0.0
     step_k = 0  # decode steps done
     running: dict[int, int] = {}  # slot -> its query
@@ -123,7 +124,7 @@ def simulate_engine(lane: np.ndarray, slots: int, prefill_s: np.ndarray, step_s:
                 continue
             running[slot] = i
             step_sum += stp[i]
-            heapq.heappush(due, (step_k + int(k_steps[i]), slot))
+            heapq.heappush(due, (step_k + k_steps[i], slot))
             return
 
     for slot in range(slots):
@@ -146,15 +147,14 @@ def simulate_engine(lane: np.ndarray, slots: int, prefill_s: np.ndarray, step_s:
             step_sum = 0.0  # no drift from the running sum
         for slot in sorted(ended):
             fill(slot)
-    return EngineTimeline(start, end, float(clock), int(step_k), float(empty_slot_s))
+    return EngineTimeline(np.array(start), np.array(end), float(clock), int(step_k), float(empty_slot_s))
 
 
-def simulate_with_models(models: FittedModels, llm: str, device: str, batch_size: int, lane: np.ndarray,
-                         input_tokens: np.ndarray, output_tokens: np.ndarray) -> EngineTimeline | None:
-    """:func:`simulate_engine` of one instance of ``llm`` on ``device`` at ``batch_size``, each
-    query's times from ``models`` (:func:`prefill_and_step_s`; a prefill-only request, 0 output
-    tokens, yields one token). Rows as for :func:`simulate_engine`. None where the models cannot
-    predict them."""
+def _step_times_s(models: FittedModels, llm: str, device: str, batch_size: int, input_tokens: np.ndarray,
+                  output_tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Each query's prefill and decode-step times [s] and decode steps at ``batch_size``
+    (:func:`prefill_and_step_s`; a prefill-only request, 0 output tokens, yields one token). None
+    where the models cannot predict them."""
     tin = np.asarray(input_tokens, dtype=np.int64)
     tout = np.maximum(np.asarray(output_tokens, dtype=np.int64), 1)
     b = int(batch_size)
@@ -164,7 +164,19 @@ def simulate_with_models(models: FittedModels, llm: str, device: str, batch_size
     except (KeyError, ValueError):  # a DataError is a ValueError: the models cannot say
         return None
     prefill_s, step_s = prefill_and_step_s(full, one, tout, b)
-    return simulate_engine(lane, b, prefill_s, step_s, tout - 1)
+    return prefill_s, step_s, tout - 1
+
+
+def simulate_with_models(models: FittedModels, llm: str, device: str, batch_size: int, lane: np.ndarray,
+                         input_tokens: np.ndarray, output_tokens: np.ndarray) -> EngineTimeline | None:
+    """:func:`simulate_engine` of one instance of ``llm`` on ``device`` at ``batch_size``, each
+    query's times from ``models`` (:func:`prefill_and_step_s`; a prefill-only request, 0 output
+    tokens, yields one token). Rows as for :func:`simulate_engine`. None where the models cannot
+    predict them."""
+    times = _step_times_s(models, llm, device, batch_size, input_tokens, output_tokens)
+    if times is None:
+        return None
+    return simulate_engine(lane, int(batch_size), *times)
 
 
 def simulate_rows(models: FittedModels, llm: np.ndarray, device: np.ndarray, batch_size: np.ndarray,
@@ -191,15 +203,21 @@ def simulate_rows(models: FittedModels, llm: np.ndarray, device: np.ndarray, bat
     # instances in (LLM and device, batch size, instance) order; within each, lane by lane in lane order
     order = np.lexsort((np.asarray(lane_start_s, dtype=float)[rows], ln, inst, b[rows], key_code))
     r = rows[order]
-    group = np.stack([key_code[order], b[r], inst[order]], axis=1)
-    cuts = np.flatnonzero(np.any(np.diff(group, axis=0) != 0, axis=1)) + 1
+    kind = np.stack([key_code[order], b[r]], axis=1)  # (LLM and device, batch size)
+    group = np.column_stack([kind, inst[order]])
+    kind_cuts = np.flatnonzero(np.any(np.diff(kind, axis=0) != 0, axis=1)) + 1
     tin = np.asarray(input_tokens, dtype=np.int64)
     tout = np.asarray(output_tokens, dtype=np.int64)
-    for g in np.split(r, cuts):
-        sim = simulate_with_models(models, str(llm_a[g[0]]), str(dev_a[g[0]]), int(b[g[0]]),
-                                   np.asarray(lane, dtype=np.int64)[g], tin[g], tout[g])
-        if sim is None:
+    lane_a = np.asarray(lane, dtype=np.int64)
+    for lo, hi in zip(np.r_[0, kind_cuts], np.r_[kind_cuts, len(r)]):
+        g = r[lo:hi]  # the rows of one (LLM, device, batch size): their times predicted at once
+        times = _step_times_s(models, str(llm_a[g[0]]), str(dev_a[g[0]]), int(b[g[0]]), tin[g], tout[g])
+        if times is None:
             return None
-        start[g] = sim.start_s
-        end[g] = sim.end_s
+        pre, stp, steps = times
+        cuts = np.flatnonzero(np.diff(group[lo:hi, 2]) != 0) + 1
+        for a0, a1 in zip(np.r_[0, cuts], np.r_[cuts, len(g)]):  # one instance
+            sim = simulate_engine(lane_a[g[a0:a1]], int(b[g[0]]), pre[a0:a1], stp[a0:a1], steps[a0:a1])
+            start[g[a0:a1]] = sim.start_s
+            end[g[a0:a1]] = sim.end_s
     return start, end

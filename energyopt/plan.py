@@ -201,7 +201,7 @@ def _timeline(problem: Problem, choice: Choice, *, routing_rule: bool) -> Timeli
     return pack(problem, choice.dep_of_q, choice.n_inst)
 
 
-def _engine_timed(problem: Problem, tl: Timeline) -> Timeline:
+def _engine_timed(problem: Problem, tl: Timeline) -> tuple[Timeline, pd.DataFrame | None]:
     """A timeline whose deadlines hold as a continuous-batching engine runs its batched instances
     (the assignment's ``engine_end_s``) as well as in the lane model, where repair can find one:
     a query the engine ends late (the prefills of its instance's other lanes stall it) is moved to
@@ -210,21 +210,24 @@ def _engine_timed(problem: Problem, tl: Timeline) -> Timeline:
     :data:`ENGINE_REPACK_ROUNDS` rounds (a query never returns to a deployment it was late on).
     Otherwise the packed timeline as it was: its deadlines hold in the lane model, and the summary
     counts those the engine would miss. Moves only remove plans from consideration, so the
-    method's bound stays valid."""
+    method's bound stays valid. Returns the timeline and its assignment table (None where the
+    engine timing does not apply: nothing was tabulated)."""
     placed = tl.dep[(tl.dep >= 0) & (tl.lane >= 0)]
     batch = problem.deployments["batch_size"].to_numpy()[placed]
     if problem.inputs is None or not engine_timing_applies(batch, problem.release_s, slotted=problem.slots is not None):
-        return tl  # not timed on the engine: no table to build
+        return tl, None  # not timed on the engine: no table to build
     due = problem.queries["deadline_eff_s"].to_numpy(dtype=float)
-    first = tl
+    first: tuple[Timeline, pd.DataFrame] | None = None
     avoid: dict[int, set[int]] = {}
     for attempt in range(ENGINE_REPACK_ROUNDS + 1):
         qs = np.flatnonzero((tl.dep >= 0) & (tl.lane >= 0))
-        eng = assignment_table(problem, tl)["engine_end_s"].to_numpy(dtype=float)
+        table = assignment_table(problem, tl)
+        first = first or (tl, table)
+        eng = table["engine_end_s"].to_numpy(dtype=float)
         timed = ~np.isnan(eng)
         late = qs[timed & ~ends_in_time(np.where(timed, eng, 0.0), due[qs])]
         if not late.size:
-            return tl
+            return tl, table
         if attempt == ENGINE_REPACK_ROUNDS:
             break
         for q in late.tolist():
@@ -233,6 +236,7 @@ def _engine_timed(problem: Problem, tl: Timeline) -> Timeline:
             tl = move_off(problem, tl, late, avoid)
         if tl.unplaced:  # no other deployment takes them
             break
+    assert first is not None
     return first
 
 
@@ -247,11 +251,12 @@ def schedule_choice(problem: Problem, choice: Choice, *, clock: _Clock | None = 
     rule = choice.method.startswith("baseline:")
     with phase(f"packing {problem.n_queries:,} queries onto instances"):
         tl = _timeline(problem, choice, routing_rule=rule)
+        table = None
         if not rule and not tl.unplaced:
-            tl = _engine_timed(problem, tl)
+            tl, table = _engine_timed(problem, tl)
     with phase(f"pricing the plan of {problem.n_queries:,} queries"):
         objective = plan_objective(problem, tl)
-        assignment = assignment_table(problem, tl)
+        assignment = table if table is not None else assignment_table(problem, tl)
     clock.mark("schedule")
     unplaced = [str(problem.queries["query_id"].iloc[i]) for i in tl.unplaced]
     violations: list[str] = []
