@@ -36,7 +36,7 @@ __all__ = ["EngineTimeline", "simulate_engine", "prefill_and_step_s", "simulate_
 
 
 #: above this many batched queries a plan keeps the lane model's timing alone (the simulation, about
-#: 5 µs per query, is then left out of planning and of the check)
+#: 8 µs per query, once in the plan and once in the check, is then left out of both)
 ENGINE_TIMING_MAX_QUERIES = 200_000
 
 

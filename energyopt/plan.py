@@ -37,7 +37,7 @@ Progress = Callable[[str], None]
 
 #: the diagnosis of an infeasible batch (diagnose.py) is added to the capacity check's up to this size
 DIAGNOSE_MAX_QUERIES = 20_000
-#: rounds of packing again with tighter due times where the engine timing of batched instances misses deadlines
+#: rounds of moving the queries a continuous-batching engine would end late to other deployments (_engine_timed)
 ENGINE_REPACK_ROUNDS = 4
 #: the progress row of the diagnosis
 _DIAGNOSIS = "diagnosis: why no plan exists"
