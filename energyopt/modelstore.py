@@ -108,6 +108,27 @@ for _k in ENGINE_KNEES_TOKENS:
     FEATURES[f"b*relu(tin-{_k})"] = _query_prefill_knee(_k, per_batch=True)  # the batch's latency
 del _k
 
+#: features that are a feature of the tokens alone times a factor of the batch size:
+#: name -> (that token feature, the factor as a function of b). :meth:`FittedModels.predict_matrix`
+#: computes the token feature once for every batch size; a test holds each entry to FEATURES.
+SEPARABLE_FEATURES: dict[str, tuple[str, Callable[[float], float]]] = {
+    **{f: (f, lambda b: 1.0) for f in ("1", "tin", "tout", "tin*tout", "tout^2", "tin^2", "tin*tout^2", "tout^3")},
+    "1/b": ("1", lambda b: 1.0 / b),
+    "tin/b": ("tin", lambda b: 1.0 / b),
+    "tout/b": ("tout", lambda b: 1.0 / b),
+    "tin*tout/b": ("tin*tout", lambda b: 1.0 / b),
+    "b": ("1", lambda b: b),
+    "b*tin": ("tin", lambda b: b),
+    "b*tout": ("tout", lambda b: b),
+    "b*tin*tout": ("tin*tout", lambda b: b),
+    "b*tout^2": ("tout^2", lambda b: b),
+    "b*tin^2": ("tin^2", lambda b: b),
+    "log(b)*tin*tout": ("tin*tout", lambda b: float(np.log(b))),
+    "log(b)*tout^2": ("tout^2", lambda b: float(np.log(b))),
+    **{f"relu(tin-{k})": (f"relu(tin-{k})", lambda b: 1.0) for k in ENGINE_KNEES_TOKENS},
+    **{f"b*relu(tin-{k})": (f"relu(tin-{k})", lambda b: b) for k in ENGINE_KNEES_TOKENS},
+}
+
 # token range of a published model whose source states none
 _UNSTATED = 10**12
 
@@ -557,9 +578,12 @@ class FittedModels:
                        output_tokens: np.ndarray, batch_sizes: list[int] | None = None,
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`predict` for many (llm, device) pairs at once, each at its batch size (default
-        1): ``energy_j``, ``runtime_s`` and ``valid`` as [queries × pairs] arrays. Each feature
-        is computed once per batch size and every pair's prediction is one matrix product (a
-        million queries × 15 pairs in tens of ms)."""
+        1): ``energy_j``, ``runtime_s`` and ``valid`` as [queries × pairs] arrays. A feature that
+        is a function of the tokens times one of the batch size (:data:`SEPARABLE_FEATURES`) is
+        one column of token features, its factor of b going into each pair's coefficients; the
+        others (the batch's prefill knees) are a column per batch size. Each target is then one
+        matrix product into its whole [queries × pairs] array (a million queries × 20 pairs at
+        three batch sizes in about the time of one batch size)."""
         tin = np.asarray(input_tokens, dtype=float)
         tout = np.asarray(output_tokens, dtype=float)
         if np.any(tin < 1) or np.any(tout < 1):
@@ -568,23 +592,26 @@ class FittedModels:
         for (llm, dev), b in zip(pairs, sizes):
             self._check_batch_size(llm, dev, b)
         models = [self.get(llm, dev) for llm, dev in pairs]
-        raw = {t: np.empty((len(tin), len(pairs))) for t in TARGETS}
-        for b in sorted(set(sizes)):
-            cols = [j for j, bj in enumerate(sizes) if bj == b]
-            feats = sorted({f for j in cols for t in TARGETS for f in models[j][t].features})
-            F = np.empty((len(tin), len(feats)))
-            for k, f in enumerate(feats):
-                F[:, k] = FEATURES[f](tin, tout, np.float64(b))
+        column: dict[tuple[str, int], int] = {}  # (token feature, 0) or (feature, batch size) -> column of F
+        coef: dict[str, list[tuple[int, int, float]]] = {t: [] for t in TARGETS}  # (column, pair, coefficient)
+        for j, b in enumerate(sizes):
             for t in TARGETS:
-                C = np.zeros((len(feats), len(cols)))
-                for jj, j in enumerate(cols):
-                    for f, c in zip(models[j][t].features, models[j][t].coefficients):
-                        C[feats.index(f), jj] = c
-                block = np.einsum("nk,kd->nd", F, C)  # faster than matmul for so few features
-                if len(cols) == len(pairs):
-                    raw[t] = block
-                else:
-                    raw[t][:, cols] = block
+                for f, c in zip(models[j][t].features, models[j][t].coefficients):
+                    if f in SEPARABLE_FEATURES:
+                        base, factor = SEPARABLE_FEATURES[f]
+                        key, c = (base, 0), float(c) * factor(float(b))
+                    else:
+                        key = (f, b)
+                    coef[t].append((column.setdefault(key, len(column)), j, float(c)))
+        F = np.empty((len(column), len(tin))).T  # column by column: each feature written contiguously
+        for (f, b), k in column.items():
+            F[:, k] = FEATURES[f](tin, tout, np.float64(max(b, 1)))
+        raw = {}
+        for t in TARGETS:
+            C = np.zeros((len(column), len(pairs)))
+            for k, j, c in coef[t]:
+                C[k, j] += c
+            raw[t] = np.ascontiguousarray(np.einsum("nk,kd->nd", F, C))  # faster than matmul for so few features
         valid = (raw["energy_j"] > 0) & (raw["runtime_s"] > 0)
         energy = np.maximum(raw["energy_j"], 0.0, out=raw["energy_j"])
         runtime = np.maximum(raw["runtime_s"], 0.0, out=raw["runtime_s"])

@@ -150,3 +150,19 @@ def test_predict_matrix_is_predict_per_pair_at_each_batch_size():
         assert energy[:, j] == pytest.approx(np.maximum(p["energy_j"].to_numpy(), 0.0), rel=1e-12)
         assert runtime[:, j] == pytest.approx(np.maximum(p["runtime_s"].to_numpy(), 0.0), rel=1e-12)
         assert (valid[:, j] == ((p["energy_j"] > 0) & (p["runtime_s"] > 0)).to_numpy()).all()
+
+
+def test_separable_features_are_a_token_feature_times_a_factor_of_the_batch_size():
+    # predict_matrix computes each token feature once for every batch size: every entry of the
+    # table must equal the feature it stands for, at several batch sizes and token counts
+    import numpy as np
+
+    from energyopt.modelstore import FEATURES, SEPARABLE_FEATURES
+
+    x, y = np.array([1.0, 7.0, 700.0, 5000.0]), np.array([1.0, 3.0, 300.0, 2000.0])
+    for f, (base, factor) in SEPARABLE_FEATURES.items():
+        for b in (1, 2, 8, 64, 128):
+            want = np.broadcast_to(FEATURES[f](x, y, np.float64(b)), x.shape)
+            got = np.broadcast_to(FEATURES[base](x, y, np.float64(1)), x.shape) * factor(float(b))
+            assert got == pytest.approx(want, rel=1e-14), (f, b)
+    assert not {"relu(b*tin-4096)", "relu(b*tin-4096)/b"} & set(SEPARABLE_FEATURES)  # a knee of b·τin is not
