@@ -1094,14 +1094,16 @@ def replay_cmd(plan_dir: Path, device: str, pool: str | None, gpu_index: int, dt
     Each instance of the pool runs as a continuous-batching engine whose slots are the plan's
     lanes: a slot runs its lane's queries in the plan's order, each a prefill of its prompt and
     then one token per decode step of the whole instance (CUDA graph); a finished query's slot
-    takes the lane's next query at once. The LLMs are the characterization's builds (published
+    takes the lane's next query at once, once the device has run the steps queued (as a serving
+    engine reads the ended query's token). The LLMs are the characterization's builds (published
     shapes, random weights, output length forced). Instances run one after another, each measured
     apart (set-up and one prefill of every prompt length first, outside the measurement); NVML's
     energy counter is read every 5 ms and interpolated between its updates. A query is charged its
     prefill and its share of each decode step it ran in: 1/b of the part every slot shares and of
     the rest in proportion to its context (both parts fitted from the steps' durations); the
     shares of empty slots are the instance's padding. Prints per instance and in total the
-    predicted and measured energy and makespan and the per-query errors.
+    predicted (the plan's engine times where it gives them) and measured energy and makespan and
+    the per-query errors.
     """
     out = out_dir if out_dir is not None else plan_dir / "replay"
     _writable_dir(out)
