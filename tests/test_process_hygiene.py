@@ -88,8 +88,8 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
-def _start(tmp_path: Path, mode: str, synthetic_fleet: Path,
-           synthetic_models: Path) -> tuple[subprocess.Popen, int, Path, str, int]:
+def _start(tmp_path: Path, mode: str, synthetic_fleet: Path, synthetic_models: Path,
+           own_group: bool = False) -> tuple[subprocess.Popen, int, Path, str, int]:
     wl = tmp_path / "w.csv"
     lognormal_workload(20, seed=1).to_csv(wl, index=False)
     script, marker, out = tmp_path / "run.py", tmp_path / "pid", tmp_path / "plan"
@@ -99,7 +99,7 @@ def _start(tmp_path: Path, mode: str, synthetic_fleet: Path,
         [sys.executable, str(script), str(marker), mode, "solve", str(wl), "--fleet", str(synthetic_fleet),
          "--models", str(synthetic_models), "--solver", "highs", "--formulation", "exact", "--time-limit", "60",
          "--out", str(out), "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path, start_new_session=own_group,
     )
     t0 = time.monotonic()
     while not (marker.exists() and marker.read_text()):
@@ -125,12 +125,18 @@ def _gone_within(pid: int, seconds: float) -> bool:
     return _gone_within_check(lambda: not _alive(pid), seconds)
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGKILL, -9)])
-def test_a_killed_solve_leaves_no_backend_child(tmp_path, synthetic_fleet, synthetic_models, sig, code):
-    """The backend's child and the process it started (as PuLP starts CBC) are gone within 2 s."""
-    proc, child, out, scratch, cbc = _start(tmp_path, "solve", synthetic_fleet, synthetic_models)
+@pytest.mark.parametrize(("sig", "code", "group"), [(signal.SIGTERM, 143, False), (signal.SIGINT, 130, False),
+                                                  (signal.SIGKILL, -9, False), (signal.SIGKILL, -9, True)])
+def test_a_killed_solve_leaves_no_backend_child(tmp_path, synthetic_fleet, synthetic_models, sig, code, group):
+    """The backend's child and the process it started (as PuLP starts CBC) are gone within 2 s, and
+    so is the call's temporary folder; also when the SIGKILL goes to the command's whole process
+    group, as `timeout -s KILL` sends it (the guard that cleans up must not die with the group)."""
+    proc, child, out, scratch, cbc = _start(tmp_path, "solve", synthetic_fleet, synthetic_models, own_group=group)
     assert child != proc.pid and _alive(child) and _alive(cbc) and Path(scratch).exists()
-    proc.send_signal(sig)
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
     try:
         proc.wait(timeout=10)
         gone = _gone_within(child, 2.0)  # before reading stderr: a surviving child would hold it open
