@@ -312,3 +312,21 @@ def test_solve_report_leaves_the_report_its_time_of_the_limit(tmp_path, syntheti
     assert seen == {"plan": 30.0 - REPORT_WRITE_S, "curve": 30.0 - REPORT_WRITE_S}
     # the summary records the limit asked for
     assert json.loads((tmp_path / "p" / "summary.json").read_text())["settings"]["time_limit_s"] == 30.0
+
+
+def test_solve_names_the_options_dropped_where_a_model_predicts_zero_or_less(tmp_path):
+    """A model predicting 0 s (or a negative energy) drops its options (a plan never counts them
+    free): solve says how many and where, with a plan, without one and under --quiet."""
+    from conftest import TWO_LLM_MODELS, make_models
+
+    broken = {**TWO_LLM_MODELS, ("big", "c"): ((0, 0, 2.0, 0), (0, 0, 0, 0))}  # big on the CPU: 0 s for every query
+    args = _ranged_inputs(tmp_path, make_models(broken))
+    line = ("2 options dropped, where their models predict <= 0 J or s (outside the models' valid domain): "
+            "big@c (2)")
+    r = run("solve", *args, "--out", tmp_path / "p", "--quiet")
+    assert r.exit_code == 0 and r.output.splitlines()[-1] == line, r.output
+    assert json.loads((tmp_path / "p" / "summary.json").read_text())["excluded_invalid_predictions"] == 2
+    r = run("solve", *args, "--out", tmp_path / "p", "--min-mean-accuracy", "0.9")  # no plan: still said
+    assert r.exit_code == 1 and r.output.splitlines()[-1] == line, r.output
+    r = run("solve", *_ranged_inputs(tmp_path / "fine", make_models(TWO_LLM_MODELS)), "--out", tmp_path / "q")
+    assert r.exit_code == 0 and "options dropped" not in r.output
