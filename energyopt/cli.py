@@ -825,7 +825,7 @@ def solve_cmd(workload: Path, workload_format: str, fleet_path: Path | None, mod
 @main.command("compare")
 @_workload_argument
 @_plan_options
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random baseline.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the random baseline.")
 @click.option("--equal-accuracy/--no-equal-accuracy", default=True, show_default=True,
               help="Also solve, for each baseline, the least-energy plan at no lower token-weighted accuracy.")
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -907,7 +907,7 @@ def compare_cmd(workload: Path, workload_format: str,
 @_plan_options
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("sweep"),
               show_default=True, help="Directory for sweep.csv and sweep.png.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random baseline.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the random baseline.")
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
               help="Price round-robin, random, fastest, most-accurate and each LLM alone, drawn as points.")
 @click.option("--signals", "signals_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
