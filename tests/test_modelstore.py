@@ -164,7 +164,8 @@ def test_a_prediction_too_large_to_be_one_is_an_error_naming_the_model_and_the_q
 
     models = make_models({("m", "d"): ((0, 0, 0, 1e6), (0, 0, 0.01, 0))})  # 1e6 J per input x output token
     tin, tout = np.array([10, 5_000_000]), np.array([10, 5_000_000])
-    msg = r"the energy_j model of m on d predicts 2\.5e\+19 at 5000000 x 5000000 tokens, batch size 1: not a number within ±1e\+18"
+    msg = (r"the energy_j model of m on d predicts 2\.5e\+19 at 5000000 x 5000000 tokens, batch size 1: "
+           r"not a number within ±1e\+18")
     with pytest.raises(DataError, match=msg):
         models.predict_matrix([("m", "d")], tin, tout)
     with pytest.raises(DataError, match=msg):
