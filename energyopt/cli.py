@@ -655,6 +655,10 @@ def _inputs(workload: Path, fleet_path: Path | None, models_dir: Path | None, wo
     from .progress import phase
 
     fmt = None if workload_format == "auto" else workload_format
+    if Path(workload).as_posix().endswith("examples/workload.csv") and not Path(workload).exists():
+        from .defaults import example_workload_path  # (an installed energyopt, run outside the source tree)
+
+        raise DataError(f"{workload}: file not found; the example workload energyopt ships is {example_workload_path()}")
     with phase(f"reading {'<stdin>' if str(workload) == '-' else workload}, the fleet and the models"):
         wl = read_workload_stream(sys.stdin.buffer, fmt) if str(workload) == "-" else read_workload(workload, fmt=fmt)
         return load_inputs(wl, fleet_path or default_fleet_path(), models_dir or _default_models())
