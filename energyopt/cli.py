@@ -594,6 +594,27 @@ def _extrapolation_line(s: Any) -> str:
             f"their models were measured on; --strict-range refuses them")
 
 
+def _dropped_options_line(problem: Any) -> str | None:
+    """The line ``solve`` prints when models predicted <= 0 J or s for some options (dropped, so
+    a plan never counts them free; ``excluded_invalid_predictions`` in summary.json)."""
+    by = problem.excluded_invalid_by
+    if not by:
+        return None
+    where = ", ".join(f"{d} ({n})" for d, n in sorted(by.items(), key=lambda kv: -kv[1])[:3])
+    more = f" and {len(by) - 3} more deployments" if len(by) > 3 else ""
+    return (f"{problem.excluded_invalid} options dropped, where their models predict <= 0 J or s (outside the models' "
+            f"valid domain): {where}{more}")
+
+
+def _notes_lines(s: Any, problem: Any, echo: Callable[[str], None]) -> None:
+    """The lines ``solve`` prints even under --quiet: queries on extrapolated predictions, options dropped."""
+    if s.extrapolated_queries:
+        echo(_extrapolation_line(s))
+    dropped = _dropped_options_line(problem)
+    if dropped:
+        echo(dropped)
+
+
 def _check_slot_objective(objective: str, signals: Any, fleet: Any) -> None:
     """``--objective carbon|cost`` needs signals with the objective's column: checked before solving."""
     if objective not in ("carbon", "cost"):
@@ -634,6 +655,10 @@ def _inputs(workload: Path, fleet_path: Path | None, models_dir: Path | None, wo
     from .progress import phase
 
     fmt = None if workload_format == "auto" else workload_format
+    if Path(workload).as_posix().endswith("examples/workload.csv") and not Path(workload).exists():
+        from .defaults import example_workload_path  # (an installed energyopt, run outside the source tree)
+
+        raise DataError(f"{workload}: file not found; the example workload energyopt ships is {example_workload_path()}")
     with phase(f"reading {'<stdin>' if str(workload) == '-' else workload}, the fleet and the models"):
         wl = read_workload_stream(sys.stdin.buffer, fmt) if str(workload) == "-" else read_workload(workload, fmt=fmt)
         return load_inputs(wl, fleet_path or default_fleet_path(), models_dir or _default_models())
@@ -677,11 +702,11 @@ def _solve_to_stdout(sched: Any, s: Any, as_json: bool, quiet: bool, echo: Calla
         stream.flush()
     if not has_plan:
         echo(f"status: {s.status}: {sched.message}")
+        _notes_lines(s, sched.problem, echo)
         sys.exit(_exit_code_without_plan(s.status))
     if not as_json:
         _solve_lines(s, quiet, echo)
-    if s.extrapolated_queries:
-        echo(_extrapolation_line(s))
+    _notes_lines(s, sched.problem, echo)
 
 
 @main.command("solve")
@@ -776,6 +801,7 @@ def solve_cmd(workload: Path, workload_format: str, fleet_path: Path | None, mod
             _echo_json(s.to_dict())
         echo(f"status: {s.status}: {sched.message}")
         echo(f"wrote {path} (no assignment)")
+        _notes_lines(s, sched.problem, echo)
         sys.exit(_exit_code_without_plan(s.status))
     with phase(f"writing the plan of {len(sched.assignment):,} queries to {out_dir}"):
         paths = sched.write(out_dir, s)
@@ -785,8 +811,7 @@ def solve_cmd(workload: Path, workload_format: str, fleet_path: Path | None, mod
         _solve_lines(s, quiet, click.echo)
     if not quiet and not as_json:
         click.echo(f"wrote {', '.join(str(p) for p in paths[:-1])} and {paths[-1]}")
-    if s.extrapolated_queries:
-        echo(_extrapolation_line(s))
+    _notes_lines(s, sched.problem, echo)
     if report:
         from .report import write_report
         from .sweep import accuracy_cost
@@ -804,7 +829,7 @@ def solve_cmd(workload: Path, workload_format: str, fleet_path: Path | None, mod
 @main.command("compare")
 @_workload_argument
 @_plan_options
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random baseline.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the random baseline.")
 @click.option("--equal-accuracy/--no-equal-accuracy", default=True, show_default=True,
               help="Also solve, for each baseline, the least-energy plan at no lower token-weighted accuracy.")
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -886,7 +911,7 @@ def compare_cmd(workload: Path, workload_format: str,
 @_plan_options
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("sweep"),
               show_default=True, help="Directory for sweep.csv and sweep.png.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random baseline.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the random baseline.")
 @click.option("--baselines/--no-baselines", default=True, show_default=True,
               help="Price round-robin, random, fastest, most-accurate and each LLM alone, drawn as points.")
 @click.option("--signals", "signals_path", type=click.Path(dir_okay=False, path_type=Path), default=None,

@@ -592,7 +592,34 @@ def load_plan_dir(plan_dir: str | Path, *, workload=None, fleet=None, models=Non
     if missing:
         raise DataError(f"{asg_p}: column(s) {', '.join(missing)} missing")
     refuse_damaged_plan(problem, asg, asg_p)
+    _refuse_edited_input_files(given, summary, summ_p)
     return problem, asg, summary
+
+
+def _refuse_edited_input_files(given: dict[str, Any], summary: dict, summ_p: Path) -> None:
+    """After the row-by-row checks (which name the query that differs): an input file whose bytes
+    differ from those the summary records (``input_sha256``) was edited after planning, or is another
+    file. Its explanation would rest on inputs the plan was not made from (a changed accuracy floor
+    or fleet shows in no row). The models are compared file by file, as recorded, where the folder
+    given has the file."""
+    from .schedule import _file_sha256
+
+    recorded = summary.get("input_sha256") or {}
+    for key in ("workload", "fleet"):
+        path, want = given[key], recorded.get(key)
+        if isinstance(path, str | Path) and str(path) != "-" and isinstance(want, str):
+            got = _file_sha256(Path(path))
+            if got is not None and got != want:
+                raise DataError(f"{path}: SHA-256 {got[:12]}… differs from the {key} the plan was made from "
+                                f"({summ_p}: input_sha256.{key} {want[:12]}…): edited after planning, or another file")
+    want_models = recorded.get("models")
+    if isinstance(given["models"], str | Path) and isinstance(want_models, dict) and Path(given["models"]).is_dir():
+        for name, want in want_models.items():  # (a folder of the models the plan uses, fewer files, will do)
+            got = _file_sha256(Path(given["models"]) / name)
+            if isinstance(want, str) and got is not None and got != want:
+                raise DataError(f"{Path(given['models']) / name}: SHA-256 {got[:12]}… differs from the model file "
+                                f"the plan was made from ({summ_p}: input_sha256.models); edited after planning, "
+                                "or another file")
 
 
 def _refuse_other_workload_bytes(workload: Any, summary: dict, summ_p: Path) -> None:

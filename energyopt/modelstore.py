@@ -368,6 +368,12 @@ class _Obj:
         return _Obj(self.get(key), self.name(key), self.where)
 
 
+#: the largest coefficient (in size) a model file may hold, and the largest prediction [J or s] of
+#: one query a plan may rest on: beyond them the numbers overflow or swamp the solvers' tolerances
+MAX_COEFFICIENT = 1e9
+MAX_PREDICTION = 1e18
+
+
 def _features_and_coefficients(doc: _Obj, origin: str) -> tuple[tuple[str, ...], np.ndarray]:
     """The features (each known, each once) and their coefficients, the intercept for ``1``; a
     coefficient of a feature the model does not list is an error (it would be ignored)."""
@@ -386,6 +392,12 @@ def _features_and_coefficients(doc: _Obj, origin: str) -> tuple[tuple[str, ...],
     arr = np.array([intercept if f == "1" else coefs.number(f) for f in features], dtype=float)
     if not np.all(np.isfinite(arr)):
         raise doc.error("coefficients", "must be finite numbers")
+    big = np.flatnonzero(np.abs(arr) > MAX_COEFFICIENT)
+    if big.size:  # (the largest shipped or published one is about 400)
+        f = features[int(big[0])]
+        raise doc.error("intercept" if f == "1" else f"coefficients.{f}",
+                        f"is {arr[big[0]]:g}; a coefficient above {MAX_COEFFICIENT:g} in size makes no prediction of a "
+                        "query's joules or seconds")
     if origin == "fitted" and np.any(arr < 0):
         raise doc.error("coefficients", "must be >= 0 for a fitted model")
     return features, arr
@@ -484,6 +496,20 @@ def _safe_name(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", s)
 
 
+def _check_scale(raw: np.ndarray, target: str, pairs: list[tuple[str, str]], tin: np.ndarray, tout: np.ndarray,
+                 sizes: list[int]) -> None:
+    """A [queries × pairs] array of raw predictions holds only finite numbers below
+    :data:`MAX_PREDICTION` in size, else a DataError names the first pair and query beyond."""
+    if raw.size == 0 or raw.min() >= -MAX_PREDICTION and raw.max() <= MAX_PREDICTION:  # (NaN fails; no copy made)
+        return
+    with np.errstate(invalid="ignore"):
+        i, j = (int(x[0]) for x in np.nonzero(~(np.abs(raw) <= MAX_PREDICTION)))
+    llm, dev = pairs[j]
+    raise DataError(f"the {target} model of {llm} on {dev} predicts {raw[i, j]:g} at {int(tin[i])} x {int(tout[i])} tokens, "
+                    f"batch size {sizes[j]}: not a number within ±{MAX_PREDICTION:g}, no prediction of one query; "
+                    "check its coefficients")
+
+
 class FittedModels:
     """All fitted models, keyed by (llm, device), with both targets each."""
 
@@ -541,6 +567,8 @@ class FittedModels:
         tin, tout = np.broadcast_arrays(tin, tout)
         e = m["energy_j"].predict_raw(tin, tout, batch_size)
         r = m["runtime_s"].predict_raw(tin, tout, batch_size)
+        for t, v in (("energy_j", e), ("runtime_s", r)):
+            _check_scale(v[:, None], t, [(llm, device)], tin, tout, [batch_size])
         return pd.DataFrame(
             {
                 "energy_j": np.maximum(e, 0.0),
@@ -612,6 +640,8 @@ class FittedModels:
             for k, j, c in coef[t]:
                 C[k, j] += c
             raw[t] = np.ascontiguousarray(np.einsum("nk,kd->nd", F, C))  # faster than matmul for so few features
+        for t in TARGETS:
+            _check_scale(raw[t], t, pairs, tin, tout, sizes)
         valid = (raw["energy_j"] > 0) & (raw["runtime_s"] > 0)
         energy = np.maximum(raw["energy_j"], 0.0, out=raw["energy_j"])
         runtime = np.maximum(raw["runtime_s"], 0.0, out=raw["runtime_s"])

@@ -76,6 +76,7 @@ class Problem:
     strict_range: bool = False  # extrapolated predictions are not options
     unservable: pd.DataFrame = field(default_factory=pd.DataFrame)  # query_id, reason
     excluded_invalid: int = 0
+    excluded_invalid_by: dict[str, int] = field(default_factory=dict)  # the same per deployment with any
     norms: dict[str, float] = field(default_factory=dict)
     # the raw inputs (workload, fleet, models), for the independent checker
     inputs: Inputs | None = None
@@ -237,7 +238,9 @@ def build_problem(
     time_ok = q["deadline_eff_s"].to_numpy()[:, None] >= q["release_s"].to_numpy()[:, None] + R
     time_ok &= usable  # NaN-safe
     ok = acc_ok & ctx_ok & usable & time_ok
-    excluded_invalid = int((acc_ok & ctx_ok & ~valid).sum())
+    invalid = acc_ok & ctx_ok & ~valid
+    excluded_invalid = int(invalid.sum())
+    excluded_invalid_by = {str(deps.deployment[j]): int(n) for j, n in enumerate(invalid.sum(axis=0)) if n}
 
     # why a query has no option: the first requirement that no deployment meets
     no_opt = ~ok.any(axis=1)
@@ -303,6 +306,7 @@ def build_problem(
         strict_range=strict_range,
         unservable=unservable,
         excluded_invalid=excluded_invalid,
+        excluded_invalid_by=excluded_invalid_by,
         norms=norms,
         inputs=Inputs(workload, fleet, models),
     )

@@ -497,11 +497,14 @@ def plot_accuracy_cost(t: pd.DataFrame, path: Path) -> Path:
     ax.plot(ok["token_weighted_mean_accuracy"].iloc[:1], ok["total_energy_j"].iloc[:1] / J_PER_KWH, "s", color="k",
             ms=8, label="this plan")
     xs, ys = ok["token_weighted_mean_accuracy"].to_numpy(), ok["total_energy_j"].to_numpy() / J_PER_KWH
+    centre = (xs.min() + xs.max()) / 2 if len(xs) else 0.0
     for k in range(1, len(ok)):
         m = ok["marginal_j_per_point"].iloc[k]
         if np.isfinite(m):
-            ax.annotate(f"{m / J_PER_KWH:.3g} kWh per +0.01", ((xs[k - 1] + xs[k]) / 2, (ys[k - 1] + ys[k]) / 2), fontsize=8,
-                        textcoords="offset points", xytext=(-10, 6))
+            mid = (xs[k - 1] + xs[k]) / 2
+            right = mid > centre  # a label in the right half ends at its segment, so it stays inside the axes
+            ax.annotate(f"{m / J_PER_KWH:.3g} kWh per +0.01", (mid, (ys[k - 1] + ys[k]) / 2), fontsize=8,
+                        textcoords="offset points", xytext=(-6 if right else -10, 6), ha="right" if right else "left")
     bad = int((~np.isfinite(t["total_energy_j"])).sum())
     ax.set_xlabel(f"token-weighted mean accuracy {ACCURACY_UNIT}")
     ax.set_ylabel("least energy [kWh]")

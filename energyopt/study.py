@@ -375,6 +375,7 @@ def plot_study(table: Any, path: Path, *, title: str = "") -> Path | None:
     """``study.png``: energy [kWh] against token-weighted accuracy, one panel per option that
     varies, each plan a point coloured by its value there; None (and an earlier figure removed)
     when no plan of the table has a plan to draw."""
+    from .report import ACCURACY_UNIT
     from .writers import atomic_path
 
     plotted = table[table["status"].isin([StudyStatus.OPTIMAL.value, StudyStatus.FEASIBLE.value])]
@@ -392,7 +393,7 @@ def plot_study(table: Any, path: Path, *, title: str = "") -> Path | None:
         for value, grp in plotted.groupby(plotted[name].astype(str), sort=False):
             label = Path(value).name if name in _PATHS else value
             ax.scatter(grp["token_weighted_mean_accuracy"], grp["energy_kwh"], s=18, label=f"{label}")
-        ax.set_xlabel("token-weighted mean accuracy")
+        ax.set_xlabel(f"token-weighted mean accuracy {ACCURACY_UNIT}")
         ax.set_title(name, fontsize=9)
         ax.legend(fontsize=7, title_fontsize=7)
         ax.grid(alpha=0.3)

@@ -46,8 +46,46 @@ def _umask() -> int:
 def atomic_path(path: Path) -> Iterator[str]:
     """A temporary file beside ``path`` to write into; it replaces ``path`` only when the block
     ends without error, so a failed write never leaves a partial file. The file gets the mode a
-    plain ``open`` would give it (0666 less the umask: 0644 under umask 022), not mkstemp's 0600."""
+    plain ``open`` would give it (0666 less the umask: 0644 under umask 022), not mkstemp's 0600.
+
+    On Linux the file has no name while it is written (``O_TMPFILE``; the path yielded is
+    ``/proc/self/fd/N``): a process killed mid-write, even by SIGKILL, leaves nothing in the
+    folder. It is named (``.NAME.*.tmp``) only for the instant before it replaces ``path``.
+    Elsewhere, or where the file system cannot, a named temporary file as mkstemp makes it."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    fd = _unnamed_file(path.parent)
+    if fd is None:
+        with _named_temp(path) as tmp:
+            yield tmp
+        return
+    try:
+        yield f"/proc/self/fd/{fd}"
+        with _named_temp(path) as tmp:  # a name for the finished file, then the rename
+            os.unlink(tmp)
+            folder = os.open(path.parent, os.O_RDONLY)
+            try:  # (with a directory descriptor CPython calls linkat, which follows /proc's link to the file)
+                os.link(f"/proc/self/fd/{fd}", os.path.basename(tmp), dst_dir_fd=folder, follow_symlinks=True)
+            finally:
+                os.close(folder)
+    finally:
+        os.close(fd)
+
+
+def _unnamed_file(folder: Path) -> int | None:
+    """A writable file without a name in ``folder`` (Linux's O_TMPFILE), or None where not to be had."""
+    flag = getattr(os, "O_TMPFILE", None)
+    if flag is None or not os.path.isdir("/proc/self/fd"):
+        return None
+    try:
+        return os.open(folder, flag | os.O_WRONLY, 0o666)  # the mode less the umask, as open() gives
+    except OSError:  # a file system without it (EOPNOTSUPP, EISDIR on old kernels)
+        return None
+
+
+@contextlib.contextmanager
+def _named_temp(path: Path) -> Iterator[str]:
+    """A named temporary file beside ``path`` (mode as open() gives it) that replaces ``path`` when
+    the block ends without error; removed otherwise."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     _OPEN_TEMPS.add(tmp)
     try:

@@ -313,3 +313,43 @@ def test_solve_report_leaves_the_report_its_time_of_the_limit(tmp_path, syntheti
     assert seen == {"plan": 30.0 - REPORT_WRITE_S, "curve": 30.0 - REPORT_WRITE_S}
     # the summary records the limit asked for
     assert json.loads((tmp_path / "p" / "summary.json").read_text())["settings"]["time_limit_s"] == 30.0
+
+
+def test_solve_names_the_options_dropped_where_a_model_predicts_zero_or_less(tmp_path):
+    """A model predicting 0 s (or a negative energy) drops its options (a plan never counts them
+    free): solve says how many and where, with a plan, without one and under --quiet."""
+    from conftest import TWO_LLM_MODELS, make_models
+
+    broken = {**TWO_LLM_MODELS, ("big", "c"): ((0, 0, 2.0, 0), (0, 0, 0, 0))}  # big on the CPU: 0 s for every query
+    args = _ranged_inputs(tmp_path, make_models(broken))
+    line = ("2 options dropped, where their models predict <= 0 J or s (outside the models' valid domain): "
+            "big@c (2)")
+    r = run("solve", *args, "--out", tmp_path / "p", "--quiet")
+    assert r.exit_code == 0 and r.output.splitlines()[-1] == line, r.output
+    assert json.loads((tmp_path / "p" / "summary.json").read_text())["excluded_invalid_predictions"] == 2
+    r = run("solve", *args, "--out", tmp_path / "p", "--min-mean-accuracy", "0.9")  # no plan: still said
+    assert r.exit_code == 1 and r.output.splitlines()[-1] == line, r.output
+    r = run("solve", *_ranged_inputs(tmp_path / "fine", make_models(TWO_LLM_MODELS)), "--out", tmp_path / "q")
+    assert r.exit_code == 0 and "options dropped" not in r.output
+
+
+def test_a_negative_seed_and_a_model_coefficient_of_1e308_are_bad_input_not_tracebacks(tmp_path, synthetic_models,
+                                                                                        synthetic_fleet):
+    import shutil
+
+    wl = tmp_path / "w.csv"
+    lognormal_workload(10, seed=3).to_csv(wl, index=False)
+    args = [wl, "--fleet", synthetic_fleet, "--models", synthetic_models]
+    for cmd in (("compare",), ("sweep", "--vary", "zeta", "--out", tmp_path / "s")):
+        r = run(*cmd, *args, "--seed", "-1")
+        assert r.exit_code == 2 and "Invalid value for '--seed': -1 is not in the range x>=0" in r.output, r.output
+    models = tmp_path / "models"
+    shutil.copytree(synthetic_models, models)
+    first = sorted(models.glob("*.json"))[0]
+    doc = json.loads(first.read_text())
+    doc["energy_j"]["coefficients"][next(iter(doc["energy_j"]["coefficients"]))] = 1e308
+    first.write_text(json.dumps(doc))
+    r = run("solve", wl, "--fleet", synthetic_fleet, "--models", models, "--out", tmp_path / "p")
+    assert r.exit_code == 2 and r.output.count("\n") == 1, r.output
+    assert r.output.startswith(f"error: {first}: key energy_j.coefficients.") and "is 1e+308" in r.output
+    assert not (tmp_path / "p").exists()

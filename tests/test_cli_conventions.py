@@ -249,6 +249,38 @@ def test_every_option_of_every_command_has_help_text():
         assert r.exit_code == 0, r.output
 
 
+def test_the_typical_session_of_the_help_runs_as_written(tmp_path, monkeypatch):
+    """Each command of `energyopt --help`'s typical session, run from the source tree's top as
+    written (the plan into plan/ there: here a temporary copy of examples/); compare, minutes on the
+    full example, is run on its first 40 queries."""
+    import shlex
+    import shutil
+
+    from conftest import ROOT
+
+    lines = run("--help").output.split("Typical session:")[1].split("Options:")[0].strip().splitlines()
+    commands = [shlex.split(line.split("#")[0]) for line in lines]
+    assert [c[1] for c in commands] == ["solve", "explain", "compare", "models", "predict"]
+    (tmp_path / "examples").mkdir()
+    shutil.copy(ROOT / "examples" / "workload.csv", tmp_path / "examples")
+    monkeypatch.chdir(tmp_path)
+    for argv in commands:
+        if argv[1] == "compare":
+            short = tmp_path / "examples" / "short.csv"
+            short.write_text("".join((tmp_path / "examples" / "workload.csv").read_text().splitlines(True)[:41]))
+            argv = [a.replace("workload.csv", "short.csv") for a in argv]
+        r = run(*argv[1:])
+        assert r.exit_code == 0, (argv, r.output)
+    assert (tmp_path / "plan" / "assignment.csv").is_file()
+
+
+def test_characterize_help_lists_the_catalog():
+    from energyopt.characterize.catalog import CATALOG
+
+    text = " ".join(run("characterize", "--help").output.split())
+    assert all(name in text for name in CATALOG if name != "tiny-test")
+
+
 def test_the_readme_names_the_conventions():
     from conftest import ROOT
 

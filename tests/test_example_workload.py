@@ -32,3 +32,25 @@ def test_the_example_deadlines_bind():
     assert with_dl.deadlines_met == with_dl.queries_with_deadline == 206
     # the deadlines cost energy: loosening them (a larger deadline scale) lowers it
     assert free.total_energy_j < with_dl.total_energy_j * (1 - 1e-3)
+
+
+def test_the_readme_shows_what_solve_prints_on_the_example(tmp_path, monkeypatch):
+    """README's "In a nutshell" block is `energyopt solve examples/workload.csv` as it prints today,
+    line for line, but for the backend's seconds."""
+    import re
+
+    from click.testing import CliRunner
+
+    from energyopt.cli import main
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("$ energyopt solve examples/workload.csv\n", 1)[1].split("```", 1)[0].splitlines()
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, ["solve", str(ROOT / "examples" / "workload.csv")], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    printed = [line.replace(f"{ROOT / 'examples'}/", "examples/") for line in r.output.splitlines()]
+
+    def seconds_out(lines: list[str]) -> list[str]:
+        return [re.sub(r"optimal in [0-9.]+ s", "optimal in _ s", line) for line in lines]
+
+    assert seconds_out(printed) == seconds_out(block)

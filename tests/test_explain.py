@@ -383,6 +383,43 @@ def test_a_workload_edited_after_planning_is_refused(solved_dir):
     assert CliRunner().invoke(main, ["explain", str(plan_dir), "q3"]).exit_code == 0
 
 
+def test_an_input_edited_where_no_row_shows_it_is_refused(tmp_path, synthetic_models, synthetic_fleet):
+    """A raised accuracy floor, an LLM's accuracy in the fleet or a model file's figures change no
+    row of the plan, yet the explanation would rest on them: the files' SHA-256 in summary.json
+    tell, and the bytes as planned explain again."""
+    import shutil
+
+    w, fleet, models = tmp_path / "w.csv", tmp_path / "fleet.toml", tmp_path / "models"
+    lognormal_workload(25, seed=7, deadline_fraction=0.3).to_csv(w, index=False)
+    shutil.copy(synthetic_fleet, fleet)
+    shutil.copytree(synthetic_models, models)
+    r = CliRunner().invoke(main, ["solve", str(w), "--fleet", str(fleet), "--models", str(models), "--out",
+                                  str(tmp_path / "p"), "-q"])
+    assert r.exit_code == 0, r.output
+
+    def refused(*words: str) -> None:
+        r = CliRunner().invoke(main, ["explain", str(tmp_path / "p"), "q3"])
+        assert r.exit_code == 2 and r.output.count("\n") == 1 and all(x in r.output for x in words), r.output
+
+    planned = {f: f.read_bytes() for f in (w, fleet, *models.glob("*.json"))}
+    lines = w.read_text().splitlines(keepends=True)
+    head, row = lines[0].strip().split(","), lines[4].rstrip("\n").split(",")
+    row[head.index("min_accuracy")] = "0.01"  # q3: a floor every LLM meets, so no row differs
+    w.write_text("".join(lines[:4] + [",".join(row) + "\n"] + lines[5:]))
+    refused(f"{w}: SHA-256", "differs from the workload the plan was made from", "input_sha256.workload")
+    w.write_bytes(planned[w])
+    fleet.write_text(fleet.read_text().replace("accuracy = 0.6\n", "accuracy = 0.61\n", 1))
+    refused(f"{fleet}: SHA-256", "differs from the fleet the plan was made from")
+    fleet.write_bytes(planned[fleet])
+    first = sorted(models.glob("*.json"))[0]
+    doc = json.loads(first.read_text())
+    doc["energy_j"]["r2"] = 0.5  # a figure no prediction uses
+    first.write_text(json.dumps(doc))
+    refused(f"{first}: SHA-256", "differs from the model file the plan was made from")
+    first.write_bytes(planned[first])
+    assert CliRunner().invoke(main, ["explain", str(tmp_path / "p"), "q3"]).exit_code == 0
+
+
 def test_a_workload_listing_a_query_twice_is_refused(solved_dir):
     plan_dir, w = solved_dir
     wl = pd.read_csv(w, dtype={"query_id": str})

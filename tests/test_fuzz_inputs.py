@@ -317,9 +317,16 @@ def _paths(value: Any, at: tuple = ()) -> list[tuple]:
 @st.composite
 def mutated_model(draw: st.DrawFn) -> tuple[str, bytes]:
     """A shipped model file with one to three of its values replaced, keys dropped or added, a
-    value wrapped in a list; then, sometimes, its text mutated."""
+    value wrapped in a list; then, sometimes, its text mutated. Or (a quarter of them) the file
+    with one coefficient of a scale no measurement gives."""
     f = draw(st.sampled_from(MODEL_FILES))
     doc = json.loads(f.read_text())
+    if draw(st.integers(0, 3)) == 0:  # a coefficient of a scale no measurement gives (overflowing predictions)
+        target = doc[draw(st.sampled_from(["energy_j", "runtime_s"]))]
+        coefs = target["coefficients"]
+        key = draw(st.sampled_from(sorted(coefs) + ["intercept"]))
+        (target if key == "intercept" else coefs)[key] = draw(st.sampled_from([1e308, -1e308, 1e200, 1e12, 1e9, -1e9]))
+        return f.name, json.dumps(doc, indent=1).encode()
     for _ in range(draw(st.integers(1, 3))):
         paths = _paths(doc)
         path = draw(st.sampled_from(paths))
@@ -360,6 +367,14 @@ def test_fuzzed_model_file_loads_soundly_or_is_one_line(folder, named):
         for targets in fm.models.values():
             for m in targets.values():
                 assert np.isfinite(m.coefficients).all() and m.batch_size_range[0] >= 1
+        # what a plan asks of them: finite predictions, or a one-line error before any solving (a
+        # coefficient of 1e308 loaded, then overflowed into an infinite cost inside the solver)
+        pairs = fm.pairs()
+        sizes = [fm.get(*pair)["energy_j"].batch_size_range[0] for pair in pairs]
+        tokens = np.array([1, 100, 4096, 10_000_000])
+        got = one_line_or_loaded(lambda: fm.predict_matrix(pairs, tokens, tokens[::-1], sizes), d / name)
+        if got is not None:
+            assert all(np.isfinite(a).all() for a in got[:2])
 
 
 # --- end to end: the CLI's exit code 2, one line, nothing written -------------------------------

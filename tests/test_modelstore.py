@@ -7,6 +7,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import ROOT
 
@@ -79,6 +80,9 @@ def test_an_unknown_key_at_any_level_is_an_error_with_a_did_you_mean(tmp_path, e
         (lambda d: d.update(format_version=True), r"key format_version is true; expected 1"),
         (lambda d: d.update(llm=7), r"key llm must be text, got 7"),
         (lambda d: d["measurement"].update(idle_power_w="lots"), r"key measurement\.idle_power_w must be a number or null"),
+        (lambda d: d["energy_j"]["coefficients"].update(tout=1e308),
+         r"key energy_j\.coefficients\.tout is 1e\+308; a coefficient above 1e\+09 in size makes no prediction"),
+        (lambda d: d["runtime_s"].update(intercept=-2e9), r"key runtime_s\.intercept is -2e\+09; a coefficient above"),
     ],
 )
 def test_a_value_of_the_wrong_type_is_an_error_naming_the_key(tmp_path, edit, match):
@@ -166,3 +170,21 @@ def test_separable_features_are_a_token_feature_times_a_factor_of_the_batch_size
             got = np.broadcast_to(FEATURES[base](x, y, np.float64(1)), x.shape) * factor(float(b))
             assert got == pytest.approx(want, rel=1e-14), (f, b)
     assert not {"relu(b*tin-4096)", "relu(b*tin-4096)/b"} & set(SEPARABLE_FEATURES)  # a knee of b·τin is not
+
+
+def test_a_prediction_too_large_to_be_one_is_an_error_naming_the_model_and_the_query():
+    """Coefficients within the file's bounds can still predict beyond any query's joules at the
+    largest token counts (or overflow): predict and predict_matrix name the model and the query
+    instead of handing a solver an infinite or swamping cost."""
+    from conftest import make_models
+
+    models = make_models({("m", "d"): ((0, 0, 0, 1e6), (0, 0, 0.01, 0))})  # 1e6 J per input x output token
+    tin, tout = np.array([10, 5_000_000]), np.array([10, 5_000_000])
+    msg = (r"the energy_j model of m on d predicts 2\.5e\+19 at 5000000 x 5000000 tokens, batch size 1: "
+           r"not a number within ±1e\+18")
+    with pytest.raises(DataError, match=msg):
+        models.predict_matrix([("m", "d")], tin, tout)
+    with pytest.raises(DataError, match=msg):
+        models.predict("m", "d", tin, tout)
+    e, _, valid = models.predict_matrix([("m", "d")], tin[:1], tout[:1])  # a query the model can price
+    assert e[0, 0] == 1e8 and valid[0, 0]

@@ -109,3 +109,8 @@ def test_installed_wheel_runs_from_any_folder(wheel, tmp_path):
     r = _run([sys.executable, "-m", "energyopt.cli", "solve", workload, "--out", "plan", "-q"], cwd=empty, env=env)
     assert "status: optimal" in r.stdout
     assert (empty / "plan" / "assignment.csv").is_file() and (empty / "plan" / "summary.json").is_file()
+    # the help's first command, typed where there is no examples/ folder: the error says where the example is
+    r = subprocess.run([sys.executable, "-m", "energyopt.cli", "solve", "examples/workload.csv"], cwd=empty, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and r.stderr == (f"error: examples/workload.csv: file not found; the example workload "
+                                              f"energyopt ships is {workload}\n"), r.stderr

@@ -65,7 +65,7 @@ _SCRIPT = textwrap.dedent("""
         def slow_write(table, path):
             with atomic_path(path) as tmp:
                 Path(tmp).write_text("query_id\\n")
-                marker.write_text(f"{os.getpid()} - 0")
+                marker.write_text(f"{os.getpid()} {tmp} 0")
                 time.sleep(60)
 
         schedule.write_table_csv = slow_write
@@ -88,8 +88,8 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
-def _start(tmp_path: Path, mode: str, synthetic_fleet: Path,
-           synthetic_models: Path) -> tuple[subprocess.Popen, int, Path, str, int]:
+def _start(tmp_path: Path, mode: str, synthetic_fleet: Path, synthetic_models: Path,
+           own_group: bool = False) -> tuple[subprocess.Popen, int, Path, str, int]:
     wl = tmp_path / "w.csv"
     lognormal_workload(20, seed=1).to_csv(wl, index=False)
     script, marker, out = tmp_path / "run.py", tmp_path / "pid", tmp_path / "plan"
@@ -99,7 +99,7 @@ def _start(tmp_path: Path, mode: str, synthetic_fleet: Path,
         [sys.executable, str(script), str(marker), mode, "solve", str(wl), "--fleet", str(synthetic_fleet),
          "--models", str(synthetic_models), "--solver", "highs", "--formulation", "exact", "--time-limit", "60",
          "--out", str(out), "--quiet"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path, start_new_session=own_group,
     )
     t0 = time.monotonic()
     while not (marker.exists() and marker.read_text()):
@@ -125,12 +125,18 @@ def _gone_within(pid: int, seconds: float) -> bool:
     return _gone_within_check(lambda: not _alive(pid), seconds)
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGKILL, -9)])
-def test_a_killed_solve_leaves_no_backend_child(tmp_path, synthetic_fleet, synthetic_models, sig, code):
-    """The backend's child and the process it started (as PuLP starts CBC) are gone within 2 s."""
-    proc, child, out, scratch, cbc = _start(tmp_path, "solve", synthetic_fleet, synthetic_models)
+@pytest.mark.parametrize(("sig", "code", "group"), [(signal.SIGTERM, 143, False), (signal.SIGINT, 130, False),
+                                                  (signal.SIGKILL, -9, False), (signal.SIGKILL, -9, True)])
+def test_a_killed_solve_leaves_no_backend_child(tmp_path, synthetic_fleet, synthetic_models, sig, code, group):
+    """The backend's child and the process it started (as PuLP starts CBC) are gone within 2 s, and
+    so is the call's temporary folder; also when the SIGKILL goes to the command's whole process
+    group, as `timeout -s KILL` sends it (the guard that cleans up must not die with the group)."""
+    proc, child, out, scratch, cbc = _start(tmp_path, "solve", synthetic_fleet, synthetic_models, own_group=group)
     assert child != proc.pid and _alive(child) and _alive(cbc) and Path(scratch).exists()
-    proc.send_signal(sig)
+    if group:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
     try:
         proc.wait(timeout=10)
         gone = _gone_within(child, 2.0)  # before reading stderr: a surviving child would hold it open
@@ -153,15 +159,17 @@ def test_a_killed_solve_leaves_no_backend_child(tmp_path, synthetic_fleet, synth
     assert not list(out.glob(".*.tmp")) if out.exists() else True
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGKILL, -9)])
 def test_a_solve_stopped_while_writing_leaves_no_temporary_file(tmp_path, synthetic_fleet, synthetic_models, sig, code):
-    proc, pid, out, _, _ = _start(tmp_path, "write", synthetic_fleet, synthetic_models)
-    assert pid == proc.pid and list(out.glob(".assignment.csv.*.tmp"))
+    """Stopped in mid-write, even by SIGKILL (no handler runs), the plan's folder holds no partial
+    file and no temporary one: on Linux the file being written has no name until it is complete."""
+    proc, pid, out, tmp, _ = _start(tmp_path, "write", synthetic_fleet, synthetic_models)
+    assert pid == proc.pid and (tmp.startswith("/proc/self/fd/") or Path(tmp).exists())
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=10)
     assert proc.returncode == code, err.decode()[-2000:]
     assert "Traceback" not in err.decode()
-    assert not list(out.glob(".*.tmp")) and not (out / "assignment.csv").exists()
+    assert not list(out.glob(".*.tmp")) and not (out / "assignment.csv").exists(), list(out.iterdir())
 
 
 def test_the_watchdog_child_closes_the_read_end_and_dies_with_its_parent(tmp_path):

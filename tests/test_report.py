@@ -278,3 +278,19 @@ def test_solve_report_with_signals_cli(tmp_path, synthetic_models, synthetic_fle
     # with idle counted, every slot of the horizon draws the switched-on instances' idle power
     power = pd.read_csv(tmp_path / "p" / "report" / "slot_power.csv")
     assert sorted(power["slot_start_s"].unique()) == [0, 120, 240, 360, 480]
+
+
+def test_every_axis_of_accuracy_gives_it_in_one_unit():
+    """Accuracy is a fraction (0-1) on every figure: each axis label that names it carries
+    report.ACCURACY_UNIT (one figure gave percent, another 0-1; the study's none)."""
+    import re
+
+    from conftest import ROOT
+
+    labels = []
+    for f in sorted((ROOT / "energyopt").rglob("*.py")):
+        for m in re.finditer(r"set_[xy]label\((.*)\)", f.read_text()):
+            if "accuracy" in m.group(1):
+                labels.append((f.name, m.group(1)))
+    assert len(labels) >= 3, labels  # the report's curve, the sweep's and the study's
+    assert all("ACCURACY_UNIT" in text for _, text in labels), labels

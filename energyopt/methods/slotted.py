@@ -65,6 +65,7 @@ from ..caps import slot_name
 from ..problem import Problem
 from ..schema import BoundSource, Status, Termination
 from ..solvers import Solver
+from ..solvers.base import native_stdout_silenced
 from . import Choice, Limits, Method, Progress
 from .decompose import instances_at_prices
 
@@ -535,10 +536,11 @@ def _instance_master(T: _Slots, patterns: np.ndarray) -> tuple[float, np.ndarray
         lo_b.append(1.0)
         hi_b.append(np.inf)
     c = np.r_[np.zeros(n_d), 1.0]
-    res = milp(c, constraints=LinearConstraint(np.array(rows), lo_b, hi_b),
-               integrality=np.r_[np.ones(n_d), 0.0],
-               bounds=Bounds(np.r_[np.zeros(n_d), -np.inf], np.r_[hi.astype(float), np.inf]),
-               options={"mip_rel_gap": 0.0, "presolve": False})  # presolve on prints a debug line at times
+    with native_stdout_silenced():  # HiGHS's MIP solver prints debug lines with printf at times
+        res = milp(c, constraints=LinearConstraint(np.array(rows), lo_b, hi_b),
+                   integrality=np.r_[np.ones(n_d), 0.0],
+                   bounds=Bounds(np.r_[np.zeros(n_d), -np.inf], np.r_[hi.astype(float), np.inf]),
+                   options={"mip_rel_gap": 0.0, "presolve": False})  # presolve on prints a debug line at times
     if res.status == 2:  # infeasible: no instance vector serves every query within the fleet
         return math.inf, None
     if res.x is None:  # pragma: no cover - a MILP of ~20 integers solves

@@ -17,7 +17,7 @@ from ..errors import SolverNotAvailableError
 from ..formulation import MatrixModel
 from ..schema import BoundSource, Status, Termination
 
-__all__ = ["SolveResult", "Solver", "available_solvers", "get_solver", "lp_bound", "native_stdout_to_stderr", "SOLVER_NAMES"]
+__all__ = ["SolveResult", "Solver", "available_solvers", "get_solver", "lp_bound", "native_stdout_silenced", "SOLVER_NAMES"]
 
 #: backend name -> module:class; "auto" picks the first available in this order
 SOLVER_NAMES = {
@@ -28,11 +28,12 @@ SOLVER_NAMES = {
 
 
 @contextlib.contextmanager
-def native_stdout_to_stderr() -> Iterator[None]:
-    """File descriptor 1 points at stderr while native code runs: a solver library that prints
+def native_stdout_silenced() -> Iterator[None]:
+    """File descriptor 1 points at /dev/null while native code runs: a solver library that prints
     with C's printf (HiGHS's MIP solver prints debug lines such as
-    ``HighsMipSolverData::transformNewIntegerFeasibleSolution``) must not mix into stdout, which
-    ``--json`` and ``-o -`` keep for their output alone."""
+    ``HighsMipSolverData::transformNewIntegerFeasibleSolution`` with its log off) must not mix into
+    stdout, which ``--json`` and ``-o -`` keep for their output alone, nor show under ``--quiet``
+    (the watchdog's child drops them the same way). What a solver has to say comes back in its result."""
     try:
         sys.stdout.flush()
         saved = os.dup(1)
@@ -40,7 +41,11 @@ def native_stdout_to_stderr() -> Iterator[None]:
         yield
         return
     try:
-        os.dup2(2, 1)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, 1)
+        finally:
+            os.close(devnull)
         yield
     finally:
         with contextlib.suppress(OSError):

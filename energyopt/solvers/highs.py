@@ -11,7 +11,7 @@ import numpy as np
 
 from ..formulation import MatrixModel
 from ..schema import BoundSource, Status, Termination
-from .base import Solver, SolveResult, lp_bound, native_stdout_to_stderr, now
+from .base import Solver, SolveResult, lp_bound, native_stdout_silenced, now
 
 
 class HighsSolver(Solver):
@@ -35,7 +35,7 @@ class HighsSolver(Solver):
             opts["time_limit"] = float(time_limit_s)
         cons = [LinearConstraint(model.A, model.row_lo, model.row_hi)] if model.A.shape[0] else []
         bounds = Bounds(model.var_lo, model.var_hi)
-        with native_stdout_to_stderr():
+        with native_stdout_silenced():
             res = milp(model.c, constraints=cons, integrality=model.integrality, bounds=bounds, options=opts)
             if res.status == 2:
                 # HiGHS's presolve has been seen to declare a feasible aggregate model (119 rows, solved by CBC

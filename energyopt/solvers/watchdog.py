@@ -9,8 +9,10 @@ No child outlives the call: the child asks the kernel to kill it when its parent
 does not use (so a write into a pipe nobody reads fails instead of blocking), and an exception in
 the parent while it waits (a ``KeyboardInterrupt``, or the CLI's SIGTERM handler raising) kills the
 child's whole process group before it propagates; a small guard process kills that group if the
-parent dies without a word (SIGKILL), so CBC, which PuLP starts, goes too. The child's temporary files (PuLP's model
-and solution files) go into a folder of the call's own, removed when the call ends.
+parent dies without a word (SIGKILL), so CBC, which PuLP starts, goes too. The guard has a process
+group of its own, so a SIGKILL of the caller's whole group (as `timeout -s KILL` sends) leaves it to
+clean up. The child's temporary files (PuLP's model and solution files) go into a folder of the
+call's own, removed when the call ends.
 """
 
 from __future__ import annotations
@@ -142,6 +144,10 @@ def _start_guard(pid: int, tmp_dir: str) -> tuple[int, int] | None:
         try:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            # a group of its own: a SIGKILL sent to the caller's whole group (`timeout -s KILL`,
+            # a job control's kill) must leave the guard to clean up after the parent
+            with contextlib.suppress(OSError):
+                os.setpgrp()
             for fd in _open_fds():
                 if fd != r:
                     with contextlib.suppress(OSError):
