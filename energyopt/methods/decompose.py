@@ -234,8 +234,8 @@ def _price_rows(D: _Dense, lam: np.ndarray, mu: float, margin: bool = False):
         run_best = D.run[a:b].reshape(-1)[at]
         # the work due by each level: the rows' chosen runtimes, per deployment and level
         load_blocks[k] = np.bincount(bb * n_l + D.lev[a:b], weights=run_best, minlength=n_d * n_l).reshape(n_d, n_l)
-        if D.w is not None:
-            acc_blocks[k] = float(np.dot(D.w[a:b], D.acc[bb]))
+        if D.w is not None:  # numpy's sum, not BLAS's dot: the same bits whatever threads BLAS has
+            acc_blocks[k] = float((D.w[a:b] * D.acc[bb]).sum())
         if gap is not None:
             assert second is not None  # gap and second are both made with margin
             flat[at] = np.inf
