@@ -56,13 +56,12 @@ from .check import (
     totals_match,
 )
 from .errors import DataError
-from .executors import ray_session
+from .executors import _import_ray, ray_session
 from .fleet import Fleet, read_fleet
 from .formulation import build_matrix, level_of
 from .io import read_assignment_csv
-from .methods import Limits
+from .methods import Limits, decompose
 from .methods.decompose import (
-    BLOCK_ROWS,
     SOLVE_WHOLE_UP_TO,
     Partial,
     _Dense,
@@ -112,8 +111,8 @@ class PartitionWorker:
     in the driver's process). Every method returns numbers per query or a few totals."""
 
     def __init__(self, spec: PartitionSpec, fleet_path: str, models_path: str, idle: bool,
-                 min_mean_accuracy: float | None, strict_range: bool):
-        self.spec = spec
+                 min_mean_accuracy: float | None, strict_range: bool, block_rows: int):
+        self.spec, self.block_rows = spec, block_rows
         self.fleet_path, self.models_path = fleet_path, models_path
         self.idle, self.min_mean_accuracy, self.strict_range = idle, min_mean_accuracy, strict_range
         self.problem: Problem | None = None
@@ -176,14 +175,14 @@ class PartitionWorker:
     # -- the bound
     def price(self, lam: np.ndarray, mu: float) -> Partial:
         assert self.D is not None
-        return _price_rows(self.D, lam, mu)[0]
+        return _price_rows(self.D, lam, mu, block_rows=self.block_rows)[0]
 
     def margins(self, lam: np.ndarray, mu: float) -> tuple[Partial, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """At the best prices: the sums, each row's least priced option (kept here too), that
         option's runtime and cost, and each row's flip value."""
         D = self.D
         assert D is not None
-        part, best, (gap, second) = _price_rows(D, lam, mu, margin=True)
+        part, best, (gap, second) = _price_rows(D, lam, mu, margin=True, block_rows=self.block_rows)
         assert gap is not None and second is not None
         flip = _flip(D, lam, mu, best, second, gap)
         self.best = best.copy()
@@ -495,15 +494,15 @@ def plan_distributed(
         raise DataError(f"{fl.source}: power caps plan per time slot, which the distributed path does not do yet; "
                         "plan in one process")
     backend = get_solver(solver)
-    specs = split_workload(workload, partitions, fmt=workload_format, align=BLOCK_ROWS)
+    block_rows = decompose.BLOCK_ROWS  # read now: a test may set it smaller (the workers get it from here)
+    specs = split_workload(workload, partitions, fmt=workload_format, align=block_rows)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("assignment-part-*.csv"):  # an earlier plan's parts must not pass for this one's
-        old.unlink()
+    if executor == "ray":
+        _import_ray("--distributed ray")
     say(f"distributed: {sum(s.n_rows for s in specs):,} queries in {len(specs)} partitions on "
         f"{'Ray' if executor == 'ray' else 'this process'}")
     clock.mark("split")
-    make_args = (str(fleet), str(models), idle, min_mean_accuracy, strict_range)
+    make_args = (str(fleet), str(models), idle, min_mean_accuracy, strict_range, block_rows)
     with _workers(specs, make_args, executor, address, cpus) as W:
         res = _unwrap_errors(lambda: _plan(W, specs, fl, out, backend, limits, clock, say, idle=idle,
                                            min_mean_accuracy=min_mean_accuracy))
@@ -526,6 +525,10 @@ def _plan(W: _Workers, specs: list[PartitionSpec], fleet: Fleet, out: Path, back
     del loaded
     meta = W.each("meta", [()] + [None] * (len(specs) - 1))[0]
     clock.mark("read_build")
+    # the input is good: the folder of the plan (an earlier plan's parts must not pass for this one's)
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("assignment-part-*.csv"):
+        old.unlink()
 
     def result(status: Status, message: str, bound: float = math.nan, source: BoundSource = BoundSource.NONE,
                objective: float = math.nan, files: list[str] | None = None, violations: list[str] | None = None,
@@ -632,10 +635,14 @@ def _plan(W: _Workers, specs: list[PartitionSpec], fleet: Fleet, out: Path, back
     status = Status.OPTIMAL if relative_gap(objective, plan_bound) <= max(limits.mip_rel_gap, 1e-9) * 1.0001 \
         else Status.FEASIBLE
     message = fp.message
-    if violations:
+    files = [p["file"] for p in parts]
+    if violations:  # a plan that fails the check is no plan: its files go
         status, message = Status.ERROR, "the independent check failed: " + "; ".join(violations[:5])
-    r = result(status, message, bound=plan_bound, source=source, objective=objective,
-               files=[p["file"] for p in parts], violations=violations, totals=totals)
+        for f in files:
+            (out / f).unlink(missing_ok=True)
+        files = []
+    r = result(status, message, bound=plan_bound, source=source, objective=objective, files=files,
+               violations=violations, totals=totals)
     say(f"plan: {status}, objective {objective:.6g}, gap {r.gap:.4%}, check {'ok' if not violations else 'FAILED'}")
     return r
 

@@ -195,10 +195,11 @@ class Partial:
                        np.concatenate([p.acc for p in parts]))
 
 
-def _price_rows(D: _Dense, lam: np.ndarray, mu: float, margin: bool = False):
+def _price_rows(D: _Dense, lam: np.ndarray, mu: float, margin: bool = False, block_rows: int | None = None):
     """Each row's option of least priced cost ``cost + run·Σ_{levels ≥ its deadline} λ − μ·w·acc``
-    and the :class:`Partial` sums of these rows; with ``margin``, also each row's second least
-    priced cost minus the least (inf with one option) and that second option."""
+    and the :class:`Partial` sums of these rows (blocks of ``block_rows``, default
+    :data:`BLOCK_ROWS`); with ``margin``, also each row's second least priced cost minus the least
+    (inf with one option) and that second option."""
     n_s, n_d = D.cost.shape
     n_l = lam.shape[1]
     S_lev = np.ascontiguousarray(_suffix(lam).T)  # [level, deployment]
@@ -207,7 +208,7 @@ def _price_rows(D: _Dense, lam: np.ndarray, mu: float, margin: bool = False):
     best = np.empty(n_s, dtype=np.int64)
     gap = np.empty(n_s) if margin else None
     second = np.full(n_s, -1, dtype=np.int64) if margin else None
-    blk = BLOCK_ROWS
+    blk = block_rows or BLOCK_ROWS
     n_blocks = -(-n_s // blk)
     x_blocks = np.zeros(n_blocks)
     load_blocks = np.zeros((n_blocks, n_d, n_l))
