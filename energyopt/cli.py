@@ -745,7 +745,7 @@ def solve_cmd(workload: Path, workload_format: str, fleet_path: Path | None, mod
 
     # one budget for the whole command from the process's start, --report included
     limits = Limits.since_process_start(time_limit_s, mip_rel_gap, threads)
-    if distributed is not None or partitions is not None or address is not None:
+    if (distributed, partitions, address) != (None, None, None):
         _solve_distributed(workload, workload_format, fleet_path, models_dir, solver, limits, objective, idle,
                            min_mean_accuracy, strict_range, formulation, out_dir, quiet, report, signals_path, as_json,
                            distributed, partitions, address)
@@ -758,8 +758,7 @@ def solve_cmd(workload: Path, workload_format: str, fleet_path: Path | None, mod
     _check_slot_objective(objective, signals, fl)
     if not to_stdout:
         _writable_dir(out_dir)
-    if report and (out_dir / "report").exists() and not (out_dir / "report").is_dir():
-        raise DataError(f"--out {out_dir}: {out_dir / 'report'} exists and is not a directory (--report writes there)")
+    _report_dir_free(out_dir, report)
     say = progress_log.debug if quiet else _progress  # -q: progress only at -vv
     keep_s = 0.0  # --report: the plans leave the plots and tables their time
     if report:
@@ -813,6 +812,12 @@ def solve_cmd(workload: Path, workload_format: str, fleet_path: Path | None, mod
         with phase("report: plots and tables"):
             written = write_report(sched, out_dir, curve, progress=say)
         echo(f"wrote the report: {written[0]} and {len(written) - 1} plots and tables in {written[0].parent}")
+
+
+def _report_dir_free(out_dir: Path, report: bool) -> None:
+    """--report writes OUT/report/: a file there is bad input."""
+    if report and (out_dir / "report").exists() and not (out_dir / "report").is_dir():
+        raise DataError(f"--out {out_dir}: {out_dir / 'report'} exists and is not a directory (--report writes there)")
 
 
 def _solve_distributed(workload: Path, workload_format: str, fleet_path: Path | None, models_dir: Path | None,
