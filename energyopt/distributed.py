@@ -59,7 +59,6 @@ from .errors import DataError
 from .executors import _import_ray, ray_session
 from .fleet import Fleet, read_fleet
 from .formulation import build_matrix, level_of
-from .io import read_assignment_csv
 from .methods import Limits, decompose
 from .methods.decompose import (
     SOLVE_WHOLE_UP_TO,
@@ -231,9 +230,10 @@ class PartitionWorker:
         write_table_csv(a, path)
         stated = {"query_energy_j": energy_totals(a, p)["query_energy_j"], **extrapolation_totals(a, p)}
         wl, fleet, models = p.inputs
-        violations = check_plan(path, wl, fleet, models, require_all=True, totals=stated, idle=p.idle,
+        # the table written, checked as the single-process plan checks its own (in memory)
+        violations = check_plan(a, wl, fleet, models, require_all=True, totals=stated, idle=p.idle,
                                 strict_range=p.strict_range)
-        back = read_assignment_csv(path)
+        back = a
         code = {(d.llm, d.pool): i for i, d in enumerate(fleet.deployments)}
         pair = list(zip(back["llm"].astype(str), back["device"].astype(str)))
         at = pd.Index(wl["query_id"].astype(str)).get_indexer(back["query_id"].astype(str))
@@ -403,7 +403,7 @@ def _driver_problem(meta: dict[str, Any], due_s: np.ndarray, release_s: np.ndarr
     """The batch as packing sees it: each query's deadline and release, and its options through
     :class:`_Known` (its chosen option held here, any other fetched)."""
     n_d = len(meta["deployments"])
-    queries = pd.DataFrame({"deadline_eff_s": due_s, "release_s": release_s})
+    queries = pd.DataFrame({"deadline_eff_s": due_s, "release_s": release_s}, copy=False)
     ok = np.ones(len(dep), dtype=bool)  # the chosen option is an option
     return Problem(
         queries=queries, deployments=meta["deployments"],
@@ -612,7 +612,9 @@ def _plan(W: _Workers, specs: list[PartitionSpec], fleet: Fleet, out: Path, back
         return result(Status.NO_SOLUTION, "no plan found: the nearly tied queries left no feasible completion",
                       bound=bound, source=BoundSource.LAGRANGIAN)
     (n_unplaced, objective), fp, tl, view = chosen
-    plan_bound, source = (fp.bound, BoundSource.MIP) if fp.bound > bound else (bound, BoundSource.LAGRANGIAN)
+    message, fp_bound = fp.message, fp.bound
+    del chosen, state, best, run_best, cost_best, flip, w, fp  # the driver's memory: what the rest needs only
+    plan_bound, source = (fp_bound, BoundSource.MIP) if fp_bound > bound else (bound, BoundSource.LAGRANGIAN)
     if n_unplaced:
         return result(Status.NO_SOLUTION, f"packing could not place {n_unplaced} queries within their deadlines",
                       bound=plan_bound, source=source)
@@ -624,7 +626,7 @@ def _plan(W: _Workers, specs: list[PartitionSpec], fleet: Fleet, out: Path, back
         lanes = meta["deployments"]["lanes"].to_numpy().astype(np.int64)
         instance = _compact_instances(meta["deployments"], tl.dep, tl.instance(lanes))
         on = np.unique(tl.dep * (int(instance.max(initial=0)) + 1) + instance)
-        del view
+        del view, cache, due, rel
     clock.mark("schedule")
     with phase(f"writing and checking {len(specs)} partitions of the plan"):
         parts = W.each("write", [(str(out), tl.dep[a:b], tl.lane[a:b], instance[a:b], start[a:b], end[a:b])
@@ -634,7 +636,6 @@ def _plan(W: _Workers, specs: list[PartitionSpec], fleet: Fleet, out: Path, back
     clock.mark("write_check")
     status = Status.OPTIMAL if relative_gap(objective, plan_bound) <= max(limits.mip_rel_gap, 1e-9) * 1.0001 \
         else Status.FEASIBLE
-    message = fp.message
     files = [p["file"] for p in parts]
     if violations:  # a plan that fails the check is no plan: its files go
         status, message = Status.ERROR, "the independent check failed: " + "; ".join(violations[:5])
@@ -719,7 +720,7 @@ class _FixState:
         """Each row's option to fix it to within the pools (see ``_fix_within_capacity``)."""
         if self.fixed_within is not None:
             return self.fixed_within
-        best, run, cost = self.best.copy(), self.run_best.copy(), self.cost_best.copy()
+        best, run, cost = self.best, self.run_best, self.cost_best  # changed in place: nothing else reads them
         must_free: list[np.ndarray] = []
         D = _lev_view(self.D, self.lev)
 
@@ -842,23 +843,38 @@ def _pack(view: Problem, fp: _Fixed, cache: _RowCache) -> Timeline:
     return Timeline(tl.dep, tl.lane, unplaced)
 
 
+class _RowNames:
+    """What a rule's message names a row of the joined parts by: its row in the plan (from 0), not
+    its query id (the ids stay with the workers)."""
+
+    @property
+    def iloc(self) -> _RowNames:
+        return self
+
+    def __getitem__(self, i: int) -> str:
+        return f"the plan's row {int(i)}"
+
+
 def _check_across(parts: list[dict[str, Any]], fleet: Fleet, meta: dict[str, Any], on: np.ndarray,
                   instance: np.ndarray, *, idle: bool, min_mean_accuracy: float | None
                   ) -> tuple[list[str], dict[str, float]]:
     """The check's rules that couple partitions, on the columns the workers read back from the
     written files, and the plan's totals."""
     violations = [v for p in parts for v in p["violations"]]
-    code = np.concatenate([p["code"] for p in parts])
+
+    def joined(key: str) -> np.ndarray:  # the parts' arrays, each let go once joined
+        return np.concatenate([p.pop(key) for p in parts])
+
+    code = joined("code")
     if (code < 0).any():
         violations.append("a row names an (llm, device) that is not a deployment of the fleet")
         code = np.maximum(code, 0)
     n = len(code)
     z = np.zeros(n)
     rows = CheckedRows(
-        query_ids=pd.Series(np.arange(n)).astype(str), assignment_row=np.arange(n), deployments=list(fleet.deployments),
-        deployment_code=code, instance=np.concatenate([p["instance"] for p in parts]),
-        lane=np.concatenate([p["lane"] for p in parts]), batch_size=np.concatenate([p["batch_size"] for p in parts]),
-        start_s=np.concatenate([p["start_s"] for p in parts]), end_s=np.concatenate([p["end_s"] for p in parts]),
+        query_ids=cast(Any, _RowNames()), assignment_row=np.arange(n), deployments=list(fleet.deployments),
+        deployment_code=code, instance=joined("instance"), lane=joined("lane"), batch_size=joined("batch_size"),
+        start_s=joined("start_s"), end_s=joined("end_s"),
         stated_runtime_s=z, stated_energy_j=z, stated_accuracy=z, input_tokens=z, output_tokens=z, deadline_s=z,
         release_s=z, stated_release_s=z, min_accuracy=z, model_runtime_s=z, model_energy_j=z,
         prediction_valid=np.ones(n, dtype=bool), prediction_extrapolated=np.zeros(n, dtype=bool), catalog_accuracy=z,

@@ -161,25 +161,26 @@ def test_the_check_across_partitions_finds_an_overlap_between_them(batch, tmp_pa
     res = plan_distributed(wl, fleet, MODELS, tmp_path / "out", partitions=2, executor="local")
     assert res.status.has_plan
     fl = read_fleet(fleet)
-    parts = []
-    for f in res.files:
-        a = pd.read_csv(tmp_path / "out" / f)
-        code = {(d.llm, d.pool): i for i, d in enumerate(fl.deployments)}
-        parts.append({"violations": [], "stated": {"query_energy_j": 0.0, "extrapolated_queries": 0,
-                                                    "extrapolated_energy_j": 0.0},
-                      "code": np.array([code[(x, y)] for x, y in zip(a["llm"], a["device"])]),
-                      "instance": a["instance"].to_numpy(), "lane": a["lane"].to_numpy(),
-                      "batch_size": a["batch_size"].to_numpy(), "start_s": a["start_s"].to_numpy(),
-                      "end_s": a["end_s"].to_numpy(), "weight_sum": 1.0, "weighted_accuracy": 0.6})
+    code = {(d.llm, d.pool): i for i, d in enumerate(fl.deployments)}
+    tables = [pd.read_csv(tmp_path / "out" / f) for f in res.files]
+
+    def parts(moved: bool) -> list[dict]:
+        out = [{"violations": [], "stated": {"query_energy_j": 0.0, "extrapolated_queries": 0, "extrapolated_energy_j": 0.0},
+                "code": np.array([code[(x, y)] for x, y in zip(a["llm"], a["device"])]),
+                "instance": a["instance"].to_numpy(), "lane": a["lane"].to_numpy(), "batch_size": a["batch_size"].to_numpy(),
+                "start_s": a["start_s"].to_numpy(), "end_s": a["end_s"].to_numpy(), "weight_sum": 1.0,
+                "weighted_accuracy": 0.6} for a in tables]
+        if moved:  # the second partition's first query onto the lane and time of the first partition's first
+            for k in ("code", "instance", "lane", "batch_size", "start_s", "end_s"):
+                out[1][k] = out[1][k].copy()
+                out[1][k][0] = out[0][k][0]
+        return out
+
     meta = {"deployments": pd.DataFrame({"idle_power_w": np.zeros(40)})}
     on = np.zeros(0, dtype=np.int64)
-    inst = np.concatenate([p["instance"] for p in parts])
-    assert _check_across(parts, fl, meta, on, inst, idle=False, min_mean_accuracy=0.6)[0] == []
-    # the second partition's first query moved onto the lane and time of the first partition's first
-    for k in ("code", "instance", "lane", "batch_size", "start_s", "end_s"):
-        parts[1][k] = parts[1][k].copy()
-        parts[1][k][0] = parts[0][k][0]
-    found = _check_across(parts, fl, meta, on, inst, idle=False, min_mean_accuracy=0.61)[0]
+    inst = np.concatenate([a["instance"].to_numpy() for a in tables])
+    assert _check_across(parts(False), fl, meta, on, inst, idle=False, min_mean_accuracy=0.6)[0] == []
+    found = _check_across(parts(True), fl, meta, on, inst, idle=False, min_mean_accuracy=0.61)[0]
     assert any("overlap" in v for v in found) and any("mean accuracy" in v for v in found)
 
 
