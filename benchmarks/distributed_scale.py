@@ -92,9 +92,12 @@ ray.init(num_cpus=int(cpus), include_dashboard=False, log_to_driver=False, _temp
 r = plan_distributed(wl, fleet, models, out, partitions=int(parts), executor="ray", min_mean_accuracy=float(acc))
 procs = {p: hwm_mb(p) for p in descendants(os.getpid())}
 biggest = max(procs, key=procs.get)
+who = "driver" if biggest == os.getpid() else name(biggest)
 ray.shutdown()
-print(json.dumps({"wall_s": time.perf_counter() - t0, "driver_mb": hwm_mb(os.getpid()),
-                  "peak_mb": procs[biggest], "biggest": "driver" if biggest == os.getpid() else name(biggest),
+# the largest of every process's VmHWM and the actors' own peaks (getrusage, which counts a little more)
+peak = max([procs[biggest], *r.worker_peak_rss_mb])
+print(json.dumps({"wall_s": time.perf_counter() - t0, "driver_mb": hwm_mb(os.getpid()), "peak_mb": peak,
+                  "biggest": who if peak == procs[biggest] else "an actor (its getrusage)",
                   "workers_mb": r.worker_peak_rss_mb, "timings_s": r.timings_s}))
 """
 
@@ -112,7 +115,7 @@ def run_single(wl: Path, fleet: Path, out: Path, acc: float, env: dict[str, str]
                  env)
     s = json.loads((out / "summary.json").read_text())
     return {**stats, "objective": s["objective_value"], "bound": s["bound"], "gap": s["gap"], "status": s["status"],
-            "check": s["check"]["ok"]}
+            "check": s["check"]["ok"], "timings_s": s["timings_s"]}
 
 
 def run_distributed(wl: Path, fleet: Path, out: Path, acc: float, parts: int, cpus: int, env: dict[str, str]) -> dict:
@@ -145,7 +148,8 @@ def main() -> None:
             single = None
             if not a.no_single:
                 single = run_single(wl, fleet, tmp / f"single-{n}", a.min_mean_accuracy, env)
-                print(f"N={n} single: {single['wall_s']:.1f} s, {single['peak_mb']:.0f} MB", file=sys.stderr, flush=True)
+                print(f"N={n} single: {single['wall_s']:.1f} s, {single['peak_mb']:.0f} MB; steps "
+                      f"{json.dumps({k: round(v, 1) for k, v in single['timings_s'].items()})}", file=sys.stderr, flush=True)
                 rows.append({"N": n, "path": "single", **single, "note": ""})
             dist = run_distributed(wl, fleet, tmp / f"dist-{n}", a.min_mean_accuracy, a.partitions, a.cpus, env)
             print(f"N={n} ray: {dist['wall_s']:.1f} s, {dist['peak_mb']:.0f} MB ({dist['biggest']}); "
@@ -193,9 +197,14 @@ def project(runs: list[tuple[int, dict]], n: int, parts: int) -> None:
     w0, wq = fit(max(r1["workers_mb"]), max(r2["workers_mb"]))
     d0, dq = fit(r1["driver_mb"], r2["driver_mb"])
     t0, tq = fit(r1["wall_s"], r2["wall_s"])
+    per_part = wq * parts  # an actor's memory per query of its own partition
     print(f"\nPROJECTED (not measured) from the distributed runs at {n1:,} and {n2:,} queries, {parts} partitions:")
-    print(f"  {n:,} queries: each actor {w0 + wq * n:,.0f} MB ({wq * 1e6:,.0f} MB per million queries in the batch), "
-          f"driver {d0 + dq * n:,.0f} MB ({dq * 1e6:,.0f} MB per million), wall {t0 + tq * n:,.0f} s on this machine")
+    print(f"  an actor: {w0:,.0f} MB + {per_part * 1e6:,.0f} MB per million queries of its partition; the driver: "
+          f"{d0:,.0f} MB + {dq * 1e6:,.0f} MB per million queries of the batch")
+    for p in (parts, 40):
+        print(f"  {n:,} queries in {p} partitions: each actor {w0 + per_part * n / p:,.0f} MB, the driver "
+              f"{d0 + dq * n:,.0f} MB" + (f", wall {t0 + tq * n:,.0f} s on this machine" if p == parts else
+                                             " (the actors on as many machines as their memory needs)"))
 
 
 if __name__ == "__main__":

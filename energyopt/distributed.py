@@ -330,9 +330,7 @@ def _unwrap_errors(fn: Callable[[], Any]) -> Any:
     """A worker's DataError (bad input in its partition) as this process's DataError."""
     try:
         return fn()
-    except DataError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - Ray wraps a worker's exception in its own type
+    except Exception as exc:  # noqa: BLE001 - Ray wraps a worker's exception (its text has the traceback)
         cause = getattr(exc, "cause", None)
         if isinstance(cause, DataError):
             raise DataError(str(cause)) from None
