@@ -137,6 +137,27 @@ def test_local_partitions_give_the_single_process_plan(batch, tmp_path, small_bl
     assert res.totals["total_energy_j"] == pytest.approx(sched.summary().total_energy_j, rel=1e-12)
 
 
+def test_idle_energy_counts_each_instance_once_across_partitions(tmp_path, small_blocks):
+    """2,500 queries in 3 partitions, idle counted: the instances on are shared by the partitions,
+    and their idle energy is the single plan's."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    from make_workload import make
+
+    wl = tmp_path / "w.csv"
+    make(2500, seed=5, deadline_fraction=0.0).to_csv(wl, index=False)
+    text = (ROOT / "examples" / "fleet.toml").read_text()
+    fleet = tmp_path / "fleet.toml"
+    fleet.write_text(re.sub(r"^count = (\d+)", lambda m: f"count = {int(m.group(1)) * 3}", text, flags=re.M))
+    sched = _single(wl, fleet, idle=True)
+    out = tmp_path / "out"
+    res = plan_distributed(wl, fleet, MODELS, out, partitions=3, executor="local", idle=True)
+    assert len(res.files) == 3
+    _same_as_single(res, sched, out)
+    s = sched.summary()
+    assert res.totals["idle_energy_j"] == pytest.approx(s.idle_energy_j, rel=1e-12) and s.idle_energy_j > 0
+    assert res.totals["total_energy_j"] == pytest.approx(s.total_energy_j, rel=1e-12)
+
+
 def test_ray_workers_give_the_single_process_plan(batch, tmp_path, small_blocks):
     ray = pytest.importorskip("ray")
     import tempfile
@@ -145,13 +166,17 @@ def test_ray_workers_give_the_single_process_plan(batch, tmp_path, small_blocks)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp_dir)
     try:
         wl, fleet = batch
-        sched = _single(wl, fleet, idle=True)
+        sched = _single(wl, fleet, min_mean_accuracy=0.55)
         out = tmp_path / "out"
-        res = plan_distributed(wl, fleet, MODELS, out, partitions=3, executor="ray", idle=True)
+        res = plan_distributed(wl, fleet, MODELS, out, partitions=3, executor="ray", min_mean_accuracy=0.55)
         _same_as_single(res, sched, out)
-        s = sched.summary()
-        assert res.totals["idle_energy_j"] == pytest.approx(s.idle_energy_j, rel=1e-12) and s.idle_energy_j > 0
         assert len(res.worker_peak_rss_mb) == 3
+        # bad input in a worker's partition: one line naming the file and line, as in one process
+        bad = tmp_path / "bad.csv"
+        bad.write_text("query_id,input_tokens,output_tokens\n" + "\n".join(f"q{i},100,10" for i in range(1100))
+                       + "\nq1100,100,x\n")
+        with pytest.raises(DataError, match=rf"^{re.escape(str(bad))}: line 1102, column output_tokens[^\n]*$"):
+            plan_distributed(bad, fleet, MODELS, tmp_path / "o2", partitions=2, executor="ray")
     finally:
         ray.shutdown()
 
