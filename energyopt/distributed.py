@@ -475,7 +475,6 @@ def plan_distributed(
     solver: str = "auto",
     limits: Limits | None = None,
     progress: Progress | None = None,
-    keep_going: Callable[[], None] | None = None,
 ) -> DistributedResult:
     """Plan the workload file (CSV or Parquet) in ``partitions`` partitions on workers
     (``executor`` ``ray``: actors on a local Ray of ``cpus`` CPUs or the cluster at ``address``;
@@ -500,7 +499,9 @@ def plan_distributed(
     say(f"distributed: {sum(s.n_rows for s in specs):,} queries in {len(specs)} partitions on "
         f"{'Ray' if executor == 'ray' else 'this process'}")
     clock.mark("split")
-    make_args = (str(fleet), str(models), idle, min_mean_accuracy, strict_range, block_rows)
+    # the inputs read already here: a worker whose working folder differs still finds them
+    make_args = (str(Path(fleet).resolve()), str(Path(models).resolve()), idle, min_mean_accuracy, strict_range,
+                 block_rows)
     with _workers(specs, make_args, executor, address, cpus) as W:
         res = _unwrap_errors(lambda: _plan(W, specs, fl, out, backend, limits, clock, say, idle=idle,
                                            min_mean_accuracy=min_mean_accuracy))

@@ -137,6 +137,15 @@ def test_local_partitions_give_the_single_process_plan(batch, tmp_path, small_bl
     assert res.totals["total_energy_j"] == pytest.approx(sched.summary().total_energy_j, rel=1e-12)
 
 
+def test_a_parquet_workload_gives_the_plan_of_its_csv(batch, tmp_path, small_blocks):
+    wl, fleet = batch
+    pq = tmp_path / "w.parquet"
+    pd.read_csv(wl).to_parquet(pq, row_group_size=1000)
+    sched = _single(wl, fleet)
+    res = plan_distributed(pq, fleet, MODELS, tmp_path / "out", partitions=3, executor="local")
+    _same_as_single(res, sched, tmp_path / "out")
+
+
 def test_idle_energy_counts_each_instance_once_across_partitions(tmp_path, small_blocks):
     """2,500 queries in 3 partitions, idle counted: the instances on are shared by the partitions,
     and their idle energy is the single plan's."""
