@@ -94,6 +94,8 @@ procs = {p: hwm_mb(p) for p in descendants(os.getpid())}
 biggest = max(procs, key=procs.get)
 who = "driver" if biggest == os.getpid() else name(biggest)
 ray.shutdown()
+import shutil
+shutil.rmtree(temp_dir, ignore_errors=True)
 # the largest of every process's VmHWM and the actors' own peaks (getrusage, which counts a little more)
 peak = max([procs[biggest], *r.worker_peak_rss_mb])
 print(json.dumps({"wall_s": time.perf_counter() - t0, "driver_mb": hwm_mb(os.getpid()), "peak_mb": peak,

@@ -4,6 +4,7 @@ partitions, and the plan made on workers equal to the single-process decompositi
 from __future__ import annotations
 
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -188,6 +189,7 @@ def test_ray_workers_give_the_single_process_plan(batch, tmp_path, small_blocks)
             plan_distributed(bad, fleet, MODELS, tmp_path / "o2", partitions=2, executor="ray")
     finally:
         ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_the_check_across_partitions_finds_an_overlap_between_them(batch, tmp_path, small_blocks):
