@@ -14,8 +14,8 @@ process's ``VmHWM`` from /proc, read before Ray stops); ``workers`` lists the ac
 Objective, bound and gap come from each run's summary.json.
 
 With ``--project N`` it also projects a run of N queries from the largest distributed run
-measured: the actors' and the driver's memory per query (above a fixed part fitted from two sizes
-where two were run), said as a projection, not a measurement.
+measured: the actors' and the driver's memory per query above a fixed part, fitted from the
+smallest and largest sizes run (two at least), said as a projection, not a measurement.
 
     python benchmarks/distributed_scale.py --sizes 1000000 --partitions 4
     python benchmarks/distributed_scale.py --sizes 1000000 10000000 --partitions 4 --project 100000000
@@ -187,12 +187,13 @@ def shutil_rm(tmp: Path) -> None:
 def project(runs: list[tuple[int, dict]], n: int, parts: int) -> None:
     """Memory and time of a distributed run of ``n`` queries, projected linearly from the runs
     measured (a fixed part and a part per query where two sizes were run, else per query only)."""
-    runs = sorted(runs)
-    (n1, r1), (n2, r2) = (runs[0], runs[-1]) if len(runs) > 1 else (runs[0], runs[0])
+    runs = sorted(runs, key=lambda r: r[0])
+    (n1, r1), (n2, r2) = runs[0], runs[-1]
+    if n1 == n2:  # one size: no telling the fixed part from the part per query
+        print("\n--project needs distributed runs at two sizes (--sizes A B)")
+        return
 
     def fit(f1: float, f2: float) -> tuple[float, float]:
-        if n2 == n1:
-            return 0.0, f2 / n2
         per = (f2 - f1) / (n2 - n1)
         return f2 - per * n2, per
 
