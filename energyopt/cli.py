@@ -732,11 +732,20 @@ def _solve_to_stdout(sched: Any, s: Any, as_json: bool, quiet: bool, echo: Calla
               help="ISO 8601 time of the batch start (t = 0) in a --signals file with timestamps "
                    "[default: its first row].")
 @_json_opt("the summary (what OUT/summary.json holds, also without a plan)")
+@click.option("--distributed", type=click.Choice(["ray", "local"]), default=None,
+              help="Plan in --partitions partitions of WORKLOAD (CSV, or Parquet by its suffix), each on a worker that "
+                   "keeps its queries' options (ray: Ray actors, pip install energyopt[ray]; local: this process): the "
+                   "decomposition, same plan and gap; writes OUT/assignment-part-NNNNN.csv per partition.")
+@click.option("--partitions", type=click.IntRange(min=1), default=None,
+              help="Partitions of WORKLOAD for --distributed (whole multiples of 32,768 rows) [default: 4].")
+@click.option("--address", default=None,
+              help="Ray cluster to join with --distributed ray, e.g. ray://HOST:10001 [default: a local Ray].")
 @friendly_errors
 def solve_cmd(workload: Path, workload_format: str, fleet_path: Path | None, models_dir: Path | None, solver: str,
               time_limit_s: float | None, mip_rel_gap: float, threads: int, objective: str, zeta: float, idle: bool,
               min_mean_accuracy: float | None, strict_range: bool, formulation: str, out_dir: Path, quiet: bool, report: bool,
-              signals_path: Path | None, signals_start: str | None, as_json: bool) -> None:
+              signals_path: Path | None, signals_start: str | None, as_json: bool, distributed: str | None,
+              partitions: int | None, address: str | None) -> None:
     """Plan a batch of queries (CSV or JSONL workload) at least energy.
 
     \b
@@ -761,6 +770,11 @@ def solve_cmd(workload: Path, workload_format: str, fleet_path: Path | None, mod
 
     # one budget for the whole command from the process's start, --report included
     limits = Limits.since_process_start(time_limit_s, mip_rel_gap, threads)
+    if (distributed, partitions, address) != (None, None, None):
+        _solve_distributed(workload, workload_format, fleet_path, models_dir, solver, limits, objective, idle,
+                           min_mean_accuracy, strict_range, formulation, out_dir, quiet, report, signals_path, as_json,
+                           distributed, partitions, address)
+        return
     wl, fl, fm = _inputs(workload, fleet_path, models_dir, workload_format)
     signals = _signals_arg(signals_path, signals_start, fl)
     to_stdout = str(out_dir) == "-"  # -o -: no files; the assignment CSV (with --json the summary) on stdout
@@ -769,8 +783,7 @@ def solve_cmd(workload: Path, workload_format: str, fleet_path: Path | None, mod
     _check_slot_objective(objective, signals, fl)
     if not to_stdout:
         _writable_dir(out_dir)
-    if report and (out_dir / "report").exists() and not (out_dir / "report").is_dir():
-        raise DataError(f"--out {out_dir}: {out_dir / 'report'} exists and is not a directory (--report writes there)")
+    _report_dir_free(out_dir, report)
     say = progress_log.debug if quiet else _progress  # -q: progress only at -vv
     keep_s = 0.0  # --report: the plans leave the plots and tables their time
     if report:
@@ -824,6 +837,54 @@ def solve_cmd(workload: Path, workload_format: str, fleet_path: Path | None, mod
         with phase("report: plots and tables"):
             written = write_report(sched, out_dir, curve, progress=say)
         echo(f"wrote the report: {written[0]} and {len(written) - 1} plots and tables in {written[0].parent}")
+
+
+def _report_dir_free(out_dir: Path, report: bool) -> None:
+    """--report writes OUT/report/: a file there is bad input."""
+    if report and (out_dir / "report").exists() and not (out_dir / "report").is_dir():
+        raise DataError(f"--out {out_dir}: {out_dir / 'report'} exists and is not a directory (--report writes there)")
+
+
+def _solve_distributed(workload: Path, workload_format: str, fleet_path: Path | None, models_dir: Path | None,
+                       solver: str, limits: Any, objective: str, idle: bool, min_mean_accuracy: float | None,
+                       strict_range: bool, formulation: str, out_dir: Path, quiet: bool, report: bool,
+                       signals_path: Path | None, as_json: bool, distributed: str | None, partitions: int | None,
+                       address: str | None) -> None:
+    """solve --distributed: the options it takes checked (one line, exit 2), then the plan."""
+    from .defaults import default_fleet_path
+    from .distributed import plan_distributed
+
+    if distributed is None:
+        raise DataError(f"{'--partitions' if partitions is not None else '--address'}: only with --distributed ray|local")
+    if address is not None and distributed != "ray":
+        raise DataError("--address: only with --distributed ray")
+    refused = [name for name, given in (("--objective " + objective, objective != "energy"),
+                                        ("--signals", signals_path is not None), ("--report", report),
+                                        ("--json", as_json), ("--out -", str(out_dir) == "-"),
+                                        ("--formulation " + formulation, formulation not in ("auto", "decompose")),
+                                        ("WORKLOAD -", str(workload) == "-"),
+                                        ("--workload-format jsonl", workload_format == "jsonl"))
+               if given]
+    if refused:
+        raise DataError(f"--distributed: {refused[0]} is not supported with it yet (it plans energy with the "
+                        "decomposition, from a CSV or Parquet file, into a folder)")
+    _writable_dir(out_dir)
+    res = plan_distributed(workload, fleet_path or default_fleet_path(), models_dir or _default_models(), out_dir,
+                           partitions=partitions or 4, executor=distributed, address=address,
+                           workload_format=None if workload_format == "auto" else workload_format, idle=idle,
+                           min_mean_accuracy=min_mean_accuracy, strict_range=strict_range, solver=solver, limits=limits,
+                           progress=progress_log.debug if quiet else _progress)
+    t = res.totals
+    if not res.status.has_plan:
+        click.echo(f"status: {res.status}: {res.message}")
+        click.echo(f"wrote {res.summary_path} (no assignment)")
+        sys.exit(_exit_code_without_plan(res.status))
+    click.echo(f"status: {res.status}  solver: decompose, distributed over {res.partitions} partitions  energy: "
+               f"{t['total_energy_j']:.6g} J ({t['total_energy_j'] / 3.6e6:.4f} kWh{', idle counted' if idle else ''})  "
+               f"gap: {res.gap:.4%}")
+    if not quiet:
+        click.echo(f"queries: {res.queries}  check: ok (per partition, and across them)  "
+                   f"wrote {len(res.files)} files {res.files[0]} … {res.files[-1]} and {res.summary_path} in {out_dir}")
 
 
 @main.command("compare")

@@ -11,17 +11,18 @@ says failed, with the last error on one line. The retries are counted here, not 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import json
 import logging
 import multiprocessing
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .errors import DataError, one_line
 
-__all__ = ["run_local", "run_ray"]
+__all__ = ["run_local", "run_ray", "ray_session"]
 
 #: a study's plan (energyopt.study's PlanSpec: anything picklable with an ``index``)
 Spec = Any
@@ -67,11 +68,11 @@ def run_local(todo: list[Spec], out_dir: str, task: Task, workers: int, retries:
         pending.sort(key=lambda s: s.index)
 
 
-def _import_ray() -> Any:
+def _import_ray(option: str = "--executor ray") -> Any:
     try:
         import ray
     except ImportError:
-        raise DataError("--executor ray: Ray is not installed (pip install energyopt[ray])") from None
+        raise DataError(f"{option}: Ray is not installed (pip install energyopt[ray])") from None
     return ray
 
 
@@ -97,6 +98,38 @@ def _check_placeable(ray: Any, todo: list[Spec], task_options: Callable[[Spec], 
             raise DataError(f"--executor ray: no node of the Ray cluster offers {wanted} for {s}{hint}")
 
 
+@contextlib.contextmanager
+def ray_session(address: str | None, cpus: int, local_node: dict[str, Any] | None = None, *,
+                option: str = "--executor ray") -> Iterator[Any]:
+    """Ray for the duration of the block: already started in this process, used as it is; else
+    ``ray.init(address)`` joins a cluster (``ray://HOST:10001``), or without an address a local
+    one of ``cpus`` CPUs starts (``local_node``: more ``ray.init`` arguments), shut down (and its
+    session folder removed) at the end. A failure to start or reach it is one line naming ``option``."""
+    ray = _import_ray(option)
+    started, temp_dir = False, None
+    if not ray.is_initialized():
+        try:
+            if address:
+                ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+            else:  # its session files (logs, sockets) in a folder of its own, removed at the end
+                temp_dir = tempfile.mkdtemp(prefix="energyopt-ray-")
+                ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+                         _temp_dir=temp_dir, **(local_node or {}))
+        except Exception as exc:  # noqa: BLE001 - any failure to reach the cluster is one line
+            if temp_dir is not None:
+                shutil.rmtree(temp_dir, ignore_errors=True)
+            raise DataError(f"{option}: cannot start or reach Ray{f' at {address}' if address else ''} "
+                            f"({_reason(exc)})") from None
+        started = True
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+        if temp_dir is not None:
+            shutil.rmtree(temp_dir, ignore_errors=True)
+
+
 def run_ray(todo: list[Spec], out_dir: str, task: Task, workers: int, retries: int, address: str | None,
             finished: Finished, failed: Failed, *, task_options: Callable[[Spec], dict[str, Any]] | None = None,
             local_node: dict[str, Any] | None = None) -> None:
@@ -106,23 +139,7 @@ def run_ray(todo: list[Spec], out_dir: str, task: Task, workers: int, retries: i
     (``ray://HOST:10001``), or without an address starts a local one of ``workers`` CPUs (and
     ``local_node``: more ``ray.init`` arguments, such as ``resources`` and ``num_gpus``), shut down
     (and its session folder removed) at the end."""
-    ray = _import_ray()
-    started, temp_dir = False, None
-    if not ray.is_initialized():
-        try:
-            if address:
-                ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
-            else:  # its session files (logs, sockets) in a folder of its own, removed at the end
-                temp_dir = tempfile.mkdtemp(prefix="energyopt-ray-")
-                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-                         _temp_dir=temp_dir, **(local_node or {}))
-        except Exception as exc:  # noqa: BLE001 - any failure to reach the cluster is one line
-            if temp_dir is not None:
-                shutil.rmtree(temp_dir, ignore_errors=True)
-            raise DataError(f"--executor ray: cannot start or reach Ray{f' at {address}' if address else ''} "
-                            f"({_reason(exc)})") from None
-        started = True
-    try:
+    with ray_session(address, workers, local_node, option="--executor ray") as ray:
         remote = ray.remote(num_cpus=1, max_retries=0)(task)
         if task_options is not None:
             _check_placeable(ray, todo, task_options)
@@ -146,8 +163,3 @@ def run_ray(todo: list[Spec], out_dir: str, task: Task, workers: int, retries: i
                         failed(s, _reason(exc), attempts[s.index])
                     continue
                 finished(s, {**row, "attempts": attempts[s.index]})
-    finally:
-        if started:
-            ray.shutdown()
-        if temp_dir is not None:
-            shutil.rmtree(temp_dir, ignore_errors=True)

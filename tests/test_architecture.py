@@ -24,7 +24,7 @@ PKG = ROOT / "energyopt"
 # (yet) is skipped; a module without a rank fails the test.
 RANK = {
     "errors": 0, "schema": 0, "accounting": 0, "version": 0, "progress": 0,
-    "defaults": 1, "io": 1, "fleet": 1, "writers": 1, "signals": 1, "caps": 1,
+    "defaults": 1, "io": 1, "partitions": 1, "fleet": 1, "writers": 1, "signals": 1, "caps": 1,
     "fit": 2, "modelstore": 2, "characterize": 2, "inputs": 2, "slots": 2, "timeslots": 2,
     "problem": 3,
     "formulation": 4, "diagnose": 4,
@@ -33,7 +33,7 @@ RANK = {
     "methods": 6, "check": 6,
     "schedule": 7,
     "plan": 9,
-    "compare": 10, "sweep": 10, "explain": 10, "executors": 10,
+    "compare": 10, "sweep": 10, "explain": 10, "executors": 10, "distributed": 10,
     "report": 11, "replay": 11, "study": 11, "campaign": 11,
     "cli": 12, "__init__": 12, "display": 12,
 }

@@ -176,24 +176,46 @@ SOLVE_WHOLE_UP_TO = 2_000
 BLOCK_ROWS = 32_768
 
 
-def _evaluate(D: _Dense, lam: np.ndarray, mu: float, margin: bool = False):
-    """L(λ, μ), a subgradient, and each row's option of least priced cost
-    ``cost + run·Σ_{levels ≥ its deadline} λ − μ·w·acc``; with ``margin``, also each row's second
-    least priced cost minus the least (inf with one option) and that second option."""
+@dataclass
+class Partial:
+    """What pricing some rows at (λ, μ) adds to L and its subgradient, per block of
+    :data:`BLOCK_ROWS` rows (in row order): the least priced costs' sum, the work due by each
+    level per deployment, and Σ w·acc of the chosen options. Rows split into parts at block
+    boundaries (partitions of the batch priced apart) give the same blocks, and :func:`_fold`
+    adds them up in the same order: the same L and subgradient to the last bit."""
+
+    x: np.ndarray  # [blocks] Σ of each row's least priced cost
+    load: np.ndarray  # [blocks, n_d, n_l] runtime [s] of the chosen options, per deployment and level
+    acc: np.ndarray  # [blocks] Σ w·acc of the chosen options (zeros without the accuracy row)
+
+    @staticmethod
+    def join(parts: list[Partial]) -> Partial:
+        """The blocks of ``parts`` in order (the parts of a batch split at block boundaries)."""
+        return Partial(np.concatenate([p.x for p in parts]), np.concatenate([p.load for p in parts]),
+                       np.concatenate([p.acc for p in parts]))
+
+
+def _price_rows(D: _Dense, lam: np.ndarray, mu: float, margin: bool = False, block_rows: int | None = None):
+    """Each row's option of least priced cost ``cost + run·Σ_{levels ≥ its deadline} λ − μ·w·acc``
+    and the :class:`Partial` sums of these rows (blocks of ``block_rows``, default
+    :data:`BLOCK_ROWS`); with ``margin``, also each row's second least priced cost minus the least
+    (inf with one option) and that second option."""
     n_s, n_d = D.cost.shape
     n_l = lam.shape[1]
     S_lev = np.ascontiguousarray(_suffix(lam).T)  # [level, deployment]
     # the accuracy row's weights and μ·accuracy per deployment, where the row has a price
     acc_price = (D.w, mu * D.acc) if D.w is not None and mu > 0 else None
     best = np.empty(n_s, dtype=np.int64)
-    run_best = np.empty(n_s)
     gap = np.empty(n_s) if margin else None
     second = np.full(n_s, -1, dtype=np.int64) if margin else None
-    x_part = 0.0
-    blk = min(BLOCK_ROWS, max(n_s, 1))
-    rc_buf = np.empty((blk, n_d))
-    base = np.arange(blk) * n_d
-    for a in range(0, n_s, blk):
+    blk = block_rows or BLOCK_ROWS
+    n_blocks = -(-n_s // blk)
+    x_blocks = np.zeros(n_blocks)
+    load_blocks = np.zeros((n_blocks, n_d, n_l))
+    acc_blocks = np.zeros(n_blocks)
+    rc_buf = np.empty((min(blk, max(n_s, 1)), n_d))
+    base = np.arange(len(rc_buf)) * n_d
+    for k, a in enumerate(range(0, n_s, blk)):
         b = min(a + blk, n_s)
         rc = rc_buf[: b - a]
         if n_l == 1:
@@ -208,27 +230,51 @@ def _evaluate(D: _Dense, lam: np.ndarray, mu: float, margin: bool = False):
         at = base[: b - a] + bb
         flat = rc.reshape(-1)
         v = flat[at]
-        x_part += float(v.sum())
+        x_blocks[k] = float(v.sum())
         best[a:b] = bb
-        run_best[a:b] = D.run[a:b].reshape(-1)[at]
+        run_best = D.run[a:b].reshape(-1)[at]
+        # the work due by each level: the rows' chosen runtimes, per deployment and level
+        load_blocks[k] = np.bincount(bb * n_l + D.lev[a:b], weights=run_best, minlength=n_d * n_l).reshape(n_d, n_l)
+        if D.w is not None:  # numpy's sum, not BLAS's dot: the same bits whatever threads BLAS has
+            acc_blocks[k] = float((D.w[a:b] * D.acc[bb]).sum())
         if gap is not None:
             assert second is not None  # gap and second are both made with margin
             flat[at] = np.inf
             b2 = rc.argmin(axis=1)
             gap[a:b] = flat[base[: b - a] + b2] - v
             second[a:b] = np.where(np.isfinite(gap[a:b]), b2, -1)  # -1: the row has one option
+    return Partial(x_blocks, load_blocks, acc_blocks), best, (gap, second)
+
+
+def _fold(D: _Dense, part: Partial, lam: np.ndarray, mu: float) -> tuple[float, np.ndarray, float]:
+    """L(λ, μ) and a subgradient from the rows' :class:`Partial` sums (``D`` for its deployments,
+    levels, pools, accuracy row and the weight of its rows), the blocks added in order."""
+    x_part = 0.0
+    for v in part.x.tolist():
+        x_part += v
     x_part *= D.wt
+    load = np.zeros(part.load.shape[1:])
+    for blk in part.load:
+        load += blk
     T = D.levels
     n_part, n = _instances_at_prices(D, D.lanes * (lam @ T) - D.inst_cost)
     L = x_part - n_part + mu * D.acc_rhs
     # subgradient: load due by each level minus capacity; accuracy floor minus accuracy
-    if n_l == 1:
-        load = np.bincount(best, weights=run_best, minlength=n_d)[:, None]
-    else:
-        load = np.bincount(best * n_l + D.lev, weights=run_best, minlength=n_d * n_l).reshape(n_d, n_l)
     g_lam = D.wt * np.cumsum(load, axis=1) - (n * D.lanes)[:, None] * T[None, :]
-    g_mu = D.acc_rhs - D.wt * float(np.dot(D.w, D.acc[best])) if D.w is not None else 0.0
-    return L, g_lam, g_mu, best, (gap, second)
+    acc_sum = 0.0
+    for v in part.acc.tolist():
+        acc_sum += v
+    g_mu = D.acc_rhs - D.wt * acc_sum if D.w is not None else 0.0
+    return L, g_lam, g_mu
+
+
+def _evaluate(D: _Dense, lam: np.ndarray, mu: float, margin: bool = False):
+    """L(λ, μ), a subgradient, and each row's option of least priced cost
+    ``cost + run·Σ_{levels ≥ its deadline} λ − μ·w·acc``; with ``margin``, also each row's second
+    least priced cost minus the least (inf with one option) and that second option."""
+    part, best, gs = _price_rows(D, lam, mu, margin)
+    L, g_lam, g_mu = _fold(D, part, lam, mu)
+    return L, g_lam, g_mu, best, gs
 
 
 def _instances_at_prices(D: _Dense, gain: np.ndarray) -> tuple[float, np.ndarray]:
@@ -283,22 +329,36 @@ def _flip(D: _Dense, lam: np.ndarray, mu: float, best: np.ndarray, second: np.nd
     return out
 
 
-def _bundle(D: _Dense, theta0: np.ndarray, delta: float, scale: np.ndarray, *, rel_tol: float, max_iter: int,
-            cap: float, deadline: float | None, say: Callable[[str], None]):
-    """Maximise L over θ ≥ 0 from ``theta0``: a proximal bundle method with a box trust region
-    (``delta`` in units of ``scale``). Stops at convergence, ``max_iter``, the deadline, or when L
-    exceeds ``cap``."""
-    from scipy.optimize import linprog
+#: L and its subgradient at prices θ (λ row-major, then μ where the accuracy row has a price)
+Oracle = Callable[[np.ndarray], tuple[float, np.ndarray]]
 
+
+def dense_oracle(D: _Dense, price: Callable[[np.ndarray, float], Partial] | None = None) -> Oracle:
+    """L and a subgradient at θ for the rows of ``D``, priced by ``price(λ, μ)`` (default: here,
+    :func:`_price_rows` on ``D``; a distributed plan prices its partitions on workers) and
+    folded by :func:`_fold` with ``D``'s deployments, levels and weights."""
     n_d, n_l = len(D.k), len(D.levels)
-    m = len(theta0)
-    has_mu = m > n_d * n_l
+    has_mu = D.w is not None
 
-    def ev(theta: np.ndarray):
+    def ev(theta: np.ndarray) -> tuple[float, np.ndarray]:
         lam = theta[: n_d * n_l].reshape(n_d, n_l)
-        L, g_lam, g_mu, _, _ = _evaluate(D, lam, float(theta[-1]) if has_mu else 0.0)
+        mu = float(theta[-1]) if has_mu else 0.0
+        part = _price_rows(D, lam, mu)[0] if price is None else price(lam, mu)
+        L, g_lam, g_mu = _fold(D, part, lam, mu)
         g = g_lam.ravel()
         return L, (np.concatenate([g, [g_mu]]) if has_mu else g)
+
+    return ev
+
+
+def _bundle(ev: Oracle, theta0: np.ndarray, delta: float, scale: np.ndarray, *, rel_tol: float, max_iter: int,
+            cap: float, deadline: float | None, say: Callable[[str], None]):
+    """Maximise L (``ev``) over θ ≥ 0 from ``theta0``: a proximal bundle method with a box trust
+    region (``delta`` in units of ``scale``). Stops at convergence, ``max_iter``, the deadline, or
+    when L exceeds ``cap``."""
+    from scipy.optimize import linprog
+
+    m = len(theta0)
 
     shown = current_phase()  # the stage's row (lagrangian_bound): the bound as it rises
     center = theta0.copy()
@@ -351,6 +411,51 @@ def _bundle(D: _Dense, theta0: np.ndarray, delta: float, scale: np.ndarray, *, r
     return center, it, converged, over_cap
 
 
+def sample_rows(n_rows: int, samples: tuple[int, ...]) -> list[np.ndarray]:
+    """The seeded random samples (sorted row indices) the prices are first found on: one of each
+    size in ``samples`` that is less than half of ``n_rows``, smallest first."""
+    rng = np.random.default_rng(0)
+    return [np.sort(rng.choice(n_rows, n, replace=False)) for n in sorted(samples) if n_rows > 2 * n]
+
+
+def price_scales(Ds: _Dense, weight_median: float) -> np.ndarray:
+    """The units of the prices' trust region, from the rows of ``Ds`` (a sample suffices): J per
+    instance-second for λ (the 90th percentile of any option's cost per second), and J per unit
+    of w·acc for μ (``weight_median``: the median token weight of the batch)."""
+    n_l = len(Ds.levels)
+    has_mu = Ds.w is not None
+    m = len(Ds.k) * n_l + (1 if has_mu else 0)
+    finite = np.isfinite(Ds.cost) & (Ds.run > 0)
+    per_s = np.abs(Ds.cost[finite]) / Ds.run[finite]
+    s_lam = float(np.quantile(per_s, 0.9)) if len(per_s) else 1.0
+    scale = np.full(m, s_lam / max(n_l, 1))
+    if has_mu:
+        w_spread = weight_median * max(float(np.ptp(Ds.acc)), 1e-3)
+        med_cost = float(np.median(np.abs(Ds.cost[np.isfinite(Ds.cost)]))) or 1.0
+        scale[-1] = med_cost / w_spread
+    return scale
+
+
+def maximise_bound(stages: list[_Dense], full: Oracle, n_rows: int, scale: np.ndarray, cap: float, *, rel_tol: float,
+                   max_iter: int, deadline: float | None, refine_delta: float, sample_rel_tol: float,
+                   say: Callable[[str], None]) -> tuple[np.ndarray, int, int, bool, bool]:
+    """Prices on each sample in turn (each from the last one's, in a trust region of
+    ``refine_delta`` after the first), then on all ``n_rows`` rows (``full``). Returns the best
+    prices θ, the iterations in all, those on all rows, whether the last converged, and whether L
+    exceeded ``cap``."""
+    theta, delta, iters = np.zeros(len(scale)), 1.0, 0
+    for St in stages:
+        with phase(f"lagrangian: prices on a sample of {len(St.rows):,} queries"):
+            theta, it_s, _, _ = _bundle(dense_oracle(St), theta, delta, scale, rel_tol=sample_rel_tol, max_iter=max_iter,
+                                        cap=math.inf, deadline=deadline, say=say)
+        say(f"lagrangian: prices from a sample of {len(St.rows)} queries after {it_s} iterations")
+        delta, iters = refine_delta, iters + it_s
+    with phase(f"lagrangian: bound on all {n_rows:,} queries"):
+        theta, it, converged, over_cap = _bundle(full, theta, delta, scale, rel_tol=rel_tol, max_iter=max_iter, cap=cap,
+                                                 deadline=deadline, say=say)
+    return theta, iters + it, it, converged, over_cap
+
+
 def lagrangian_bound(
     problem: Problem,
     *,
@@ -375,34 +480,16 @@ def lagrangian_bound(
         D = _Dense(problem, max_levels)
     n_d, n_l = problem.n_deployments, len(D.levels)
     has_mu = D.w is not None
-    m = n_d * n_l + (1 if has_mu else 0)
-    # price scales: J per instance-second for λ (the largest cost per second of any option), and
-    # J per unit of w·acc for μ; the trust region is measured in these units. A sample suffices.
     with phase("lagrangian: samples of the batch, price scales"):
-        rng = np.random.default_rng(0)
-        stages = [D.sample(np.sort(rng.choice(len(D.rows), n, replace=False))) for n in sorted(samples) if len(D.rows) > 2 * n]
-        Ds = stages[0] if stages else D
-        finite = np.isfinite(Ds.cost) & (Ds.run > 0)
-        per_s = np.abs(Ds.cost[finite]) / Ds.run[finite]
-        s_lam = float(np.quantile(per_s, 0.9)) if len(per_s) else 1.0
-        scale = np.full(m, s_lam / max(n_l, 1))
-        if has_mu:
-            w_spread = float(np.median(problem.queries["weight"])) * max(float(np.ptp(problem.deployments["accuracy"])), 1e-3)
-            med_cost = float(np.median(np.abs(Ds.cost[np.isfinite(Ds.cost)]))) or 1.0
-            scale[-1] = med_cost / w_spread
+        stages = [D.sample(idx) for idx in sample_rows(len(D.rows), samples)]
+        scale = price_scales(stages[0] if stages else D, float(np.median(problem.queries["weight"])))
         # no feasible plan costs more than every query on its dearest option and every instance on
         cap = float(np.max(D.cost, axis=1, where=D.ok, initial=-np.inf).sum())
         cap += float((np.maximum(D.inst_cost, 0) * D.max_inst).sum())
-    theta, delta, iters = np.zeros(m), 1.0, 0
-    for St in stages:
-        with phase(f"lagrangian: prices on a sample of {len(St.rows):,} queries"):
-            theta, it_s, _, _ = _bundle(St, theta, delta, scale, rel_tol=sample_rel_tol, max_iter=max_iter, cap=math.inf,
-                                        deadline=deadline, say=say)
-        say(f"lagrangian: prices from a sample of {len(St.rows)} queries after {it_s} iterations")
-        delta, iters = refine_delta, iters + it_s
-    with phase(f"lagrangian: bound on all {len(D.rows):,} queries"):
-        theta, it, converged, over_cap = _bundle(D, theta, delta, scale, rel_tol=rel_tol, max_iter=max_iter, cap=cap,
-                                                 deadline=deadline, say=say)
+    theta, iters, it, converged, over_cap = maximise_bound(stages, dense_oracle(D), len(D.rows), scale, cap,
+                                                           rel_tol=rel_tol, max_iter=max_iter, deadline=deadline,
+                                                           refine_delta=refine_delta, sample_rel_tol=sample_rel_tol,
+                                                           say=say)
     lam = theta[: n_d * n_l].reshape(n_d, n_l)
     mu = float(theta[-1]) if has_mu else 0.0
     with phase(f"lagrangian: margins of {len(D.rows):,} queries at the best prices"):
@@ -416,7 +503,7 @@ def lagrangian_bound(
         flip_full[D.rows] = _flip(D, lam, mu, best, second, margin)
     return (
         DualBound(bound=L, lam=lam, mu=mu, levels=D.levels, best=best_full, margin=margin_full, flip=flip_full,
-                  iterations=iters + it, time_s=time.perf_counter() - t0, converged=converged,
+                  iterations=iters, time_s=time.perf_counter() - t0, converged=converged,
                   infeasible=over_cap or cap + 1e-9 * abs(cap) < L),
         D,
     )
@@ -448,11 +535,12 @@ def sub_problem(problem: Problem, free: np.ndarray) -> Problem:
     )
 
 
-def _instances_needed(D: _Dense, best: np.ndarray) -> np.ndarray:
-    """Per deployment, the whole instances its rows (``best``) need: for every deadline level, the
-    work due by it over the lane-seconds one instance offers by then, rounded up."""
+def _instances_needed(D: _Dense, best: np.ndarray, run_best: np.ndarray | None = None) -> np.ndarray:
+    """Per deployment, the whole instances its rows (``best``; ``run_best``: their runtimes there,
+    looked up where not given) need: for every deadline level, the work due by it over the
+    lane-seconds one instance offers by then, rounded up."""
     n_d, n_l = len(D.k), len(D.levels)
-    run = D.run.reshape(-1)[np.arange(len(best)) * n_d + best]
+    run = D.run.reshape(-1)[np.arange(len(best)) * n_d + best] if run_best is None else run_best
     load = np.bincount(best * n_l + D.lev, weights=run * D.wt, minlength=n_d * n_l).reshape(n_d, n_l)
     per_instance = D.lanes[:, None] * D.levels[None, :]
     return np.ceil(np.max(np.cumsum(load, axis=1) / per_instance, axis=1) - 1e-9).astype(np.int64)
@@ -472,6 +560,45 @@ def _over_full(D: _Dense, need: np.ndarray) -> np.ndarray | None:
     return None
 
 
+def _move_loss(D: _Dense, best: np.ndarray, d: int, dropped: np.ndarray) -> float:
+    """What moving the rows on deployment ``d`` (``best``) to their cheapest option on a deployment
+    not ``dropped`` (nor ``d``) costs them (1e30 for a row with no such option)."""
+    rows = np.flatnonzero(best == d)
+    allowed = D.ok[rows] & ~dropped[None, :]
+    allowed[:, d] = False
+    alt = np.where(allowed, D.cost[rows], np.inf).min(axis=1)
+    here = D.cost[rows, d]
+    return float(np.sum(np.where(np.isfinite(alt), alt - here, 1e30)))
+
+
+def _move_off(D: _Dense, best: np.ndarray, d: int, dropped: np.ndarray) -> np.ndarray:
+    """Move the rows on the dropped deployment ``d`` to their cheapest option on a deployment not
+    ``dropped`` (in ``best``); returns the rows that have none."""
+    rows = np.flatnonzero(best == d)
+    cost_else = np.where(D.ok[rows] & ~dropped[None, :], D.cost[rows], np.inf)
+    alt = cost_else.argmin(axis=1)
+    has = np.isfinite(cost_else[np.arange(len(rows)), alt])
+    best[rows[has]] = alt[has]
+    return rows[~has]
+
+
+def fix_within_capacity(D: _Dense, need_of: Callable[[], np.ndarray], loss_of: Callable[[int, np.ndarray], float],
+                        move_off: Callable[[int, np.ndarray], None]) -> np.ndarray:
+    """The loop of :func:`_fix_within_capacity` over its steps: ``need_of()`` the instances the rows
+    need per deployment, ``loss_of(d, dropped)`` and ``move_off(d, dropped)`` (see :func:`_move_loss`
+    and :func:`_move_off`). Returns the deployments dropped."""
+    dropped = np.zeros(len(D.k), dtype=bool)
+    for _ in range(len(D.k)):
+        candidates = _over_full(D, need_of())
+        if candidates is None or not len(candidates):
+            break
+        losses = [loss_of(int(d), dropped) for d in candidates]
+        d = int(candidates[int(np.argmin(losses))])
+        dropped[d] = True
+        move_off(d, dropped)
+    return dropped
+
+
 def _fix_within_capacity(D: _Dense, dual: DualBound) -> tuple[np.ndarray, np.ndarray]:
     """Each row's option to fix it to, such that the whole instances the fixed rows need fit the
     pools: the least priced option, except on deployments dropped because their pool could not
@@ -482,27 +609,8 @@ def _fix_within_capacity(D: _Dense, dual: DualBound) -> tuple[np.ndarray, np.nda
     a fixed set that cannot fit makes every completion infeasible and the freeing loop balloon."""
     best = dual.best[D.rows].copy()
     must_free: list[np.ndarray] = []
-    dropped = np.zeros(len(D.k), dtype=bool)
-    for _ in range(len(D.k)):
-        candidates = _over_full(D, _instances_needed(D, best))
-        if candidates is None or not len(candidates):
-            break
-        losses = []
-        for d in candidates:
-            rows = np.flatnonzero(best == d)
-            allowed = D.ok[rows] & ~dropped[None, :]
-            allowed[:, d] = False
-            alt = np.where(allowed, D.cost[rows], np.inf).min(axis=1)
-            here = D.cost[rows, d]
-            losses.append(float(np.sum(np.where(np.isfinite(alt), alt - here, 1e30))))
-        d = int(candidates[int(np.argmin(losses))])
-        dropped[d] = True
-        rows = np.flatnonzero(best == d)
-        cost_else = np.where(D.ok[rows] & ~dropped[None, :], D.cost[rows], np.inf)
-        alt = cost_else.argmin(axis=1)
-        has = np.isfinite(cost_else[np.arange(len(rows)), alt])
-        best[rows[has]] = alt[has]
-        must_free.append(rows[~has])
+    fix_within_capacity(D, lambda: _instances_needed(D, best), lambda d, dropped: _move_loss(D, best, d, dropped),
+                        lambda d, dropped: must_free.append(_move_off(D, best, d, dropped)))
     free = np.unique(np.concatenate(must_free)) if must_free else np.zeros(0, dtype=np.int64)
     return best, free
 
