@@ -93,7 +93,8 @@ def assignment_table(problem: Problem, tl: Timeline) -> pd.DataFrame:
             "release_s": release,
         }
     )
-    times = engine_times_s(df, problem)
+    # a timeline the method timed itself (slotted plans; a distributed plan's partitions) is not the engine's
+    times = engine_times_s(df, problem) if tl.start_s is None else None
     df["engine_start_s"] = np.nan if times is None else times[0]
     df["engine_end_s"] = np.nan if times is None else times[1]
     return df[list(ASSIGNMENT_COLUMNS)]
