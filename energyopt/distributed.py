@@ -79,7 +79,7 @@ from .methods.decompose import (
 )
 from .methods.strong import backend_solve, solve_strong
 from .modelstore import FittedModels
-from .packing import Timeline, _repair, pack, plan_objective, timeline_times_s
+from .packing import PlaceJob, Timeline, _repair, pack, place_lanes, plan_objective, timeline_times_s
 from .partitions import PartitionSpec, read_partition, split_workload
 from .problem import Problem, build_problem
 from .progress import phase
@@ -207,6 +207,11 @@ class PartitionWorker:
         """The problem of rows ``idx`` (the nearly tied queries of this partition)."""
         assert self.problem is not None
         return dataclasses.replace(sub_problem(self.problem, idx), inputs=None)
+
+    def place_lanes(self, jobs: list[PlaceJob]) -> list[np.ndarray]:
+        """Packing's placement of some deployments' queries on their lanes, given whole (the
+        driver's share of packing that runs on the workers, one deployment each)."""
+        return place_lanes(jobs)
 
     def option_rows(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Whole rows ``idx`` of the options: whether an option, its cost, its runtime."""
@@ -597,7 +602,7 @@ def _plan(W: _Workers, specs: list[PartitionSpec], fleet: Fleet, out: Path, back
             with phase(f"decompose: packing {n_q:,} queries onto {int(fp.n_inst.sum()):,} instances"):
                 view = _driver_problem(meta, due, rel, fp.dep, fp.run, fp.cost, cache, idle=idle,
                                        min_mean_accuracy=min_mean_accuracy)
-                tl = _pack(view, fp, cache)
+                tl = _pack(view, fp, cache, _placer(W))
                 key = (len(tl.unplaced), plan_objective(view, tl) if not tl.unplaced else math.inf)
             if chosen is None or key < chosen[0]:
                 chosen = (key, fp, tl, view)
@@ -825,14 +830,36 @@ def _lev_view(D: _Dense, lev: np.ndarray) -> _Dense:
     return out
 
 
-def _pack(view: Problem, fp: _Fixed, cache: _RowCache) -> Timeline:
-    """:func:`~energyopt.packing.pack` on the driver's view. Without release times it places
-    first without repair, fetches the late queries' whole rows in one call per partition, then
-    repairs them (what ``pack`` does in one go); with release times ``pack`` itself, rows fetched
-    as repair asks."""
+def _placer(W: _Workers) -> Callable[[list[PlaceJob]], list[np.ndarray]]:
+    """Packing's placements spread over the workers, each deployment on one worker (the largest
+    first, each to the worker given the fewest queries so far); the lanes come back in order."""
+    def run(jobs: list[PlaceJob]) -> list[np.ndarray]:
+        k = len(W.workers)
+        per: list[list[int]] = [[] for _ in range(k)]
+        load = [0] * k
+        for i in sorted(range(len(jobs)), key=lambda i: -len(jobs[i][0])):
+            w = load.index(min(load))
+            per[w].append(i)
+            load[w] += len(jobs[i][0])
+        got = W.each("place_lanes", [([jobs[i] for i in mine],) if mine else None for mine in per])
+        out: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * len(jobs)
+        for mine, lanes in zip(per, got, strict=True):
+            for i, g in zip(mine, lanes or [], strict=True):
+                out[i] = g
+        return out
+
+    return run
+
+
+def _pack(view: Problem, fp: _Fixed, cache: _RowCache, placer: Callable[[list[PlaceJob]], list[np.ndarray]]
+          ) -> Timeline:
+    """:func:`~energyopt.packing.pack` on the driver's view, each deployment's placement on a
+    worker (``placer``). Without release times it places first without repair, fetches the late
+    queries' whole rows in one call per partition, then repairs them (what ``pack`` does in one
+    go); with release times ``pack`` itself, rows fetched as repair asks."""
     if view.has_releases:
-        return pack(view, fp.dep, fp.n_inst)
-    tl = pack(view, fp.dep, fp.n_inst, repair=False)
+        return pack(view, fp.dep, fp.n_inst, placer=placer)
+    tl = pack(view, fp.dep, fp.n_inst, repair=False, placer=placer)
     if not tl.unplaced:
         return tl
     late = list(tl.unplaced)

@@ -35,7 +35,8 @@ from .accounting import ends_in_time, lane_feasible, lane_order, lane_schedule_s
 from .problem import Problem
 from .progress import Phase, phase
 
-__all__ = ["Timeline", "pack", "retime", "move_off", "plan_objective", "timeline_times_s", "ROUND_MIN_INSTANCES", "REPAIR_TRIES"]
+__all__ = ["Timeline", "pack", "place_lanes", "PlaceJob", "retime", "move_off", "plan_objective", "timeline_times_s",
+           "ROUND_MIN_INSTANCES", "REPAIR_TRIES"]
 
 #: deployments with at least this many lanes are packed a round at a time (vectorised)
 ROUND_MIN_INSTANCES = 16
@@ -89,13 +90,25 @@ def _place(runs: np.ndarray, dues: np.ndarray, k: int, releases: np.ndarray | No
     return got
 
 
+#: one deployment's placement as :func:`place_lanes` takes it: runtimes, due times, lanes, releases (or None)
+PlaceJob = tuple[np.ndarray, np.ndarray, int, "np.ndarray | None"]
+
+
+def place_lanes(jobs: list[PlaceJob]) -> list[np.ndarray]:
+    """Each deployment's lanes for its queries in lane order (:func:`_place`): the work of
+    :func:`pack` that is independent per deployment, to be spread over workers."""
+    return [_place(runs, dues, k, rel) for runs, dues, k, rel in jobs]
+
+
 def pack(problem: Problem, dep_of_q: np.ndarray, n_inst: np.ndarray, *, repair: bool = True,
-         enforce_due: bool = True) -> Timeline:
+         enforce_due: bool = True, placer: Callable[[list[PlaceJob]], list[np.ndarray]] | None = None) -> Timeline:
     """Place each query on an instance of its deployment (see the module docstring).
 
     ``dep_of_q[q]`` is the chosen deployment or -1; ``n_inst[d]`` the instances deployment d
     may use before repair opens more. With ``enforce_due=False`` (routing rules, which ignore
-    deadlines) every query is placed on the instance free first, however late it ends.
+    deadlines) every query is placed on the instance free first, however late it ends. ``placer``
+    places the deployments' queries on their lanes (:func:`place_lanes` on its jobs, e.g. spread
+    over workers, each deployment apart); the default places them here, one after another.
     """
     n_q, n_d = problem.n_queries, problem.n_deployments
     lane = np.full(n_q, -1, dtype=np.int64)
@@ -115,17 +128,29 @@ def pack(problem: Problem, dep_of_q: np.ndarray, n_inst: np.ndarray, *, repair: 
     used = np.where(np.bincount(chosen[placed], minlength=n_d) > 0, np.maximum(n_inst, 1), 0)
     late_of: dict[int, np.ndarray] = {}
 
-    def place(d: int) -> None:
+    def job(d: int) -> PlaceJob:
         qs = order[bounds[d]:bounds[d + 1]]
         dues = latest_end_s(due_all[qs]) if enforce_due else np.full(len(qs), np.inf)
-        got = _place(run_all[qs], dues, int(used[d]) * int(lanes[d]), rel_all[qs] if releases else None)
+        return run_all[qs], dues, int(used[d]) * int(lanes[d]), rel_all[qs] if releases else None
+
+    def placed_as(d: int, got: np.ndarray) -> None:
+        qs = order[bounds[d]:bounds[d + 1]]
         lane[qs] = got
         late_of[d] = qs[got < 0]
 
+    def place(d: int) -> None:
+        placed_as(d, place_lanes([job(d)])[0])
+
     with phase(f"packing: {len(placed):,} queries in lane order", total=len(placed)) as ph:
-        for d in np.flatnonzero(used).tolist():
-            place(d)
-            ph.advance(int(bounds[d + 1] - bounds[d]))
+        on = np.flatnonzero(used).tolist()
+        if placer is None:
+            for d in on:
+                place(d)
+                ph.advance(int(bounds[d + 1] - bounds[d]))
+        else:
+            for d, got in zip(on, placer([job(d) for d in on]), strict=True):
+                placed_as(d, got)
+            ph.advance(len(placed))
     if releases and repair:
         with phase("packing: more instances for late work"):
             _widen(problem, used, late_of, run_all, place)

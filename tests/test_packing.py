@@ -310,3 +310,24 @@ def test_property_repair_under_a_mean_accuracy_floor_never_lowers_a_querys_accur
     acc = p.deployments["accuracy"].to_numpy()
     moved = np.flatnonzero((tl.dep != dep_of_q) & (tl.lane >= 0))
     assert np.all(acc[tl.dep[moved]] >= acc[dep_of_q[moved]])
+
+
+@PROPERTY
+@given(packing_cases())
+def test_property_a_placer_that_places_each_deployment_elsewhere_gives_the_same_timeline(case):
+    # what the distributed planner does: every deployment's placement handed to place_lanes apart,
+    # in any order, and the lanes given back in the order asked
+    from energyopt.packing import place_lanes
+
+    problem, dep, n_inst = case
+    seen: list[int] = []
+
+    def placer(jobs):
+        seen.append(len(jobs))
+        got = [place_lanes([j])[0] for j in reversed(jobs)]
+        return got[::-1]
+
+    a = pack(problem, dep, n_inst)
+    b = pack(problem, dep, n_inst, placer=placer)
+    assert seen == [int((np.bincount(dep[dep >= 0], minlength=problem.n_deployments) > 0).sum())]
+    assert a.dep.tolist() == b.dep.tolist() and a.lane.tolist() == b.lane.tolist() and a.unplaced == b.unplaced
