@@ -53,10 +53,11 @@ from ..progress import current_phase, phase
 from ..schema import BoundSource, Status, Termination
 from ..solvers import Solver
 from . import Choice, Limits, Method, Progress
+from .instances import instance_master, option_patterns
 from .strong import backend_solve, solve_strong
 
 __all__ = ["DecomposeMethod", "DualBound", "lagrangian_bound", "FixPlan", "fix_and_solve", "knapsack_max", "instances_at_prices",
-           "sub_problem"]
+           "sub_problem", "instance_search"]
 
 
 def knapsack_max(values: np.ndarray, sizes: np.ndarray, upper: np.ndarray, capacity: int) -> tuple[float, np.ndarray]:
@@ -116,6 +117,11 @@ class DualBound:
     time_s: float
     converged: bool
     infeasible: bool = False  # the bound exceeds the cost of every assignment: no plan exists
+    # what the instance search (:func:`instance_search`) starts from: the prices as one vector, their
+    # scales, and the last sample they were found on (None: every query)
+    theta: np.ndarray | None = None
+    scale: np.ndarray | None = None
+    sample: _Dense | None = None
 
 
 class _Dense:
@@ -151,6 +157,8 @@ class _Dense:
         pool_of = deps["device"].to_numpy()
         self.pools = [(int(cnt), np.flatnonzero(pool_of == p)) for p, cnt in zip(problem.pools["pool"], problem.pools["count"])]
         self.wt = 1.0
+        # every evaluation on every row is a cut on the bound of each instance vector (see .instances)
+        self.cuts: list[tuple[float, np.ndarray]] | None = []
 
     def sample(self, idx: np.ndarray) -> _Dense:
         """Rows ``idx`` standing for all the rows (costs and work scaled up)."""
@@ -160,6 +168,7 @@ class _Dense:
         out.cost, out.run, out.ok, out.lev = self.cost[idx], self.run[idx], self.ok[idx], self.lev[idx]
         out.w = None if self.w is None else self.w[idx]
         out.wt = len(self.rows) / len(idx)
+        out.cuts = None  # a sample's L is not a bound
         return out
 
 
@@ -176,10 +185,12 @@ SOLVE_WHOLE_UP_TO = 2_000
 BLOCK_ROWS = 32_768
 
 
-def _evaluate(D: _Dense, lam: np.ndarray, mu: float, margin: bool = False):
+def _evaluate(D: _Dense, lam: np.ndarray, mu: float, margin: bool = False, fixed_n: np.ndarray | None = None):
     """L(λ, μ), a subgradient, and each row's option of least priced cost
     ``cost + run·Σ_{levels ≥ its deadline} λ − μ·w·acc``; with ``margin``, also each row's second
-    least priced cost minus the least (inf with one option) and that second option."""
+    least priced cost minus the least (inf with one option) and that second option. With
+    ``fixed_n`` the instances are those (L is then a bound only for the plans with them). On every
+    row (not a sample) the evaluation is recorded as a cut in ``D.cuts``."""
     n_s, n_d = D.cost.shape
     n_l = lam.shape[1]
     S_lev = np.ascontiguousarray(_suffix(lam).T)  # [level, deployment]
@@ -219,8 +230,14 @@ def _evaluate(D: _Dense, lam: np.ndarray, mu: float, margin: bool = False):
             second[a:b] = np.where(np.isfinite(gap[a:b]), b2, -1)  # -1: the row has one option
     x_part *= D.wt
     T = D.levels
-    n_part, n = _instances_at_prices(D, D.lanes * (lam @ T) - D.inst_cost)
+    gain = D.lanes * (lam @ T) - D.inst_cost
+    if fixed_n is None:
+        n_part, n = _instances_at_prices(D, gain)
+    else:
+        n_part, n = float(gain @ fixed_n), fixed_n
     L = x_part - n_part + mu * D.acc_rhs
+    if D.cuts is not None:  # V(n) ≥ (x_part + μ·rhs) − gain·n for every instance vector n
+        D.cuts.append((x_part + mu * D.acc_rhs, gain))
     # subgradient: load due by each level minus capacity; accuracy floor minus accuracy
     if n_l == 1:
         load = np.bincount(best, weights=run_best, minlength=n_d)[:, None]
@@ -284,10 +301,10 @@ def _flip(D: _Dense, lam: np.ndarray, mu: float, best: np.ndarray, second: np.nd
 
 
 def _bundle(D: _Dense, theta0: np.ndarray, delta: float, scale: np.ndarray, *, rel_tol: float, max_iter: int,
-            cap: float, deadline: float | None, say: Callable[[str], None]):
+            cap: float, deadline: float | None, say: Callable[[str], None], fixed_n: np.ndarray | None = None):
     """Maximise L over θ ≥ 0 from ``theta0``: a proximal bundle method with a box trust region
     (``delta`` in units of ``scale``). Stops at convergence, ``max_iter``, the deadline, or when L
-    exceeds ``cap``."""
+    exceeds ``cap``. With ``fixed_n``, L with those instances."""
     from scipy.optimize import linprog
 
     n_d, n_l = len(D.k), len(D.levels)
@@ -296,7 +313,7 @@ def _bundle(D: _Dense, theta0: np.ndarray, delta: float, scale: np.ndarray, *, r
 
     def ev(theta: np.ndarray):
         lam = theta[: n_d * n_l].reshape(n_d, n_l)
-        L, g_lam, g_mu, _, _ = _evaluate(D, lam, float(theta[-1]) if has_mu else 0.0)
+        L, g_lam, g_mu, _, _ = _evaluate(D, lam, float(theta[-1]) if has_mu else 0.0, fixed_n=fixed_n)
         g = g_lam.ravel()
         return L, (np.concatenate([g, [g_mu]]) if has_mu else g)
 
@@ -406,20 +423,104 @@ def lagrangian_bound(
     lam = theta[: n_d * n_l].reshape(n_d, n_l)
     mu = float(theta[-1]) if has_mu else 0.0
     with phase(f"lagrangian: margins of {len(D.rows):,} queries at the best prices"):
-        L, _, _, best, (margin, second) = _evaluate(D, lam, mu, margin=True)
-        n_q = problem.n_queries
-        margin_full = np.full(n_q, np.inf)
-        margin_full[D.rows] = margin
-        best_full = np.full(n_q, -1, dtype=np.int64)
-        best_full[D.rows] = best
-        flip_full = np.full(n_q, np.inf)
-        flip_full[D.rows] = _flip(D, lam, mu, best, second, margin)
+        L, best_full, margin_full, flip_full = _choices_at(problem.n_queries, D, lam, mu)
     return (
         DualBound(bound=L, lam=lam, mu=mu, levels=D.levels, best=best_full, margin=margin_full, flip=flip_full,
                   iterations=iters + it, time_s=time.perf_counter() - t0, converged=converged,
-                  infeasible=over_cap or cap + 1e-9 * abs(cap) < L),
+                  infeasible=over_cap or cap + 1e-9 * abs(cap) < L, theta=theta, scale=scale,
+                  sample=stages[-1] if stages else None),
         D,
     )
+
+
+def _choices_at(n_q: int, D: _Dense, lam: np.ndarray, mu: float,
+                fixed_n: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """L at (λ, μ) (with ``fixed_n``: with those instances), and per query (of ``n_q``) its option
+    of least priced cost, the margin to its second and the relative price change that flips them."""
+    L, _, _, best, (margin, second) = _evaluate(D, lam, mu, margin=True, fixed_n=fixed_n)
+    margin_full = np.full(n_q, np.inf)
+    margin_full[D.rows] = margin
+    best_full = np.full(n_q, -1, dtype=np.int64)
+    best_full[D.rows] = best
+    flip_full = np.full(n_q, np.inf)
+    flip_full[D.rows] = _flip(D, lam, mu, best, second, margin)
+    return L, best_full, margin_full, flip_full
+
+
+#: rounds of the instance master at most (each a bundle with the instances fixed at its choice)
+MASTER_ROUNDS = 30
+#: bundle iterations per master round on the sample, and on every query where the sample's stalled
+MASTER_ITERATIONS = 15
+MASTER_FULL_ITERATIONS = 30
+#: rounds in a row that do not move the bound before the search stops
+MASTER_STALL = 4
+#: the instance search stops after this share of the bound's time plus MASTER_MIN_S [s] (or half
+#: of what the time limit leaves, if less)
+MASTER_TIME_SHARE = 3.0
+MASTER_MIN_S = 2.0
+
+
+def instance_search(problem: Problem, D: _Dense, dual: DualBound, upper: float, limits: Limits,
+                    try_plan: Callable[[DualBound, np.ndarray], float] | None = None,
+                    progress: Callable[[str], None] | None = None) -> float:
+    """The bound raised by whole instances (Benders over the instance vector, :mod:`.instances`):
+    the master names the instance vector n of least bound; L maximised with the instances fixed at
+    n (on the bound's last sample, or on every query if n comes back), then evaluated on every
+    query there, adds cuts (each evaluation on every query is a cut valid for every n). Where L at
+    n is below ``upper`` (the best plan's objective), ``try_plan`` is handed the choices at those
+    prices and n, and returns the best plan's objective after it. Until the master's value is
+    within the gap of the best plan, its time is up, ``MASTER_STALL`` rounds move neither, or n
+    comes back a third time. Returns the better of the master's value and ``dual.bound``."""
+    say = progress or (lambda s: None)
+    bound = dual.bound
+    if D.cuts is None or not D.cuts or dual.theta is None or dual.scale is None:
+        return bound
+    t0 = time.perf_counter()
+    stop = t0 + MASTER_TIME_SHARE * dual.time_s + MASTER_MIN_S
+    left = limits.remaining_s()
+    if left is not None:
+        stop = min(stop, t0 + left / 2)
+    patterns = option_patterns(D.ok)
+    sample = dual.sample if dual.sample is not None else D
+    n_d, n_l = len(D.k), len(D.levels)
+    tried: dict[tuple[int, ...], int] = {}
+    stalled, last, last_ub = 0, -math.inf, math.inf
+    rnd = 0
+    with phase("decompose: whole instances (a master over the instance vector)") as shown:
+        for rnd in range(MASTER_ROUNDS):
+            alpha = np.array([c[0] for c in D.cuts])
+            gains = np.array([c[1] for c in D.cuts])
+            lb, n = instance_master(alpha, gains, D.pools, D.groups, D.k, D.max_inst, patterns)
+            bound = max(bound, lb)
+            shown.show(f"round {rnd}, bound {bound:.8g}, plan {upper:.8g}, gap {relative_gap(upper, bound):.4%}")
+            say(f"lagrangian: instance master round {rnd}: bound {bound:.8g}, plan {upper:.8g}, "
+                f"gap {relative_gap(upper, bound):.4%}")
+            if n is None or relative_gap(upper, bound) <= limits.mip_rel_gap or time.perf_counter() > stop:
+                break
+            moved = bound > last + 1e-9 * abs(last) or upper < last_ub
+            stalled = 0 if moved else stalled + 1
+            if stalled >= MASTER_STALL:
+                break
+            last, last_ub = bound, upper
+            key = tuple(n.tolist())
+            seen = tried.get(key, 0)
+            tried[key] = seen + 1
+            if seen >= 2:  # L at n has converged on every query: the master cannot move
+                break
+            V = sample if seen == 0 else D
+            theta, _, _, _ = _bundle(V, dual.theta, 0.05, dual.scale, rel_tol=1e-7,
+                                     max_iter=MASTER_ITERATIONS if V is not D else MASTER_FULL_ITERATIONS,
+                                     cap=upper, deadline=stop, say=say, fixed_n=n)
+            lam = theta[: n_d * n_l].reshape(n_d, n_l)
+            mu = float(theta[-1]) if len(theta) > n_d * n_l else 0.0
+            # on every query: a cut, and the choices a plan with n starts from
+            L_n, best, margin, flip = _choices_at(problem.n_queries, D, lam, mu, fixed_n=n)
+            if try_plan is not None and L_n < upper * (1 - limits.mip_rel_gap) and not limits.expired():
+                at_n = dataclasses.replace(dual, bound=L_n, lam=lam, mu=mu, best=best, margin=margin, flip=flip)
+                upper = min(upper, try_plan(at_n, n))
+        say(f"lagrangian: whole instances: bound {bound:.8g}, plan {upper:.8g} after {rnd + 1} master rounds "
+            f"in {time.perf_counter() - t0:.2f} s")
+    return bound
 
 
 @dataclass
@@ -620,8 +721,25 @@ class DecomposeMethod(Method):
                                message="no plan found: the nearly tied queries left no feasible completion")
         fp, tl = best
         progress(f"{backend.name}: {fp.message}")
+        lagr = dual.bound
+        if np.any(dense.inst_cost > 0) and not tl.unplaced:  # instances cost their idle draw: whole ones
+            kept = [(plan_objective(problem, tl), fp, tl)]
+
+            def try_plan(at_n: DualBound, n: np.ndarray) -> float:
+                """Fix-and-solve from the choices at the prices of the instance vector n; the best plan kept."""
+                got = fix_and_solve(problem, at_n, dense, backend, limits, progress=progress)
+                if got is not None:
+                    with phase(f"decompose: packing {problem.n_queries:,} queries onto {int(got.n_inst.sum()):,} instances"):
+                        tl_n = pack(problem, got.dep_of_q, got.n_inst)
+                    if not tl_n.unplaced and plan_objective(problem, tl_n) < kept[0][0]:
+                        kept[0] = (plan_objective(problem, tl_n), got, tl_n)
+                return kept[0][0]
+
+            if relative_gap(kept[0][0], lagr) > limits.mip_rel_gap:
+                lagr = instance_search(problem, dense, dual, kept[0][0], limits, try_plan, progress)
+            _, fp, tl = kept[0]
         # the better of the Lagrangian bound and, where the MILP held every query, its own bound
-        bound, source = (fp.bound, BoundSource.MIP) if fp.bound > dual.bound else (dual.bound, BoundSource.LAGRANGIAN)
+        bound, source = (fp.bound, BoundSource.MIP) if fp.bound > lagr else (lagr, BoundSource.LAGRANGIAN)
         return Choice(self.name, backend.name, Status.FEASIBLE, Termination.FEASIBLE, bound,
                       source, dep_of_q=tl.dep, n_inst=fp.n_inst, lane_of_q=tl.lane,
                       objective=fp.objective, solver_s=solver_s, message=fp.message, unplaced=tl.unplaced)
