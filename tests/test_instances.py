@@ -114,3 +114,45 @@ def test_a_large_idle_batch_is_proven_near_optimal():
     assert s.status.has_plan, s.message
     assert check_plan(s.assignment, wl, fleet, models, idle=True) == []
     assert s.gap <= 1e-3, s.gap
+
+
+def _capacity_bound_case():
+    """3,000 short queries, a mean-accuracy floor of 0.6 that needs the big LLM, three GPUs for
+    150 s: the GPUs cannot hold every query's cheapest priced option, most work goes to CPUs."""
+    from conftest import fleet_from_dict
+
+    rng = np.random.default_rng(4)
+    wl = workload_of([(int(t), int(o), 0.0, None) for t, o in zip(rng.integers(10, 900, 3000), rng.integers(5, 60, 3000))])
+    fleet = fleet_from_dict({
+        "horizon_s": 150.0,
+        "pools": {"g": {"kind": "gpu", "count": 3, "memory_gb": 80, "idle_power_w": 50},
+                  "c": {"kind": "cpu", "count": 40, "memory_gb": 80, "idle_power_w": 0}},
+        "llms": {"small": {"accuracy": 0.4, "accuracy_source": "t", "params_b": 1, "context_tokens": 1000},
+                 "big": {"accuracy": 0.8, "accuracy_source": "t", "params_b": 1}},
+        "deployments": [{"llm": "small", "pool": "g"}, {"llm": "big", "pool": "g"}, {"llm": "big", "pool": "c"},
+                        {"llm": "small", "pool": "c"}]})
+    models = make_models({**TWO_LLM_MODELS, ("small", "c"): ((0, 0, 1.5, 0), (0, 0, 0.08, 0))})
+    return wl, fleet, models
+
+
+def test_capacity_bound_fix_fills_the_pools_first():
+    """Where the pools cannot hold the prices' choices, the fixed queries are filled into whole
+    instances that fit, meeting the accuracy floor: the first MILP, on 300 free queries, has a
+    feasible completion (before, the fixed queries overfilled the GPUs and the freed set grew
+    fourfold until it held the whole batch) and its plan passes the checker."""
+    from energyopt.methods.decompose import _Dense, _instances_needed, _pools_over, fix_and_solve
+    from energyopt.packing import pack
+    from energyopt.solvers import get_solver
+
+    wl, fleet, models = _capacity_bound_case()
+    p = build_problem(wl, fleet, models, min_mean_accuracy=0.6)
+    dual, D = lagrangian_bound(p)
+    assert _pools_over(D, _instances_needed(D, dual.best[D.rows]))  # the case binds
+    assert isinstance(D, _Dense)
+    got = fix_and_solve(p, dual, D, get_solver("highs"), Limits(), free_size=300, max_tries=1)
+    assert got is not None and got.free_queries < 600
+    tl = pack(p, got.dep_of_q, got.n_inst)
+    assert not tl.unplaced
+    s = plan(wl, fleet, models, solver="highs", formulation="decompose", min_mean_accuracy=0.6)
+    assert s.status.has_plan and s.gap <= 1e-3, (s.status, s.gap)
+    assert check_plan(s.assignment, wl, fleet, models, min_mean_accuracy=0.6) == []

@@ -180,6 +180,15 @@ def _suffix(lam: np.ndarray) -> np.ndarray:
 #: batches of at most this many queries go to the MILP whole in the fix step
 SOLVE_WHOLE_UP_TO = 2_000
 
+#: where the pools cannot hold the prices' choices, the fill's accuracy price is raised by a quarter
+#: at most this many times until the fill meets the mean-accuracy floor
+FILL_ACCURACY_STEPS = 12
+#: and then bisected this many times
+FILL_BISECTIONS = 5
+#: fills again at most this many times, each keeping more lane-seconds free, where a fill's plan
+#: left queries that packing could not place
+FILL_RESERVE_ROUNDS = 3
+
 #: rows priced at a time: the block's work arrays stay in the processor's cache, and no
 #: (queries × deployments) temporary is ever allocated
 BLOCK_ROWS = 32_768
@@ -457,7 +466,7 @@ MASTER_STALL = 4
 #: the instance search stops after this share of the bound's time plus MASTER_MIN_S [s] (or half
 #: of what the time limit leaves, if less)
 MASTER_TIME_SHARE = 3.0
-MASTER_MIN_S = 2.0
+MASTER_MIN_S = 30.0
 
 
 def instance_search(problem: Problem, D: _Dense, dual: DualBound, upper: float, limits: Limits,
@@ -532,6 +541,7 @@ class FixPlan:
     message: str = ""
     # with every query free, the MILP's own bound on the aggregate model (else -inf)
     bound: float = -math.inf
+    filled: bool = False  # the fixed queries came from a fill of the pools (they could not hold the prices' choices)
 
 
 def sub_problem(problem: Problem, free: np.ndarray) -> Problem:
@@ -608,6 +618,195 @@ def _fix_within_capacity(D: _Dense, dual: DualBound) -> tuple[np.ndarray, np.nda
     return best, free
 
 
+def _pools_over(D: _Dense, need: np.ndarray) -> bool:
+    """Whether the whole instances ``need`` exceed a pool's devices or a fleet deployment's instances."""
+    return (any(len(ds) and int((D.k[ds] * need[ds]).sum()) > cnt for cnt, ds in D.pools)
+            or any(int(need[m].sum()) > int(D.max_inst[m[0]]) for m in D.groups))
+
+
+def _instances_within_pools(D: _Dense, best: np.ndarray) -> np.ndarray:
+    """An integer instance vector that fits the pools, in proportion to the fractional instances
+    the rows' choices ``best`` need: a pool whose deployments need more devices than it has
+    shares them out in proportion (largest remainders); a pool with devices to spare gives each
+    deployment what it needs and the spare in proportion too (work moved off a full pool lands
+    there)."""
+    n_d, n_l = len(D.k), len(D.levels)
+    run = D.run.reshape(-1)[np.arange(len(best)) * n_d + best]
+    load = np.bincount(best * n_l + D.lev, weights=run * D.wt, minlength=n_d * n_l).reshape(n_d, n_l)
+    frac = np.max(np.cumsum(load, axis=1) / (D.lanes[:, None] * D.levels[None, :]), axis=1)
+    n = np.zeros(n_d, dtype=np.int64)
+    for cnt, ds in D.pools:
+        if not len(ds):
+            continue
+        k = D.k[ds].astype(float)
+        want = np.minimum(frac[ds], D.max_inst[ds])
+        used = float((k * want).sum())
+        share = want * (cnt / used) if used > 0 else np.zeros(len(ds))
+        share = np.minimum(share, D.max_inst[ds])
+        take = np.floor(share + 1e-9).astype(np.int64)
+        left = cnt - int((D.k[ds] * take).sum())
+        for i in np.argsort(-(share - take)):
+            if share[i] > take[i] and D.k[ds[i]] <= left and take[i] < D.max_inst[ds[i]]:
+                take[i] += 1
+                left -= int(D.k[ds[i]])
+        n[ds] = take
+    for m in D.groups:  # the batch sizes of a fleet deployment share its instances
+        while int(n[m].sum()) > int(D.max_inst[m[0]]):
+            n[m[int(np.argmax(n[m]))]] -= 1
+    return n
+
+
+def _fill_within(D: _Dense, lam: np.ndarray, mu: float,
+                 reserve: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's option within the lane-seconds of whole instances that fit the pools (by every
+    deadline level). The instances: in proportion to what the rows' least priced options need
+    (:func:`_instances_within_pools`). The rows, in order of regret per second (the least priced
+    cost off the *tight* deployments, those of the pools that cannot hold every row's least
+    priced choice, less the least, over the runtime of the least; largest first, as a knapsack's
+    greedy: a row that only the tight pools serve comes first), take their least priced option
+    with room. ``reserve``: lane-seconds per deployment kept free by the last level (the horizon),
+    where a fill to the brim left whole queries that packing could not place on a lane. Returns
+    each row's choice, the rows no option had room for (their choice is then the least priced
+    one, and they are to be freed), and the room left (lane-seconds per deployment and level)."""
+    n_s, n_d = D.cost.shape
+    S = _suffix(lam)
+    rc = D.cost + D.run * S[:, D.lev].T
+    if D.w is not None and mu > 0:
+        rc = rc - np.multiply.outer(D.w, mu * D.acc)
+    rc = np.where(D.ok, rc, np.inf)
+    order_opt = np.argsort(rc, axis=1)
+    first = order_opt[:, 0]
+    need = _instances_needed(D, first)
+    tight = np.zeros(n_d, dtype=bool)
+    for cnt, ds in D.pools:
+        tight[ds] = int((D.k[ds] * need[ds]).sum()) > cnt
+    n = _instances_within_pools(D, first)
+    least = rc[np.arange(n_s), first]
+    # per second of the scarce capacity it takes: the greedy order of a knapsack
+    regret = (np.min(np.where(tight[None, :], np.inf, rc), axis=1) - least) / np.maximum(D.run[np.arange(n_s), first], 1e-9)
+    room = (n * D.lanes)[:, None] * D.levels[None, :].astype(float)  # lane-seconds by each level
+    if reserve is not None:
+        room[:, -1] = np.maximum(room[:, -1] - reserve, 0.0)
+    # room[d, l] is what work due by T_l may still use; a row due at level l uses it at l and above
+    choice = order_opt[:, 0].copy()
+    placed = np.zeros(n_s, dtype=bool)
+    run = D.run
+    lev = D.lev
+    for r in np.argsort(-np.where(np.isfinite(regret), regret, np.inf), kind="stable"):
+        lr = int(lev[r])
+        for d in order_opt[r]:
+            if not np.isfinite(rc[r, d]):
+                break
+            t = run[r, d]
+            if room[d, lr:].min() >= t:
+                room[d, lr:] -= t
+                choice[r] = d
+                placed[r] = True
+                break
+    return choice, np.flatnonzero(~placed), room
+
+
+def _fill_meeting_floor(D: _Dense, lam: np.ndarray, mu: float,
+                        reserve: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_fill_within` at the prices, with the accuracy's price raised (by a quarter at a time,
+    then bisected between the last that fell short and the first that met it) until the fill
+    meets the mean-accuracy floor; of the fills that meet it, the one of least cost (the last
+    tried where none does)."""
+    def acc_ok(choice: np.ndarray) -> bool:
+        return D.w is None or float(np.dot(D.w, D.acc[choice])) >= D.acc_rhs
+
+    def cost(choice: np.ndarray) -> float:
+        return float(D.cost.reshape(-1)[np.arange(len(choice)) * len(D.k) + choice].sum())
+
+    filled, unplaced, room = _fill_within(D, lam, mu, reserve)
+    if acc_ok(filled) or D.w is None:
+        return filled, unplaced
+    lo, hi = mu, None
+    if mu <= 0:
+        mu = float(np.median(np.abs(D.cost[np.isfinite(D.cost)]))) / max(float(np.median(D.w)), 1e-12) / 100
+    for _ in range(FILL_ACCURACY_STEPS):
+        mu *= 1.25
+        filled, unplaced, room = _fill_within(D, lam, mu, reserve)
+        if acc_ok(filled):
+            hi = mu
+            break
+        lo = mu
+    if hi is None:
+        return filled, unplaced
+    _downgrade(D, filled, room)
+    best = (cost(filled), filled, unplaced)
+    for _ in range(FILL_BISECTIONS):
+        mid = (lo + hi) / 2
+        f, u, rm = _fill_within(D, lam, mid, reserve)
+        if acc_ok(f):
+            hi = mid
+            _downgrade(D, f, rm)
+            if cost(f) < best[0]:
+                best = (cost(f), f, u)
+        else:
+            lo = mid
+    return best[1], best[2]
+
+
+def _downgrade(D: _Dense, choice: np.ndarray, room: np.ndarray) -> None:
+    """Spend a fill's accuracy above the floor (in place): rows move to a cheaper option with room
+    that is less accurate (or as accurate), those saving most per unit of accuracy first, while
+    the batch's accuracy stays at or above the floor."""
+    n_s, n_d = D.cost.shape
+    idx = np.arange(n_s)
+    here = D.cost[idx, choice]
+    acc_here = D.acc[choice]
+    w = D.w if D.w is not None else np.zeros(n_s)
+    surplus = float(np.dot(w, acc_here)) - D.acc_rhs if D.w is not None else math.inf
+    has_room = room[:, -1] > 0
+    cand = D.ok & (D.cost < here[:, None]) & (D.acc[None, :] <= acc_here[:, None] + 1e-12) & has_room[None, :]
+    if not cand.any() or surplus < 0:
+        return
+    loss = w[:, None] * (acc_here[:, None] - D.acc[None, :])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(cand, (here[:, None] - D.cost) / np.maximum(loss, 1e-300), -np.inf)
+    to = ratio.argmax(axis=1)
+    rows = np.flatnonzero(np.isfinite(ratio[idx, to]))
+    rows = rows[np.argsort(-ratio[rows, to[rows]], kind="stable")]
+    for r in rows:
+        d, d0, lr = int(to[r]), int(choice[r]), int(D.lev[r])
+        lost = float(loss[r, d])
+        t = D.run[r, d]
+        if lost > surplus or room[d, lr:].min() < t:
+            continue
+        room[d, lr:] -= t
+        room[d0, lr:] += D.run[r, d0]
+        choice[r] = d
+        surplus -= lost
+
+
+def _free_for_accuracy(D: _Dense, best: np.ndarray, is_fixed: np.ndarray) -> np.ndarray:
+    """The fixed rows to free besides, so that the free rows can reach the accuracy floor: where
+    the fixed rows' accuracy plus the most the free rows can reach falls short, the fixed rows
+    whose upgrade to a more accurate option costs least per unit of accuracy, until their upgrades
+    cover twice the shortfall. Empty without a floor or a shortfall."""
+    if D.w is None:
+        return np.zeros(0, dtype=np.int64)
+    acc_now = D.acc[best]
+    best_acc = np.max(np.where(D.ok, D.acc[None, :], -np.inf), axis=1)
+    reach = float(np.sum(D.w * np.where(is_fixed, acc_now, best_acc)))
+    short = D.acc_rhs - reach
+    if short <= 1e-9 * max(D.acc_rhs, 1.0):
+        return np.zeros(0, dtype=np.int64)
+    rows = np.flatnonzero(is_fixed & (best_acc > acc_now + 1e-12))
+    n_d = len(D.acc)
+    here = D.cost.reshape(-1)[rows * n_d + best[rows]]
+    up = D.ok[rows] & (D.acc[None, :] > acc_now[rows, None] + 1e-12)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_acc = np.where(up, (D.cost[rows] - here[:, None]) / (D.w[rows, None] * (D.acc[None, :] - acc_now[rows, None])),
+                           np.inf)
+    pick = per_acc.argmin(axis=1)
+    gain = D.w[rows] * (D.acc[pick] - acc_now[rows])
+    order = np.argsort(per_acc[np.arange(len(rows)), pick], kind="stable")
+    k = int(np.searchsorted(np.cumsum(gain[order]), 2 * short)) + 1
+    return rows[order[:k]]
+
+
 def fix_and_solve(
     problem: Problem,
     dual: DualBound,
@@ -617,6 +816,8 @@ def fix_and_solve(
     *,
     free_size: int | None = None,
     sub_time_limit_s: float = 60.0,
+    max_tries: int | None = None,
+    pack_reserve: np.ndarray | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> FixPlan | None:
     """Fix the clearly decided queries at the prices' choice; solve the nearly tied ones exactly.
@@ -626,11 +827,21 @@ def fix_and_solve(
     per thousand queries, 300 to 2,000), and those the pools' whole instances leave no option; if
     the MILP finds no feasible completion, four times as many. Each MILP gets at most
     ``sub_time_limit_s`` (and what is left of the call's limits, whose gap and threads it gets);
-    its best completion is kept."""
+    its best completion is kept. With ``max_tries``, None after that many MILPs without one.
+    Where the pools cannot hold the prices' choices, the fixed queries are those of a fill of
+    whole instances that fit (:func:`_fill_meeting_floor`, keeping ``pack_reserve`` lane-seconds
+    per deployment free; they enter the MILP as work of its own)."""
     say = progress or (lambda s: None)
     n_s = len(D.rows)
+    filled, kept_free, reserve = False, np.zeros(0, dtype=np.int64), np.zeros(0)
     with phase(f"decompose: fixing {n_s:,} queries at the prices' choice within the pools"):
         best, must_free = _fix_within_capacity(D, dual)
+        if _pools_over(D, _instances_needed(D, best)):  # capacity binds: fill the instances the pools hold
+            best, unplaced = _fill_meeting_floor(D, dual.lam, dual.mu, pack_reserve)
+            must_free = np.union1d(must_free, unplaced)
+            filled = True
+            if pack_reserve is not None:
+                kept_free, reserve = np.flatnonzero(pack_reserve > 0), pack_reserve
     run_flat = D.run.reshape(-1)
     base = np.arange(n_s) * problem.n_deployments  # flat index of each row's first entry
     flip = dual.flip[D.rows]
@@ -645,15 +856,25 @@ def fix_and_solve(
     acc = problem.deployments["accuracy"].to_numpy(dtype=float)
     dl = problem.queries["deadline_eff_s"].to_numpy()[D.rows]
     rel = problem.release_s[D.rows]
+    tries = 0
     while True:
+        tries += 1
         free = np.sort(np.argpartition(flip, size - 1)[:size]) if size < n_s else np.arange(n_s)
         if len(must_free) and size < n_s:
             free = np.union1d(free, must_free)
         is_fixed = np.ones(n_s, dtype=bool)
         is_fixed[free] = False
+        if size < n_s:
+            more = _free_for_accuracy(D, best, is_fixed)
+            if len(more):
+                free = np.union1d(free, more)
+                is_fixed[more] = False
         fixed = np.flatnonzero(is_fixed)
         fd = best[fixed]
         fixed_work = (fd, dl[fixed], run_flat[base[fixed] + fd], rel[fixed])
+        if len(kept_free):  # the fill's free lane-seconds: work due by the horizon that no query does
+            fixed_work = (np.r_[fd, kept_free], np.r_[dl[fixed], np.full(len(kept_free), problem.horizon_s)],
+                          np.r_[fixed_work[2], reserve[kept_free]], np.r_[rel[fixed], np.zeros(len(kept_free))])
         fixed_acc = float((w[fixed] * acc[fd]).sum())
         with phase(f"decompose: model of {len(free):,} free queries beside {len(fixed):,} fixed"):
             sub = sub_problem(problem, D.rows[free])
@@ -677,7 +898,7 @@ def fix_and_solve(
             size = min(n_s, usual_size)
             say(f"lagrangian: the whole batch's MILP gave no plan ({res.status}); fixing the clearly decided queries")
             continue
-        if size >= n_s:
+        if size >= n_s or (max_tries is not None and tries >= max_tries):
             return None
         say(f"lagrangian: {size} free queries left no feasible plan ({res.status}); freeing more")
         size = min(n_s, size * 4)
@@ -692,7 +913,7 @@ def fix_and_solve(
     # with every query free the MILP is the whole aggregate model: its bound bounds the problem too
     whole_bound = float(res.bound) if len(free) == n_s and math.isfinite(res.bound) else -math.inf
     return FixPlan(dep_of_q, n_inst, obj, len(free), message=f"{len(free)} queries solved by {backend.name} ({res.status})",
-                   bound=whole_bound)
+                   bound=whole_bound, filled=filled)
 
 
 class DecomposeMethod(Method):
@@ -722,12 +943,13 @@ class DecomposeMethod(Method):
         fp, tl = best
         progress(f"{backend.name}: {fp.message}")
         lagr = dual.bound
-        if np.any(dense.inst_cost > 0) and not tl.unplaced:  # instances cost their idle draw: whole ones
+        # whole instances matter where they cost their idle draw or the pools cannot hold the prices' choices
+        if (np.any(dense.inst_cost > 0) or fp.filled) and not tl.unplaced:
             kept = [(plan_objective(problem, tl), fp, tl)]
 
             def try_plan(at_n: DualBound, n: np.ndarray) -> float:
                 """Fix-and-solve from the choices at the prices of the instance vector n; the best plan kept."""
-                got = fix_and_solve(problem, at_n, dense, backend, limits, progress=progress)
+                got = fix_and_solve(problem, at_n, dense, backend, limits, max_tries=2, progress=progress)
                 if got is not None:
                     with phase(f"decompose: packing {problem.n_queries:,} queries onto {int(got.n_inst.sum()):,} instances"):
                         tl_n = pack(problem, got.dep_of_q, got.n_inst)
@@ -753,9 +975,12 @@ class DecomposeMethod(Method):
         best: tuple[tuple[int, float], FixPlan, Timeline] | None = None
         size = None
         shown = current_phase()
-        for _attempt in range(2 if len(dual.levels) == 1 else 1):
+        reserve, attempts, reserve_rounds = np.zeros(problem.n_deployments), 2 if len(dual.levels) == 1 else 1, 0
+        while attempts > 0:
+            attempts -= 1
             t_fix = time.perf_counter()
-            got = fix_and_solve(problem, dual, dense, backend, limits, free_size=size, progress=progress)
+            got = fix_and_solve(problem, dual, dense, backend, limits, free_size=size,
+                                pack_reserve=reserve if reserve.any() else None, progress=progress)
             slow = time.perf_counter() - t_fix > 5.0  # a slow MILP: a four times larger one would be slower
             if got is not None:
                 # plans are compared once packed: a better aggregate objective can pack worse (repair
@@ -769,6 +994,17 @@ class DecomposeMethod(Method):
                     plan_s = (f"best plan {best[0][1]:.8g}, gap {relative_gap(best[0][1], dual.bound):.4%}"
                               if not best[0][0] else f"best plan leaves {best[0][0]:,} queries unplaced")
                     shown.show(f"bound {dual.bound:.8g}, {plan_s}", force=True)
+                if tl.unplaced and got.filled and reserve_rounds < FILL_RESERVE_ROUNDS and not limits.expired():
+                    # a fill to the brim of capacity-bound pools left whole queries out: once more, keeping
+                    # twice their runtime free on their deployments
+                    lost = np.asarray(tl.unplaced)
+                    lost = lost[got.dep_of_q[lost] >= 0]
+                    d_lost = got.dep_of_q[lost]
+                    reserve += 2 * np.bincount(d_lost, weights=problem.runtime_s[lost, d_lost], minlength=len(reserve))
+                    progress(f"decompose: {len(lost)} queries found no lane; filling the pools again with "
+                             f"{reserve.sum():,.0f} lane-seconds kept free")
+                    reserve_rounds, attempts = reserve_rounds + 1, attempts + 1
+                    continue
             if (got is None or slow or relative_gap(got.objective, dual.bound) <= limits.mip_rel_gap
                     or got.free_queries >= len(dense.rows) or limits.expired()):
                 break
