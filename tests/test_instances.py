@@ -140,7 +140,7 @@ def test_capacity_bound_fix_fills_the_pools_first():
     instances that fit, meeting the accuracy floor: the first MILP, on 300 free queries, has a
     feasible completion (before, the fixed queries overfilled the GPUs and the freed set grew
     fourfold until it held the whole batch) and its plan passes the checker."""
-    from energyopt.methods.decompose import _Dense, _instances_needed, _pools_over, fix_and_solve
+    from energyopt.methods.decompose import _Dense, _fill_meeting_floor, _instances_needed, _pools_over, fix_and_solve
     from energyopt.packing import pack
     from energyopt.solvers import get_solver
 
@@ -149,6 +149,9 @@ def test_capacity_bound_fix_fills_the_pools_first():
     dual, D = lagrangian_bound(p)
     assert _pools_over(D, _instances_needed(D, dual.best[D.rows]))  # the case binds
     assert isinstance(D, _Dense)
+    filled, unplaced = _fill_meeting_floor(D, dual.lam, dual.mu)
+    assert len(unplaced) == 0 and not _pools_over(D, _instances_needed(D, filled))  # whole instances that fit
+    assert float(np.dot(D.w, D.acc[filled])) >= D.acc_rhs  # and the floor met
     got = fix_and_solve(p, dual, D, get_solver("highs"), Limits(), free_size=300, max_tries=1)
     assert got is not None and got.free_queries < 600
     tl = pack(p, got.dep_of_q, got.n_inst)

@@ -467,6 +467,8 @@ MASTER_STALL = 4
 #: of what the time limit leaves, if less)
 MASTER_TIME_SHARE = 3.0
 MASTER_MIN_S = 30.0
+#: the time cap of each MILP of a plan tried at the master's instances [s]
+TRY_PLAN_MILP_S = 8.0
 
 
 def instance_search(problem: Problem, D: _Dense, dual: DualBound, upper: float, limits: Limits,
@@ -477,7 +479,7 @@ def instance_search(problem: Problem, D: _Dense, dual: DualBound, upper: float, 
     n (on the bound's last sample, or on every query if n comes back), then evaluated on every
     query there, adds cuts (each evaluation on every query is a cut valid for every n). Where L at
     n is below ``upper`` (the best plan's objective), ``try_plan`` is handed the choices at those
-    prices and n, and returns the best plan's objective after it. Until the master's value is
+    prices and n (once per n), and returns the best plan's objective after it. Until the master's value is
     within the gap of the best plan, its time is up, ``MASTER_STALL`` rounds move neither, or n
     comes back a third time. Returns the better of the master's value and ``dual.bound``."""
     say = progress or (lambda s: None)
@@ -524,7 +526,7 @@ def instance_search(problem: Problem, D: _Dense, dual: DualBound, upper: float, 
             mu = float(theta[-1]) if len(theta) > n_d * n_l else 0.0
             # on every query: a cut, and the choices a plan with n starts from
             L_n, best, margin, flip = _choices_at(problem.n_queries, D, lam, mu, fixed_n=n)
-            if try_plan is not None and L_n < upper * (1 - limits.mip_rel_gap) and not limits.expired():
+            if try_plan is not None and seen == 0 and L_n < upper * (1 - limits.mip_rel_gap) and not limits.expired():
                 at_n = dataclasses.replace(dual, bound=L_n, lam=lam, mu=mu, best=best, margin=margin, flip=flip)
                 upper = min(upper, try_plan(at_n, n))
         say(f"lagrangian: whole instances: bound {bound:.8g}, plan {upper:.8g} after {rnd + 1} master rounds "
@@ -656,11 +658,11 @@ def _instances_within_pools(D: _Dense, best: np.ndarray) -> np.ndarray:
     return n
 
 
-def _fill_within(D: _Dense, lam: np.ndarray, mu: float,
-                 reserve: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _fill_within(D: _Dense, lam: np.ndarray, mu: float, reserve: np.ndarray | None = None,
+                 n_fixed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each row's option within the lane-seconds of whole instances that fit the pools (by every
     deadline level). The instances: in proportion to what the rows' least priced options need
-    (:func:`_instances_within_pools`). The rows, in order of regret per second (the least priced
+    (:func:`_instances_within_pools`), or ``n_fixed``. The rows, in order of regret per second (the least priced
     cost off the *tight* deployments, those of the pools that cannot hold every row's least
     priced choice, less the least, over the runtime of the least; largest first, as a knapsack's
     greedy: a row that only the tight pools serve comes first), take their least priced option
@@ -678,9 +680,13 @@ def _fill_within(D: _Dense, lam: np.ndarray, mu: float,
     first = order_opt[:, 0]
     need = _instances_needed(D, first)
     tight = np.zeros(n_d, dtype=bool)
-    for cnt, ds in D.pools:
-        tight[ds] = int((D.k[ds] * need[ds]).sum()) > cnt
-    n = _instances_within_pools(D, first)
+    if n_fixed is None:
+        for cnt, ds in D.pools:
+            tight[ds] = int((D.k[ds] * need[ds]).sum()) > cnt
+        n = _instances_within_pools(D, first)
+    else:
+        n = n_fixed
+        tight = need > n
     least = rc[np.arange(n_s), first]
     # per second of the scarce capacity it takes: the greedy order of a knapsack
     regret = (np.min(np.where(tight[None, :], np.inf, rc), axis=1) - least) / np.maximum(D.run[np.arange(n_s), first], 1e-9)
@@ -706,8 +712,8 @@ def _fill_within(D: _Dense, lam: np.ndarray, mu: float,
     return choice, np.flatnonzero(~placed), room
 
 
-def _fill_meeting_floor(D: _Dense, lam: np.ndarray, mu: float,
-                        reserve: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _fill_meeting_floor(D: _Dense, lam: np.ndarray, mu: float, reserve: np.ndarray | None = None,
+                        n_fixed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_fill_within` at the prices, with the accuracy's price raised (by a quarter at a time,
     then bisected between the last that fell short and the first that met it) until the fill
     meets the mean-accuracy floor; of the fills that meet it, the one of least cost (the last
@@ -718,7 +724,7 @@ def _fill_meeting_floor(D: _Dense, lam: np.ndarray, mu: float,
     def cost(choice: np.ndarray) -> float:
         return float(D.cost.reshape(-1)[np.arange(len(choice)) * len(D.k) + choice].sum())
 
-    filled, unplaced, room = _fill_within(D, lam, mu, reserve)
+    filled, unplaced, room = _fill_within(D, lam, mu, reserve, n_fixed)
     if acc_ok(filled) or D.w is None:
         return filled, unplaced
     lo, hi = mu, None
@@ -726,7 +732,7 @@ def _fill_meeting_floor(D: _Dense, lam: np.ndarray, mu: float,
         mu = float(np.median(np.abs(D.cost[np.isfinite(D.cost)]))) / max(float(np.median(D.w)), 1e-12) / 100
     for _ in range(FILL_ACCURACY_STEPS):
         mu *= 1.25
-        filled, unplaced, room = _fill_within(D, lam, mu, reserve)
+        filled, unplaced, room = _fill_within(D, lam, mu, reserve, n_fixed)
         if acc_ok(filled):
             hi = mu
             break
@@ -737,7 +743,7 @@ def _fill_meeting_floor(D: _Dense, lam: np.ndarray, mu: float,
     best = (cost(filled), filled, unplaced)
     for _ in range(FILL_BISECTIONS):
         mid = (lo + hi) / 2
-        f, u, rm = _fill_within(D, lam, mid, reserve)
+        f, u, rm = _fill_within(D, lam, mid, reserve, n_fixed)
         if acc_ok(f):
             hi = mid
             _downgrade(D, f, rm)
@@ -818,6 +824,7 @@ def fix_and_solve(
     sub_time_limit_s: float = 60.0,
     max_tries: int | None = None,
     pack_reserve: np.ndarray | None = None,
+    fill_n: np.ndarray | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> FixPlan | None:
     """Fix the clearly decided queries at the prices' choice; solve the nearly tied ones exactly.
@@ -830,14 +837,15 @@ def fix_and_solve(
     its best completion is kept. With ``max_tries``, None after that many MILPs without one.
     Where the pools cannot hold the prices' choices, the fixed queries are those of a fill of
     whole instances that fit (:func:`_fill_meeting_floor`, keeping ``pack_reserve`` lane-seconds
-    per deployment free; they enter the MILP as work of its own)."""
+    per deployment free; they enter the MILP as work of its own); with ``fill_n``, always, into
+    those instances."""
     say = progress or (lambda s: None)
     n_s = len(D.rows)
     filled, kept_free, reserve = False, np.zeros(0, dtype=np.int64), np.zeros(0)
     with phase(f"decompose: fixing {n_s:,} queries at the prices' choice within the pools"):
         best, must_free = _fix_within_capacity(D, dual)
-        if _pools_over(D, _instances_needed(D, best)):  # capacity binds: fill the instances the pools hold
-            best, unplaced = _fill_meeting_floor(D, dual.lam, dual.mu, pack_reserve)
+        if fill_n is not None or _pools_over(D, _instances_needed(D, best)):  # capacity binds: fill whole instances
+            best, unplaced = _fill_meeting_floor(D, dual.lam, dual.mu, pack_reserve, fill_n)
             must_free = np.union1d(must_free, unplaced)
             filled = True
             if pack_reserve is not None:
@@ -949,7 +957,10 @@ class DecomposeMethod(Method):
 
             def try_plan(at_n: DualBound, n: np.ndarray) -> float:
                 """Fix-and-solve from the choices at the prices of the instance vector n; the best plan kept."""
-                got = fix_and_solve(problem, at_n, dense, backend, limits, max_tries=2, progress=progress)
+                # its MILPs get a few seconds: with instances that cost their idle draw, branch and bound
+                # spends minutes proving what its first plans already are (measured: 32 s each at 100,000 queries)
+                got = fix_and_solve(problem, at_n, dense, backend, limits, max_tries=2, fill_n=n,
+                                    sub_time_limit_s=TRY_PLAN_MILP_S, progress=progress)
                 if got is not None:
                     with phase(f"decompose: packing {problem.n_queries:,} queries onto {int(got.n_inst.sum()):,} instances"):
                         tl_n = pack(problem, got.dep_of_q, got.n_inst)
@@ -957,7 +968,7 @@ class DecomposeMethod(Method):
                         kept[0] = (plan_objective(problem, tl_n), got, tl_n)
                 return kept[0][0]
 
-            if relative_gap(kept[0][0], lagr) > limits.mip_rel_gap:
+            if relative_gap(kept[0][0], max(lagr, fp.bound)) > limits.mip_rel_gap:
                 lagr = instance_search(problem, dense, dual, kept[0][0], limits, try_plan, progress)
             _, fp, tl = kept[0]
         # the better of the Lagrangian bound and, where the MILP held every query, its own bound

@@ -54,6 +54,8 @@ def instance_master(alpha: np.ndarray, gain: np.ndarray, pools: list[tuple[int, 
     no n is allowed) and the minimising n (None then)."""
     from scipy.optimize import Bounds, LinearConstraint, milp
 
+    from ..solvers.base import native_stdout_to_stderr
+
     alpha = np.asarray(alpha, dtype=float)
     if not len(alpha):
         return -math.inf, None
@@ -86,10 +88,11 @@ def instance_master(alpha: np.ndarray, gain: np.ndarray, pools: list[tuple[int, 
         hi_b.append(np.full(len(patterns), np.inf))
     A = np.vstack(rows)
     c = np.r_[np.zeros(n_d), 1.0]
-    res = milp(c, constraints=LinearConstraint(A, np.concatenate(lo_b), np.concatenate(hi_b)),
-               integrality=np.r_[np.ones(n_d), 0.0],
-               bounds=Bounds(np.r_[np.zeros(n_d), -np.inf], np.r_[hi.astype(float), np.inf]),
-               options={"mip_rel_gap": 0.0, "presolve": False})  # presolve on prints a debug line at times
+    with native_stdout_to_stderr():  # HiGHS's MIP solver prints debug lines at times, with presolve off too
+        res = milp(c, constraints=LinearConstraint(A, np.concatenate(lo_b), np.concatenate(hi_b)),
+                   integrality=np.r_[np.ones(n_d), 0.0],
+                   bounds=Bounds(np.r_[np.zeros(n_d), -np.inf], np.r_[hi.astype(float), np.inf]),
+                   options={"mip_rel_gap": 0.0, "presolve": False})
     if res.status == 2:  # infeasible: no instance vector serves every query within the fleet
         return math.inf, None
     if res.x is None:  # pragma: no cover - a MILP of ~20 integers solves
