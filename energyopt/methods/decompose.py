@@ -22,7 +22,24 @@ is then packed onto instances (EDF) like any aggregate plan. Without deadlines, 
 plan is further than the gap from the bound, four times as many queries are freed once more;
 the best packed plan is kept.
 
-The gap reported is between that plan's objective and the best L found, so it is proven.
+**Capacity-bound pools.** Where the pools cannot hold every query's least priced option in whole
+instances (most of the GPUs' work has to go elsewhere), fixing queries at that choice leaves no
+feasible completion however many are freed. The fixed queries then come from a *fill*: whole
+instances in proportion to the priced choices' needs, within the pools, and the queries, in the
+greedy order of a knapsack (regret per second of the tight pools), each on its least priced
+option with room; the accuracy's price is raised until the fill meets the floor, then accuracy
+above it is spent on cheaper options. Queries that packing could not place leave lane-seconds
+free in a second fill.
+
+**Whole instances.** The Lagrangian prices fractions of instances; with ``--idle`` an instance's
+idle draw over the horizon is lumpy, and in capacity-bound fleets so is each GPU. The instance
+search (:func:`instance_search`, :mod:`.instances`) takes every evaluation of L on the whole batch
+as a cut on the bound of each instance vector, minimises over the vectors the fleet allows (a small
+MILP), maximises L with the instances fixed at the vector it names, and tries a plan that fills
+exactly those instances, until the bound and the best plan meet or its time is up.
+
+The gap reported is between that plan's objective and the best bound found (L, or the master's
+value), so it is proven.
 
 **Release times.** The Lagrangian prices the deadline-level rows only; the release-window rows of
 the matrix model (``formulation.py``) are left out of it, and a relaxation with rows dropped is
@@ -919,7 +936,8 @@ def fix_and_solve(
     np.add.at(n_inst, model.u_dep, np.round(model.u_values(res.x)).astype(np.int64))
     obj = float(D.cost.reshape(-1)[base[fixed] + fd].sum()) + float(res.objective)
     # with every query free the MILP is the whole aggregate model: its bound bounds the problem too
-    whole_bound = float(res.bound) if len(free) == n_s and math.isfinite(res.bound) else -math.inf
+    # (not where lane-seconds were kept free: that model is a restriction)
+    whole_bound = float(res.bound) if len(free) == n_s and not len(kept_free) and math.isfinite(res.bound) else -math.inf
     return FixPlan(dep_of_q, n_inst, obj, len(free), message=f"{len(free)} queries solved by {backend.name} ({res.status})",
                    bound=whole_bound, filled=filled)
 
