@@ -478,8 +478,11 @@ MASTER_ROUNDS = 30
 #: bundle iterations per master round on the sample, and on every query where the sample's stalled
 MASTER_ITERATIONS = 15
 MASTER_FULL_ITERATIONS = 30
-#: rounds in a row that do not move the bound before the search stops
-MASTER_STALL = 4
+#: rounds in a row that move neither the bound nor the plan before the search stops (a round that
+#: rules out an instance vector moves neither while others of as low a bound are left)
+MASTER_STALL = 15
+#: visits of one instance vector at most (the first on the sample, the others on every query)
+MASTER_VISITS = 4
 #: the instance search stops after this share of the bound's time plus MASTER_MIN_S [s] (or half
 #: of what the time limit leaves, if less)
 MASTER_TIME_SHARE = 3.0
@@ -493,12 +496,13 @@ def instance_search(problem: Problem, D: _Dense, dual: DualBound, upper: float, 
                     progress: Callable[[str], None] | None = None) -> float:
     """The bound raised by whole instances (Benders over the instance vector, :mod:`.instances`):
     the master names the instance vector n of least bound; L maximised with the instances fixed at
-    n (on the bound's last sample, or on every query if n comes back), then evaluated on every
-    query there, adds cuts (each evaluation on every query is a cut valid for every n). Where L at
-    n is below ``upper`` (the best plan's objective), ``try_plan`` is handed the choices at those
-    prices and n (once per n), and returns the best plan's objective after it. Until the master's value is
-    within the gap of the best plan, its time is up, ``MASTER_STALL`` rounds move neither, or n
-    comes back a third time. Returns the better of the master's value and ``dual.bound``."""
+    n (on the bound's last sample, or on every query if n comes back, from the prices of its last
+    visit), then evaluated on every query there, adds cuts (each evaluation on every query is a
+    cut valid for every n). Where L at n is below ``upper`` (the best plan's objective),
+    ``try_plan`` is handed the choices at those prices and n (once per n), and returns the best
+    plan's objective after it. Until the master's value is within the gap of the best plan, its
+    time is up, ``MASTER_STALL`` rounds move neither, or n comes back after ``MASTER_VISITS``.
+    Returns the better of the master's value and ``dual.bound``."""
     say = progress or (lambda s: None)
     bound = dual.bound
     if D.cuts is None or not D.cuts or dual.theta is None or dual.scale is None:
@@ -512,6 +516,7 @@ def instance_search(problem: Problem, D: _Dense, dual: DualBound, upper: float, 
     sample = dual.sample if dual.sample is not None else D
     n_d, n_l = len(D.k), len(D.levels)
     tried: dict[tuple[int, ...], int] = {}
+    thetas: dict[tuple[int, ...], np.ndarray] = {}
     stalled, last, last_ub = 0, -math.inf, math.inf
     rnd = 0
     with phase("decompose: whole instances (a master over the instance vector)") as shown:
@@ -533,12 +538,14 @@ def instance_search(problem: Problem, D: _Dense, dual: DualBound, upper: float, 
             key = tuple(n.tolist())
             seen = tried.get(key, 0)
             tried[key] = seen + 1
-            if seen >= 2:  # L at n has converged on every query: the master cannot move
+            if seen >= MASTER_VISITS:  # L at n has had its iterations on every query: the master cannot move
                 break
             V = sample if seen == 0 else D
-            theta, _, _, _ = _bundle(V, dual.theta, 0.05, dual.scale, rel_tol=1e-7,
+            # each visit of n continues from the prices its last one reached
+            theta, _, _, _ = _bundle(V, thetas.get(key, dual.theta), 0.05, dual.scale, rel_tol=1e-7,
                                      max_iter=MASTER_ITERATIONS if V is not D else MASTER_FULL_ITERATIONS,
                                      cap=upper, deadline=stop, say=say, fixed_n=n)
+            thetas[key] = theta
             lam = theta[: n_d * n_l].reshape(n_d, n_l)
             mu = float(theta[-1]) if len(theta) > n_d * n_l else 0.0
             # on every query: a cut, and the choices a plan with n starts from
