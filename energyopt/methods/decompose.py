@@ -818,7 +818,9 @@ def _free_for_accuracy(D: _Dense, best: np.ndarray, is_fixed: np.ndarray) -> np.
     if D.w is None:
         return np.zeros(0, dtype=np.int64)
     acc_now = D.acc[best]
-    best_acc = np.max(np.where(D.ok, D.acc[None, :], -np.inf), axis=1)
+    best_acc = np.full(len(best), -np.inf)
+    for d in range(len(D.acc)):  # a column at a time: no (rows × deployments) temporary
+        np.maximum(best_acc, np.where(D.ok[:, d], D.acc[d], -np.inf), out=best_acc)
     reach = float(np.sum(D.w * np.where(is_fixed, acc_now, best_acc)))
     short = D.acc_rhs - reach
     if short <= 1e-9 * max(D.acc_rhs, 1.0):
