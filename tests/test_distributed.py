@@ -151,9 +151,12 @@ def test_a_parquet_workload_gives_the_plan_of_its_csv(batch, tmp_path, small_blo
     _same_as_single(res, sched, tmp_path / "out")
 
 
-def test_idle_energy_counts_each_instance_once_across_partitions(tmp_path, small_blocks):
+def test_idle_energy_counts_each_instance_once_across_partitions(tmp_path, small_blocks, monkeypatch):
     """2,500 queries in 3 partitions, idle counted: the instances on are shared by the partitions,
-    and their idle energy is the single plan's."""
+    and their idle energy is the single plan's. (The single process then also searches whole
+    instances for a tighter bound and plan, which the distributed path does not: that search is
+    left out of the plan compared with.)"""
+    monkeypatch.setattr(decompose, "instance_search", lambda problem, D, dual, *a, **k: dual.bound)
     sys.path.insert(0, str(ROOT / "examples"))
     from make_workload import make
 

@@ -22,7 +22,24 @@ is then packed onto instances (EDF) like any aggregate plan. Without deadlines, 
 plan is further than the gap from the bound, four times as many queries are freed once more;
 the best packed plan is kept.
 
-The gap reported is between that plan's objective and the best L found, so it is proven.
+**Capacity-bound pools.** Where the pools cannot hold every query's least priced option in whole
+instances (most of the GPUs' work has to go elsewhere), fixing queries at that choice leaves no
+feasible completion however many are freed. The fixed queries then come from a *fill*: whole
+instances in proportion to the priced choices' needs, within the pools, and the queries, in the
+greedy order of a knapsack (regret per second of the tight pools), each on its least priced
+option with room; the accuracy's price is raised until the fill meets the floor, then accuracy
+above it is spent on cheaper options. Queries that packing could not place leave lane-seconds
+free in a second fill.
+
+**Whole instances.** The Lagrangian prices fractions of instances; with ``--idle`` an instance's
+idle draw over the horizon is lumpy, and in capacity-bound fleets so is each GPU. The instance
+search (:func:`instance_search`, :mod:`.instances`) takes every evaluation of L on the whole batch
+as a cut on the bound of each instance vector, minimises over the vectors the fleet allows (a small
+MILP), maximises L with the instances fixed at the vector it names, and tries a plan that fills
+exactly those instances, until the bound and the best plan meet or its time is up.
+
+The gap reported is between that plan's objective and the best bound found (L, or the master's
+value), so it is proven.
 
 **Release times.** The Lagrangian prices the deadline-level rows only; the release-window rows of
 the matrix model (``formulation.py``) are left out of it, and a relaxation with rows dropped is
@@ -53,10 +70,11 @@ from ..progress import current_phase, phase
 from ..schema import BoundSource, Status, Termination
 from ..solvers import Solver
 from . import Choice, Limits, Method, Progress
+from .instances import instance_master, option_patterns
 from .strong import backend_solve, solve_strong
 
 __all__ = ["DecomposeMethod", "DualBound", "lagrangian_bound", "FixPlan", "fix_and_solve", "knapsack_max", "instances_at_prices",
-           "sub_problem"]
+           "sub_problem", "instance_search"]
 
 
 def knapsack_max(values: np.ndarray, sizes: np.ndarray, upper: np.ndarray, capacity: int) -> tuple[float, np.ndarray]:
@@ -116,6 +134,11 @@ class DualBound:
     time_s: float
     converged: bool
     infeasible: bool = False  # the bound exceeds the cost of every assignment: no plan exists
+    # what the instance search (:func:`instance_search`) starts from: the prices as one vector, their
+    # scales, and the last sample they were found on (None: every query)
+    theta: np.ndarray | None = None
+    scale: np.ndarray | None = None
+    sample: _Dense | None = None
 
 
 class _Dense:
@@ -151,6 +174,8 @@ class _Dense:
         pool_of = deps["device"].to_numpy()
         self.pools = [(int(cnt), np.flatnonzero(pool_of == p)) for p, cnt in zip(problem.pools["pool"], problem.pools["count"])]
         self.wt = 1.0
+        # every evaluation on every row is a cut on the bound of each instance vector (see .instances)
+        self.cuts: list[tuple[float, np.ndarray]] | None = []
 
     def sample(self, idx: np.ndarray) -> _Dense:
         """Rows ``idx`` standing for all the rows (costs and work scaled up)."""
@@ -160,6 +185,7 @@ class _Dense:
         out.cost, out.run, out.ok, out.lev = self.cost[idx], self.run[idx], self.ok[idx], self.lev[idx]
         out.w = None if self.w is None else self.w[idx]
         out.wt = len(self.rows) / len(idx)
+        out.cuts = None  # a sample's L is not a bound
         return out
 
 
@@ -170,6 +196,15 @@ def _suffix(lam: np.ndarray) -> np.ndarray:
 
 #: batches of at most this many queries go to the MILP whole in the fix step
 SOLVE_WHOLE_UP_TO = 2_000
+
+#: where the pools cannot hold the prices' choices, the fill's accuracy price is raised by a quarter
+#: at most this many times until the fill meets the mean-accuracy floor
+FILL_ACCURACY_STEPS = 12
+#: and then bisected this many times
+FILL_BISECTIONS = 5
+#: fills again at most this many times, each keeping more lane-seconds free, where a fill's plan
+#: left queries that packing could not place
+FILL_RESERVE_ROUNDS = 3
 
 #: rows priced at a time: the block's work arrays stay in the processor's cache, and no
 #: (queries × deployments) temporary is ever allocated
@@ -246,9 +281,12 @@ def _price_rows(D: _Dense, lam: np.ndarray, mu: float, margin: bool = False, blo
     return Partial(x_blocks, load_blocks, acc_blocks), best, (gap, second)
 
 
-def _fold(D: _Dense, part: Partial, lam: np.ndarray, mu: float) -> tuple[float, np.ndarray, float]:
+def _fold(D: _Dense, part: Partial, lam: np.ndarray, mu: float,
+          fixed_n: np.ndarray | None = None) -> tuple[float, np.ndarray, float]:
     """L(λ, μ) and a subgradient from the rows' :class:`Partial` sums (``D`` for its deployments,
-    levels, pools, accuracy row and the weight of its rows), the blocks added in order."""
+    levels, pools, accuracy row and the weight of its rows), the blocks added in order. With
+    ``fixed_n`` the instances are those (L is then a bound only for the plans with them). Where
+    ``D`` keeps cuts (every row, not a sample), the evaluation is recorded as one in ``D.cuts``."""
     x_part = 0.0
     for v in part.x.tolist():
         x_part += v
@@ -257,8 +295,14 @@ def _fold(D: _Dense, part: Partial, lam: np.ndarray, mu: float) -> tuple[float, 
     for blk in part.load:
         load += blk
     T = D.levels
-    n_part, n = _instances_at_prices(D, D.lanes * (lam @ T) - D.inst_cost)
+    gain = D.lanes * (lam @ T) - D.inst_cost
+    if fixed_n is None:
+        n_part, n = _instances_at_prices(D, gain)
+    else:
+        n_part, n = float(gain @ fixed_n), fixed_n
     L = x_part - n_part + mu * D.acc_rhs
+    if D.cuts is not None:  # V(n) ≥ (x_part + μ·rhs) − gain·n for every instance vector n
+        D.cuts.append((x_part + mu * D.acc_rhs, gain))
     # subgradient: load due by each level minus capacity; accuracy floor minus accuracy
     g_lam = D.wt * np.cumsum(load, axis=1) - (n * D.lanes)[:, None] * T[None, :]
     acc_sum = 0.0
@@ -268,12 +312,13 @@ def _fold(D: _Dense, part: Partial, lam: np.ndarray, mu: float) -> tuple[float, 
     return L, g_lam, g_mu
 
 
-def _evaluate(D: _Dense, lam: np.ndarray, mu: float, margin: bool = False):
+def _evaluate(D: _Dense, lam: np.ndarray, mu: float, margin: bool = False, fixed_n: np.ndarray | None = None):
     """L(λ, μ), a subgradient, and each row's option of least priced cost
     ``cost + run·Σ_{levels ≥ its deadline} λ − μ·w·acc``; with ``margin``, also each row's second
-    least priced cost minus the least (inf with one option) and that second option."""
+    least priced cost minus the least (inf with one option) and that second option. With
+    ``fixed_n`` the instances are those (see :func:`_fold`)."""
     part, best, gs = _price_rows(D, lam, mu, margin)
-    L, g_lam, g_mu = _fold(D, part, lam, mu)
+    L, g_lam, g_mu = _fold(D, part, lam, mu, fixed_n)
     return L, g_lam, g_mu, best, gs
 
 
@@ -333,10 +378,12 @@ def _flip(D: _Dense, lam: np.ndarray, mu: float, best: np.ndarray, second: np.nd
 Oracle = Callable[[np.ndarray], tuple[float, np.ndarray]]
 
 
-def dense_oracle(D: _Dense, price: Callable[[np.ndarray, float], Partial] | None = None) -> Oracle:
+def dense_oracle(D: _Dense, price: Callable[[np.ndarray, float], Partial] | None = None,
+                 fixed_n: np.ndarray | None = None) -> Oracle:
     """L and a subgradient at θ for the rows of ``D``, priced by ``price(λ, μ)`` (default: here,
     :func:`_price_rows` on ``D``; a distributed plan prices its partitions on workers) and
-    folded by :func:`_fold` with ``D``'s deployments, levels and weights."""
+    folded by :func:`_fold` with ``D``'s deployments, levels and weights (with ``fixed_n``: those
+    instances)."""
     n_d, n_l = len(D.k), len(D.levels)
     has_mu = D.w is not None
 
@@ -344,7 +391,7 @@ def dense_oracle(D: _Dense, price: Callable[[np.ndarray, float], Partial] | None
         lam = theta[: n_d * n_l].reshape(n_d, n_l)
         mu = float(theta[-1]) if has_mu else 0.0
         part = _price_rows(D, lam, mu)[0] if price is None else price(lam, mu)
-        L, g_lam, g_mu = _fold(D, part, lam, mu)
+        L, g_lam, g_mu = _fold(D, part, lam, mu, fixed_n)
         g = g_lam.ravel()
         return L, (np.concatenate([g, [g_mu]]) if has_mu else g)
 
@@ -493,20 +540,114 @@ def lagrangian_bound(
     lam = theta[: n_d * n_l].reshape(n_d, n_l)
     mu = float(theta[-1]) if has_mu else 0.0
     with phase(f"lagrangian: margins of {len(D.rows):,} queries at the best prices"):
-        L, _, _, best, (margin, second) = _evaluate(D, lam, mu, margin=True)
-        n_q = problem.n_queries
-        margin_full = np.full(n_q, np.inf)
-        margin_full[D.rows] = margin
-        best_full = np.full(n_q, -1, dtype=np.int64)
-        best_full[D.rows] = best
-        flip_full = np.full(n_q, np.inf)
-        flip_full[D.rows] = _flip(D, lam, mu, best, second, margin)
+        L, best_full, margin_full, flip_full = _choices_at(problem.n_queries, D, lam, mu)
     return (
         DualBound(bound=L, lam=lam, mu=mu, levels=D.levels, best=best_full, margin=margin_full, flip=flip_full,
                   iterations=iters, time_s=time.perf_counter() - t0, converged=converged,
-                  infeasible=over_cap or cap + 1e-9 * abs(cap) < L),
+                  infeasible=over_cap or cap + 1e-9 * abs(cap) < L, theta=theta, scale=scale,
+                  sample=stages[-1] if stages else None),
         D,
     )
+
+
+def _choices_at(n_q: int, D: _Dense, lam: np.ndarray, mu: float,
+                fixed_n: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """L at (λ, μ) (with ``fixed_n``: with those instances), and per query (of ``n_q``) its option
+    of least priced cost, the margin to its second and the relative price change that flips them."""
+    L, _, _, best, (margin, second) = _evaluate(D, lam, mu, margin=True, fixed_n=fixed_n)
+    margin_full = np.full(n_q, np.inf)
+    margin_full[D.rows] = margin
+    best_full = np.full(n_q, -1, dtype=np.int64)
+    best_full[D.rows] = best
+    flip_full = np.full(n_q, np.inf)
+    flip_full[D.rows] = _flip(D, lam, mu, best, second, margin)
+    return L, best_full, margin_full, flip_full
+
+
+#: rounds of the instance master at most (each a bundle with the instances fixed at its choice)
+MASTER_ROUNDS = 30
+#: bundle iterations per master round on the sample, and on every query where the sample's stalled
+MASTER_ITERATIONS = 15
+MASTER_FULL_ITERATIONS = 30
+#: rounds in a row that move neither the bound nor the plan before the search stops (a round that
+#: rules out an instance vector moves neither while others of as low a bound are left)
+MASTER_STALL = 15
+#: visits of one instance vector at most (the first on the sample, the others on every query)
+MASTER_VISITS = 4
+#: the instance search stops after this share of the bound's time plus MASTER_MIN_S [s] (or half
+#: of what the time limit leaves, if less)
+MASTER_TIME_SHARE = 3.0
+MASTER_MIN_S = 30.0
+#: the time cap of each MILP of a plan tried at the master's instances [s]
+TRY_PLAN_MILP_S = 8.0
+
+
+def instance_search(problem: Problem, D: _Dense, dual: DualBound, upper: float, limits: Limits,
+                    try_plan: Callable[[DualBound, np.ndarray], float] | None = None,
+                    progress: Callable[[str], None] | None = None) -> float:
+    """The bound raised by whole instances (Benders over the instance vector, :mod:`.instances`):
+    the master names the instance vector n of least bound; L maximised with the instances fixed at
+    n (on the bound's last sample, or on every query if n comes back, from the prices of its last
+    visit), then evaluated on every query there, adds cuts (each evaluation on every query is a
+    cut valid for every n). Where L at n is below ``upper`` (the best plan's objective),
+    ``try_plan`` is handed the choices at those prices and n (once per n), and returns the best
+    plan's objective after it. Until the master's value is within the gap of the best plan, its
+    time is up, ``MASTER_STALL`` rounds move neither, or n comes back after ``MASTER_VISITS``.
+    Returns the better of the master's value and ``dual.bound``."""
+    say = progress or (lambda s: None)
+    bound = dual.bound
+    if D.cuts is None or not D.cuts or dual.theta is None or dual.scale is None:
+        return bound
+    t0 = time.perf_counter()
+    stop = t0 + MASTER_TIME_SHARE * dual.time_s + MASTER_MIN_S
+    left = limits.remaining_s()
+    if left is not None:
+        stop = min(stop, t0 + left / 2)
+    patterns = option_patterns(D.ok)
+    sample = dual.sample if dual.sample is not None else D
+    n_d, n_l = len(D.k), len(D.levels)
+    tried: dict[tuple[int, ...], int] = {}
+    thetas: dict[tuple[int, ...], np.ndarray] = {}
+    stalled, last, last_ub = 0, -math.inf, math.inf
+    rnd = 0
+    with phase("decompose: whole instances (a master over the instance vector)") as shown:
+        for rnd in range(MASTER_ROUNDS):
+            alpha = np.array([c[0] for c in D.cuts])
+            gains = np.array([c[1] for c in D.cuts])
+            lb, n = instance_master(alpha, gains, D.pools, D.groups, D.k, D.max_inst, patterns)
+            bound = max(bound, lb)
+            shown.show(f"round {rnd}, bound {bound:.8g}, plan {upper:.8g}, gap {relative_gap(upper, bound):.4%}")
+            say(f"lagrangian: instance master round {rnd}: bound {bound:.8g}, plan {upper:.8g}, "
+                f"gap {relative_gap(upper, bound):.4%}")
+            if n is None or relative_gap(upper, bound) <= limits.mip_rel_gap or time.perf_counter() > stop:
+                break
+            moved = bound > last + 1e-9 * abs(last) or upper < last_ub
+            stalled = 0 if moved else stalled + 1
+            if stalled >= MASTER_STALL:
+                break
+            last, last_ub = bound, upper
+            key = tuple(n.tolist())
+            seen = tried.get(key, 0)
+            tried[key] = seen + 1
+            if seen >= MASTER_VISITS:  # L at n has had its iterations on every query: the master cannot move
+                break
+            V = sample if seen == 0 else D
+            # each visit of n continues from the prices its last one reached
+            theta, _, _, _ = _bundle(dense_oracle(V, fixed_n=n), thetas.get(key, dual.theta), 0.05, dual.scale,
+                                     rel_tol=1e-7,
+                                     max_iter=MASTER_ITERATIONS if V is not D else MASTER_FULL_ITERATIONS,
+                                     cap=upper, deadline=stop, say=say)
+            thetas[key] = theta
+            lam = theta[: n_d * n_l].reshape(n_d, n_l)
+            mu = float(theta[-1]) if len(theta) > n_d * n_l else 0.0
+            # on every query: a cut, and the choices a plan with n starts from
+            L_n, best, margin, flip = _choices_at(problem.n_queries, D, lam, mu, fixed_n=n)
+            if try_plan is not None and seen == 0 and L_n < upper * (1 - limits.mip_rel_gap) and not limits.expired():
+                at_n = dataclasses.replace(dual, bound=L_n, lam=lam, mu=mu, best=best, margin=margin, flip=flip)
+                upper = min(upper, try_plan(at_n, n))
+        say(f"lagrangian: whole instances: bound {bound:.8g}, plan {upper:.8g} after {rnd + 1} master rounds "
+            f"in {time.perf_counter() - t0:.2f} s")
+    return bound
 
 
 @dataclass
@@ -518,6 +659,7 @@ class FixPlan:
     message: str = ""
     # with every query free, the MILP's own bound on the aggregate model (else -inf)
     bound: float = -math.inf
+    filled: bool = False  # the fixed queries came from a fill of the pools (they could not hold the prices' choices)
 
 
 def sub_problem(problem: Problem, free: np.ndarray) -> Problem:
@@ -615,6 +757,201 @@ def _fix_within_capacity(D: _Dense, dual: DualBound) -> tuple[np.ndarray, np.nda
     return best, free
 
 
+def _pools_over(D: _Dense, need: np.ndarray) -> bool:
+    """Whether the whole instances ``need`` exceed a pool's devices or a fleet deployment's instances."""
+    return (any(len(ds) and int((D.k[ds] * need[ds]).sum()) > cnt for cnt, ds in D.pools)
+            or any(int(need[m].sum()) > int(D.max_inst[m[0]]) for m in D.groups))
+
+
+def _instances_within_pools(D: _Dense, best: np.ndarray) -> np.ndarray:
+    """An integer instance vector that fits the pools, in proportion to the fractional instances
+    the rows' choices ``best`` need: a pool whose deployments need more devices than it has
+    shares them out in proportion (largest remainders); a pool with devices to spare gives each
+    deployment what it needs and the spare in proportion too (work moved off a full pool lands
+    there)."""
+    n_d, n_l = len(D.k), len(D.levels)
+    run = D.run.reshape(-1)[np.arange(len(best)) * n_d + best]
+    load = np.bincount(best * n_l + D.lev, weights=run * D.wt, minlength=n_d * n_l).reshape(n_d, n_l)
+    frac = np.max(np.cumsum(load, axis=1) / (D.lanes[:, None] * D.levels[None, :]), axis=1)
+    n = np.zeros(n_d, dtype=np.int64)
+    for cnt, ds in D.pools:
+        if not len(ds):
+            continue
+        k = D.k[ds].astype(float)
+        want = np.minimum(frac[ds], D.max_inst[ds])
+        used = float((k * want).sum())
+        share = want * (cnt / used) if used > 0 else np.zeros(len(ds))
+        share = np.minimum(share, D.max_inst[ds])
+        take = np.floor(share + 1e-9).astype(np.int64)
+        left = cnt - int((D.k[ds] * take).sum())
+        for i in np.argsort(-(share - take)):
+            if share[i] > take[i] and D.k[ds[i]] <= left and take[i] < D.max_inst[ds[i]]:
+                take[i] += 1
+                left -= int(D.k[ds[i]])
+        n[ds] = take
+    for m in D.groups:  # the batch sizes of a fleet deployment share its instances
+        while int(n[m].sum()) > int(D.max_inst[m[0]]):
+            n[m[int(np.argmax(n[m]))]] -= 1
+    return n
+
+
+def _fill_within(D: _Dense, lam: np.ndarray, mu: float, reserve: np.ndarray | None = None,
+                 n_fixed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's option within the lane-seconds of whole instances that fit the pools (by every
+    deadline level). The instances: in proportion to what the rows' least priced options need
+    (:func:`_instances_within_pools`), or ``n_fixed``. The rows, in order of regret per second (the least priced
+    cost off the *tight* deployments, those of the pools that cannot hold every row's least
+    priced choice, less the least, over the runtime of the least; largest first, as a knapsack's
+    greedy: a row that only the tight pools serve comes first), take their least priced option
+    with room. ``reserve``: lane-seconds per deployment kept free by the last level (the horizon),
+    where a fill to the brim left whole queries that packing could not place on a lane. Returns
+    each row's choice, the rows no option had room for (their choice is then the least priced
+    one, and they are to be freed), and the room left (lane-seconds per deployment and level)."""
+    n_s, n_d = D.cost.shape
+    S = _suffix(lam)
+    rc = D.cost + D.run * S[:, D.lev].T
+    if D.w is not None and mu > 0:
+        rc = rc - np.multiply.outer(D.w, mu * D.acc)
+    rc = np.where(D.ok, rc, np.inf)
+    order_opt = np.argsort(rc, axis=1)
+    first = order_opt[:, 0]
+    need = _instances_needed(D, first)
+    tight = np.zeros(n_d, dtype=bool)
+    if n_fixed is None:
+        for cnt, ds in D.pools:
+            tight[ds] = int((D.k[ds] * need[ds]).sum()) > cnt
+        n = _instances_within_pools(D, first)
+    else:
+        n = n_fixed
+        tight = need > n
+    least = rc[np.arange(n_s), first]
+    # per second of the scarce capacity it takes: the greedy order of a knapsack
+    regret = (np.min(np.where(tight[None, :], np.inf, rc), axis=1) - least) / np.maximum(D.run[np.arange(n_s), first], 1e-9)
+    room = (n * D.lanes)[:, None] * D.levels[None, :].astype(float)  # lane-seconds by each level
+    if reserve is not None:
+        room[:, -1] = np.maximum(room[:, -1] - reserve, 0.0)
+    # room[d, l] is what work due by T_l may still use; a row due at level l uses it at l and above
+    choice = order_opt[:, 0].copy()
+    placed = np.zeros(n_s, dtype=bool)
+    run = D.run
+    lev = D.lev
+    for r in np.argsort(-np.where(np.isfinite(regret), regret, np.inf), kind="stable"):
+        lr = int(lev[r])
+        for d in order_opt[r]:
+            if not np.isfinite(rc[r, d]):
+                break
+            t = run[r, d]
+            if room[d, lr:].min() >= t:
+                room[d, lr:] -= t
+                choice[r] = d
+                placed[r] = True
+                break
+    return choice, np.flatnonzero(~placed), room
+
+
+def _fill_meeting_floor(D: _Dense, lam: np.ndarray, mu: float, reserve: np.ndarray | None = None,
+                        n_fixed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_fill_within` at the prices, with the accuracy's price raised (by a quarter at a time,
+    then bisected between the last that fell short and the first that met it) until the fill
+    meets the mean-accuracy floor; of the fills that meet it, the one of least cost (the last
+    tried where none does)."""
+    def acc_ok(choice: np.ndarray) -> bool:
+        return D.w is None or float(np.dot(D.w, D.acc[choice])) >= D.acc_rhs
+
+    def cost(choice: np.ndarray) -> float:
+        return float(D.cost.reshape(-1)[np.arange(len(choice)) * len(D.k) + choice].sum())
+
+    filled, unplaced, room = _fill_within(D, lam, mu, reserve, n_fixed)
+    if acc_ok(filled) or D.w is None:
+        return filled, unplaced
+    lo, hi = mu, None
+    if mu <= 0:
+        mu = float(np.median(np.abs(D.cost[np.isfinite(D.cost)]))) / max(float(np.median(D.w)), 1e-12) / 100
+    for _ in range(FILL_ACCURACY_STEPS):
+        mu *= 1.25
+        filled, unplaced, room = _fill_within(D, lam, mu, reserve, n_fixed)
+        if acc_ok(filled):
+            hi = mu
+            break
+        lo = mu
+    if hi is None:
+        return filled, unplaced
+    _downgrade(D, filled, room)
+    best = (cost(filled), filled, unplaced)
+    for _ in range(FILL_BISECTIONS):
+        mid = (lo + hi) / 2
+        f, u, rm = _fill_within(D, lam, mid, reserve, n_fixed)
+        if acc_ok(f):
+            hi = mid
+            _downgrade(D, f, rm)
+            if cost(f) < best[0]:
+                best = (cost(f), f, u)
+        else:
+            lo = mid
+    return best[1], best[2]
+
+
+def _downgrade(D: _Dense, choice: np.ndarray, room: np.ndarray) -> None:
+    """Spend a fill's accuracy above the floor (in place): rows move to a cheaper option with room
+    that is less accurate (or as accurate), those saving most per unit of accuracy first, while
+    the batch's accuracy stays at or above the floor."""
+    n_s, n_d = D.cost.shape
+    idx = np.arange(n_s)
+    here = D.cost[idx, choice]
+    acc_here = D.acc[choice]
+    w = D.w if D.w is not None else np.zeros(n_s)
+    surplus = float(np.dot(w, acc_here)) - D.acc_rhs if D.w is not None else math.inf
+    has_room = room[:, -1] > 0
+    cand = D.ok & (D.cost < here[:, None]) & (D.acc[None, :] <= acc_here[:, None] + 1e-12) & has_room[None, :]
+    if not cand.any() or surplus < 0:
+        return
+    loss = w[:, None] * (acc_here[:, None] - D.acc[None, :])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(cand, (here[:, None] - D.cost) / np.maximum(loss, 1e-300), -np.inf)
+    to = ratio.argmax(axis=1)
+    rows = np.flatnonzero(np.isfinite(ratio[idx, to]))
+    rows = rows[np.argsort(-ratio[rows, to[rows]], kind="stable")]
+    for r in rows:
+        d, d0, lr = int(to[r]), int(choice[r]), int(D.lev[r])
+        lost = float(loss[r, d])
+        t = D.run[r, d]
+        if lost > surplus or room[d, lr:].min() < t:
+            continue
+        room[d, lr:] -= t
+        room[d0, lr:] += D.run[r, d0]
+        choice[r] = d
+        surplus -= lost
+
+
+def _free_for_accuracy(D: _Dense, best: np.ndarray, is_fixed: np.ndarray) -> np.ndarray:
+    """The fixed rows to free besides, so that the free rows can reach the accuracy floor: where
+    the fixed rows' accuracy plus the most the free rows can reach falls short, the fixed rows
+    whose upgrade to a more accurate option costs least per unit of accuracy, until their upgrades
+    cover twice the shortfall. Empty without a floor or a shortfall."""
+    if D.w is None:
+        return np.zeros(0, dtype=np.int64)
+    acc_now = D.acc[best]
+    best_acc = np.full(len(best), -np.inf)
+    for d in range(len(D.acc)):  # a column at a time: no (rows × deployments) temporary
+        np.maximum(best_acc, np.where(D.ok[:, d], D.acc[d], -np.inf), out=best_acc)
+    reach = float(np.sum(D.w * np.where(is_fixed, acc_now, best_acc)))
+    short = D.acc_rhs - reach
+    if short <= 1e-9 * max(D.acc_rhs, 1.0):
+        return np.zeros(0, dtype=np.int64)
+    rows = np.flatnonzero(is_fixed & (best_acc > acc_now + 1e-12))
+    n_d = len(D.acc)
+    here = D.cost.reshape(-1)[rows * n_d + best[rows]]
+    up = D.ok[rows] & (D.acc[None, :] > acc_now[rows, None] + 1e-12)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_acc = np.where(up, (D.cost[rows] - here[:, None]) / (D.w[rows, None] * (D.acc[None, :] - acc_now[rows, None])),
+                           np.inf)
+    pick = per_acc.argmin(axis=1)
+    gain = D.w[rows] * (D.acc[pick] - acc_now[rows])
+    order = np.argsort(per_acc[np.arange(len(rows)), pick], kind="stable")
+    k = int(np.searchsorted(np.cumsum(gain[order]), 2 * short)) + 1
+    return rows[order[:k]]
+
+
 def fix_and_solve(
     problem: Problem,
     dual: DualBound,
@@ -624,6 +961,9 @@ def fix_and_solve(
     *,
     free_size: int | None = None,
     sub_time_limit_s: float = 60.0,
+    max_tries: int | None = None,
+    pack_reserve: np.ndarray | None = None,
+    fill_n: np.ndarray | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> FixPlan | None:
     """Fix the clearly decided queries at the prices' choice; solve the nearly tied ones exactly.
@@ -633,11 +973,22 @@ def fix_and_solve(
     per thousand queries, 300 to 2,000), and those the pools' whole instances leave no option; if
     the MILP finds no feasible completion, four times as many. Each MILP gets at most
     ``sub_time_limit_s`` (and what is left of the call's limits, whose gap and threads it gets);
-    its best completion is kept."""
+    its best completion is kept. With ``max_tries``, None after that many MILPs without one.
+    Where the pools cannot hold the prices' choices, the fixed queries are those of a fill of
+    whole instances that fit (:func:`_fill_meeting_floor`, keeping ``pack_reserve`` lane-seconds
+    per deployment free; they enter the MILP as work of its own); with ``fill_n``, always, into
+    those instances."""
     say = progress or (lambda s: None)
     n_s = len(D.rows)
+    filled, kept_free, reserve = False, np.zeros(0, dtype=np.int64), np.zeros(0)
     with phase(f"decompose: fixing {n_s:,} queries at the prices' choice within the pools"):
         best, must_free = _fix_within_capacity(D, dual)
+        if fill_n is not None or _pools_over(D, _instances_needed(D, best)):  # capacity binds: fill whole instances
+            best, unplaced = _fill_meeting_floor(D, dual.lam, dual.mu, pack_reserve, fill_n)
+            must_free = np.union1d(must_free, unplaced)
+            filled = True
+            if pack_reserve is not None:
+                kept_free, reserve = np.flatnonzero(pack_reserve > 0), pack_reserve
     run_flat = D.run.reshape(-1)
     base = np.arange(n_s) * problem.n_deployments  # flat index of each row's first entry
     flip = dual.flip[D.rows]
@@ -652,15 +1003,25 @@ def fix_and_solve(
     acc = problem.deployments["accuracy"].to_numpy(dtype=float)
     dl = problem.queries["deadline_eff_s"].to_numpy()[D.rows]
     rel = problem.release_s[D.rows]
+    tries = 0
     while True:
+        tries += 1
         free = np.sort(np.argpartition(flip, size - 1)[:size]) if size < n_s else np.arange(n_s)
         if len(must_free) and size < n_s:
             free = np.union1d(free, must_free)
         is_fixed = np.ones(n_s, dtype=bool)
         is_fixed[free] = False
+        if size < n_s:
+            more = _free_for_accuracy(D, best, is_fixed)
+            if len(more):
+                free = np.union1d(free, more)
+                is_fixed[more] = False
         fixed = np.flatnonzero(is_fixed)
         fd = best[fixed]
         fixed_work = (fd, dl[fixed], run_flat[base[fixed] + fd], rel[fixed])
+        if len(kept_free):  # the fill's free lane-seconds: work due by the horizon that no query does
+            fixed_work = (np.r_[fd, kept_free], np.r_[dl[fixed], np.full(len(kept_free), problem.horizon_s)],
+                          np.r_[fixed_work[2], reserve[kept_free]], np.r_[rel[fixed], np.zeros(len(kept_free))])
         fixed_acc = float((w[fixed] * acc[fd]).sum())
         with phase(f"decompose: model of {len(free):,} free queries beside {len(fixed):,} fixed"):
             sub = sub_problem(problem, D.rows[free])
@@ -684,7 +1045,7 @@ def fix_and_solve(
             size = min(n_s, usual_size)
             say(f"lagrangian: the whole batch's MILP gave no plan ({res.status}); fixing the clearly decided queries")
             continue
-        if size >= n_s:
+        if size >= n_s or (max_tries is not None and tries >= max_tries):
             return None
         say(f"lagrangian: {size} free queries left no feasible plan ({res.status}); freeing more")
         size = min(n_s, size * 4)
@@ -697,9 +1058,10 @@ def fix_and_solve(
     np.add.at(n_inst, model.u_dep, np.round(model.u_values(res.x)).astype(np.int64))
     obj = float(D.cost.reshape(-1)[base[fixed] + fd].sum()) + float(res.objective)
     # with every query free the MILP is the whole aggregate model: its bound bounds the problem too
-    whole_bound = float(res.bound) if len(free) == n_s and math.isfinite(res.bound) else -math.inf
+    # (not where lane-seconds were kept free: that model is a restriction)
+    whole_bound = float(res.bound) if len(free) == n_s and not len(kept_free) and math.isfinite(res.bound) else -math.inf
     return FixPlan(dep_of_q, n_inst, obj, len(free), message=f"{len(free)} queries solved by {backend.name} ({res.status})",
-                   bound=whole_bound)
+                   bound=whole_bound, filled=filled)
 
 
 class DecomposeMethod(Method):
@@ -728,8 +1090,29 @@ class DecomposeMethod(Method):
                                message="no plan found: the nearly tied queries left no feasible completion")
         fp, tl = best
         progress(f"{backend.name}: {fp.message}")
+        lagr = dual.bound
+        # whole instances matter where they cost their idle draw or the pools cannot hold the prices' choices
+        if (np.any(dense.inst_cost > 0) or fp.filled) and not tl.unplaced:
+            kept = [(plan_objective(problem, tl), fp, tl)]
+
+            def try_plan(at_n: DualBound, n: np.ndarray) -> float:
+                """Fix-and-solve from the choices at the prices of the instance vector n; the best plan kept."""
+                # its MILPs get a few seconds: with instances that cost their idle draw, branch and bound
+                # spends minutes proving what its first plans already are (measured: 32 s each at 100,000 queries)
+                got = fix_and_solve(problem, at_n, dense, backend, limits, max_tries=2, fill_n=n,
+                                    sub_time_limit_s=TRY_PLAN_MILP_S, progress=progress)
+                if got is not None:
+                    with phase(f"decompose: packing {problem.n_queries:,} queries onto {int(got.n_inst.sum()):,} instances"):
+                        tl_n = pack(problem, got.dep_of_q, got.n_inst)
+                    if not tl_n.unplaced and plan_objective(problem, tl_n) < kept[0][0]:
+                        kept[0] = (plan_objective(problem, tl_n), got, tl_n)
+                return kept[0][0]
+
+            if relative_gap(kept[0][0], max(lagr, fp.bound)) > limits.mip_rel_gap:
+                lagr = instance_search(problem, dense, dual, kept[0][0], limits, try_plan, progress)
+            _, fp, tl = kept[0]
         # the better of the Lagrangian bound and, where the MILP held every query, its own bound
-        bound, source = (fp.bound, BoundSource.MIP) if fp.bound > dual.bound else (dual.bound, BoundSource.LAGRANGIAN)
+        bound, source = (fp.bound, BoundSource.MIP) if fp.bound > lagr else (lagr, BoundSource.LAGRANGIAN)
         return Choice(self.name, backend.name, Status.FEASIBLE, Termination.FEASIBLE, bound,
                       source, dep_of_q=tl.dep, n_inst=fp.n_inst, lane_of_q=tl.lane,
                       objective=fp.objective, solver_s=solver_s, message=fp.message, unplaced=tl.unplaced)
@@ -743,9 +1126,12 @@ class DecomposeMethod(Method):
         best: tuple[tuple[int, float], FixPlan, Timeline] | None = None
         size = None
         shown = current_phase()
-        for _attempt in range(2 if len(dual.levels) == 1 else 1):
+        reserve, attempts, reserve_rounds = np.zeros(problem.n_deployments), 2 if len(dual.levels) == 1 else 1, 0
+        while attempts > 0:
+            attempts -= 1
             t_fix = time.perf_counter()
-            got = fix_and_solve(problem, dual, dense, backend, limits, free_size=size, progress=progress)
+            got = fix_and_solve(problem, dual, dense, backend, limits, free_size=size,
+                                pack_reserve=reserve if reserve.any() else None, progress=progress)
             slow = time.perf_counter() - t_fix > 5.0  # a slow MILP: a four times larger one would be slower
             if got is not None:
                 # plans are compared once packed: a better aggregate objective can pack worse (repair
@@ -759,6 +1145,17 @@ class DecomposeMethod(Method):
                     plan_s = (f"best plan {best[0][1]:.8g}, gap {relative_gap(best[0][1], dual.bound):.4%}"
                               if not best[0][0] else f"best plan leaves {best[0][0]:,} queries unplaced")
                     shown.show(f"bound {dual.bound:.8g}, {plan_s}", force=True)
+                if tl.unplaced and got.filled and reserve_rounds < FILL_RESERVE_ROUNDS and not limits.expired():
+                    # a fill to the brim of capacity-bound pools left whole queries out: once more, keeping
+                    # twice their runtime free on their deployments
+                    lost = np.asarray(tl.unplaced)
+                    lost = lost[got.dep_of_q[lost] >= 0]
+                    d_lost = got.dep_of_q[lost]
+                    reserve += 2 * np.bincount(d_lost, weights=problem.runtime_s[lost, d_lost], minlength=len(reserve))
+                    progress(f"decompose: {len(lost)} queries found no lane; filling the pools again with "
+                             f"{reserve.sum():,.0f} lane-seconds kept free")
+                    reserve_rounds, attempts = reserve_rounds + 1, attempts + 1
+                    continue
             if (got is None or slow or relative_gap(got.objective, dual.bound) <= limits.mip_rel_gap
                     or got.free_queries >= len(dense.rows) or limits.expired()):
                 break
