@@ -222,8 +222,8 @@ class _Slots:
 
 
 class _View:
-    """Rows (queries) standing for the batch with weight ``wt``, sorted per deployment by (bound
-    window, r/e) for the envelope look-ups."""
+    """Rows (queries) standing for the batch with weight ``wt``, grouped per deployment by bound
+    window for the envelope look-ups (within a window in the rows' order: a look-up needs no order)."""
 
     def __init__(self, T: _Slots, rows: np.ndarray, wt: float = 1.0, exact: bool = False):
         self.rows = rows
@@ -232,15 +232,16 @@ class _View:
         self.exact = exact
         self.per_d = []
         key_all = T.lo_b[rows] * (T.S + 1) + T.hi_b[rows]
+        order = np.argsort(key_all, kind="stable")  # one sort by window for every deployment
+        key_o = key_all[order]
+        ok_o = T.ok[rows[order]]
         for d in range(T.n_d):
-            qi = np.flatnonzero(T.ok[rows, d])
+            sel = np.flatnonzero(ok_o[:, d])
+            qi, key = order[sel], key_o[sel]
             e = T.E[rows[qi], d]
             r = T.R[rows[qi], d]
             with np.errstate(divide="ignore"):
                 rho = np.where(e > 0, r / np.where(e > 0, e, 1.0), np.inf)
-            key = key_all[qi]
-            o = np.lexsort((rho, key))
-            qi, e, r, rho, key = qi[o], e[o], r[o], rho[o], key[o]
             starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, dtype=np.int64)
             ends = np.r_[starts[1:], len(key)].astype(np.int64)
             self.per_d.append((qi, e, r, rho, key[starts] // (T.S + 1), key[starts] % (T.S + 1), starts, ends))
@@ -1026,11 +1027,11 @@ class SlottedMethod(Method):
         L, g_lam, g_pi, n_inst, best, kk, v, second, load = _evaluate(T, full, sb.lam, sb.pi, choices=True)
         rows = full.rows
         candidates = [_instances_for_plan(T, n_inst, load)]
-        by_need = _instances_for_plan(T, np.zeros(T.n_d, dtype=np.int64), load, one_each=True)
-        if not np.array_equal(by_need, candidates[0]):
-            candidates.append(by_need)
-        if T.idle:  # instances cost their idle draw all day: also the fewest that hold the chosen work over the horizon
-            candidates += [_fewest_instances(T, load), _covering_instances(T, rows)]
+        if T.idle:  # instances cost their idle draw all day: also one of each with work, the fewest that hold
+            # the chosen work over the horizon, a covering set (without idle draw the instance search
+            # below names the vectors to plan: a plan costs a pass over every query)
+            candidates += [_instances_for_plan(T, np.zeros(T.n_d, dtype=np.int64), load, one_each=True),
+                           _fewest_instances(T, load), _covering_instances(T, rows)]
         best_plan = None
 
         def try_plan(n_plan, lam, pi):
