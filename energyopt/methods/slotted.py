@@ -20,9 +20,10 @@ instances worth most at those prices (a bounded knapsack, as in :mod:`.decompose
 L(λ, π) is a lower bound for any prices; a proximal bundle method maximises it over the prices
 of the rows that ever run over (the others stay 0, which keeps L a bound). For a (query,
 deployment) pair the least priced slot is the lower envelope of S lines in the ratio r/e:
-queries are sorted once per deployment by (slot window, r/e), and each evaluation builds the
+queries are grouped once per deployment by slot window, and each evaluation builds the
 envelopes of every window of a deployment at once (:func:`window_envelopes`) and looks the ratios
-up in them — no (queries × deployments × slots) array is made.
+up in them — no (queries × deployments × slots) array is made; the deployments the prices leave
+alone are looked up once (:func:`_choose_least`).
 
 **Whole instances.** The knapsack in L is integer, but maximising L over the prices gives the
 relaxation in which the instance vector is a mix of integer ones (1.3 instances of one LLM and
@@ -32,8 +33,9 @@ relaxation in which the instance vector is a mix of integer ones (1.3 instances 
 those prices). The *instance master* (:func:`_instance_master`, a MILP with one integer per
 deployment: pools' devices, fleet deployments' instances, an instance for each query's options)
 finds the n of least ``max`` over the cuts; its value bounds every plan. The bundle with n fixed
-(on the sample, then once on every query) adds cuts at n, and a plan with n is tried, until the
-master's value is within the gap of the best plan (Benders over n; :func:`_instance_search`).
+(on the sample, the last time on every query; it stops once L at n rules n out) adds cuts at n,
+and a plan with n is tried where L at n is below the best plan, until the master's value is
+within the gap of the best plan (Benders over n; :func:`_instance_search`).
 
 **Plan.** At the prices (a little lowered, so that queries the prices leave tied between a
 priced cell and an unpriced one take the priced one) every query takes its least priced (deployment, slot); each
@@ -97,9 +99,9 @@ SAMPLE_MARGIN = 2e-3
 BOUND_FULL_ITERATIONS = 10
 #: ... and they stop after this many in a row that do not raise it (the instance search's cuts do)
 BOUND_FULL_STALL = 3
-#: the instance search stops after this share of the bound's time, plus MASTER_MIN_S [s] (or half
-#: of what the time limit leaves, if less)
-MASTER_TIME_SHARE = 3.0
+#: the instance search stops after this share of the time spent before it (the bound and the first
+#: plans), plus MASTER_MIN_S [s] (or half of what the time limit leaves, if less)
+MASTER_TIME_SHARE = 2.5
 MASTER_MIN_S = 2.0
 #: the instance master's bound is kept this much (relative) below HiGHS's value, for its tolerances
 MASTER_SLACK = 1e-5
@@ -941,7 +943,7 @@ def _on_new_instance(T: _Slots, q: int, a: np.ndarray, dep: np.ndarray, lane: np
 
 def _instance_search(T: _Slots, full: _View, sb: SlotBound, bound: float,
                      upper: Callable[[], tuple[float, np.ndarray | None]],
-                     try_plan: Callable, limits: Limits, say: Callable[[str], None]) -> float:
+                     try_plan: Callable, limits: Limits, say: Callable[[str], None], spent_s: float) -> float:
     """Close the gap the lumpy instances leave (Benders over the instance vector): the master
     (:func:`_instance_master`) names the instance vector n of least bound; the bundle with the
     instances fixed at n on the sample (from the prices it had at n before, if any) finds prices
@@ -951,12 +953,12 @@ def _instance_search(T: _Slots, full: _View, sb: SlotBound, bound: float,
     are not ruled out; where L at n is below the best plan's value, a plan with n is tried at the
     prices (again only where L at n rose since). A vector met for the first time starts from the
     prices of the nearest one met before (most differ in one pool's instances). Until the master's value
-    is within the gap of the best plan, its time is up (``MASTER_TIME_SHARE``), it names a vector
+    is within the gap of the best plan, its time is up (``MASTER_TIME_SHARE`` of ``spent_s``), it names a vector
     once more after ``MASTER_VISITS`` (the last time its bundle ran on every query), or
     ``MASTER_ROUNDS``. Returns the bound."""
     t0 = time.perf_counter()
     left = limits.remaining_s()
-    stop = t0 + MASTER_TIME_SHARE * sb.time_s + MASTER_MIN_S
+    stop = t0 + MASTER_TIME_SHARE * spent_s + MASTER_MIN_S
     if left is not None:
         stop = min(stop, t0 + left / 2)
     patterns = _option_patterns(T, full.rows)
@@ -1027,11 +1029,11 @@ class SlottedMethod(Method):
         L, g_lam, g_pi, n_inst, best, kk, v, second, load = _evaluate(T, full, sb.lam, sb.pi, choices=True)
         rows = full.rows
         candidates = [_instances_for_plan(T, n_inst, load)]
-        if T.idle:  # instances cost their idle draw all day: also one of each with work, the fewest that hold
-            # the chosen work over the horizon, a covering set (without idle draw the instance search
-            # below names the vectors to plan: a plan costs a pass over every query)
-            candidates += [_instances_for_plan(T, np.zeros(T.n_d, dtype=np.int64), load, one_each=True),
-                           _fewest_instances(T, load), _covering_instances(T, rows)]
+        by_need = _instances_for_plan(T, np.zeros(T.n_d, dtype=np.int64), load, one_each=True)
+        if not np.array_equal(by_need, candidates[0]):
+            candidates.append(by_need)
+        if T.idle:  # instances cost their idle draw all day: also the fewest that hold the chosen work over the horizon
+            candidates += [_fewest_instances(T, load), _covering_instances(T, rows)]
         best_plan = None
 
         def try_plan(n_plan, lam, pi):
@@ -1054,7 +1056,8 @@ class SlottedMethod(Method):
         assert best_plan is not None
         bound = sb.bound
         # also without a plan yet: the instance vectors the master names are planned too
-        bound = _instance_search(T, full, sb, sb.bound, lambda: (best_plan[0][1], best_plan[1]), try_plan, limits, progress)
+        bound = _instance_search(T, full, sb, sb.bound, lambda: (best_plan[0][1], best_plan[1]), try_plan, limits, progress,
+                                 spent_s=time.perf_counter() - t0)
         _, n_plan, blocked, dep, lane, start, unplaced = best_plan
         solver_s = time.perf_counter() - t0
         if unplaced:
