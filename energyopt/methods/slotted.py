@@ -88,10 +88,11 @@ MASTER_ITERATIONS = 60
 #: the master names one instance vector at most this many times (each a bundle from its last prices:
 #: on the sample, the last time on every query)
 MASTER_VISITS = 3
-#: bundle iterations at most on every query at an instance vector (each a pass over every option),
-#: and how many in a row that do not raise L stop it
+#: bundle iterations at most on every query at an instance vector (each a pass over every option;
+#: from a trust region of 0.005 of the price scales: the sample's prices are near), and how many
+#: in a row that do not raise L stop it
 FULL_ITERATIONS = 20
-FULL_STALL = 4
+FULL_STALL = 10
 #: the sample's L at n must exceed the value that rules n out by this much (relative) before its
 #: bundle stops (the sample's L is an estimate of every query's)
 SAMPLE_MARGIN = 2e-3
@@ -995,7 +996,7 @@ def _instance_search(T: _Slots, full: _View, sb: SlotBound, bound: float,
                                       target=target * (1 + SAMPLE_MARGIN))
             Ln = math.nan
         else:  # the sample's prices left n where it was, twice: every query's bundle at n
-            th, _, it, _, Ln = _bundle(T, full, start, active, scale, 0.05, rel_tol=1e-7, max_iter=FULL_ITERATIONS,
+            th, _, it, _, Ln = _bundle(T, full, start, active, scale, 0.005, rel_tol=1e-7, max_iter=FULL_ITERATIONS,
                                        deadline=stop, say=say, fixed_n=n, target=target, stall=FULL_STALL)
         prices[key] = th
         lam = th[:n_lam].reshape(T.n_d, T.S)
@@ -1005,7 +1006,8 @@ def _instance_search(T: _Slots, full: _View, sb: SlotBound, bound: float,
             Ln = _evaluate(T, full, lam, pi, fixed_n=n)[0]  # a cut at n (full views record theirs)
         say(f"slots: instances {n.tolist()}: L {Ln:.8g} on every query after {it} iterations on "
             f"{'the sample' if visit < MASTER_VISITS else 'every query'}")
-        if Ln < target and Ln > planned_at.get(key, -math.inf) * (1 + 1e-5):  # a plan with n may beat the best one
+        # a plan with n may beat the best one (again where L at n rose, or at every query's prices)
+        if Ln < target and (Ln > planned_at.get(key, -math.inf) * (1 + 1e-5) or visit == MASTER_VISITS):
             planned_at[key] = Ln
             try_plan(n.copy(), lam, pi)
     return bound
