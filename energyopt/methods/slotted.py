@@ -1006,8 +1006,8 @@ def _instance_search(T: _Slots, full: _View, sb: SlotBound, bound: float,
             Ln = _evaluate(T, full, lam, pi, fixed_n=n)[0]  # a cut at n (full views record theirs)
         say(f"slots: instances {n.tolist()}: L {Ln:.8g} on every query after {it} iterations on "
             f"{'the sample' if visit < MASTER_VISITS else 'every query'}")
-        # a plan with n may beat the best one (again where L at n rose, or at every query's prices)
-        if Ln < target and (Ln > planned_at.get(key, -math.inf) * (1 + 1e-5) or visit == MASTER_VISITS):
+        # a plan with n may beat the best one (again where L at n rose since)
+        if Ln < target and Ln > planned_at.get(key, -math.inf) * (1 + 1e-6):
             planned_at[key] = Ln
             try_plan(n.copy(), lam, pi)
     return bound
