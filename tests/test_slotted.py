@@ -15,7 +15,15 @@ from oracles import slotted_brute_force
 from energyopt.check import check_plan
 from energyopt.errors import DataError
 from energyopt.fleet import fleet_from_dict
-from energyopt.methods.slotted import _instance_master, _option_patterns, _Slots, lower_envelope, window_envelopes
+from energyopt.methods.slotted import (
+    _choose_least,
+    _instance_master,
+    _option_patterns,
+    _Slots,
+    _View,
+    lower_envelope,
+    window_envelopes,
+)
 from energyopt.plan import plan
 from energyopt.signals import Signals
 
@@ -292,3 +300,100 @@ def test_instance_master_against_enumeration(seed):
     assert value <= best + 1e-12  # a bound: never above the least
     assert value >= best - 1e-4 * abs(best)  # and the least, but for the solver's tolerance
     assert max(al - g @ n for al, g in T.cuts) == pytest.approx(best, rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_instance_master_near_picks_the_nearest_of_the_tied_vectors(seed):
+    """Cuts that price no instance of some deployments leave many vectors tied at the least value:
+    with ``near`` the master names, among those, one nearest to it (by enumeration), so that an
+    instance of an unpriced pool does not make a new vector each round; its value is unchanged."""
+    rng = np.random.default_rng(seed)
+    wl = _workload(rng, 5)
+    s = plan(wl, _fleet(None), make_models(TWO_LLM_MODELS), objective="carbon", signals=_signals([100.0, 50.0, 300.0]))
+    T = _Slots(s.problem)
+    rows = np.flatnonzero(T.ok.any(axis=1))
+    patterns = _option_patterns(T, rows)
+    free = rng.random(T.n_d) < 0.5  # deployments no cut prices: their instances tie
+    T.cuts = [(float(rng.uniform(1, 3)), np.where(free, 0.0, rng.uniform(0.0, 1.0, T.n_d)))
+              for _ in range(int(rng.integers(1, 4)))]
+    value, n0 = _instance_master(T, patterns)
+    allowed = []
+    for cand in itertools.product(*[range(0, 3) for _ in range(T.n_d)]):
+        nn = np.array(cand)
+        if any(int((T.k[ds] * nn[ds]).sum()) > cnt for cnt, ds in T.pools):
+            continue
+        if any(nn[m].sum() > T.max_inst[m[0]] for m in T.groups) or any(not nn[p].any() for p in patterns):
+            continue
+        allowed.append(nn)
+    least = min(max(al - g @ nn for al, g in T.cuts) for nn in allowed)
+    tied = [nn for nn in allowed if max(al - g @ nn for al, g in T.cuts) <= least + 1e-6 * abs(least)]
+    others = [nn for nn in allowed if not any(np.array_equal(nn, t) for t in tied)]
+    for near in tied[:: max(len(tied) // 4, 1)] + others[:: max(len(others) // 4, 1)]:
+        value_n, n = _instance_master(T, patterns, near=near)
+        assert n is not None and value_n == value
+        assert max(al - g @ n for al, g in T.cuts) == pytest.approx(least, rel=1e-6, abs=1e-9)
+        assert int(np.abs(n - near).sum()) == min(int(np.abs(t - near).sum()) for t in tied)
+
+
+def test_choose_least_against_every_cell():
+    """The least priced (deployment, slot) of each row through the envelopes (the deployments the
+    prices leave alone kept per view), for all rows and for a subset, as pricing every cell finds it."""
+    rng = np.random.default_rng(3)
+    wl = _workload(rng, 40)
+    wl["deadline_s"] = np.where(rng.random(40) < 0.4, rng.uniform(5.0, 30.0, 40), np.nan)
+    s = plan(wl, _fleet(60.0), make_models(TWO_LLM_MODELS), objective="carbon",
+             signals=_signals([100.0, 50.0, 300.0]))
+    T = _Slots(s.problem)
+    rows = np.flatnonzero(T.ok.any(axis=1))
+    V = _View(T, rows)
+    for trial in range(6):
+        lam = np.where(rng.random((T.n_d, T.S)) < 0.5, 0.0, rng.uniform(0, 1e-9, (T.n_d, T.S)))
+        lam[rng.random(T.n_d) < 0.5] = 0.0  # whole deployments left alone
+        a = T.a0.copy()
+        if trial % 2:
+            a[rng.random((T.n_d, T.S)) < 0.3] = np.inf  # closed cells
+        # every cell of the row's bound window on every option
+        cost = np.full((len(rows), T.n_d, T.S), np.inf)
+        for i, q in enumerate(rows):
+            for d in np.flatnonzero(T.ok[q]):
+                ks = np.arange(T.lo_b[q], T.hi_b[q] + 1)
+                cost[i, d, ks] = T.E[q, d] * a[d, ks] + T.R[q, d] * lam[d, ks]
+        per_d = cost.min(axis=2)
+        for pos in (None, np.sort(rng.choice(len(rows), 15, replace=False))):
+            sel = np.arange(len(rows)) if pos is None else pos
+            best, v, second, kk = _choose_least(T, V, a, lam, pos)
+            want = np.sort(per_d[sel], axis=1)
+            np.testing.assert_allclose(v, want[:, 0], rtol=1e-12)
+            np.testing.assert_allclose(second, want[:, 1], rtol=1e-12)
+            fin = np.isfinite(v)
+            np.testing.assert_allclose(cost[sel[fin], best[fin], kk[fin]], v[fin], rtol=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_instance_search_runs_where_the_samples_prices_did_not_converge(seed, monkeypatch):
+    """Where the samples' bundle stops before it converges (1,000,000 queries did), the instance
+    search still runs (it was skipped, which left the relaxation's mix of instances in the gap);
+    the bound stays valid and the gap covers the distance to the brute-force optimum."""
+    from energyopt.methods import slotted
+
+    orig = slotted.slot_bound
+    monkeypatch.setattr(slotted, "SAMPLE_ITERATIONS", 1)
+    monkeypatch.setattr(slotted, "slot_bound", lambda problem, **kw: orig(problem, **{**kw, "samples": (2,)}))
+    rng = np.random.default_rng(seed)
+    carbon = rng.uniform(50, 400, 3)
+    said: list[str] = []
+    s = plan(_workload(rng, 5), _fleet(None), make_models(TWO_LLM_MODELS), objective="carbon",
+             signals=_signals(carbon), progress=said.append)
+    assert any("prices from a sample of 2 queries" in m for m in said)
+    assert any("instance master round" in m for m in said)
+    p = s.problem
+    assert p.slots is not None
+    price_d = p.slots.price_per_j[[p.slots.pools.index(x) for x in p.deployments["device"]]]
+    best = slotted_brute_force(p, price_d, p.slots.bounds_s, {})
+    if not np.isfinite(best):
+        assert not s.status.has_plan
+        return
+    assert s.bound <= best * (1 + 1e-7) + 1e-12
+    if s.status.has_plan:
+        assert not s.check_violations
+        assert (s.objective - best) / s.objective <= s.gap + 1e-9

@@ -20,9 +20,10 @@ instances worth most at those prices (a bounded knapsack, as in :mod:`.decompose
 L(λ, π) is a lower bound for any prices; a proximal bundle method maximises it over the prices
 of the rows that ever run over (the others stay 0, which keeps L a bound). For a (query,
 deployment) pair the least priced slot is the lower envelope of S lines in the ratio r/e:
-queries are sorted once per deployment by (slot window, r/e), and each evaluation builds the
+queries are grouped once per deployment by slot window, and each evaluation builds the
 envelopes of every window of a deployment at once (:func:`window_envelopes`) and looks the ratios
-up in them — no (queries × deployments × slots) array is made.
+up in them — no (queries × deployments × slots) array is made; the deployments the prices leave
+alone are looked up once (:func:`_choose_least`).
 
 **Whole instances.** The knapsack in L is integer, but maximising L over the prices gives the
 relaxation in which the instance vector is a mix of integer ones (1.3 instances of one LLM and
@@ -32,8 +33,9 @@ relaxation in which the instance vector is a mix of integer ones (1.3 instances 
 those prices). The *instance master* (:func:`_instance_master`, a MILP with one integer per
 deployment: pools' devices, fleet deployments' instances, an instance for each query's options)
 finds the n of least ``max`` over the cuts; its value bounds every plan. The bundle with n fixed
-(on the sample, then once on every query) adds cuts at n, and a plan with n is tried, until the
-master's value is within the gap of the best plan (Benders over n; :func:`_instance_search`).
+(on the sample, the last time on every query; it stops once L at n rules n out) adds cuts at n,
+and a plan with n is tried where L at n is below the best plan, until the master's value is
+within the gap of the best plan (Benders over n; :func:`_instance_search`).
 
 **Plan.** At the prices (a little lowered, so that queries the prices leave tied between a
 priced cell and an unpriced one take the priced one) every query takes its least priced (deployment, slot); each
@@ -78,26 +80,43 @@ DIRECT_BLOCK = 4096
 SAMPLES = (20_000, 100_000)
 #: bundle iterations at most per sample stage (its prices are a start for the next stage)
 SAMPLE_ITERATIONS = 60
-#: bundle iterations on every query after the samples' prices (and for the plan's own instances)
-FULL_ITERATIONS = 30
 #: lanes of one (deployment, slot) from which queries are packed a round at a time
 ROUND_MIN_LANES = 16
 #: rounds of the instance master (each a bundle with the instances fixed, and maybe a plan)
 MASTER_ROUNDS = 20
-#: bundle iterations per master round
-MASTER_ITERATIONS = 8
+#: bundle iterations at most per master round on the sample (it stops once L at n rules n out)
+MASTER_ITERATIONS = 60
+#: the master names one instance vector at most this many times (each a bundle from its last prices:
+#: on the sample, the last time on every query)
+MASTER_VISITS = 3
+#: bundle iterations at most on every query at an instance vector (each a pass over every option;
+#: from a trust region of 0.005 of the price scales: the sample's prices are near), and how many
+#: in a row that do not raise L stop it
+FULL_ITERATIONS = 20
+FULL_STALL = 10
+#: the sample's L at n must exceed the value that rules n out by this much (relative) before its
+#: bundle stops (the sample's L is an estimate of every query's)
+SAMPLE_MARGIN = 2e-3
 #: bundle iterations on every query in the bound, after the samples (the instance search follows)
 BOUND_FULL_ITERATIONS = 10
-#: rounds of the instance master in a row that move neither the bound nor the plan before it stops
-MASTER_STALL = 4
-#: the instance search stops after this share of the bound's time, plus MASTER_MIN_S [s] (or half
-#: of what the time limit leaves, if less)
-MASTER_TIME_SHARE = 3.0
+#: ... and they stop after this many in a row that do not raise it (the instance search's cuts do)
+BOUND_FULL_STALL = 3
+#: the instance search stops after this share of the time spent before it (the bound and the first
+#: plans), plus MASTER_MIN_S [s] (or half of what the time limit leaves, if less)
+MASTER_TIME_SHARE = 2.5
 MASTER_MIN_S = 2.0
 #: the instance master's bound is kept this much (relative) below HiGHS's value, for its tolerances
 MASTER_SLACK = 1e-5
+#: instance vectors whose master value is within this much (relative) of the least tie (see _instance_master)
+MASTER_TIE = 1e-6
 #: the plan fills at this share of the prices (:func:`SlottedMethod.solve`'s ``try_plan``)
 FILL_PRICE_SHARE = 0.999
+#: the bundle's trust region shrinks by this factor at a null step on the samples of the bound
+#: where a pool has a power cap (0.5 elsewhere). Measured on the day-long batch, 1,000,000
+#: queries: with the H200 cap, halved it stalled far below the optimum (bound 0.437 kgCO2e, and
+#: 0.426 against the LP's 0.4455 on a 3,000-query sample), kept it reached 0.469 (and the LP's
+#: value); without a cap, kept it ended lower (0.4315 against 0.4369)
+CAPPED_SAMPLE_SHRINK = 1.0
 
 
 def lower_envelope(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -207,8 +226,8 @@ class _Slots:
 
 
 class _View:
-    """Rows (queries) standing for the batch with weight ``wt``, sorted per deployment by (bound
-    window, r/e) for the envelope look-ups."""
+    """Rows (queries) standing for the batch with weight ``wt``, grouped per deployment by bound
+    window for the envelope look-ups (within a window in the rows' order: a look-up needs no order)."""
 
     def __init__(self, T: _Slots, rows: np.ndarray, wt: float = 1.0, exact: bool = False):
         self.rows = rows
@@ -217,18 +236,21 @@ class _View:
         self.exact = exact
         self.per_d = []
         key_all = T.lo_b[rows] * (T.S + 1) + T.hi_b[rows]
+        order = np.argsort(key_all, kind="stable")  # one sort by window for every deployment
+        key_o = key_all[order]
+        ok_o = T.ok[rows[order]]
         for d in range(T.n_d):
-            qi = np.flatnonzero(T.ok[rows, d])
+            sel = np.flatnonzero(ok_o[:, d])
+            qi, key = order[sel], key_o[sel]
             e = T.E[rows[qi], d]
             r = T.R[rows[qi], d]
             with np.errstate(divide="ignore"):
                 rho = np.where(e > 0, r / np.where(e > 0, e, 1.0), np.inf)
-            key = key_all[qi]
-            o = np.lexsort((rho, key))
-            qi, e, r, rho, key = qi[o], e[o], r[o], rho[o], key[o]
             starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, dtype=np.int64)
             ends = np.r_[starts[1:], len(key)].astype(np.int64)
             self.per_d.append((qi, e, r, rho, key[starts] // (T.S + 1), key[starts] % (T.S + 1), starts, ends))
+        #: the least two over the deployments the prices leave as they are (see _choose_least)
+        self.static: tuple | None = None
 
 
 @dataclass
@@ -243,55 +265,95 @@ class SlotBound:
     converged: bool
 
 
-def _choose(T: _Slots, V: _View, a: np.ndarray, lam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per deployment and row of ``V``, the least priced slot (``[n_d, n]``, as int16) and its
-    priced cost ``e·a[d, k] + r·λ[d, k]`` (``[n_d, n]``; inf where the pair is not an option or
-    every slot of its window has ``a`` = inf, a closed cell), through the lower envelopes."""
-    n = len(V.rows)
-    Vc = np.full((T.n_d, n), np.inf)
-    Kc = np.zeros((T.n_d, n), dtype=np.int16)
-    for d, (qi, e, r, rho, lo, hi, starts, ends) in enumerate(V.per_d):
-        if not len(qi):
-            continue
-        first, multi = window_envelopes(a[d], lam[d], lo, hi)
-        # a window whose envelope is one line gives all its rows that slot (-1: no line)
-        ks = np.repeat(first, ends - starts)
+def _choose(T: _Slots, V: _View, a: np.ndarray, lam: np.ndarray, d: int, pos: np.ndarray | None,
+            inv: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """For deployment ``d`` and the rows of ``V`` that have it as an option (of those at the
+    sorted positions ``pos``, or all): their places (in ``pos``, or in ``V``; ``inv`` maps a row of
+    ``V`` to its place in ``pos``), the least priced slot and its priced cost
+    ``e·a[d, k] + r·λ[d, k]`` (inf where every slot of the row's window has ``a`` = inf, a closed
+    cell), through the lower envelopes. None where no row has an option on ``d`` or every cell is
+    closed."""
+    qi, e, r, rho, lo, hi, starts, ends = V.per_d[d]
+    if not len(qi) or not np.isfinite(a[d]).any():
+        return None
+    first, multi = window_envelopes(a[d], lam[d], lo, hi)
+    # a window whose envelope is one line gives all its rows that slot (-1: no line)
+    ks = np.repeat(first, ends - starts)
+    if pos is None:
         for w, br, ln in multi:
             s0, s1 = int(starts[w]), int(ends[w])
             ks[s0:s1] = ln[np.searchsorted(br, rho[s0:s1], side="right")]
-        none = ks < 0
-        ks[none] = 0
-        with np.errstate(invalid="ignore"):
-            v = e * a[d, ks] + r * lam[d, ks]
-        v[none] = np.inf
-        Vc[d, qi] = v
-        Kc[d, qi] = ks
-    return Vc, Kc
+        out = qi
+    else:  # only the rows asked for (their places in the deployment's sorted order)
+        assert inv is not None
+        at = np.flatnonzero(inv[qi] >= 0)
+        ks = ks[at]
+        for w, br, ln in multi:
+            i0, i1 = np.searchsorted(at, [int(starts[w]), int(ends[w])])
+            if i1 > i0:
+                ks[i0:i1] = ln[np.searchsorted(br, rho[at[i0:i1]], side="right")]
+        out = inv[qi[at]]
+        e, r = e[at], r[at]
+    none = ks < 0
+    ks[none] = 0
+    with np.errstate(invalid="ignore"):
+        v = e * a[d, ks] + r * lam[d, ks]
+    v[none] = np.inf
+    return out, ks, v
 
 
-def _least_two(Vc: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per column of ``Vc`` the row of the least value, that value and the second least (inf with
-    one row): a pass per row (faster than argmin and partition across the rows)."""
-    best_v = Vc[0].copy()
-    best = np.zeros(Vc.shape[1], dtype=np.int64)
-    second = np.full(Vc.shape[1], np.inf)
-    for d in range(1, len(Vc)):
-        v = Vc[d]
-        lower = v < best_v
-        np.minimum(second, np.where(lower, best_v, v), out=second)
+def _fold(T: _Slots, V: _View, a: np.ndarray, lam: np.ndarray, deps: list[int], pos: np.ndarray | None,
+          state: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> None:
+    """Fold the deployments ``deps`` (in increasing order) into ``state`` = (least deployment,
+    its cost, the second least cost, its slot) per row, in place; ties go to the first deployment."""
+    best, best_v, second, kk = state
+    m = len(best)
+    inv = None
+    if pos is not None:
+        inv = np.full(len(V.rows), -1, dtype=np.int64)
+        inv[pos] = np.arange(m)
+    buf = np.empty(m)
+    kbuf = np.zeros(m, dtype=np.int64)
+    for d in deps:
+        got = _choose(T, V, a, lam, d, pos, inv)
+        if got is None:
+            continue
+        out, ks, v = got
+        buf.fill(np.inf)
+        buf[out] = v
+        kbuf[out] = ks
+        lower = (buf < best_v) | ((buf == best_v) & (d < best))
+        np.minimum(second, np.where(lower, best_v, buf), out=second)
         best[lower] = d
-        np.minimum(best_v, v, out=best_v)
-    return best, best_v, second
+        kk[lower] = kbuf[lower]
+        np.minimum(best_v, buf, out=best_v)
+
+
+def _choose_least(T: _Slots, V: _View, a: np.ndarray, lam: np.ndarray, pos: np.ndarray | None = None):
+    """Per row of ``V`` (at the sorted positions ``pos``, or all): the deployment of least priced
+    cost (ties: the first; 0 where none is an option), that cost, the second least over
+    deployments, and the slot of the least. The deployments the prices leave as they are (λ = 0,
+    ``a`` = the objective's price: most of them, most of the time) are looked up once per view and
+    kept (``V.static``); only the others are priced again at each call."""
+    static = tuple(d for d in range(T.n_d) if not lam[d].any() and np.array_equal(a[d], T.a0[d]))
+    if V.static is None or V.static[0] != static:
+        n = len(V.rows)
+        st = (np.full(n, T.n_d, dtype=np.int64), np.full(n, np.inf), np.full(n, np.inf), np.zeros(n, dtype=np.int64))
+        _fold(T, V, a, lam, list(static), None, st)
+        V.static = (static, *st)
+    _, b, v, s, k = V.static
+    state = (b.copy(), v.copy(), s.copy(), k.copy()) if pos is None else (b[pos], v[pos], s[pos], k[pos])
+    _fold(T, V, a, lam, [d for d in range(T.n_d) if d not in static], pos, state)
+    best, best_v, second, kk = state
+    best[best >= T.n_d] = 0  # no option at all (cost inf)
+    return best, best_v, second, kk
 
 
 def _price_view(T: _Slots, V: _View, a: np.ndarray, lam: np.ndarray, pos: np.ndarray):
     """:func:`_price_direct` for the rows at positions ``pos`` of ``V`` through the envelopes over
     the bound's (wider) windows; a row whose choice does not fit inside its slot on its deployment
     (an edge of its window) is priced directly."""
-    Vc, Kc = _choose(T, V, a, lam)
-    Vc, Kc = Vc[:, pos], Kc[:, pos]
-    best, v, second = _least_two(Vc)
-    k = Kc[best, np.arange(len(pos))].astype(np.int64)
+    best, v, second, k = _choose_least(T, V, a, lam, pos)
     has = np.isfinite(v)
     d = np.where(has, best, -1)
     k = np.where(has, k, -1)
@@ -310,10 +372,7 @@ def _evaluate(T: _Slots, V: _View, lam: np.ndarray, pi: np.ndarray, *, choices: 
     (pool, slot) over the cap), the instances at these prices; with ``choices`` also each row's
     least priced (deployment, slot), its priced cost and the second least over deployments. With
     ``fixed_n`` the instances are those (the value is then a bound only for plans with them)."""
-    n = len(V.rows)
-    Vc, Kc = _choose(T, V, T.a0 + pi[T.pool_of], lam)
-    best, v, second = _least_two(Vc)
-    kk = Kc[best, np.arange(n)].astype(np.int64)
+    best, v, second, kk = _choose_least(T, V, T.a0 + pi[T.pool_of], lam)
     x_part = V.wt * float(v.sum())
     gain = T.lanes * (lam @ T.dt) - T.inst_cost
     if T.idle:
@@ -349,10 +408,11 @@ def _instances_at_prices(T: _Slots, gain: np.ndarray) -> tuple[float, np.ndarray
 
 def _bundle(T: _Slots, V: _View, theta0: np.ndarray, active0: np.ndarray, scale: np.ndarray, delta: float, *,
             rel_tol: float, max_iter: int, deadline: float | None, say: Callable[[str], None],
-            fixed_n: np.ndarray | None = None):
+            fixed_n: np.ndarray | None = None, target: float = math.inf, stall: int = 0, shrink: float = 0.5):
     """Maximise L over prices θ = (λ, π on capped pools) ≥ 0: a proximal bundle method with a box
     trust region (``delta`` in units of ``scale``) over the prices of rows that ran over at some
-    evaluation (the others stay 0)."""
+    evaluation (the others stay 0). Stops early once L reaches ``target``, or (``stall`` > 0) after
+    that many iterations in a row that did not raise L by more than ``rel_tol``."""
     from scipy.optimize import linprog
 
     n_lam = T.n_d * T.S
@@ -373,7 +433,14 @@ def _bundle(T: _Slots, V: _View, theta0: np.ndarray, active0: np.ndarray, scale:
     converged = False
     it = 0
     last_say = time.perf_counter()
+    moved_at, L_moved = 0, Lc
     for it in range(1, max_iter + 1):
+        if Lc >= target:
+            break
+        if Lc > L_moved + rel_tol * max(abs(L_moved), 1e-12):
+            moved_at, L_moved = it, Lc
+        elif stall and it - moved_at > stall:
+            break
         act = np.flatnonzero(active)
         if not len(act):
             converged = True  # nothing runs over at zero prices: L(0) is the relaxation's optimum
@@ -411,7 +478,7 @@ def _bundle(T: _Slots, V: _View, theta0: np.ndarray, active0: np.ndarray, scale:
             if boxed:
                 delta *= 2.0
         else:
-            delta *= 0.5
+            delta *= shrink
         keep = 4 * len(act) + 50
         if len(cuts_g) > keep:
             cuts_g, cuts_b = cuts_g[-keep:], cuts_b[-keep:]
@@ -452,13 +519,15 @@ def slot_bound(problem: Problem, *, rel_tol: float = 1e-7, max_iter: int = 200, 
     for St in stages:
         theta, active, it_s, conv_s, _ = _bundle(T, St, theta, active, scale, delta, rel_tol=1e-6,
                                             max_iter=min(max_iter, SAMPLE_ITERATIONS),
-                                            deadline=deadline, say=say)
+                                            deadline=deadline, say=say,
+                                            shrink=CAPPED_SAMPLE_SHRINK if len(T.capped) else 0.5)
         say(f"slots: prices from a sample of {len(St.rows)} queries after {it_s} iterations")
         samples_converged = samples_converged and conv_s
         delta, iters = 0.05, iters + it_s
     # on every query: from the samples' prices, a few iterations (each a pass over every option)
     theta, active, it, converged, _ = _bundle(T, full, theta, active, scale, delta, rel_tol=rel_tol,
-                                           max_iter=max_iter if not stages else BOUND_FULL_ITERATIONS, deadline=deadline, say=say)
+                                           max_iter=max_iter if not stages else BOUND_FULL_ITERATIONS, deadline=deadline, say=say,
+                                           stall=BOUND_FULL_STALL if stages else 0)
     lam = theta[:n_lam].reshape(T.n_d, T.S)
     pi = np.zeros((T.n_p, T.S))
     pi[T.capped] = theta[n_lam:].reshape(len(T.capped), T.S)
@@ -475,20 +544,6 @@ def slot_bound(problem: Problem, *, rel_tol: float = 1e-7, max_iter: int = 200, 
     return sb, T, full
 
 
-def _prices_for(T: _Slots, V: _View, sb: SlotBound, n_plan: np.ndarray, *, deadline: float | None,
-                say: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray]:
-    """Prices for the plan's instances ``n_plan``: L maximised with the instances fixed (from the
-    bound's prices). The bound's prices weigh a mix of instance sets where instances are lumpy;
-    these weigh the set the plan has, so the fill that follows them wastes less."""
-    theta, active, scale = sb.state  # type: ignore[attr-defined]
-    theta, _, _, _, _ = _bundle(T, V, theta, active, scale, 0.05, rel_tol=1e-7, max_iter=FULL_ITERATIONS,
-                                deadline=deadline, say=say, fixed_n=n_plan)
-    n_lam = T.n_d * T.S
-    pi = np.zeros((T.n_p, T.S))
-    pi[T.capped] = theta[n_lam:].reshape(len(T.capped), T.S)
-    return theta[:n_lam].reshape(T.n_d, T.S), pi
-
-
 def _option_patterns(T: _Slots, rows: np.ndarray) -> np.ndarray:
     """The distinct sets of deployments the rows have options on (``[m, n_d]`` bool): every plan
     switches on an instance of at least one deployment of each."""
@@ -496,14 +551,17 @@ def _option_patterns(T: _Slots, rows: np.ndarray) -> np.ndarray:
     return np.unpackbits(np.unique(packed, axis=0), axis=1, count=T.n_d).astype(bool)
 
 
-def _instance_master(T: _Slots, patterns: np.ndarray) -> tuple[float, np.ndarray | None]:
+def _instance_master(T: _Slots, patterns: np.ndarray, near: np.ndarray | None = None) -> tuple[float, np.ndarray | None]:
     """The least, over integer instance vectors n the fleet allows (each pool's devices, each
     fleet deployment's instances, an instance for each option pattern), of max over the cuts
     ``α − gain·n`` in ``T.cuts``: a small MILP (one integer per deployment). Each cut is L(λ, π)
     with the instances fixed at n, a lower bound on every plan with n, so the value bounds every
     plan; it is tighter than L, whose knapsack mixes instance sets (the relaxation of lumpy
     instances). Returns the value (-inf: no cuts) and the minimising n (None: no n is allowed,
-    value +inf)."""
+    value +inf). With ``near`` (the best plan's instances), among the vectors within
+    ``MASTER_TIE`` of the least the one nearest to ``near`` (a second MILP): many vectors tie
+    where instances cost nothing and some are worth nothing at the prices so far (instances of
+    an idle pool), and without it the master names one after another of them."""
     from scipy.optimize import Bounds, LinearConstraint, milp
 
     if not T.cuts:
@@ -547,6 +605,23 @@ def _instance_master(T: _Slots, patterns: np.ndarray) -> tuple[float, np.ndarray
         return -math.inf, None
     n = np.round(res.x[:n_d]).astype(np.int64)
     dual = float(getattr(res, "mip_dual_bound", res.fun))
+    if near is not None and not np.array_equal(n, near):
+        # t within MASTER_TIE of the least; least Σ u with u ≥ |n − near| (u: n_d more columns)
+        A = np.array(rows)
+        A = np.hstack([A, np.zeros((len(A), n_d))])
+        t_row = np.r_[np.zeros(n_d), 1.0, np.zeros(n_d)]
+        up = np.hstack([np.eye(n_d), np.zeros((n_d, 1)), -np.eye(n_d)])  # n − u ≤ near
+        down = np.hstack([-np.eye(n_d), np.zeros((n_d, 1)), -np.eye(n_d)])  # −n − u ≤ −near
+        A2 = np.vstack([A, t_row, up, down])
+        lo2 = np.r_[lo_b, -np.inf, np.full(2 * n_d, -np.inf)]
+        hi2 = np.r_[hi_b, float(res.fun) + MASTER_TIE, near.astype(float), -near.astype(float)]
+        res2 = milp(np.r_[np.zeros(n_d + 1), np.ones(n_d)], constraints=LinearConstraint(A2, lo2, hi2),
+                    integrality=np.r_[np.ones(n_d), 0.0, np.zeros(n_d)],
+                    bounds=Bounds(np.r_[np.zeros(n_d), -np.inf, np.zeros(n_d)],
+                                  np.r_[hi.astype(float), np.inf, np.full(n_d, np.inf)]),
+                    options={"mip_rel_gap": 0.0, "presolve": False})
+        if res2.x is not None:
+            n = np.round(res2.x[:n_d]).astype(np.int64)
     # HiGHS's tolerances (1e-7 on rows, values near 1): the bound is kept MASTER_SLACK below its value
     return (min(dual, float(res.fun)) - MASTER_SLACK) * unit, n
 
@@ -869,55 +944,73 @@ def _on_new_instance(T: _Slots, q: int, a: np.ndarray, dep: np.ndarray, lane: np
     return False
 
 
-def _instance_search(T: _Slots, full: _View, sb: SlotBound, bound: float, upper: Callable[[], float],
-                     try_plan: Callable, limits: Limits, say: Callable[[str], None]) -> float:
+def _instance_search(T: _Slots, full: _View, sb: SlotBound, bound: float,
+                     upper: Callable[[], tuple[float, np.ndarray | None]],
+                     try_plan: Callable, limits: Limits, say: Callable[[str], None], spent_s: float) -> float:
     """Close the gap the lumpy instances leave (Benders over the instance vector): the master
     (:func:`_instance_master`) names the instance vector n of least bound; the bundle with the
-    instances fixed at n adds cuts there (each evaluation is a cut for every n); where L at n is
-    below the best plan's value, a plan with n is tried. Until the master's value is within the
-    gap of the best plan, its time is up (``MASTER_TIME_SHARE``), ``MASTER_STALL`` rounds move
-    nothing, or ``MASTER_ROUNDS``. Returns the bound."""
+    instances fixed at n on the sample (from the prices it had at n before, if any) finds prices
+    for n, and one pass over every query at them adds a cut there (each evaluation on every query
+    is a cut for every n). The bundle stops as soon as L at n rules n out (reaches the best plan's
+    value less the gap), so most vectors cost a few iterations and the time goes to the few that
+    are not ruled out; where L at n is below the best plan's value, a plan with n is tried at the
+    prices (again only where L at n rose since). A vector met for the first time starts from the
+    prices of the nearest one met before (most differ in one pool's instances). Until the master's value
+    is within the gap of the best plan, its time is up (``MASTER_TIME_SHARE`` of ``spent_s``), it names a vector
+    once more after ``MASTER_VISITS`` (the last time its bundle ran on every query), or
+    ``MASTER_ROUNDS``. Returns the bound."""
     t0 = time.perf_counter()
     left = limits.remaining_s()
-    stop = t0 + MASTER_TIME_SHARE * sb.time_s + MASTER_MIN_S
+    stop = t0 + MASTER_TIME_SHARE * spent_s + MASTER_MIN_S
     if left is not None:
         stop = min(stop, t0 + left / 2)
     patterns = _option_patterns(T, full.rows)
     theta, active, scale = sb.state  # type: ignore[attr-defined]
     sample = sb.sample  # type: ignore[attr-defined]
-    sampled: dict[tuple[int, ...], np.ndarray] = {}
-    full_done: set[tuple[int, ...]] = set()
-    stalled, last, last_ub = 0, -math.inf, math.inf
+    prices: dict[tuple[int, ...], np.ndarray] = {}
+    visits: dict[tuple[int, ...], int] = {}
+    planned_at: dict[tuple[int, ...], float] = {}  # L at n when a plan with n was last tried
+    n_lam = T.n_d * T.S
     for rnd in range(MASTER_ROUNDS):
-        lb, n = _instance_master(T, patterns)
+        ub, n_best = upper()
+        lb, n = _instance_master(T, patterns, near=n_best)
         bound = max(bound, lb)
-        ub = upper()
         say(f"slots: instance master round {rnd}: bound {bound:.8g}, plan {ub:.8g}, gap {relative_gap(ub, bound):.4%}")
         if n is None or relative_gap(ub, bound) <= limits.mip_rel_gap or time.perf_counter() > stop:
             break
-        stalled = stalled + 1 if bound <= last * (1 + 1e-9) and ub >= last_ub else 0
-        if stalled >= MASTER_STALL:  # neither the bound nor the plan moved for that many rounds
-            break
-        last, last_ub = max(last, bound), min(last_ub, ub)
         key = tuple(n.tolist())
-        if key in full_done:  # its bound with these instances has converged: the gap is the plan's
+        visit = visits.get(key, 0) + 1
+        if visit > MASTER_VISITS:
             break
-        if key in sampled:  # the sample's prices left its bound where it was: every query's bundle at n
-            full_done.add(key)
-            th, _, _, _, Ln = _bundle(T, full, theta, active, scale, 0.05, rel_tol=1e-7, max_iter=FULL_ITERATIONS,
-                                      deadline=stop, say=say, fixed_n=n)
-        else:  # prices for n on the sample (the bound's last stage), then one pass over every query: a cut at n
-            th, _, _, _, _ = _bundle(T, sample, theta, active, scale, 0.05, rel_tol=1e-7, max_iter=MASTER_ITERATIONS,
-                                     deadline=stop, say=say, fixed_n=n)
-            sampled[key] = th
+        visits[key] = visit
+        # L at n that rules n out: the best plan's value less the gap (on the sample a little more, for its noise)
+        target = ub * (1 - limits.mip_rel_gap) if math.isfinite(ub) else math.inf
+        if key in prices:
+            start = prices[key]
+        elif prices:  # from the prices of the vector nearest to n among those visited (most differ in one pool)
+            near = min(prices, key=lambda k: int(np.abs(np.array(k) - np.array(key)).sum()))
+            start = prices[near]
+        else:
+            start = theta
+        if visit < MASTER_VISITS:  # prices for n on the sample (the bound's last stage)
+            th, _, it, _, _ = _bundle(T, sample, start, active, scale, 0.05, rel_tol=1e-7,
+                                      max_iter=MASTER_ITERATIONS, deadline=stop, say=say, fixed_n=n,
+                                      target=target * (1 + SAMPLE_MARGIN))
             Ln = math.nan
-        n_lam = T.n_d * T.S
+        else:  # the sample's prices left n where it was, twice: every query's bundle at n
+            th, _, it, _, Ln = _bundle(T, full, start, active, scale, 0.005, rel_tol=1e-7, max_iter=FULL_ITERATIONS,
+                                       deadline=stop, say=say, fixed_n=n, target=target, stall=FULL_STALL)
+        prices[key] = th
         lam = th[:n_lam].reshape(T.n_d, T.S)
         pi = np.zeros((T.n_p, T.S))
         pi[T.capped] = th[n_lam:].reshape(len(T.capped), T.S)
         if math.isnan(Ln):
             Ln = _evaluate(T, full, lam, pi, fixed_n=n)[0]  # a cut at n (full views record theirs)
-        if Ln < ub * (1 - limits.mip_rel_gap):  # a plan with n may beat the best one
+        say(f"slots: instances {n.tolist()}: L {Ln:.8g} on every query after {it} iterations on "
+            f"{'the sample' if visit < MASTER_VISITS else 'every query'}")
+        # a plan with n may beat the best one (again where L at n rose since)
+        if Ln < target and Ln > planned_at.get(key, -math.inf) * (1 + 1e-6):
+            planned_at[key] = Ln
             try_plan(n.copy(), lam, pi)
     return bound
 
@@ -966,16 +1059,9 @@ class SlottedMethod(Method):
             try_plan(n_plan, sb.lam, sb.pi)
         assert best_plan is not None
         bound = sb.bound
-        if sb.samples_converged:
-            # also without a plan yet: the instance vectors the master names are planned too
-            bound = _instance_search(T, full, sb, sb.bound, lambda: best_plan[0][1], try_plan, limits, progress)
-        elif best_plan[0][1] < math.inf and relative_gap(best_plan[0][1], sb.bound) > limits.mip_rel_gap:
-            # the samples' prices did not converge (1,000,000 queries: the gap is then mostly the
-            # prices', and the master's cuts, no better than them, did not move it): prices for the
-            # instances the best plan has, and its fill again at them
-            n_plan = best_plan[1]
-            lam2, pi2 = _prices_for(T, full, sb, n_plan, deadline=limits.deadline(), say=progress)
-            try_plan(n_plan, lam2, pi2)
+        # also without a plan yet: the instance vectors the master names are planned too
+        bound = _instance_search(T, full, sb, sb.bound, lambda: (best_plan[0][1], best_plan[1]), try_plan, limits, progress,
+                                 spent_s=time.perf_counter() - t0)
         _, n_plan, blocked, dep, lane, start, unplaced = best_plan
         solver_s = time.perf_counter() - t0
         if unplaced:
