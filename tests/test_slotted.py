@@ -15,10 +15,10 @@ from oracles import slotted_brute_force
 from energyopt.check import check_plan
 from energyopt.errors import DataError
 from energyopt.fleet import fleet_from_dict
+from energyopt.methods.instances import option_patterns
 from energyopt.methods.slotted import (
     _choose_least,
     _instance_master,
-    _option_patterns,
     _Slots,
     _View,
     lower_envelope,
@@ -285,7 +285,7 @@ def test_instance_master_against_enumeration(seed):
     s = plan(wl, _fleet(None), make_models(TWO_LLM_MODELS), objective="carbon", signals=_signals([100.0, 50.0, 300.0]))
     T = _Slots(s.problem)
     rows = np.flatnonzero(T.ok.any(axis=1))
-    patterns = _option_patterns(T, rows)
+    patterns = option_patterns(T.ok[rows])
     T.cuts = [(float(rng.uniform(1, 3)), rng.uniform(-0.5, 1.0, T.n_d)) for _ in range(int(rng.integers(1, 6)))]
     value, n = _instance_master(T, patterns)
     best = np.inf
@@ -312,7 +312,7 @@ def test_instance_master_near_picks_the_nearest_of_the_tied_vectors(seed):
     s = plan(wl, _fleet(None), make_models(TWO_LLM_MODELS), objective="carbon", signals=_signals([100.0, 50.0, 300.0]))
     T = _Slots(s.problem)
     rows = np.flatnonzero(T.ok.any(axis=1))
-    patterns = _option_patterns(T, rows)
+    patterns = option_patterns(T.ok[rows])
     free = rng.random(T.n_d) < 0.5  # deployments no cut prices: their instances tie
     T.cuts = [(float(rng.uniform(1, 3)), np.where(free, 0.0, rng.uniform(0.0, 1.0, T.n_d)))
               for _ in range(int(rng.integers(1, 4)))]

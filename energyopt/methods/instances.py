@@ -17,7 +17,7 @@ devices, each fleet deployment's instances, and an instance for each set of opti
 has); its value bounds every plan. Cuts near the master's n (L maximised with the instances fixed
 there) tighten it where it matters, as in Benders' decomposition.
 
-The same master serves :mod:`.slotted` (its own copy, per time slot) and :mod:`.decompose`.
+The same master serves :mod:`.slotted` (cuts of L per time slot) and :mod:`.decompose`.
 """
 
 from __future__ import annotations
@@ -26,10 +26,12 @@ import math
 
 import numpy as np
 
-__all__ = ["MASTER_SLACK", "option_patterns", "instance_master"]
+__all__ = ["MASTER_SLACK", "MASTER_TIE", "option_patterns", "instance_master"]
 
 #: the master's bound is kept this much (relative) below HiGHS's value, for its tolerances
 MASTER_SLACK = 1e-5
+#: instance vectors whose master value is within this much (relative to the cuts' scale) of the least tie
+MASTER_TIE = 1e-6
 
 
 def option_patterns(ok: np.ndarray) -> np.ndarray:
@@ -46,12 +48,15 @@ def option_patterns(ok: np.ndarray) -> np.ndarray:
 
 def instance_master(alpha: np.ndarray, gain: np.ndarray, pools: list[tuple[int, np.ndarray]],
                     groups: list[np.ndarray], devices: np.ndarray, max_inst: np.ndarray,
-                    patterns: np.ndarray) -> tuple[float, np.ndarray | None]:
+                    patterns: np.ndarray, near: np.ndarray | None = None) -> tuple[float, np.ndarray | None]:
     """min over integer n of max_c (``alpha[c]`` − ``gain[c]``·n), subject to each pool's devices
     (``pools``: count and deployments; ``devices`` per instance), each fleet deployment's
     instances (``groups``: the batch sizes of one deployment share ``max_inst``), and an instance
     of one deployment of each row of ``patterns``. Returns the value (-inf without cuts; +inf when
-    no n is allowed) and the minimising n (None then)."""
+    no n is allowed) and the minimising n (None then). With ``near`` (the best plan's instances),
+    among the vectors within :data:`MASTER_TIE` of the least the one nearest to ``near`` (a second
+    MILP): many vectors tie where instances cost nothing and some are worth nothing at the prices
+    so far (instances of an idle pool), and without it the master names one after another of them."""
     from scipy.optimize import Bounds, LinearConstraint, milp
 
     from ..solvers.base import native_stdout_silenced
@@ -101,6 +106,22 @@ def instance_master(alpha: np.ndarray, gain: np.ndarray, pools: list[tuple[int, 
     dual = float(getattr(res, "mip_dual_bound", res.fun))
     if not math.isfinite(dual):
         dual = float(res.fun)
+    if near is not None and not np.array_equal(n, near):
+        # t within MASTER_TIE of the least; least Σ u with u ≥ |n − near| (u: n_d more columns)
+        A2 = np.vstack([np.hstack([A, np.zeros((len(A), n_d))]),
+                        np.r_[np.zeros(n_d), 1.0, np.zeros(n_d)],
+                        np.hstack([np.eye(n_d), np.zeros((n_d, 1)), -np.eye(n_d)]),  # n − u ≤ near
+                        np.hstack([-np.eye(n_d), np.zeros((n_d, 1)), -np.eye(n_d)])])  # −n − u ≤ −near
+        lo2 = np.r_[np.concatenate(lo_b), -np.inf, np.full(2 * n_d, -np.inf)]
+        hi2 = np.r_[np.concatenate(hi_b), float(res.fun) + MASTER_TIE, near.astype(float), -near.astype(float)]
+        with native_stdout_silenced():
+            res2 = milp(np.r_[np.zeros(n_d + 1), np.ones(n_d)], constraints=LinearConstraint(A2, lo2, hi2),
+                        integrality=np.r_[np.ones(n_d), 0.0, np.zeros(n_d)],
+                        bounds=Bounds(np.r_[np.zeros(n_d), -np.inf, np.zeros(n_d)],
+                                      np.r_[hi.astype(float), np.inf, np.full(n_d, np.inf)]),
+                        options={"mip_rel_gap": 0.0, "presolve": False})
+        if res2.x is not None:
+            n = np.round(res2.x[:n_d]).astype(np.int64)
     # HiGHS's tolerances (1e-7 on rows, values near 1): the bound is kept MASTER_SLACK below its value
     value = min(dual, float(res.fun))
     return (value - MASTER_SLACK * max(abs(value), 1.0)) * unit, n

@@ -67,9 +67,9 @@ from ..caps import slot_name
 from ..problem import Problem
 from ..schema import BoundSource, Status, Termination
 from ..solvers import Solver
-from ..solvers.base import native_stdout_silenced
 from . import Choice, Limits, Method, Progress
 from .decompose import instances_at_prices
+from .instances import instance_master, option_patterns
 
 __all__ = ["SlottedMethod", "SlotBound", "slot_bound", "lower_envelope", "window_envelopes"]
 
@@ -105,10 +105,6 @@ BOUND_FULL_STALL = 3
 #: plans), plus MASTER_MIN_S [s] (or half of what the time limit leaves, if less)
 MASTER_TIME_SHARE = 2.5
 MASTER_MIN_S = 2.0
-#: the instance master's bound is kept this much (relative) below HiGHS's value, for its tolerances
-MASTER_SLACK = 1e-5
-#: instance vectors whose master value is within this much (relative) of the least tie (see _instance_master)
-MASTER_TIE = 1e-6
 #: the plan fills at this share of the prices (:func:`SlottedMethod.solve`'s ``try_plan``)
 FILL_PRICE_SHARE = 0.999
 #: the bundle's trust region shrinks by this factor at a null step on the samples of the bound
@@ -544,86 +540,18 @@ def slot_bound(problem: Problem, *, rel_tol: float = 1e-7, max_iter: int = 200, 
     return sb, T, full
 
 
-def _option_patterns(T: _Slots, rows: np.ndarray) -> np.ndarray:
-    """The distinct sets of deployments the rows have options on (``[m, n_d]`` bool): every plan
-    switches on an instance of at least one deployment of each."""
-    packed = np.packbits(T.ok[rows], axis=1)
-    return np.unpackbits(np.unique(packed, axis=0), axis=1, count=T.n_d).astype(bool)
-
-
 def _instance_master(T: _Slots, patterns: np.ndarray, near: np.ndarray | None = None) -> tuple[float, np.ndarray | None]:
     """The least, over integer instance vectors n the fleet allows (each pool's devices, each
     fleet deployment's instances, an instance for each option pattern), of max over the cuts
-    ``α − gain·n`` in ``T.cuts``: a small MILP (one integer per deployment). Each cut is L(λ, π)
-    with the instances fixed at n, a lower bound on every plan with n, so the value bounds every
-    plan; it is tighter than L, whose knapsack mixes instance sets (the relaxation of lumpy
-    instances). Returns the value (-inf: no cuts) and the minimising n (None: no n is allowed,
-    value +inf). With ``near`` (the best plan's instances), among the vectors within
-    ``MASTER_TIE`` of the least the one nearest to ``near`` (a second MILP): many vectors tie
-    where instances cost nothing and some are worth nothing at the prices so far (instances of
-    an idle pool), and without it the master names one after another of them."""
-    from scipy.optimize import Bounds, LinearConstraint, milp
-
+    ``α − gain·n`` in ``T.cuts`` (:func:`~energyopt.methods.instances.instance_master`, with its
+    tie-break towards ``near``). Each cut is L(λ, π) with the instances fixed at n, a lower bound
+    on every plan with n, so the value bounds every plan; it is tighter than L, whose knapsack
+    mixes instance sets (the relaxation of lumpy instances)."""
     if not T.cuts:
         return -math.inf, None
     alpha = np.array([c[0] for c in T.cuts])
     G = np.array([c[1] for c in T.cuts])
-    # about the objective's size, so that the values are near 1 (prices may be negative: α near 0)
-    unit = max(float(np.median(np.abs(alpha))), float(np.max(np.abs(alpha))) * 1e-6, 1e-300)
-    n_d = T.n_d
-    hi = np.minimum(T.max_inst, np.array([T.pools[int(T.pool_of[d])][0] // max(int(T.k[d]), 1) for d in range(n_d)]))
-    rows, lo_b, hi_b = [], [], []
-    for c in range(len(alpha)):  # t + gain·n ≥ α
-        rows.append(np.r_[G[c] / unit, 1.0])
-        lo_b.append(alpha[c] / unit)
-        hi_b.append(np.inf)
-    for cnt, ds in T.pools:
-        r = np.zeros(n_d + 1)
-        r[ds] = T.k[ds]
-        rows.append(r)
-        lo_b.append(0.0)
-        hi_b.append(float(cnt))
-    for m in T.groups:
-        r = np.zeros(n_d + 1)
-        r[m] = 1.0
-        rows.append(r)
-        lo_b.append(0.0)
-        hi_b.append(float(T.max_inst[m[0]]))
-    for pat in patterns:
-        rows.append(np.r_[pat.astype(float), 0.0])
-        lo_b.append(1.0)
-        hi_b.append(np.inf)
-    c = np.r_[np.zeros(n_d), 1.0]
-    with native_stdout_silenced():  # HiGHS's MIP solver prints debug lines with printf at times
-        res = milp(c, constraints=LinearConstraint(np.array(rows), lo_b, hi_b),
-                   integrality=np.r_[np.ones(n_d), 0.0],
-                   bounds=Bounds(np.r_[np.zeros(n_d), -np.inf], np.r_[hi.astype(float), np.inf]),
-                   options={"mip_rel_gap": 0.0, "presolve": False})  # presolve on prints a debug line at times
-    if res.status == 2:  # infeasible: no instance vector serves every query within the fleet
-        return math.inf, None
-    if res.x is None:  # pragma: no cover - a MILP of ~20 integers solves
-        return -math.inf, None
-    n = np.round(res.x[:n_d]).astype(np.int64)
-    dual = float(getattr(res, "mip_dual_bound", res.fun))
-    if near is not None and not np.array_equal(n, near):
-        # t within MASTER_TIE of the least; least Σ u with u ≥ |n − near| (u: n_d more columns)
-        A = np.array(rows)
-        A = np.hstack([A, np.zeros((len(A), n_d))])
-        t_row = np.r_[np.zeros(n_d), 1.0, np.zeros(n_d)]
-        up = np.hstack([np.eye(n_d), np.zeros((n_d, 1)), -np.eye(n_d)])  # n − u ≤ near
-        down = np.hstack([-np.eye(n_d), np.zeros((n_d, 1)), -np.eye(n_d)])  # −n − u ≤ −near
-        A2 = np.vstack([A, t_row, up, down])
-        lo2 = np.r_[lo_b, -np.inf, np.full(2 * n_d, -np.inf)]
-        hi2 = np.r_[hi_b, float(res.fun) + MASTER_TIE, near.astype(float), -near.astype(float)]
-        res2 = milp(np.r_[np.zeros(n_d + 1), np.ones(n_d)], constraints=LinearConstraint(A2, lo2, hi2),
-                    integrality=np.r_[np.ones(n_d), 0.0, np.zeros(n_d)],
-                    bounds=Bounds(np.r_[np.zeros(n_d), -np.inf, np.zeros(n_d)],
-                                  np.r_[hi.astype(float), np.inf, np.full(n_d, np.inf)]),
-                    options={"mip_rel_gap": 0.0, "presolve": False})
-        if res2.x is not None:
-            n = np.round(res2.x[:n_d]).astype(np.int64)
-    # HiGHS's tolerances (1e-7 on rows, values near 1): the bound is kept MASTER_SLACK below its value
-    return (min(dual, float(res.fun)) - MASTER_SLACK) * unit, n
+    return instance_master(alpha, G, T.pools, T.groups, T.k, T.max_inst, patterns, near=near)
 
 
 # --- the plan --------------------------------------------------------------------------------
@@ -964,7 +892,7 @@ def _instance_search(T: _Slots, full: _View, sb: SlotBound, bound: float,
     stop = t0 + MASTER_TIME_SHARE * spent_s + MASTER_MIN_S
     if left is not None:
         stop = min(stop, t0 + left / 2)
-    patterns = _option_patterns(T, full.rows)
+    patterns = option_patterns(T.ok[full.rows])
     theta, active, scale = sb.state  # type: ignore[attr-defined]
     sample = sb.sample  # type: ignore[attr-defined]
     prices: dict[tuple[int, ...], np.ndarray] = {}
