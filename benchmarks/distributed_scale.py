@@ -35,19 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from scale import _ENERGYOPT as _SINGLE  # noqa: E402 - one process's run and peak, as scale.py's
 from scale import make_instance  # noqa: E402 - the same workloads and fleets as scale.py
-
-_SINGLE = r"""
-import json, resource, sys, time
-t0 = time.perf_counter()
-from energyopt.cli import main
-try:
-    main(sys.argv[1:], standalone_mode=False)
-except SystemExit:
-    pass
-print(json.dumps({"wall_s": time.perf_counter() - t0,
-                  "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-"""
 
 _DISTRIBUTED = r"""
 import json, os, resource, sys, tempfile, time

@@ -276,26 +276,37 @@ def test_window_envelopes_against_evaluation():
                 assert inside[k] + rho * b[k] == pytest.approx(np.min(inside + rho * b), abs=1e-9)
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_instance_master_against_enumeration(seed):
-    """The master's value is the least over every instance vector the fleet allows (devices per
-    pool, an instance for each query's options) of the largest cut, as enumeration finds it."""
-    rng = np.random.default_rng(seed)
-    wl = _workload(rng, 5)
-    s = plan(wl, _fleet(None), make_models(TWO_LLM_MODELS), objective="carbon", signals=_signals([100.0, 50.0, 300.0]))
-    T = _Slots(s.problem)
-    rows = np.flatnonzero(T.ok.any(axis=1))
-    patterns = option_patterns(T.ok[rows])
-    T.cuts = [(float(rng.uniform(1, 3)), rng.uniform(-0.5, 1.0, T.n_d)) for _ in range(int(rng.integers(1, 6)))]
-    value, n = _instance_master(T, patterns)
-    best = np.inf
+def _allowed_vectors(T, patterns) -> list[np.ndarray]:
+    """Every instance vector of 0-2 instances per deployment that the fleet allows: devices per
+    pool, instances per fleet deployment, an instance for each option pattern."""
+    out = []
     for cand in itertools.product(*[range(0, 3) for _ in range(T.n_d)]):
         nn = np.array(cand)
         if any(int((T.k[ds] * nn[ds]).sum()) > cnt for cnt, ds in T.pools):
             continue
         if any(nn[m].sum() > T.max_inst[m[0]] for m in T.groups) or any(not nn[p].any() for p in patterns):
             continue
-        best = min(best, max(al - g @ nn for al, g in T.cuts))
+        out.append(nn)
+    return out
+
+
+def _master_case(seed: int):
+    """A seeded generator, the slots of a tiny carbon plan and its queries' option patterns."""
+    rng = np.random.default_rng(seed)
+    wl = _workload(rng, 5)
+    s = plan(wl, _fleet(None), make_models(TWO_LLM_MODELS), objective="carbon", signals=_signals([100.0, 50.0, 300.0]))
+    T = _Slots(s.problem)
+    return rng, T, option_patterns(T.ok[np.flatnonzero(T.ok.any(axis=1))])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_instance_master_against_enumeration(seed):
+    """The master's value is the least over every instance vector the fleet allows (devices per
+    pool, an instance for each query's options) of the largest cut, as enumeration finds it."""
+    rng, T, patterns = _master_case(seed)
+    T.cuts = [(float(rng.uniform(1, 3)), rng.uniform(-0.5, 1.0, T.n_d)) for _ in range(int(rng.integers(1, 6)))]
+    value, n = _instance_master(T, patterns)
+    best = min(max(al - g @ nn for al, g in T.cuts) for nn in _allowed_vectors(T, patterns))
     assert n is not None
     assert value <= best + 1e-12  # a bound: never above the least
     assert value >= best - 1e-4 * abs(best)  # and the least, but for the solver's tolerance
@@ -307,24 +318,12 @@ def test_instance_master_near_picks_the_nearest_of_the_tied_vectors(seed):
     """Cuts that price no instance of some deployments leave many vectors tied at the least value:
     with ``near`` the master names, among those, one nearest to it (by enumeration), so that an
     instance of an unpriced pool does not make a new vector each round; its value is unchanged."""
-    rng = np.random.default_rng(seed)
-    wl = _workload(rng, 5)
-    s = plan(wl, _fleet(None), make_models(TWO_LLM_MODELS), objective="carbon", signals=_signals([100.0, 50.0, 300.0]))
-    T = _Slots(s.problem)
-    rows = np.flatnonzero(T.ok.any(axis=1))
-    patterns = option_patterns(T.ok[rows])
+    rng, T, patterns = _master_case(seed)
     free = rng.random(T.n_d) < 0.5  # deployments no cut prices: their instances tie
     T.cuts = [(float(rng.uniform(1, 3)), np.where(free, 0.0, rng.uniform(0.0, 1.0, T.n_d)))
               for _ in range(int(rng.integers(1, 4)))]
     value, n0 = _instance_master(T, patterns)
-    allowed = []
-    for cand in itertools.product(*[range(0, 3) for _ in range(T.n_d)]):
-        nn = np.array(cand)
-        if any(int((T.k[ds] * nn[ds]).sum()) > cnt for cnt, ds in T.pools):
-            continue
-        if any(nn[m].sum() > T.max_inst[m[0]] for m in T.groups) or any(not nn[p].any() for p in patterns):
-            continue
-        allowed.append(nn)
+    allowed = _allowed_vectors(T, patterns)
     least = min(max(al - g @ nn for al, g in T.cuts) for nn in allowed)
     tied = [nn for nn in allowed if max(al - g @ nn for al, g in T.cuts) <= least + 1e-6 * abs(least)]
     others = [nn for nn in allowed if not any(np.array_equal(nn, t) for t in tied)]
