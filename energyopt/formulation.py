@@ -87,7 +87,8 @@ class MatrixModel:
         return len(self.c)
 
     def u_values(self, sol: np.ndarray) -> np.ndarray:
-        return sol[self.u_start:]
+        """The u columns' values (any columns after them, e.g. lane cuts' switches, left out)."""
+        return sol[self.u_start:self.u_start + len(self.u_dep)]
 
 
 def deadline_levels(deadlines_s: np.ndarray, max_levels: int | None) -> np.ndarray:

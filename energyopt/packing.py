@@ -273,30 +273,32 @@ def retime(problem: Problem, dep_of_q: np.ndarray, lane_of_q: np.ndarray) -> Tim
 
 
 def _repair(problem: Problem, chosen: np.ndarray, lane: np.ndarray, run_all: np.ndarray, late: list[int],
-            avoid: dict[int, set[int]] | None = None) -> list[int]:
+            avoid: dict[int, set[int]] | None = None, avoid_place: dict[int, tuple[int, int]] | None = None) -> list[int]:
     """Move each late query (earliest deadline first) to the cheapest lane that still meets every
-    due time with it in lane order, on none of the deployments ``avoid`` names for it; returns the
-    queries no lane can take."""
+    due time with it in lane order, on none of the deployments ``avoid`` names for it and not on
+    the (deployment, lane) ``avoid_place`` names for it; returns the queries no lane can take."""
     with phase(f"repair: {len(late):,} late queries", total=len(late)) as ph:
-        return _repair_each(problem, chosen, lane, run_all, late, ph, avoid or {})
+        return _repair_each(problem, chosen, lane, run_all, late, ph, avoid or {}, avoid_place or {})
 
 
-def move_off(problem: Problem, tl: Timeline, queries: np.ndarray, avoid: dict[int, set[int]]) -> Timeline:
+def move_off(problem: Problem, tl: Timeline, queries: np.ndarray, avoid: dict[int, set[int]], *,
+             other_lane: bool = False) -> Timeline:
     """``tl`` with ``queries`` taken off their lanes (which makes no query left on them later) and
-    repaired onto lanes of deployments ``avoid`` does not name for them (:func:`_repair`); the
-    queries no lane takes are unplaced."""
+    repaired onto lanes of deployments ``avoid`` does not name for them (:func:`_repair`), with
+    ``other_lane`` never back onto the lane it left; the queries no lane takes are unplaced."""
     chosen = tl.dep.copy()
     lane = tl.lane.copy()
     lane[queries] = -1
     placed = np.flatnonzero((chosen >= 0) & (lane >= 0))
     run_all = np.zeros(problem.n_queries)
     run_all[placed] = problem.runtime_s.reshape(-1)[placed * problem.n_deployments + chosen[placed]]
-    unplaced = _repair(problem, chosen, lane, run_all, [int(q) for q in queries], avoid=avoid)
+    left = {int(q): (int(tl.dep[q]), int(tl.lane[q])) for q in queries} if other_lane else None
+    unplaced = _repair(problem, chosen, lane, run_all, [int(q) for q in queries], avoid=avoid, avoid_place=left)
     return Timeline(chosen, lane, sorted(set(tl.unplaced) | set(unplaced)))
 
 
 def _repair_each(problem: Problem, chosen: np.ndarray, lane: np.ndarray, run_all: np.ndarray, late: list[int],
-                 ph: Phase, avoid: dict[int, set[int]]) -> list[int]:
+                 ph: Phase, avoid: dict[int, set[int]], avoid_place: dict[int, tuple[int, int]]) -> list[int]:
     R = problem.runtime_s
     due_all = problem.queries["deadline_eff_s"].to_numpy(dtype=float)
     rel_all = problem.release_s if problem.has_releases else None
@@ -324,6 +326,8 @@ def _repair_each(problem: Problem, chosen: np.ndarray, lane: np.ndarray, run_all
                     and load.group_inst.get(load.group_of[d], 0) < m_d[d]):
                 tries.append((free[0] * int(load.lanes[d]), float(problem.instance_cost[d])))
             for ln, extra in tries:
+                if avoid_place.get(q) == (d, ln):
+                    continue
                 qs = load.queries_on(d, ln)
                 if lane_feasible(np.append(run_all[qs], R[q, d]), np.append(due_all[qs], due_all[q]),
                                  None if rel_all is None else np.append(rel_all[qs], rel_all[q])):

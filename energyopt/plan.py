@@ -205,9 +205,11 @@ def _engine_timed(problem: Problem, tl: Timeline) -> tuple[Timeline, pd.DataFram
     """A timeline whose deadlines hold as a continuous-batching engine runs its batched instances
     (the assignment's ``engine_end_s``) as well as in the lane model, where repair can find one:
     a query the engine ends late (the prefills of its instance's other lanes stall it) is moved to
-    the cheapest lane of another deployment that meets every due time in the lane model
+    the cheapest lane that meets every due time in the lane model
     (:func:`~energyopt.packing.move_off`), and the engine timing checked again, for up to
-    :data:`ENGINE_REPACK_ROUNDS` rounds (a query never returns to a deployment it was late on).
+    :data:`ENGINE_REPACK_ROUNDS` rounds: in the first, any lane of any deployment (often a less
+    loaded lane of its own, where it starts earlier: free of cost); from the second, of a
+    deployment it was not late on.
     Otherwise the packed timeline as it was: its deadlines hold in the lane model, and the summary
     counts those the engine would miss. Moves only remove plans from consideration, so the
     method's bound stays valid. Returns the timeline and its assignment table (None where the
@@ -230,10 +232,11 @@ def _engine_timed(problem: Problem, tl: Timeline) -> tuple[Timeline, pd.DataFram
             return tl, table
         if attempt == ENGINE_REPACK_ROUNDS:
             break
-        for q in late.tolist():
-            avoid.setdefault(q, set()).add(int(tl.dep[q]))
+        if attempt:  # the first round may move a query to another lane of its own deployment
+            for q in late.tolist():
+                avoid.setdefault(q, set()).add(int(tl.dep[q]))
         with phase(f"repair: {late.size:,} queries late on the engine (round {attempt + 1})"):
-            tl = move_off(problem, tl, late, avoid)
+            tl = move_off(problem, tl, late, avoid, other_lane=not attempt)
         if tl.unplaced:  # no other deployment takes them
             break
     assert first is not None

@@ -331,3 +331,15 @@ def test_property_a_placer_that_places_each_deployment_elsewhere_gives_the_same_
     b = pack(problem, dep, n_inst, placer=placer)
     assert seen == [int((np.bincount(dep[dep >= 0], minlength=problem.n_deployments) > 0).sum())]
     assert a.dep.tolist() == b.dep.tolist() and a.lane.tolist() == b.lane.tolist() and a.unplaced == b.unplaced
+
+
+def test_move_off_to_another_lane_never_puts_a_query_back_where_it_was():
+    # two instances, q0 on instance 0 before q1: moved with other_lane, q1 leaves instance 0 for the
+    # free instance 1 (the cheapest lane that takes it, at no extra cost); without, it may return
+    from energyopt.packing import move_off
+    p = one_llm_problem([5.0, 5.0], count=2, max_instances=2)
+    tl = Timeline(np.array([0, 0]), np.array([0, 0]))
+    moved = move_off(p, tl, np.array([1]), {}, other_lane=True)
+    assert moved.unplaced == [] and moved.dep[1] == 0 and moved.lane[1] != 0 and moved.lane[0] == 0
+    back = move_off(p, tl, np.array([1]), {})
+    assert back.unplaced == [] and back.lane[1] == 0  # the least-loaded lane in use, as before

@@ -76,14 +76,15 @@ def test_plan_over_capacity_is_infeasible_with_the_diagnosis(formulation):
     assert s.message.startswith("small@g: queries only it can serve need 5.0 instance-seconds by t = 1.5 s")
 
 
-def test_exact_proves_what_the_aggregate_relaxation_cannot():
+def test_exact_and_aggregate_with_lane_cuts_prove_what_the_pooled_rows_cannot():
     # TIGHT: 3 s of work fits 2 instances × 1.5 s as seconds, but no query can be split
-    exact = run(TIGHT, formulation="exact")
-    assert exact.status is Status.INFEASIBLE and exact.message.startswith("capacity and deadlines together cannot be met")
-    for formulation in ("aggregate", "decompose"):
+    for formulation in ("exact", "aggregate"):  # the aggregate model through its lane cuts (methods/lanecuts.py)
         s = run(TIGHT, formulation=formulation)
-        assert s.status is Status.NO_SOLUTION and s.termination is Termination.NO_SOLUTION, formulation
-        assert s.unplaced == ["q2"] and len(s.assignment) == 2
+        assert s.status is Status.INFEASIBLE, formulation
+        assert s.message.startswith("capacity and deadlines together cannot be met"), (formulation, s.message)
+    s = run(TIGHT, formulation="decompose")
+    assert s.status is Status.NO_SOLUTION and s.termination is Termination.NO_SOLUTION
+    assert s.unplaced == ["q2"] and len(s.assignment) == 2
 
 
 def test_plan_refuses_an_unknown_formulation_and_solver():

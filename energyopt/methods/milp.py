@@ -5,18 +5,24 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..formulation import BuildTimedOut, build_matrix
+from ..formulation import BuildTimedOut, MatrixModel, build_matrix
 from ..problem import Problem
 from ..schema import BoundSource, Status, Termination
-from ..solvers import Solver
+from ..solvers import Solver, SolveResult
 from . import Choice, Limits, Method, Progress
+from .lanecuts import lanes_or_cuts, with_lane_cuts
 from .strong import solve_strong
 
-__all__ = ["MilpMethod"]
+__all__ = ["MilpMethod", "LANE_CUT_ROUNDS"]
+
+#: rounds of lane cuts (:mod:`.lanecuts`) at most: the aggregate model solved again with them
+LANE_CUT_ROUNDS = 8
 
 
 class MilpMethod(Method):
-    """``exact`` or ``aggregate``: build the matrix model, solve it under the limits, read the choice."""
+    """``exact`` or ``aggregate``: build the matrix model, solve it under the limits, read the choice.
+    The aggregate model's choice gets its lanes here where every deployment's queries fit its
+    instances' lanes; where some provably do not, the model is solved again with lane cuts."""
 
     def __init__(self, kind: str):
         self.name = kind
@@ -34,14 +40,38 @@ class MilpMethod(Method):
         if limits.expired():
             return Choice.none(self.name, backend.name, Status.NO_SOLUTION, Termination.TIME_LIMIT, -np.inf,
                                BoundSource.NONE, message="no plan found within the limits (the time was spent)")
-        res = solve_strong(model, problem, backend, limits, progress)
-        progress(f"{backend.name}: {res.status} in {res.time_s:.2f} s, objective {res.objective:.6g}, bound {res.bound:.6g}")
+        bound = -np.inf
+        for rnd in range(LANE_CUT_ROUNDS + 1):
+            res = solve_strong(model, problem, backend, limits, progress)
+            bound = max(bound, res.bound)  # every round's model is a relaxation of the batch
+            progress(f"{backend.name}: {res.status} in {res.time_s:.2f} s, objective {res.objective:.6g}, "
+                     f"bound {res.bound:.6g}")
+            choice = self._choice(problem, model, res, backend, bound)
+            if choice.dep_of_q is None or model.kind != "aggregate" or problem.has_releases:
+                return choice
+            assert choice.n_inst is not None
+            lane, cuts, undecided = lanes_or_cuts(problem, choice.dep_of_q, choice.n_inst)
+            if not cuts:
+                if not undecided:  # every deployment's queries have lanes: the plan's
+                    choice.lane_of_q = lane
+                return choice
+            if rnd == LANE_CUT_ROUNDS or limits.expired():
+                return choice  # packing and its repair decide, as without the cuts
+            names = problem.deployments["deployment"].to_numpy()
+            progress(f"lanes: no lanes of {', '.join(f'{c.n_inst} {names[c.dep]}' for c in cuts)} run their "
+                     f"queries in time ({', '.join(str(len(c.queries)) for c in cuts)} queries); cut, solving again")
+            model = with_lane_cuts(model, problem, cuts)
+        raise AssertionError("unreachable")
+
+    def _choice(self, problem: Problem, model: MatrixModel, res: SolveResult, backend: Solver, bound: float) -> Choice:
+        """The choice a solved model gives (none where it has no solution), with ``bound``."""
         assert res.termination is not None
         if res.x is None:
             status = Status.INFEASIBLE if res.status == Status.INFEASIBLE else Status.NO_SOLUTION
             # an infeasible model's reasons come from the diagnosis (plan.py), not the backend's words
             message = "" if status == Status.INFEASIBLE else f"no plan found within the limits ({res.message})"
-            return Choice.none(self.name, backend.name, status, res.termination, res.bound, res.bound_source,
+            return Choice.none(self.name, backend.name, status, res.termination,
+                               res.bound if status == Status.INFEASIBLE else bound, res.bound_source,
                                solver_s=res.time_s, message=message)
         pick = np.flatnonzero(res.x[: model.n_x] > 0.5)
         options = model.x_cand[pick]
@@ -55,6 +85,6 @@ class MilpMethod(Method):
             lanes = problem.deployments["lanes"].to_numpy()
             lane_of_q = np.full(problem.n_queries, -1, dtype=np.int64)
             lane_of_q[q_of] = model.x_inst[pick] * lanes[dep_of_q[q_of]] + model.x_lane[pick]
-        return Choice(self.name, backend.name, res.status, res.termination, res.bound, res.bound_source,
+        return Choice(self.name, backend.name, res.status, res.termination, bound, res.bound_source,
                       dep_of_q=dep_of_q, n_inst=n_inst, lane_of_q=lane_of_q, objective=res.objective,
                       solver_s=res.time_s, message=res.message)
