@@ -276,3 +276,22 @@ def test_explain_names_the_site_cap(tmp_path):
     e = explain_plan_dir(tmp_path / "plan", str(outside["query_id"].iloc[0]), workload=wl, fleet=fl, models=models)
     text = " ".join(e.notes)
     assert "cap: site hall (g, c) draws about" in text and "of its power_cap_w" in text, text
+
+
+def test_report_tables_and_draws_each_sites_power_per_slot(tmp_path):
+    from energyopt.report import plot_signals, site_power, slot_power
+
+    wl = _workload(np.random.default_rng(1), 6)
+    wl["min_accuracy"] = 0.0
+    models = make_models(TWO_LLM_MODELS)
+    sig = _signals([400.0, 50.0, 300.0])
+    free = plan(wl, _fleet(None), models, objective="carbon", signals=sig)
+    cap = 0.6 * float(_site_w(free).max())
+    s = plan(wl, _fleet(cap), models, objective="carbon", signals=sig)
+    power = slot_power(s.slot_table())
+    t = site_power(power, s.problem.inputs[1].sites)
+    assert list(t["site"].unique()) == ["hall"] and len(t) == power["slot_start_s"].nunique()
+    assert t["power_w"].tolist() == pytest.approx(_site_w(s).sort_index().tolist())  # the slots with work, in order
+    assert (t["power_cap_w"] == cap).all() and t["power_w"].max() <= cap * (1 + 1e-9)
+    assert plot_signals(power, sig, 30.0, tmp_path / "signals.png", sites=t).stat().st_size > 0
+    assert site_power(power, {}).empty
