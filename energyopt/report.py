@@ -879,7 +879,7 @@ def _plot_sweep_by_value(table: pd.DataFrame, vary: str, path: Path, title: str)
         ax.set_yscale("log")  # the baselines may sit orders of magnitude above the plans
     for i, (_, r) in enumerate(base[np.isfinite(base[y].astype(float))].iterrows()):
         ax.axhline(r[y], ls=":", lw=1, color=plt.get_cmap("tab10")((i + 1) % 10), label=f"{r['method']} (unswept)")
-    ax.set_xlabel("completion window [h]" if vary == "deadline-window" else "power cap of the pool [W]")
+    ax.set_xlabel("completion window [h]" if vary == "deadline-window" else "power cap of the pool or site [W]")
     ax.set_ylabel(unit)
     bad = int(len(opt) - len(ok))
     ax.set_title((title or f"Sweep over {vary}") + (f" ({bad} point(s) without a plan)" if bad else ""))

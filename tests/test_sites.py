@@ -295,3 +295,38 @@ def test_report_tables_and_draws_each_sites_power_per_slot(tmp_path):
     assert (t["power_cap_w"] == cap).all() and t["power_w"].max() <= cap * (1 + 1e-9)
     assert plot_signals(power, sig, 30.0, tmp_path / "signals.png", sites=t).stat().st_size > 0
     assert site_power(power, {}).empty
+
+
+def test_power_cap_sweep_over_a_site(tmp_path):
+    from energyopt.sweep import point_inputs, sweep
+
+    wl = _workload(np.random.default_rng(1), 6)
+    wl["min_accuracy"] = 0.0
+    models = make_models(TWO_LLM_MODELS)
+    sig = _signals([400.0, 50.0, 300.0])
+    fl = _fleet(1e6)
+    _, f = point_inputs(wl, fl, "power-cap", 75.0, site="hall")
+    assert f.sites["hall"].power_cap_w == 75.0 and fl.sites["hall"].power_cap_w == 1e6
+    free = plan(wl, fl, models, objective="carbon", signals=sig)
+    peak = float(_site_w(free).max())
+    t = sweep(wl, fl, models, "power-cap", [2 * peak, 0.6 * peak], objective="carbon", signals=sig, site="hall",
+              baselines=False)
+    assert t["value"].tolist() == [2 * peak, 0.6 * peak]
+    assert t["kg_co2e"].iloc[0] == pytest.approx(free.objective, rel=1e-9)
+    assert t["kg_co2e"].iloc[1] > t["kg_co2e"].iloc[0]  # the binding site cap costs carbon
+    with pytest.raises(DataError, match=r"--site 'yard': no such site; expected one of the fleet's \[sites\] \(hall\)"):
+        sweep(wl, fl, models, "power-cap", [10.0], signals=sig, site="yard")
+    with pytest.raises(DataError, match="--pool NAME and --site NAME: give one"):
+        sweep(wl, fl, models, "power-cap", [10.0], signals=sig, site="hall", pool="g")
+    with pytest.raises(DataError, match=r"--pool NAME \(or --site NAME\): give it with --vary power-cap"):
+        sweep(wl, fl, models, "deadline-window", [1.0], signals=sig, site="hall")
+    from conftest import ROOT
+
+    sig_csv = tmp_path / "signals.csv"
+    sig_csv.write_text("start_s,carbon_g_per_kwh\n0,400\n600,50\n")
+    fl_toml = write(tmp_path, (ROOT / "examples" / "fleet.toml").read_text()
+                    + '\n[sites.hall]\npools = ["h100", "h200"]\npower_cap_w = 1e6\n')
+    r = CliRunner().invoke(main, ["sweep", str(ROOT / "examples" / "workload.csv"), "--fleet", str(fl_toml), "--vary",
+                                  "power-cap", "--site", "nope", "--values", "10", "--objective", "carbon", "--signals",
+                                  str(sig_csv), "--out", str(tmp_path / "s")])
+    assert r.exit_code == 2 and "--site 'nope': no such site" in r.output and "(hall)" in r.output, r.output
