@@ -376,7 +376,7 @@ def _price_view(T: _Slots, V: _View, a: np.ndarray, lam: np.ndarray, pos: np.nda
 def _evaluate(T: _Slots, V: _View, lam: np.ndarray, pi: np.ndarray, *, choices: bool = False,
               fixed_n: np.ndarray | None = None):
     """L(λ, π), its subgradient (work per (deployment, slot) over capacity; energy per capped
-    (pool, slot) over the cap), the instances at these prices; with ``choices`` also each row's
+    (cap row, slot) over the cap), the instances at these prices; with ``choices`` also each row's
     least priced (deployment, slot), its priced cost and the second least over deployments. With
     ``fixed_n`` the instances are those (the value is then a bound only for plans with them)."""
     best, v, second, kk = _choose_least(T, V, T.a0 + T.pool_pi(pi)[T.pool_of], lam)
@@ -416,7 +416,7 @@ def _instances_at_prices(T: _Slots, gain: np.ndarray) -> tuple[float, np.ndarray
 def _bundle(T: _Slots, V: _View, theta0: np.ndarray, active0: np.ndarray, scale: np.ndarray, delta: float, *,
             rel_tol: float, max_iter: int, deadline: float | None, say: Callable[[str], None],
             fixed_n: np.ndarray | None = None, target: float = math.inf, stall: int = 0, shrink: float = 0.5):
-    """Maximise L over prices θ = (λ, π on capped pools) ≥ 0: a proximal bundle method with a box
+    """Maximise L over prices θ = (λ, π on capped cap rows) ≥ 0: a proximal bundle method with a box
     trust region (``delta`` in units of ``scale``) over the prices of rows that ran over at some
     evaluation (the others stay 0). Stops early once L reaches ``target``, or (``stall`` > 0) after
     that many iterations in a row that did not raise L by more than ``rel_tol``."""
@@ -666,7 +666,7 @@ def _plan_value(T: _Slots, dep: np.ndarray, lane: np.ndarray, start: np.ndarray)
 def _fill(T: _Slots, V: _View, rows: np.ndarray, d0: np.ndarray, k0: np.ndarray, v0: np.ndarray, s0: np.ndarray,
           n_inst: np.ndarray, lam: np.ndarray, pi: np.ndarray, say: Callable[[str], None]):
     """Each row's (deployment, slot): its proposal is kept while the cell's lane-seconds and the
-    capped (pool, slot)'s joules hold (largest regret first); the others are priced again among the
+    capped (cap row, slot)'s joules hold (largest regret first); the others are priced again among the
     cells not yet full. Returns the deployment and slot of every row (-1: none) and, for the rows
     left without one, the (cap row, slot) caps that turned them away."""
     a = T.a0 + T.pool_pi(pi)[T.pool_of]
