@@ -7,7 +7,9 @@ the shipped NESO GB carbon-intensity series from ``--start``. Three plans, each 
 * ``energy``: carbon-blind (``--objective energy``, no slots), priced per half hour afterwards;
 * ``carbon``: ``--objective carbon`` (work moved to clean half hours);
 * ``carbon+cap``: the same with a ``power_cap_w`` on the H200 pool at ``--cap-share`` of the
-  H200 pool's peak half-hour power in the ``carbon`` plan (so the cap binds in its clean hours).
+  H200 pool's peak half-hour power in the ``carbon`` plan (so the cap binds in its clean hours);
+* ``carbon+site``: the same with the two GPU pools in one site (``[sites.gpus]``) capped at
+  ``--cap-share`` of their summed peak half-hour power in the ``carbon`` plan.
 
 The table: wall time of the plan (``plan()``, inputs read and the independent check included) and
 its ratio to the energy plan's, peak resident memory of the process, the proven gap, kWh, kgCO2e,
@@ -43,13 +45,16 @@ s = plan(wl, fleet, models, objective=objective, signals=series, signals_start=s
 wall = time.perf_counter() - t0
 tab = s.slot_table()
 tot = slot_totals(tab)
-h200 = tab[tab["device"] == "h200"].groupby("slot")["energy_j"].sum() / (tab["slot_end_s"] - tab["slot_start_s"]).iloc[0]
+slot_s = (tab["slot_end_s"] - tab["slot_start_s"]).iloc[0]
+h200 = tab[tab["device"] == "h200"].groupby("slot")["energy_j"].sum() / slot_s
+gpus = tab[tab["device"].isin(["h100", "h200"])].groupby("slot")["energy_j"].sum() / slot_s
 a = s.assignment
 w = (a["query_id"].map(dict(zip(s.problem.queries["query_id"], s.problem.queries["weight"])))).to_numpy(float)
 print(json.dumps({"wall_s": wall, "rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
                   "status": str(s.status), "gap": s.gap, "kwh": tot["total_energy_kwh"], "kg": tot["total_kg_co2e"],
                   "acc": float(np.dot(w, a["accuracy"]) / w.sum()), "check": not s.check_violations,
-                  "h200_peak_w": float(h200.max()) if len(h200) else 0.0, "method": s.formulation}))
+                  "h200_peak_w": float(h200.max()) if len(h200) else 0.0,
+                  "gpu_peak_w": float(gpus.max()) if len(gpus) else 0.0, "method": s.formulation}))
 """
 
 
@@ -81,16 +86,22 @@ def main() -> None:
         text = FLEET.read_text().replace("idle_power_w = 126 ", f"power_cap_w = {cap_w:.1f}\nidle_power_w = 126 ", 1)
         capped.write_text(text)
         rows["carbon+cap"] = run(wl, capped, "carbon", args.start)
+        site_w = args.cap_share * rows["carbon"]["gpu_peak_w"]
+        sited = tmp / "fleet-site.toml"
+        sited.write_text(FLEET.read_text() + f'\n[sites.gpus]\npools = ["h100", "h200"]\npower_cap_w = {site_w:.1f}\n')
+        rows["carbon+site"] = run(wl, sited, "carbon", args.start)
     base = rows["energy"]
     print(f"{args.queries:,} queries, 24-hour window from {args.start}, NESO GB carbon intensity; "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; H200 cap {cap_w:,.1f} W")
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; H200 cap {cap_w:,.1f} W, "
+          f"GPU site cap {site_w:,.1f} W")
     print(f"{'plan':<11} {'time s':>8} {'x energy':>8} {'peak GB':>8} {'gap':>9} {'kWh':>9} {'kgCO2e':>9} "
-          f"{'saved kg':>9} {'saved':>7} {'accuracy':>8} {'H200 peak W':>11} check")
+          f"{'saved kg':>9} {'saved':>7} {'accuracy':>8} {'H200 peak W':>11} {'GPU peak W':>10} check")
     for name, r in rows.items():
         saved = base["kg"] - r["kg"]
         print(f"{name:<11} {r['wall_s']:>8.1f} {r['wall_s'] / base['wall_s']:>8.2f} {r['rss_gb']:>8.2f} "
               f"{r['gap']:>9.4%} {r['kwh']:>9.3f} {r['kg']:>9.4f} {saved:>9.4f} {saved / base['kg']:>7.1%} "
-              f"{r['acc']:>8.4f} {r['h200_peak_w']:>11.1f} {'ok' if r['check'] else 'FAILED'}  ({r['method']}, {r['status']})")
+              f"{r['acc']:>8.4f} {r['h200_peak_w']:>11.1f} {r['gpu_peak_w']:>10.1f} {'ok' if r['check'] else 'FAILED'}  "
+              f"({r['method']}, {r['status']})")
 
 
 if __name__ == "__main__":

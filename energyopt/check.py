@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from .accounting import idle_energy_j, planned_output_tokens, query_energy_cost_j, token_weight, weighted_mean_accuracy
-from .caps import cap_bounds_s, pool_power_w, slot_name
+from .caps import cap_bounds_s, pool_power_w, site_members, site_power_w, slot_name
 from .enginesim import simulate_rows
 from .errors import DataError
 from .fleet import Deployment, Fleet, kv_context_tokens
@@ -160,8 +160,8 @@ def check_plan(
 ) -> list[str]:
     """Every violated constraint, one line each; an empty list means the plan is valid.
 
-    Where a pool of the fleet has a ``power_cap_w``, its power per slot is re-derived from the
-    rows (:func:`power_caps_met`); ``cap_bounds_s`` are the slot boundaries [s] the caps hold in
+    Where a pool or a site of the fleet has a ``power_cap_w``, its power per slot is re-derived
+    from the rows (:func:`power_caps_met`); ``cap_bounds_s`` are the slot boundaries [s] the caps hold in
     (the plan's signals' slots; default whole hours, :func:`~energyopt.caps.cap_bounds_s`).
 
     ``totals``: energy totals the plan reports (e.g. its ``summary.json``; any of
@@ -635,8 +635,9 @@ def power_caps_met(rows: CheckedRows, fleet: Fleet, bounds_s: np.ndarray | None,
     """Every pool with a ``power_cap_w`` draws at most its cap in every slot: its queries' charged
     energy (re-derived from the models; above idle where idle is counted) spread over each one's
     ``[start_s, end_s)``, plus with ``idle`` its switched-on instances' idle draw, per second of
-    the slot (:func:`~energyopt.caps.pool_power_w`). The first slot over the cap of each such pool
-    is named, with its excess [W]."""
+    the slot (:func:`~energyopt.caps.pool_power_w`); and every site draws at most its cap, the
+    sum of its pools' powers (:func:`~energyopt.caps.site_power_w`). The slot furthest over the
+    cap of each such pool or site is named, with its excess [W]."""
     b = cap_bounds_s(fleet.horizon_s) if bounds_s is None else np.asarray(bounds_s, dtype=float)
     names = list(fleet.pools)
     pool_of_code = np.array([names.index(d.pool) for d in rows.deployments], dtype=np.int64)
@@ -652,15 +653,17 @@ def power_caps_met(rows: CheckedRows, fleet: Fleet, bounds_s: np.ndarray | None,
         idle_pool, idle_w = pool[on], rows.instance_idle_power_w[on]
     power = pool_power_w(b, pool[usable], start, end, charged[usable], len(names), idle_pool=idle_pool, idle_w=idle_w,
                          horizon_s=float(b[-1]))
+    caps = [(f"pool {name}", power[j], fleet.pools[name].power_cap_w) for j, name in enumerate(names)]
+    site_power = site_power_w(power, site_members(fleet.sites, names))
+    caps += [(f"site {site.name}", site_power[i], site.power_cap_w) for i, site in enumerate(fleet.sites.values())]
     out = []
-    for j, name in enumerate(names):
-        cap = fleet.pools[name].power_cap_w
+    for label, drawn, cap in caps:
         if cap is None:
             continue
-        over = np.flatnonzero(power[j] > cap * (1 + REL) + 1e-6)
+        over = np.flatnonzero(drawn > cap * (1 + REL) + 1e-6)
         if len(over):
-            k = int(over[np.argmax(power[j, over])])
-            out.append(f"pool {name} draws {power[j, k]:,.1f} W in {slot_name(b, k)}, {power[j, k] - cap:,.1f} W over "
+            k = int(over[np.argmax(drawn[over])])
+            out.append(f"{label} draws {drawn[k]:,.1f} W in {slot_name(b, k)}, {drawn[k] - cap:,.1f} W over "
                        f"its power_cap_w of {cap:,.6g} W ({len(over)} slot{'' if len(over) == 1 else 's'} over)")
     return out
 

@@ -969,6 +969,7 @@ def compare_cmd(workload: Path, workload_format: str,
                    "the most reachable; zeta: 0,0.1,...,1; deadline-scale: 0.5,0.75,1,1.5,2,4; deadline-window "
                    "[h]: 1,2,4,8,12,24; power-cap [W]: none, give them].")
 @click.option("--pool", default=None, help="The pool whose power_cap_w --vary power-cap sweeps (a fleet pool name).")
+@click.option("--site", default=None, help="The site whose power_cap_w --vary power-cap sweeps (a fleet [sites] name).")
 @_plan_options
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("sweep"),
               show_default=True, help="Directory for sweep.csv and sweep.png.")
@@ -982,7 +983,7 @@ def compare_cmd(workload: Path, workload_format: str,
               help="ISO 8601 time of the batch start (t = 0) in a --signals file with timestamps "
                    "[default: its first row].")
 @friendly_errors
-def sweep_cmd(workload: Path, workload_format: str, vary: str, values: str | None, pool: str | None,
+def sweep_cmd(workload: Path, workload_format: str, vary: str, values: str | None, pool: str | None, site: str | None,
               fleet_path: Path | None, models_dir: Path | None,
               solver: str, time_limit_s: float | None, mip_rel_gap: float, threads: int, objective: str, zeta: float, idle: bool,
               min_mean_accuracy: float | None, strict_range: bool, formulation: str, out_dir: Path, seed: int,
@@ -1001,7 +1002,7 @@ def sweep_cmd(workload: Path, workload_format: str, vary: str, values: str | Non
     every query's deadline_s is min(its own, W) and the fleet's horizon is W. With --objective
     carbon --signals FILE this shows the kgCO2e a longer window saves.
     --vary power-cap --pool NAME --values W,...: the pool's power_cap_w [W] per plan (planned
-    per time slot: the signals' slots, else hours).
+    per time slot: the signals' slots, else hours); --site NAME sweeps a site's cap instead.
     With --signals every plan and baseline also gets kg_co2e and/or cost, priced per time slot
     as solve prices its plan (baselines on the unswept workload and fleet).
     """
@@ -1019,8 +1020,8 @@ def sweep_cmd(workload: Path, workload_format: str, vary: str, values: str | Non
     signals = _signals_arg(signals_path, signals_start, fl)
     _check_slot_objective(objective, signals, fl)
     _writable_dir(out_dir)
-    table = sweep(wl, fl, fm, vary, vals, baselines=baselines, seed=seed, progress=_progress, pool=pool, signals=signals,
-                  solver=solver, objective=objective, zeta=zeta, idle=idle, min_mean_accuracy=min_mean_accuracy,
+    table = sweep(wl, fl, fm, vary, vals, baselines=baselines, seed=seed, progress=_progress, pool=pool, site=site,
+                  signals=signals, solver=solver, objective=objective, zeta=zeta, idle=idle, min_mean_accuracy=min_mean_accuracy,
                   strict_range=strict_range, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, threads=threads,
                   formulation=formulation)
     csv_p = out_dir / "sweep.csv"

@@ -422,8 +422,8 @@ def _per_kwh(problem: Problem, price_per_j: float) -> str:
 def slot_notes(problem: Problem, assignment: pd.DataFrame, query: PlannedQuery) -> list[str]:
     """For a plan per time slot: the slot the query runs in and its price, and, where a cleaner or
     cheaper slot its window allows on its deployment exists, what holds it out of it: the
-    deployment's lanes there are full (lane-seconds used of those its instances offer) or its
-    pool's power cap is reached there (W drawn of the cap)."""
+    deployment's lanes there are full (lane-seconds used of those its instances offer), its
+    pool's power cap or its site's (the pools sharing a cap) is reached there (W drawn of the cap)."""
     sp = problem.slots
     if sp is None:
         return []
@@ -456,6 +456,13 @@ def slot_notes(problem: Problem, assignment: pd.DataFrame, query: PlannedQuery) 
         power = float(a["energy_j"].to_numpy(dtype=float)[on_pool].sum()) / float(b[c + 1] - b[c])
         why.append(f"cap: pool {pool} draws about {power:,.1f} W there (queries' energy) of its power_cap_w "
                    f"{cap:,.6g} W; this query would add {float(problem.cost[i, d]) / float(b[c + 1] - b[c]):,.3g} W")
+    for j in np.flatnonzero(sp.site_pools[:, p] > 0).tolist() if len(sp.sites) else []:
+        members = [sp.pools[m] for m in np.flatnonzero(sp.site_pools[j] > 0).tolist()]
+        on_site = in_c & np.isin(a["device"].astype(str).to_numpy(), members)
+        power = float(a["energy_j"].to_numpy(dtype=float)[on_site].sum()) / float(b[c + 1] - b[c])
+        why.append(f"cap: site {sp.sites[j]} ({', '.join(members)}) draws about {power:,.1f} W there (queries' "
+                   f"energy) of its power_cap_w {sp.site_cap_w[j]:,.6g} W; this query would add "
+                   f"{float(problem.cost[i, d]) / float(b[c + 1] - b[c]):,.3g} W")
     notes.append(f"the {'cleanest' if sp.objective == 'carbon' else 'cheapest'} slot its window allows on {pool} is "
                  f"slot {c} (t = {b[c]:,.0f}-{b[c + 1]:,.0f} s) at {_per_kwh(problem, sp.price_per_j[p, c])}; "
                  + "; ".join(why))

@@ -19,6 +19,10 @@ Example::
     context_tokens = 2048                 # input + output must fit
     kv_bytes_per_token = 524288           # KV cache per token of context [bytes]; needed for batch sizes > 1
 
+    [sites.hall-a]                        # optional: pools that share a feed
+    pools = ["h100", "h200"]              # fleet pools, each in one site at most
+    power_cap_w = 3000                    # the most the site's pools may draw together in any slot [W]
+
     [[deployments]]
     llm = "falcon-7b"
     pool = "h100"
@@ -45,7 +49,7 @@ import pandas as pd
 from .errors import DataError, excerpt, key_text, one_line, unknown_key_hint
 from .io import read_toml_document
 
-__all__ = ["Pool", "LLMInfo", "Deployment", "Fleet", "read_fleet", "fleet_from_dict", "MEMORY_OVERHEAD", "GB"]
+__all__ = ["Pool", "Site", "LLMInfo", "Deployment", "Fleet", "read_fleet", "fleet_from_dict", "MEMORY_OVERHEAD", "GB"]
 
 #: weights' memory × this factor must fit in the instance's memory (KV cache and activations)
 MEMORY_OVERHEAD = 1.2
@@ -54,6 +58,7 @@ GB = 1e9
 
 _POOL_KEYS = ("kind", "count", "memory_gb", "idle_power_w", "power_cap_w")
 _LLM_KEYS = ("accuracy", "accuracy_source", "params_b", "bytes_per_param", "context_tokens", "kv_bytes_per_token")
+_SITE_KEYS = ("pools", "power_cap_w")
 _DEPLOYMENT_KEYS = ("llm", "pool", "devices_per_instance", "max_instances", "batch_size", "batch_sizes")
 
 
@@ -66,6 +71,16 @@ class Pool:
     idle_power_w: float
     # the most power [W] the pool's instances may draw together in any time slot (None: no cap)
     power_cap_w: float | None = None
+
+
+@dataclass(frozen=True)
+class Site:
+    """Pools that share a power feed: together they may draw at most ``power_cap_w`` [W] in any
+    time slot (the sum of their powers as :func:`~energyopt.caps.pool_power_w` computes them)."""
+
+    name: str
+    pools: tuple[str, ...]
+    power_cap_w: float
 
 
 @dataclass(frozen=True)
@@ -104,6 +119,8 @@ class Fleet:
     horizon_s: float
     source: str = "<memory>"
     meta: dict[str, Any] = field(default_factory=dict)
+    #: sites grouping pools under a shared power cap (``[sites.NAME]``), in the file's order
+    sites: dict[str, Site] = field(default_factory=dict)
 
     def instance_idle_power_w(self, d: Deployment) -> float:
         """An instance's idle draw [W]: its pool's idle power per device times its devices."""
@@ -111,8 +128,8 @@ class Fleet:
 
     @property
     def has_power_caps(self) -> bool:
-        """Whether some pool has a ``power_cap_w``."""
-        return any(p.power_cap_w is not None for p in self.pools.values())
+        """Whether some pool or site has a ``power_cap_w``."""
+        return bool(self.sites) or any(p.power_cap_w is not None for p in self.pools.values())
 
     @property
     def batched(self) -> bool:
@@ -210,8 +227,9 @@ def fleet_from_dict(doc: dict[str, Any], path: Path | str = "<fleet>") -> Fleet:
     pools = _read_pools(doc, p)
     llms = _read_llms(doc, p)
     deployments = _read_deployments(doc, pools, llms, p)
+    sites = _read_sites(doc, pools, p)
     meta: dict[str, Any] = {key: doc[key] for key in ("name", "description") if key in doc}
-    return Fleet(pools, llms, deployments, horizon, str(p), meta)
+    return Fleet(pools, llms, deployments, horizon, str(p), meta, sites)
 
 
 def _check_finite_numbers(doc: dict[str, Any], p: Path) -> None:
@@ -230,7 +248,7 @@ def _check_finite_numbers(doc: dict[str, Any], p: Path) -> None:
 
 
 def _check_top_level_keys(doc: dict[str, Any], p: Path) -> None:
-    known = {"horizon_s", "pools", "llms", "deployments", "name", "description"}
+    known = {"horizon_s", "pools", "llms", "deployments", "sites", "name", "description"}
     unknown = sorted(set(doc) - known)
     if unknown:
         raise DataError(f"{p}: unknown top-level key(s) {one_line(', '.join(map(key_text, unknown)))}; "
@@ -275,6 +293,39 @@ def _read_pool(name: str, t: dict[str, Any], p: Path) -> Pool:
     if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, float)) or not cap > 0):
         raise DataError(f"{p}: key {w}.power_cap_w must be a number of watts > 0, got {excerpt(cap)}")
     return Pool(name, kind, count, float(mem), float(idle), None if cap is None else float(cap))
+
+
+def _read_sites(doc: dict[str, Any], pools: dict[str, Pool], p: Path) -> dict[str, Site]:
+    """``[sites.NAME]`` tables: each names fleet pools (each pool in one site at most) and the
+    power cap [W] they share."""
+    if "sites" not in doc:
+        return {}
+    sites_doc = _need(doc, "sites", dict, "<top>", p)
+    sites: dict[str, Site] = {}
+    site_of: dict[str, str] = {}
+    for name, entry in sites_doc.items():
+        w = f"sites.{key_text(name)}"
+        t = _table_at(entry, _SITE_KEYS, w, p)
+        members = _need(t, "pools", list, w, p)
+        if not members:
+            raise DataError(f"{p}: key {w}.pools is empty; expected the names of the pools the site groups")
+        for pool in members:
+            if not isinstance(pool, str):
+                raise DataError(f"{p}: key {w}.pools must hold pool names (strings), got {excerpt(pool)}")
+            if pool not in pools:
+                raise DataError(f"{p}: key {w}.pools: unknown device pool {excerpt(pool)}; [pools] defines {_names(pools)}")
+            if pool in site_of:
+                where = "twice" if site_of[pool] == name else f"in site {key_text(site_of[pool])} too"
+                raise DataError(f"{p}: key {w}.pools: pool {key_text(pool)} is listed {where}; "
+                                "expected each pool in one site at most")
+            site_of[pool] = name
+        if "power_cap_w" not in t:
+            raise DataError(f"{p}: key {w}.power_cap_w is missing; expected the watts the site's pools may draw together")
+        cap = t["power_cap_w"]
+        if not _is_positive_finite_number(cap):
+            raise DataError(f"{p}: key {w}.power_cap_w must be a number of watts > 0, got {excerpt(cap)}")
+        sites[name] = Site(name, tuple(members), float(cap))
+    return sites
 
 
 def _read_llms(doc: dict[str, Any], p: Path) -> dict[str, LLMInfo]:

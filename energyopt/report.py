@@ -17,7 +17,9 @@ display.
 * ``deadline_slack`` — deadline − end [s] of every query with a deadline;
 * ``slot_power`` and ``slot_summary`` — with signals (``--signals``), the plan per time slot: the
   average power [W] and kgCO2e of each (LLM, device) in each slot, and per slot its kWh, kgCO2e
-  and cost, both from :func:`energyopt.slots.slot_table` (the one home of the per-slot formula).
+  and cost, both from :func:`energyopt.slots.slot_table` (the one home of the per-slot formula);
+  ``site_power`` — where the fleet has sites, each site's power per slot (the sum of its pools')
+  beside its ``power_cap_w``.
 
 The marginal energy cost of accuracy is a series of plans (:func:`energyopt.sweep.accuracy_cost`);
 this module only draws the table it is given. No plan is made here.
@@ -40,6 +42,7 @@ from .writers import atomic_path, write_atomic
 
 __all__ = [
     "energy_by_llm_device", "instance_table", "timeline_blocks", "deadline_slack", "slot_power", "slot_summary",
+    "site_power",
     "busy_lanes", "pool_use", "instances_available", "utilisation_by_deployment", "write_report", "plot_sweep",
     "report_reserve_s", "REPORT_WRITE_S",
 ]
@@ -234,6 +237,22 @@ def slot_power(slots: pd.DataFrame) -> pd.DataFrame:
     keep = ["slot_start_s", "slot_end_s", "label", "llm", "device", "power_w", "energy_j"]
     keep += [c for c in ("kg_co2e",) if c in t.columns]
     return t[keep].reset_index(drop=True)
+
+
+def site_power(power: pd.DataFrame, sites: dict) -> pd.DataFrame:
+    """Per (site, slot) of :func:`slot_power`'s table: ``power_w``, the sum of its pools' average
+    power over the slot [W], and the site's ``power_cap_w``; ``sites`` maps a site's name to its
+    :class:`~energyopt.fleet.Site` (pools and cap). Every slot of the table appears for every site."""
+    edges = power[["slot_start_s", "slot_end_s"]].drop_duplicates().sort_values("slot_start_s")
+    parts = []
+    for name, site in sites.items():
+        mine = power[power["device"].isin(site.pools)].groupby("slot_start_s")["power_w"].sum()
+        starts = edges["slot_start_s"].to_numpy()
+        parts.append(pd.DataFrame({"site": name, "slot_start_s": starts, "slot_end_s": edges["slot_end_s"].to_numpy(),
+                                   "power_w": mine.reindex(starts, fill_value=0.0).to_numpy(dtype=float),
+                                   "power_cap_w": float(site.power_cap_w)}))
+    cols = ["site", "slot_start_s", "slot_end_s", "power_w", "power_cap_w"]
+    return pd.concat(parts, ignore_index=True)[cols] if parts else pd.DataFrame(columns=cols)
 
 
 def slot_summary(slots: pd.DataFrame) -> pd.DataFrame:
@@ -514,12 +533,13 @@ def plot_accuracy_cost(t: pd.DataFrame, path: Path) -> Path:
 
 
 def plot_signals(power: pd.DataFrame, signals: Signals, until_s: float, path: Path,
-                 caps_w: dict[str, float] | None = None) -> Path:
+                 caps_w: dict[str, float] | None = None, sites: pd.DataFrame | None = None) -> Path:
     """The plan per time slot against its signal: the average power [W] of each (LLM, device)
     stacked per slot (top) and its kgCO2e per slot (bottom, where the signals have carbon), each
     with the signal (carbon intensity, else price) as a step line on a second axis, up to
     ``until_s`` [s]. ``caps_w``: each capped pool's ``power_cap_w`` [W], drawn on the power panel
-    as a level line beside its pool's power per slot (a step line). The title names the series' source."""
+    as a level line beside its pool's power per slot (a step line); ``sites`` (:func:`site_power`'s
+    table) likewise each site's power and cap. The title names the series' source."""
     plt = _plt()
     has_carbon = "kg_co2e" in power.columns
     fig, axes = plt.subplots(2 if has_carbon else 1, 1, figsize=(9, 6.4 if has_carbon else 3.8), sharex=True,
@@ -548,6 +568,14 @@ def plot_signals(power: pd.DataFrame, signals: Signals, until_s: float, path: Pa
                 shade = ("tab:red", "tab:purple", "tab:brown", "tab:olive")[k % 4]
                 ax.stairs(mine, b, baseline=None, color=shade, lw=1.0, label=f"power of pool {pool}")
                 ax.axhline(cap, color=shade, lw=1.2, ls="--", label=f"power cap of pool {pool} ({cap:,.6g} W)")
+        if value == "power_w" and sites is not None and len(sites):
+            b = np.append(edges["slot_start_s"].to_numpy(), edges["slot_end_s"].to_numpy()[-1]) / 3600.0
+            for k, (name, t) in enumerate(sites.groupby("site", sort=False)):
+                shade = ("tab:blue", "tab:cyan", "tab:gray", "tab:pink")[k % 4]
+                ax.stairs(t["power_w"].to_numpy(dtype=float), b, baseline=None, color=shade, lw=1.4,
+                          label=f"power of site {name}")
+                cap = float(t["power_cap_w"].iloc[0])
+                ax.axhline(cap, color=shade, lw=1.4, ls="-.", label=f"power cap of site {name} ({cap:,.6g} W)")
         ax.set_ylabel(ylabel)
         ax.set_title(title, fontsize=10)
         twin = ax.twinx()
@@ -623,8 +651,12 @@ def write_report(schedule: Schedule, out_dir: str | Path, accuracy_curve: pd.Dat
         until = max(float(H), float(a["end_s"].max()))
         fleet = schedule.problem.inputs.fleet if schedule.problem.inputs is not None else None
         caps = {} if fleet is None else {p.name: p.power_cap_w for p in fleet.pools.values() if p.power_cap_w is not None}
-        written.append(plot_signals(power, schedule.signals, until, d / "signals.png", caps_w=caps or None))
+        per_site = site_power(power, fleet.sites) if fleet is not None and fleet.sites else None
+        written.append(plot_signals(power, schedule.signals, until, d / "signals.png", caps_w=caps or None,
+                                    sites=per_site))
         tables += [("slot_power", power.drop(columns="label")), ("slot_totals", per_slot)]
+        if per_site is not None:
+            tables.append(("site_power", per_site))
     images = list(written)
     for name, t in tables:
         p = d / f"{name}.csv"
@@ -847,7 +879,7 @@ def _plot_sweep_by_value(table: pd.DataFrame, vary: str, path: Path, title: str)
         ax.set_yscale("log")  # the baselines may sit orders of magnitude above the plans
     for i, (_, r) in enumerate(base[np.isfinite(base[y].astype(float))].iterrows()):
         ax.axhline(r[y], ls=":", lw=1, color=plt.get_cmap("tab10")((i + 1) % 10), label=f"{r['method']} (unswept)")
-    ax.set_xlabel("completion window [h]" if vary == "deadline-window" else "power cap of the pool [W]")
+    ax.set_xlabel("completion window [h]" if vary == "deadline-window" else "power cap of the pool or site [W]")
     ax.set_ylabel(unit)
     bad = int(len(opt) - len(ok))
     ax.set_title((title or f"Sweep over {vary}") + (f" ({bad} point(s) without a plan)" if bad else ""))

@@ -93,15 +93,15 @@ def pareto_mask(energy: np.ndarray, merit: np.ndarray) -> np.ndarray:
     return out
 
 
-def point_inputs(workload: pd.DataFrame, fleet: Any, vary: str, value: float, pool: str | None = None
-                 ) -> tuple[pd.DataFrame, Any]:
+def point_inputs(workload: pd.DataFrame, fleet: Any, vary: str, value: float, pool: str | None = None,
+                 site: str | None = None) -> tuple[pd.DataFrame, Any]:
     """The workload and fleet of one point of a ``deadline-scale``, ``deadline-window`` or
     ``power-cap`` series (the others change a plan option, not the inputs).
 
     ``deadline-scale``: every deadline_s times ``value``. ``deadline-window``: ``value`` hours
     ``W`` is the batch's completion window: each query's deadline_s becomes min(its own, W) (W
-    where it has none) and the fleet's horizon_s is W. ``power-cap``: ``pool``'s power_cap_w is
-    ``value`` [W].
+    where it has none) and the fleet's horizon_s is W. ``power-cap``: ``pool``'s (or ``site``'s)
+    power_cap_w is ``value`` [W].
     """
     if vary == "deadline-scale":
         w = workload.copy()
@@ -112,6 +112,9 @@ def point_inputs(workload: pd.DataFrame, fleet: Any, vary: str, value: float, po
         w = workload.copy()
         w["deadline_s"] = workload["deadline_s"].fillna(window_s).clip(upper=window_s)
         return w, dataclasses.replace(fleet, horizon_s=window_s)
+    if vary == "power-cap" and site is not None:
+        sites = {**fleet.sites, site: dataclasses.replace(fleet.sites[site], power_cap_w=value)}
+        return workload, dataclasses.replace(fleet, sites=sites)
     if vary == "power-cap":
         assert pool is not None
         pools = {**fleet.pools, pool: dataclasses.replace(fleet.pools[pool], power_cap_w=value)}
@@ -180,6 +183,7 @@ def sweep(
     progress: Progress | None = None,
     pool: str | None = None,
     signals: Signals | None = None,
+    site: str | None = None,
     **plan_kw: Any,
 ) -> pd.DataFrame:
     """Solve the series and plan the baselines; one row per plan or baseline (``SWEEP_COLUMNS``).
@@ -188,7 +192,7 @@ def sweep(
     one is set per point); a time limit holds per plan. ``zeta`` sweeps use the trade-off
     objective; the others minimise energy, or with ``objective`` ``carbon``/``cost`` (``SLOT_VARY``
     series only) the kgCO2e or cost under ``signals`` (loaded :class:`~energyopt.signals.Signals`),
-    planned per time slot. ``pool`` names the pool of a ``power-cap`` series. With ``signals``
+    planned per time slot. ``pool`` (or ``site``) names the pool (site) of a ``power-cap`` series. With ``signals``
     every plan and baseline is also priced per slot (``kg_co2e``, ``cost``). A point without a
     plan keeps its row, with its status and ``reason``.
     """
@@ -198,17 +202,20 @@ def sweep(
     if objective in SLOT_OBJECTIVES and vary not in SLOT_VARY:
         raise DataError(f"--objective {objective}: --vary {vary} plans for energy only so far; use --vary "
                         f"{', '.join(SLOT_VARY)} to plan for {objective}")
-    if (vary == "power-cap") != (pool is not None):
-        raise DataError("--pool NAME: give it with --vary power-cap (the pool whose power_cap_w is swept), and only then")
+    if pool is not None and site is not None:
+        raise DataError("--pool NAME and --site NAME: give one (the pool or the site whose power_cap_w is swept)")
+    if (vary == "power-cap") != (pool is not None or site is not None):
+        raise DataError("--pool NAME (or --site NAME): give it with --vary power-cap (the pool or site whose power_cap_w "
+                        "is swept), and only then")
     # the plans of a series share their model's layout: each starts from the cuts of the one before
     with remembered_cuts():
         return _sweep(workload, fleet, models, vary, values, baselines=baselines, seed=seed, progress=progress,
-                      pool=pool, signals=signals, **plan_kw)
+                      pool=pool, site=site, signals=signals, **plan_kw)
 
 
 def _sweep(workload: Any, fleet: Any, models: Any, vary: str, values: Sequence[float] | None, *, baselines: bool,
            seed: int, progress: Progress | None, pool: str | None, signals: Signals | None,
-           **plan_kw: Any) -> pd.DataFrame:
+           site: str | None = None, **plan_kw: Any) -> pd.DataFrame:
     say = progress or (lambda s: None)
     wl, fl, fm = load_inputs(workload, fleet, models)
     kw = dict(plan_kw)
@@ -220,6 +227,9 @@ def _sweep(workload: Any, fleet: Any, models: Any, vary: str, values: Sequence[f
         raise DataError(f"{src}: no query has a deadline_s; --vary deadline-scale needs deadlines to scale")
     if pool is not None and pool not in fl.pools:
         raise DataError(f"{fl.source}: --pool {pool!r}: no such pool; expected one of {', '.join(fl.pools)}")
+    if site is not None and site not in fl.sites:
+        raise DataError(f"{fl.source}: --site {site!r}: no such site; expected one of the fleet's [sites] "
+                        f"({', '.join(fl.sites) or 'none defined'})")
     if signals is not None:
         kw["signals"] = signals
     rows: list[dict[str, Any]] = []
@@ -240,10 +250,10 @@ def _sweep(workload: Any, fleet: Any, models: Any, vary: str, values: Sequence[f
         values = default_values(vary)
     values = [float(v) for v in values]
     _check_values(vary, values)
-    _check_points(wl, fl, vary, values, pool, signals, kw.get("objective", "energy"))
+    _check_points(wl, fl, vary, values, pool, signals, kw.get("objective", "energy"), site)
     for k, v in enumerate(values, 1):
         say(f"[{k}/{len(values)}] {vary} = {v:g} ...")
-        row, problem = _point(wl, fl, fm, vary, v, pool, signals, kw, f"[{k}/{len(values)}]", say)
+        row, problem = _point(wl, fl, fm, vary, v, pool, signals, kw, f"[{k}/{len(values)}]", say, site)
         rows.append(row)
         if base_problem is None and vary in ("min-mean-accuracy", "zeta"):
             base_problem = problem
@@ -268,7 +278,7 @@ def _sweep(workload: Any, fleet: Any, models: Any, vary: str, values: Sequence[f
 
 
 def _point(wl: pd.DataFrame, fl: Any, fm: Any, vary: str, v: float, pool: str | None, signals: Signals | None,
-           kw: dict[str, Any], tag: str, say: Progress) -> tuple[dict[str, Any], Problem]:
+           kw: dict[str, Any], tag: str, say: Progress, site: str | None = None) -> tuple[dict[str, Any], Problem]:
     """One point of the series: its plan's row (priced per slot under ``signals``; without a plan,
     its status and reason) and the plan's problem."""
     pk = dict(kw)
@@ -276,7 +286,7 @@ def _point(wl: pd.DataFrame, fl: Any, fm: Any, vary: str, v: float, pool: str | 
         pk["min_mean_accuracy"] = v
     elif vary == "zeta":
         pk["zeta"] = v
-    w, f = point_inputs(wl, fl, vary, v, pool)
+    w, f = point_inputs(wl, fl, vary, v, pool, site)
     sched = plan(w, f, fm, **pk)
     s = sched.summary()
     say(f"{tag} {vary} = {v:g}: {s.status}"
@@ -291,11 +301,11 @@ def _point(wl: pd.DataFrame, fl: Any, fm: Any, vary: str, v: float, pool: str | 
 
 
 def _check_points(wl: pd.DataFrame, fl: Any, vary: str, values: Sequence[float], pool: str | None,
-                  signals: Signals | None, objective: str) -> None:
+                  signals: Signals | None, objective: str, site: str | None = None) -> None:
     """Before any solving: each point planned per time slot (carbon, cost, or a capped pool) has
     signals that cover its horizon, with the objective's column (else a one-line error)."""
     for v in values:
-        _, f = point_inputs(wl, fl, vary, v, pool)
+        _, f = point_inputs(wl, fl, vary, v, pool, site)
         slotted = objective in SLOT_OBJECTIVES or f.has_power_caps
         if not slotted:
             continue

@@ -3,7 +3,8 @@ and any plan on a fleet with power caps).
 
 :class:`SlotPrices` holds the slots of a plan over ``[0, horizon)`` (the signals' slots cut at the
 horizon, or whole hours where a fleet with caps is planned without signals), the objective's
-price of a joule charged in each (pool, slot), and each pool's power cap:
+price of a joule charged in each (pool, slot), each pool's power cap and each site's (pools
+sharing a cap):
 
 * ``carbon`` — kgCO2e per J: the slot's carbon intensity [gCO2e/kWh] / 1000 / 3.6e6;
 * ``cost`` — currency per J: the slot's price [currency/kWh] / 3.6e6;
@@ -18,12 +19,13 @@ planner, its bound and the summary use.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from .accounting import J_PER_KWH
-from .caps import cap_bounds_s, pool_power_w
+from .caps import cap_bounds_s, cap_rows, pool_power_w, site_members
 from .errors import DataError
 from .fleet import Fleet
 from .signals import Signals
@@ -40,13 +42,21 @@ OBJECTIVE_UNITS = {"energy": "J", "carbon": "kgCO2e", "cost": "currency"}
 class SlotPrices:
     """Slots over ``[0, horizon)`` and their prices. ``bounds_s``: S + 1 boundaries [s];
     ``price_per_j``: ``(n_pools, S)`` objective units per J charged; ``pools``: the fleet's pools in
-    the rows' order; ``cap_w``: each pool's power cap [W] (inf: none)."""
+    the rows' order; ``cap_w``: each pool's power cap [W] (inf: none); ``sites``: the fleet's sites,
+    ``site_pools`` ``(n_sites, n_pools)`` which pools each groups (0/1), ``site_cap_w`` their caps [W]."""
 
     objective: str
     bounds_s: np.ndarray
     price_per_j: np.ndarray
     pools: tuple[str, ...]
     cap_w: np.ndarray
+    sites: tuple[str, ...] = ()
+    site_pools: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    site_cap_w: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def cap_rows(self) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Every pool's and site's cap as a row over the pools (:func:`~energyopt.caps.cap_rows`)."""
+        return cap_rows(self.pools, self.cap_w, self.sites, self.site_pools, self.site_cap_w)
 
     @property
     def n_slots(self) -> int:
@@ -93,12 +103,15 @@ def slot_prices(fleet: Fleet, signals: Signals | None, objective: str) -> SlotPr
                         f"got {objective!r}")
     pools = tuple(fleet.pools)
     cap = np.array([np.inf if fleet.pools[p].power_cap_w is None else fleet.pools[p].power_cap_w for p in pools])
+    site_cap = np.array([s.power_cap_w for s in fleet.sites.values()], dtype=float)
+    site_kw: dict[str, Any] = {"sites": tuple(fleet.sites), "site_pools": site_members(fleet.sites, pools),
+                               "site_cap_w": site_cap}
     if signals is None:
         if objective != "energy":
             raise DataError(f"--objective {objective}: give --signals FILE with a "
                             f"{'carbon_g_per_kwh' if objective == 'carbon' else 'price_per_kwh'} column")
         b = cap_bounds_s(fleet.horizon_s)
-        return SlotPrices(objective, b, np.ones((len(pools), len(b) - 1)), pools, cap)
+        return SlotPrices(objective, b, np.ones((len(pools), len(b) - 1)), pools, cap, **site_kw)
     column = {"carbon": signals.carbon_g_per_kwh, "cost": signals.price_per_kwh, "energy": None}[objective]
     if objective != "energy" and column is None:
         name = "carbon_g_per_kwh" if objective == "carbon" else "price_per_kwh"
@@ -122,4 +135,4 @@ def slot_prices(fleet: Fleet, signals: Signals | None, objective: str) -> SlotPr
             price[j] = column[rows][i0:i0 + n_s] * to_j
         if np.any(price < 0):
             raise DataError(f"{signals.source}: a negative {objective} signal; planning per slot expects prices >= 0")
-    return SlotPrices(objective, b, price, pools, cap)
+    return SlotPrices(objective, b, price, pools, cap, **site_kw)

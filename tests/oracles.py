@@ -193,13 +193,15 @@ def _lanes_needed(runs: list[float], length: float) -> int:
 
 
 def _caps_hold(problem, pick, n_inst, cap_w, dt) -> bool:
-    """Whether each capped pool's energy per slot (charged energy, idle of instances with idle) fits."""
+    """Whether each capped pool's energy per slot (charged energy, idle of instances with idle) fits;
+    a key that is a tuple of pools is a site: the sum over its pools."""
     pool = list(problem.deployments["device"])
     idle_w = [float(x) for x in problem.deployments["idle_power_w"]]
-    for p, cap in cap_w.items():
-        idle_on = sum(n_inst[d] * idle_w[d] for d in range(len(pool)) if pool[d] == p) if problem.idle else 0.0
+    for key, cap in cap_w.items():
+        ps = (key,) if isinstance(key, str) else tuple(key)
+        idle_on = sum(n_inst[d] * idle_w[d] for d in range(len(pool)) if pool[d] in ps) if problem.idle else 0.0
         for k in range(len(dt)):
-            e = sum(float(problem.cost[q, d]) for q, (d, kk) in enumerate(pick) if kk == k and pool[d] == p)
+            e = sum(float(problem.cost[q, d]) for q, (d, kk) in enumerate(pick) if kk == k and pool[d] in ps)
             if (e + idle_on * dt[k]) / dt[k] > cap * (1 + 1e-9):
                 return False
     return True
@@ -209,8 +211,8 @@ def slotted_brute_force(problem, price_per_j: np.ndarray, bounds_s: np.ndarray, 
     """The least objective of a plan whose queries each lie inside one slot (released at 0, no
     deadline inside the horizon), by enumeration: every (deployment, slot) per query among its
     options, the fewest instances whose lanes hold each (deployment, slot)'s queries inside the
-    slot (every split tried), the pools' devices, and the caps ``cap_w`` [W] per pool (charged
-    energy plus, with idle, the instances' idle draw, per second of the slot). ``price_per_j``
+    slot (every split tried), the pools' devices, and the caps ``cap_w`` [W] per pool or per site (a
+    tuple of pools: their sum) (charged energy plus, with idle, the instances' idle draw, per second of the slot). ``price_per_j``
     is per (deployment, slot). Keep it to 4 queries, 3 deployments and 3 slots (inf: no plan)."""
     deps = problem.deployments
     n_q, n_d = problem.n_queries, problem.n_deployments

@@ -5,17 +5,19 @@ has, besides each query's options (deployments), S slots ``[b_k, b_{k+1})``: a j
 query of pool p in slot k costs ``a[p, k]`` (kgCO2e, currency, or 1 per J); instances are on for
 the whole horizon (their idle draw, with ``--idle``, priced in every slot); a pool with a power
 cap may draw at most ``cap_w × (b_{k+1} − b_k)`` joules in each slot (its queries' charged energy
-and, with ``--idle``, its instances' idle draw).
+and, with ``--idle``, its instances' idle draw), and so may a site's pools together: each cap is a
+*cap row* over the pools (:func:`~energyopt.caps.cap_rows`), a pool's own cap the row of that pool
+alone, a site's the row of its pools; the price π of a row is paid by every joule of its pools.
 
 **Relaxation and bound.** One variable per (query, deployment, slot): the share of the query's
 run that falls in the slot. Rows: each query once; per (deployment, slot) the work in the slot is at
-most instances × lanes × slot length; per capped (pool, slot) the energy is at most the cap's.
+most instances × lanes × slot length; per capped (cap row, slot) the energy is at most the cap's.
 A query may use every slot that meets ``[release, deadline]`` — any plan, even one whose queries
 span a slot edge, is a point of it (a spanning query is the mix of its slots in proportion to
 its overlap with each, at the same cost: energy is drawn uniformly over ``[start, end)``), so its
 optimum bounds every plan. Moving the capacity and cap rows into the objective with prices
-``λ[d, k]`` (per second) and ``π[p, k]`` (per J) leaves: each query takes the (deployment, slot)
-of least priced cost ``e·(a[p, k] + π[p, k]) + r·λ[d, k]``, and each pool switches on the
+``λ[d, k]`` (per second) and ``π[c, k]`` (per J, per cap row c) leaves: each query takes the (deployment, slot)
+of least priced cost ``e·(a[p, k] + Σ_{c ∋ p} π[c, k]) + r·λ[d, k]``, and each pool switches on the
 instances worth most at those prices (a bounded knapsack, as in :mod:`.decompose`). Its value
 L(λ, π) is a lower bound for any prices; a proximal bundle method maximises it over the prices
 of the rows that ever run over (the others stay 0, which keeps L a bound). For a (query,
@@ -40,7 +42,7 @@ within the gap of the best plan (Benders over n; :func:`_instance_search`).
 **Plan.** At the prices (a little lowered, so that queries the prices leave tied between a
 priced cell and an unpriced one take the priced one) every query takes its least priced (deployment, slot); each
 (deployment, slot) keeps the queries whose second choice is dearest (largest regret) up to its
-lane-seconds, each capped (pool, slot) up to its joules; the others are priced again among the
+lane-seconds, each capped (cap row, slot) up to its joules; the others are priced again among the
 slots not full, until every query has a place. A query is placed *inside one slot*: it starts at
 or after the slot's start (and its release) and ends by the slot's end (and its deadline), so a
 plan never spans a slot edge and a query longer than the slots has no slotted option. Each
@@ -197,13 +199,22 @@ class _Slots:
         self.idle = problem.idle
         self.idle_w = deps["idle_power_w"].to_numpy(dtype=float)
         self.inst_cost = np.asarray(problem.instance_cost, dtype=float)
-        self.capped = np.flatnonzero(np.isfinite(sp.cap_w))  # pools with a cap
-        self.cap_j = sp.cap_w[self.capped, None] * self.dt[None, :]  # [n_capped, S]
+        # the cap rows (each pool alone, then each site: caps.cap_rows); π has one row per cap row
+        self.cap_label, self.cap_rows, self.cap_w = sp.cap_rows()
+        self.n_c = len(self.cap_w)
+        self.capped = np.flatnonzero(np.isfinite(self.cap_w))  # cap rows with a cap
+        self.cap_j = self.cap_w[self.capped, None] * self.dt[None, :]  # [n_capped, S]
+        #: per pool, the capped rows it is in
+        self.rows_of_pool = [self.capped[self.cap_rows[self.capped, p] > 0] for p in range(self.n_p)]
         # the slots meeting each query's [release, deadline]: the bound's windows
         self.lo_b = np.clip(np.searchsorted(self.b, self.rel, side="right") - 1, 0, self.S - 1)
         #: (α, gain) of each evaluation on every query: V(n) ≥ α − gain·n for every instance vector n
         self.cuts: list[tuple[float, np.ndarray]] = []
         self.hi_b = np.clip(np.searchsorted(self.b, self.due, side="left") - 1, self.lo_b, self.S - 1)
+
+    def pool_pi(self, pi: np.ndarray) -> np.ndarray:
+        """``[n_p, S]``: the price per J of each pool's energy, the sum of its cap rows' ``pi``."""
+        return self.cap_rows.T @ pi
 
     def fits(self, rows: np.ndarray, d: np.ndarray, k: np.ndarray) -> np.ndarray:
         """Whether each row fits inside slot ``k`` on deployment ``d`` (see :meth:`cell_allowed`)."""
@@ -255,7 +266,7 @@ class SlotBound:
 
     bound: float
     lam: np.ndarray  # [n_d, S] price of a second of work per (deployment, slot)
-    pi: np.ndarray  # [n_p, S] price of a joule per (pool, slot) (0 for pools without a cap)
+    pi: np.ndarray  # [n_c, S] price of a joule per (cap row, slot) (0 for rows without a cap)
     iterations: int
     time_s: float
     converged: bool
@@ -365,14 +376,14 @@ def _price_view(T: _Slots, V: _View, a: np.ndarray, lam: np.ndarray, pos: np.nda
 def _evaluate(T: _Slots, V: _View, lam: np.ndarray, pi: np.ndarray, *, choices: bool = False,
               fixed_n: np.ndarray | None = None):
     """L(λ, π), its subgradient (work per (deployment, slot) over capacity; energy per capped
-    (pool, slot) over the cap), the instances at these prices; with ``choices`` also each row's
+    (cap row, slot) over the cap), the instances at these prices; with ``choices`` also each row's
     least priced (deployment, slot), its priced cost and the second least over deployments. With
     ``fixed_n`` the instances are those (the value is then a bound only for plans with them)."""
-    best, v, second, kk = _choose_least(T, V, T.a0 + pi[T.pool_of], lam)
+    best, v, second, kk = _choose_least(T, V, T.a0 + T.pool_pi(pi)[T.pool_of], lam)
     x_part = V.wt * float(v.sum())
     gain = T.lanes * (lam @ T.dt) - T.inst_cost
     if T.idle:
-        gain = gain - T.idle_w * ((pi @ T.dt)[T.pool_of])
+        gain = gain - T.idle_w * ((T.pool_pi(pi) @ T.dt)[T.pool_of])
     if fixed_n is None:
         n_part, n_inst = _instances_at_prices(T, gain)
     else:
@@ -388,7 +399,7 @@ def _evaluate(T: _Slots, V: _View, lam: np.ndarray, pi: np.ndarray, *, choices: 
     pe = V.wt * np.bincount(T.pool_of[best] * T.S + kk, weights=ener, minlength=T.n_p * T.S).reshape(T.n_p, T.S)
     if T.idle:
         pe += np.bincount(T.pool_of, weights=n_inst * T.idle_w, minlength=T.n_p)[:, None] * T.dt[None, :]
-    g_pi = pe[capped] - T.cap_j
+    g_pi = (T.cap_rows[capped] @ pe) - T.cap_j
     if V.exact:  # L(λ, π) with the instances left free: a cut V(n) ≥ α − gain·n (see _instance_master)
         T.cuts.append((x_part - float(np.sum(pi[capped] * T.cap_j)), gain.copy()))
     out = (L, g_lam, g_pi, n_inst)
@@ -405,7 +416,7 @@ def _instances_at_prices(T: _Slots, gain: np.ndarray) -> tuple[float, np.ndarray
 def _bundle(T: _Slots, V: _View, theta0: np.ndarray, active0: np.ndarray, scale: np.ndarray, delta: float, *,
             rel_tol: float, max_iter: int, deadline: float | None, say: Callable[[str], None],
             fixed_n: np.ndarray | None = None, target: float = math.inf, stall: int = 0, shrink: float = 0.5):
-    """Maximise L over prices θ = (λ, π on capped pools) ≥ 0: a proximal bundle method with a box
+    """Maximise L over prices θ = (λ, π on capped cap rows) ≥ 0: a proximal bundle method with a box
     trust region (``delta`` in units of ``scale``) over the prices of rows that ran over at some
     evaluation (the others stay 0). Stops early once L reaches ``target``, or (``stall`` > 0) after
     that many iterations in a row that did not raise L by more than ``rel_tol``."""
@@ -416,7 +427,7 @@ def _bundle(T: _Slots, V: _View, theta0: np.ndarray, active0: np.ndarray, scale:
 
     def ev(theta: np.ndarray):
         lam = theta[:n_lam].reshape(T.n_d, T.S)
-        pi = np.zeros((T.n_p, T.S))
+        pi = np.zeros((T.n_c, T.S))
         pi[T.capped] = theta[n_lam:].reshape(len(T.capped), T.S)
         L, g_lam, g_pi, _ = _evaluate(T, V, lam, pi, fixed_n=fixed_n)
         return L, np.concatenate([g_lam.ravel(), g_pi.ravel()])
@@ -525,7 +536,7 @@ def slot_bound(problem: Problem, *, rel_tol: float = 1e-7, max_iter: int = 200, 
                                            max_iter=max_iter if not stages else BOUND_FULL_ITERATIONS, deadline=deadline, say=say,
                                            stall=BOUND_FULL_STALL if stages else 0)
     lam = theta[:n_lam].reshape(T.n_d, T.S)
-    pi = np.zeros((T.n_p, T.S))
+    pi = np.zeros((T.n_c, T.S))
     pi[T.capped] = theta[n_lam:].reshape(len(T.capped), T.S)
     L = _evaluate(T, full, lam, pi)[0]
     sb_extra = (theta, active, scale)
@@ -655,25 +666,25 @@ def _plan_value(T: _Slots, dep: np.ndarray, lane: np.ndarray, start: np.ndarray)
 def _fill(T: _Slots, V: _View, rows: np.ndarray, d0: np.ndarray, k0: np.ndarray, v0: np.ndarray, s0: np.ndarray,
           n_inst: np.ndarray, lam: np.ndarray, pi: np.ndarray, say: Callable[[str], None]):
     """Each row's (deployment, slot): its proposal is kept while the cell's lane-seconds and the
-    capped (pool, slot)'s joules hold (largest regret first); the others are priced again among the
+    capped (cap row, slot)'s joules hold (largest regret first); the others are priced again among the
     cells not yet full. Returns the deployment and slot of every row (-1: none) and, for the rows
-    left without one, the (pool, slot) caps that turned them away."""
-    a = T.a0 + pi[T.pool_of]
+    left without one, the (cap row, slot) caps that turned them away."""
+    a = T.a0 + T.pool_pi(pi)[T.pool_of]
     cap_time = (n_inst * T.lanes)[:, None] * T.dt[None, :]  # [n_d, S]
-    cap_pow = np.full((T.n_p, T.S), np.inf)
+    cap_pow = np.full((T.n_c, T.S), np.inf)  # per cap row
     idle_on = np.bincount(T.pool_of, weights=n_inst * T.idle_w, minlength=T.n_p) if T.idle else np.zeros(T.n_p)
-    cap_pow[T.capped] = T.cap_j - idle_on[T.capped, None] * T.dt[None, :]
+    cap_pow[T.capped] = T.cap_j - (T.cap_rows[T.capped] @ idle_on)[:, None] * T.dt[None, :]
     used_time = np.zeros((T.n_d, T.S))
-    used_pow = np.zeros((T.n_p, T.S))
+    used_pow = np.zeros((T.n_c, T.S))
     closed = cap_time <= 0
-    closed |= (cap_pow <= 0)[T.pool_of]
+    closed |= (T.cap_rows.T @ (cap_pow <= 0) > 0)[T.pool_of]
     d_of = np.full(len(rows), -1, dtype=np.int64)
     k_of = np.full(len(rows), -1, dtype=np.int64)
-    blocked_pow = np.zeros((T.n_p, T.S))  # energy turned away by a cap [J]
+    blocked_pow = np.zeros((T.n_c, T.S))  # energy turned away by a cap [J]
     pend = np.arange(len(rows))
     pd_, pk, pv, ps = d0, k0, v0, s0
     # a proposal outside the query's own fit (the bound's windows are wider) is priced again
-    for _round in range(T.n_d * T.S + T.n_p * T.S + 2):
+    for _round in range(T.n_d * T.S + T.n_c * T.S + 2):
         valid = pd_ >= 0
         if valid.any():
             vi = np.flatnonzero(valid)
@@ -696,27 +707,30 @@ def _fill(T: _Slots, V: _View, rows: np.ndarray, d0: np.ndarray, k0: np.ndarray,
         keep = np.zeros(len(cand), dtype=bool)
         keep[o] = within
         closed.reshape(-1)[np.unique(cell[~keep])] = True  # a cell that turned rows away is full
-        # the caps: per capped (pool, slot), the kept rows, largest regret first
-        pcell = T.pool_of[dd] * T.S + kk
-        capped_row = np.isfinite(cap_pow.reshape(-1)[pcell]) & keep
-        if capped_row.any():
-            ci = np.flatnonzero(capped_row)
-            o2 = ci[np.lexsort((-regret[ci], pcell[ci]))]
-            pc = pcell[o2]
+        # the caps: per capped (cap row, slot), the kept rows of its pools, largest regret first
+        # (row after row: a row that a later cap turns away only frees room under the earlier ones)
+        pool_dd = T.pool_of[dd]
+        for c in T.capped.tolist():
+            ci = np.flatnonzero((T.cap_rows[c, pool_dd] > 0) & keep)
+            if not len(ci):
+                continue
+            o2 = ci[np.lexsort((-regret[ci], kk[ci]))]
+            pc = kk[o2]
             first2 = np.r_[True, pc[1:] != pc[:-1]]
             grp2 = np.cumsum(first2) - 1
             c2 = np.cumsum(ener[o2])
             base2 = (c2 - ener[o2])[first2][grp2]
-            ok2 = used_pow.reshape(-1)[pc] + (c2 - base2) <= cap_pow.reshape(-1)[pc] * (1 + 1e-12)
-            keep[o2[~ok2]] = False
+            ok2 = used_pow[c, pc] + (c2 - base2) <= cap_pow[c, pc] * (1 + 1e-12)
             turned = o2[~ok2]
-            np.add.at(blocked_pow.reshape(-1), pcell[turned], ener[turned])
-            full_p = np.unique(pc[~ok2])
-            for j in full_p.tolist():
-                p, k = divmod(j, T.S)
-                closed[T.pool_of == p, k] = True
+            keep[turned] = False
+            np.add.at(blocked_pow[c], kk[turned], ener[turned])
+            for k in np.unique(pc[~ok2]).tolist():
+                closed[T.cap_rows[c, T.pool_of] > 0, k] = True
+        pcell = pool_dd * T.S + kk
         np.add.at(used_time.reshape(-1), cell[keep], run[keep])
-        np.add.at(used_pow.reshape(-1), pcell[keep], ener[keep])
+        used_pool = np.zeros(T.n_p * T.S)
+        np.add.at(used_pool, pcell[keep], ener[keep])
+        used_pow += T.cap_rows @ used_pool.reshape(T.n_p, T.S)
         d_of[pend[cand[keep]]] = dd[keep]
         k_of[pend[cand[keep]]] = kk[keep]
         done = np.zeros(len(pend), dtype=bool)
@@ -803,10 +817,11 @@ def _repair(T: _Slots, late: list[int], dep: np.ndarray, lane: np.ndarray, start
     placed = np.flatnonzero(dep >= 0)
     k_of = np.searchsorted(T.b, start[placed], side="right") - 1
     np.add.at(pool_energy, (T.pool_of[dep[placed]], k_of), T.E[placed, dep[placed]])
-    cap = np.full((T.n_p, T.S), np.inf)
+    pool_energy = T.cap_rows @ pool_energy  # per cap row from here on
+    cap = np.full((T.n_c, T.S), np.inf)
     if len(T.capped):
         idle_on = np.bincount(T.pool_of, weights=n_inst * T.idle_w, minlength=T.n_p) if T.idle else np.zeros(T.n_p)
-        cap[T.capped] = T.cap_j - idle_on[T.capped, None] * T.dt[None, :]
+        cap[T.capped] = T.cap_j - (T.cap_rows[T.capped] @ idle_on)[:, None] * T.dt[None, :]
     left = []
     for q in late:
         allowed = T.cell_allowed(np.array([q]))[0] & (n_inst[:, None] > 0)
@@ -816,8 +831,8 @@ def _repair(T: _Slots, late: list[int], dep: np.ndarray, lane: np.ndarray, start
             if not np.isfinite(cost.reshape(-1)[j]):
                 break
             d, k = divmod(j, T.S)
-            p = T.pool_of[d]
-            if pool_energy[p, k] + T.E[q, d] > cap[p, k] * (1 + 1e-12):
+            p = T.rows_of_pool[T.pool_of[d]]  # the capped rows of its pool
+            if np.any(pool_energy[p, k] + T.E[q, d] > cap[p, k] * (1 + 1e-12)):
                 continue
             f = free.setdefault(j, np.full(int(n_inst[d] * T.lanes[d]), float(T.b[k])))
             i = int(np.argmin(f))
@@ -839,8 +854,9 @@ def _on_new_instance(T: _Slots, q: int, a: np.ndarray, dep: np.ndarray, lane: np
                      n_inst: np.ndarray, free: dict[int, np.ndarray], pool_energy: np.ndarray, cap: np.ndarray) -> bool:
     """A late query that no switched-on instance takes (a tight deadline, say, on a deployment the
     prices left off): one more instance of the cheapest deployment whose pool has the devices (and
-    its fleet deployment the instances) for it, within the caps, idle draw included; ``n_inst``
-    and the lanes' free times grow with it. Whether the query was placed."""
+    its fleet deployment the instances) for it, within the caps (``pool_energy`` and ``cap`` per
+    cap row), idle draw included; ``n_inst`` and the lanes' free times grow with it. Whether the
+    query was placed."""
     allowed = T.cell_allowed(np.array([q]))[0]
     cost = np.where(allowed, (T.E[q][:, None] * a) + np.maximum(T.inst_cost, 0)[:, None], np.inf)
     for j in np.argsort(cost, axis=None).tolist():
@@ -851,12 +867,12 @@ def _on_new_instance(T: _Slots, q: int, a: np.ndarray, dep: np.ndarray, lane: np
         cnt, ds = T.pools[p]
         if int((T.k[ds] * n_inst[ds]).sum()) + T.k[d] > cnt or n_inst[T.groups_of[d]].sum() >= T.max_inst[d]:
             continue
-        ci = np.flatnonzero(T.capped == p)
+        ci = T.rows_of_pool[p]  # its pool's capped rows
         if len(ci):
-            room = cap[p] - (T.idle_w[d] * T.dt if T.idle else 0.0)
-            if np.any(pool_energy[p] > room * (1 + 1e-12)) or pool_energy[p, k] + T.E[q, d] > room[k] * (1 + 1e-12):
+            room = cap[ci] - (T.idle_w[d] * T.dt if T.idle else 0.0)
+            if np.any(pool_energy[ci] > room * (1 + 1e-12)) or np.any(pool_energy[ci, k] + T.E[q, d] > room[:, k] * (1 + 1e-12)):
                 continue
-            cap[p] = room
+            cap[ci] = room
         first = int(n_inst[d] * T.lanes[d])
         n_inst[d] += 1
         for kk in range(T.S):  # every slot of the deployment gets the new instance's lanes, free from its start
@@ -867,7 +883,7 @@ def _on_new_instance(T: _Slots, q: int, a: np.ndarray, dep: np.ndarray, lane: np
         s = max(float(T.rel[q]), float(T.b[k]))
         f[first] = s + T.R[q, d]
         dep[q], lane[q], start[q] = d, first, s
-        pool_energy[p, k] += T.E[q, d]
+        pool_energy[ci, k] += T.E[q, d]
         return True
     return False
 
@@ -930,7 +946,7 @@ def _instance_search(T: _Slots, full: _View, sb: SlotBound, bound: float,
                                        deadline=stop, say=say, fixed_n=n, target=target, stall=FULL_STALL)
         prices[key] = th
         lam = th[:n_lam].reshape(T.n_d, T.S)
-        pi = np.zeros((T.n_p, T.S))
+        pi = np.zeros((T.n_c, T.S))
         pi[T.capped] = th[n_lam:].reshape(len(T.capped), T.S)
         if math.isnan(Ln):
             Ln = _evaluate(T, full, lam, pi, fixed_n=n)[0]  # a cut at n (full views record theirs)
@@ -995,15 +1011,16 @@ class SlottedMethod(Method):
         if unplaced:
             msg = f"{len(unplaced)} queries found no slot with room on a lane within their windows"
             idle_on = np.bincount(T.pool_of, weights=n_plan * T.idle_w, minlength=T.n_p) if T.idle else np.zeros(T.n_p)
-            over_idle = [p for p in T.capped.tolist() if idle_on[p] >= sp.cap_w[p]]
+            idle_on = T.cap_rows @ idle_on  # per cap row
+            over_idle = [c for c in T.capped.tolist() if idle_on[c] >= T.cap_w[c]]
             if over_idle:
-                p = over_idle[0]
-                msg += (f"; the idle draw of pool {sp.pools[p]}'s instances ({idle_on[p]:,.1f} W) alone reaches its "
-                        f"power_cap_w ({sp.cap_w[p]:,.6g} W) in every slot, {idle_on[p] - sp.cap_w[p]:,.1f} W over")
+                c = over_idle[0]
+                msg += (f"; the idle draw of {T.cap_label[c]}'s instances ({idle_on[c]:,.1f} W) alone reaches its "
+                        f"power_cap_w ({T.cap_w[c]:,.6g} W) in every slot, {idle_on[c] - T.cap_w[c]:,.1f} W over")
             elif blocked.any():
-                p, k = np.unravel_index(int(np.argmax(blocked)), blocked.shape)
-                short_w = float(blocked[p, k]) / float(T.dt[k])
-                msg += (f"; the power cap of pool {sp.pools[p]} ({sp.cap_w[p]:,.6g} W) is {short_w:,.1f} W short in "
+                c, k = np.unravel_index(int(np.argmax(blocked)), blocked.shape)
+                short_w = float(blocked[c, k]) / float(T.dt[k])
+                msg += (f"; the power cap of {T.cap_label[c]} ({T.cap_w[c]:,.6g} W) is {short_w:,.1f} W short in "
                         f"{slot_name(T.b, int(k))}")
             # no plan costs more than every query on its dearest option in its dearest slot, every instance on
             dearest = float(np.sum(np.max(np.where(T.ok, T.E, 0.0), axis=1))) * float(T.a0.max())
