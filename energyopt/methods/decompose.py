@@ -629,13 +629,14 @@ def instance_search(problem: Problem, D: _Dense, dual: DualBound, upper: float, 
     at_l: dict[tuple[int, ...], float] = {}  # L on every query at each visited vector's last prices
     stalled, last = 0, -math.inf
     rnd, n_last = 0, None
+    theta0, scale = dual.theta, dual.scale
 
     def visit(n: np.ndarray, seen: int, deadline: float) -> tuple[float, np.ndarray]:
         """Prices for the instances n (see above) and L at them on every query (a cut)."""
         key = tuple(n.tolist())
         V = sample if seen == 0 else D
         # each visit of n continues from the prices its last one reached
-        theta, _, _, _ = _bundle(dense_oracle(V, fixed_n=n), thetas.get(key, dual.theta), 0.05, dual.scale,
+        theta, _, _, _ = _bundle(dense_oracle(V, fixed_n=n), thetas.get(key, theta0), 0.05, scale,
                                  rel_tol=1e-7, max_iter=MASTER_ITERATIONS if V is not D else MASTER_FULL_ITERATIONS,
                                  cap=upper, deadline=deadline, say=say)
         thetas[key] = theta
@@ -917,8 +918,8 @@ def _fill_within(D: _Dense, lam: np.ndarray, mu: float, reserve: np.ndarray | No
             d, t = opt_i[j], run_i[j]
             room_d = rooms[d]
             if (room_d[lr] if lr == n_l - 1 else min(room_d[lr:])) >= t:
-                for l in range(lr, n_l):
-                    room_d[l] -= t
+                for lv in range(lr, n_l):
+                    room_d[lv] -= t
                 chosen[i] = d
                 ok_r[i] = True
                 break
@@ -1001,9 +1002,9 @@ def _downgrade(D: _Dense, choice: np.ndarray, room: np.ndarray) -> None:
         if lost > surplus or (room_d[lr] if lr == n_l - 1 else min(room_d[lr:])) < t:
             continue
         room_d0 = rooms[d0]
-        for l in range(lr, n_l):
-            room_d[l] -= t
-            room_d0[l] += back
+        for lv in range(lr, n_l):
+            room_d[lv] -= t
+            room_d0[lv] += back
         moved[i] = True
         surplus -= lost
     choice[rows[moved]] = d_to[moved]
