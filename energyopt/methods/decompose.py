@@ -35,8 +35,10 @@ free in a second fill.
 idle draw over the horizon is lumpy, and in capacity-bound fleets so is each GPU. The instance
 search (:func:`instance_search`, :mod:`.instances`) takes every evaluation of L on the whole batch
 as a cut on the bound of each instance vector, minimises over the vectors the fleet allows (a small
-MILP), maximises L with the instances fixed at the vector it names, and tries a plan that fills
-exactly those instances, until the bound and the best plan meet or its time is up.
+MILP) and maximises L with the instances fixed at the vector it names, until the bound stops
+rising; then it tries plans that fill exactly the instances of the master's last vector (and of
+the best plan's, and of the visited vectors of least bound), until the bound and the best plan
+meet or its time is up.
 
 The gap reported is between that plan's objective and the best bound found (L, or the master's
 value), so it is proven.
