@@ -673,7 +673,7 @@ def instance_search(problem: Problem, D: _Dense, dual: DualBound, upper: float, 
             visit(n, seen if stalled < MASTER_SAMPLE_STALL else max(seen, 1), bound_stop)
         say(f"lagrangian: whole instances: bound {bound:.8g} after {rnd + 1} master rounds "
             f"in {time.perf_counter() - t0:.2f} s")
-        if try_plan is None or n_last is None:
+        if try_plan is None or n_last is None or relative_gap(upper, bound) <= limits.mip_rel_gap or limits.expired():
             return bound
         # plans: the master's last vector first, then the best plan's (``plan_n``), then the others
         # visited, least L first
