@@ -606,7 +606,8 @@ def instance_search(problem: Problem, D: _Dense, dual: DualBound, upper: float, 
     (``upper``), ``MASTER_STALL`` rounds do not move it, n comes back after ``MASTER_VISITS``, or
     :data:`MASTER_BOUND_SHARE` of the search's time is up. A round costs a bundle on the sample
     and a pass over every query, a plan a fill and MILPs: plans wait for the bound (tried at
-    every vector the master named, 30 plans at 100,000 queries ``--idle`` took 50 s and left 6%).
+    every vector the master named, at 100,000 queries ``--idle`` each plan took about 28 s and
+    the search's time ran out at a gap of 6%; the bound alone took 30 rounds).
 
     *Plans.* ``try_plan`` is handed the choices at the prices of the master's last vector and that
     vector, then of the other vectors visited whose L is below the best plan's objective, least L
