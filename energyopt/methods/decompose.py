@@ -35,8 +35,10 @@ free in a second fill.
 idle draw over the horizon is lumpy, and in capacity-bound fleets so is each GPU. The instance
 search (:func:`instance_search`, :mod:`.instances`) takes every evaluation of L on the whole batch
 as a cut on the bound of each instance vector, minimises over the vectors the fleet allows (a small
-MILP), maximises L with the instances fixed at the vector it names, and tries a plan that fills
-exactly those instances, until the bound and the best plan meet or its time is up.
+MILP) and maximises L with the instances fixed at the vector it names, until the bound stops
+rising; then it tries plans that fill exactly the instances of the master's last vector (and of
+the best plan's, and of the visited vectors of least bound), until the bound and the best plan
+meet or its time is up.
 
 The gap reported is between that plan's objective and the best bound found (L, or the master's
 value), so it is proven.
@@ -205,6 +207,9 @@ FILL_BISECTIONS = 5
 #: fills again at most this many times, each keeping more lane-seconds free, where a fill's plan
 #: left queries that packing could not place
 FILL_RESERVE_ROUNDS = 3
+
+#: the fill's greedy reads each row's first this many options from lists made at once
+FILL_FIRST_OPTIONS = 3
 
 #: rows priced at a time: the block's work arrays stay in the processor's cache, and no
 #: (queries × deployments) temporary is ever allocated
@@ -572,28 +577,43 @@ MASTER_FULL_ITERATIONS = 30
 #: rounds in a row that move neither the bound nor the plan before the search stops (a round that
 #: rules out an instance vector moves neither while others of as low a bound are left)
 MASTER_STALL = 15
+#: rounds in a row that do not move the bound after which new vectors are priced on every query
+MASTER_SAMPLE_STALL = 3
 #: visits of one instance vector at most (the first on the sample, the others on every query)
 MASTER_VISITS = 4
 #: the instance search stops after this share of the bound's time plus MASTER_MIN_S [s] (or half
 #: of what the time limit leaves, if less)
 MASTER_TIME_SHARE = 3.0
 MASTER_MIN_S = 30.0
+#: the share of the instance search's time the bound may take before plans are tried
+MASTER_BOUND_SHARE = 0.6
+#: plans tried at the master's instance vectors at most
+MASTER_PLANS = 3
 #: the time cap of each MILP of a plan tried at the master's instances [s]
 TRY_PLAN_MILP_S = 8.0
 
 
 def instance_search(problem: Problem, D: _Dense, dual: DualBound, upper: float, limits: Limits,
                     try_plan: Callable[[DualBound, np.ndarray], float] | None = None,
-                    progress: Callable[[str], None] | None = None) -> float:
-    """The bound raised by whole instances (Benders over the instance vector, :mod:`.instances`):
-    the master names the instance vector n of least bound; L maximised with the instances fixed at
-    n (on the bound's last sample, or on every query if n comes back, from the prices of its last
-    visit), then evaluated on every query there, adds cuts (each evaluation on every query is a
-    cut valid for every n). Where L at n is below ``upper`` (the best plan's objective),
-    ``try_plan`` is handed the choices at those prices and n (once per n), and returns the best
-    plan's objective after it. Until the master's value is within the gap of the best plan, its
-    time is up, ``MASTER_STALL`` rounds move neither, or n comes back after ``MASTER_VISITS``.
-    Returns the better of the master's value and ``dual.bound``."""
+                    progress: Callable[[str], None] | None = None, plan_n: np.ndarray | None = None) -> float:
+    """The bound raised by whole instances (Benders over the instance vector, :mod:`.instances`),
+    then plans at the vectors it leaves.
+
+    *Bound.* The master names the instance vector n of least bound; L maximised with the instances
+    fixed at n (on the bound's last sample, or on every query if n comes back, from the prices of
+    its last visit), then evaluated on every query there, adds cuts (each evaluation on every query
+    is a cut valid for every n). Until the master's value is within the gap of the best plan
+    (``upper``), ``MASTER_STALL`` rounds do not move it, n comes back after ``MASTER_VISITS``, or
+    :data:`MASTER_BOUND_SHARE` of the search's time is up. A round costs a bundle on the sample
+    and a pass over every query, a plan a fill and MILPs: plans wait for the bound (tried at
+    every vector the master named, at 100,000 queries ``--idle`` each plan took about 28 s and
+    the search's time ran out at a gap of 6%; the bound alone took 30 rounds).
+
+    *Plans.* ``try_plan`` is handed the choices at the prices of the master's last vector and that
+    vector, then of the other vectors visited whose L is below the best plan's objective, least L
+    first (at most :data:`MASTER_PLANS` in all), and returns the best plan's objective after each;
+    until the gap is met or the time is up. Returns the better of the master's value and
+    ``dual.bound``."""
     say = progress or (lambda s: None)
     bound = dual.bound
     if D.cuts is None or not D.cuts or dual.theta is None or dual.scale is None:
@@ -603,51 +623,94 @@ def instance_search(problem: Problem, D: _Dense, dual: DualBound, upper: float, 
     left = limits.remaining_s()
     if left is not None:
         stop = min(stop, t0 + left / 2)
+    bound_stop = t0 + (MASTER_BOUND_SHARE if try_plan is not None else 1.0) * (stop - t0)
     patterns = option_patterns(D.ok)
     sample = dual.sample if dual.sample is not None else D
     n_d, n_l = len(D.k), len(D.levels)
     tried: dict[tuple[int, ...], int] = {}
     thetas: dict[tuple[int, ...], np.ndarray] = {}
-    stalled, last, last_ub = 0, -math.inf, math.inf
-    rnd = 0
+    at_l: dict[tuple[int, ...], float] = {}  # L on every query at each visited vector's last prices
+    stalled, last = 0, -math.inf
+    rnd, n_last = 0, None
+    theta0, scale = dual.theta, dual.scale
+
+    def visit(n: np.ndarray, seen: int, deadline: float) -> tuple[float, np.ndarray]:
+        """Prices for the instances n (see above) and L at them on every query (a cut)."""
+        key = tuple(n.tolist())
+        V = sample if seen == 0 else D
+        # each visit of n continues from the prices its last one reached
+        theta, _, _, _ = _bundle(dense_oracle(V, fixed_n=n), thetas.get(key, theta0), 0.05, scale,
+                                 rel_tol=1e-7, max_iter=MASTER_ITERATIONS if V is not D else MASTER_FULL_ITERATIONS,
+                                 cap=upper, deadline=deadline, say=say)
+        thetas[key] = theta
+        L_n = _evaluate(D, *_split(theta, n_d, n_l), fixed_n=n)[0]
+        at_l[key] = L_n
+        return L_n, theta
+
     with phase("decompose: whole instances (a master over the instance vector)") as shown:
         for rnd in range(MASTER_ROUNDS):
             alpha = np.array([c[0] for c in D.cuts])
             gains = np.array([c[1] for c in D.cuts])
             lb, n = instance_master(alpha, gains, D.pools, D.groups, D.k, D.max_inst, patterns)
             bound = max(bound, lb)
+            n_last = n
             shown.show(f"round {rnd}, bound {bound:.8g}, plan {upper:.8g}, gap {relative_gap(upper, bound):.4%}")
             say(f"lagrangian: instance master round {rnd}: bound {bound:.8g}, plan {upper:.8g}, "
                 f"gap {relative_gap(upper, bound):.4%}")
-            if n is None or relative_gap(upper, bound) <= limits.mip_rel_gap or time.perf_counter() > stop:
+            if n is None or relative_gap(upper, bound) <= limits.mip_rel_gap or time.perf_counter() > bound_stop:
                 break
-            moved = bound > last + 1e-9 * abs(last) or upper < last_ub
+            moved = bound > last + 1e-9 * abs(last)
             stalled = 0 if moved else stalled + 1
             if stalled >= MASTER_STALL:
                 break
-            last, last_ub = bound, upper
+            last = bound
             key = tuple(n.tolist())
             seen = tried.get(key, 0)
             tried[key] = seen + 1
             if seen >= MASTER_VISITS:  # L at n has had its iterations on every query: the master cannot move
                 break
-            V = sample if seen == 0 else D
-            # each visit of n continues from the prices its last one reached
-            theta, _, _, _ = _bundle(dense_oracle(V, fixed_n=n), thetas.get(key, dual.theta), 0.05, dual.scale,
-                                     rel_tol=1e-7,
-                                     max_iter=MASTER_ITERATIONS if V is not D else MASTER_FULL_ITERATIONS,
-                                     cap=upper, deadline=stop, say=say)
-            thetas[key] = theta
-            lam = theta[: n_d * n_l].reshape(n_d, n_l)
-            mu = float(theta[-1]) if len(theta) > n_d * n_l else 0.0
-            # on every query: a cut, and the choices a plan with n starts from
-            L_n, best, margin, flip = _choices_at(problem.n_queries, D, lam, mu, fixed_n=n)
-            if try_plan is not None and seen == 0 and L_n < upper * (1 - limits.mip_rel_gap) and not limits.expired():
-                at_n = dataclasses.replace(dual, bound=L_n, lam=lam, mu=mu, best=best, margin=margin, flip=flip)
-                upper = min(upper, try_plan(at_n, n))
-        say(f"lagrangian: whole instances: bound {bound:.8g}, plan {upper:.8g} after {rnd + 1} master rounds "
+            # a vector new to the master is priced on the sample, unless the sample's cuts have stopped
+            # moving the bound (its prices are then too far from every query's: capacity-bound pools)
+            visit(n, seen if stalled < MASTER_SAMPLE_STALL else max(seen, 1), bound_stop)
+        say(f"lagrangian: whole instances: bound {bound:.8g} after {rnd + 1} master rounds "
             f"in {time.perf_counter() - t0:.2f} s")
+        if try_plan is None or n_last is None or relative_gap(upper, bound) <= limits.mip_rel_gap or limits.expired():
+            return bound
+        # plans: the master's last vector first, then the best plan's (``plan_n``), then the others
+        # visited, least L first
+        first = tuple(n_last.tolist())
+        if first not in at_l and time.perf_counter() < stop:
+            visit(n_last, 0, stop)
+        second = None if plan_n is None else tuple(np.asarray(plan_n).tolist())
+        if second is not None and second not in at_l and time.perf_counter() < stop:
+            visit(np.asarray(plan_n, dtype=np.int64), 1, stop)
+        order = sorted(at_l, key=lambda k: (k != first, k != second, at_l[k]))
+        plans = 0
+        for key in order:
+            if (plans >= MASTER_PLANS or relative_gap(upper, bound) <= limits.mip_rel_gap
+                    or time.perf_counter() > stop or limits.expired()):
+                break
+            if at_l[key] >= upper * (1 - limits.mip_rel_gap):
+                continue
+            n = np.array(key, dtype=np.int64)
+            if tried.get(key, 0) < 2:  # prices from the sample only: refined on every query (cuts too)
+                tried[key] = 2
+                visit(n, 1, stop)
+            lam, mu = _split(thetas[key], n_d, n_l)
+            L_n, best, margin, flip = _choices_at(problem.n_queries, D, lam, mu, fixed_n=n)
+            at_n = dataclasses.replace(dual, bound=L_n, lam=lam, mu=mu, best=best, margin=margin, flip=flip)
+            upper = min(upper, try_plan(at_n, n))
+            plans += 1
+            shown.show(f"plan {plans} at the master's vectors: bound {bound:.8g}, plan {upper:.8g}, "
+                       f"gap {relative_gap(upper, bound):.4%}")
+            say(f"lagrangian: plan {plans} at instances {list(key)}: L there {L_n:.8g}, best plan {upper:.8g}, "
+                f"gap {relative_gap(upper, bound):.4%}")
     return bound
+
+
+def _split(theta: np.ndarray, n_d: int, n_l: int) -> tuple[np.ndarray, float]:
+    """(λ, μ) from the prices as one vector (λ row-major, then μ where the accuracy row has a price)."""
+    return theta[: n_d * n_l].reshape(n_d, n_l), float(theta[-1]) if len(theta) > n_d * n_l else 0.0
 
 
 @dataclass
@@ -833,20 +896,39 @@ def _fill_within(D: _Dense, lam: np.ndarray, mu: float, reserve: np.ndarray | No
     # room[d, l] is what work due by T_l may still use; a row due at level l uses it at l and above
     choice = order_opt[:, 0].copy()
     placed = np.zeros(n_s, dtype=bool)
-    run = D.run
-    lev = D.lev
-    for r in np.argsort(-np.where(np.isfinite(regret), regret, np.inf), kind="stable"):
-        lr = int(lev[r])
-        for d in order_opt[r]:
-            if not np.isfinite(rc[r, d]):
+    order = np.argsort(-np.where(np.isfinite(regret), regret, np.inf), kind="stable")
+    # the greedy is sequential (each row sees the room the rows before it left): Python floats and
+    # lists, not numpy scalars (100,000 rows: 0.3 s, was 3 s), the same arithmetic in the same order
+    # most rows take one of their first few options: only those go to lists (a row that gets past
+    # them reads its own row's arrays)
+    n_opt = np.isfinite(rc).sum(axis=1)[order].tolist()
+    k_first = min(n_d, FILL_FIRST_OPTIONS)
+    opt_rows = order_opt[order]
+    opts = opt_rows[:, :k_first].tolist()
+    runs = np.take_along_axis(D.run[order], opt_rows[:, :k_first], axis=1).tolist()
+    levs = D.lev[order].tolist()
+    rooms = room.tolist()
+    chosen = choice[order]
+    ok_r = placed[order]
+    n_l = room.shape[1]
+    for i in range(n_s):
+        lr = levs[i]
+        run_i, opt_i = runs[i], opts[i]
+        for j in range(n_opt[i]):
+            if j == k_first and len(opt_i) == k_first:  # past the first options: the row's own arrays
+                opt_i = opt_rows[i].tolist()
+                run_i = D.run[order[i]][opt_rows[i]].tolist()
+            d, t = opt_i[j], run_i[j]
+            room_d = rooms[d]
+            if (room_d[lr] if lr == n_l - 1 else min(room_d[lr:])) >= t:
+                for lv in range(lr, n_l):
+                    room_d[lv] -= t
+                chosen[i] = d
+                ok_r[i] = True
                 break
-            t = run[r, d]
-            if room[d, lr:].min() >= t:
-                room[d, lr:] -= t
-                choice[r] = d
-                placed[r] = True
-                break
-    return choice, np.flatnonzero(~placed), room
+    choice[order] = chosen
+    placed[order] = ok_r
+    return choice, np.flatnonzero(~placed), np.array(rooms, dtype=float).reshape(room.shape)
 
 
 def _fill_meeting_floor(D: _Dense, lam: np.ndarray, mu: float, reserve: np.ndarray | None = None,
@@ -911,16 +993,25 @@ def _downgrade(D: _Dense, choice: np.ndarray, room: np.ndarray) -> None:
     to = ratio.argmax(axis=1)
     rows = np.flatnonzero(np.isfinite(ratio[idx, to]))
     rows = rows[np.argsort(-ratio[rows, to[rows]], kind="stable")]
-    for r in rows:
-        d, d0, lr = int(to[r]), int(choice[r]), int(D.lev[r])
-        lost = float(loss[r, d])
-        t = D.run[r, d]
-        if lost > surplus or room[d, lr:].min() < t:
+    # sequential, in Python floats and lists as in :func:`_fill_within` (the same arithmetic)
+    n_l = room.shape[1]
+    rooms = room.tolist()
+    d_to, d_at = to[rows], choice[rows]
+    moved = np.zeros(len(rows), dtype=bool)
+    for i, (d, d0, lr, lost, t, back) in enumerate(zip(d_to.tolist(), d_at.tolist(), D.lev[rows].tolist(),
+                                                         loss[rows, d_to].tolist(), D.run[rows, d_to].tolist(),
+                                                         D.run[rows, d_at].tolist())):
+        room_d = rooms[d]
+        if lost > surplus or (room_d[lr] if lr == n_l - 1 else min(room_d[lr:])) < t:
             continue
-        room[d, lr:] -= t
-        room[d0, lr:] += D.run[r, d0]
-        choice[r] = d
+        room_d0 = rooms[d0]
+        for lv in range(lr, n_l):
+            room_d[lv] -= t
+            room_d0[lv] += back
+        moved[i] = True
         surplus -= lost
+    choice[rows[moved]] = d_to[moved]
+    room[:] = rooms
 
 
 def _free_for_accuracy(D: _Dense, best: np.ndarray, is_fixed: np.ndarray) -> np.ndarray:
@@ -1109,7 +1200,8 @@ class DecomposeMethod(Method):
                 return kept[0][0]
 
             if relative_gap(kept[0][0], max(lagr, fp.bound)) > limits.mip_rel_gap:
-                lagr = instance_search(problem, dense, dual, kept[0][0], limits, try_plan, progress)
+                lagr = instance_search(problem, dense, dual, kept[0][0], limits, try_plan, progress,
+                                       plan_n=fp.n_inst)
             _, fp, tl = kept[0]
         # the better of the Lagrangian bound and, where the MILP held every query, its own bound
         bound, source = (fp.bound, BoundSource.MIP) if fp.bound > lagr else (lagr, BoundSource.LAGRANGIAN)
