@@ -150,10 +150,10 @@ def capacity_shortfall(problem: Problem) -> CapacityShortfall | None:
         devices = float(counts[inside].sum())
         pools = tuple(names[j] for j in inside)
         sizes = tuple(sorted({int(k) for k in k_dep[np.isin(pool_idx, inside)]}))
-        extra = {"devices": tuple(int(counts[j]) for j in inside), "devices_per_instance": sizes, "all_pools": pset == full}
+        have = tuple(int(counts[j]) for j in inside)
         total, cap = float(need.sum()), devices * horizon
         if total - cap > REL_TOL * max(cap, 1.0):
-            cand = CapacityShortfall(pools, horizon, True, int(np.count_nonzero(confined)), total, cap, **extra)
+            cand = CapacityShortfall(pools, horizon, True, int(np.count_nonzero(confined)), total, cap, have, sizes, pset == full)
             if at_h is None or cand.shortfall_device_s > at_h.shortfall_device_s:
                 at_h = cand
         if at_h is not None or not last.size:
@@ -165,7 +165,7 @@ def capacity_shortfall(problem: Problem) -> CapacityShortfall | None:
         if excess[k] > REL_TOL * max(caps[k], 1.0):
             cand = CapacityShortfall(pools, float(t_early[last[k]]), False,
                                      int(np.count_nonzero(confined[early[: last[k] + 1]])), float(cum[k]),
-                                     float(caps[k]), **extra)
+                                     float(caps[k]), have, sizes, pset == full)
             if at_dl is None or cand.shortfall_device_s > at_dl.shortfall_device_s:
                 at_dl = cand
     return at_h if at_h is not None else at_dl
