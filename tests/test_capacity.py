@@ -4,6 +4,12 @@ force on tiny random instances), and names the pools, the time and the shortfall
 from __future__ import annotations
 
 import math
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 from conftest import TWO_LLM_MODELS, make_models, random_instance, two_llm_fleet, workload_of
@@ -89,3 +95,26 @@ def test_the_whole_fleet_is_named_with_its_devices():
 def test_a_batch_that_fits_passes():
     p = build_problem(workload_of([(10, 100, 0.0, None)] * 50), two_llm_fleet(), make_models(TWO_LLM_MODELS))
     assert capacity_shortfall(p) is None
+
+
+def test_a_batch_proven_infeasible_is_answered_without_importing_the_solver(tmp_path):
+    """The example batch on the default fleet cut to a 10 s horizon: the capacity check proves it
+    infeasible, and `energyopt solve` says so (exit 1) before the default backend's library
+    (scipy.optimize) is imported."""
+    root = Path(__file__).resolve().parents[1]
+    fleet = tmp_path / "fleet.toml"
+    fleet.write_text(re.sub(r"^horizon_s = .*$", "horizon_s = 10", (root / "examples" / "fleet.toml").read_text(),
+                            flags=re.M))
+    code = textwrap.dedent(f"""
+        import runpy, sys
+        sys.argv = ["energyopt", "solve", "examples/workload.csv", "--fleet", {str(fleet)!r}, "-o", {str(tmp_path / "p")!r}]
+        try:
+            runpy.run_module("energyopt.cli", run_name="__main__")
+        except SystemExit as exc:
+            print("exit:", exc.code)
+        print("scipy.optimize loaded:", "scipy.optimize" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(root)}).stdout
+    assert "status: infeasible: capacity: by the horizon (10 s)" in out and "lengthen the horizon" in out
+    assert "exit: 1" in out and "scipy.optimize loaded: False" in out
