@@ -10,15 +10,25 @@ from .problem import Problem
 __all__ = ["explain_infeasible"]
 
 
-def _prefix_shortage(work: np.ndarray, deadlines: np.ndarray, servers: float) -> tuple[np.ndarray, np.ndarray, int | None]:
+def _prefix_shortage(work: np.ndarray, deadlines: np.ndarray, servers: float,
+                     horizon_s: float) -> tuple[np.ndarray, np.ndarray, int | None]:
     """Work due by each deadline (sorted) against ``servers`` × deadline: cumulative work, the
-    sorted deadlines, and the index of the worst shortage (None if nothing is short)."""
-    order = np.argsort(deadlines)
+    sorted deadlines, and the index of the shortage to report (None if nothing is short): the
+    horizon's where the work does not fit the horizon (no deadline is to blame then), else the
+    deadline's with the largest shortage."""
+    order = np.argsort(deadlines, kind="stable")
     cum = np.cumsum(work[order])
     due = deadlines[order]
     short = cum - servers * due
+    if due[-1] >= horizon_s - 1e-9 and short[-1] > 1e-9:
+        return cum, due, len(due) - 1
     j = int(np.argmax(short))
     return cum, due, (j if short[j] > 1e-9 else None)
+
+
+def _by(t: float, horizon_s: float) -> str:
+    """"by the deadline t s" or "by the horizon (t s)": what a shortage by time t asks to move."""
+    return f"by the horizon ({horizon_s:g} s)" if t >= horizon_s - 1e-9 else f"by the deadline {t:g} s"
 
 
 def _unreachable_accuracy(problem: Problem) -> list[str]:
@@ -43,11 +53,12 @@ def _single_deployment_shortage(problem: Problem) -> tuple[list[str], dict[int, 
     for d, sel in single.groupby("d"):
         m = int(deps["max_instances"].iloc[d])
         lanes = int(deps["lanes"].iloc[d])  # an instance at batch size b runs b queries at once
-        cum, due, worst = _prefix_shortage(sel["runtime_s"].to_numpy(), sel["deadline_eff_s"].to_numpy(), m * lanes)
+        cum, due, worst = _prefix_shortage(sel["runtime_s"].to_numpy(), sel["deadline_eff_s"].to_numpy(), m * lanes,
+                                            problem.horizon_s)
         if worst is not None:
             what = "instance-seconds" if lanes == 1 else "lane-seconds"
-            out.append(f"{deps['deployment'].iloc[d]}: queries only it can serve need {cum[worst]:.1f} {what} by "
-                       f"t = {due[worst]:.1f} s, but its {m} instances offer {m * lanes * due[worst]:.1f} "
+            out.append(f"{deps['deployment'].iloc[d]}: queries only it can serve need {cum[worst]:.1f} {what} "
+                       f"{_by(due[worst], problem.horizon_s)}, but its {m} instances offer {m * lanes * due[worst]:.1f} "
                        f"(short by {cum[worst] - m * lanes * due[worst]:.1f} s)")
         min_inst[int(d)] = int(np.ceil(np.max(cum / due) / lanes - 1e-9))
     return out, min_inst
@@ -83,10 +94,11 @@ def _pool_short_of_device_seconds(problem: Problem) -> list[str]:
             continue
         lanes = deps["lanes"].to_numpy()[sel["d"].to_numpy()]
         need = (sel["runtime_s"] * k_all[sel["d"].to_numpy()] / lanes).groupby(sel["q"]).min()
-        cum, due, worst = _prefix_shortage(need.to_numpy(), problem.queries["deadline_eff_s"].to_numpy()[need.index], cnt)
+        cum, due, worst = _prefix_shortage(need.to_numpy(), problem.queries["deadline_eff_s"].to_numpy()[need.index], cnt,
+                                            problem.horizon_s)
         if worst is not None:
-            out.append(f"pool {pool}: queries only it can serve need at least {cum[worst]:.1f} device-seconds by "
-                       f"t = {due[worst]:.1f} s, but its {cnt} devices offer {cnt * due[worst]:.1f} "
+            out.append(f"pool {pool}: queries only it can serve need at least {cum[worst]:.1f} device-seconds "
+                       f"{_by(due[worst], problem.horizon_s)}, but its {cnt} devices offer {cnt * due[worst]:.1f} "
                        f"(short by {cum[worst] - cnt * due[worst]:.1f} device-seconds)")
     return out
 
@@ -103,6 +115,11 @@ def explain_infeasible(problem: Problem) -> list[str]:
         return out
     out = _pool_short_of_device_seconds(problem)
     if not out:
-        out.append("capacity and deadlines together cannot be met: instances are too few for the work due "
-                   "before some deadlines (relax deadlines, add devices, or allow more instances)")
+        due = problem.queries["deadline_eff_s"].to_numpy(dtype=float)
+        if np.any(due < problem.horizon_s - 1e-9):
+            out.append("capacity and deadlines together cannot be met: instances are too few for the work due "
+                       "before some deadlines (relax deadlines, add devices, or allow more instances)")
+        else:  # no query is due before the horizon: the deadlines are not what binds
+            out.append(f"capacity cannot be met: instances are too few for the work by the horizon "
+                       f"({problem.horizon_s:g} s) (lengthen the horizon, add devices, or allow more instances)")
     return out

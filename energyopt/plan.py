@@ -135,28 +135,17 @@ def _plan_problem(problem: Problem, *, solver: str, formulation: str, limits: Li
                   progress: Progress | None, clock: _Clock | None) -> Schedule:
     say = progress or (lambda s: None)
     clock = clock or _Clock()
-    clock.mark("build")
     say(f"problem: {problem.n_queries} queries, {problem.n_deployments} deployments, {problem.n_options} options")
-    backend = get_solver(solver)
-    # in a fresh process this imports the backend's library (scipy.optimize for HiGHS: about half
-    # a second on a 2-core machine): a step of its own, so that the steps after it time the plan
-    clock.mark("backend")
-    if len(problem.unservable):
-        with phase(_DIAGNOSIS):
-            reasons = "; ".join(explain_infeasible(problem)[:10])
-        choice = Choice.none("none", backend.name, Status.INFEASIBLE, Termination.INFEASIBLE, math.inf, BoundSource.NONE,
-                             message=f"{len(problem.unservable)} queries have no feasible option: {reasons}")
-        return _without_plan(problem, choice, clock)
-    with phase("problem: capacity check"):
-        short = capacity_shortfall(problem)  # a cheap proof that nothing fits (methods/capacity.py)
-    if short is not None:
-        # the diagnosis's more specific reasons first where it is cheap (13 s on a million queries)
-        with phase(_DIAGNOSIS):
-            specific = [r for r in explain_infeasible(problem)[:10] if not r.startswith("capacity and deadlines")] \
-                if problem.n_queries <= DIAGNOSE_MAX_QUERIES else []
-        choice = Choice.none("none", backend.name, Status.INFEASIBLE, Termination.INFEASIBLE, math.inf, BoundSource.NONE,
-                             message="; ".join([*specific, short.message()]))
-        return _without_plan(problem, choice, clock)
+    # a named backend is looked up first (an unknown or missing one is an error whatever the batch); the
+    # default's lookup imports its library (scipy.optimize: about half a second on a 2-core machine),
+    # which a batch proven infeasible here never uses (its solver is then "none")
+    backend = None if solver == "auto" else get_solver(solver)
+    proven = _proven_infeasible(problem, "none" if backend is None else backend.name)
+    clock.mark("build")  # the problem and its checks
+    if proven is not None:
+        return _without_plan(problem, proven, clock)
+    backend = backend or get_solver(solver)
+    clock.mark("backend")  # in a fresh process, the import of the backend's library: a step of its own
     method_name = choose_method(problem, formulation)
     method = get_method(method_name)
     clock.mark("matrix")
@@ -170,6 +159,26 @@ def _plan_problem(problem: Problem, *, solver: str, formulation: str, limits: Li
                 choice.message = "; ".join(explain_infeasible(problem)[:10])
         return _without_plan(problem, choice, clock)
     return schedule_choice(problem, choice, clock=clock, mip_rel_gap=limits.mip_rel_gap, check=check, progress=say)
+
+
+def _proven_infeasible(problem: Problem, solver_name: str) -> Choice | None:
+    """The answer without a plan where one is proven impossible before any solving: queries no
+    option serves, or a capacity inequality violated (methods/capacity.py); else None."""
+    if len(problem.unservable):
+        with phase(_DIAGNOSIS):
+            reasons = "; ".join(explain_infeasible(problem)[:10])
+        return Choice.none("none", solver_name, Status.INFEASIBLE, Termination.INFEASIBLE, math.inf, BoundSource.NONE,
+                           message=f"{len(problem.unservable)} queries have no feasible option: {reasons}")
+    with phase("problem: capacity check"):
+        short = capacity_shortfall(problem)  # a cheap proof that nothing fits
+    if short is None:
+        return None
+    # the diagnosis's more specific reasons first where it is cheap (13 s on a million queries)
+    with phase(_DIAGNOSIS):
+        specific = [r for r in explain_infeasible(problem)[:10] if not r.startswith("capacity ")] \
+            if problem.n_queries <= DIAGNOSE_MAX_QUERIES else []
+    return Choice.none("none", solver_name, Status.INFEASIBLE, Termination.INFEASIBLE, math.inf, BoundSource.NONE,
+                       message="; ".join([*specific, short.message()]))
 
 
 def _after_method_s(problem: Problem) -> float:

@@ -234,13 +234,19 @@ def build_problem(
     window_ok = (tin + tout)[:, None] <= deps["context_tokens"].to_numpy()[None, :]
     ctx_ok = window_ok & ((tin + tout)[:, None] <= deps["kv_context_tokens"].to_numpy()[None, :])
     acc_ok = acc[None, :] >= q["min_accuracy"].to_numpy()[:, None] - 1e-12
-    # released at release_s, a query ends no earlier than release + runtime
-    time_ok = q["deadline_eff_s"].to_numpy()[:, None] >= q["release_s"].to_numpy()[:, None] + R
+    # released at release_s, a query ends no earlier than release + runtime (without releases, 0 + R is R:
+    # the same comparison without a [queries × deployments] sum)
+    release = q["release_s"].to_numpy()
+    due = q["deadline_eff_s"].to_numpy()[:, None]
+    time_ok = due >= (release[:, None] + R if release.any() else R)
     time_ok &= usable  # NaN-safe
-    ok = acc_ok & ctx_ok & usable & time_ok
-    invalid = acc_ok & ctx_ok & ~valid
-    excluded_invalid = int(invalid.sum())
-    excluded_invalid_by = {str(deps.deployment[j]): int(n) for j, n in enumerate(invalid.sum(axis=0)) if n}
+    fits = acc_ok & ctx_ok
+    ok = fits & time_ok
+    invalid = fits & ~valid
+    del fits
+    invalid_by = np.count_nonzero(invalid, axis=0)
+    excluded_invalid = int(invalid_by.sum())
+    excluded_invalid_by = {str(deps.deployment[j]): int(n) for j, n in enumerate(invalid_by) if n}
 
     # why a query has no option: the first requirement that no deployment meets
     no_opt = ~ok.any(axis=1)

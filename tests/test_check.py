@@ -405,7 +405,7 @@ def test_infeasible_capacity_is_explained():
                        "min_accuracy": [0.0] * 3, "deadline_s": [3.0, 3.0, 3.0]})
     s = plan(wl, fleet, models)
     assert s.status is Status.INFEASIBLE
-    assert "m@g: queries only it can serve need 6.0 instance-seconds by t = 3.0 s" in s.message
+    assert "m@g: queries only it can serve need 6.0 instance-seconds by the deadline 3 s" in s.message
     assert "short by 3.0 s" in s.message
     # queries only "x" can serve need both of its 2-device instances, and "m" one device more
     wl2 = pd.DataFrame({"query_id": list("pqrs"), "input_tokens": [1] * 4, "output_tokens": [100] * 4,

@@ -32,7 +32,7 @@ def test_a_deployment_short_of_instance_seconds_for_the_queries_only_it_can_serv
     # five queries due by 1.5 s: only small@g (1 s) is fast enough; 5 s of work, 2 instances × 1.5 s
     p = problem([(10, 100, 0.0, 1.5)] * 5)
     assert explain_infeasible(p) == [
-        "small@g: queries only it can serve need 5.0 instance-seconds by t = 1.5 s, but its 2 instances offer 3.0 "
+        "small@g: queries only it can serve need 5.0 instance-seconds by the deadline 1.5 s, but its 2 instances offer 3.0 "
         "(short by 2.0 s)",
         "pool g: the queries only one deployment can serve need small@g at least 4 instances (4 devices); "
         "the pool has 2 devices",
@@ -52,7 +52,7 @@ def test_a_pool_short_of_device_seconds_for_the_queries_only_it_can_serve():
     # due by 3 s: small@g (1 s) or big@g (2 s), both on pool g; at least 7 device-seconds, 2 GPUs × 3 s
     p = problem([(10, 100, 0.0, 3.0)] * 7)
     assert explain_infeasible(p) == [
-        "pool g: queries only it can serve need at least 7.0 device-seconds by t = 3.0 s, but its 2 devices offer "
+        "pool g: queries only it can serve need at least 7.0 device-seconds by the deadline 3 s, but its 2 devices offer "
         "6.0 (short by 1.0 device-seconds)"]
 
 
@@ -65,3 +65,15 @@ def test_a_shortage_no_single_rule_pins_down_gets_the_general_reason():
         "(relax deadlines, add devices, or allow more instances)"]
     s = plan(workload_of(rows), two_llm_fleet(), make_models(TWO_LLM_MODELS), formulation="aggregate")
     assert s.status is Status.INFEASIBLE and s.message == explain_infeasible(p)[0]
+
+
+def test_a_shortage_without_deadlines_names_the_horizon_not_deadlines():
+    # horizon 10 s, no deadlines: three queries of 6 s on small@g only (big@g takes 12 s, big@c 60 s);
+    # 18 of the 20 device-seconds, but an instance holds one such query and small@g has two
+    rows = [(10, 600, 0.0, None)] * 3
+    p = build_problem(workload_of(rows), two_llm_fleet(horizon_s=10.0), make_models(TWO_LLM_MODELS))
+    assert explain_infeasible(p) == [
+        "capacity cannot be met: instances are too few for the work by the horizon (10 s) "
+        "(lengthen the horizon, add devices, or allow more instances)"]
+    s = plan(workload_of(rows), two_llm_fleet(horizon_s=10.0), make_models(TWO_LLM_MODELS), formulation="exact")
+    assert s.status is Status.INFEASIBLE and "deadline" not in s.message

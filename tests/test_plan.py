@@ -73,7 +73,7 @@ def test_plan_over_capacity_is_infeasible_with_the_diagnosis(formulation):
     # five 1 s queries due by 1.5 s, only small@g fast enough: 5 s of work, 2 instances × 1.5 s
     s = run(workload_of([(10, 100, 0.0, 1.5)] * 5), formulation=formulation)
     assert s.status is Status.INFEASIBLE and s.termination is Termination.INFEASIBLE and s.assignment.empty
-    assert s.message.startswith("small@g: queries only it can serve need 5.0 instance-seconds by t = 1.5 s")
+    assert s.message.startswith("small@g: queries only it can serve need 5.0 instance-seconds by the deadline 1.5 s")
 
 
 def test_exact_and_aggregate_with_lane_cuts_prove_what_the_pooled_rows_cannot():

@@ -11,14 +11,21 @@ in S and whose (effective) deadline is ≤ T need at least the sum of their leas
 
 Every plan meets these (instances limits, memory, releases and the accuracy floor only add
 requirements), so one violated inequality proves that no plan exists, and names the pools, the
-time (a deadline or the horizon) and the shortfall. Cost: a few passes over the (queries ×
-deployments) arrays and one sort per set of pools (about a second for a million queries).
+time (a deadline or the horizon) and the shortfall.
+
+Which one is reported: the horizon's, wherever it is violated for some S (then no relaxing of
+deadlines can help: the work does not fit the horizon at all); only where every horizon
+inequality holds, the deadline level with the largest shortfall (then the deadlines alone bind).
+The sets S checked are the sets of pools some query is confined to and their unions (all of them
+up to :data:`MAX_POOL_SETS`, else the sets themselves and the whole fleet): a set no query is
+confined to adds nothing its largest confined subset does not. Cost: one pass over the
+(queries × deployments) arrays per pool, a sum per set, and one sort of the queries whose
+deadline is before the horizon (a fraction of a second for a million queries).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import combinations
 
 import numpy as np
 
@@ -28,11 +35,15 @@ __all__ = ["CapacityShortfall", "capacity_shortfall"]
 
 #: the relative slack below which a shortfall is not called one (rounding of runtimes)
 REL_TOL = 1e-9
+#: the most sets of pools checked one by one (unions of the sets queries are confined to)
+MAX_POOL_SETS = 256
+#: queries per block of the least-use pass (a block of runtimes and their mask stays in cache)
+BLOCK_ROWS = 16_384
 
 
 @dataclass(frozen=True)
 class CapacityShortfall:
-    """The worst violated inequality: the pools, the time, the work and the capacity."""
+    """The violated inequality reported: the pools, the time, the work and the capacity."""
 
     pools: tuple[str, ...]
     time_s: float
@@ -40,64 +51,121 @@ class CapacityShortfall:
     queries: int  # queries due by then that can only run on these pools
     needed_device_s: float
     available_device_s: float
+    devices: tuple[int, ...] = ()  # each pool's device count, in the order of ``pools``
+    devices_per_instance: tuple[int, ...] = ()  # the distinct instance sizes of the deployments on ``pools``
+    all_pools: bool = False  # ``pools`` is the whole fleet
 
     @property
     def shortfall_device_s(self) -> float:
         return self.needed_device_s - self.available_device_s
 
+    def _instance_seconds(self) -> str:
+        """The shortfall in instance-seconds, where the instances on these pools have one size."""
+        if len(self.devices_per_instance) != 1:
+            return "instance-seconds: an instance of k devices uses k device-seconds a second"
+        k = self.devices_per_instance[0]
+        return f"= {self.shortfall_device_s / k:,.0f} instance-seconds of {k}-device instances"
+
     def message(self) -> str:
-        when = f"the horizon ({self.time_s:g} s)" if self.at_horizon else f"the deadline {self.time_s:g} s"
         pools = " + ".join(self.pools)
-        return (f"capacity: the {self.queries} queries due by {when} that can only run on {pools} need at least "
-                f"{self.needed_device_s:,.0f} device-seconds there, and {pools} offer{'s' if len(self.pools) == 1 else ''} "
-                f"{self.available_device_s:,.0f} by then: short by {self.shortfall_device_s:,.0f} device-seconds "
-                f"(instance-seconds of one-device instances); add devices, relax deadlines or lengthen the horizon")
+        have = (" + ".join(f"{n} {p}" for p, n in zip(self.pools, self.devices)) + " devices") if self.devices else pools
+        only = f"{pools}, the only pool{'s' if len(self.pools) > 1 else ''} they can run on"
+        where = f"the fleet's pools ({pools})" if self.all_pools else only
+        if self.at_horizon:
+            when, fix = f"the horizon ({self.time_s:g} s)", "add devices or lengthen the horizon"
+        else:
+            when = f"the deadline {self.time_s:g} s"
+            fix = (f"the horizon has room for them, the deadlines do not: relax the deadlines due by {self.time_s:g} s "
+                   "or add devices")
+        return (f"capacity: by {when} the {self.queries:,} queries due then need at least {self.needed_device_s:,.0f} "
+                f"device-seconds on {where}, and {have} offer {self.available_device_s:,.0f}: short by "
+                f"{self.shortfall_device_s:,.0f} device-seconds ({self._instance_seconds()}); {fix}")
+
+
+def _pool_sets(masks: np.ndarray, n_pools: int) -> list[int]:
+    """Bit sets of pools to check: the distinct sets queries are confined to, closed under union
+    while there are at most :data:`MAX_POOL_SETS`, else those sets and the whole fleet."""
+    base = sorted(int(m) for m in np.unique(masks) if m)
+    sets = set(base)
+    frontier = set(base)
+    while frontier and len(sets) <= MAX_POOL_SETS:
+        new = {a | b for a in frontier for b in base} - sets
+        sets |= new
+        frontier = new
+    if len(sets) > MAX_POOL_SETS:
+        sets = set(base) | {(1 << n_pools) - 1}
+    return sorted(sets, key=lambda s: (bin(s).count("1"), s))
+
+
+def _least_use(problem: Problem, pool_idx: np.ndarray, per_lane: np.ndarray, n_pools: int) -> np.ndarray:
+    """Each query's least use [device-s] of each pool over its options there, as a [pools × queries]
+    array (inf where it has none), in blocks of :data:`BLOCK_ROWS` queries that stay in cache."""
+    n = problem.n_queries
+    order = np.argsort(pool_idx, kind="stable")  # the deployments grouped by pool
+    grouped = pool_idx[order]
+    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+    present = grouped[starts]
+    same = bool(np.all(order == np.arange(len(order))))
+    w = per_lane[order]
+    least = np.full((n_pools, n), np.inf)
+    for a in range(0, n, BLOCK_ROWS):
+        b = min(n, a + BLOCK_ROWS)
+        r, ok = problem.runtime_s[a:b], problem.ok[a:b]
+        if not same:
+            r, ok = r[:, order], ok[:, order]
+        use = r * w
+        use[~ok] = np.inf
+        least[present, a:b] = np.minimum.reduceat(use, starts, axis=1).T
+    return least
 
 
 def capacity_shortfall(problem: Problem) -> CapacityShortfall | None:
-    """The worst violated capacity inequality (see the module docstring), or None if all hold."""
+    """The violated capacity inequality to report (see the module docstring), or None if all hold."""
     if problem.n_queries == 0 or problem.n_deployments == 0:
         return None
     deps = problem.deployments
     per_lane = deps["devices_per_instance"].to_numpy(dtype=float) / deps["lanes"].to_numpy(dtype=float)
-    pool_of_dep = deps["device"].to_numpy()
+    k_dep = deps["devices_per_instance"].to_numpy(dtype=int)
     names = [str(p) for p in problem.pools["pool"]]
     counts = problem.pools["count"].to_numpy(dtype=float)
-    due = problem.queries["deadline_eff_s"].to_numpy(dtype=float)
-    served = np.asarray(problem.ok.any(axis=1), dtype=bool)
-    # least use per query within each pool (inf: no option there)
-    least = np.full((len(names), problem.n_queries), np.inf)  # a row per pool: contiguous minima
-    col = np.empty(problem.n_queries)
-    for d in range(problem.n_deployments):
-        j = names.index(str(pool_of_dep[d]))
-        np.multiply(problem.runtime_s[:, d], per_lane[d], out=col)
-        col[~problem.ok[:, d]] = np.inf
-        np.minimum(least[j], col, out=least[j])
-    least = least.T
-    has: np.ndarray = np.isfinite(least)
+    pool_idx = np.array([names.index(str(p)) for p in deps["device"]], dtype=np.int64)
+    n, n_pools = problem.n_queries, len(names)
+    least = _least_use(problem, pool_idx, per_lane, n_pools)  # [pools × queries]; inf: no option there
+    masks = np.zeros(n, dtype=np.int64)  # the pools a query can run on, as bits
+    for j in range(n_pools):
+        masks |= np.isfinite(least[j]).astype(np.int64) << j
     horizon = float(problem.horizon_s)
-    # one sort by deadline for every set of pools; the work due by each distinct deadline is a
-    # running sum read at the last query of that deadline
-    order = np.argsort(due, kind="stable")
-    due, least, has, served = due[order], least[order], has[order], served[order]
-    last = np.flatnonzero(np.r_[due[1:] != due[:-1], True])
-    t = due[last]
-    worst: CapacityShortfall | None = None
-    for size in range(1, len(names) + 1):
-        for S in combinations(range(len(names)), size):
-            inside = np.zeros(len(names), dtype=bool)
-            inside[list(S)] = True
-            confined = served & ~has[:, ~inside].any(axis=1)
-            if not confined.any():
-                continue
-            need = np.where(confined, least[:, inside].min(axis=1), 0.0)
-            cum = np.cumsum(need)[last]
-            cap = float(counts[inside].sum()) * t
-            excess = cum - cap
-            k = int(np.argmax(excess / np.maximum(cap, 1e-12)))
-            if excess[k] > REL_TOL * max(cap[k], 1.0):
-                cand = CapacityShortfall(tuple(names[i] for i in S), float(t[k]), bool(t[k] >= horizon - 1e-9),
-                                         int(np.count_nonzero(confined[: last[k] + 1])), float(cum[k]), float(cap[k]))
-                if worst is None or cand.shortfall_device_s > worst.shortfall_device_s:
-                    worst = cand
-    return worst
+    due = problem.queries["deadline_eff_s"].to_numpy(dtype=float)
+    early = np.flatnonzero(due < horizon - 1e-9)  # the queries a deadline level can count
+    early = early[np.argsort(due[early], kind="stable")]
+    t_early = due[early]
+    last = np.flatnonzero(np.r_[t_early[1:] != t_early[:-1], True]) if early.size else early
+    full = (1 << n_pools) - 1
+    at_h: CapacityShortfall | None = None
+    at_dl: CapacityShortfall | None = None
+    for pset in _pool_sets(masks, n_pools):
+        inside = [j for j in range(n_pools) if pset >> j & 1]
+        confined = (masks != 0) & (masks & ~pset == 0)
+        need = np.where(confined, np.min(least[inside], axis=0), 0.0)
+        devices = float(counts[inside].sum())
+        pools = tuple(names[j] for j in inside)
+        sizes = tuple(sorted({int(k) for k in k_dep[np.isin(pool_idx, inside)]}))
+        have = tuple(int(counts[j]) for j in inside)
+        total, cap = float(need.sum()), devices * horizon
+        if total - cap > REL_TOL * max(cap, 1.0):
+            cand = CapacityShortfall(pools, horizon, True, int(np.count_nonzero(confined)), total, cap, have, sizes, pset == full)
+            if at_h is None or cand.shortfall_device_s > at_h.shortfall_device_s:
+                at_h = cand
+        if at_h is not None or not last.size:
+            continue  # a horizon shortfall is reported before any deadline's
+        cum = np.cumsum(need[early])[last]
+        caps = devices * t_early[last]
+        excess = cum - caps
+        k = int(np.argmax(excess))
+        if excess[k] > REL_TOL * max(caps[k], 1.0):
+            cand = CapacityShortfall(pools, float(t_early[last[k]]), False,
+                                     int(np.count_nonzero(confined[early[: last[k] + 1]])), float(cum[k]),
+                                     float(caps[k]), have, sizes, pset == full)
+            if at_dl is None or cand.shortfall_device_s > at_dl.shortfall_device_s:
+                at_dl = cand
+    return at_h if at_h is not None else at_dl
