@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from ..formulation import BuildTimedOut, MatrixModel, build_matrix
@@ -17,6 +19,11 @@ __all__ = ["MilpMethod", "LANE_CUT_ROUNDS"]
 
 #: rounds of lane cuts (:mod:`.lanecuts`) at most: the aggregate model solved again with them
 LANE_CUT_ROUNDS = 8
+#: the rounds with lane cuts together may take this many times the first solve's seconds (at least
+#: :data:`LANE_CUT_MIN_S`): where plans tie (the trade-off at small ζ), each cut can leave another
+#: equal choice that no lanes run, and each solve takes as long as the first
+LANE_CUT_TIME_FACTOR = 2.0
+LANE_CUT_MIN_S = 5.0
 
 
 class MilpMethod(Method):
@@ -41,8 +48,18 @@ class MilpMethod(Method):
             return Choice.none(self.name, backend.name, Status.NO_SOLUTION, Termination.TIME_LIMIT, -np.inf,
                                BoundSource.NONE, message="no plan found within the limits (the time was spent)")
         bound = -np.inf
+        budget_end: float | None = None
+        last: Choice | None = None  # the last choice with a plan, without lanes (packing decides)
         for rnd in range(LANE_CUT_ROUNDS + 1):
-            res = solve_strong(model, problem, backend, limits, progress)
+            cap_s = None if budget_end is None else budget_end - time.perf_counter()
+            if last is not None and cap_s is not None and cap_s < 1.0:
+                return last  # the rounds' time is spent: packing and its repair decide
+            t0 = time.perf_counter()
+            res = solve_strong(model, problem, backend, limits, progress, cap_s=cap_s)
+            if budget_end is None:
+                budget_end = time.perf_counter() + max(LANE_CUT_TIME_FACTOR * (time.perf_counter() - t0), LANE_CUT_MIN_S)
+            if last is not None and res.x is None and res.status != Status.INFEASIBLE:
+                return last  # no plan of the cut model in its time
             bound = max(bound, res.bound)  # every round's model is a relaxation of the batch
             progress(f"{backend.name}: {res.status} in {res.time_s:.2f} s, objective {res.objective:.6g}, "
                      f"bound {res.bound:.6g}")
@@ -57,6 +74,7 @@ class MilpMethod(Method):
                 return choice
             if rnd == LANE_CUT_ROUNDS or limits.expired():
                 return choice  # packing and its repair decide, as without the cuts
+            last = choice
             names = problem.deployments["deployment"].to_numpy()
             progress(f"lanes: no lanes of {', '.join(f'{c.n_inst} {names[c.dep]}' for c in cuts)} run their "
                      f"queries in time ({', '.join(str(len(c.queries)) for c in cuts)} queries); cut, solving again")
