@@ -195,9 +195,9 @@ def sweep(
     if vary not in VARY:
         raise DataError(f"--vary must be one of {', '.join(VARY)}, got {vary!r}")
     objective = plan_kw.get("objective", "energy")
-    if objective in SLOT_OBJECTIVES and vary not in SLOT_VARY:
+    if objective in SLOT_OBJECTIVES and vary not in (*SLOT_VARY, "min-mean-accuracy"):
         raise DataError(f"--objective {objective}: --vary {vary} plans for energy only so far; use --vary "
-                        f"{', '.join(SLOT_VARY)} to plan for {objective}")
+                        f"{', '.join(SLOT_VARY)} or min-mean-accuracy to plan for {objective}")
     if (vary == "power-cap") != (pool is not None):
         raise DataError("--pool NAME: give it with --vary power-cap (the pool whose power_cap_w is swept), and only then")
     # the plans of a series share their model's layout: each starts from the cuts of the one before
