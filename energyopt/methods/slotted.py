@@ -117,7 +117,7 @@ IMPROVE_ROUNDS = 3
 #: price is bisected this many times (the cheapest plan kept)
 FLOOR_STEPS = 24
 FLOOR_ADD = 4
-FLOOR_BISECTIONS = 4
+FLOOR_BISECTIONS = 8
 #: the bundle's trust region shrinks by this factor at a null step on the samples of the bound
 #: where a pool has a power cap (0.5 elsewhere). Measured on the day-long batch, 1,000,000
 #: queries: with the H200 cap, halved it stalled far below the optimum (bound 0.437 kgCO2e, and
@@ -967,8 +967,8 @@ def _improve(T: _Slots, V: _View, dep: np.ndarray, lane: np.ndarray, start: np.n
     away and the packing leaves lane ends free, so cells of clean slots keep room. Each round
     prices every placed query among the (deployment, slot) cells with a lane of a switched-on
     instance free before the slot's end (``mu``: the accuracy row's price, in the choice), and
-    appends the queries whose least priced open cell charges less than their own, those saving
-    most per second first, after the last query of the lane free first, inside the slot and their
+    appends the queries whose least priced open cell charges less than their own (the accuracy
+    priced in the first round only), those saving most per second first, after the last query of the lane free first, inside the slot and their
     window; within the caps (the energy moved out freeing its own) and, with an accuracy floor,
     losing no more accuracy than the plan has above it. Returns the queries moved."""
     rows = V.rows
@@ -997,7 +997,9 @@ def _improve(T: _Slots, V: _View, dep: np.ndarray, lane: np.ndarray, start: np.n
         if not open_.any():
             break
         pos = np.flatnonzero(placed)
-        d_new, k_new, _, _ = _price_view(T, V, np.where(open_, T.a0, np.inf), np.zeros((T.n_d, T.S)), pos, mu)
+        # the first round keeps the accuracy priced; the later ones spend what the plan has above the floor
+        mu_r = mu if _round == 0 else 0.0
+        d_new, k_new, _, _ = _price_view(T, V, np.where(open_, T.a0, np.inf), np.zeros((T.n_d, T.S)), pos, mu_r)
         q = rows[pos]
         ok = d_new >= 0
         q, d_new, k_new = q[ok], d_new[ok], k_new[ok]
@@ -1042,7 +1044,7 @@ def _improve(T: _Slots, V: _View, dep: np.ndarray, lane: np.ndarray, start: np.n
             dep[qm], lane[qm], start[qm], k_of[qm] = d, ln[got], st[got], k
             moved += len(qm)
         moved_total += moved
-        if not moved:
+        if not moved and not (T.has_acc and _round == 0):
             break
     return moved_total
 
@@ -1115,6 +1117,59 @@ def _instance_search(T: _Slots, full: _View, sb: SlotBound, bound: float,
     return bound
 
 
+def _one_more(T: _Slots, n: np.ndarray) -> list[np.ndarray]:
+    """The instance vectors with one more instance of a deployment whose pool has the devices (and
+    its fleet deployment the instances) for it."""
+    out = []
+    for cnt, ds in T.pools:
+        for d in ds.tolist():
+            if int((T.k[ds] * n[ds]).sum()) + T.k[d] <= cnt and n[T.groups_of[d]].sum() < T.max_inst[d]:
+                nn = n.copy()
+                nn[d] += 1
+                out.append(nn)
+    return out
+
+
+def _floor_plans(T: _Slots, fill_at: Callable, n: np.ndarray, lam: np.ndarray, pi: np.ndarray, mu: float,
+                 mu_scale: float) -> list:
+    """Plans for a batch whose plan at (λ, π, μ) with the instances ``n`` falls short of the
+    accuracy floor with every query placed: the accuracy's price doubled at a time (from
+    ``mu_scale``/1000 where μ is 0), instances added where the choices at that price run over,
+    until the plan meets the floor; where no price does, one more instance of a deployment at a
+    time (the one whose plan comes nearest the floor); then the price bisected between the last
+    that fell short and the first that met it, as :mod:`.decompose` does. ``fill_at(n, λ, π, μ,
+    grow)`` makes a plan: ((queries unplaced, or 1 short of the floor), value), (instances, ...,
+    dep, ..., unplaced). Returns every plan tried."""
+    tries = []
+    lo, hi = mu, None
+    mu_t = mu if mu > 0 else mu_scale * 1e-3
+    for _ in range(FLOOR_STEPS):
+        mu_t *= 2.0
+        tries.append(fill_at(n, lam, pi, mu_t, grow=True))
+        if tries[-1][0][0] == 0:
+            hi = mu_t
+            break
+        lo = mu_t
+    for _ in range(FLOOR_ADD if hi is None else 0):
+        more = [fill_at(nn, lam, pi, mu_t) for nn in _one_more(T, n)]
+        if not more:
+            break
+        tries += more
+        met = [r for r in more if r[0][0] == 0]
+        if met:
+            n, hi = min(met, key=lambda r: r[0])[1][0], mu_t
+            break
+        n = max((r for r in more if not r[1][5]), key=lambda r: T.accuracy_surplus(r[1][2]), default=more[0])[1][0]
+    for _ in range(FLOOR_BISECTIONS if hi is not None else 0):
+        mid = (lo + hi) / 2
+        tries.append(fill_at(n, lam, pi, mid))
+        if tries[-1][0][0] == 0:
+            hi = mid
+        else:
+            lo = mid
+    return tries
+
+
 class SlottedMethod(Method):
     """The slot bound, then the plan at its prices (see the module docstring)."""
 
@@ -1160,58 +1215,14 @@ class SlottedMethod(Method):
             value = _plan_value(T, dep, lane, start) if not unplaced and not short else math.inf
             return (len(unplaced) + int(short), value), (n_plan, blocked, dep, lane, start, unplaced)
 
-        def addable(n_t):
-            """The instance vectors with one more instance of a deployment whose pool has the devices
-            (and its fleet deployment the instances) for it."""
-            out = []
-            for cnt, ds in T.pools:
-                for d in ds.tolist():
-                    if int((T.k[ds] * n_t[ds]).sum()) + T.k[d] <= cnt and n_t[T.groups_of[d]].sum() < T.max_inst[d]:
-                        nn = n_t.copy()
-                        nn[d] += 1
-                        out.append(nn)
-            return out
-
         def try_plan(n_plan, lam, pi, mu=0.0):
-            """:func:`fill_at`, kept where it beats the best plan. With an accuracy floor, where the
-            plan falls short of it with every query placed: the accuracy's price doubled at a time
-            (from the scale of the bound's μ where it is 0), instances added where the choices at
-            that price run over, until the plan meets the floor; where no price does, one more
-            instance of a deployment at a time (the one whose plan comes nearest the floor); then
-            the price bisected between the last that fell short and the first that met it, as
-            :mod:`.decompose` does."""
+            """:func:`fill_at`, kept where it beats the best plan; with an accuracy floor the plan
+            falls short of, :func:`_floor_plans` too."""
             nonlocal best_plan
             key, got = fill_at(n_plan, lam, pi, mu)
             tries = [(key, got)]
             if T.has_acc and key[0] > 0 and not got[5]:  # short of the floor, every query placed
-                n_t = got[0]
-                lo, hi = mu, None
-                mu_t = mu if mu > 0 else float(sb.state[2][-1]) * 1e-3  # type: ignore[attr-defined]
-                for _ in range(FLOOR_STEPS):
-                    mu_t *= 2.0
-                    tries.append(fill_at(n_t, lam, pi, mu_t, grow=True))
-                    if tries[-1][0][0] == 0:
-                        hi = mu_t
-                        break
-                    lo = mu_t
-                for _ in range(FLOOR_ADD if hi is None else 0):
-                    more = [fill_at(nn, lam, pi, mu_t) for nn in addable(n_t)]
-                    if not more:
-                        break
-                    tries += more
-                    met = [r for r in more if r[0][0] == 0]
-                    if met:
-                        n_t, hi = min(met, key=lambda r: r[0])[1][0], mu_t
-                        break
-                    n_t = max((r for r in more if not r[1][5]), key=lambda r: T.accuracy_surplus(r[1][2]),
-                              default=more[0])[1][0]
-                for _ in range(FLOOR_BISECTIONS if hi is not None else 0):
-                    mid = (lo + hi) / 2
-                    tries.append(fill_at(n_t, lam, pi, mid))
-                    if tries[-1][0][0] == 0:
-                        hi = mid
-                    else:
-                        lo = mid
+                tries += _floor_plans(T, fill_at, got[0], lam, pi, mu, float(sb.state[2][-1]))  # type: ignore[attr-defined]
             for key, got in tries:
                 if best_plan is None or key < best_plan[0]:
                     best_plan = (key, *got)
