@@ -48,6 +48,15 @@ plan never spans a slot edge and a query longer than the slots has no slotted op
 on the lane free first); a query that does not fit is moved to the cheapest slot and deployment
 with room on a lane, within its window and the caps.
 
+**Accuracy floor.** With ``min_mean_accuracy`` the row Σ w·acc ≥ floor·Σ w (token weights, over
+the served queries) is priced like the others, as :mod:`.decompose` prices it: μ ≥ 0 adds
+``−μ·w·acc[d]`` to each query's priced cost (the same in every slot, so the envelopes stay; the
+deployments the prices leave alone are kept folded per accuracy) and ``μ·floor·Σ w`` to L, and is
+one more price of the bundle (and of the cuts on the instances). The plan at μ falls short of the
+floor or overshoots it (whole groups of queries flip at once); μ is raised until the packed plan
+meets it (one more instance of a deployment where no μ does), bisected back, and the accuracy
+above the floor is spent by local moves to cheaper cells with a free lane end (:func:`_improve`).
+
 The gap is between the best plan's objective (:meth:`~energyopt.timeslots.SlotPrices.plan_value`)
 and the larger of the best L and the master's value, so it is proven.
 """
