@@ -325,9 +325,6 @@ def with_slots(problem: Problem, slots: SlotPrices) -> Problem:
     if problem.objective != "energy":
         raise DataError(f"planning per time slot (objective {slots.objective}, or power caps) prices energy; "
                         f"--objective {problem.objective} is not supported with it")
-    if problem.min_mean_accuracy is not None:
-        raise DataError("--min-mean-accuracy is not supported with --objective carbon|cost or power caps yet; "
-                        "give each query its own min_accuracy")
     pool_of = np.array([slots.pools.index(p) for p in problem.deployments["device"]], dtype=np.int64)
     idle_w = problem.deployments["idle_power_w"].to_numpy(dtype=float)
     inst = slots.instance_price(pool_of, idle_w) if problem.idle else np.zeros(problem.n_deployments)

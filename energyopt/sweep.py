@@ -199,9 +199,9 @@ def sweep(
     if vary not in VARY:
         raise DataError(f"--vary must be one of {', '.join(VARY)}, got {vary!r}")
     objective = plan_kw.get("objective", "energy")
-    if objective in SLOT_OBJECTIVES and vary not in SLOT_VARY:
+    if objective in SLOT_OBJECTIVES and vary not in (*SLOT_VARY, "min-mean-accuracy"):
         raise DataError(f"--objective {objective}: --vary {vary} plans for energy only so far; use --vary "
-                        f"{', '.join(SLOT_VARY)} to plan for {objective}")
+                        f"{', '.join(SLOT_VARY)} or min-mean-accuracy to plan for {objective}")
     if pool is not None and site is not None:
         raise DataError("--pool NAME and --site NAME: give one (the pool or the site whose power_cap_w is swept)")
     if (vary == "power-cap") != (pool is not None or site is not None):

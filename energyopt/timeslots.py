@@ -99,8 +99,10 @@ def slot_prices(fleet: Fleet, signals: Signals | None, objective: str) -> SlotPr
     caps hold in). Raises :class:`DataError` for signals without the objective's column, or with
     per-pool series whose slots differ."""
     if objective not in (*SLOT_OBJECTIVES, "energy"):
-        raise DataError(f"objective must be one of energy, {', '.join(SLOT_OBJECTIVES)} to plan per time slot, "
-                        f"got {objective!r}")
+        why = (": the trade-off weighs energy against accuracy and has no price per slot; plan for carbon or cost "
+               "with an accuracy floor (--min-mean-accuracy) instead") if objective == "tradeoff" else ""
+        raise DataError(f"objective must be one of energy, {', '.join(SLOT_OBJECTIVES)} to plan per time slot "
+                        f"(power caps), got {objective!r}{why}")
     pools = tuple(fleet.pools)
     cap = np.array([np.inf if fleet.pools[p].power_cap_w is None else fleet.pools[p].power_cap_w for p in pools])
     site_cap = np.array([s.power_cap_w for s in fleet.sites.values()], dtype=float)

@@ -207,13 +207,16 @@ def _caps_hold(problem, pick, n_inst, cap_w, dt) -> bool:
     return True
 
 
-def slotted_brute_force(problem, price_per_j: np.ndarray, bounds_s: np.ndarray, cap_w: dict[str, float]) -> float:
+def slotted_brute_force(problem, price_per_j: np.ndarray, bounds_s: np.ndarray, cap_w: dict[str, float],
+                        min_mean_accuracy: float | None = None) -> float:
     """The least objective of a plan whose queries each lie inside one slot (released at 0, no
     deadline inside the horizon), by enumeration: every (deployment, slot) per query among its
     options, the fewest instances whose lanes hold each (deployment, slot)'s queries inside the
     slot (every split tried), the pools' devices, and the caps ``cap_w`` [W] per pool or per site (a
-    tuple of pools: their sum) (charged energy plus, with idle, the instances' idle draw, per second of the slot). ``price_per_j``
-    is per (deployment, slot). Keep it to 4 queries, 3 deployments and 3 slots (inf: no plan)."""
+    tuple of pools: their sum) (charged energy plus, with idle, the instances' idle draw, per second
+    of the slot). ``price_per_j`` is per (deployment, slot); ``min_mean_accuracy``: the
+    token-weighted mean accuracy's floor. Keep it to 4 queries, 3 deployments and 3 slots (inf: no
+    plan)."""
     deps = problem.deployments
     n_q, n_d = problem.n_queries, problem.n_deployments
     S = len(bounds_s) - 1
@@ -228,8 +231,13 @@ def slotted_brute_force(problem, price_per_j: np.ndarray, bounds_s: np.ndarray, 
     options = [[(d, k) for d in range(n_d) if problem.ok[q, d] for k in range(S) if problem.runtime_s[q, d] <= dt[k]]
                for q in range(n_q)]
 
+    weight = problem.queries["weight"].to_numpy(dtype=float)
+    acc = deps["accuracy"].to_numpy(dtype=float)
     best = math.inf
     for pick in itertools.product(*options):
+        if min_mean_accuracy is not None and (sum(weight[q] * acc[d] for q, (d, _) in enumerate(pick))
+                                              < min_mean_accuracy * weight.sum() - 1e-9):
+            continue
         cells: dict[tuple[int, int], list[int]] = {}
         for q, (d, k) in enumerate(pick):
             cells.setdefault((d, k), []).append(q)

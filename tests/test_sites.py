@@ -330,3 +330,27 @@ def test_power_cap_sweep_over_a_site(tmp_path):
                                   "power-cap", "--site", "nope", "--values", "10", "--objective", "carbon", "--signals",
                                   str(sig_csv), "--out", str(tmp_path / "s")])
     assert r.exit_code == 2 and "--site 'nope': no such site" in r.output and "(hall)" in r.output, r.output
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_site_capped_plan_with_an_accuracy_floor_against_brute_force(seed):
+    # the floor's local pass (slotted._improve) keeps within the site's cap, not only the pools'
+    rng = np.random.default_rng(300 + seed)
+    carbon = rng.uniform(50, 400, 3)
+    wl = _workload(rng, 4)
+    models = make_models(TWO_LLM_MODELS)
+    free = plan(wl, _fleet(None), models, objective="carbon", signals=_signals(carbon))
+    site_cap = float(_site_w(free).max()) * rng.uniform(0.5, 0.95)
+    floor = float(rng.uniform(0.45, 0.7))
+    s = plan(wl, _fleet(site_cap), models, objective="carbon", signals=_signals(carbon), min_mean_accuracy=floor)
+    p = s.problem
+    price_d = p.slots.price_per_j[[p.slots.pools.index(x) for x in p.deployments["device"]]]
+    best = slotted_brute_force(p, price_d, p.slots.bounds_s, {("g", "c"): site_cap}, min_mean_accuracy=floor)
+    if not np.isfinite(best):
+        assert not s.status.has_plan
+        return
+    assert s.bound <= best * (1 + 1e-7) + 1e-12
+    if s.status.has_plan:
+        assert not s.check_violations
+        assert _site_w(s).max() <= site_cap * (1 + 1e-9)
+        assert s.objective >= best * (1 - 1e-7) - 1e-12

@@ -77,6 +77,90 @@ def test_slotted_plan_against_brute_force(seed):
         assert s.objective == pytest.approx(float(s.slot_table()["kg_co2e"].sum()), rel=1e-9)
 
 
+def _accuracy(s) -> float:
+    a = s.assignment
+    w = a["query_id"].map(dict(zip(s.problem.queries["query_id"], s.problem.queries["weight"]))).to_numpy(float)
+    return float(np.dot(w, a["accuracy"]) / w.sum())
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_slotted_accuracy_floor_against_brute_force(seed):
+    """A token-weighted accuracy floor that binds (between the carbon plan's accuracy and the
+    most reachable): the bound stays valid, the plan meets the floor (the checker re-derives it)
+    and its gap covers the distance to the brute-force optimum under the floor."""
+    rng = np.random.default_rng(100 + seed)
+    carbon = rng.uniform(50, 400, 3)
+    cap = None if seed % 3 == 0 else float(rng.uniform(40, 160))
+    idle = bool(seed % 2)
+    wl = _workload(rng, 4)
+    wl["min_accuracy"] = 0.0
+    models = make_models(TWO_LLM_MODELS)
+    free = plan(wl, _fleet(cap), models, objective="carbon", signals=_signals(carbon), idle=idle)
+    if not free.status.has_plan:
+        return
+    reach = free.problem.max_mean_accuracy()
+    floor = _accuracy(free) + float(rng.uniform(0.3, 1.0)) * (reach - _accuracy(free))
+    s = plan(wl, _fleet(cap), models, objective="carbon", signals=_signals(carbon), idle=idle, min_mean_accuracy=floor)
+    p = s.problem
+    assert p.slots is not None and p.min_mean_accuracy == floor
+    price_d = p.slots.price_per_j[[p.slots.pools.index(x) for x in p.deployments["device"]]]
+    best = slotted_brute_force(p, price_d, p.slots.bounds_s, {} if cap is None else {"g": cap}, min_mean_accuracy=floor)
+    if not np.isfinite(best):
+        assert not s.status.has_plan
+        return
+    unfloored = slotted_brute_force(p, price_d, p.slots.bounds_s, {} if cap is None else {"g": cap})
+    assert s.bound <= best * (1 + 1e-7) + 1e-12  # a valid bound
+    assert s.status.has_plan, s.message
+    assert not s.check_violations
+    assert _accuracy(s) >= floor - 1e-9
+    assert s.objective >= best * (1 - 1e-7) - 1e-12
+    assert (s.objective - best) / s.objective <= s.gap + 1e-9
+    assert s.objective == pytest.approx(float(s.slot_table()["kg_co2e"].sum()), rel=1e-9)
+    if best > unfloored * (1 + 1e-6):  # the floor binds: the bound rose above the optimum without it
+        assert s.bound > unfloored * (1 + 1e-9) or s.gap > 0
+
+
+def test_accuracy_floor_moves_work_to_the_accurate_llm_and_costs_carbon():
+    """With a floor above the carbon plan's accuracy, queries move to the accurate LLM: the plan
+    meets the floor, checked, with a small gap, and costs more kgCO2e than the plan without it;
+    a floor above what the fleet reaches is infeasible, with the reason."""
+    rng = np.random.default_rng(7)
+    wl = _workload(rng, 30)
+    wl["min_accuracy"] = 0.0
+    models = make_models(TWO_LLM_MODELS)
+    sig = _signals([400.0, 50.0, 300.0], slot_s=400.0)
+    free = plan(wl, _fleet(None, horizon_s=1200.0), models, objective="carbon", signals=sig)
+    reach = free.problem.max_mean_accuracy()
+    floor = (_accuracy(free) + reach) / 2
+    s = plan(wl, _fleet(None, horizon_s=1200.0), models, objective="carbon", signals=sig, min_mean_accuracy=floor)
+    assert s.status.has_plan and not s.check_violations, s.message
+    assert _accuracy(s) >= floor - 1e-9 and s.objective > free.objective
+    assert s.gap <= 0.05
+    over = plan(wl, _fleet(None, horizon_s=1200.0), models, objective="carbon", signals=sig,
+                min_mean_accuracy=min(reach + 0.01, 1.0))
+    assert not over.status.has_plan and "can reach at most" in over.message
+
+
+def test_sweep_min_mean_accuracy_for_carbon():
+    """``sweep --vary min-mean-accuracy --objective carbon``: each floor planned per slot, met and
+    checked, its kgCO2e rising with the floor (to within the gaps)."""
+    from energyopt.sweep import sweep
+
+    rng = np.random.default_rng(8)
+    wl = _workload(rng, 20)
+    wl["min_accuracy"] = 0.0
+    sig = _signals([400.0, 50.0, 300.0], slot_s=400.0)
+    t = sweep(wl, _fleet(None, horizon_s=1200.0), make_models(TWO_LLM_MODELS), "min-mean-accuracy", None,
+              objective="carbon", signals=sig, baselines=False)
+    opt = t[t["method"] == "optimal"]
+    assert len(opt) >= 3 and (opt["status"].isin(["optimal", "feasible"])).all()
+    floors = opt["value"].to_numpy(dtype=float)[1:]
+    assert (opt["token_weighted_mean_accuracy"].to_numpy()[1:] >= floors - 1e-9).all()
+    kg = opt["kg_co2e"].to_numpy(dtype=float)[1:]
+    gap = opt["gap"].to_numpy(dtype=float)[1:]
+    assert np.all(kg[1:] >= kg[:-1] * (1 - gap[1:] - 1e-9))
+
+
 def test_carbon_moves_work_to_the_clean_slot_and_the_energy_plan_does_not():
     wl = _workload(np.random.default_rng(0), 6)
     wl["min_accuracy"] = 0.0
@@ -136,8 +220,8 @@ def test_errors_before_solving():
         plan(wl, _fleet(None), models, objective="carbon")
     with pytest.raises(DataError, match="needs a price_per_kwh column"):
         plan(wl, _fleet(None), models, objective="cost", signals=_signals([1.0, 2.0, 3.0]))
-    with pytest.raises(DataError, match="min-mean-accuracy is not supported"):
-        plan(wl, _fleet(None), models, objective="carbon", signals=_signals([1.0, 2.0, 3.0]), min_mean_accuracy=0.5)
+    with pytest.raises(DataError, match="got 'tradeoff': the trade-off weighs energy against accuracy"):
+        plan(wl, _fleet(50.0), models, objective="tradeoff", signals=_signals([1.0, 2.0, 3.0]))
     with pytest.raises(DataError, match="formulation exact does not plan time slots"):
         plan(wl, _fleet(None), models, objective="carbon", signals=_signals([1.0, 2.0, 3.0]), formulation="exact")
 

@@ -102,8 +102,8 @@ def test_baselines_are_priced_per_slot_as_compare_prices_them(models):
 
 def test_slot_sweeps_refuse_bad_requests_before_solving(models):
     wl, fl, sig = _workload(4), two_llm_fleet(30.0), _signals([400.0, 300.0, 50.0])
-    with pytest.raises(DataError, match="--vary min-mean-accuracy plans for energy only"):
-        sweep(wl, fl, models, "min-mean-accuracy", [0.5], objective="carbon", signals=sig)
+    with pytest.raises(DataError, match="--vary zeta plans for energy only"):
+        sweep(wl, fl, models, "zeta", [0.5], objective="carbon", signals=sig)
     with pytest.raises(DataError, match="--pool NAME"):
         sweep(wl, fl, models, "power-cap", [10.0], signals=sig)
     with pytest.raises(DataError, match="--pool NAME"):

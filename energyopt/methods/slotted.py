@@ -50,6 +50,15 @@ plan never spans a slot edge and a query longer than the slots has no slotted op
 on the lane free first); a query that does not fit is moved to the cheapest slot and deployment
 with room on a lane, within its window and the caps.
 
+**Accuracy floor.** With ``min_mean_accuracy`` the row Σ w·acc ≥ floor·Σ w (token weights, over
+the served queries) is priced like the others, as :mod:`.decompose` prices it: μ ≥ 0 adds
+``−μ·w·acc[d]`` to each query's priced cost (the same in every slot, so the envelopes stay; the
+deployments the prices leave alone are kept folded per accuracy) and ``μ·floor·Σ w`` to L, and is
+one more price of the bundle (and of the cuts on the instances). The plan at μ falls short of the
+floor or overshoots it (whole groups of queries flip at once); μ is raised until the packed plan
+meets it (one more instance of a deployment where no μ does), bisected back, and the accuracy
+above the floor is spent by local moves to cheaper cells with a free lane end (:func:`_improve`).
+
 The gap is between the best plan's objective (:meth:`~energyopt.timeslots.SlotPrices.plan_value`)
 and the larger of the best L and the master's value, so it is proven.
 """
@@ -109,6 +118,17 @@ MASTER_TIME_SHARE = 2.5
 MASTER_MIN_S = 2.0
 #: the plan fills at this share of the prices (:func:`SlottedMethod.solve`'s ``try_plan``)
 FILL_PRICE_SHARE = 0.999
+#: the rows the fill leaves without a cell go to the repair (each priced over every cell with
+#: room) where there are at most this many; else they stay unplaced (a plan without them fails)
+REPAIR_LEFT_MAX = 20_000
+#: rounds of local moves on a packed plan (:func:`_improve`), each over the cells with room
+IMPROVE_ROUNDS = 3
+#: with an accuracy floor, the plan's accuracy price is doubled at most this many times until the
+#: packed plan meets the floor, then one more instance is added at most this many times, then the
+#: price is bisected this many times (the cheapest plan kept)
+FLOOR_STEPS = 24
+FLOOR_ADD = 4
+FLOOR_BISECTIONS = 8
 #: the bundle's trust region shrinks by this factor at a null step on the samples of the bound
 #: where a pool has a power cap (0.5 elsewhere). Measured on the day-long batch, 1,000,000
 #: queries: with the H200 cap, halved it stalled far below the optimum (bound 0.437 kgCO2e, and
@@ -211,6 +231,28 @@ class _Slots:
         #: (α, gain) of each evaluation on every query: V(n) ≥ α − gain·n for every instance vector n
         self.cuts: list[tuple[float, np.ndarray]] = []
         self.hi_b = np.clip(np.searchsorted(self.b, self.due, side="left") - 1, self.lo_b, self.S - 1)
+        # the batch's token-weighted accuracy floor (a row Σ w·acc ≥ floor·Σ w over the served queries)
+        self.acc = deps["accuracy"].to_numpy(dtype=float)
+        self.has_acc = problem.min_mean_accuracy is not None
+        self.w = problem.queries["weight"].to_numpy(dtype=float)
+        served = problem.ok.any(axis=1)
+        self.acc_rhs = (problem.min_mean_accuracy or 0.0) * float(self.w[served].sum())
+
+    def prices(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        """(λ, π, μ) from the bundle's vector θ: λ per (deployment, slot), π per capped (cap row,
+        slot), then μ (the accuracy row's price) where the batch has an accuracy floor."""
+        n_lam = self.n_d * self.S
+        lam = theta[:n_lam].reshape(self.n_d, self.S)
+        pi = np.zeros((self.n_c, self.S))
+        pi[self.capped] = theta[n_lam:n_lam + len(self.capped) * self.S].reshape(len(self.capped), self.S)
+        return lam, pi, float(theta[-1]) if self.has_acc else 0.0
+
+    def accuracy_surplus(self, dep: np.ndarray) -> float:
+        """Σ w·acc of the placed queries less the floor's (inf without a floor)."""
+        if not self.has_acc:
+            return math.inf
+        q = np.flatnonzero(dep >= 0)
+        return float(np.dot(self.w[q], self.acc[dep[q]])) - self.acc_rhs
 
     def pool_pi(self, pi: np.ndarray) -> np.ndarray:
         """``[n_p, S]``: the price per J of each pool's energy, the sum of its cap rows' ``pi``."""
@@ -258,6 +300,8 @@ class _View:
             self.per_d.append((qi, e, r, rho, key[starts] // (T.S + 1), key[starts] % (T.S + 1), starts, ends))
         #: the least two over the deployments the prices leave as they are (see _choose_least)
         self.static: tuple | None = None
+        #: the rows' token weights (the accuracy row's coefficients per unit of accuracy)
+        self.w = T.w[rows]
 
 
 @dataclass
@@ -270,6 +314,7 @@ class SlotBound:
     iterations: int
     time_s: float
     converged: bool
+    mu: float = 0.0  # price of the accuracy row (0 without a floor)
 
 
 def _choose(T: _Slots, V: _View, a: np.ndarray, lam: np.ndarray, d: int, pos: np.ndarray | None,
@@ -310,9 +355,10 @@ def _choose(T: _Slots, V: _View, a: np.ndarray, lam: np.ndarray, d: int, pos: np
 
 
 def _fold(T: _Slots, V: _View, a: np.ndarray, lam: np.ndarray, deps: list[int], pos: np.ndarray | None,
-          state: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> None:
+          state: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], mu: float = 0.0) -> None:
     """Fold the deployments ``deps`` (in increasing order) into ``state`` = (least deployment,
-    its cost, the second least cost, its slot) per row, in place; ties go to the first deployment."""
+    its cost, the second least cost, its slot) per row, in place; ties go to the first deployment.
+    ``mu``: the accuracy row's price, ``−μ·w·acc[d]`` added to each cost (the same in every slot)."""
     best, best_v, second, kk = state
     m = len(best)
     inv = None
@@ -328,6 +374,9 @@ def _fold(T: _Slots, V: _View, a: np.ndarray, lam: np.ndarray, deps: list[int], 
         out, ks, v = got
         buf.fill(np.inf)
         buf[out] = v
+        if mu:
+            wr = V.w if pos is None else V.w[pos]
+            buf[out] -= mu * T.acc[d] * wr[out]
         kbuf[out] = ks
         lower = (buf < best_v) | ((buf == best_v) & (d < best))
         np.minimum(second, np.where(lower, best_v, buf), out=second)
@@ -336,31 +385,57 @@ def _fold(T: _Slots, V: _View, a: np.ndarray, lam: np.ndarray, deps: list[int], 
         np.minimum(best_v, buf, out=best_v)
 
 
-def _choose_least(T: _Slots, V: _View, a: np.ndarray, lam: np.ndarray, pos: np.ndarray | None = None):
+def _merge(state: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+           other: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], shift: np.ndarray | float) -> None:
+    """Fold ``other`` (a state of :func:`_fold` over other deployments), its costs plus ``shift``,
+    into ``state`` in place; ties go to the first deployment."""
+    best, best_v, second, kk = state
+    ob, ov, os_, ok_ = other
+    ov = ov + shift
+    lower = (ov < best_v) | ((ov == best_v) & (ob < best))
+    np.minimum(second, np.where(lower, best_v, ov), out=second)
+    np.minimum(second, os_ + shift, out=second)
+    best[lower] = ob[lower]
+    kk[lower] = ok_[lower]
+    np.minimum(best_v, ov, out=best_v)
+
+
+def _choose_least(T: _Slots, V: _View, a: np.ndarray, lam: np.ndarray, pos: np.ndarray | None = None,
+                  mu: float = 0.0):
     """Per row of ``V`` (at the sorted positions ``pos``, or all): the deployment of least priced
     cost (ties: the first; 0 where none is an option), that cost, the second least over
-    deployments, and the slot of the least. The deployments the prices leave as they are (λ = 0,
-    ``a`` = the objective's price: most of them, most of the time) are looked up once per view and
-    kept (``V.static``); only the others are priced again at each call."""
+    deployments, and the slot of the least; ``mu`` prices the accuracy row (``−μ·w·acc[d]``). The
+    deployments the prices leave as they are (λ = 0, ``a`` = the objective's price: most of them,
+    most of the time) are looked up once per view and kept (``V.static``), folded per accuracy
+    (one group without a floor: μ shifts a group's costs alike); only the others are priced again
+    at each call."""
     static = tuple(d for d in range(T.n_d) if not lam[d].any() and np.array_equal(a[d], T.a0[d]))
     if V.static is None or V.static[0] != static:
         n = len(V.rows)
-        st = (np.full(n, T.n_d, dtype=np.int64), np.full(n, np.inf), np.full(n, np.inf), np.zeros(n, dtype=np.int64))
-        _fold(T, V, a, lam, list(static), None, st)
-        V.static = (static, *st)
-    _, b, v, s, k = V.static
-    state = (b.copy(), v.copy(), s.copy(), k.copy()) if pos is None else (b[pos], v[pos], s[pos], k[pos])
-    _fold(T, V, a, lam, [d for d in range(T.n_d) if d not in static], pos, state)
+        accs = sorted({float(T.acc[d]) for d in static}) if T.has_acc else [0.0]
+        groups = []
+        for acc in accs:
+            st = (np.full(n, T.n_d, dtype=np.int64), np.full(n, np.inf), np.full(n, np.inf), np.zeros(n, dtype=np.int64))
+            _fold(T, V, a, lam, [d for d in static if not T.has_acc or T.acc[d] == acc], None, st)
+            groups.append((acc, st))
+        V.static = (static, groups)
+    m = len(V.rows) if pos is None else len(pos)
+    state = (np.full(m, T.n_d, dtype=np.int64), np.full(m, np.inf), np.full(m, np.inf), np.zeros(m, dtype=np.int64))
+    for acc, st in V.static[1]:
+        sub = st if pos is None else tuple(x[pos] for x in st)
+        shift = -mu * acc * (V.w if pos is None else V.w[pos]) if mu and acc else 0.0
+        _merge(state, sub, shift)
+    _fold(T, V, a, lam, [d for d in range(T.n_d) if d not in static], pos, state, mu)
     best, best_v, second, kk = state
     best[best >= T.n_d] = 0  # no option at all (cost inf)
     return best, best_v, second, kk
 
 
-def _price_view(T: _Slots, V: _View, a: np.ndarray, lam: np.ndarray, pos: np.ndarray):
+def _price_view(T: _Slots, V: _View, a: np.ndarray, lam: np.ndarray, pos: np.ndarray, mu: float = 0.0):
     """:func:`_price_direct` for the rows at positions ``pos`` of ``V`` through the envelopes over
     the bound's (wider) windows; a row whose choice does not fit inside its slot on its deployment
     (an edge of its window) is priced directly."""
-    best, v, second, k = _choose_least(T, V, a, lam, pos)
+    best, v, second, k = _choose_least(T, V, a, lam, pos, mu)
     has = np.isfinite(v)
     d = np.where(has, best, -1)
     k = np.where(has, k, -1)
@@ -369,18 +444,20 @@ def _price_view(T: _Slots, V: _View, a: np.ndarray, lam: np.ndarray, pos: np.nda
     bad = hv[~T.fits(rows[hv], d[hv], k[hv])]
     if len(bad):
         closed = ~np.isfinite(a)
-        d[bad], k[bad], v[bad], second[bad] = _price_direct(T, rows[bad], np.where(closed, 0.0, a), lam, closed)
+        d[bad], k[bad], v[bad], second[bad] = _price_direct(T, rows[bad], np.where(closed, 0.0, a), lam, closed, mu)
     return d, k, v, second
 
 
-def _evaluate(T: _Slots, V: _View, lam: np.ndarray, pi: np.ndarray, *, choices: bool = False,
+def _evaluate(T: _Slots, V: _View, lam: np.ndarray, pi: np.ndarray, mu: float = 0.0, *, choices: bool = False,
               fixed_n: np.ndarray | None = None):
-    """L(λ, π), its subgradient (work per (deployment, slot) over capacity; energy per capped
-    (cap row, slot) over the cap), the instances at these prices; with ``choices`` also each row's
-    least priced (deployment, slot), its priced cost and the second least over deployments. With
-    ``fixed_n`` the instances are those (the value is then a bound only for plans with them)."""
-    best, v, second, kk = _choose_least(T, V, T.a0 + T.pool_pi(pi)[T.pool_of], lam)
-    x_part = V.wt * float(v.sum())
+    """L(λ, π, μ), its subgradient (work per (deployment, slot) over capacity; energy per capped
+    (cap row, slot) over the cap; the accuracy floor over the chosen accuracy, μ being the price of
+    the row Σ w·acc ≥ floor·Σ w, as in :mod:`.decompose`), the instances at these prices; with
+    ``choices`` also each row's least priced (deployment, slot), its priced cost and the second
+    least over deployments. With ``fixed_n`` the instances are those (the value is then a bound
+    only for plans with them)."""
+    best, v, second, kk = _choose_least(T, V, T.a0 + T.pool_pi(pi)[T.pool_of], lam, mu=mu)
+    x_part = V.wt * float(v.sum()) + mu * T.acc_rhs
     gain = T.lanes * (lam @ T.dt) - T.inst_cost
     if T.idle:
         gain = gain - T.idle_w * ((T.pool_pi(pi) @ T.dt)[T.pool_of])
@@ -400,9 +477,10 @@ def _evaluate(T: _Slots, V: _View, lam: np.ndarray, pi: np.ndarray, *, choices: 
     if T.idle:
         pe += np.bincount(T.pool_of, weights=n_inst * T.idle_w, minlength=T.n_p)[:, None] * T.dt[None, :]
     g_pi = (T.cap_rows[capped] @ pe) - T.cap_j
+    g_mu = T.acc_rhs - V.wt * float(np.dot(V.w, T.acc[best])) if T.has_acc else 0.0
     if V.exact:  # L(λ, π) with the instances left free: a cut V(n) ≥ α − gain·n (see _instance_master)
         T.cuts.append((x_part - float(np.sum(pi[capped] * T.cap_j)), gain.copy()))
-    out = (L, g_lam, g_pi, n_inst)
+    out = (L, g_lam, g_pi, g_mu, n_inst)
     if choices:
         return (*out, best, kk, v, second, load)
     return out
@@ -422,15 +500,11 @@ def _bundle(T: _Slots, V: _View, theta0: np.ndarray, active0: np.ndarray, scale:
     that many iterations in a row that did not raise L by more than ``rel_tol``."""
     from scipy.optimize import linprog
 
-    n_lam = T.n_d * T.S
     m = len(theta0)
 
     def ev(theta: np.ndarray):
-        lam = theta[:n_lam].reshape(T.n_d, T.S)
-        pi = np.zeros((T.n_c, T.S))
-        pi[T.capped] = theta[n_lam:].reshape(len(T.capped), T.S)
-        L, g_lam, g_pi, _ = _evaluate(T, V, lam, pi, fixed_n=fixed_n)
-        return L, np.concatenate([g_lam.ravel(), g_pi.ravel()])
+        L, g_lam, g_pi, g_mu, _ = _evaluate(T, V, *T.prices(theta), fixed_n=fixed_n)
+        return L, np.concatenate([g_lam.ravel(), g_pi.ravel(), [g_mu] if T.has_acc else []])
 
     center = theta0.copy()
     active = active0.copy()
@@ -508,7 +582,7 @@ def slot_bound(problem: Problem, *, rel_tol: float = 1e-7, max_iter: int = 200, 
     T = _Slots(problem)
     served = np.flatnonzero(problem.ok.any(axis=1))
     n_lam = T.n_d * T.S
-    m = n_lam + len(T.capped) * T.S
+    m = n_lam + len(T.capped) * T.S + (1 if T.has_acc else 0)
     rng = np.random.default_rng(0)
     stages = [_View(T, np.sort(rng.choice(served, n, replace=False)), len(served) / n)
               for n in sorted(samples) if len(served) > 2 * n]
@@ -519,7 +593,12 @@ def slot_bound(problem: Problem, *, rel_tol: float = 1e-7, max_iter: int = 200, 
     per_s = (T.E[Vs.rows] * T.a0.max(axis=1)[None, :])[fin] / T.R[Vs.rows][fin]
     s_lam = float(np.quantile(per_s, 0.9)) if len(per_s) else 1.0
     scale = np.concatenate([np.full(n_lam, s_lam or 1.0),
-                            np.full(m - n_lam, float(np.median(T.a0)) or 1.0)])
+                            np.full(len(T.capped) * T.S, float(np.median(T.a0)) or 1.0)])
+    if T.has_acc:  # μ: objective per unit of w·accuracy, a query's cost over its weight and the accuracies' spread
+        e_min = np.where(np.isfinite(T.E[Vs.rows]), T.E[Vs.rows], np.inf).min(axis=1) * float(np.median(T.a0))
+        spread = max(float(np.ptp(T.acc)), 1e-2)
+        s_mu = float(np.median(e_min / np.maximum(T.w[Vs.rows], 1e-12))) / spread if len(Vs.rows) else 1.0
+        scale = np.concatenate([scale, [s_mu if np.isfinite(s_mu) and s_mu > 0 else 1.0]])
     theta, active = np.zeros(m), np.zeros(m, dtype=bool)
     delta, iters = 1.0, 0
     samples_converged = True
@@ -535,16 +614,14 @@ def slot_bound(problem: Problem, *, rel_tol: float = 1e-7, max_iter: int = 200, 
     theta, active, it, converged, _ = _bundle(T, full, theta, active, scale, delta, rel_tol=rel_tol,
                                            max_iter=max_iter if not stages else BOUND_FULL_ITERATIONS, deadline=deadline, say=say,
                                            stall=BOUND_FULL_STALL if stages else 0)
-    lam = theta[:n_lam].reshape(T.n_d, T.S)
-    pi = np.zeros((T.n_c, T.S))
-    pi[T.capped] = theta[n_lam:].reshape(len(T.capped), T.S)
-    L = _evaluate(T, full, lam, pi)[0]
+    lam, pi, mu = T.prices(theta)
+    L = _evaluate(T, full, lam, pi, mu)[0]
     sb_extra = (theta, active, scale)
     if T.idle:  # every plan switches on an instance that serves its dearest-to-serve query: L at zero prices plus that
         zero = _evaluate(T, full, np.zeros_like(lam), np.zeros_like(pi))[0]
         cheapest_inst = np.where(T.ok[full.rows], T.inst_cost[None, :], np.inf).min(axis=1)
         L = max(L, zero + float(cheapest_inst.max(initial=0.0)))
-    sb = SlotBound(L, lam, pi, iters + it, time.perf_counter() - t0, converged)
+    sb = SlotBound(L, lam, pi, iters + it, time.perf_counter() - t0, converged, mu)
     sb.state = sb_extra  # type: ignore[attr-defined]
     sb.sample = stages[-1] if stages else full  # type: ignore[attr-defined]
     sb.samples_converged = samples_converged  # type: ignore[attr-defined]
@@ -568,7 +645,7 @@ def _instance_master(T: _Slots, patterns: np.ndarray, near: np.ndarray | None = 
 # --- the plan --------------------------------------------------------------------------------
 
 
-def _price_direct(T: _Slots, rows: np.ndarray, a: np.ndarray, lam: np.ndarray, closed: np.ndarray):
+def _price_direct(T: _Slots, rows: np.ndarray, a: np.ndarray, lam: np.ndarray, closed: np.ndarray, mu: float = 0.0):
     """Each row's least priced (deployment, slot) among the cells it fits in that are not
     ``closed``, by blocks: deployment, slot (-1: none), priced cost and the second least's."""
     m = len(rows)
@@ -581,6 +658,8 @@ def _price_direct(T: _Slots, rows: np.ndarray, a: np.ndarray, lam: np.ndarray, c
         allowed = T.cell_allowed(rr) & ~closed[None, :, :]
         with np.errstate(invalid="ignore"):
             c = T.E[rr][:, :, None] * a[None, :, :] + T.R[rr][:, :, None] * lam[None, :, :]
+            if mu:
+                c = c - (mu * T.w[rr][:, None] * T.acc[None, :])[:, :, None]
         c = np.where(allowed, c, np.inf).reshape(len(rr), -1)
         j = c.argmin(axis=1)
         v = c[np.arange(len(rr)), j]
@@ -664,7 +743,7 @@ def _plan_value(T: _Slots, dep: np.ndarray, lane: np.ndarray, start: np.ndarray)
 
 
 def _fill(T: _Slots, V: _View, rows: np.ndarray, d0: np.ndarray, k0: np.ndarray, v0: np.ndarray, s0: np.ndarray,
-          n_inst: np.ndarray, lam: np.ndarray, pi: np.ndarray, say: Callable[[str], None]):
+          n_inst: np.ndarray, lam: np.ndarray, pi: np.ndarray, say: Callable[[str], None], mu: float = 0.0):
     """Each row's (deployment, slot): its proposal is kept while the cell's lane-seconds and the
     capped (cap row, slot)'s joules hold (largest regret first); the others are priced again among the
     cells not yet full. Returns the deployment and slot of every row (-1: none) and, for the rows
@@ -738,7 +817,7 @@ def _fill(T: _Slots, V: _View, rows: np.ndarray, d0: np.ndarray, k0: np.ndarray,
         pend = pend[~done]
         if not len(pend):
             break
-        pd_, pk, pv, ps = _price_view(T, V, np.where(closed, np.inf, a), lam, pend)
+        pd_, pk, pv, ps = _price_view(T, V, np.where(closed, np.inf, a), lam, pend, mu)
         if np.all(pd_ < 0):
             break
     return d_of, k_of, blocked_pow
@@ -774,9 +853,11 @@ def _place_in_slot(run: np.ndarray, rel: np.ndarray, due: np.ndarray, free: np.n
     return lane, start
 
 
-def _pack(T: _Slots, n_q: int, rows: np.ndarray, d_of: np.ndarray, k_of: np.ndarray, n_inst: np.ndarray):
+def _pack(T: _Slots, n_q: int, rows: np.ndarray, d_of: np.ndarray, k_of: np.ndarray, n_inst: np.ndarray,
+          mu: float = 0.0):
     """Lanes and starts inside each row's slot; queries that do not fit are moved (see the module
-    docstring). Returns deployment, lane and start per query, and the queries left unplaced."""
+    docstring; ``mu`` prices accuracy in the move). Returns deployment, lane and start per query,
+    the queries left unplaced, and each packed (deployment, slot)'s lanes' free times."""
     dep = np.full(n_q, -1, dtype=np.int64)
     lane = np.full(n_q, -1, dtype=np.int64)
     start = np.full(n_q, np.nan)
@@ -802,16 +883,21 @@ def _pack(T: _Slots, n_q: int, rows: np.ndarray, d_of: np.ndarray, k_of: np.ndar
         qs = q_all[idx]
         dep[qs[ok]], lane[qs[ok]], start[qs[ok]] = d, ln[ok], st[ok]
         late.extend(qs[~ok].tolist())
-    unplaced = [int(q) for q in rows[~has]]
+    # the rows the fill left without a cell (it closes a cell at the first row it turns away) are
+    # tried by the repair too, where they are few
+    left = [int(q) for q in rows[~has]]
+    unplaced = left if len(left) > REPAIR_LEFT_MAX else []
+    late = late if unplaced else left + late
     if late:
-        unplaced += _repair(T, late, dep, lane, start, n_inst, free)
-    return dep, lane, start, unplaced
+        unplaced += _repair(T, late, dep, lane, start, n_inst, free, mu)
+    return dep, lane, start, unplaced, free
 
 
 def _repair(T: _Slots, late: list[int], dep: np.ndarray, lane: np.ndarray, start: np.ndarray, n_inst: np.ndarray,
-            free: dict[int, np.ndarray]) -> list[int]:
+            free: dict[int, np.ndarray], mu: float = 0.0) -> list[int]:
     """Each late query to the cheapest (deployment, slot) whose lane free first still takes it
-    inside the slot and its window, within the caps; the queries none takes."""
+    inside the slot and its window, within the caps (``mu``: the accuracy row's price, in the
+    cost); the queries none takes."""
     a = T.a0
     pool_energy = np.zeros((T.n_p, T.S))
     placed = np.flatnonzero(dep >= 0)
@@ -825,7 +911,7 @@ def _repair(T: _Slots, late: list[int], dep: np.ndarray, lane: np.ndarray, start
     left = []
     for q in late:
         allowed = T.cell_allowed(np.array([q]))[0] & (n_inst[:, None] > 0)
-        cost = np.where(allowed, T.E[q][:, None] * a, np.inf)
+        cost = np.where(allowed, T.E[q][:, None] * a - mu * T.w[q] * T.acc[:, None], np.inf)
         done = False
         for j in np.argsort(cost, axis=None).tolist():
             if not np.isfinite(cost.reshape(-1)[j]):
@@ -843,7 +929,7 @@ def _repair(T: _Slots, late: list[int], dep: np.ndarray, lane: np.ndarray, start
                 pool_energy[p, k] += T.E[q, d]
                 done = True
                 break
-        if not done and _on_new_instance(T, q, a, dep, lane, start, n_inst, free, pool_energy, cap):
+        if not done and _on_new_instance(T, q, a, dep, lane, start, n_inst, free, pool_energy, cap, mu):
             done = True
         if not done:
             left.append(q)
@@ -851,14 +937,16 @@ def _repair(T: _Slots, late: list[int], dep: np.ndarray, lane: np.ndarray, start
 
 
 def _on_new_instance(T: _Slots, q: int, a: np.ndarray, dep: np.ndarray, lane: np.ndarray, start: np.ndarray,
-                     n_inst: np.ndarray, free: dict[int, np.ndarray], pool_energy: np.ndarray, cap: np.ndarray) -> bool:
+                     n_inst: np.ndarray, free: dict[int, np.ndarray], pool_energy: np.ndarray, cap: np.ndarray,
+                     mu: float = 0.0) -> bool:
     """A late query that no switched-on instance takes (a tight deadline, say, on a deployment the
     prices left off): one more instance of the cheapest deployment whose pool has the devices (and
     its fleet deployment the instances) for it, within the caps (``pool_energy`` and ``cap`` per
     cap row), idle draw included; ``n_inst`` and the lanes' free times grow with it. Whether the
     query was placed."""
     allowed = T.cell_allowed(np.array([q]))[0]
-    cost = np.where(allowed, (T.E[q][:, None] * a) + np.maximum(T.inst_cost, 0)[:, None], np.inf)
+    cost = np.where(allowed, (T.E[q][:, None] * a) + np.maximum(T.inst_cost, 0)[:, None]
+                    - mu * T.w[q] * T.acc[:, None], np.inf)
     for j in np.argsort(cost, axis=None).tolist():
         if not np.isfinite(cost.reshape(-1)[j]):
             return False
@@ -888,6 +976,119 @@ def _on_new_instance(T: _Slots, q: int, a: np.ndarray, dep: np.ndarray, lane: np
     return False
 
 
+def _cap_room_j(T: _Slots, n_inst: np.ndarray) -> np.ndarray:
+    """[n_c, S]: the joules each (cap row, slot) may charge to queries: its cap's less the idle draw
+    of its pools' instances (with ``--idle``); inf for a row without a cap."""
+    cap = np.full((T.n_c, T.S), np.inf)
+    if len(T.capped):
+        idle_on = np.bincount(T.pool_of, weights=n_inst * T.idle_w, minlength=T.n_p) if T.idle else np.zeros(T.n_p)
+        cap[T.capped] = T.cap_j - (T.cap_rows[T.capped] @ idle_on)[:, None] * T.dt[None, :]
+    return cap
+
+
+def _pool_headroom_j(T: _Slots, cap: np.ndarray, pool_energy: np.ndarray) -> np.ndarray:
+    """[n_p, S]: the joules each (pool, slot) may still take: the least room left in the capped
+    rows it belongs to (its own cap, its site's; ``cap`` from :func:`_cap_room_j`), inf where none."""
+    left = cap - T.cap_rows @ pool_energy
+    head = np.full((T.n_p, T.S), np.inf)
+    for p in range(T.n_p):
+        if len(T.rows_of_pool[p]):
+            head[p] = left[T.rows_of_pool[p]].min(axis=0)
+    return head
+
+
+def _improve(T: _Slots, V: _View, dep: np.ndarray, lane: np.ndarray, start: np.ndarray, n_inst: np.ndarray,
+             free: dict[int, np.ndarray], mu: float = 0.0) -> int:
+    """Local moves on a packed plan with an accuracy floor (in place; none without one): the fill
+    at a raised accuracy price leaves accuracy above the floor, and cells with room. Each round
+    prices every placed query among the (deployment, slot) cells with a lane of a switched-on
+    instance free before the slot's end (``mu``: the accuracy row's price, in the choice), and
+    appends the queries whose least priced open cell charges less than their own (the accuracy
+    priced in the first round only), those saving most per second first, after the last query of
+    the lane free first, inside the slot and their window; within the caps (the energy moved out
+    freeing its own), losing no more accuracy than the plan has above the floor. Returns the
+    queries moved."""
+    if not T.has_acc:  # on the carbon day without a floor it moved 92,000 of 1,000,000 queries in 8 s
+        return 0  # and left the plan's kgCO2e as it was (the fill leaves the clean cells full)
+    rows = V.rows
+    placed = dep[rows] >= 0
+    if not placed.any():
+        return 0
+    k_of = np.full(len(dep), -1, dtype=np.int64)
+    q0 = rows[placed]
+    k_of[q0] = np.clip(np.searchsorted(T.b, start[q0], side="right") - 1, 0, T.S - 1)
+    pool_energy = np.zeros((T.n_p, T.S))
+    np.add.at(pool_energy, (T.pool_of[dep[q0]], k_of[q0]), T.E[q0, dep[q0]])
+    cap = _cap_room_j(T, n_inst)
+    surplus = T.accuracy_surplus(dep)
+    # a cell is open while some lane is free for at least a short query's run on the deployment
+    short_s = np.array([float(np.quantile(T.R[rows[T.ok[rows, d]], d], 0.1)) if T.ok[rows, d].any() else np.inf
+                        for d in range(T.n_d)])
+    moved_total = 0
+    for _round in range(IMPROVE_ROUNDS):
+        gap_s = np.zeros((T.n_d, T.S))
+        for d in np.flatnonzero(n_inst > 0).tolist():
+            for k in range(T.S):
+                f = free.get(d * T.S + k)
+                gap_s[d, k] = T.b[k + 1] - (float(f.min()) if f is not None and len(f) else T.b[k])
+        open_ = (gap_s >= short_s[:, None]) & (gap_s > 0)
+        open_ &= (_pool_headroom_j(T, cap, pool_energy) > 0)[T.pool_of]
+        if not open_.any():
+            break
+        pos = np.flatnonzero(placed)
+        # the first round keeps the accuracy priced; the later ones spend what the plan has above the floor
+        mu_r = mu if _round == 0 else 0.0
+        d_new, k_new, _, _ = _price_view(T, V, np.where(open_, T.a0, np.inf), np.zeros((T.n_d, T.S)), pos, mu_r)
+        q = rows[pos]
+        ok = d_new >= 0
+        q, d_new, k_new = q[ok], d_new[ok], k_new[ok]
+        here = T.E[q, dep[q]] * T.a0[dep[q], k_of[q]]
+        there = T.E[q, d_new] * T.a0[d_new, k_new]
+        gain = here - there
+        better = (gain > 1e-12 * np.abs(here)) & ~((d_new == dep[q]) & (k_new == k_of[q]))
+        q, d_new, k_new, gain = q[better], d_new[better], k_new[better], gain[better]
+        if not len(q):
+            break
+        run = T.R[q, d_new]
+        cell = d_new * T.S + k_new
+        o = np.lexsort((-gain / np.maximum(run, 1e-12), cell))
+        cell_o = cell[o]
+        cuts = np.flatnonzero(np.r_[True, cell_o[1:] != cell_o[:-1], True])
+        moved = 0
+        for a, z in zip(cuts[:-1].tolist(), cuts[1:].tolist()):
+            c = int(cell_o[a])
+            d, k = divmod(c, T.S)
+            p = int(T.pool_of[d])
+            idx = o[a:z]
+            qs = q[idx]
+            # the caps: the energy each takes there (less what it leaves in the same pool and slot)
+            de = T.E[qs, d] - np.where((T.pool_of[dep[qs]] == p) & (k_of[qs] == k), T.E[qs, dep[qs]], 0.0)
+            head = float(_pool_headroom_j(T, cap, pool_energy)[p, k])  # a site's other pools' energy stays
+            if np.isfinite(head):
+                qs = qs[np.cumsum(np.maximum(de, 0.0)) <= head * (1 - 1e-12)]
+            if T.has_acc:
+                loss = T.w[qs] * (T.acc[dep[qs]] - T.acc[d])
+                qs = qs[np.cumsum(np.maximum(loss, 0.0)) <= surplus - 1e-9 * max(T.acc_rhs, 1.0)]
+            if not len(qs):
+                continue
+            f = free.setdefault(c, np.full(int(n_inst[d] * T.lanes[d]), float(T.b[k])))
+            rel = np.maximum(T.rel[qs], T.b[k])
+            due = latest_end_s(np.minimum(T.due[qs], T.b[k + 1]))
+            ln, st = _place_in_slot(T.R[qs, d], rel, due, f)
+            got = ln >= 0
+            qm = qs[got]
+            np.subtract.at(pool_energy, (T.pool_of[dep[qm]], k_of[qm]), T.E[qm, dep[qm]])
+            pool_energy[p, k] += float(T.E[qm, d].sum())
+            if T.has_acc:
+                surplus -= float(np.dot(T.w[qm], T.acc[dep[qm]] - T.acc[d]))
+            dep[qm], lane[qm], start[qm], k_of[qm] = d, ln[got], st[got], k
+            moved += len(qm)
+        moved_total += moved
+        if not moved and not (T.has_acc and _round == 0):
+            break
+    return moved_total
+
+
 def _instance_search(T: _Slots, full: _View, sb: SlotBound, bound: float,
                      upper: Callable[[], tuple[float, np.ndarray | None]],
                      try_plan: Callable, limits: Limits, say: Callable[[str], None], spent_s: float) -> float:
@@ -914,7 +1115,6 @@ def _instance_search(T: _Slots, full: _View, sb: SlotBound, bound: float,
     prices: dict[tuple[int, ...], np.ndarray] = {}
     visits: dict[tuple[int, ...], int] = {}
     planned_at: dict[tuple[int, ...], float] = {}  # L at n when a plan with n was last tried
-    n_lam = T.n_d * T.S
     for rnd in range(MASTER_ROUNDS):
         ub, n_best = upper()
         lb, n = _instance_master(T, patterns, near=n_best)
@@ -945,18 +1145,71 @@ def _instance_search(T: _Slots, full: _View, sb: SlotBound, bound: float,
             th, _, it, _, Ln = _bundle(T, full, start, active, scale, 0.005, rel_tol=1e-7, max_iter=FULL_ITERATIONS,
                                        deadline=stop, say=say, fixed_n=n, target=target, stall=FULL_STALL)
         prices[key] = th
-        lam = th[:n_lam].reshape(T.n_d, T.S)
-        pi = np.zeros((T.n_c, T.S))
-        pi[T.capped] = th[n_lam:].reshape(len(T.capped), T.S)
+        lam, pi, mu = T.prices(th)
         if math.isnan(Ln):
-            Ln = _evaluate(T, full, lam, pi, fixed_n=n)[0]  # a cut at n (full views record theirs)
+            Ln = _evaluate(T, full, lam, pi, mu, fixed_n=n)[0]  # a cut at n (full views record theirs)
         say(f"slots: instances {n.tolist()}: L {Ln:.8g} on every query after {it} iterations on "
             f"{'the sample' if visit < MASTER_VISITS else 'every query'}")
         # a plan with n may beat the best one (again where L at n rose since)
         if Ln < target and Ln > planned_at.get(key, -math.inf) * (1 + 1e-6):
             planned_at[key] = Ln
-            try_plan(n.copy(), lam, pi)
+            try_plan(n.copy(), lam, pi, mu)
     return bound
+
+
+def _one_more(T: _Slots, n: np.ndarray) -> list[np.ndarray]:
+    """The instance vectors with one more instance of a deployment whose pool has the devices (and
+    its fleet deployment the instances) for it."""
+    out = []
+    for cnt, ds in T.pools:
+        for d in ds.tolist():
+            if int((T.k[ds] * n[ds]).sum()) + T.k[d] <= cnt and n[T.groups_of[d]].sum() < T.max_inst[d]:
+                nn = n.copy()
+                nn[d] += 1
+                out.append(nn)
+    return out
+
+
+def _floor_plans(T: _Slots, fill_at: Callable, n: np.ndarray, lam: np.ndarray, pi: np.ndarray, mu: float,
+                 mu_scale: float) -> list:
+    """Plans for a batch whose plan at (λ, π, μ) with the instances ``n`` falls short of the
+    accuracy floor with every query placed: the accuracy's price doubled at a time (from
+    ``mu_scale``/1000 where μ is 0), instances added where the choices at that price run over,
+    until the plan meets the floor; where no price does, one more instance of a deployment at a
+    time (the one whose plan comes nearest the floor); then the price bisected between the last
+    that fell short and the first that met it, as :mod:`.decompose` does. ``fill_at(n, λ, π, μ,
+    grow)`` makes a plan: ((queries unplaced, or 1 short of the floor), value), (instances, ...,
+    dep, ..., unplaced). Returns every plan tried."""
+    tries = []
+    lo, hi = mu, None
+    mu_t = mu if mu > 0 else mu_scale * 1e-3
+    for _ in range(FLOOR_STEPS):
+        mu_t *= 2.0
+        tries.append(fill_at(n, lam, pi, mu_t, grow=True))
+        if tries[-1][0][0] == 0:
+            hi = mu_t
+            break
+        lo = mu_t
+    for _ in range(FLOOR_ADD if hi is None else 0):
+        more = [fill_at(nn, lam, pi, mu_t) for nn in _one_more(T, n)]
+        if not more:
+            break
+        tries += more
+        met = [r for r in more if r[0][0] == 0]
+        if met:
+            n, hi = min(met, key=lambda r: r[0])[1][0], mu_t
+            break
+        n = max((r for r in more if not r[1][5]), key=lambda r: T.accuracy_surplus(r[1][2]), default=more[0])[1][0]
+    if hi is None:
+        return tries
+    for _ in range(FLOOR_BISECTIONS):
+        mid = (lo + hi) / 2
+        tries.append(fill_at(n, lam, pi, mid))
+        if tries[-1][0][0] == 0:
+            hi = mid
+        else:
+            lo = mid
+    return tries
 
 
 class SlottedMethod(Method):
@@ -974,7 +1227,7 @@ class SlottedMethod(Method):
         sb, T, full = slot_bound(problem, rel_tol=rel_tol, time_limit_s=None if left is None else left / 2,
                                  progress=progress)
         progress(f"slots: bound {sb.bound:.8g} after {sb.iterations} iterations in {sb.time_s:.2f} s")
-        L, g_lam, g_pi, n_inst, best, kk, v, second, load = _evaluate(T, full, sb.lam, sb.pi, choices=True)
+        L, g_lam, g_pi, g_mu, n_inst, best, kk, v, second, load = _evaluate(T, full, sb.lam, sb.pi, sb.mu, choices=True)
         rows = full.rows
         candidates = [_instances_for_plan(T, n_inst, load)]
         by_need = _instances_for_plan(T, np.zeros(T.n_d, dtype=np.int64), load, one_each=True)
@@ -984,30 +1237,58 @@ class SlottedMethod(Method):
             candidates += [_fewest_instances(T, load), _covering_instances(T, rows)]
         best_plan = None
 
-        def try_plan(n_plan, lam, pi):
-            """A plan with the instances ``n_plan`` filled at the prices (λ, π), a little lowered: at
+        def fill_at(n_plan, lam, pi, mu, grow=False):
+            """A plan with the instances ``n_plan`` filled at the prices (λ, π, μ), a little lowered: at
             the best prices whole groups of queries are tied between a priced cell and an unpriced
             one (a capped clean slot and the next cleanest); lowered, the priced cell is the cheaper,
-            takes them up to its lane-seconds or joules, and the rest are priced again."""
-            nonlocal best_plan
+            takes them up to its lane-seconds or joules, and the rest are priced again. Packed, then
+            with an accuracy floor improved by local moves (:func:`_improve`). Returns (unplaced or short of the accuracy
+            floor, value), and the plan. With ``grow``, an instance more for each deployment whose
+            chosen work at these prices runs over (or has none), while devices last."""
+            n_plan = n_plan.copy()  # the repair may switch on more
             lam, pi = lam * FILL_PRICE_SHARE, pi * FILL_PRICE_SHARE
-            *_, d0, k0, v0, s0, _ = _evaluate(T, full, lam, pi, choices=True, fixed_n=n_plan)
-            d_of, k_of, blocked = _fill(T, full, rows, d0, k0, v0, s0, n_plan, lam, pi, progress)
-            dep, lane, start, unplaced = _pack(T, problem.n_queries, rows, d_of, k_of, n_plan)
-            value = _plan_value(T, dep, lane, start) if not unplaced else math.inf
-            key = (len(unplaced), value)
-            if best_plan is None or key < best_plan[0]:
-                best_plan = (key, n_plan, blocked, dep, lane, start, unplaced)
+            *_, d0, k0, v0, s0, load_at = _evaluate(T, full, lam, pi, mu, choices=True, fixed_n=n_plan)
+            if grow:
+                n_plan = _instances_for_plan(T, n_plan, load_at, one_each=True)
+            d_of, k_of, blocked = _fill(T, full, rows, d0, k0, v0, s0, n_plan, lam, pi, progress, mu)
+            dep, lane, start, unplaced, free = _pack(T, problem.n_queries, rows, d_of, k_of, n_plan, mu)
+            _improve(T, full, dep, lane, start, n_plan, free, mu)
+            short = T.accuracy_surplus(dep) < -1e-9 * max(T.acc_rhs, 1.0)
+            value = _plan_value(T, dep, lane, start) if not unplaced and not short else math.inf
+            return (len(unplaced) + int(short), value), (n_plan, blocked, dep, lane, start, unplaced)
+
+        def try_plan(n_plan, lam, pi, mu=0.0):
+            """:func:`fill_at`, kept where it beats the best plan; with an accuracy floor the plan
+            falls short of, :func:`_floor_plans` too."""
+            nonlocal best_plan
+            key, got = fill_at(n_plan, lam, pi, mu)
+            tries = [(key, got)]
+            if T.has_acc and key[0] > 0 and not got[5]:  # short of the floor, every query placed
+                tries += _floor_plans(T, fill_at, got[0], lam, pi, mu, float(sb.state[2][-1]))
+            for key, got in tries:
+                if best_plan is None or key < best_plan[0]:
+                    best_plan = (key, *got)
 
         for n_plan in candidates:
-            try_plan(n_plan, sb.lam, sb.pi)
+            try_plan(n_plan, sb.lam, sb.pi, sb.mu)
         assert best_plan is not None
         bound = sb.bound
         # also without a plan yet: the instance vectors the master names are planned too
         bound = _instance_search(T, full, sb, sb.bound, lambda: (best_plan[0][1], best_plan[1]), try_plan, limits, progress,
                                  spent_s=time.perf_counter() - t0)
-        _, n_plan, blocked, dep, lane, start, unplaced = best_plan
+        key, n_plan, blocked, dep, lane, start, unplaced = best_plan
         solver_s = time.perf_counter() - t0
+        if not unplaced and key[0] > 0:  # every query placed, short of the accuracy floor
+            floor = float(problem.min_mean_accuracy or 0.0)
+            reach = problem.max_mean_accuracy()
+            if reach < floor:
+                return Choice.none(self.name, "-", Status.INFEASIBLE, Termination.INFEASIBLE, math.inf, BoundSource.NONE,
+                                   solver_s=solver_s, message=f"token-weighted mean accuracy can reach at most {reach:.4f} "
+                                   f"(every query on its most accurate option), below the floor {floor}")
+            got = floor + T.accuracy_surplus(dep) / max(float(T.w[rows].sum()), 1e-300)
+            return Choice.none(self.name, "-", Status.NO_SOLUTION, Termination.NO_SOLUTION, bound, BoundSource.LAGRANGIAN,
+                               solver_s=solver_s, message=f"no plan found within the slots' lanes and caps meets the "
+                               f"token-weighted mean accuracy floor {floor} (the best reached {got:.4f})")
         if unplaced:
             msg = f"{len(unplaced)} queries found no slot with room on a lane within their windows"
             idle_on = np.bincount(T.pool_of, weights=n_plan * T.idle_w, minlength=T.n_p) if T.idle else np.zeros(T.n_p)
