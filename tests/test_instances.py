@@ -163,29 +163,10 @@ def test_capacity_bound_fix_fills_the_pools_first():
 
 def _fill_within_written_out(D, lam, mu, reserve=None, n_fixed=None):
     """The fill's greedy as first written (numpy per row), to compare the list-based one with."""
-    from energyopt.methods.decompose import _instances_needed, _instances_within_pools, _suffix
+    from energyopt.methods.decompose import fill_start
 
-    n_s, n_d = D.cost.shape
-    S = _suffix(lam)
-    rc = D.cost + D.run * S[:, D.lev].T
-    if D.w is not None and mu > 0:
-        rc = rc - np.multiply.outer(D.w, mu * D.acc)
-    rc = np.where(D.ok, rc, np.inf)
-    order_opt = np.argsort(rc, axis=1)
-    first = order_opt[:, 0]
-    need = _instances_needed(D, first)
-    tight = np.zeros(n_d, dtype=bool)
-    if n_fixed is None:
-        for cnt, ds in D.pools:
-            tight[ds] = int((D.k[ds] * need[ds]).sum()) > cnt
-        n = _instances_within_pools(D, first)
-    else:
-        n, tight = n_fixed, need > n_fixed
-    least = rc[np.arange(n_s), first]
-    regret = (np.min(np.where(tight[None, :], np.inf, rc), axis=1) - least) / np.maximum(D.run[np.arange(n_s), first], 1e-9)
-    room = (n * D.lanes)[:, None] * D.levels[None, :].astype(float)
-    if reserve is not None:
-        room[:, -1] = np.maximum(room[:, -1] - reserve, 0.0)
+    rc, order_opt, regret, room = fill_start(D, lam, mu, reserve, n_fixed)
+    n_s = len(rc)
     choice = order_opt[:, 0].copy()
     placed = np.zeros(n_s, dtype=bool)
     for r in np.argsort(-np.where(np.isfinite(regret), regret, np.inf), kind="stable"):

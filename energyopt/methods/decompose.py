@@ -858,18 +858,12 @@ def _instances_within_pools(D: _Dense, best: np.ndarray) -> np.ndarray:
     return n
 
 
-def _fill_within(D: _Dense, lam: np.ndarray, mu: float, reserve: np.ndarray | None = None,
-                 n_fixed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each row's option within the lane-seconds of whole instances that fit the pools (by every
-    deadline level). The instances: in proportion to what the rows' least priced options need
-    (:func:`_instances_within_pools`), or ``n_fixed``. The rows, in order of regret per second (the least priced
-    cost off the *tight* deployments, those of the pools that cannot hold every row's least
-    priced choice, less the least, over the runtime of the least; largest first, as a knapsack's
-    greedy: a row that only the tight pools serve comes first), take their least priced option
-    with room. ``reserve``: lane-seconds per deployment kept free by the last level (the horizon),
-    where a fill to the brim left whole queries that packing could not place on a lane. Returns
-    each row's choice, the rows no option had room for (their choice is then the least priced
-    one, and they are to be freed), and the room left (lane-seconds per deployment and level)."""
+def fill_start(D: _Dense, lam: np.ndarray, mu: float, reserve: np.ndarray | None = None,
+               n_fixed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What :func:`_fill_within`'s greedy starts from: each row's priced costs (inf: not an
+    option), its options from the least priced, its regret per second (the greedy's order, largest
+    first) and the room (lane-seconds per deployment by each deadline level, ``reserve`` kept free
+    by the last)."""
     n_s, n_d = D.cost.shape
     S = _suffix(lam)
     rc = D.cost + D.run * S[:, D.lev].T
@@ -893,6 +887,23 @@ def _fill_within(D: _Dense, lam: np.ndarray, mu: float, reserve: np.ndarray | No
     room = (n * D.lanes)[:, None] * D.levels[None, :].astype(float)  # lane-seconds by each level
     if reserve is not None:
         room[:, -1] = np.maximum(room[:, -1] - reserve, 0.0)
+    return rc, order_opt, regret, room
+
+
+def _fill_within(D: _Dense, lam: np.ndarray, mu: float, reserve: np.ndarray | None = None,
+                 n_fixed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's option within the lane-seconds of whole instances that fit the pools (by every
+    deadline level). The instances: in proportion to what the rows' least priced options need
+    (:func:`_instances_within_pools`), or ``n_fixed``. The rows, in order of regret per second (the least priced
+    cost off the *tight* deployments, those of the pools that cannot hold every row's least
+    priced choice, less the least, over the runtime of the least; largest first, as a knapsack's
+    greedy: a row that only the tight pools serve comes first), take their least priced option
+    with room. ``reserve``: lane-seconds per deployment kept free by the last level (the horizon),
+    where a fill to the brim left whole queries that packing could not place on a lane. Returns
+    each row's choice, the rows no option had room for (their choice is then the least priced
+    one, and they are to be freed), and the room left (lane-seconds per deployment and level)."""
+    rc, order_opt, regret, room = fill_start(D, lam, mu, reserve, n_fixed)
+    n_s, n_d = rc.shape
     # room[d, l] is what work due by T_l may still use; a row due at level l uses it at l and above
     choice = order_opt[:, 0].copy()
     placed = np.zeros(n_s, dtype=bool)
