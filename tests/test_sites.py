@@ -189,6 +189,12 @@ def test_site_capped_plan_against_brute_force(seed):
     if not np.isfinite(best):
         assert not s.status.has_plan
         return
+    _against_brute_force(s, best, site_cap, idle)
+
+
+def _against_brute_force(s, best: float, site_cap: float, idle: bool = False) -> None:
+    """The plan's bound is at most the optimum; a plan keeps the site cap (without idle: its
+    queries' draw), passes the check and its gap covers its distance to the optimum."""
     assert s.bound <= best * (1 + 1e-7) + 1e-12
     if s.status.has_plan:
         assert not s.check_violations
@@ -349,8 +355,4 @@ def test_site_capped_plan_with_an_accuracy_floor_against_brute_force(seed):
     if not np.isfinite(best):
         assert not s.status.has_plan
         return
-    assert s.bound <= best * (1 + 1e-7) + 1e-12
-    if s.status.has_plan:
-        assert not s.check_violations
-        assert _site_w(s).max() <= site_cap * (1 + 1e-9)
-        assert s.objective >= best * (1 - 1e-7) - 1e-12
+    _against_brute_force(s, best, site_cap)
