@@ -21,9 +21,11 @@ __all__ = ["MilpMethod", "LANE_CUT_ROUNDS"]
 LANE_CUT_ROUNDS = 8
 #: the rounds with lane cuts together may take this many times the first solve's seconds (at least
 #: :data:`LANE_CUT_MIN_S`): where plans tie (the trade-off at small ζ), each cut can leave another
-#: equal choice that no lanes run, and each solve takes as long as the first
+#: equal choice that no lanes run, and each solve takes as long as the first. In a sweep the first
+#: solve starts from the last plan's cuts and takes a second or two while the rounds after it take
+#: 10-20 s each on the example (2-core machine): hence the floor
 LANE_CUT_TIME_FACTOR = 2.0
-LANE_CUT_MIN_S = 5.0
+LANE_CUT_MIN_S = 60.0
 
 
 class MilpMethod(Method):
