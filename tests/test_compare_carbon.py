@@ -11,7 +11,6 @@ from conftest import TWO_LLM_MODELS, make_models, two_llm_fleet
 import energyopt.compare as cm
 from energyopt.cli import main
 from energyopt.compare import compare
-from energyopt.plan import plan
 from energyopt.signals import Signals
 
 # three 400-second slots, the middle one clean, then dirty slots for routing rules that run long
@@ -51,7 +50,7 @@ def test_compare_plans_for_carbon_at_each_baselines_accuracy(instance, monkeypat
     assert (t["minimised"] == col).all()
     assert t.loc["optimal", col] == pytest.approx(planned[0].objective, rel=1e-6)
     better = 0
-    for name, row in t.drop(index="optimal").iterrows():
+    for _name, row in t.drop(index="optimal").iterrows():
         assert row[f"optimal_same_acc_{col}"] <= row[col] * (1 + 1e-9)
         assert row["saved"] == pytest.approx(1 - row[f"optimal_same_acc_{col}"] / row[col])
         # against the energy plan at the baseline's accuracy, priced under the same signals
