@@ -82,7 +82,7 @@ def _compare(workload: Any, fleet: Any, models: Any, *, seed: int, equal_accurac
         b_sched = schedule_choice(problem, choice)
         b = b_sched.summary()
         accuracy = b.token_weighted_mean_accuracy if b.token_weighted_mean_accuracy is not None else np.nan
-        row = {
+        row: dict[str, Any] = {
             "method": name, "energy_kwh": b.total_energy_kwh,
             **plan_prices(dataclasses.replace(b_sched, signals=sig), priced, say, name), "accuracy": accuracy,
             "floors_met": f"{b.accuracy_floors_met}/{b.assigned}",
@@ -99,9 +99,9 @@ def _compare(workload: Any, fleet: Any, models: Any, *, seed: int, equal_accurac
                 row["optimal_same_acc_kwh"] = o.total_energy_kwh
                 row.update({f"optimal_same_acc_{c}": v for c, v in plan_prices(o_sched, priced, say).items()})
                 if minimised is None:
-                    b_val, o_val = b.total_energy_kwh, o.total_energy_kwh
+                    b_val, o_val = b.total_energy_kwh, float(o.total_energy_kwh)
                 else:  # the baseline's and the plan's kgCO2e (cost), each priced per slot
-                    b_val, o_val = row[minimised], row[f"optimal_same_acc_{minimised}"]
+                    b_val, o_val = float(row[minimised]), float(row[f"optimal_same_acc_{minimised}"])
                 row["saved"] = (1 - o_val / b_val if b_val is not None and np.isfinite(b_val) and b_val > 0
                                 and np.isfinite(o_val) else np.nan)
                 row["gap"] = o.gap
