@@ -905,7 +905,8 @@ def _solve_distributed(workload: Path, workload_format: str, fleet_path: Path | 
 @click.option("--signals", "signals_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Signals CSV (as for solve): every row, the plan and each baseline, is also priced per time "
                    "slot, in kgCO2e (kg_co2e) and cost where the file has carbon and price, with the plan at "
-                   "the baseline's accuracy too. It prices the plans; they are still planned for --objective.")
+                   "the baseline's accuracy too. Needed by --objective carbon|cost, which plans the optimal rows "
+                   "for the least kgCO2e (cost) per slot; with energy or tradeoff it only prices the plans.")
 @click.option("--signals-start", default=None,
               help="ISO 8601 time of the batch start (t = 0) in a --signals file with timestamps "
                    "[default: its first row].")
@@ -924,15 +925,15 @@ def compare_cmd(workload: Path, workload_format: str,
     the optimiser's plan at its token-weighted accuracy or better, and the energy saved.
     With --out the table is also written as OUT/compare.csv and OUT/compare.json (written even
     when the optimal plan has none: its row's status says why). With --signals every row also
-    gets kg_co2e and/or cost, priced per time slot as solve prices its plan.
+    gets kg_co2e and/or cost, priced per time slot as solve prices its plan. With --objective
+    carbon|cost (and --signals) the optimal rows are planned for the least kgCO2e (cost) and
+    saved is the share of each baseline's kgCO2e (cost) saved at equal or better accuracy.
     """
-    if objective in ("carbon", "cost"):
-        raise DataError(f"--objective {objective}: only solve and sweep plan per time slot so far; use --objective "
-                        "energy or tradeoff here (--signals prices each plan)")
     from .compare import compare
 
     wl, fl, fm = _inputs(workload, fleet_path, models_dir, workload_format)
     signals = _signals_arg(signals_path, signals_start, fl)
+    _check_slot_objective(objective, signals, fl)
     if out_dir is not None:
         _writable_dir(out_dir)
     table = compare(wl, fl, fm, solver=solver, objective=objective, zeta=zeta, idle=idle,
@@ -946,7 +947,12 @@ def compare_cmd(workload: Path, workload_format: str,
                                       "optimal_same_acc_kwh": ".4f", "saved": ".1%", "gap": ".3%",
                                       "kg_co2e": ".6g", "cost": ".6g", "optimal_same_acc_kg_co2e": ".6g",
                                       "optimal_same_acc_cost": ".6g"}))
-        if signals is not None:
+        if objective in ("carbon", "cost"):
+            col = "kg_co2e" if objective == "carbon" else "cost"
+            click.echo(f"(minimised: {col}: the optimal rows planned for the least {col} per time slot under "
+                       f"--signals; saved: the share of each baseline's {col} saved at equal or better accuracy; "
+                       "the baselines priced per slot)")
+        elif signals is not None:
             click.echo("(kg_co2e and cost: each row priced per time slot under --signals; the plans are still "
                        "planned for the objective, not for carbon or cost)")
     if out_dir is not None:

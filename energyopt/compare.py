@@ -36,8 +36,13 @@ def compare(workload: Any, fleet: Any, models: Any, *, seed: int = 0, equal_accu
     by :func:`energyopt.slots.slot_table`, as ``solve`` prices its plan: ``kg_co2e`` [kgCO2e]
     where the signals have carbon, ``cost`` where they have price, and the same for the plan at
     the baseline's accuracy (``optimal_same_acc_kg_co2e``, ``optimal_same_acc_cost``). A row whose
-    queries run past the end of the series is not priced (NaN; ``progress`` says so). The plans
-    are still planned for energy: the signals price them, they do not change them.
+    queries run past the end of the series is not priced (NaN; ``progress`` says so). With the
+    energy or trade-off objective the plans are still planned for it: the signals price them, they
+    do not change them. With ``objective`` ``carbon`` (``cost``) in ``plan_kw`` (signals needed)
+    the optimal row and each plan at a baseline's accuracy are planned for the least kgCO2e (cost)
+    per slot (:mod:`energyopt.methods.slotted`), a column ``minimised`` names the priced column
+    minimised (``kg_co2e`` or ``cost``), and ``saved`` is the fraction of the baseline's kgCO2e
+    (cost) saved at equal or better accuracy; the baselines stay the routing rules, priced per slot.
     """
     if signals_start is not None and signals is None:
         raise DataError("signals_start: give signals too")
@@ -56,6 +61,10 @@ def _compare(workload: Any, fleet: Any, models: Any, *, seed: int, equal_accurac
     sig = opt.signals
     priced = [c for c, has in (("kg_co2e", sig is not None and sig.carbon_g_per_kwh is not None),
                                ("cost", sig is not None and sig.price_per_kwh is not None)) if has]
+    objective = plan_kw.get("objective", "energy")
+    # carbon, cost: the plans minimise this priced column, and saved is the share of it saved
+    minimised = {"carbon": "kg_co2e", "cost": "cost"}.get(objective)
+    tag = {} if minimised is None else {"minimised": minimised}
     s = opt.summary()
     rows = [{
         "method": "optimal", "energy_kwh": s.total_energy_kwh, **plan_prices(opt, priced, say),
@@ -63,7 +72,7 @@ def _compare(workload: Any, fleet: Any, models: Any, *, seed: int, equal_accurac
         "floors_met": f"{s.assigned}/{s.queries}" if s.status.has_plan else "-",
         "deadlines_met": f"{s.deadlines_met}/{s.queries_with_deadline}", "makespan_s": s.makespan_s,
         "optimal_same_acc_kwh": np.nan, **{f"optimal_same_acc_{c}": np.nan for c in priced},
-        "saved": np.nan, "gap": s.gap, "status": str(s.status),
+        **tag, "saved": np.nan, "gap": s.gap, "status": str(s.status),
     }]
     problem = opt.problem  # the baselines are planned on the same problem
     n_with_deadline = int(problem.queries["deadline_s"].notna().sum())
@@ -73,13 +82,13 @@ def _compare(workload: Any, fleet: Any, models: Any, *, seed: int, equal_accurac
         b_sched = schedule_choice(problem, choice)
         b = b_sched.summary()
         accuracy = b.token_weighted_mean_accuracy if b.token_weighted_mean_accuracy is not None else np.nan
-        row = {
+        row: dict[str, Any] = {
             "method": name, "energy_kwh": b.total_energy_kwh,
             **plan_prices(dataclasses.replace(b_sched, signals=sig), priced, say, name), "accuracy": accuracy,
             "floors_met": f"{b.accuracy_floors_met}/{b.assigned}",
             "deadlines_met": f"{b.deadlines_met}/{n_with_deadline}", "makespan_s": b.makespan_s,
             "optimal_same_acc_kwh": np.nan, **{f"optimal_same_acc_{c}": np.nan for c in priced},
-            "saved": np.nan, "gap": np.nan, "status": "",
+            **tag, "saved": np.nan, "gap": np.nan, "status": "",
         }
         if equal_accuracy and np.isfinite(accuracy):
             floor = max(accuracy - 1e-9, base_floor or 0.0)
@@ -89,8 +98,12 @@ def _compare(workload: Any, fleet: Any, models: Any, *, seed: int, equal_accurac
             if o.status.has_plan and o.total_energy_kwh is not None:
                 row["optimal_same_acc_kwh"] = o.total_energy_kwh
                 row.update({f"optimal_same_acc_{c}": v for c, v in plan_prices(o_sched, priced, say).items()})
-                b_kwh = b.total_energy_kwh
-                row["saved"] = 1 - o.total_energy_kwh / b_kwh if b_kwh is not None and b_kwh > 0 else np.nan
+                if minimised is None:
+                    b_val, o_val = b.total_energy_kwh, float(o.total_energy_kwh)
+                else:  # the baseline's and the plan's kgCO2e (cost), each priced per slot
+                    b_val, o_val = float(row[minimised]), float(row[f"optimal_same_acc_{minimised}"])
+                row["saved"] = (1 - o_val / b_val if b_val is not None and np.isfinite(b_val) and b_val > 0
+                                and np.isfinite(o_val) else np.nan)
                 row["gap"] = o.gap
             row["status"] = str(o.status)
         rows.append(row)

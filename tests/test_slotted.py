@@ -316,7 +316,7 @@ def test_cli_solve_objective_carbon(tmp_path):
     assert r.exit_code == 2 and "needs a carbon_g_per_kwh column" in r.output
     assert not (tmp_path / "b" / "assignment.csv").exists()
     r = run("compare", wl, "--objective", "carbon")
-    assert r.exit_code == 2 and "only solve and sweep plan per time slot" in r.output
+    assert r.exit_code == 2 and "--objective carbon: give --signals FILE with a carbon_g_per_kwh column" in r.output
     sig = ROOT / "data" / "signals" / "neso_gb_national_intensity_2023-01-01_07.csv"
     r = run("solve", wl, "--objective", "carbon", "--signals", sig, "--signals-start", "2023-01-02T17:00:00Z",
             "--out", tmp_path / "c", "--quiet")
