@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from ..accounting import latest_end_s
+from ..accounting import lane_order, latest_end_s
 from ..formulation import MatrixModel
 from ..packing import PlaceJob, place_lanes
 from ..problem import Problem
@@ -219,8 +219,8 @@ def lanes_or_cuts(problem: Problem, dep_of_q: np.ndarray, n_inst: np.ndarray
     chosen = np.asarray(dep_of_q, dtype=np.int64)
     placed = np.flatnonzero(chosen >= 0)
     run = problem.runtime_s[placed, chosen[placed]]
-    # per deployment in EDF order, longest first among ties (as packing orders them)
-    order = placed[np.lexsort((-run, due[placed], chosen[placed]))]
+    # per deployment in lane order (EDF: no releases), longest first among ties, as packing orders them
+    order = placed[lane_order(chosen[placed], np.zeros(len(placed)), due[placed], -run)]
     run_of = np.zeros(problem.n_queries)
     run_of[placed] = run
     bounds = np.searchsorted(chosen[order], np.arange(n_d + 1))
