@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from conftest import example_make_workload, scaled_example_fleet
 
 from energyopt.cli import main
 from energyopt.distributed import _check_across, plan_distributed
@@ -35,17 +36,10 @@ def batch(tmp_path_factory) -> tuple[Path, Path]:
     """5,000 queries of the example generator (a fifth with deadlines of 10-60 s) and the default
     fleet at 5 times its pools: more than the 2,000 that the method solves whole, so the prices fix
     most queries and the MILP takes the nearly tied ones."""
-    sys.path.insert(0, str(ROOT / "examples"))
-    from make_workload import make
-
     d = tmp_path_factory.mktemp("dist")
     wl = d / "workload.csv"
-    make(5000, seed=3, deadline_fraction=0.2, deadline_range=(10.0, 60.0)).to_csv(wl, index=False)
-    text = (ROOT / "examples" / "fleet.toml").read_text()
-    text = re.sub(r"^count = (\d+)", lambda m: f"count = {int(m.group(1)) * 5}", text, flags=re.M)
-    fleet = d / "fleet.toml"
-    fleet.write_text(text)
-    return wl, fleet
+    example_make_workload()(5000, seed=3, deadline_fraction=0.2, deadline_range=(10.0, 60.0)).to_csv(wl, index=False)
+    return wl, scaled_example_fleet(d, 5)
 
 
 @pytest.fixture()
@@ -157,14 +151,9 @@ def test_idle_energy_counts_each_instance_once_across_partitions(tmp_path, small
     instances for a tighter bound and plan, which the distributed path does not: that search is
     left out of the plan compared with.)"""
     monkeypatch.setattr(decompose, "instance_search", lambda problem, D, dual, *a, **k: dual.bound)
-    sys.path.insert(0, str(ROOT / "examples"))
-    from make_workload import make
-
     wl = tmp_path / "w.csv"
-    make(2500, seed=5, deadline_fraction=0.0).to_csv(wl, index=False)
-    text = (ROOT / "examples" / "fleet.toml").read_text()
-    fleet = tmp_path / "fleet.toml"
-    fleet.write_text(re.sub(r"^count = (\d+)", lambda m: f"count = {int(m.group(1)) * 3}", text, flags=re.M))
+    example_make_workload()(2500, seed=5, deadline_fraction=0.0).to_csv(wl, index=False)
+    fleet = scaled_example_fleet(tmp_path, 3)
     sched = _single(wl, fleet, idle=True)
     out = tmp_path / "out"
     res = plan_distributed(wl, fleet, MODELS, out, partitions=3, executor="local", idle=True)
