@@ -281,3 +281,29 @@ def lognormal_workload(n: int, seed: int = 0, deadline_fraction: float = 0.0, de
         "min_accuracy": 0.0,
         "deadline_s": dl,
     })
+
+
+# --- one local Ray cluster for the tests that only need one ---------------------------------
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A local Ray cluster of 2 CPUs, started once for every test that asks for it (Ray takes
+    seconds to start and stop); those tests run last (:func:`pytest_collection_modifyitems`), so
+    that no other test finds it running (test_study's command line starts and stops its own,
+    test_campaign's its cluster of two nodes)."""
+    import shutil
+    import tempfile
+
+    ray = pytest.importorskip("ray")
+    temp_dir = tempfile.mkdtemp(prefix="energyopt-ray-")  # short: Ray's socket paths must fit 107 bytes
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp_dir)
+    yield ray
+    ray.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests on :func:`ray_local`'s cluster after all others, in their order."""
+    items[:] = [i for i in items if "ray_local" not in getattr(i, "fixturenames", ())] + \
+               [i for i in items if "ray_local" in getattr(i, "fixturenames", ())]

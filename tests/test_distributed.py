@@ -4,7 +4,6 @@ partitions, and the plan made on workers equal to the single-process decompositi
 from __future__ import annotations
 
 import re
-import shutil
 import sys
 from pathlib import Path
 
@@ -164,28 +163,19 @@ def test_idle_energy_counts_each_instance_once_across_partitions(tmp_path, small
     assert res.totals["total_energy_j"] == pytest.approx(s.total_energy_j, rel=1e-12)
 
 
-def test_ray_workers_give_the_single_process_plan(batch, tmp_path, small_blocks):
-    ray = pytest.importorskip("ray")
-    import tempfile
-
-    temp_dir = tempfile.mkdtemp(prefix="energyopt-ray-")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp_dir)
-    try:
-        wl, fleet = batch
-        sched = _single(wl, fleet, min_mean_accuracy=0.55)
-        out = tmp_path / "out"
-        res = plan_distributed(wl, fleet, MODELS, out, partitions=3, executor="ray", min_mean_accuracy=0.55)
-        _same_as_single(res, sched, out)
-        assert len(res.worker_peak_rss_mb) == 3
-        # bad input in a worker's partition: one line naming the file and line, as in one process
-        bad = tmp_path / "bad.csv"
-        bad.write_text("query_id,input_tokens,output_tokens\n" + "\n".join(f"q{i},100,10" for i in range(1100))
-                       + "\nq1100,100,x\n")
-        with pytest.raises(DataError, match=rf"^{re.escape(str(bad))}: line 1102, column output_tokens[^\n]*$"):
-            plan_distributed(bad, fleet, MODELS, tmp_path / "o2", partitions=2, executor="ray")
-    finally:
-        ray.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
+def test_ray_workers_give_the_single_process_plan(batch, tmp_path, small_blocks, ray_local):
+    wl, fleet = batch
+    sched = _single(wl, fleet, min_mean_accuracy=0.55)
+    out = tmp_path / "out"
+    res = plan_distributed(wl, fleet, MODELS, out, partitions=3, executor="ray", min_mean_accuracy=0.55)
+    _same_as_single(res, sched, out)
+    assert len(res.worker_peak_rss_mb) == 3
+    # bad input in a worker's partition: one line naming the file and line, as in one process
+    bad = tmp_path / "bad.csv"
+    bad.write_text("query_id,input_tokens,output_tokens\n" + "\n".join(f"q{i},100,10" for i in range(1100))
+                   + "\nq1100,100,x\n")
+    with pytest.raises(DataError, match=rf"^{re.escape(str(bad))}: line 1102, column output_tokens[^\n]*$"):
+        plan_distributed(bad, fleet, MODELS, tmp_path / "o2", partitions=2, executor="ray")
 
 
 def test_the_check_across_partitions_finds_an_overlap_between_them(batch, tmp_path, small_blocks):
