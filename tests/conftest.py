@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -10,6 +12,9 @@ import pytest
 
 from energyopt.fleet import fleet_from_dict
 from energyopt.modelstore import FitMetrics, FittedModel, FittedModels
+
+if TYPE_CHECKING:
+    from energyopt.schedule import Schedule
 
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).parent.parent
@@ -153,11 +158,94 @@ def write_two_llm_inputs(directory: Path, workload: pd.DataFrame, models: Fitted
     return wl, fl, md
 
 
+#: one LLM (m, 7 B parameters) on one pool of 2 GPUs (g, 40 GB): the fleet TOML that test_fleet breaks
+#: key by key, and test_sites extends with a second pool and a site
+ONE_LLM_FLEET_TOML = """
+horizon_s = 100
+[pools.g]
+kind = "gpu"
+count = 2
+memory_gb = 40
+idle_power_w = 50
+[llms.m]
+accuracy = 0.5
+accuracy_source = "x"
+params_b = 7
+[[deployments]]
+llm = "m"
+pool = "g"
+"""
+
+
+def write_fleet_toml(directory: Path, text: str) -> Path:
+    """``text`` as ``directory``/f.toml (the name the tests' expected errors give): its path."""
+    p = directory / "f.toml"
+    p.write_text(text)
+    return p
+
+
+def example_make_workload():
+    """examples/make_workload.py's ``make`` (the example workload's generator), imported from its file."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_workload", ROOT / "examples" / "make_workload.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.make
+
+
+def scaled_example_fleet(directory: Path, factor: int) -> Path:
+    """examples/fleet.toml with every pool's device count times ``factor``, as ``directory``/fleet.toml."""
+    import re
+
+    text = (ROOT / "examples" / "fleet.toml").read_text()
+    p = directory / "fleet.toml"
+    p.write_text(re.sub(r"^count = (\d+)", lambda m: f"count = {int(m.group(1)) * factor}", text, flags=re.M))
+    return p
+
+
 def workload_of(rows) -> pd.DataFrame:
     """(input tokens, output tokens, min accuracy, deadline) per query."""
     tin, tout, floor, dl = zip(*rows)
     return pd.DataFrame({"query_id": [f"q{i}" for i in range(len(rows))], "input_tokens": tin, "output_tokens": tout,
                          "min_accuracy": floor, "deadline_s": [np.nan if d is None else d for d in dl]})
+
+
+def short_workload(rng: np.random.Generator, n_q: int) -> pd.DataFrame:
+    """``n_q`` short queries (1-49 input, 50-399 output tokens), half of them with a floor of 0.5."""
+    return pd.DataFrame({"query_id": [f"q{i}" for i in range(n_q)], "input_tokens": rng.integers(1, 50, n_q),
+                         "output_tokens": rng.integers(50, 400, n_q), "min_accuracy": rng.choice([0.0, 0.5], n_q),
+                         "deadline_s": np.full(n_q, np.nan)})
+
+
+#: three 10-s slots, slot 1 the cleanest
+THREE_SLOTS_CSV = "start_s,carbon_g_per_kwh\n0,400\n10,50\n20,300\n"
+
+
+@dataclass(frozen=True)
+class UncappedCarbonPlan:
+    """Six short queries without floors on :func:`two_llm_fleet` (30 s) over :data:`THREE_SLOTS_CSV`,
+    and their carbon plan without any power cap: where a cap below its peak makes the plan move work
+    (the set-up the tests of explain's cap notes share; read-only)."""
+
+    workload: pd.DataFrame
+    models: FittedModels
+    signals_csv: Path
+    free: Schedule
+
+
+@pytest.fixture(scope="session")
+def uncapped_carbon_plan(tmp_path_factory) -> UncappedCarbonPlan:
+    from energyopt.plan import plan
+
+    wl = short_workload(np.random.default_rng(1), 6)
+    wl["min_accuracy"] = 0.0
+    models = make_models(TWO_LLM_MODELS)
+    sig_csv = tmp_path_factory.mktemp("signals") / "signals.csv"
+    sig_csv.write_text(THREE_SLOTS_CSV)
+    free = plan(wl, two_llm_fleet(30.0), models, objective="carbon", signals=sig_csv)
+    return UncappedCarbonPlan(wl, models, sig_csv, free)
 
 
 @pytest.fixture(autouse=True)
@@ -193,3 +281,29 @@ def lognormal_workload(n: int, seed: int = 0, deadline_fraction: float = 0.0, de
         "min_accuracy": 0.0,
         "deadline_s": dl,
     })
+
+
+# --- one local Ray cluster for the tests that only need one ---------------------------------
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """A local Ray cluster of 2 CPUs, started once for every test that asks for it (Ray takes
+    seconds to start and stop); those tests run last (:func:`pytest_collection_modifyitems`), so
+    that no other test finds it running (test_study's command line starts and stops its own,
+    test_campaign's its cluster of two nodes)."""
+    import shutil
+    import tempfile
+
+    ray = pytest.importorskip("ray")
+    temp_dir = tempfile.mkdtemp(prefix="energyopt-ray-")  # short: Ray's socket paths must fit 107 bytes
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp_dir)
+    yield ray
+    ray.shutdown()
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests on :func:`ray_local`'s cluster after all others, in their order."""
+    items[:] = [i for i in items if "ray_local" not in getattr(i, "fixturenames", ())] + \
+               [i for i in items if "ray_local" in getattr(i, "fixturenames", ())]

@@ -62,7 +62,9 @@ def test_large_batch_gap_and_agreement_with_the_milp(synthetic_models, synthetic
     d = plan(wl, fleet, synthetic_models, solver="highs", formulation="decompose", **kw)
     assert d.status.has_plan, d.message
     assert d.gap <= 1e-4
-    a = plan(wl, fleet, synthetic_models, solver="cbc", formulation="aggregate", mip_rel_gap=1e-6, **kw)
+    # CBC at a 1e-5 gap (6 s here, against 14 s at 1e-6): both checks below hold at any gap (each plan
+    # above the other's bound), and the agreement asked for (2e-4) is 20 times that gap
+    a = plan(wl, fleet, synthetic_models, solver="cbc", formulation="aggregate", mip_rel_gap=1e-5, **kw)
     assert a.status.has_plan
     assert d.objective >= a.bound - 1e-6 * a.objective and a.objective >= d.bound - 1e-6 * d.objective
     assert abs(d.objective - a.objective) <= 2e-4 * a.objective

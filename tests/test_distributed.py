@@ -4,7 +4,6 @@ partitions, and the plan made on workers equal to the single-process decompositi
 from __future__ import annotations
 
 import re
-import shutil
 import sys
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from conftest import example_make_workload, scaled_example_fleet
 
 from energyopt.cli import main
 from energyopt.distributed import _check_across, plan_distributed
@@ -35,17 +35,10 @@ def batch(tmp_path_factory) -> tuple[Path, Path]:
     """5,000 queries of the example generator (a fifth with deadlines of 10-60 s) and the default
     fleet at 5 times its pools: more than the 2,000 that the method solves whole, so the prices fix
     most queries and the MILP takes the nearly tied ones."""
-    sys.path.insert(0, str(ROOT / "examples"))
-    from make_workload import make
-
     d = tmp_path_factory.mktemp("dist")
     wl = d / "workload.csv"
-    make(5000, seed=3, deadline_fraction=0.2, deadline_range=(10.0, 60.0)).to_csv(wl, index=False)
-    text = (ROOT / "examples" / "fleet.toml").read_text()
-    text = re.sub(r"^count = (\d+)", lambda m: f"count = {int(m.group(1)) * 5}", text, flags=re.M)
-    fleet = d / "fleet.toml"
-    fleet.write_text(text)
-    return wl, fleet
+    example_make_workload()(5000, seed=3, deadline_fraction=0.2, deadline_range=(10.0, 60.0)).to_csv(wl, index=False)
+    return wl, scaled_example_fleet(d, 5)
 
 
 @pytest.fixture()
@@ -157,14 +150,9 @@ def test_idle_energy_counts_each_instance_once_across_partitions(tmp_path, small
     instances for a tighter bound and plan, which the distributed path does not: that search is
     left out of the plan compared with.)"""
     monkeypatch.setattr(decompose, "instance_search", lambda problem, D, dual, *a, **k: dual.bound)
-    sys.path.insert(0, str(ROOT / "examples"))
-    from make_workload import make
-
     wl = tmp_path / "w.csv"
-    make(2500, seed=5, deadline_fraction=0.0).to_csv(wl, index=False)
-    text = (ROOT / "examples" / "fleet.toml").read_text()
-    fleet = tmp_path / "fleet.toml"
-    fleet.write_text(re.sub(r"^count = (\d+)", lambda m: f"count = {int(m.group(1)) * 3}", text, flags=re.M))
+    example_make_workload()(2500, seed=5, deadline_fraction=0.0).to_csv(wl, index=False)
+    fleet = scaled_example_fleet(tmp_path, 3)
     sched = _single(wl, fleet, idle=True)
     out = tmp_path / "out"
     res = plan_distributed(wl, fleet, MODELS, out, partitions=3, executor="local", idle=True)
@@ -175,28 +163,19 @@ def test_idle_energy_counts_each_instance_once_across_partitions(tmp_path, small
     assert res.totals["total_energy_j"] == pytest.approx(s.total_energy_j, rel=1e-12)
 
 
-def test_ray_workers_give_the_single_process_plan(batch, tmp_path, small_blocks):
-    ray = pytest.importorskip("ray")
-    import tempfile
-
-    temp_dir = tempfile.mkdtemp(prefix="energyopt-ray-")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp_dir)
-    try:
-        wl, fleet = batch
-        sched = _single(wl, fleet, min_mean_accuracy=0.55)
-        out = tmp_path / "out"
-        res = plan_distributed(wl, fleet, MODELS, out, partitions=3, executor="ray", min_mean_accuracy=0.55)
-        _same_as_single(res, sched, out)
-        assert len(res.worker_peak_rss_mb) == 3
-        # bad input in a worker's partition: one line naming the file and line, as in one process
-        bad = tmp_path / "bad.csv"
-        bad.write_text("query_id,input_tokens,output_tokens\n" + "\n".join(f"q{i},100,10" for i in range(1100))
-                       + "\nq1100,100,x\n")
-        with pytest.raises(DataError, match=rf"^{re.escape(str(bad))}: line 1102, column output_tokens[^\n]*$"):
-            plan_distributed(bad, fleet, MODELS, tmp_path / "o2", partitions=2, executor="ray")
-    finally:
-        ray.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
+def test_ray_workers_give_the_single_process_plan(batch, tmp_path, small_blocks, ray_local):
+    wl, fleet = batch
+    sched = _single(wl, fleet, min_mean_accuracy=0.55)
+    out = tmp_path / "out"
+    res = plan_distributed(wl, fleet, MODELS, out, partitions=3, executor="ray", min_mean_accuracy=0.55)
+    _same_as_single(res, sched, out)
+    assert len(res.worker_peak_rss_mb) == 3
+    # bad input in a worker's partition: one line naming the file and line, as in one process
+    bad = tmp_path / "bad.csv"
+    bad.write_text("query_id,input_tokens,output_tokens\n" + "\n".join(f"q{i},100,10" for i in range(1100))
+                   + "\nq1100,100,x\n")
+    with pytest.raises(DataError, match=rf"^{re.escape(str(bad))}: line 1102, column output_tokens[^\n]*$"):
+        plan_distributed(bad, fleet, MODELS, tmp_path / "o2", partitions=2, executor="ray")
 
 
 def test_the_check_across_partitions_finds_an_overlap_between_them(batch, tmp_path, small_blocks):

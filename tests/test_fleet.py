@@ -3,31 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from conftest import ONE_LLM_FLEET_TOML as GOOD
+from conftest import write_fleet_toml as write
 
 from energyopt.errors import DataError
 from energyopt.fleet import read_fleet
-
-GOOD = """
-horizon_s = 100
-[pools.g]
-kind = "gpu"
-count = 2
-memory_gb = 40
-idle_power_w = 50
-[llms.m]
-accuracy = 0.5
-accuracy_source = "x"
-params_b = 7
-[[deployments]]
-llm = "m"
-pool = "g"
-"""
-
-
-def write(tmp_path, text):
-    p = tmp_path / "f.toml"
-    p.write_text(text)
-    return p
 
 
 def test_good_fleet(tmp_path):

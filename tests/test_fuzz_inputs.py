@@ -123,7 +123,7 @@ def folder(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("fuzz")
 
 
-@settings(FUZZ, max_examples=120)
+@settings(FUZZ, max_examples=60)
 @given(data=mutated_text(WORKLOAD_LINES, CSV_VALUES, ","))
 def test_fuzzed_workload_csv_loads_soundly_or_is_one_line(folder, data):
     p = folder / "w.csv"
@@ -205,7 +205,7 @@ def mutated_jsonl(draw: st.DrawFn) -> bytes:
     return "".join(lines).encode()
 
 
-@settings(FUZZ, max_examples=80)
+@settings(FUZZ, max_examples=40)
 @given(data=mutated_jsonl())
 def test_fuzzed_workload_jsonl_loads_soundly_or_is_one_line(folder, data):
     p = folder / "w.jsonl"
@@ -292,7 +292,7 @@ def mutated_fleet(draw: st.DrawFn) -> bytes:
     return draw(mutated_text(lines, TOML_VALUES, " = "))
 
 
-@settings(FUZZ, max_examples=100)
+@settings(FUZZ, max_examples=50)
 @given(data=mutated_fleet())
 def test_fuzzed_fleet_loads_soundly_or_is_one_line(folder, data):
     p = folder / "f.toml"
@@ -353,7 +353,7 @@ def mutated_model(draw: st.DrawFn) -> tuple[str, bytes]:
     return f.name, text.encode()
 
 
-@settings(FUZZ, max_examples=100)
+@settings(FUZZ, max_examples=50)
 @given(named=mutated_model())
 def test_fuzzed_model_file_loads_soundly_or_is_one_line(folder, named):
     name, data = named

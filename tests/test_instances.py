@@ -212,21 +212,12 @@ def test_plans_wait_for_the_bound(tmp_path):
     still rises: 2,000 queries of the example workload on the shipped fleet (two of each pool per
     1,000 queries) with idle power counted, where the master moves over several rounds (before,
     the first plan was at a vector whose bound under the final cuts was 1.1% above the master's)."""
-    import importlib.util
-    import re
-
-    from conftest import ROOT
+    from conftest import ROOT, example_make_workload, scaled_example_fleet
 
     from energyopt.inputs import load_inputs
 
-    spec = importlib.util.spec_from_file_location("make_workload", ROOT / "examples" / "make_workload.py")
-    assert spec is not None and spec.loader is not None
-    mw = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mw)
-    fleet = tmp_path / "fleet.toml"
-    fleet.write_text(re.sub(r"^count = (\d+)", lambda m: f"count = {int(m.group(1)) * 2}",
-                            (ROOT / "examples" / "fleet.toml").read_text(), flags=re.M))
-    inp = load_inputs(mw.make(2000, seed=1, deadline_fraction=0.0), fleet, ROOT / "models")
+    inp = load_inputs(example_make_workload()(2000, seed=1, deadline_fraction=0.0), scaled_example_fleet(tmp_path, 2),
+                      ROOT / "models")
     p = build_problem(inp.workload, inp.fleet, inp.models, idle=True, min_mean_accuracy=0.55)
     dual, D = lagrangian_bound(p)
     tried = []

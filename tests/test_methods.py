@@ -205,7 +205,7 @@ def test_a_baseline_choice_has_a_bound_below_any_objective(four):
 
 # --- property: every bound ≤ the brute-force optimum ----------------------------------------
 
-@settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 2**31 - 1), st.integers(2, 5))
 def test_property_every_bound_is_at_most_the_brute_force_optimum(seed, n_q):
     """On a random tiny instance, for each method and backend: the bound never exceeds the

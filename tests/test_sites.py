@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from conftest import TWO_LLM_MODELS, make_models, two_llm_fleet
+from conftest import ONE_LLM_FLEET_TOML, TWO_LLM_MODELS, make_models, short_workload, two_llm_fleet
+from conftest import write_fleet_toml as write
 from oracles import slotted_brute_force
 
 from energyopt.caps import cap_rows, site_members, site_power_w
@@ -20,35 +21,16 @@ from energyopt.fleet import Site, read_fleet
 from energyopt.plan import plan
 from energyopt.signals import Signals
 
-GOOD = """
-horizon_s = 100
-[pools.g]
-kind = "gpu"
-count = 2
-memory_gb = 40
-idle_power_w = 50
-[pools.h]
+#: the one-LLM fleet with a second pool (h) and both in site hall under 900 W
+GOOD = ONE_LLM_FLEET_TOML.replace("[llms.m]", """[pools.h]
 kind = "gpu"
 count = 1
 memory_gb = 40
 idle_power_w = 50
-[llms.m]
-accuracy = 0.5
-accuracy_source = "x"
-params_b = 7
-[[deployments]]
-llm = "m"
-pool = "g"
-[sites.hall]
+[llms.m]""") + """[sites.hall]
 pools = ["g", "h"]
 power_cap_w = 900
 """
-
-
-def write(tmp_path, text):
-    p = tmp_path / "f.toml"
-    p.write_text(text)
-    return p
 
 
 def test_a_site_groups_pools_under_one_cap(tmp_path):
@@ -160,10 +142,7 @@ def _fleet(site_cap_w: float | None, pool_cap_w: float | None = None, horizon_s:
     return dataclasses.replace(fl, sites={"hall": Site("hall", ("g", "c"), float(site_cap_w))})
 
 
-def _workload(rng, n_q: int) -> pd.DataFrame:
-    return pd.DataFrame({"query_id": [f"q{i}" for i in range(n_q)], "input_tokens": rng.integers(1, 50, n_q),
-                         "output_tokens": rng.integers(50, 400, n_q), "min_accuracy": rng.choice([0.0, 0.5], n_q),
-                         "deadline_s": np.full(n_q, np.nan)})
+_workload = short_workload
 
 
 def _site_w(s, pools=("g", "c")) -> pd.Series:
@@ -263,17 +242,13 @@ def test_idle_draw_over_a_site_cap_is_named():
     assert "site hall's instances" in s.message and "alone reaches its power_cap_w (5 W)" in s.message, s.message
 
 
-def test_explain_names_the_site_cap(tmp_path):
+def test_explain_names_the_site_cap(tmp_path, uncapped_carbon_plan):
     from energyopt.explain import explain_plan_dir
 
-    wl = _workload(np.random.default_rng(1), 6)
-    wl["min_accuracy"] = 0.0
-    models = make_models(TWO_LLM_MODELS)
-    sig_csv = tmp_path / "signals.csv"
-    sig_csv.write_text("start_s,carbon_g_per_kwh\n0,400\n10,50\n20,300\n")
-    free = plan(wl, _fleet(None), models, objective="carbon", signals=sig_csv)
-    fl = _fleet(0.6 * float(_site_w(free).max()))
-    s = plan(wl, fl, models, objective="carbon", signals=sig_csv)
+    u = uncapped_carbon_plan
+    wl, models = u.workload, u.models
+    fl = _fleet(0.6 * float(_site_w(u.free).max()))
+    s = plan(wl, fl, models, objective="carbon", signals=u.signals_csv)
     assert s.status.has_plan
     s.write(tmp_path / "plan")
     a = s.assignment
@@ -284,16 +259,13 @@ def test_explain_names_the_site_cap(tmp_path):
     assert "cap: site hall (g, c) draws about" in text and "of its power_cap_w" in text, text
 
 
-def test_report_tables_and_draws_each_sites_power_per_slot(tmp_path):
+def test_report_tables_and_draws_each_sites_power_per_slot(tmp_path, uncapped_carbon_plan):
     from energyopt.report import plot_signals, site_power, slot_power
 
-    wl = _workload(np.random.default_rng(1), 6)
-    wl["min_accuracy"] = 0.0
-    models = make_models(TWO_LLM_MODELS)
-    sig = _signals([400.0, 50.0, 300.0])
-    free = plan(wl, _fleet(None), models, objective="carbon", signals=sig)
-    cap = 0.6 * float(_site_w(free).max())
-    s = plan(wl, _fleet(cap), models, objective="carbon", signals=sig)
+    u = uncapped_carbon_plan
+    sig = _signals([400.0, 50.0, 300.0])  # THREE_SLOTS_CSV's slots, as signals built in memory
+    cap = 0.6 * float(_site_w(u.free).max())
+    s = plan(u.workload, _fleet(cap), u.models, objective="carbon", signals=sig)
     power = slot_power(s.slot_table())
     t = site_power(power, s.problem.inputs[1].sites)
     assert list(t["site"].unique()) == ["hall"] and len(t) == power["slot_start_s"].nunique()

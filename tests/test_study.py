@@ -4,7 +4,6 @@ retries, and the same rows from the local pool, Ray, and the plans run one by on
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -185,14 +184,10 @@ def test_local_worker_death_is_retried_and_errors_become_failed_rows(tmp_path, s
 
 # ---- Ray: a local cluster of 2 CPUs ----
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray = pytest.importorskip("ray")
-    temp_dir = tempfile.mkdtemp(prefix="energyopt-ray-")  # short: Ray's socket paths must fit 107 bytes
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=temp_dir)
-    yield ray
-    ray.shutdown()
-    shutil.rmtree(temp_dir, ignore_errors=True)
+@pytest.fixture
+def ray_cluster(ray_local):
+    """conftest's cluster, shared with test_distributed."""
+    return ray_local
 
 
 def test_ray_study_of_50_plans_reproduces_the_plans_one_by_one(tmp_path, small_workload, ray_cluster):
