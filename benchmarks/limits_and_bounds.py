@@ -21,7 +21,8 @@ stretches wall-clock times, so the user CPU time of each command is shown too).
   ``--min-mean-accuracy 0.52``, and the same with ``--formulation decompose`` (the method the
   default used before) beside it.
 * ``limits``: ``solve --time-limit T`` end to end against T + 2 s, on the example and on 100,000
-  queries with a mean-accuracy floor (fleet scaled 100×).
+  queries with a mean-accuracy floor (fleet scaled 100×); ``--busy N`` runs N CPU-bound processes
+  beside it (the limit must hold on a machine busy with other work).
 * ``infeasible``: a million queries on the unscaled default fleet: the time to "infeasible" end to
   end beside a fresh process that only imports the CLI and reads the same workload (what any
   command on the file costs), the ratio of the two, the problem's build and the capacity check's
@@ -31,6 +32,7 @@ Run from the repository root:
 
     python benchmarks/limits_and_bounds.py                       # every part
     python benchmarks/limits_and_bounds.py --parts fixed series  # some
+    python benchmarks/limits_and_bounds.py --parts limits --busy 1  # time limits beside a busy process
 """
 
 from __future__ import annotations
@@ -196,16 +198,23 @@ def _workload(tmp: Path, n: int, **kw) -> Path:
     return path
 
 
-def part_limits(tmp: Path) -> None:
-    print("\n## --time-limit T: the whole command, end to end")
+def part_limits(tmp: Path, busy: int = 0) -> None:
+    print(f"\n## --time-limit T: the whole command, end to end{f', beside {busy} busy processes' if busy else ''}")
     print(f"{'batch':<34} {'T s':>5} {'wall s':>8} {'wall - T':>9} {'exit':>5}  status")
     w100k = _workload(tmp, 100_000)
     f100 = _scaled_fleet(tmp, 100)
     cases = [("example (1,000)", ["examples/workload.csv"], 0.5), ("example (1,000)", ["examples/workload.csv"], 3.0),
              ("100,000, accuracy floor 0.55", [str(w100k), "--fleet", str(f100), "--min-mean-accuracy", "0.55"], 3.0),
              ("100,000, accuracy floor 0.55", [str(w100k), "--fleet", str(f100), "--min-mean-accuracy", "0.55"], 10.0)]
-    for name, args, T in cases:
-        r = cli(["solve", *args, "--time-limit", str(T), "-o", str(tmp / "tl"), "--json"])
+    hogs = [subprocess.Popen([sys.executable, "-c", "while 1: pass"]) for _ in range(busy)]
+    try:
+        rows = [(name, T, cli(["solve", *args, "--time-limit", str(T), "-o", str(tmp / "tl"), "--json"]))
+                for name, args, T in cases]
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    for name, T, r in rows:
         try:
             doc = json.loads(r["stdout"])
             status = f"{doc['status']} (gap {doc['gap']:.4%})" if doc.get("gap") is not None else doc["status"]
@@ -266,6 +275,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--busy", type=int, default=0, help="CPU-bound processes beside the limits part's commands")
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT))
     print("machine:", machine())
@@ -279,7 +289,7 @@ def main() -> None:
             elif part == "bounds":
                 part_bounds()
             elif part == "limits":
-                part_limits(tmp)
+                part_limits(tmp, args.busy)
             else:
                 part_infeasible(args.repeats, tmp)
     print("\nmachine after:", machine())

@@ -39,6 +39,8 @@ Progress = Callable[[str], None]
 DIAGNOSE_MAX_QUERIES = 20_000
 #: rounds of moving the queries a continuous-batching engine would end late to other deployments (_engine_timed)
 ENGINE_REPACK_ROUNDS = 4
+#: the most the time kept for the steps after the method is stretched for a machine busy with other work
+MAX_SLOWDOWN = 4.0
 #: the progress row of the diagnosis
 _DIAGNOSIS = "diagnosis: why no plan exists"
 
@@ -48,7 +50,15 @@ class _Clock:
 
     def __init__(self) -> None:
         self.start = time.perf_counter()
+        self.cpu_start = time.process_time()
         self.marks: list[tuple[str, float]] = []
+
+    def slowdown(self) -> float:
+        """Wall-clock over CPU seconds since the clock started (the steps so far run on one
+        thread): about 1 on an idle machine, 2 where another busy process shares the core. Held
+        to [1, :data:`MAX_SLOWDOWN`]."""
+        wall, cpu = time.perf_counter() - self.start, time.process_time() - self.cpu_start
+        return min(max(wall / cpu, 1.0), MAX_SLOWDOWN) if cpu > 0.02 else 1.0
 
     def mark(self, step: str) -> None:
         self.marks.append((step, time.perf_counter()))
@@ -151,14 +161,15 @@ def _plan_problem(problem: Problem, *, solver: str, formulation: str, limits: Li
     clock.mark("matrix")
     # the method stops early enough for packing, the check and writing to end within the limit
     with phase(f"solve: {method_name} with {backend.name} ({problem.n_queries:,} queries)"):
-        choice = method.solve(problem, backend, limits.less(_after_method_s(problem)), say)
+        choice = method.solve(problem, backend, limits.less(_after_method_s(problem, clock.slowdown())), say)
     clock.mark("solve")
     if not choice.has_choice:
         if choice.status == Status.INFEASIBLE and not choice.message:
             with phase(_DIAGNOSIS):
                 choice.message = "; ".join(explain_infeasible(problem)[:10])
         return _without_plan(problem, choice, clock)
-    return schedule_choice(problem, choice, clock=clock, mip_rel_gap=limits.mip_rel_gap, check=check, progress=say)
+    return schedule_choice(problem, choice, clock=clock, mip_rel_gap=limits.mip_rel_gap, check=check, progress=say,
+                           limits=limits)
 
 
 def _proven_infeasible(problem: Problem, solver_name: str) -> Choice | None:
@@ -181,10 +192,13 @@ def _proven_infeasible(problem: Problem, solver_name: str) -> Choice | None:
                        message="; ".join([*specific, short.message()]))
 
 
-def _after_method_s(problem: Problem) -> float:
+def _after_method_s(problem: Problem, slowdown: float = 1.0) -> float:
     """Seconds kept from a time limit for what follows the method: packing, pricing, the check,
-    writing the plan (measured: about 4 µs per query on this machine, plus a fixed 0.3 s)."""
-    return 0.3 + 4e-6 * problem.n_queries
+    writing the plan (measured: about 4 µs per query on an idle 2-core machine, plus a fixed 0.3 s),
+    times ``slowdown``, how much slower than its CPU time the build ran (:meth:`_Clock.slowdown`):
+    beside one other busy process these steps took 11.5 µs per query at 100,000 queries, and the
+    command ended 1.3 s after its limit with the idle figure."""
+    return (0.3 + 4e-6 * problem.n_queries) * slowdown
 
 
 def _without_plan(problem: Problem, choice: Choice, clock: _Clock) -> Schedule:
@@ -210,7 +224,7 @@ def _timeline(problem: Problem, choice: Choice, *, routing_rule: bool) -> Timeli
     return pack(problem, choice.dep_of_q, choice.n_inst)
 
 
-def _engine_timed(problem: Problem, tl: Timeline) -> tuple[Timeline, pd.DataFrame | None]:
+def _engine_timed(problem: Problem, tl: Timeline, limits: Limits | None = None) -> tuple[Timeline, pd.DataFrame | None]:
     """A timeline whose deadlines hold as a continuous-batching engine runs its batched instances
     (the assignment's ``engine_end_s``) as well as in the lane model, where repair can find one:
     a query the engine ends late (the prefills of its instance's other lanes stall it) is moved to
@@ -220,7 +234,8 @@ def _engine_timed(problem: Problem, tl: Timeline) -> tuple[Timeline, pd.DataFram
     loaded lane of its own, where it starts earlier: free of cost); from the second, of a
     deployment it was not late on.
     Otherwise the packed timeline as it was: its deadlines hold in the lane model, and the summary
-    counts those the engine would miss. Moves only remove plans from consideration, so the
+    counts those the engine would miss; so too where ``limits`` run out before a round (the time
+    limit covers the repair). Moves only remove plans from consideration, so the
     method's bound stays valid. Returns the timeline and its assignment table (None where the
     engine timing does not apply: nothing was tabulated)."""
     placed = tl.dep[(tl.dep >= 0) & (tl.lane >= 0)]
@@ -239,7 +254,7 @@ def _engine_timed(problem: Problem, tl: Timeline) -> tuple[Timeline, pd.DataFram
         late = qs[timed & ~ends_in_time(np.where(timed, eng, 0.0), due[qs])]
         if not late.size:
             return tl, table
-        if attempt == ENGINE_REPACK_ROUNDS:
+        if attempt == ENGINE_REPACK_ROUNDS or (limits is not None and limits.expired()):
             break
         if attempt:  # the first round may move a query to another lane of its own deployment
             for q in late.tolist():
@@ -253,11 +268,13 @@ def _engine_timed(problem: Problem, tl: Timeline) -> tuple[Timeline, pd.DataFram
 
 
 def schedule_choice(problem: Problem, choice: Choice, *, clock: _Clock | None = None, mip_rel_gap: float = 1e-4,
-                    check: bool = True, progress: Progress | None = None) -> Schedule:
+                    check: bool = True, progress: Progress | None = None, limits: Limits | None = None) -> Schedule:
     """Pack a choice, price it, tabulate it, check it independently, and give it its status.
 
     A routing rule's choice (``baseline:*``) is packed without deadlines and keeps the checker's
-    verdict as its list of violations (what the rule misses), with status feasible."""
+    verdict as its list of violations (what the rule misses), with status feasible. Where ``limits``
+    have run out, the rounds that move queries a continuous-batching engine would end late stop.
+    """
     say = progress or (lambda s: None)
     clock = clock or _Clock()
     rule = choice.method.startswith("baseline:")
@@ -265,7 +282,7 @@ def schedule_choice(problem: Problem, choice: Choice, *, clock: _Clock | None = 
         tl = _timeline(problem, choice, routing_rule=rule)
         table = None
         if not rule and not tl.unplaced:
-            tl, table = _engine_timed(problem, tl)
+            tl, table = _engine_timed(problem, tl, limits)
     with phase(f"pricing the plan of {problem.n_queries:,} queries"):
         objective = plan_objective(problem, tl)
         assignment = table if table is not None else assignment_table(problem, tl)

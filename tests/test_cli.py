@@ -353,3 +353,25 @@ def test_a_negative_seed_and_a_model_coefficient_of_1e308_are_bad_input_not_trac
     assert r.exit_code == 2 and r.output.count("\n") == 1, r.output
     assert r.output.startswith(f"error: {first}: key energy_j.coefficients.") and "is 1e+308" in r.output
     assert not (tmp_path / "p").exists()
+
+
+def test_the_process_ends_without_teardown_yet_loses_no_output(tmp_path):
+    """Run as its own process (python -m energyopt.cli), a command ends without the interpreter's
+    teardown (0.1-0.2 s after scipy.optimize is loaded): the exit code, every line on stdout
+    through a pipe, and the log file (closed by its exit handler) must all be there."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    log = tmp_path / "log.txt"
+    proc = subprocess.run([sys.executable, "-m", "energyopt.cli", "--log-file", str(log), "solve", "examples/workload.csv",
+                           "-o", "-"], cwd=root, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1001 and lines[0].startswith('"query_id",')
+    assert "solve ended after" in log.read_text()
+    bad = subprocess.run([sys.executable, "-m", "energyopt.cli", "solve", str(tmp_path / "none.csv")], cwd=root,
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root)})
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ")

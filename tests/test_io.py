@@ -329,3 +329,27 @@ def test_a_workload_table_is_checked_and_completed_as_a_file_is():
     for frame, message in cases:
         with pytest.raises(DataError, match=re.escape(message)):
             workload_from_frame(pd.DataFrame(frame))
+
+
+@pytest.mark.parametrize("name, text", [
+    ("w.csv", "query_id,input_tokens,output_tokens,deadline_s\na,10,5,3\nb,7,2,\n"),  # pyarrow's fast path
+    ("w.jsonl", '{"query_id": "a", "input_tokens": 10, "output_tokens": 5}\n'
+                '{"query_id": "b", "input_tokens": 7, "output_tokens": 2}\n'),  # the validating reader
+])
+def test_a_workload_read_is_checked_once_until_changed(tmp_path, name, text):
+    """A table a reader returned is not checked again by workload_from_frame (plan() and the CLI
+    pass it on: a million queries cost about 0.3 s a check), while its workload columns stay as
+    read; changed in place, it is checked again and the error names the row."""
+    from energyopt.io import workload_from_frame
+
+    wl = read_workload(write(tmp_path, text, name))
+    assert workload_from_frame(wl) is wl
+    copy = wl.copy()
+    assert workload_from_frame(copy).equals(wl)  # a copy is a table like any other: checked, same values
+    wl.loc[1, "input_tokens"] = 0
+    with pytest.raises(DataError, match=r"row 1, column input_tokens: expected a whole number from 1"):
+        workload_from_frame(wl)
+    wl.loc[1, "input_tokens"] = 7
+    wl.loc[1, "query_id"] = "a"
+    with pytest.raises(DataError, match=r"row 1, column query_id: expected unique query ids"):
+        workload_from_frame(wl)

@@ -148,3 +148,24 @@ def test_a_prefill_only_query_is_planned_as_one_output_token():
     s = run(prefill)
     assert s.status is Status.OPTIMAL and s.check_violations == []
     assert s.assignment.set_index("query_id").loc["q0", "energy_j"] == pytest.approx(1.0)  # small@g: 1 J per output token
+
+
+def test_time_kept_after_the_method_stretches_with_a_busy_machine(monkeypatch):
+    """The seconds a time limit keeps for packing, the check and writing grow with how much slower
+    than its CPU time the build ran (another busy process on the core), held to [1, 4]×."""
+    import importlib
+
+    plan_module = importlib.import_module("energyopt.plan")  # (the package's `plan` is the function)
+
+    now = {"wall": 100.0, "cpu": 10.0}
+    monkeypatch.setattr(plan_module.time, "perf_counter", lambda: now["wall"])
+    monkeypatch.setattr(plan_module.time, "process_time", lambda: now["cpu"])
+    clock = plan_module._Clock()
+    now.update(wall=102.0, cpu=11.0)  # 2 s of wall-clock time for 1 s of CPU
+    assert clock.slowdown() == pytest.approx(2.0)
+    p = problem(FOUR)
+    assert plan_module._after_method_s(p, clock.slowdown()) == pytest.approx(2 * plan_module._after_method_s(p))
+    now.update(wall=150.0)
+    assert clock.slowdown() == plan_module.MAX_SLOWDOWN
+    now.update(wall=100.5, cpu=10.9)  # threads: more CPU than wall-clock time
+    assert clock.slowdown() == 1.0

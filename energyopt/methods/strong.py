@@ -101,9 +101,16 @@ def backend_solve(backend: Solver, model: MatrixModel, limits: Limits, cap_s: fl
 
     Under a time limit for the call the watchdog stops a backend that overruns its own limit
     ``WATCHDOG_GRACE_S`` after it (the call must end within its limit, not 1.5 times it); with a
-    cap only, the watchdog's usual grace holds; with neither, the backend runs in this process."""
+    cap only, the watchdog's usual grace holds; with neither, the backend runs in this process. With
+    the call's limit spent, no backend starts (status no solution, termination time limit)."""
     kw: dict = {"grace_factor": 1.0, "grace_s": WATCHDOG_GRACE_S} if limits.time_limit_s is not None else {}
-    limit_s = limits.capped_s(cap_s)
+    left = limits.remaining_s()
+    if left is not None and left <= 0:  # nothing is started after the limit (it used to get a second)
+        return SolveResult(Status.NO_SOLUTION, None, math.nan, -math.inf, BoundSource.NONE, backend.name, 0.0,
+                           "the time limit ran out before the backend started", termination=Termination.TIME_LIMIT)
+    # what is left of the limit, even where that is under a second: a backend given a second with 0.2 s left
+    # ended the command 1.3-2.5 s after its limit on a busy machine (fork, the backend's second, the grace)
+    limit_s = limits.capped_s(cap_s, floor_s=1.0 if left is None else min(1.0, left))
     # a row with its elapsed time while the backend runs (in C code or a child process); a backend that
     # reports its incumbent and bound as it goes shows them there (cpsat, cbc)
     with phase(f"{backend.name}: MILP, {_free_integers(model):,} integer variables free of {model.n_vars:,}, "
