@@ -449,14 +449,23 @@ def _price_view(T: _Slots, V: _View, a: np.ndarray, lam: np.ndarray, pos: np.nda
 
 
 def _evaluate(T: _Slots, V: _View, lam: np.ndarray, pi: np.ndarray, mu: float = 0.0, *, choices: bool = False,
-              fixed_n: np.ndarray | None = None):
+              fixed_n: np.ndarray | None = None, close: bool = True):
     """L(λ, π, μ), its subgradient (work per (deployment, slot) over capacity; energy per capped
     (cap row, slot) over the cap; the accuracy floor over the chosen accuracy, μ being the price of
     the row Σ w·acc ≥ floor·Σ w, as in :mod:`.decompose`), the instances at these prices; with
     ``choices`` also each row's least priced (deployment, slot), its priced cost and the second
     least over deployments. With ``fixed_n`` the instances are those (the value is then a bound
-    only for plans with them)."""
-    best, v, second, kk = _choose_least(T, V, T.a0 + T.pool_pi(pi)[T.pool_of], lam, mu=mu)
+    only for plans with them); with ``close`` too, the deployments with no instance in it are
+    priced out (:func:`_close_prices`: their work has no lane-second, so L at n is largest with
+    their λ high enough that no row takes them)."""
+    a = T.a0 + T.pool_pi(pi)[T.pool_of]
+    shut = fixed_n is not None and close and bool(np.any(fixed_n == 0))
+    if shut:
+        assert fixed_n is not None
+        lam, state = _close_prices(T, V, a, lam, mu, fixed_n == 0)
+    if not shut or state is None:
+        state = _choose_least(T, V, a, lam, mu=mu)
+    best, v, second, kk = state
     x_part = V.wt * float(v.sum()) + mu * T.acc_rhs
     gain = T.lanes * (lam @ T.dt) - T.inst_cost
     if T.idle:
@@ -484,6 +493,40 @@ def _evaluate(T: _Slots, V: _View, lam: np.ndarray, pi: np.ndarray, mu: float = 
     if choices:
         return (*out, best, kk, v, second, load)
     return out
+
+
+def _close_prices(T: _Slots, V: _View, a: np.ndarray, lam: np.ndarray, mu: float, shut: np.ndarray):
+    """λ with the deployments ``shut`` (no instance in the vector the bound is fixed at) priced out:
+    each such deployment's λ raised, in every slot, to at least the most any row of ``V`` would
+    save per second of it over its least priced cost among the other deployments (its cost there
+    less its cheapest cell on the shut deployment, over its run time there). L at these prices is
+    L with the shut deployments' options removed (a row ties at most), and it is an ordinary
+    evaluation of L, so it is a bound for every plan with those instances and, as a cut, for every
+    instance vector. A row with no option left keeps the prices as they are (L counts it on a shut
+    deployment: the vector cannot serve it). Returns the prices and the choices at them
+    (:func:`_choose_least`'s), None where a row has no option left."""
+    a_open = np.where(shut[:, None], np.inf, a)
+    state = _choose_least(T, V, a_open, lam, mu=mu)
+    v_open = state[1]
+    lam = lam.copy()
+    for d in np.flatnonzero(shut).tolist():
+        qi, e, r, _rho, lo, hi, starts, ends = V.per_d[d]
+        if not len(qi):
+            continue
+        a_min = np.array([float(a[d, lo_w:hi_w + 1].min()) for lo_w, hi_w in zip(lo.tolist(), hi.tolist())])
+        cheapest = e * np.repeat(a_min, ends - starts)  # its least energy cost on d in its window
+        if mu:
+            cheapest = cheapest - mu * T.acc[d] * V.w[qi]
+        save = v_open[qi] - cheapest
+        ok = np.isfinite(save) & (r > 0)
+        if not ok.any():
+            continue
+        need = float(np.max(save[ok] / r[ok]))
+        if need > 0:
+            # a hair above what every row needs, so that the open option wins the tie
+            lam[d] = np.maximum(lam[d], need * (1 + 1e-9) + 1e-300)
+    # the choices at the raised prices are those without the shut deployments, unless a row has no other
+    return lam, (state if bool(np.all(np.isfinite(v_open))) else None)
 
 
 def _instances_at_prices(T: _Slots, gain: np.ndarray) -> tuple[float, np.ndarray]:
@@ -821,6 +864,48 @@ def _fill(T: _Slots, V: _View, rows: np.ndarray, d0: np.ndarray, k0: np.ndarray,
         if np.all(pd_ < 0):
             break
     return d_of, k_of, blocked_pow
+
+
+def _sort_by_intensity(T: _Slots, rows: np.ndarray, d_of: np.ndarray, k_of: np.ndarray) -> int:
+    """Within each deployment of a pool without a power cap, the rows that fit in every slot of it
+    (released at the start, due at the end: most of a day-long batch) are dealt out again over the
+    cells they fill, the cells' lane-seconds kept: the most joules per second of run first, into
+    the cell of least price (in place). At the bound's prices whole bands of rows are tied between
+    a clean cell and the next ones (their run per joule nearly alike), and which of them the fill
+    keeps in a full clean cell follows its regret (over the other deployments), not the joules they
+    move; for one deployment with every row free to take any slot, this order is the relaxation's
+    (a clean cell's second is worth most to the row with the most joules per second), so it
+    leaves the plan no dearer, a row or so per cell aside. A pool with a cap is left as the fill
+    made it (its cells are held by joules too). Returns the rows moved to another cell."""
+    moved = 0
+    for d in range(T.n_d):
+        if len(T.rows_of_pool[T.pool_of[d]]):
+            continue
+        i = np.flatnonzero(d_of == d)
+        if len(i) < 2:
+            continue
+        q = rows[i]
+        run = T.R[q, d]
+        free_all = (T.rel[q] <= T.b[0]) & (T.due[q] >= T.b[-1]) & (run <= float(T.dt.min())) & (run > 0)
+        i, q, run = i[free_all], q[free_all], run[free_all]
+        if len(i) < 2:
+            continue
+        ks = k_of[i]
+        # the cells these rows fill, least price first, and the seconds of run in each
+        budget = np.bincount(ks, weights=run, minlength=T.S)
+        cells = np.flatnonzero(budget > 0)
+        cells = cells[np.argsort(T.a0[d, cells], kind="stable")]
+        edges = np.cumsum(budget[cells])
+        o = np.argsort(-T.E[q, d] / run, kind="stable")  # most joules per second of run first
+        mid = np.cumsum(run[o]) - run[o] / 2
+        new_k = cells[np.minimum(np.searchsorted(edges, mid, side="right"), len(cells) - 1)]
+        new = np.empty(len(i), dtype=np.int64)
+        new[o] = new_k
+        ok = T.fits(q, np.full(len(q), d), new)
+        new = np.where(ok, new, ks)
+        moved += int(np.sum(new != ks))
+        k_of[i] = new
+    return moved
 
 
 def _place_in_slot(run: np.ndarray, rel: np.ndarray, due: np.ndarray, free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -1247,10 +1332,11 @@ class SlottedMethod(Method):
             chosen work at these prices runs over (or has none), while devices last."""
             n_plan = n_plan.copy()  # the repair may switch on more
             lam, pi = lam * FILL_PRICE_SHARE, pi * FILL_PRICE_SHARE
-            *_, d0, k0, v0, s0, load_at = _evaluate(T, full, lam, pi, mu, choices=True, fixed_n=n_plan)
+            *_, d0, k0, v0, s0, load_at = _evaluate(T, full, lam, pi, mu, choices=True, fixed_n=n_plan, close=False)
             if grow:
                 n_plan = _instances_for_plan(T, n_plan, load_at, one_each=True)
             d_of, k_of, blocked = _fill(T, full, rows, d0, k0, v0, s0, n_plan, lam, pi, progress, mu)
+            _sort_by_intensity(T, rows, d_of, k_of)
             dep, lane, start, unplaced, free = _pack(T, problem.n_queries, rows, d_of, k_of, n_plan, mu)
             _improve(T, full, dep, lane, start, n_plan, free, mu)
             short = T.accuracy_surplus(dep) < -1e-9 * max(T.acc_rhs, 1.0)
