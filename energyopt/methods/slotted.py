@@ -509,11 +509,13 @@ def _close_prices(T: _Slots, V: _View, a: np.ndarray, lam: np.ndarray, mu: float
     state = _choose_least(T, V, a_open, lam, mu=mu)
     v_open = state[1]
     lam = lam.copy()
+    # the least price of each deployment over each window [lo, hi]: a running minimum from each lo
+    upper = np.arange(T.S)[None, :] >= np.arange(T.S)[:, None]
     for d in np.flatnonzero(shut).tolist():
         qi, e, r, _rho, lo, hi, starts, ends = V.per_d[d]
         if not len(qi):
             continue
-        a_min = np.array([float(a[d, lo_w:hi_w + 1].min()) for lo_w, hi_w in zip(lo.tolist(), hi.tolist())])
+        a_min = np.minimum.accumulate(np.where(upper, a[d][None, :], np.inf), axis=1)[lo, hi]
         cheapest = e * np.repeat(a_min, ends - starts)  # its least energy cost on d in its window
         if mu:
             cheapest = cheapest - mu * T.acc[d] * V.w[qi]
@@ -994,31 +996,53 @@ def _repair(T: _Slots, late: list[int], dep: np.ndarray, lane: np.ndarray, start
         idle_on = np.bincount(T.pool_of, weights=n_inst * T.idle_w, minlength=T.n_p) if T.idle else np.zeros(T.n_p)
         cap[T.capped] = T.cap_j - (T.cap_rows[T.capped] @ idle_on)[:, None] * T.dt[None, :]
     left = []
-    for q in late:
-        allowed = T.cell_allowed(np.array([q]))[0] & (n_inst[:, None] > 0)
-        cost = np.where(allowed, T.E[q][:, None] * a - mu * T.w[q] * T.acc[:, None], np.inf)
-        done = False
-        for j in np.argsort(cost, axis=None).tolist():
-            if not np.isfinite(cost.reshape(-1)[j]):
-                break
-            d, k = divmod(j, T.S)
-            p = T.rows_of_pool[T.pool_of[d]]  # the capped rows of its pool
-            if np.any(pool_energy[p, k] + T.E[q, d] > cap[p, k] * (1 + 1e-12)):
+    late_a = np.asarray(late, dtype=np.int64)
+    for b0 in range(0, len(late_a), DIRECT_BLOCK):  # each query's cells by cost, a block at a time
+        qb = late_a[b0:b0 + DIRECT_BLOCK]
+        n_block = n_inst.copy()
+        order_b, n_fin = _cells_by_cost(T, qb, n_inst, mu)
+        for i, q in enumerate(qb.tolist()):
+            # the repair may switch on an instance: then the query's cells are priced again first
+            fresh = np.array_equal(n_inst, n_block)
+            if fresh and _repair_one(T, q, order_b[i, :n_fin[i]].tolist(), dep, lane, start, n_inst, free,
+                                     pool_energy, cap):
                 continue
-            f = free.setdefault(j, np.full(int(n_inst[d] * T.lanes[d]), float(T.b[k])))
-            i = int(np.argmin(f))
-            s = max(float(f[i]), float(T.rel[q]), float(T.b[k]))
-            if s + T.R[q, d] <= latest_end_s(min(T.due[q], T.b[k + 1])):
-                f[i] = s + T.R[q, d]
-                dep[q], lane[q], start[q] = d, i, s
-                pool_energy[p, k] += T.E[q, d]
-                done = True
-                break
-        if not done and _on_new_instance(T, q, a, dep, lane, start, n_inst, free, pool_energy, cap, mu):
-            done = True
-        if not done:
-            left.append(q)
+            if not fresh:
+                o1, f1 = _cells_by_cost(T, np.array([q]), n_inst, mu)
+                if _repair_one(T, q, o1[0, :f1[0]].tolist(), dep, lane, start, n_inst, free, pool_energy, cap):
+                    continue
+            if not _on_new_instance(T, q, a, dep, lane, start, n_inst, free, pool_energy, cap, mu):
+                left.append(q)
     return left
+
+
+def _cells_by_cost(T: _Slots, qs: np.ndarray, n_inst: np.ndarray, mu: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per query of ``qs``, the (deployment, slot) cells (``d·S + k``) of switched-on deployments it
+    fits in, least cost first (``mu``: the accuracy row's price), and how many there are."""
+    allowed = T.cell_allowed(qs) & (n_inst[:, None] > 0)[None, :, :]
+    cost = np.where(allowed, T.E[qs][:, :, None] * T.a0[None, :, :]
+                    - (mu * T.w[qs][:, None] * T.acc[None, :])[:, :, None], np.inf).reshape(len(qs), -1)
+    return np.argsort(cost, axis=1, kind="stable"), np.isfinite(cost).sum(axis=1)
+
+
+def _repair_one(T: _Slots, q: int, cells: list[int], dep: np.ndarray, lane: np.ndarray, start: np.ndarray,
+                n_inst: np.ndarray, free: dict[int, np.ndarray], pool_energy: np.ndarray, cap: np.ndarray) -> bool:
+    """:func:`_repair` for one query onto the lane free first of the first of ``cells`` (cheapest
+    first) that takes it inside the slot and its window, within the caps: whether one did."""
+    for j in cells:
+        d, k = divmod(j, T.S)
+        p = T.rows_of_pool[T.pool_of[d]]  # the capped rows of its pool
+        if np.any(pool_energy[p, k] + T.E[q, d] > cap[p, k] * (1 + 1e-12)):
+            continue
+        f = free.setdefault(j, np.full(int(n_inst[d] * T.lanes[d]), float(T.b[k])))
+        i = int(np.argmin(f))
+        s = max(float(f[i]), float(T.rel[q]), float(T.b[k]))
+        if s + T.R[q, d] <= latest_end_s(min(T.due[q], T.b[k + 1])):
+            f[i] = s + T.R[q, d]
+            dep[q], lane[q], start[q] = d, i, s
+            pool_energy[p, k] += T.E[q, d]
+            return True
+    return False
 
 
 def _on_new_instance(T: _Slots, q: int, a: np.ndarray, dep: np.ndarray, lane: np.ndarray, start: np.ndarray,
