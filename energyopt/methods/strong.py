@@ -110,7 +110,7 @@ def backend_solve(backend: Solver, model: MatrixModel, limits: Limits, cap_s: fl
                            "the time limit ran out before the backend started", termination=Termination.TIME_LIMIT)
     # what is left of the limit, even where that is under a second: a backend given a second with 0.2 s left
     # ended the command 1.3-2.5 s after its limit on a busy machine (fork, the backend's second, the grace)
-    limit_s = limits.capped_s(cap_s, floor_s=1.0 if left is None else min(1.0, left))
+    limit_s = limits.capped_s(cap_s, floor_s=0.0)
     # a row with its elapsed time while the backend runs (in C code or a child process); a backend that
     # reports its incumbent and bound as it goes shows them there (cpsat, cbc)
     with phase(f"{backend.name}: MILP, {_free_integers(model):,} integer variables free of {model.n_vars:,}, "
