@@ -19,6 +19,12 @@ the independent check ``energyopt solve`` runs itself. Run from the repository r
 
     python benchmarks/releases.py [--queries 100000] [--repeats 3] [--seed 1]
     python benchmarks/releases.py --queries 19366 --fleet-scale 1 --min-mean-accuracy 0   # an Azure-conversation-sized hour
+    python benchmarks/releases.py --trace AzureLLMInferenceTrace_conv.csv --fleet-scale 1 --min-mean-accuracy 0
+
+With ``--trace FILE`` the batch is a workload file as it is (for example the public Azure LLM
+inference trace, ``TIMESTAMP,ContextTokens,GeneratedTokens``, whose timestamps give the release
+times): ``with releases`` is that file read as is, ``without`` the same queries (same ids, tokens,
+floors and deadlines) with every release at 0. The horizon is the last release plus 900 s.
 """
 
 from __future__ import annotations
@@ -60,14 +66,32 @@ def make_batches(n: int, seed: int, spread_s: float, window: tuple[float, float]
     wl.to_csv(with_rel, index=False)
     wl.drop(columns="release_s").to_csv(without, index=False)
     scale = max(1, round(n / 1000)) if fleet_scale is None else fleet_scale
+    return with_rel, without, _fleet(tmp, scale, spread_s, batch_1)
+
+
+def trace_batches(trace: Path, tmp: Path, fleet_scale: int, batch_1: bool) -> tuple[Path, Path, Path, float]:
+    """A workload file as it is, the same queries with every release at 0, the scaled fleet and the
+    spread of the releases [s]."""
+    from energyopt.io import read_workload
+
+    wl = read_workload(trace)  # one-line errors for a bad file, as energyopt solve gives them
+    spread_s = float(wl["release_s"].max())
+    without = tmp / "no-releases-trace.csv"
+    cols = [c for c in ("query_id", "input_tokens", "output_tokens", "min_accuracy", "deadline_s") if c in wl.columns]
+    wl[cols].to_csv(without, index=False)
+    return trace, without, _fleet(tmp, fleet_scale, spread_s, batch_1), spread_s
+
+
+def _fleet(tmp: Path, scale: int, spread_s: float, batch_1: bool) -> Path:
+    """The default fleet, its device counts times ``scale``, its horizon the spread plus 900 s."""
     text = (ROOT / "examples" / "fleet.toml").read_text()
     text = re.sub(r"^count = (\d+)", lambda m: f"count = {int(m.group(1)) * scale}", text, flags=re.M)
     text = re.sub(r"^horizon_s = .*$", f"horizon_s = {spread_s + 900:g}", text, flags=re.M)
     if batch_1:  # every instance serving one query at a time: capacity binds
         text = re.sub(r"^batch_sizes = .*$", "", text, flags=re.M)
-    fleet = tmp / f"fleet-{n}.toml"
+    fleet = tmp / f"fleet-x{scale}.toml"
     fleet.write_text(text)
-    return with_rel, without, fleet
+    return fleet
 
 
 def solve(wl: Path, fleet: Path, out: Path, acc: float) -> dict:
@@ -86,9 +110,11 @@ def solve(wl: Path, fleet: Path, out: Path, acc: float) -> dict:
 def recheck(wl_path: Path, plan_dir: Path) -> tuple[int, int, int]:
     """Queries starting before their release, queries ending after their deadline, and queries
     with a deadline, from assignment.csv and the workload file."""
-    wl = pd.read_csv(wl_path, dtype={"query_id": str}).set_index("query_id")
+    from energyopt.io import read_workload
+
+    wl = read_workload(wl_path).set_index("query_id")
     a = pd.read_csv(plan_dir / "assignment.csv", dtype={"query_id": str}).set_index("query_id").loc[wl.index]
-    release = wl["release_s"].to_numpy() if "release_s" in wl.columns else np.zeros(len(wl))
+    release = wl["release_s"].to_numpy(dtype=float)
     early = int(np.sum(a["start_s"].to_numpy() < release - 1e-6))
     dl = wl["deadline_s"].to_numpy(dtype=float)
     late = int(np.sum(~np.isnan(dl) & (a["end_s"].to_numpy() > dl + 1e-6)))
@@ -117,11 +143,19 @@ def main() -> None:
     ap.add_argument("--fleet-scale", type=int, default=None,
                     help="devices of the default fleet times this (default: one fleet per 1,000 queries)")
     ap.add_argument("--batch-1", action="store_true", help="the fleet with every instance at batch size 1")
+    ap.add_argument("--trace", type=Path, default=None,
+                    help="plan this workload file as it is (e.g. an Azure LLM inference trace) instead of a drawn one")
     a = ap.parse_args()
+    if a.trace is not None:
+        a.queries = len(pd.read_csv(a.trace, usecols=[0]))
     scale = max(1, round(a.queries / 1000)) if a.fleet_scale is None else a.fleet_scale
     with tempfile.TemporaryDirectory() as tmpd:
         tmp = Path(tmpd)
-        with_rel, without, fleet = make_batches(a.queries, a.seed, a.spread_s, tuple(a.window), tmp, scale, a.batch_1)
+        if a.trace is not None:
+            with_rel, without, fleet, a.spread_s = trace_batches(a.trace, tmp, scale, a.batch_1)
+        else:
+            with_rel, without, fleet = make_batches(a.queries, a.seed, a.spread_s, tuple(a.window), tmp, scale,
+                                                    a.batch_1)
         batches = {"with releases": with_rel, "without": without}
         runs: dict[str, list[dict]] = {k: [] for k in batches}
         for r in range(a.repeats):  # alternate, so that both see the machine alike
@@ -134,8 +168,11 @@ def main() -> None:
                 print(f"{name} run {r + 1}/{a.repeats}: {got['total_s']:.2f} s, status {got['summary']['status']}, "
                       f"gap {got['summary']['gap'] if got['summary']['gap'] is not None else math.inf:.2e}",
                       file=sys.stderr, flush=True)
-    print(f"{a.queries:,} queries, releases over {a.spread_s:g} s, deadlines on a fifth {a.window[0]:g}-{a.window[1]:g} s "
-          f"after release; default fleet{' at batch size 1' if a.batch_1 else ''} x{scale}, horizon {a.spread_s + 900:g} s; "
+    what = (f"{a.trace.name}: {a.queries:,} queries as the file gives them, releases over {a.spread_s:g} s"
+            if a.trace is not None else
+            f"{a.queries:,} queries, releases over {a.spread_s:g} s, deadlines on a fifth {a.window[0]:g}-{a.window[1]:g} s "
+            "after release")
+    print(f"{what}; default fleet{' at batch size 1' if a.batch_1 else ''} x{scale}, horizon {a.spread_s + 900:g} s; "
           f"{os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, medians of {a.repeats}")
     head = (f"{'batch':<14} {'status':<8} {'kWh':>8} {'makespan s':>10} {'gap':>9} {'total s':>8} {'solve s':>8} "
             f"{'peak MB':>8} {'released':>9} {'early':>6} {'deadlines met':>14} {'check':>6}")
