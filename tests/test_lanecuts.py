@@ -121,6 +121,28 @@ def test_the_aggregate_model_plans_the_example_case_at_the_brute_force_optimum()
     assert check_plan(s.assignment, wl, fl, models) == []
 
 
+def test_a_series_starts_from_the_lane_cuts_of_its_last_plan_and_each_plan_keeps_the_brute_force_optimum():
+    from energyopt.methods.strong import remembered_cuts
+
+    wl, fl, models = example_case()
+    said: list[str] = []
+    with remembered_cuts():
+        for zeta in (0.5, 0.2, 0.9):  # one problem's options, runtimes and deadlines; the costs differ
+            problem = build_problem(wl, fl, models, objective="tradeoff", zeta=zeta)
+            bf = brute_force(problem)
+            c = get_method("aggregate").solve(problem, get_solver("highs"), Limits(mip_rel_gap=0.0), said.append)
+            assert c.objective == pytest.approx(bf.value, rel=1e-9, abs=1e-12) and c.bound <= bf.value + 1e-9, zeta
+    assert sum("no lanes of" in m for m in said) >= 1  # the first plan found its cuts
+    assert sum("lane cuts remembered" in m for m in said) == 2  # the later ones started from them
+    # another problem (other deadlines) does not get them
+    later = wl.assign(deadline_s=wl["deadline_s"] * 10)  # the same queries, other deadlines
+    said.clear()
+    with remembered_cuts():
+        get_method("aggregate").solve(build_problem(wl, fl, models), get_solver("highs"), Limits(), said.append)
+        get_method("aggregate").solve(build_problem(later, fl, models), get_solver("highs"), Limits(), said.append)
+    assert sum("lane cuts remembered" in m for m in said) == 0
+
+
 def test_a_lane_cut_is_valid_for_every_plan_and_cuts_off_the_unpackable_choice():
     wl, fl, models = example_case()
     problem = build_problem(wl, fl, models)

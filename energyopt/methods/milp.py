@@ -13,7 +13,7 @@ from ..schema import BoundSource, Status, Termination
 from ..solvers import Solver, SolveResult
 from . import Choice, Limits, Method, Progress
 from .lanecuts import lanes_or_cuts, with_lane_cuts
-from .strong import solve_strong
+from .strong import recall, remember, solve_strong
 
 __all__ = ["MilpMethod", "LANE_CUT_ROUNDS"]
 
@@ -26,6 +26,16 @@ LANE_CUT_ROUNDS = 8
 #: 10-20 s each on the example (2-core machine): hence the floor
 LANE_CUT_TIME_FACTOR = 2.0
 LANE_CUT_MIN_S = 60.0
+
+
+def _lane_key(problem: Problem) -> tuple:
+    """What a lane cut depends on: the options (query, deployment), their runtimes, the queries'
+    deadlines and the deployments' lanes and instances (not the costs, nor an accuracy floor)."""
+    deps = problem.deployments
+    return ("lane", problem.n_queries, problem.n_deployments, hash(problem.cand["q"].to_numpy().tobytes()),
+            hash(problem.cand["d"].to_numpy().tobytes()), hash(np.ascontiguousarray(problem.runtime_s).tobytes()),
+            hash(problem.queries["deadline_eff_s"].to_numpy(dtype=float).tobytes()),
+            hash(deps["lanes"].to_numpy().tobytes()), hash(deps["max_instances"].to_numpy().tobytes()))
 
 
 class MilpMethod(Method):
@@ -50,14 +60,24 @@ class MilpMethod(Method):
             return Choice.none(self.name, backend.name, Status.NO_SOLUTION, Termination.TIME_LIMIT, -np.inf,
                                BoundSource.NONE, message="no plan found within the limits (the time was spent)")
         bound = -np.inf
+        # the lane cuts an earlier plan of the same problem found (a sweep's points): valid for every plan
+        lane_key = _lane_key(problem) if model.kind == "aggregate" and not problem.has_releases else None
+        known: list = (recall(lane_key) or []) if lane_key is not None else []
+        if known:
+            model = with_lane_cuts(model, problem, known)
+            progress(f"lanes: {len(known)} lane cuts remembered from the last plan of these queries")
         budget_end: float | None = None
         last: Choice | None = None  # the last choice with a plan, without lanes (packing decides)
-        for rnd in range(LANE_CUT_ROUNDS + 1):
+        # the rounds that look for lane cuts take the first plan within reach; once a plan's lanes
+        # hold, its model is solved to the gap (and any cut that plan needs starts the rounds again)
+        close_gap = model.kind != "aggregate" or problem.has_releases
+        rnd = 0
+        while rnd <= LANE_CUT_ROUNDS:
             cap_s = None if budget_end is None else budget_end - time.perf_counter()
             if last is not None and cap_s is not None and cap_s < 1.0:
                 return last  # the rounds' time is spent: packing and its repair decide
             t0 = time.perf_counter()
-            res = solve_strong(model, problem, backend, limits, progress, cap_s=cap_s)
+            res = solve_strong(model, problem, backend, limits, progress, cap_s=cap_s, close_gap=close_gap)
             if budget_end is None:
                 budget_end = time.perf_counter() + max(LANE_CUT_TIME_FACTOR * (time.perf_counter() - t0), LANE_CUT_MIN_S)
             if last is not None and res.x is None and res.status != Status.INFEASIBLE:
@@ -73,15 +93,23 @@ class MilpMethod(Method):
             if not cuts:
                 if not undecided:  # every deployment's queries have lanes: the plan's
                     choice.lane_of_q = lane
-                return choice
-            if rnd == LANE_CUT_ROUNDS or limits.expired():
+                if close_gap or choice.status is Status.OPTIMAL or limits.expired():
+                    return choice
+                progress("lanes: every deployment's queries fit its lanes; solving the model to the gap")
+                last, close_gap = choice, True
+                continue
+            rnd += 1
+            if rnd > LANE_CUT_ROUNDS or limits.expired():
                 return choice  # packing and its repair decide, as without the cuts
             last = choice
             names = problem.deployments["deployment"].to_numpy()
             progress(f"lanes: no lanes of {', '.join(f'{c.n_inst} {names[c.dep]}' for c in cuts)} run their "
                      f"queries in time ({', '.join(str(len(c.queries)) for c in cuts)} queries); cut, solving again")
             model = with_lane_cuts(model, problem, cuts)
-        raise AssertionError("unreachable")
+            known = [*known, *cuts]
+            if lane_key is not None:
+                remember(lane_key, known)
+        raise AssertionError("unreachable")  # every round returns or continues until rnd > LANE_CUT_ROUNDS
 
     def _choice(self, problem: Problem, model: MatrixModel, res: SolveResult, backend: Solver, bound: float) -> Choice:
         """The choice a solved model gives (none where it has no solution), with ``bound``."""

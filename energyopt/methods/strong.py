@@ -19,8 +19,18 @@ Then:
 2. else, where the LP splits at most half the queries, the columns it leaves integral are fixed
    at their values and the backend solves the rest (the queries the LP splits, and the instance
    counts) — a small MILP; its plan is kept when it is within the gap of the LP bound;
-3. else the backend solves the whole model with the cuts, under what is left of the limits, and
+3. else the instance counts first: the backend solves the model with its instance counts (and any
+   other integer columns but the options) integral and the options relaxed — a relaxation, so its
+   proven bound is valid, and a small search (tens of integers, not thousands). With the counts it
+   chose fixed, the options' MILP is nearly its LP (measured on the example: 2-8 of 15,000 option
+   columns fractional, 0.07 s) and gives the plan; it is kept when it is within the gap of the
+   better bound;
+4. else the backend solves the whole model with the cuts, under what is left of the limits, and
    the better plan and the better bound are kept.
+
+Measured on the 1,000-query example at ζ = 0.1 (2-core machine, the cuts of a sweep's earlier
+points remembered): step 3 takes 1.3 s against 31 s for step 4, to 0.0082% of its bound; at ζ = 0,
+11 s against 2 × 40 s.
 
 The LP runs in this process (scipy's HiGHS, which honours its time limit on LPs of this size);
 every MILP goes through the backend under the watchdog, as everywhere else.
@@ -172,8 +182,21 @@ class _LpRelaxation(Solver):
                            dt)
 
 
-#: the cuts found per model layout while :func:`remembered_cuts` is active (None: not remembering)
-_MEMORY: dict[tuple, np.ndarray] | None = None
+#: the cuts found per model layout while :func:`remembered_cuts` is active (None: not remembering);
+#: also the lane cuts of :mod:`.milp` per problem (:func:`recall`, :func:`remember`)
+_MEMORY: dict[tuple, Any] | None = None
+
+
+def recall(key: tuple) -> Any:
+    """What :func:`remember` kept under ``key`` within the active :func:`remembered_cuts` block (None:
+    nothing, or no block active)."""
+    return None if _MEMORY is None else _MEMORY.get(key)
+
+
+def remember(key: tuple, value: Any) -> None:
+    """Keep ``value`` under ``key`` until the active :func:`remembered_cuts` block ends (outside one: nothing)."""
+    if _MEMORY is not None:
+        _MEMORY[key] = value
 
 
 @contextmanager
@@ -181,7 +204,9 @@ def remembered_cuts() -> Iterator[None]:
     """Within this block, the cuts found for one model are the first cuts of the next model of the
     same layout (same options, rows and columns; the costs and right-hand sides may differ, as
     they do along a sweep of ζ or of accuracy floors): the rows are valid for every plan of that
-    layout, and the next LP starts where the last one ended (one LP instead of two or more)."""
+    layout, and the next LP starts where the last one ended (one LP instead of two or more). The
+    lane cuts of :mod:`.milp` are kept per problem the same way (valid for every plan of the same
+    queries, runtimes, deadlines and lanes, whatever the objective or accuracy floor)."""
     global _MEMORY
     before, _MEMORY = _MEMORY, {}
     try:
@@ -240,8 +265,11 @@ def _cut_rounds(model: MatrixModel, u_of_x: np.ndarray, have: np.ndarray, limits
 
 
 def solve_strong(model: MatrixModel, problem: Problem, backend: Solver, limits: Limits, progress=None,
-                 *, cap_s: float | None = None) -> SolveResult:
-    """The model solved as the module docstring says; ``cap_s`` caps the MILP steps' time."""
+                 *, cap_s: float | None = None, close_gap: bool = True) -> SolveResult:
+    """The model solved as the module docstring says; ``cap_s`` caps the MILP steps' time. Without
+    ``close_gap``, a plan of step 2 or 3 that is not within the gap is returned as it is (status
+    feasible, with its bound) instead of solving the whole model: the lane rounds (:mod:`.milp`)
+    need a plan to find their cuts, and only the last round's model needs its gap closed."""
     say = progress or (lambda s: None)
     t0 = time.perf_counter()
     u_of_x = machine_columns(model, problem)
@@ -284,6 +312,21 @@ def solve_strong(model: MatrixModel, problem: Problem, backend: Solver, limits: 
                                    message=f"{len(split_q)} split queries solved by {backend.name}, within the gap of the LP")
     if limits.expired():
         return _finish(best, bound, backend, t0, Termination.TIME_LIMIT)
+    counts_bound, counted = _counts_first(strong, backend, limits, cap_s, say)
+    if counts_bound > bound:
+        bound = counts_bound
+    if counted is not None and (best is None or counted.objective < best.objective):
+        best = counted
+    if best is not None and _within(best.objective, bound, limits.mip_rel_gap):
+        return dataclasses.replace(best, status=Status.OPTIMAL, termination=Termination.OPTIMAL, bound=bound,
+                                   bound_source=BoundSource.MIP if counts_bound >= bound else BoundSource.LP,
+                                   time_s=time.perf_counter() - t0,
+                                   message=f"options solved by {backend.name} at the instance counts of the model with "
+                                           "its options relaxed, within the gap of that model's bound")
+    if limits.expired():
+        return _finish(best, bound, backend, t0, Termination.TIME_LIMIT)
+    if best is not None and not close_gap:
+        return _finish(best, bound, backend, t0, Termination.FEASIBLE)
     say(f"{backend.name}: the whole model with its cuts")
     full = backend_solve(backend, strong, limits, cap_s)
     if full.status == Status.INFEASIBLE:
@@ -298,6 +341,51 @@ def solve_strong(model: MatrixModel, problem: Problem, backend: Solver, limits: 
     return dataclasses.replace(best, status=Status.OPTIMAL if ok else Status.FEASIBLE,
                                termination=Termination.OPTIMAL if ok else full.termination, bound=b, bound_source=src,
                                time_s=time.perf_counter() - t0)
+
+
+def _counts_first(model: MatrixModel, backend: Solver, limits: Limits, cap_s: float | None,
+                  say) -> tuple[float, SolveResult | None]:
+    """Step 3 of the module docstring: the bound of ``model`` with its options relaxed and its other
+    integer columns (instance counts, lane cuts' switches) integral (-inf where none is proven),
+    and the plan of the options at the counts it chose (None where there is none)."""
+    counts = model.integrality == 1
+    counts[: model.n_x] = False  # the options' columns: relaxed, but for those in the sets of lane cuts
+    if not counts.any():
+        return -math.inf, None
+    keep = counts | _options_in_lane_sets(model)
+    relaxed = dataclasses.replace(model, integrality=np.where(keep, 1, 0).astype(model.integrality.dtype))
+    # a tenth of the gap: the plan at its counts is a few thousandths of a percent above its optimum,
+    # and the two together must stay within the gap
+    res = backend_solve(backend, relaxed, dataclasses.replace(limits, mip_rel_gap=limits.mip_rel_gap / 10), cap_s)
+    if res.x is None or not math.isfinite(res.bound):
+        say(f"{backend.name}: instance counts with the options relaxed: {res.status}")
+        return -math.inf, None
+    say(f"{backend.name}: instance counts with the options relaxed: bound {res.bound:.8g} in {res.time_s:.2f} s")
+    lo, hi = model.var_lo.copy(), model.var_hi.copy()
+    lo[counts] = hi[counts] = np.round(res.x[counts])
+    if limits.expired():
+        return res.bound, None
+    plan = backend_solve(backend, dataclasses.replace(model, var_lo=lo, var_hi=hi), limits, cap_s)
+    if plan.x is None:
+        say(f"{backend.name}: the options at those counts: {plan.status}")
+        return res.bound, None
+    say(f"{backend.name}: the options at those counts: {plan.objective:.8g} in {plan.time_s:.2f} s")
+    return res.bound, plan
+
+
+def _options_in_lane_sets(model: MatrixModel) -> np.ndarray:
+    """The option columns in a lane cut's set row (one with its binary switch, :mod:`.lanecuts`):
+    relaxed, such a row (Σ x ≤ s − 1 + s·w) cuts off almost nothing, so they stay integral."""
+    out = np.zeros(model.n_vars, dtype=bool)
+    after_u = model.u_start + len(model.u_dep)
+    rows = np.flatnonzero(model.row_kind == "lane")
+    if model.n_vars == after_u or not len(rows):
+        return out
+    sub = model.A[rows]
+    sets = sub[np.flatnonzero(sub[:, after_u:].getnnz(axis=1) > 0)]
+    cols = sets.indices
+    out[cols[cols < model.n_x]] = True
+    return out
 
 
 def _within(objective: float, bound: float, gap: float) -> bool:
