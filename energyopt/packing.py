@@ -391,6 +391,31 @@ def plan_objective(problem: Problem, tl: Timeline) -> float:
     qs = np.flatnonzero((tl.dep >= 0) & (tl.lane >= 0))
     d = tl.dep[qs]
     inst = tl.instance(problem.deployments["lanes"].to_numpy().astype(np.int64))[qs]
+    return _placed_objective(problem, qs, d, inst)
+
+
+def assignment_objective(problem: Problem, assignment) -> float:
+    """The objective under ``problem`` (not planned per time slot) of an exported plan of the same
+    queries: one row per placed query with ``query_id``, ``llm``, ``device``, ``batch_size`` and
+    ``instance`` (as :func:`~energyopt.schedule.assignment_table` writes them). A plan of the same
+    workload and fleet made for another objective (another ζ) is priced so. Raises ``ValueError``
+    for a row whose query or deployment ``problem`` does not have."""
+    import pandas as pd
+
+    if problem.slots is not None:
+        raise ValueError("a plan priced per time slot needs its timeline, not only its assignment")
+    deps = problem.deployments
+    key = pd.MultiIndex.from_arrays([deps["llm"], deps["device"], deps["batch_size"].astype(np.int64)])
+    d = key.get_indexer(pd.MultiIndex.from_arrays([assignment["llm"], assignment["device"],
+                                                   assignment["batch_size"].astype(np.int64)]))
+    qs = pd.Index(problem.queries["query_id"]).get_indexer(assignment["query_id"])
+    if (d < 0).any() or (qs < 0).any():
+        raise ValueError("the plan has a query or deployment the problem does not have")
+    return _placed_objective(problem, qs, d, assignment["instance"].to_numpy(dtype=np.int64))
+
+
+def _placed_objective(problem: Problem, qs: np.ndarray, d: np.ndarray, inst: np.ndarray) -> float:
+    """The queries' costs on their deployments plus the cost of each distinct (deployment, instance)."""
     M = int(inst.max(initial=0)) + 1
     d_of_on = np.unique(d * M + inst) // M  # one entry per distinct (d, instance)
     cost = problem.cost.reshape(-1)[qs * problem.n_deployments + d]

@@ -267,6 +267,19 @@ def _engine_timed(problem: Problem, tl: Timeline, limits: Limits | None = None) 
     return first
 
 
+def check_assignment(problem: Problem, assignment: pd.DataFrame, *, require_all: bool = True) -> list[str]:
+    """The independent checker's verdict on ``assignment`` as a plan of ``problem``'s inputs and
+    settings (accuracy floor, idle accounting, range, time slots): the violations, none when it holds."""
+    assert problem.inputs is not None
+    wl, fl, fm = problem.inputs
+    with phase("independent check of the plan"):
+        totals = {**energy_totals(assignment, problem), **extrapolation_totals(assignment, problem)}
+        return check_plan(assignment, wl, fl, fm, min_mean_accuracy=problem.min_mean_accuracy,
+                          require_all=require_all, totals=totals, idle=problem.idle,
+                          strict_range=problem.strict_range,
+                          cap_bounds_s=None if problem.slots is None else problem.slots.bounds_s)
+
+
 def schedule_choice(problem: Problem, choice: Choice, *, clock: _Clock | None = None, mip_rel_gap: float = 1e-4,
                     check: bool = True, progress: Progress | None = None, limits: Limits | None = None) -> Schedule:
     """Pack a choice, price it, tabulate it, check it independently, and give it its status.
@@ -288,16 +301,7 @@ def schedule_choice(problem: Problem, choice: Choice, *, clock: _Clock | None = 
         assignment = table if table is not None else assignment_table(problem, tl)
     clock.mark("schedule")
     unplaced = [str(problem.queries["query_id"].iloc[i]) for i in tl.unplaced]
-    violations: list[str] = []
-    if check:
-        assert problem.inputs is not None
-        wl, fl, fm = problem.inputs
-        with phase("independent check of the plan"):
-            totals = {**energy_totals(assignment, problem), **extrapolation_totals(assignment, problem)}
-            violations = check_plan(assignment, wl, fl, fm, min_mean_accuracy=problem.min_mean_accuracy,
-                                    require_all=not rule, totals=totals, idle=problem.idle,
-                                    strict_range=problem.strict_range,
-                                    cap_bounds_s=None if problem.slots is None else problem.slots.bounds_s)
+    violations = check_assignment(problem, assignment, require_all=not rule) if check else []
     clock.mark("check")
     bound = min(choice.bound, objective)
     status, termination, message = choice.status, choice.termination, choice.message

@@ -303,6 +303,7 @@ class BoundSource(StrEnum):
     MIP = "mip"  # the backend's own proof (branch and bound; also its proof of infeasibility)
     LP = "lp"  # the LP relaxation of the model the backend solved
     LAGRANGIAN = "lagrangian"  # the Lagrangian relaxation of the coupling rows (methods/decompose.py)
+    SERIES = "series"  # a sweep of ζ: the chord of the bounds on either side (the optimum is concave in ζ)
     NONE = "none"  # no bound is known
 
 

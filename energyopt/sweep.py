@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .accounting import relative_gap
 from .compare import plan_prices
 from .errors import DataError
 from .inputs import load_inputs
@@ -28,7 +29,7 @@ from .methods.strong import remembered_cuts
 from .plan import plan, schedule_choice
 from .problem import Problem, build_problem
 from .schedule import Schedule, Summary
-from .schema import SWEEP_COLUMNS
+from .schema import SWEEP_COLUMNS, BoundSource, Status, Termination
 from .signals import Signals
 from .timeslots import SLOT_OBJECTIVES, slot_prices
 
@@ -251,12 +252,15 @@ def _sweep(workload: Any, fleet: Any, models: Any, vary: str, values: Sequence[f
     values = [float(v) for v in values]
     _check_values(vary, values)
     _check_points(wl, fl, vary, values, pool, signals, kw.get("objective", "energy"), site)
+    scheds: list[Schedule] = []
     for k, v in enumerate(values, 1):
         say(f"[{k}/{len(values)}] {vary} = {v:g} ...")
-        row, problem = _point(wl, fl, fm, vary, v, pool, signals, kw, f"[{k}/{len(values)}]", say, site)
-        rows.append(row)
+        scheds.append(_point(wl, fl, fm, vary, v, pool, site, kw, f"[{k}/{len(values)}]", say))
         if base_problem is None and vary in ("min-mean-accuracy", "zeta"):
-            base_problem = problem
+            base_problem = scheds[-1].problem
+    if vary == "zeta":  # one feasible set, ζ weighs its objective: each point takes the series' best plan for it
+        scheds = best_of_series(scheds, values, say, mip_rel_gap=kw.get("mip_rel_gap", 1e-4))
+    rows += [_point_row(vary, v, s, signals, say) for v, s in zip(values, scheds)]
     out = pd.DataFrame(rows, columns=list(SWEEP_COLUMNS))
     opt = out["method"] == "optimal"
     if vary in SLOT_VARY:  # a tighter deadline, window or cap (smaller value) is better
@@ -277,10 +281,9 @@ def _sweep(workload: Any, fleet: Any, models: Any, vary: str, values: Sequence[f
     return out
 
 
-def _point(wl: pd.DataFrame, fl: Any, fm: Any, vary: str, v: float, pool: str | None, signals: Signals | None,
-           kw: dict[str, Any], tag: str, say: Progress, site: str | None = None) -> tuple[dict[str, Any], Problem]:
-    """One point of the series: its plan's row (priced per slot under ``signals``; without a plan,
-    its status and reason) and the plan's problem."""
+def _point(wl: pd.DataFrame, fl: Any, fm: Any, vary: str, v: float, pool: str | None, site: str | None,
+           kw: dict[str, Any], tag: str, say: Progress) -> Schedule:
+    """One point of the series: its plan (or, without one, its status and reasons)."""
     pk = dict(kw)
     if vary == "min-mean-accuracy":
         pk["min_mean_accuracy"] = v
@@ -292,12 +295,87 @@ def _point(wl: pd.DataFrame, fl: Any, fm: Any, vary: str, v: float, pool: str | 
     say(f"{tag} {vary} = {v:g}: {s.status}"
         + (f", {s.total_energy_kwh:.6g} kWh, accuracy {s.token_weighted_mean_accuracy:.4f}"
            if s.status.has_plan else f" ({short_reason(sched.message)})"))
+    return sched
+
+
+def _point_row(vary: str, v: float, sched: Schedule, signals: Signals | None, say: Progress) -> dict[str, Any]:
+    """A point's row (priced per slot under ``signals``; without a plan, its status and reason)."""
+    s = sched.summary()
     row = _row("optimal", vary, v, s)
     if s.status.has_plan:
         row.update(plan_prices(sched, _priced(signals), say, f"{vary} = {v:g}"))
     else:
         row["reason"] = sched.message
-    return row, sched.problem
+    return row
+
+
+def concave_bounds(values: Sequence[float], bounds: Sequence[float]) -> np.ndarray:
+    """Each point's lower bound, raised by its neighbours' where the optimum is concave in the swept
+    value: the optimum at ζ is the least of ζ·e(x) − (1 − ζ)·a(x) over one set of plans x, a minimum
+    of affine functions, so for a < ζ < b it is at least the chord λ·g(a) + (1 − λ)·g(b) and thus at
+    least λ·bound(a) + (1 − λ)·bound(b) (λ = (b − ζ) / (b − a))."""
+    v = np.asarray(values, dtype=float)
+    lb = np.asarray(bounds, dtype=float)
+    out = lb.copy()
+    for i in range(len(v)):
+        for a in range(len(v)):
+            for b in range(len(v)):
+                if not (v[a] < v[i] < v[b]) or not (np.isfinite(lb[a]) and np.isfinite(lb[b])):
+                    continue
+                lam = (v[b] - v[i]) / (v[b] - v[a])
+                out[i] = max(out[i], lam * lb[a] + (1 - lam) * lb[b])
+    return out
+
+
+def best_of_series(scheds: Sequence[Schedule], values: Sequence[float], say: Progress, *,
+                   mip_rel_gap: float = 1e-4) -> list[Schedule]:
+    """Each point's plan, or where another point's plan is better under this point's objective, that
+    plan (priced, checked again and given its gap against this point's own bound). For series whose
+    points share one set of feasible plans and differ in their objective only (ζ): each plan of the
+    series is then a plan of every point."""
+    from .packing import assignment_objective
+    from .plan import check_assignment
+
+    planned = [(k, s) for k, s in enumerate(scheds) if s.status.has_plan and not s.check_violations]
+    out = list(scheds)
+    chord = concave_bounds(values, [s.bound for s in scheds])
+    for i, s in enumerate(scheds):
+        if s.problem.slots is not None:
+            continue
+        if chord[i] > s.bound:
+            say(f"ζ = {values[i]:g}: bound {chord[i]:.8g} from the bounds on either side (was {s.bound:.8g})")
+            s = dataclasses.replace(s, bound=chord[i], bound_source=BoundSource.SERIES)
+            if s.status.has_plan:
+                optimal = relative_gap(s.objective, s.bound) <= max(mip_rel_gap, 1e-9) * 1.0001
+                s = dataclasses.replace(s, status=Status.OPTIMAL if optimal else s.status,
+                                        termination=Termination.OPTIMAL if optimal else s.termination)
+            out[i] = s
+        best_obj, best_k = (s.objective if s.status.has_plan else np.inf), None
+        for k, other in planned:
+            if k == i:
+                continue
+            obj = assignment_objective(s.problem, other.assignment)
+            if obj < best_obj - 1e-12 * max(1.0, abs(obj)):
+                best_obj, best_k = obj, k
+        if best_k is None:
+            continue
+        other = scheds[best_k]
+        violations = check_assignment(s.problem, other.assignment)
+        if violations:  # not expected (same inputs, same checks): the point keeps its own result
+            say(f"ζ = {values[i]:g}: the plan of ζ = {values[best_k]:g} fails this point's check: {violations[0]}")
+            continue
+        bound = min(s.bound, best_obj)
+        optimal = relative_gap(best_obj, bound) <= max(mip_rel_gap, 1e-9) * 1.0001
+        was = f"{s.objective:.6g}" if s.status.has_plan else f"no plan ({s.status})"
+        say(f"ζ = {values[i]:g}: the plan of ζ = {values[best_k]:g} is better under this point's objective "
+            f"({best_obj:.6g}, was {was}); gap {relative_gap(best_obj, bound):.4%}")
+        out[i] = dataclasses.replace(
+            other, problem=s.problem, status=Status.OPTIMAL if optimal else Status.FEASIBLE, objective=best_obj,
+            bound=bound, bound_source=s.bound_source, timings_s=s.timings_s, settings=s.settings,
+            termination=Termination.OPTIMAL if optimal else Termination.FEASIBLE, unplaced=[], check_violations=[],
+            message=f"the plan of zeta = {values[best_k]:g} of this series, better under this point's objective "
+                    f"than the plan made for it")
+    return out
 
 
 def _check_points(wl: pd.DataFrame, fl: Any, vary: str, values: Sequence[float], pool: str | None,
