@@ -82,3 +82,33 @@ def test_remembered_cuts_carry_over_a_zeta_series_and_every_plan_still_matches_b
             assert res.objective == pytest.approx(opt, abs=tol) and res.bound <= opt + tol, (seed, zeta)
         assert strong._MEMORY  # the layout's cuts were remembered
     assert strong._MEMORY is None  # and forgotten after the block
+
+
+def test_the_instance_counts_step_keeps_the_brute_force_optimum_and_a_valid_bound(monkeypatch):
+    """Step 3 forced (no part step): on the exact model the plan is the brute-force optimum, on the
+    aggregate model (a relaxation) the bound stays under it; an infeasible relaxation means no plan."""
+    from energyopt.methods import strong
+
+    monkeypatch.setattr(strong, "PART_MAX_SPLIT", -1.0)
+    ran = infeasible = 0
+    for seed in range(40):
+        wl, fleet, models, kw = random_instance(7000 + seed)
+        problem = build_problem(wl, fleet, models, **kw)
+        if not problem.unservable.empty:
+            continue
+        opt = brute_force_optimum(problem)
+        tol = 1e-6 * max(1.0, abs(opt)) if math.isfinite(opt) else 0.0
+        for kind in ("exact", "aggregate"):
+            said: list[str] = []
+            res = solve_strong(build_matrix(problem, kind), problem, get_solver("highs"), Limits(mip_rel_gap=0.0),
+                               said.append)
+            ran += any("instance counts" in m for m in said)
+            if math.isinf(opt):
+                assert res.status is Status.INFEASIBLE or kind == "aggregate", (seed, kind)
+                infeasible += res.status is Status.INFEASIBLE
+                continue
+            assert res.status is not Status.INFEASIBLE, (seed, kind)
+            assert res.bound <= opt + tol, (seed, kind)
+            if kind == "exact":
+                assert res.status is Status.OPTIMAL and res.objective == pytest.approx(opt, abs=tol), seed
+    assert ran >= 5 and infeasible >= 1

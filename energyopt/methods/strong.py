@@ -75,6 +75,12 @@ LP_MIN_S = 0.2
 #: (measured on the example at ζ = 0.1, 996 of 1,000 queries split: 53.4 s for the part, whose bound
 #: is of no use, against 2.0 s for the whole, 2-core machine)
 PART_MAX_SPLIT = 0.5
+#: step 3 (instance counts first) may take this many times the LP rounds' seconds, at least
+#: COUNTS_MIN_S: it is a shortcut, and where it runs long the whole model decides (measured on the
+#: example with a floor of 0.666, which no plan meets: 107 s to prove the relaxation infeasible,
+#: where the whole model takes 81 s; at ζ = 0 it takes 11-15 s, the whole model 40 s per round)
+COUNTS_TIME_FACTOR = 1.5
+COUNTS_MIN_S = 15.0
 
 
 def machine_columns(model: MatrixModel, problem: Problem) -> np.ndarray:
@@ -312,7 +318,16 @@ def solve_strong(model: MatrixModel, problem: Problem, backend: Solver, limits: 
                                    message=f"{len(split_q)} split queries solved by {backend.name}, within the gap of the LP")
     if limits.expired():
         return _finish(best, bound, backend, t0, Termination.TIME_LIMIT)
-    counts_bound, counted = _counts_first(strong, backend, limits, cap_s, say)
+    # the step is a shortcut: at most COUNTS_TIME_FACTOR times what the LP rounds took (at least
+    # COUNTS_MIN_S), else the whole model decides
+    spent_s = time.perf_counter() - t0
+    counts_cap = max(COUNTS_MIN_S, COUNTS_TIME_FACTOR * spent_s)
+    counts_bound, counted = _counts_first(strong, backend, limits, counts_cap if cap_s is None else min(cap_s, counts_cap),
+                                          say)
+    if counts_bound == math.inf:  # the relaxation has no plan: neither has the batch
+        return SolveResult(Status.INFEASIBLE, None, math.nan, math.inf, BoundSource.MIP, backend.name,
+                           time.perf_counter() - t0, "the model with its options relaxed is infeasible",
+                           termination=Termination.INFEASIBLE)
     if counts_bound > bound:
         bound = counts_bound
     if counted is not None and (best is None or counted.objective < best.objective):
@@ -346,8 +361,9 @@ def solve_strong(model: MatrixModel, problem: Problem, backend: Solver, limits: 
 def _counts_first(model: MatrixModel, backend: Solver, limits: Limits, cap_s: float | None,
                   say) -> tuple[float, SolveResult | None]:
     """Step 3 of the module docstring: the bound of ``model`` with its options relaxed and its other
-    integer columns (instance counts, lane cuts' switches) integral (-inf where none is proven),
-    and the plan of the options at the counts it chose (None where there is none)."""
+    integer columns (instance counts, lane cuts' switches) integral (-inf where none is proven, inf
+    where the backend proves that model infeasible), and the plan of the options at the counts it
+    chose (None where there is none)."""
     counts = model.integrality == 1
     counts[: model.n_x] = False  # the options' columns: relaxed, but for those in the sets of lane cuts
     if not counts.any():
@@ -357,6 +373,9 @@ def _counts_first(model: MatrixModel, backend: Solver, limits: Limits, cap_s: fl
     # a tenth of the gap: the plan at its counts is a few thousandths of a percent above its optimum,
     # and the two together must stay within the gap
     res = backend_solve(backend, relaxed, dataclasses.replace(limits, mip_rel_gap=limits.mip_rel_gap / 10), cap_s)
+    if res.status == Status.INFEASIBLE:
+        say(f"{backend.name}: instance counts with the options relaxed: infeasible, so is the batch")
+        return math.inf, None
     if res.x is None or not math.isfinite(res.bound):
         say(f"{backend.name}: instance counts with the options relaxed: {res.status}")
         return -math.inf, None
