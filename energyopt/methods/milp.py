@@ -96,7 +96,10 @@ class MilpMethod(Method):
                 if close_gap or choice.status is Status.OPTIMAL or limits.expired():
                     return choice
                 progress("lanes: every deployment's queries fit its lanes; solving the model to the gap")
-                last, close_gap = choice, True
+                # the solve to the gap runs under the limits only, as the first round did before the quick
+                # rounds: the rounds' budget (set by the quick first round) is for cut rounds, and the
+                # rounds after this one get theirs from this solve's time
+                last, close_gap, budget_end = choice, True, None
                 continue
             rnd += 1
             if rnd > LANE_CUT_ROUNDS or limits.expired():
