@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from conftest import random_instance
 
-from energyopt.methods import Limits, get_method, milp
+from energyopt.formulation import build_matrix
+from energyopt.methods import Limits, get_method, milp, strong
 from energyopt.problem import build_problem
 from energyopt.schema import Status
 from energyopt.solvers import get_solver
+from energyopt.solvers.highs import HighsSolver
 
 
 def _tradeoff_case(seed: int = 2, zeta: float = 0.3, n_q: int = 8):
@@ -32,3 +36,28 @@ def test_the_gap_closing_solve_is_not_cut_short_by_the_lane_rounds_budget(monkey
     assert c.status is Status.OPTIMAL
     assert c.objective == pytest.approx(free.objective, rel=1e-9, abs=1e-12)
     assert c.bound <= c.objective
+
+
+class _WholeLimitHighs(HighsSolver):
+    """HiGHS that uses the whole time limit it is given (as a MILP that does not close its gap)."""
+
+    def solve(self, model, *, time_limit_s=None, mip_rel_gap=1e-4, threads=2):
+        res = super().solve(model, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, threads=threads)
+        if time_limit_s is not None:
+            time.sleep(max(time_limit_s - res.time_s, 0.0))
+        return res
+
+
+def test_cap_s_caps_the_whole_call_of_solve_strong_not_each_step():
+    problem = _tradeoff_case()
+    model = build_matrix(problem, "aggregate")
+    said: list[str] = []
+    strong.solve_strong(model, problem, get_solver("highs"), Limits(mip_rel_gap=0.0), said.append)
+    # the case this test is about: four MILPs (the split queries, step 3's two, the whole model)
+    assert any("options relaxed" in m for m in said) and any("the whole model" in m for m in said)
+    said.clear()
+    t0 = time.perf_counter()
+    res = strong.solve_strong(model, problem, _WholeLimitHighs(), Limits(mip_rel_gap=0.0), said.append, cap_s=1.0)
+    took = time.perf_counter() - t0
+    assert took < 1.0 + 0.8, (took, said)  # the LP, the forks and the watchdog's checks: well under a second
+    assert res.bound <= res.objective or res.x is None

@@ -266,12 +266,15 @@ def _cut_rounds(model: MatrixModel, u_of_x: np.ndarray, have: np.ndarray, limits
 
 def solve_strong(model: MatrixModel, problem: Problem, backend: Solver, limits: Limits, progress=None,
                  *, cap_s: float | None = None, close_gap: bool = True) -> SolveResult:
-    """The model solved as the module docstring says; ``cap_s`` caps the MILP steps' time. Without
+    """The model solved as the module docstring says; ``cap_s`` caps the MILP steps' time together
+    (each step gets what is left of it: one call ends within ``cap_s`` and its LP, not a multiple of
+    it, which the lane rounds of :mod:`.milp` count on for their budget). Without
     ``close_gap``, a plan of step 2 or 3 that is not within the gap is returned as it is (status
     feasible, with its bound) instead of solving the whole model: the lane rounds (:mod:`.milp`)
     need a plan to find their cuts, and only the last round's model needs its gap closed."""
     say = progress or (lambda s: None)
     t0 = time.perf_counter()
+    cap = _Cap(None if cap_s is None else t0 + cap_s, limits)
     u_of_x = machine_columns(model, problem)
     strong, lp = _strengthen(model, u_of_x, limits, say)
     # no LP answer (in time), or "infeasible" (HiGHS's presolve has been seen to say so wrongly: the
@@ -281,7 +284,7 @@ def solve_strong(model: MatrixModel, problem: Problem, backend: Solver, limits: 
             return SolveResult(Status.NO_SOLUTION, None, math.nan, -math.inf, BoundSource.NONE, backend.name,
                                time.perf_counter() - t0, "the LP relaxation used the time",
                                termination=Termination.TIME_LIMIT)
-        return backend_solve(backend, strong, limits, cap_s)
+        return backend_solve(backend, strong, limits, cap.left_s())
     bound = float(lp.fun)
     x = np.asarray(lp.x)
     is_int = strong.integrality == 1
@@ -302,7 +305,7 @@ def solve_strong(model: MatrixModel, problem: Problem, backend: Solver, limits: 
     best = None
     if len(split_q) <= PART_MAX_SPLIT * problem.n_queries:
         say(f"LP with cuts: {bound:.8g}, {what}; solving them with {backend.name}")
-        part = backend_solve(backend, dataclasses.replace(strong, var_lo=lo, var_hi=hi), limits, cap_s)
+        part = backend_solve(backend, dataclasses.replace(strong, var_lo=lo, var_hi=hi), limits, cap.left_s())
         best = part if part.x is not None else None
     else:
         say(f"LP with cuts: {bound:.8g}, {what}: nearly the whole model")
@@ -310,9 +313,9 @@ def solve_strong(model: MatrixModel, problem: Problem, backend: Solver, limits: 
         return dataclasses.replace(best, status=Status.OPTIMAL, termination=Termination.OPTIMAL, bound=bound,
                                    bound_source=BoundSource.LP, time_s=time.perf_counter() - t0,
                                    message=f"{len(split_q)} split queries solved by {backend.name}, within the gap of the LP")
-    if limits.expired():
+    if cap.spent():
         return _finish(best, bound, backend, t0, Termination.TIME_LIMIT)
-    counts_bound, counted = _counts_first(strong, backend, limits, cap_s, say)
+    counts_bound, counted = _counts_first(strong, backend, limits, cap, say)
     if counts_bound > bound:
         bound = counts_bound
     if counted is not None and (best is None or counted.objective < best.objective):
@@ -323,12 +326,12 @@ def solve_strong(model: MatrixModel, problem: Problem, backend: Solver, limits: 
                                    time_s=time.perf_counter() - t0,
                                    message=f"options solved by {backend.name} at the instance counts of the model with "
                                            "its options relaxed, within the gap of that model's bound")
-    if limits.expired():
+    if cap.spent():
         return _finish(best, bound, backend, t0, Termination.TIME_LIMIT)
     if best is not None and not close_gap:
         return _finish(best, bound, backend, t0, Termination.FEASIBLE)
     say(f"{backend.name}: the whole model with its cuts")
-    full = backend_solve(backend, strong, limits, cap_s)
+    full = backend_solve(backend, strong, limits, cap.left_s())
     if full.status == Status.INFEASIBLE:
         return full
     if full.x is not None and (best is None or full.objective < best.objective):
@@ -343,7 +346,23 @@ def solve_strong(model: MatrixModel, problem: Problem, backend: Solver, limits: 
                                time_s=time.perf_counter() - t0)
 
 
-def _counts_first(model: MatrixModel, backend: Solver, limits: Limits, cap_s: float | None,
+@dataclasses.dataclass(frozen=True)
+class _Cap:
+    """One call's cap on its MILP steps together: ``end_at`` (``time.perf_counter()``; None: no cap)."""
+
+    end_at: float | None
+    limits: Limits
+
+    def left_s(self) -> float | None:
+        """What is left of the cap for the next step (None: no cap; never below 0)."""
+        return None if self.end_at is None else max(self.end_at - time.perf_counter(), 0.0)
+
+    def spent(self) -> bool:
+        """Whether the limits or the cap ran out."""
+        return self.limits.expired() or (self.end_at is not None and time.perf_counter() >= self.end_at)
+
+
+def _counts_first(model: MatrixModel, backend: Solver, limits: Limits, cap: _Cap,
                   say) -> tuple[float, SolveResult | None]:
     """Step 3 of the module docstring: the bound of ``model`` with its options relaxed and its other
     integer columns (instance counts, lane cuts' switches) integral (-inf where none is proven),
@@ -356,16 +375,16 @@ def _counts_first(model: MatrixModel, backend: Solver, limits: Limits, cap_s: fl
     relaxed = dataclasses.replace(model, integrality=np.where(keep, 1, 0).astype(model.integrality.dtype))
     # a tenth of the gap: the plan at its counts is a few thousandths of a percent above its optimum,
     # and the two together must stay within the gap
-    res = backend_solve(backend, relaxed, dataclasses.replace(limits, mip_rel_gap=limits.mip_rel_gap / 10), cap_s)
+    res = backend_solve(backend, relaxed, dataclasses.replace(limits, mip_rel_gap=limits.mip_rel_gap / 10), cap.left_s())
     if res.x is None or not math.isfinite(res.bound):
         say(f"{backend.name}: instance counts with the options relaxed: {res.status}")
         return -math.inf, None
     say(f"{backend.name}: instance counts with the options relaxed: bound {res.bound:.8g} in {res.time_s:.2f} s")
     lo, hi = model.var_lo.copy(), model.var_hi.copy()
     lo[counts] = hi[counts] = np.round(res.x[counts])
-    if limits.expired():
+    if cap.spent():
         return res.bound, None
-    plan = backend_solve(backend, dataclasses.replace(model, var_lo=lo, var_hi=hi), limits, cap_s)
+    plan = backend_solve(backend, dataclasses.replace(model, var_lo=lo, var_hi=hi), limits, cap.left_s())
     if plan.x is None:
         say(f"{backend.name}: the options at those counts: {plan.status}")
         return res.bound, None
