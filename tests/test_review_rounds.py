@@ -61,3 +61,16 @@ def test_cap_s_caps_the_whole_call_of_solve_strong_not_each_step():
     took = time.perf_counter() - t0
     assert took < 1.0 + 0.8, (took, said)  # the LP, the forks and the watchdog's checks: well under a second
     assert res.bound <= res.objective or res.x is None
+
+
+def test_cpsat_skips_the_counts_first_step_whose_relaxed_model_it_would_solve_whole():
+    # CP-SAT makes every column an integer and reports the LP bound: the "relaxed" model is the whole
+    # model searched to a tenth of the gap, for no bound; step 3 is skipped, the plan stays the same
+    problem = _tradeoff_case()
+    model = build_matrix(problem, "aggregate")
+    said: list[str] = []
+    res = strong.solve_strong(model, problem, get_solver("cpsat"), Limits(mip_rel_gap=1e-4), said.append)
+    assert not any("options relaxed" in m for m in said), said
+    ref = strong.solve_strong(model, problem, get_solver("highs"), Limits(mip_rel_gap=1e-4), lambda m: None)
+    assert res.x is not None and res.objective == pytest.approx(ref.objective, rel=1e-4)
+    assert res.bound <= ref.objective + 1e-9

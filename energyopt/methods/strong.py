@@ -369,7 +369,9 @@ def _counts_first(model: MatrixModel, backend: Solver, limits: Limits, cap: _Cap
     and the plan of the options at the counts it chose (None where there is none)."""
     counts = model.integrality == 1
     counts[: model.n_x] = False  # the options' columns: relaxed, but for those in the sets of lane cuts
-    if not counts.any():
+    if not counts.any() or not backend.keeps_continuous:
+        # CP-SAT: the "relaxed" model would be the whole model searched to a tenth of the gap, for the
+        # LP bound it reports anyway (and the plan at its counts one more search)
         return -math.inf, None
     keep = counts | _options_in_lane_sets(model)
     relaxed = dataclasses.replace(model, integrality=np.where(keep, 1, 0).astype(model.integrality.dtype))
