@@ -74,3 +74,29 @@ def test_cpsat_skips_the_counts_first_step_whose_relaxed_model_it_would_solve_wh
     ref = strong.solve_strong(model, problem, get_solver("highs"), Limits(mip_rel_gap=1e-4), lambda m: None)
     assert res.x is not None and res.objective == pytest.approx(ref.objective, rel=1e-4)
     assert res.bound <= ref.objective + 1e-9
+
+
+class _SlowRelaxedHighs(HighsSolver):
+    """HiGHS that spends its whole time limit on a model whose options are relaxed (step 3's first
+    MILP, as a large batch's can), and solves every other model at once."""
+
+    def solve(self, model, *, time_limit_s=None, mip_rel_gap=1e-4, threads=2):
+        res = super().solve(model, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, threads=threads)
+        if time_limit_s is not None and (model.integrality[: model.n_x] == 0).any():
+            time.sleep(max(time_limit_s - res.time_s, 0.0))
+        return res
+
+
+def test_under_a_time_limit_step_3_leaves_time_for_a_plan():
+    # the LP splits most queries (no step 2): before step 3, the whole model got the time; step 3's
+    # relaxed model must not take all of it, or the call ends without any plan
+    wl, fl, models, kw = random_instance(13, n_q=6)
+    kw = {k: v for k, v in kw.items() if k not in ("objective", "zeta")}
+    problem = build_problem(wl, fl, models, objective="tradeoff", zeta=0.3, **kw)
+    model = build_matrix(problem, "aggregate")
+    said: list[str] = []
+    res = strong.solve_strong(model, problem, _SlowRelaxedHighs(), Limits(time_limit_s=3.0, mip_rel_gap=0.0), said.append)
+    assert any("nearly the whole model" in m for m in said), said  # the case this test is about
+    assert res.x is not None, said
+    ref = strong.solve_strong(model, problem, get_solver("highs"), Limits(mip_rel_gap=0.0), lambda m: None)
+    assert ref.bound - 1e-9 <= res.objective and res.bound <= ref.objective + 1e-9

@@ -75,6 +75,8 @@ LP_MIN_S = 0.2
 #: (measured on the example at ζ = 0.1, 996 of 1,000 queries split: 53.4 s for the part, whose bound
 #: is of no use, against 2.0 s for the whole, 2-core machine)
 PART_MAX_SPLIT = 0.5
+#: step 3's model with its options relaxed gets at most this share of what is left of a time limit or cap
+RELAXED_SHARE = 0.5
 
 
 def machine_columns(model: MatrixModel, problem: Problem) -> np.ndarray:
@@ -361,6 +363,11 @@ class _Cap:
         """Whether the limits or the cap ran out."""
         return self.limits.expired() or (self.end_at is not None and time.perf_counter() >= self.end_at)
 
+    def share_s(self, share: float) -> float | None:
+        """``share`` of what is left of the cap and the limits, the lesser (None: neither is set)."""
+        left = [t for t in (self.left_s(), self.limits.remaining_s()) if t is not None]
+        return share * min(left) if left else None
+
 
 def _counts_first(model: MatrixModel, backend: Solver, limits: Limits, cap: _Cap,
                   say) -> tuple[float, SolveResult | None]:
@@ -376,8 +383,10 @@ def _counts_first(model: MatrixModel, backend: Solver, limits: Limits, cap: _Cap
     keep = counts | _options_in_lane_sets(model)
     relaxed = dataclasses.replace(model, integrality=np.where(keep, 1, 0).astype(model.integrality.dtype))
     # a tenth of the gap: the plan at its counts is a few thousandths of a percent above its optimum,
-    # and the two together must stay within the gap
-    res = backend_solve(backend, relaxed, dataclasses.replace(limits, mip_rel_gap=limits.mip_rel_gap / 10), cap.left_s())
+    # and the two together must stay within the gap. At most half of the time left: its answer is a
+    # bound, not a plan, and the plan at its counts and step 4 (which had all of it before) need the rest
+    res = backend_solve(backend, relaxed, dataclasses.replace(limits, mip_rel_gap=limits.mip_rel_gap / 10),
+                        cap.share_s(RELAXED_SHARE))
     if res.x is None or not math.isfinite(res.bound):
         say(f"{backend.name}: instance counts with the options relaxed: {res.status}")
         return -math.inf, None
