@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
@@ -10,8 +11,8 @@ from conftest import random_instance
 from energyopt.formulation import build_matrix
 from energyopt.methods import Limits, get_method, milp, strong
 from energyopt.problem import build_problem
-from energyopt.schema import Status
-from energyopt.solvers import get_solver
+from energyopt.schema import BoundSource, Status, Termination
+from energyopt.solvers import SolveResult, get_solver
 from energyopt.solvers.highs import HighsSolver
 
 
@@ -100,3 +101,35 @@ def test_under_a_time_limit_step_3_leaves_time_for_a_plan():
     assert res.x is not None, said
     ref = strong.solve_strong(model, problem, get_solver("highs"), Limits(mip_rel_gap=0.0), lambda m: None)
     assert ref.bound - 1e-9 <= res.objective and res.bound <= ref.objective + 1e-9
+
+
+def _seed_13_case():
+    wl, fl, models, kw = random_instance(13, n_q=6)
+    kw = {k: v for k, v in kw.items() if k not in ("objective", "zeta")}
+    problem = build_problem(wl, fl, models, objective="tradeoff", zeta=0.3, **kw)
+    return problem, build_matrix(problem, "aggregate")
+
+
+def test_a_bound_from_step_3_is_labelled_as_the_mip_bound_it_is():
+    problem, model = _seed_13_case()
+    said: list[str] = []
+    res = strong.solve_strong(model, problem, get_solver("highs"), Limits(mip_rel_gap=0.0), said.append, close_gap=False)
+    lp = strong._lp(model, None).fun  # the LP without cuts: at most the LP with them
+    assert res.bound > lp + 1e-6  # step 3's bound (the LP's with cuts is -0.326, step 3's -0.262)
+    assert res.bound_source is BoundSource.MIP, said
+
+
+class _WrongInfeasibleHighs(HighsSolver):
+    """HiGHS that calls the whole model infeasible (a wrong verdict, as HiGHS's presolve has given)."""
+
+    def solve(self, model, *, time_limit_s=None, mip_rel_gap=1e-4, threads=2):
+        if (model.integrality[: model.n_x] == 1).all() and (model.var_lo < model.var_hi).all():
+            return SolveResult(Status.INFEASIBLE, None, math.nan, math.inf, BoundSource.MIP, self.name, 0.0, "wrong")
+        return super().solve(model, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, threads=threads)
+
+
+def test_a_whole_model_called_infeasible_after_step_3_found_a_plan_keeps_that_plan():
+    problem, model = _seed_13_case()
+    res = strong.solve_strong(model, problem, _WrongInfeasibleHighs(), Limits(mip_rel_gap=0.0), lambda m: None)
+    assert res.x is not None and res.status is Status.FEASIBLE and res.termination is not Termination.INFEASIBLE
+    assert math.isfinite(res.bound) and res.bound <= res.objective

@@ -318,28 +318,39 @@ def solve_strong(model: MatrixModel, problem: Problem, backend: Solver, limits: 
     if cap.spent():
         return _finish(best, bound, backend, t0, Termination.TIME_LIMIT)
     counts_bound, counted = _counts_first(strong, backend, limits, cap, say)
+    src = BoundSource.LP  # where ``bound`` comes from
     if counts_bound > bound:
-        bound = counts_bound
+        bound, src = counts_bound, BoundSource.MIP
     if counted is not None and (best is None or counted.objective < best.objective):
         best = counted
     if best is not None and _within(best.objective, bound, limits.mip_rel_gap):
         return dataclasses.replace(best, status=Status.OPTIMAL, termination=Termination.OPTIMAL, bound=bound,
-                                   bound_source=BoundSource.MIP if counts_bound >= bound else BoundSource.LP,
+                                   bound_source=src,
                                    time_s=time.perf_counter() - t0,
                                    message=f"options solved by {backend.name} at the instance counts of the model with "
                                            "its options relaxed, within the gap of that model's bound")
     if cap.spent():
-        return _finish(best, bound, backend, t0, Termination.TIME_LIMIT)
+        return _finish(best, bound, backend, t0, Termination.TIME_LIMIT, src)
     if best is not None and not close_gap:
-        return _finish(best, bound, backend, t0, Termination.FEASIBLE)
+        return _finish(best, bound, backend, t0, Termination.FEASIBLE, src)
+    return _whole_model(strong, backend, limits, cap, best, bound, src, t0, say)
+
+
+def _whole_model(strong: MatrixModel, backend: Solver, limits: Limits, cap: _Cap, best: SolveResult | None,
+                 bound: float, src: BoundSource, t0: float, say) -> SolveResult:
+    """Step 4 of the module docstring: the whole model with its cuts; the better plan of it and
+    ``best``, the better bound of its and ``bound`` (from ``src``)."""
     say(f"{backend.name}: the whole model with its cuts")
     full = backend_solve(backend, strong, limits, cap.left_s())
-    if full.status == Status.INFEASIBLE:
+    if full.status == Status.INFEASIBLE and best is None:  # with a plan of step 2 or 3 in hand, a wrong verdict
         return full
+    if full.status == Status.INFEASIBLE:
+        say(f"{backend.name}: the whole model 'infeasible', but steps 2-3 have a plan of it: the verdict is ignored")
+        full = dataclasses.replace(full, bound=-math.inf, bound_source=BoundSource.NONE, termination=Termination.FEASIBLE)
     if full.x is not None and (best is None or full.objective < best.objective):
         best = full
     b = max(bound, full.bound) if math.isfinite(full.bound) else bound
-    src = BoundSource.MIP if math.isfinite(full.bound) and full.bound > bound else BoundSource.LP
+    src = BoundSource.MIP if math.isfinite(full.bound) and full.bound > bound else src
     if best is None:
         return dataclasses.replace(full, bound=b, bound_source=src, time_s=time.perf_counter() - t0)
     ok = _within(best.objective, b, limits.mip_rel_gap) or (best is full and full.status == Status.OPTIMAL)
@@ -423,11 +434,13 @@ def _within(objective: float, bound: float, gap: float) -> bool:
     return relative_gap(objective, bound) <= max(gap, 1e-9) * 1.0001
 
 
-def _finish(best: SolveResult | None, bound: float, backend: Solver, t0: float, stop: Termination) -> SolveResult:
+def _finish(best: SolveResult | None, bound: float, backend: Solver, t0: float, stop: Termination,
+            src: BoundSource = BoundSource.LP) -> SolveResult:
+    """The result so far: ``best`` (None: no plan) with ``bound`` (from ``src``)."""
     dt = time.perf_counter() - t0
     if best is None:
-        return SolveResult(Status.NO_SOLUTION, None, math.nan, bound, BoundSource.LP, backend.name, dt,
+        return SolveResult(Status.NO_SOLUTION, None, math.nan, bound, src, backend.name, dt,
                            "no plan within the limits", termination=stop)
     ok = _within(best.objective, bound, 0.0)
     return dataclasses.replace(best, status=Status.OPTIMAL if ok else Status.FEASIBLE, bound=bound,
-                               bound_source=BoundSource.LP, termination=stop, time_s=dt)
+                               bound_source=src, termination=stop, time_s=dt)
