@@ -133,3 +133,14 @@ def test_a_whole_model_called_infeasible_after_step_3_found_a_plan_keeps_that_pl
     res = strong.solve_strong(model, problem, _WrongInfeasibleHighs(), Limits(mip_rel_gap=0.0), lambda m: None)
     assert res.x is not None and res.status is Status.FEASIBLE and res.termination is not Termination.INFEASIBLE
     assert math.isfinite(res.bound) and res.bound <= res.objective
+
+
+def test_the_gap_closing_round_does_not_solve_steps_2_and_3_again():
+    # the quick round's model is the one solved to the gap next: its plan and bound are known
+    problem = _tradeoff_case()
+    said: list[str] = []
+    c = get_method("aggregate").solve(problem, get_solver("highs"), Limits(mip_rel_gap=0.0), said.append)
+    assert any("solving the model to the gap" in m for m in said)
+    assert sum("options relaxed" in m for m in said) == 1, said
+    assert sum("the whole model with its cuts" in m for m in said) == 1
+    assert c.status is Status.OPTIMAL and c.bound <= c.objective

@@ -72,12 +72,14 @@ class MilpMethod(Method):
         # hold, its model is solved to the gap (and any cut that plan needs starts the rounds again)
         close_gap = model.kind != "aggregate" or problem.has_releases
         rnd = 0
+        quick: SolveResult | None = None  # the quick round's answer for the model solved to the gap next
         while rnd <= LANE_CUT_ROUNDS:
             cap_s = None if budget_end is None else budget_end - time.perf_counter()
             if last is not None and cap_s is not None and cap_s < 1.0:
                 return last  # the rounds' time is spent: packing and its repair decide
             t0 = time.perf_counter()
-            res = solve_strong(model, problem, backend, limits, progress, cap_s=cap_s, close_gap=close_gap)
+            res = solve_strong(model, problem, backend, limits, progress, cap_s=cap_s, close_gap=close_gap, known=quick)
+            quick = None
             if budget_end is None:
                 budget_end = time.perf_counter() + max(LANE_CUT_TIME_FACTOR * (time.perf_counter() - t0), LANE_CUT_MIN_S)
             if last is not None and res.x is None and res.status != Status.INFEASIBLE:
@@ -99,7 +101,7 @@ class MilpMethod(Method):
                 # the solve to the gap runs under the limits only, as the first round did before the quick
                 # rounds: the rounds' budget (set by the quick first round) is for cut rounds, and the
                 # rounds after this one get theirs from this solve's time
-                last, close_gap, budget_end = choice, True, None
+                last, close_gap, budget_end, quick = choice, True, None, res
                 continue
             rnd += 1
             if rnd > LANE_CUT_ROUNDS or limits.expired():

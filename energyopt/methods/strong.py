@@ -267,13 +267,16 @@ def _cut_rounds(model: MatrixModel, u_of_x: np.ndarray, have: np.ndarray, limits
 
 
 def solve_strong(model: MatrixModel, problem: Problem, backend: Solver, limits: Limits, progress=None,
-                 *, cap_s: float | None = None, close_gap: bool = True) -> SolveResult:
+                 *, cap_s: float | None = None, close_gap: bool = True, known: SolveResult | None = None
+                 ) -> SolveResult:
     """The model solved as the module docstring says; ``cap_s`` caps the MILP steps' time together
     (each step gets what is left of it: one call ends within ``cap_s`` and its LP, not a multiple of
     it, which the lane rounds of :mod:`.milp` count on for their budget). Without
     ``close_gap``, a plan of step 2 or 3 that is not within the gap is returned as it is (status
     feasible, with its bound) instead of solving the whole model: the lane rounds (:mod:`.milp`)
-    need a plan to find their cuts, and only the last round's model needs its gap closed."""
+    need a plan to find their cuts, and only the last round's model needs its gap closed. ``known``:
+    such a plan of this very model (with its bound): steps 2 and 3, which would find it again, are
+    skipped, and the whole model is solved to beat it."""
     say = progress or (lambda s: None)
     t0 = time.perf_counter()
     cap = _Cap(None if cap_s is None else t0 + cap_s, limits)
@@ -296,6 +299,9 @@ def solve_strong(model: MatrixModel, problem: Problem, backend: Solver, limits: 
         say(f"LP with cuts: integral, {bound:.8g}")
         return SolveResult(Status.OPTIMAL, x, float(strong.c @ x), bound, BoundSource.LP, backend.name,
                            time.perf_counter() - t0, "LP relaxation with cuts is integral")
+    if known is not None and known.x is not None:
+        src = known.bound_source if known.bound > bound else BoundSource.LP
+        return _whole_model(strong, backend, limits, cap, known, max(bound, known.bound), src, t0, say)
     # fix the x columns of the queries the LP does not split; the rest and every u stay free
     q_of_x = problem.cand["q"].to_numpy()[strong.x_cand]
     split_q = np.unique(q_of_x[frac[: strong.n_x]])
