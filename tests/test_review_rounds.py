@@ -144,3 +144,15 @@ def test_the_gap_closing_round_does_not_solve_steps_2_and_3_again():
     assert sum("options relaxed" in m for m in said) == 1, said
     assert sum("the whole model with its cuts" in m for m in said) == 1
     assert c.status is Status.OPTIMAL and c.bound <= c.objective
+
+
+def test_when_the_lane_rounds_run_out_the_plan_packing_gets_is_solved_to_the_gap(monkeypatch):
+    # before the quick rounds, the last round's plan was solved to the gap (packing then places it);
+    # rounds spent on quick plans must not hand packing a plan with a gap left
+    monkeypatch.setattr(milp, "LANE_CUT_ROUNDS", 0)
+    problem = _tradeoff_case(seed=3)
+    said: list[str] = []
+    c = get_method("aggregate").solve(problem, get_solver("highs"), Limits(mip_rel_gap=0.0), said.append)
+    assert any("options relaxed" in m for m in said)  # a quick plan first
+    assert c.status is Status.OPTIMAL, said
+    assert c.bound <= c.objective
