@@ -24,7 +24,9 @@ Then:
    proven bound is valid, and a small search (tens of integers, not thousands). With the counts it
    chose fixed, the options' MILP is nearly its LP (measured on the example: 2-8 of 15,000 option
    columns fractional, 0.07 s) and gives the plan; it is kept when it is within the gap of the
-   better bound;
+   better bound. Under a time limit or cap the relaxed model gets at most half of what is left (its
+   answer is a bound, not a plan). Not with CP-SAT, which makes every column an integer (the
+   relaxed model would be the whole one) and reports the LP bound;
 4. else the backend solves the whole model with the cuts, under what is left of the limits, and
    the better plan and the better bound are kept.
 
