@@ -12,6 +12,7 @@ rules sit against the front.
 from __future__ import annotations
 
 import dataclasses
+import math
 import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -338,13 +339,18 @@ def best_of_series(scheds: Sequence[Schedule], values: Sequence[float], say: Pro
 
     planned = [(k, s) for k, s in enumerate(scheds) if s.status.has_plan and not s.check_violations]
     out = list(scheds)
-    chord = concave_bounds(values, [s.bound for s in scheds])
+    # a bound of +inf (a verdict of infeasibility) or NaN is no bound where a plan of the series passed
+    # its check: that plan is a plan of every point (the verdict was wrong); it counts as -inf
+    own = [s.bound if s.bound < np.inf or not planned else -np.inf for s in scheds]
+    chord = concave_bounds(values, own)
     for i, s in enumerate(scheds):
         if s.problem.slots is not None:
             continue
-        if chord[i] > s.bound:
-            say(f"ζ = {values[i]:g}: bound {chord[i]:.8g} from the bounds on either side (was {s.bound:.8g})")
-            s = dataclasses.replace(s, bound=chord[i], bound_source=BoundSource.SERIES)
+        # the chord passes the point's own plan by rounding at most (the optimum is at most that plan)
+        raised = min(chord[i], s.objective) if s.status.has_plan else chord[i]
+        if raised > s.bound:
+            say(f"ζ = {values[i]:g}: bound {raised:.8g} from the bounds on either side (was {s.bound:.8g})")
+            s = dataclasses.replace(s, bound=raised, bound_source=BoundSource.SERIES)
             if s.status.has_plan:
                 optimal = relative_gap(s.objective, s.bound) <= max(mip_rel_gap, 1e-9) * 1.0001
                 s = dataclasses.replace(s, status=Status.OPTIMAL if optimal else s.status,
@@ -364,14 +370,17 @@ def best_of_series(scheds: Sequence[Schedule], values: Sequence[float], say: Pro
         if violations:  # not expected (same inputs, same checks): the point keeps its own result
             say(f"ζ = {values[i]:g}: the plan of ζ = {values[best_k]:g} fails this point's check: {violations[0]}")
             continue
-        bound = min(s.bound, best_obj)
+        # the point's bound, or where it said infeasible (refuted by this plan) what the chords give
+        proven = s.bound if s.bound < np.inf else chord[i]
+        source = s.bound_source if s.bound < np.inf else (BoundSource.SERIES if chord[i] > -np.inf else BoundSource.NONE)
+        bound = min(proven, best_obj) if not math.isnan(proven) else -np.inf
         optimal = relative_gap(best_obj, bound) <= max(mip_rel_gap, 1e-9) * 1.0001
         was = f"{s.objective:.6g}" if s.status.has_plan else f"no plan ({s.status})"
         say(f"ζ = {values[i]:g}: the plan of ζ = {values[best_k]:g} is better under this point's objective "
             f"({best_obj:.6g}, was {was}); gap {relative_gap(best_obj, bound):.4%}")
         out[i] = dataclasses.replace(
             other, problem=s.problem, status=Status.OPTIMAL if optimal else Status.FEASIBLE, objective=best_obj,
-            bound=bound, bound_source=s.bound_source, timings_s=s.timings_s, settings=s.settings,
+            bound=bound, bound_source=source, timings_s=s.timings_s, settings=s.settings,
             termination=Termination.OPTIMAL if optimal else Termination.FEASIBLE, unplaced=[], check_violations=[],
             message=f"the plan of zeta = {values[best_k]:g} of this series, better under this point's objective "
                     f"than the plan made for it")

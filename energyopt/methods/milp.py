@@ -72,12 +72,14 @@ class MilpMethod(Method):
         # hold, its model is solved to the gap (and any cut that plan needs starts the rounds again)
         close_gap = model.kind != "aggregate" or problem.has_releases
         rnd = 0
+        quick: SolveResult | None = None  # the quick round's answer for the model solved to the gap next
         while rnd <= LANE_CUT_ROUNDS:
             cap_s = None if budget_end is None else budget_end - time.perf_counter()
             if last is not None and cap_s is not None and cap_s < 1.0:
                 return last  # the rounds' time is spent: packing and its repair decide
             t0 = time.perf_counter()
-            res = solve_strong(model, problem, backend, limits, progress, cap_s=cap_s, close_gap=close_gap)
+            res = solve_strong(model, problem, backend, limits, progress, cap_s=cap_s, close_gap=close_gap, known=quick)
+            quick = None
             if budget_end is None:
                 budget_end = time.perf_counter() + max(LANE_CUT_TIME_FACTOR * (time.perf_counter() - t0), LANE_CUT_MIN_S)
             if last is not None and res.x is None and res.status != Status.INFEASIBLE:
@@ -96,11 +98,20 @@ class MilpMethod(Method):
                 if close_gap or choice.status is Status.OPTIMAL or limits.expired():
                     return choice
                 progress("lanes: every deployment's queries fit its lanes; solving the model to the gap")
-                last, close_gap = choice, True
+                # the solve to the gap runs under the limits only, as the first round did before the quick
+                # rounds: the rounds' budget (set by the quick first round) is for cut rounds, and the
+                # rounds after this one get theirs from this solve's time
+                last, close_gap, budget_end, quick = choice, True, None, res
                 continue
             rnd += 1
             if rnd > LANE_CUT_ROUNDS or limits.expired():
-                return choice  # packing and its repair decide, as without the cuts
+                # packing and its repair decide, as without the cuts; a quick plan solved to the gap first
+                # (the rounds before the quick ones ended with a plan solved to the gap)
+                if close_gap or choice.status is Status.OPTIMAL or limits.expired():
+                    return choice
+                assert budget_end is not None  # set after the first round
+                return self._closed(problem, model, res, backend, limits, progress, bound,
+                                    cap_s=budget_end - time.perf_counter())
             last = choice
             names = problem.deployments["deployment"].to_numpy()
             progress(f"lanes: no lanes of {', '.join(f'{c.n_inst} {names[c.dep]}' for c in cuts)} run their "
@@ -110,6 +121,19 @@ class MilpMethod(Method):
             if lane_key is not None:
                 remember(lane_key, known)
         raise AssertionError("unreachable")  # every round returns or continues until rnd > LANE_CUT_ROUNDS
+
+    def _closed(self, problem: Problem, model: MatrixModel, quick: SolveResult, backend: Solver, limits: Limits,
+                progress: Progress, bound: float, *, cap_s: float) -> Choice:
+        """The choice of ``model`` solved to the gap from its quick plan ``quick`` (its lanes where they
+        hold), within what is left of the rounds' budget (``cap_s``; spent: the quick plan)."""
+        progress("lanes: the rounds are spent; the last model solved to the gap, packing places its queries")
+        res = quick if cap_s < 1.0 else solve_strong(model, problem, backend, limits, progress, cap_s=cap_s, known=quick)
+        choice = self._choice(problem, model, res, backend, max(bound, res.bound))
+        if choice.dep_of_q is not None and choice.n_inst is not None:
+            lane, cuts, undecided = lanes_or_cuts(problem, choice.dep_of_q, choice.n_inst)
+            if not cuts and not undecided:
+                choice.lane_of_q = lane
+        return choice
 
     def _choice(self, problem: Problem, model: MatrixModel, res: SolveResult, backend: Solver, bound: float) -> Choice:
         """The choice a solved model gives (none where it has no solution), with ``bound``."""

@@ -24,7 +24,9 @@ Then:
    proven bound is valid, and a small search (tens of integers, not thousands). With the counts it
    chose fixed, the options' MILP is nearly its LP (measured on the example: 2-8 of 15,000 option
    columns fractional, 0.07 s) and gives the plan; it is kept when it is within the gap of the
-   better bound;
+   better bound. Under a time limit or cap the relaxed model gets at most half of what is left (its
+   answer is a bound, not a plan). Not with CP-SAT, which makes every column an integer (the
+   relaxed model would be the whole one) and reports the LP bound;
 4. else the backend solves the whole model with the cuts, under what is left of the limits, and
    the better plan and the better bound are kept.
 
@@ -81,6 +83,8 @@ PART_MAX_SPLIT = 0.5
 #: where the whole model takes 81 s; at ζ = 0 it takes 11-15 s, the whole model 40 s per round)
 COUNTS_TIME_FACTOR = 1.5
 COUNTS_MIN_S = 15.0
+#: step 3's model with its options relaxed gets at most this share of what is left of a time limit or cap
+RELAXED_SHARE = 0.5
 
 
 def machine_columns(model: MatrixModel, problem: Problem) -> np.ndarray:
@@ -271,13 +275,19 @@ def _cut_rounds(model: MatrixModel, u_of_x: np.ndarray, have: np.ndarray, limits
 
 
 def solve_strong(model: MatrixModel, problem: Problem, backend: Solver, limits: Limits, progress=None,
-                 *, cap_s: float | None = None, close_gap: bool = True) -> SolveResult:
-    """The model solved as the module docstring says; ``cap_s`` caps the MILP steps' time. Without
+                 *, cap_s: float | None = None, close_gap: bool = True, known: SolveResult | None = None
+                 ) -> SolveResult:
+    """The model solved as the module docstring says; ``cap_s`` caps the MILP steps' time together
+    (each step gets what is left of it: one call ends within ``cap_s`` and its LP, not a multiple of
+    it, which the lane rounds of :mod:`.milp` count on for their budget). Without
     ``close_gap``, a plan of step 2 or 3 that is not within the gap is returned as it is (status
     feasible, with its bound) instead of solving the whole model: the lane rounds (:mod:`.milp`)
-    need a plan to find their cuts, and only the last round's model needs its gap closed."""
+    need a plan to find their cuts, and only the last round's model needs its gap closed. ``known``:
+    such a plan of this very model (with its bound): steps 2 and 3, which would find it again, are
+    skipped, and the whole model is solved to beat it."""
     say = progress or (lambda s: None)
     t0 = time.perf_counter()
+    cap = _Cap(None if cap_s is None else t0 + cap_s, limits)
     u_of_x = machine_columns(model, problem)
     strong, lp = _strengthen(model, u_of_x, limits, say)
     # no LP answer (in time), or "infeasible" (HiGHS's presolve has been seen to say so wrongly: the
@@ -287,7 +297,7 @@ def solve_strong(model: MatrixModel, problem: Problem, backend: Solver, limits: 
             return SolveResult(Status.NO_SOLUTION, None, math.nan, -math.inf, BoundSource.NONE, backend.name,
                                time.perf_counter() - t0, "the LP relaxation used the time",
                                termination=Termination.TIME_LIMIT)
-        return backend_solve(backend, strong, limits, cap_s)
+        return backend_solve(backend, strong, limits, cap.left_s())
     bound = float(lp.fun)
     x = np.asarray(lp.x)
     is_int = strong.integrality == 1
@@ -297,6 +307,9 @@ def solve_strong(model: MatrixModel, problem: Problem, backend: Solver, limits: 
         say(f"LP with cuts: integral, {bound:.8g}")
         return SolveResult(Status.OPTIMAL, x, float(strong.c @ x), bound, BoundSource.LP, backend.name,
                            time.perf_counter() - t0, "LP relaxation with cuts is integral")
+    if known is not None and known.x is not None:
+        src = known.bound_source if known.bound > bound else BoundSource.LP
+        return _whole_model(strong, backend, limits, cap, known, max(bound, known.bound), src, t0, say)
     # fix the x columns of the queries the LP does not split; the rest and every u stay free
     q_of_x = problem.cand["q"].to_numpy()[strong.x_cand]
     split_q = np.unique(q_of_x[frac[: strong.n_x]])
@@ -308,7 +321,7 @@ def solve_strong(model: MatrixModel, problem: Problem, backend: Solver, limits: 
     best = None
     if len(split_q) <= PART_MAX_SPLIT * problem.n_queries:
         say(f"LP with cuts: {bound:.8g}, {what}; solving them with {backend.name}")
-        part = backend_solve(backend, dataclasses.replace(strong, var_lo=lo, var_hi=hi), limits, cap_s)
+        part = backend_solve(backend, dataclasses.replace(strong, var_lo=lo, var_hi=hi), limits, cap.left_s())
         best = part if part.x is not None else None
     else:
         say(f"LP with cuts: {bound:.8g}, {what}: nearly the whole model")
@@ -316,40 +329,51 @@ def solve_strong(model: MatrixModel, problem: Problem, backend: Solver, limits: 
         return dataclasses.replace(best, status=Status.OPTIMAL, termination=Termination.OPTIMAL, bound=bound,
                                    bound_source=BoundSource.LP, time_s=time.perf_counter() - t0,
                                    message=f"{len(split_q)} split queries solved by {backend.name}, within the gap of the LP")
-    if limits.expired():
+    if cap.spent():
         return _finish(best, bound, backend, t0, Termination.TIME_LIMIT)
     # the step is a shortcut: at most COUNTS_TIME_FACTOR times what the LP rounds took (at least
     # COUNTS_MIN_S), else the whole model decides
-    spent_s = time.perf_counter() - t0
-    counts_cap = max(COUNTS_MIN_S, COUNTS_TIME_FACTOR * spent_s)
-    counts_bound, counted = _counts_first(strong, backend, limits, counts_cap if cap_s is None else min(cap_s, counts_cap),
-                                          say)
-    if counts_bound == math.inf:  # the relaxation has no plan: neither has the batch
+    counts_cap_s = max(COUNTS_MIN_S, COUNTS_TIME_FACTOR * (time.perf_counter() - t0))
+    counts_bound, counted = _counts_first(strong, backend, limits, cap, say, at_most_s=counts_cap_s)
+    if counts_bound == math.inf and best is None:  # the relaxation has no plan: neither has the batch
         return SolveResult(Status.INFEASIBLE, None, math.nan, math.inf, BoundSource.MIP, backend.name,
                            time.perf_counter() - t0, "the model with its options relaxed is infeasible",
                            termination=Termination.INFEASIBLE)
+    if counts_bound == math.inf:  # step 2 has a plan of this model: a wrong verdict, ignored
+        counts_bound = -math.inf
+    src = BoundSource.LP  # where ``bound`` comes from
     if counts_bound > bound:
-        bound = counts_bound
+        bound, src = counts_bound, BoundSource.MIP
     if counted is not None and (best is None or counted.objective < best.objective):
         best = counted
     if best is not None and _within(best.objective, bound, limits.mip_rel_gap):
         return dataclasses.replace(best, status=Status.OPTIMAL, termination=Termination.OPTIMAL, bound=bound,
-                                   bound_source=BoundSource.MIP if counts_bound >= bound else BoundSource.LP,
+                                   bound_source=src,
                                    time_s=time.perf_counter() - t0,
                                    message=f"options solved by {backend.name} at the instance counts of the model with "
                                            "its options relaxed, within the gap of that model's bound")
-    if limits.expired():
-        return _finish(best, bound, backend, t0, Termination.TIME_LIMIT)
+    if cap.spent():
+        return _finish(best, bound, backend, t0, Termination.TIME_LIMIT, src)
     if best is not None and not close_gap:
-        return _finish(best, bound, backend, t0, Termination.FEASIBLE)
+        return _finish(best, bound, backend, t0, Termination.FEASIBLE, src)
+    return _whole_model(strong, backend, limits, cap, best, bound, src, t0, say)
+
+
+def _whole_model(strong: MatrixModel, backend: Solver, limits: Limits, cap: _Cap, best: SolveResult | None,
+                 bound: float, src: BoundSource, t0: float, say) -> SolveResult:
+    """Step 4 of the module docstring: the whole model with its cuts; the better plan of it and
+    ``best``, the better bound of its and ``bound`` (from ``src``)."""
     say(f"{backend.name}: the whole model with its cuts")
-    full = backend_solve(backend, strong, limits, cap_s)
-    if full.status == Status.INFEASIBLE:
+    full = backend_solve(backend, strong, limits, cap.left_s())
+    if full.status == Status.INFEASIBLE and best is None:  # with a plan of step 2 or 3 in hand, a wrong verdict
         return full
+    if full.status == Status.INFEASIBLE:
+        say(f"{backend.name}: the whole model 'infeasible', but steps 2-3 have a plan of it: the verdict is ignored")
+        full = dataclasses.replace(full, bound=-math.inf, bound_source=BoundSource.NONE, termination=Termination.FEASIBLE)
     if full.x is not None and (best is None or full.objective < best.objective):
         best = full
     b = max(bound, full.bound) if math.isfinite(full.bound) else bound
-    src = BoundSource.MIP if math.isfinite(full.bound) and full.bound > bound else BoundSource.LP
+    src = BoundSource.MIP if math.isfinite(full.bound) and full.bound > bound else src
     if best is None:
         return dataclasses.replace(full, bound=b, bound_source=src, time_s=time.perf_counter() - t0)
     ok = _within(best.objective, b, limits.mip_rel_gap) or (best is full and full.status == Status.OPTIMAL)
@@ -358,21 +382,47 @@ def solve_strong(model: MatrixModel, problem: Problem, backend: Solver, limits: 
                                time_s=time.perf_counter() - t0)
 
 
-def _counts_first(model: MatrixModel, backend: Solver, limits: Limits, cap_s: float | None,
-                  say) -> tuple[float, SolveResult | None]:
+@dataclasses.dataclass(frozen=True)
+class _Cap:
+    """One call's cap on its MILP steps together: ``end_at`` (``time.perf_counter()``; None: no cap)."""
+
+    end_at: float | None
+    limits: Limits
+
+    def left_s(self) -> float | None:
+        """What is left of the cap for the next step (None: no cap; never below 0)."""
+        return None if self.end_at is None else max(self.end_at - time.perf_counter(), 0.0)
+
+    def spent(self) -> bool:
+        """Whether the limits or the cap ran out."""
+        return self.limits.expired() or (self.end_at is not None and time.perf_counter() >= self.end_at)
+
+    def share_s(self, share: float) -> float | None:
+        """``share`` of what is left of the cap and the limits, the lesser (None: neither is set)."""
+        left = [t for t in (self.left_s(), self.limits.remaining_s()) if t is not None]
+        return share * min(left) if left else None
+
+
+def _counts_first(model: MatrixModel, backend: Solver, limits: Limits, cap: _Cap, say,
+                  at_most_s: float) -> tuple[float, SolveResult | None]:
     """Step 3 of the module docstring: the bound of ``model`` with its options relaxed and its other
     integer columns (instance counts, lane cuts' switches) integral (-inf where none is proven, inf
     where the backend proves that model infeasible), and the plan of the options at the counts it
-    chose (None where there is none)."""
+    chose (None where there is none). The relaxed model gets at most ``at_most_s``."""
     counts = model.integrality == 1
     counts[: model.n_x] = False  # the options' columns: relaxed, but for those in the sets of lane cuts
-    if not counts.any():
+    if not counts.any() or not backend.keeps_continuous:
+        # CP-SAT: the "relaxed" model would be the whole model searched to a tenth of the gap, for the
+        # LP bound it reports anyway (and the plan at its counts one more search)
         return -math.inf, None
     keep = counts | _options_in_lane_sets(model)
     relaxed = dataclasses.replace(model, integrality=np.where(keep, 1, 0).astype(model.integrality.dtype))
     # a tenth of the gap: the plan at its counts is a few thousandths of a percent above its optimum,
-    # and the two together must stay within the gap
-    res = backend_solve(backend, relaxed, dataclasses.replace(limits, mip_rel_gap=limits.mip_rel_gap / 10), cap_s)
+    # and the two together must stay within the gap. At most half of the time left: its answer is a
+    # bound, not a plan, and the plan at its counts and step 4 (which had all of it before) need the rest
+    share_s = cap.share_s(RELAXED_SHARE)
+    res = backend_solve(backend, relaxed, dataclasses.replace(limits, mip_rel_gap=limits.mip_rel_gap / 10),
+                        at_most_s if share_s is None else min(share_s, at_most_s))
     if res.status == Status.INFEASIBLE:
         say(f"{backend.name}: instance counts with the options relaxed: infeasible, so is the batch")
         return math.inf, None
@@ -382,9 +432,9 @@ def _counts_first(model: MatrixModel, backend: Solver, limits: Limits, cap_s: fl
     say(f"{backend.name}: instance counts with the options relaxed: bound {res.bound:.8g} in {res.time_s:.2f} s")
     lo, hi = model.var_lo.copy(), model.var_hi.copy()
     lo[counts] = hi[counts] = np.round(res.x[counts])
-    if limits.expired():
+    if cap.spent():
         return res.bound, None
-    plan = backend_solve(backend, dataclasses.replace(model, var_lo=lo, var_hi=hi), limits, cap_s)
+    plan = backend_solve(backend, dataclasses.replace(model, var_lo=lo, var_hi=hi), limits, cap.left_s())
     if plan.x is None:
         say(f"{backend.name}: the options at those counts: {plan.status}")
         return res.bound, None
@@ -412,11 +462,13 @@ def _within(objective: float, bound: float, gap: float) -> bool:
     return relative_gap(objective, bound) <= max(gap, 1e-9) * 1.0001
 
 
-def _finish(best: SolveResult | None, bound: float, backend: Solver, t0: float, stop: Termination) -> SolveResult:
+def _finish(best: SolveResult | None, bound: float, backend: Solver, t0: float, stop: Termination,
+            src: BoundSource = BoundSource.LP) -> SolveResult:
+    """The result so far: ``best`` (None: no plan) with ``bound`` (from ``src``)."""
     dt = time.perf_counter() - t0
     if best is None:
-        return SolveResult(Status.NO_SOLUTION, None, math.nan, bound, BoundSource.LP, backend.name, dt,
+        return SolveResult(Status.NO_SOLUTION, None, math.nan, bound, src, backend.name, dt,
                            "no plan within the limits", termination=stop)
     ok = _within(best.objective, bound, 0.0)
     return dataclasses.replace(best, status=Status.OPTIMAL if ok else Status.FEASIBLE, bound=bound,
-                               bound_source=BoundSource.LP, termination=stop, time_s=dt)
+                               bound_source=src, termination=stop, time_s=dt)

@@ -81,6 +81,9 @@ _TERMINATION_OF = {
 
 class Solver(ABC):
     name: str = ""
+    #: whether a column of integrality 0 stays continuous (CP-SAT makes every column an integer, and
+    #: reports the LP bound of the float model: a model with integer columns relaxed gains it nothing)
+    keeps_continuous: bool = True
 
     @classmethod
     @abstractmethod

@@ -70,6 +70,7 @@ def _incumbents(cp_model, scale: float):
 
 class CpSatSolver(Solver):
     name = "cpsat"
+    keeps_continuous = False  # every column an integer variable: a relaxed model is the whole model
 
     @classmethod
     def available(cls) -> bool:
