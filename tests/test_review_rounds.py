@@ -16,6 +16,12 @@ from energyopt.solvers import SolveResult, get_solver
 from energyopt.solvers.highs import HighsSolver
 
 
+@pytest.fixture(autouse=True)
+def _counts_first_on_tiny_batches(monkeypatch):
+    """These cases are tiny: step 3 runs on them as it runs on batches of COUNTS_MIN_QUERIES or more."""
+    monkeypatch.setattr(strong, "COUNTS_MIN_QUERIES", 0)
+
+
 def _tradeoff_case(seed: int = 2, zeta: float = 0.3, n_q: int = 8):
     """A batch whose first plan (instance counts first) is not within gap 0 and whose lanes hold."""
     wl, fl, models, kw = random_instance(seed, n_q=n_q)

@@ -95,6 +95,7 @@ def test_the_instance_counts_step_keeps_the_brute_force_optimum_and_a_valid_boun
     from energyopt.methods import strong
 
     monkeypatch.setattr(strong, "PART_MAX_SPLIT", -1.0)
+    monkeypatch.setattr(strong, "COUNTS_MIN_QUERIES", 0)
     ran = infeasible = 0
     for seed, problem, opt in _servable(7000, 40):
         tol = 1e-6 * max(1.0, abs(opt)) if math.isfinite(opt) else 0.0

@@ -11,7 +11,7 @@ from ..formulation import BuildTimedOut, MatrixModel, build_matrix
 from ..problem import Problem
 from ..schema import BoundSource, Status, Termination
 from ..solvers import Solver, SolveResult
-from . import Choice, Limits, Method, Progress
+from . import Choice, Limits, Method, Progress, strong
 from .lanecuts import lanes_or_cuts, with_lane_cuts
 from .strong import recall, remember, solve_strong
 
@@ -70,7 +70,8 @@ class MilpMethod(Method):
         last: Choice | None = None  # the last choice with a plan, without lanes (packing decides)
         # the rounds that look for lane cuts take the first plan within reach; once a plan's lanes
         # hold, its model is solved to the gap (and any cut that plan needs starts the rounds again)
-        close_gap = model.kind != "aggregate" or problem.has_releases
+        # (a small batch's model is solved to the gap at once: each solve takes milliseconds)
+        close_gap = model.kind != "aggregate" or problem.has_releases or problem.n_queries < strong.COUNTS_MIN_QUERIES
         rnd = 0
         quick: SolveResult | None = None  # the quick round's answer for the model solved to the gap next
         while rnd <= LANE_CUT_ROUNDS:

@@ -83,6 +83,10 @@ PART_MAX_SPLIT = 0.5
 #: where the whole model takes 81 s; at ζ = 0 it takes 11-15 s, the whole model 40 s per round)
 COUNTS_TIME_FACTOR = 1.5
 COUNTS_MIN_S = 15.0
+#: step 3 is for batches of at least this many queries: a smaller one's whole model takes
+#: milliseconds, and step 3 would add two backend calls (measured: the property test of every
+#: method and backend on 2-5 queries took 29 s with it, 3.9 s without)
+COUNTS_MIN_QUERIES = 100
 #: step 3's model with its options relaxed gets at most this share of what is left of a time limit or cap
 RELAXED_SHARE = 0.5
 
@@ -331,16 +335,11 @@ def solve_strong(model: MatrixModel, problem: Problem, backend: Solver, limits: 
                                    message=f"{len(split_q)} split queries solved by {backend.name}, within the gap of the LP")
     if cap.spent():
         return _finish(best, bound, backend, t0, Termination.TIME_LIMIT)
-    # the step is a shortcut: at most COUNTS_TIME_FACTOR times what the LP rounds took (at least
-    # COUNTS_MIN_S), else the whole model decides
-    counts_cap_s = max(COUNTS_MIN_S, COUNTS_TIME_FACTOR * (time.perf_counter() - t0))
-    counts_bound, counted = _counts_first(strong, backend, limits, cap, say, at_most_s=counts_cap_s)
-    if counts_bound == math.inf and best is None:  # the relaxation has no plan: neither has the batch
+    counts_bound, counted = _counts_step(strong, problem, backend, limits, cap, say, t0, have_plan=best is not None)
+    if counts_bound == math.inf:  # the relaxation has no plan: neither has the batch
         return SolveResult(Status.INFEASIBLE, None, math.nan, math.inf, BoundSource.MIP, backend.name,
                            time.perf_counter() - t0, "the model with its options relaxed is infeasible",
                            termination=Termination.INFEASIBLE)
-    if counts_bound == math.inf:  # step 2 has a plan of this model: a wrong verdict, ignored
-        counts_bound = -math.inf
     src = BoundSource.LP  # where ``bound`` comes from
     if counts_bound > bound:
         bound, src = counts_bound, BoundSource.MIP
@@ -401,6 +400,20 @@ class _Cap:
         """``share`` of what is left of the cap and the limits, the lesser (None: neither is set)."""
         left = [t for t in (self.left_s(), self.limits.remaining_s()) if t is not None]
         return share * min(left) if left else None
+
+
+def _counts_step(model: MatrixModel, problem: Problem, backend: Solver, limits: Limits, cap: _Cap, say, t0: float,
+                 *, have_plan: bool) -> tuple[float, SolveResult | None]:
+    """Step 3 where it applies (a batch of at least COUNTS_MIN_QUERIES queries; a smaller one's whole
+    model is solved at once), as a shortcut: at most COUNTS_TIME_FACTOR times what the steps before
+    took since ``t0`` (at least COUNTS_MIN_S), else the whole model decides. Its bound (inf: the
+    relaxation is infeasible, so is the batch; where step 2 ``have_plan`` of the same model, such a
+    verdict is wrong and ignored) and its plan."""
+    if problem.n_queries < COUNTS_MIN_QUERIES:
+        return -math.inf, None
+    at_most_s = max(COUNTS_MIN_S, COUNTS_TIME_FACTOR * (time.perf_counter() - t0))
+    bound, plan = _counts_first(model, backend, limits, cap, say, at_most_s=at_most_s)
+    return (-math.inf if bound == math.inf and have_plan else bound), plan
 
 
 def _counts_first(model: MatrixModel, backend: Solver, limits: Limits, cap: _Cap, say,
