@@ -13,7 +13,7 @@ from energyopt.plan import plan
 from energyopt.problem import build_problem
 from energyopt.schema import Status
 
-N_INSTANCES = 240
+N_INSTANCES = 180  # 3 backends each, exact model: about 30 s on the 2-core machine
 
 
 @pytest.mark.parametrize("chunk", range(6))
