@@ -3,7 +3,8 @@
 The workload has the shape of the public Azure LLM inference conversation trace (19,366 requests
 in one hour; input and output lengths lognormal with medians of about 1,000 and 130 tokens, as
 ``examples/make_workload.py`` draws them, with its accuracy floors and a fifth of the queries
-due 60-1800 s after the batch start). The trace itself cannot be downloaded here; its arrival
+due 60-1800 s after the batch start). The trace itself is not shipped (another project's data;
+``benchmarks/releases.py --trace FILE`` plans it as published, its arrivals included); here arrival
 times are not modelled (every query is released at t = 0, within the fleet's 900 s horizon).
 
 It is planned twice, in fresh processes, on ``examples/fleet.toml``: as shipped (five LLMs on
