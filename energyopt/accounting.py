@@ -89,6 +89,12 @@ def relative_gap(objective: float, bound: float) -> float:
     return max(objective - bound, 0.0) / max(abs(objective), 1e-12)
 
 
+def within_gap(objective: float, bound: float, gap: float) -> bool:
+    """Whether a plan of ``objective`` is proven within the relative ``gap`` of ``bound`` (at least
+    1e-9, with a hair of slack for a backend that stops exactly at its gap): what "optimal" means."""
+    return relative_gap(objective, bound) <= max(gap, 1e-9) * 1.0001
+
+
 def effective_deadline_s(deadline_s, horizon_s: float) -> np.ndarray:
     """The time a query must end by: its deadline, or the horizon where it has none or a later one."""
     dl = np.asarray(deadline_s, dtype=float)

@@ -46,7 +46,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from .accounting import idle_energy_j, relative_gap, token_weight
+from .accounting import idle_energy_j, relative_gap, token_weight, within_gap
 from .check import (
     CheckedRows,
     batch_sizes_and_lanes_valid,
@@ -638,7 +638,7 @@ def _plan(W: _Workers, specs: list[PartitionSpec], fleet: Fleet, out: Path, back
     violations, totals = _check_across(parts, fleet, meta, on, instance, idle=idle,
                                        min_mean_accuracy=min_mean_accuracy)
     clock.mark("write_check")
-    status = Status.OPTIMAL if relative_gap(objective, plan_bound) <= max(limits.mip_rel_gap, 1e-9) * 1.0001 \
+    status = Status.OPTIMAL if within_gap(objective, plan_bound, limits.mip_rel_gap) \
         else Status.FEASIBLE
     files = [p["file"] for p in parts]
     if violations:  # a plan that fails the check is no plan: its files go

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .accounting import ends_in_time, relative_gap
+from .accounting import ends_in_time, within_gap
 from .check import check_plan
 from .diagnose import explain_infeasible
 from .enginesim import engine_timing_applies
@@ -314,7 +314,7 @@ def schedule_choice(problem: Problem, choice: Choice, *, clock: _Clock | None = 
         status, termination = Status.ERROR, Termination.ERROR
         message = "the independent check failed: " + "; ".join(violations[:5])
     else:
-        optimal = relative_gap(objective, bound) <= max(mip_rel_gap, 1e-9) * 1.0001
+        optimal = within_gap(objective, bound, mip_rel_gap)
         status = Status.OPTIMAL if optimal else Status.FEASIBLE
         termination = Termination.OPTIMAL if optimal else choice.termination
     sched = Schedule(assignment, problem, status, choice.solver, objective, bound, choice.bound_source, choice.method,

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .accounting import relative_gap
+from .accounting import relative_gap, within_gap
 from .compare import plan_prices
 from .errors import DataError
 from .inputs import load_inputs
@@ -352,7 +352,7 @@ def best_of_series(scheds: Sequence[Schedule], values: Sequence[float], say: Pro
             say(f"ζ = {values[i]:g}: bound {raised:.8g} from the bounds on either side (was {s.bound:.8g})")
             s = dataclasses.replace(s, bound=raised, bound_source=BoundSource.SERIES)
             if s.status.has_plan:
-                optimal = relative_gap(s.objective, s.bound) <= max(mip_rel_gap, 1e-9) * 1.0001
+                optimal = within_gap(s.objective, s.bound, mip_rel_gap)
                 s = dataclasses.replace(s, status=Status.OPTIMAL if optimal else s.status,
                                         termination=Termination.OPTIMAL if optimal else s.termination)
             out[i] = s
@@ -374,7 +374,7 @@ def best_of_series(scheds: Sequence[Schedule], values: Sequence[float], say: Pro
         proven = s.bound if s.bound < np.inf else chord[i]
         source = s.bound_source if s.bound < np.inf else (BoundSource.SERIES if chord[i] > -np.inf else BoundSource.NONE)
         bound = min(proven, best_obj) if not math.isnan(proven) else -np.inf
-        optimal = relative_gap(best_obj, bound) <= max(mip_rel_gap, 1e-9) * 1.0001
+        optimal = within_gap(best_obj, bound, mip_rel_gap)
         was = f"{s.objective:.6g}" if s.status.has_plan else f"no plan ({s.status})"
         say(f"ζ = {values[i]:g}: the plan of ζ = {values[best_k]:g} is better under this point's objective "
             f"({best_obj:.6g}, was {was}); gap {relative_gap(best_obj, bound):.4%}")

@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..accounting import relative_gap
+from ..accounting import within_gap
 from ..formulation import MatrixModel
 from ..problem import Problem
 from ..progress import current_phase, phase
@@ -471,8 +471,8 @@ def _options_in_lane_sets(model: MatrixModel) -> np.ndarray:
 
 
 def _within(objective: float, bound: float, gap: float) -> bool:
-    """Whether a plan is within ``gap`` of the bound (as plan.py judges optimality: 1e-9 at least)."""
-    return relative_gap(objective, bound) <= max(gap, 1e-9) * 1.0001
+    """Whether a plan is within ``gap`` of the bound (as plan.py judges optimality)."""
+    return within_gap(objective, bound, gap)
 
 
 def _finish(best: SolveResult | None, bound: float, backend: Solver, t0: float, stop: Termination,
