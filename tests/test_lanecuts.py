@@ -183,28 +183,36 @@ def test_the_level_of_a_set_is_the_first_deadline_whose_work_exceeds_the_lanes_s
     assert _level_over(np.array([1.0, 1.0]), np.array([1.5, 1.5]), 1) == 1.5  # the last of equal deadlines
 
 
-def test_a_level_cut_is_the_pooled_row_at_its_deadline_and_holds_for_every_plan():
+def test_a_level_cut_is_the_pooled_row_at_every_deadline_of_its_deployment_and_holds_for_every_plan():
     wl, fl, models = example_case()
     problem = build_problem(wl, fl, models)
     model = build_matrix(problem, "aggregate")
     d = int(np.flatnonzero(problem.deployments["deployment"].to_numpy() == "small@g")[0])
     level = float(latest_end_s(2.3))
     cm = with_lane_cuts(model, problem, [LaneCut(d, 1, (0, 1), level)])
-    assert cm.A.shape == (model.A.shape[0] + 1, model.n_vars)  # one row, no new column
     q_of = problem.cand["q"].to_numpy()[model.x_cand]
     d_of = problem.cand["d"].to_numpy()[model.x_cand]
+    due = latest_end_s(problem.queries["deadline_eff_s"].to_numpy(dtype=float))
+    levels = np.unique(due[q_of[d_of == d]])
+    assert len(levels) > 1 and level in levels
+    assert cm.A.shape == (model.A.shape[0] + len(levels), model.n_vars)  # a row per deadline, no new column
+    new = cm.A[model.A.shape[0]:]
+    lanes = float(problem.deployments["lanes"].to_numpy()[d])
+    u_col = model.u_start + int(np.flatnonzero(model.u_dep == d)[0])
+    assert sorted(-new[:, u_col].toarray().ravel() / lanes) == pytest.approx(levels.tolist())
+    at_level = int(np.flatnonzero(np.isclose(-new[:, u_col].toarray().ravel(), level * lanes))[0])
 
-    def row(dep_of_q, n_inst):
+    def rows(dep_of_q, n_inst):
         x = np.zeros(cm.n_vars)
         x[np.flatnonzero(d_of == dep_of_q[q_of])] = 1.0
         x[model.u_start + np.arange(len(model.u_dep))] = n_inst[model.u_dep]
-        return float((cm.A[-1] @ x)[0])
+        return new @ x
 
     one = np.zeros(problem.n_deployments, dtype=np.int64)
     one[d] = 1
-    assert row(np.full(problem.n_queries, d), one) == pytest.approx(1.76 + 0.92 - 2.3, abs=0.01)  # > 0: cut off
+    assert rows(np.full(problem.n_queries, d), one)[at_level] == pytest.approx(1.76 + 0.92 - 2.3, abs=0.01)  # cut off
     bf = brute_force(problem)
     n_inst = np.zeros(problem.n_deployments, dtype=np.int64)
     for dd in np.unique(bf.dep_of_q):
         n_inst[dd] = len(np.unique(bf.inst_of_q[bf.dep_of_q == dd]))
-    assert row(bf.dep_of_q, n_inst) <= 1e-9
+    assert np.all(rows(bf.dep_of_q, n_inst) <= 1e-9)  # every row holds for the optimum
