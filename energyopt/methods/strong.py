@@ -80,9 +80,10 @@ PART_MAX_SPLIT = 0.5
 #: step 3 (instance counts first) may take this many times the LP rounds' seconds, at least
 #: COUNTS_MIN_S: it is a shortcut, and where it runs long the whole model decides (measured on the
 #: example with a floor of 0.666, which no plan meets: 107 s to prove the relaxation infeasible,
-#: where the whole model takes 81 s; at ζ = 0 it takes 11-15 s, the whole model 40 s per round)
+#: where the whole model takes 81 s; at ζ = 0 it takes 11-15 s on a quiet machine and over 15 s beside
+#: two other jobs, the whole model 40 s per round)
 COUNTS_TIME_FACTOR = 1.5
-COUNTS_MIN_S = 15.0
+COUNTS_MIN_S = 30.0
 #: step 3 is for batches of at least this many queries: a smaller one's whole model takes
 #: milliseconds, and step 3 would add two backend calls (measured: the property test of every
 #: method and backend on 2-5 queries took 29 s with it, 3.9 s without)
