@@ -216,3 +216,39 @@ def test_a_level_cut_is_the_pooled_row_at_every_deadline_of_its_deployment_and_h
     for dd in np.unique(bf.dep_of_q):
         n_inst[dd] = len(np.unique(bf.inst_of_q[bf.dep_of_q == dd]))
     assert np.all(rows(bf.dep_of_q, n_inst) <= 1e-9)  # every row holds for the optimum
+
+
+def test_a_round_of_lane_cuts_starts_from_the_option_on_instance_rows_of_the_round_before():
+    # the rows x <= u hold whatever rows and columns a lane cut adds: the model with its cuts has
+    # the layout (option and instance columns) of the model without them
+    from conftest import random_instance
+
+    from energyopt.methods import strong
+
+    for seed in range(40):  # a batch whose LP switches on slivers of instances (rows are added)
+        wl, fl, models, kw = random_instance(seed, n_q=6)
+        problem = build_problem(wl, fl, models, **kw)
+        if problem.n_queries == 0 or problem.cand["q"].nunique() != problem.n_queries:
+            continue
+        model = build_matrix(problem, "aggregate")
+        u_of_x = strong.machine_columns(model, problem)
+        said: list[str] = []
+        with strong.remembered_cuts():
+            first, _ = strong._strengthen(model, u_of_x, Limits(), said.append)
+            added = first.A.shape[0] - model.A.shape[0]
+            if not added:
+                continue
+            d = int(problem.cand["d"].to_numpy()[model.x_cand[0]])
+            q = int(problem.cand["q"].to_numpy()[model.x_cand[0]])
+            cut = with_lane_cuts(model, problem, [LaneCut(d, 1, (q,))])  # any cut: rows and a column added
+            assert cut.n_vars > model.n_vars and cut.A.shape[0] > model.A.shape[0]
+            said.clear()
+            _, lp = strong._strengthen(cut, strong.machine_columns(cut, problem), Limits(), said.append)
+        assert said[0] == f"cuts: {added} option-on-instance rows remembered from the last plan of this layout"
+        assert lp is not None
+        break
+    else:
+        raise AssertionError("no batch among the seeds whose LP needs option-on-instance rows")
+    # outside a block the method keeps its own memory for its rounds, and leaves none behind
+    get_method("aggregate").solve(problem, get_solver("highs"), Limits(mip_rel_gap=0.0), lambda s: None)
+    assert strong._MEMORY is None
