@@ -37,6 +37,7 @@ deployment gets no cut and packing's repair decides, as before.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from dataclasses import dataclass
 
@@ -88,53 +89,65 @@ def assign_lanes(runtime_s: np.ndarray, latest_s: np.ndarray, k: int, *, node_li
         return True, np.zeros(0, dtype=np.int64)
     if k <= 0:
         return False, None
+    # lanes are alike: a state is the sorted free times of the lanes before a query (a tuple, so
+    # trying another lane is taking the state back, not undoing sums), and a query goes onto a free
+    # time, not a lane (the lanes come from replaying the free times chosen)
     failed: set[tuple[int, tuple[float, ...]]] = set()
-    free = [0.0] * k  # free time of each lane
-    lane = np.full(n, -1, dtype=np.int64)
-    # per depth: the lanes still to try (one per distinct free time)
-    tries: list[list[int]] = []
+    states: list[tuple[float, ...]] = [(0.0,) * k]  # per depth: the state before that query
+    tries: list[list[float]] = []  # per depth: the free times still to try
+    chosen = [0.0] * n  # per depth: the free time taken
     visited = 0
     j = 0
 
-    def options(j: int) -> list[int]:
-        seen: set[float] = set()
-        out = []
-        for i in sorted(range(k), key=lambda i: -free[i]):  # the fullest lane that fits first (best fit)
-            f = free[i]
-            if f in seen:
-                continue
-            seen.add(f)
-            if f + run[j] <= late[j]:
-                out.append(i)
-        key = (j, tuple(sorted(round(f, 9) for f in free)))
-        return [] if key in failed else out
+    def options(j: int) -> list[float]:
+        state = states[j]
+        if (j, state) in failed:
+            return []
+        out: list[float] = []
+        r, t = run[j], late[j]
+        last = -1.0
+        for f in reversed(state):  # the fullest lane that fits first (best fit); one try per free time
+            if f != last and f + r <= t:
+                out.append(f)
+            last = f
+        return out
 
     tries.append(options(0))
     while True:
         if visited > node_limit:
             return None, None
         if j == n:
-            return True, lane
+            return True, _replay(chosen, run, k)
         if tries[j]:
-            i = tries[j].pop(0)
+            f = tries[j].pop(0)
             visited += 1
-            if lane[j] >= 0:  # undo the last try at this depth
-                free[lane[j]] -= run[j]
-            lane[j] = i
-            free[i] += run[j]
+            chosen[j] = f
+            after = list(states[j])
+            after.remove(f)
+            bisect.insort(after, f + run[j])
             j += 1
             if j < n:
+                states.append(tuple(after))
                 tries.append(options(j))
             continue
         # every try at depth j failed: remember the state, back up one level
-        if lane[j] >= 0:
-            free[lane[j]] -= run[j]
-            lane[j] = -1
-        failed.add((j, tuple(sorted(round(f, 9) for f in free))))
+        failed.add((j, states[j]))
         tries.pop()
+        states.pop()
         if j == 0:
             return False, None
         j -= 1
+
+
+def _replay(chosen: list[float], run: list[float], k: int) -> np.ndarray:
+    """The lanes of a search's answer: each query onto a lane free at the time the search chose."""
+    free = [0.0] * k
+    lane = np.empty(len(chosen), dtype=np.int64)
+    for j, (f, r) in enumerate(zip(chosen, run)):
+        i = free.index(f)
+        lane[j] = i
+        free[i] = f + r
+    return lane
 
 
 def _minimal_infeasible(runtime_s: np.ndarray, latest_s: np.ndarray, k: int) -> np.ndarray | None:
