@@ -6,16 +6,18 @@ stops early without one, the LP relaxation's optimum is the bound.
 
 CBC runs with its preprocessing (CglPreProcess) off: in the CBC 2.10.3 that PuLP bundles it is
 wrong on models of ours, and CBC then calls a plan above the optimum "optimal" (so its bound is
-invalid), or a feasible model "infeasible". Two causes were seen on 4-query aggregate models: the
-preprocessing fixes columns it must not (one binary knapsack row, three "exactly one" rows and an
-accuracy row suffice; ``-cuts off`` keeps it, only ``-preprocess off`` cures it), and it leaves a
-row it found redundant as a free row, which the flow cover cut generator (CglFlowCover, unlike the
-MIR one) reads as an equation "other = k · binary", so it cuts with variable bounds the model does
-not have. With preprocessing off, CBC crashes (segmentation fault, no answer file: PuLP raises)
-right after its bound tightening proves a model infeasible (a part model with many fixed columns,
-or y = x/2 with 0.3 ≤ y ≤ 0.4 and x binary). After a crash, CBC runs again with its preprocessing
-and without flow cover cuts: its "infeasible" then agrees with the crash and is the answer; a plan
-it finds is kept with the LP relaxation's bound (its "optimal" is not trusted).
+invalid), or a feasible model "infeasible". Two causes were seen on aggregate models of 3-5
+queries. The preprocessing fixes columns it must not: three "exactly one" rows, a load row
+L = Σ a·x with 0 ≤ L ≤ 6.7 and an accuracy row suffice (tests/test_solvers_bruteforce.py);
+``-cuts off`` keeps it, only ``-preprocess off`` cures it. And it leaves a row it found redundant
+as a free row, which the flow cover cut generator (CglFlowCover, unlike the MIR one) reads as an
+equation "other = k · binary": it cuts with variable bounds the model does not have.
+
+With preprocessing off, CBC crashes (segmentation fault, no answer file: PuLP raises) right after
+its bound tightening proves a model infeasible (a part model with many fixed columns, or y = x/2
+with 0.3 ≤ y ≤ 0.4 and x binary). After a crash, CBC runs again with its preprocessing and
+without flow cover cuts: its "infeasible" then agrees with the crash and is the answer; a plan it
+finds is kept with the LP relaxation's bound (its "optimal" is not trusted).
 """
 
 from __future__ import annotations
