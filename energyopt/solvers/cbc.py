@@ -18,6 +18,12 @@ its bound tightening proves a model infeasible (a part model with many fixed col
 with 0.3 ≤ y ≤ 0.4 and x binary). After a crash, CBC runs again with its preprocessing and
 without flow cover cuts: its "infeasible" then agrees with the crash and is the answer; a plan it
 finds is kept with the LP relaxation's bound (its "optimal" is not trusted).
+
+Cost, measured side by side on the 2-core machine (December 2026): the four test modules that run
+CBC took 47.6 s of user CPU against 57.5 s with preprocessing (tiny models: its preprocessing
+costs more than it saves); CBC alone on the raw exact model of 300 queries (2,880 columns) took
+6.9 s of CPU against 2.8 s. Random tiny instances: 4 of 2,246 had a bound above the brute-force
+optimum with preprocessing, none of 4,410 without (1% of CBC's calls crash and run again).
 """
 
 from __future__ import annotations
