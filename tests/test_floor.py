@@ -242,3 +242,26 @@ def test_the_relaxation_proves_a_floor_the_lp_reaches(kind, monkeypatch):
     ok = build_problem(wl, fleet, models, min_mean_accuracy=0.56 - STEP)
     res = solve_strong(build_matrix(ok, kind), ok, get_solver("highs"), Limits(mip_rel_gap=0.0))
     assert res.status is Status.OPTIMAL and res.objective == pytest.approx(brute_force_optimum(ok))
+
+
+@pytest.mark.parametrize("kind", ["exact", "aggregate"])
+def test_the_rounded_counts_reach_no_more_than_the_ceiling_and_often_the_floor(kind):
+    """rounded_reach is the value of a point of the relaxation, so never above the relaxation's proven
+    ceiling; at a floor just under the most it often reaches the floor, so that no search starts."""
+    backend = get_solver("highs")
+    reached = checked = 0
+    for seed, wl, fleet, models, kw, best in _instances(9400, 100):
+        if best - STEP < 0:
+            continue
+        p = build_problem(wl, fleet, models, min_mean_accuracy=best - STEP, **kw)
+        model = build_matrix(p, kind)
+        fr = _row_of(p, model)
+        lp = strong._lp(model, None)
+        assert lp.status == 0, seed  # a plan meets the floor: so does the LP
+        reach = floor.rounded_reach(model, fr, np.asarray(lp.x), Limits())
+        with remembered_cuts():
+            ceiling = floor.relaxation_ceiling(model, fr, backend, Limits(), None, lambda s: None)
+        assert reach <= ceiling.at_most + 1e-6 * fr.rhs, seed
+        reached += reach >= fr.rhs
+        checked += 1
+    assert checked >= 30 and reached >= checked // 2, (checked, reached)

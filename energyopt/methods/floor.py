@@ -19,8 +19,10 @@ What the most accuracy is known to be, its :class:`Ceiling`, comes from (cheapes
   row is infeasible (one LP instead of the backend's search);
 * the relaxation with the instance counts integral (:func:`relaxation_ceiling`), after the LP
   and before steps 2-3, in a batch for step 3, where the LP's optimum meets the floor with no
-  slack (a floor that does not bind there is not what makes the batch hard) and no relaxation of
-  the same rows reached it before.
+  slack (a floor that does not bind there is not what makes the batch hard), no relaxation of
+  the same rows reached it before, and the LP's instance counts rounded do not reach it either
+  (:func:`rounded_reach`: a point of the relaxation in numpy or one LP; on the example it spares
+  the search for the floors 0.548-0.64, where it would add 3-7 s to a 4 s plan).
 
 Every ceiling is a valid upper bound on every plan's Σ w·acc·x: each model solved is a
 relaxation of the plans (the cut rows of :mod:`.strong` and :mod:`.lanecuts` hold for every plan).
@@ -40,11 +42,11 @@ from ..formulation import MatrixModel
 from ..problem import Problem
 from ..solvers import Solver
 from . import Limits
-from .strong import _lp, _options_in_lane_sets, backend_solve, recall, remember
+from .strong import INT_TOL, _lp, _options_in_lane_sets, backend_solve, recall, remember
 
 __all__ = ["Ceiling", "FloorRow", "FLOOR_SLACK", "CEILING_REL_GAP", "CEILING_MIN_S", "CEILING_TIME_FACTOR",
            "floor_row", "out_of_reach", "remembered_ceiling", "lp_ceiling", "relaxation_ceiling",
-           "remembered_verdict", "lp_verdict", "relaxation_verdict"]
+           "remembered_verdict", "lp_verdict", "relaxation_verdict", "rounded_reach"]
 
 #: a floor is out of reach where the ceiling is below it by more than this share of the floor row's
 #: right-hand side (HiGHS's feasibility tolerances are 1e-7 on rows; the checker allows 1e-9 on the mean)
@@ -220,4 +222,43 @@ def relaxation_verdict(model: MatrixModel, fr: FloorRow, x: np.ndarray, backend:
     slack = float((model.A[fr.row] @ x)[0]) - fr.rhs
     if slack > FLOOR_SLACK * max(abs(fr.rhs), 1.0) or known.reached >= fr.rhs:
         return None
+    reach = rounded_reach(model, fr, x, limits)
+    if reach >= fr.rhs:  # the relaxation reaches the floor: it cannot prove it out of reach
+        _remember(fr, Ceiling(reached=reach))
+        return None
     return out_of_reach(fr, relaxation_ceiling(model, fr, backend, limits, cap_s, say))
+
+
+def rounded_reach(model: MatrixModel, fr: FloorRow, x: np.ndarray, limits: Limits) -> float:
+    """The floor row's value at a point of step 3's relaxation (instance counts whole, options
+    relaxed) found from the LP's optimum ``x`` by rounding its instance counts (-inf: none found):
+    rounded up, ``x`` itself where the pools and groups allow them (more instances only add
+    capacity); else rounded to the nearest, the most accuracy of the options at those counts (one
+    LP). Where it reaches the floor, no relaxation proves the floor out of reach, and the search is
+    not started (measured on the example: the floors 0.548-0.64 of compare, 3-7 s saved each).
+    Not with lane cuts (their switches and sets are integral in the relaxation)."""
+    if np.any(model.row_kind == "lane"):
+        return -math.inf
+    counts = model.integrality == 1
+    counts[: model.n_x] = False
+    others = np.arange(model.A.shape[0]) != fr.row
+    up = np.where(counts, np.ceil(x - INT_TOL), x)
+    if _holds(model, up, others):
+        return float((model.A[fr.row] @ up)[0])
+    near = np.round(x[counts])
+    most = _most_accuracy(model, fr.row)
+    lo, hi = most.var_lo.copy(), most.var_hi.copy()
+    lo[counts] = hi[counts] = near
+    if np.any(near < model.var_lo[counts]) or np.any(near > model.var_hi[counts]):
+        return -math.inf
+    res = _lp(dataclasses.replace(most, var_lo=lo, var_hi=hi), limits.remaining_s())
+    return -float(res.fun) if res.status == 0 and res.fun is not None else -math.inf
+
+
+def _holds(model: MatrixModel, y: np.ndarray, rows: np.ndarray) -> bool:
+    """Whether ``y`` meets the model's ``rows`` (a mask) and column bounds, within 1e-6 relative."""
+    ay = model.A[np.flatnonzero(rows)] @ y
+    lo, hi = model.row_lo[rows], model.row_hi[rows]
+    tol = 1e-6 * np.maximum(1.0, np.abs(np.where(np.isfinite(hi), hi, np.where(np.isfinite(lo), lo, 0.0))))
+    return bool(np.all(ay >= lo - tol) and np.all(ay <= hi + tol)
+                and np.all(y >= model.var_lo - 1e-9) and np.all(y <= model.var_hi + 1e-9))
