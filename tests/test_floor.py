@@ -265,3 +265,34 @@ def test_the_rounded_counts_reach_no_more_than_the_ceiling_and_often_the_floor(k
         reached += reach >= fr.rhs
         checked += 1
     assert checked >= 30 and reached >= checked // 2, (checked, reached)
+
+
+def test_a_series_searches_a_floor_above_all_its_earlier_floors_reached_before_the_lp(monkeypatch):
+    """In one remembered_cuts() block: the floor 0.5 is met, and its LP's counts rounded reach it (no
+    search); the floor 0.6 is above what that reached and no search was made, so the relaxation is
+    searched before any LP, and proves it out of reach; a third floor, 0.58, is then decided at once."""
+    monkeypatch.setattr(strong, "COUNTS_MIN_QUERIES", 0)
+    wl, fleet, models = _half_instance_fleet()
+    backend = get_solver("highs")
+    searched: list[float] = []
+    real = floor.relaxation_ceiling
+
+    def counted(model, fr, *a, **k):
+        searched.append(fr.floor)
+        return real(model, fr, *a, **k)
+
+    monkeypatch.setattr(floor, "relaxation_ceiling", counted)
+    with remembered_cuts():
+        low = build_problem(wl, fleet, models, min_mean_accuracy=0.5)
+        res = solve_strong(build_matrix(low, "aggregate"), low, backend, Limits(mip_rel_gap=0.0))
+        assert res.status is Status.OPTIMAL and searched == []
+        fr = floor.floor_row(build_matrix(low, "aggregate"), low)
+        assert 0.5 - 1e-9 <= floor.remembered_ceiling(fr).reached / fr.weight_total <= 0.56 + 1e-9
+        lps: list[int] = []
+        real_strengthen = strong._strengthen
+        monkeypatch.setattr(strong, "_strengthen", lambda *a, **k: lps.append(1) or real_strengthen(*a, **k))
+        for target in (0.6, 0.58):
+            p = build_problem(wl, fleet, models, min_mean_accuracy=target)
+            res = solve_strong(build_matrix(p, "aggregate"), p, backend, Limits(mip_rel_gap=0.0))
+            assert res.status is Status.INFEASIBLE and "can reach at most 0.5600" in res.reason, target
+    assert searched == [0.6] and lps == []

@@ -296,14 +296,18 @@ def solve_strong(model: MatrixModel, problem: Problem, backend: Solver, limits: 
     need a plan to find their cuts, and only the last round's model needs its gap closed. ``known``:
     such a plan of this very model (with its bound): steps 2 and 3, which would find it again, are
     skipped, and the whole model is solved to beat it. A mean-accuracy floor that no plan meets is
-    proven out of reach by the most accuracy a relaxation allows (:mod:`.floor`): remembered from
-    an earlier model of the same rows before anything is solved, else after the LP."""
+    proven out of reach by the most accuracy a relaxation allows (:mod:`.floor`): before the LP, by
+    a ceiling remembered from earlier models of the same rows, or searched for where their floors
+    all reached less (a series); else after the LP."""
     from . import floor  # it builds on this module
 
-    fr = floor.floor_row(model, problem)
-    if fr is not None and (why := floor.remembered_verdict(fr)) is not None:
-        return _out_of_reach(why, backend, time.perf_counter())
-    return _solve(model, problem, backend, limits, progress, fr, cap_s=cap_s, close_gap=close_gap, known=known)
+    t0 = time.perf_counter()
+    fr = floor.floor_row(model, problem) if known is None else None
+    if fr is not None and (why := floor.remembered_verdict(model, fr, backend, limits, cap_s,
+                                                           progress or (lambda s: None))) is not None:
+        return _out_of_reach(why, backend, t0)
+    left_s = None if cap_s is None else max(cap_s - (time.perf_counter() - t0), 0.0)  # the cap covers both
+    return _solve(model, problem, backend, limits, progress, fr, cap_s=left_s, close_gap=close_gap, known=known)
 
 
 def _solve(model: MatrixModel, problem: Problem, backend: Solver, limits: Limits, progress, fr: FloorRow | None, *,
