@@ -99,6 +99,11 @@ class FloorRow:
         mean = self.mean(value)
         return value if mean is None else mean
 
+    def reaches(self, value: float) -> bool:
+        """Whether a point whose row value is ``value`` meets the floor, within :data:`FLOOR_SLACK` (an
+        LP's point at the floor is there up to its tolerances: 0.64 came out as 0.6399999999999999)."""
+        return value >= self.rhs - FLOOR_SLACK * max(abs(self.rhs), 1.0)
+
     def beyond(self, ceiling: Ceiling) -> bool:
         """Whether the floor is above what ``ceiling`` proves, by more than :data:`FLOOR_SLACK`."""
         return ceiling.at_most < self.rhs - FLOOR_SLACK * max(abs(self.rhs), 1.0)
@@ -209,12 +214,12 @@ def remembered_verdict(model: MatrixModel, fr: FloorRow, backend: Solver, limits
     where earlier floors of the same rows were planned (a series: compare, a sweep), each reached
     less than this floor and none searched the relaxation, the relaxation's search first, before the
     LP: such a floor is the one a series finds out of reach (measured on the example: compare's
-    0.666 after 0.5224-0.601 reached 0.654 by rounding; the search takes 5 s on the model without
-    cuts, the same bound as with them, and spares the LP's 8 rounds, 8-10 s)."""
+    0.666, after its floors 0.5224-0.548 were met by rounded counts; the search takes 5 s on the
+    model without cuts, the same bound as with them, and spares the LP's 8 rounds, 8-10 s)."""
     known = remembered_ceiling(fr)
     if (why := out_of_reach(fr, known)) is not None:
         return why
-    if known.searched or not -math.inf < known.reached < fr.rhs:
+    if known.searched or known.reached == -math.inf or fr.reaches(known.reached):
         return None
     # as step 3's relaxation: at most CEILING_MIN_S, and half of what is left of the call's cap and limit
     left = [t for t in (cap_s, limits.remaining_s()) if t is not None]
@@ -237,10 +242,10 @@ def relaxation_verdict(model: MatrixModel, fr: FloorRow, x: np.ndarray, backend:
     if (why := out_of_reach(fr, known)) is not None:
         return why
     slack = float((model.A[fr.row] @ x)[0]) - fr.rhs
-    if slack > FLOOR_SLACK * max(abs(fr.rhs), 1.0) or known.reached >= fr.rhs or known.searched:
+    if slack > FLOOR_SLACK * max(abs(fr.rhs), 1.0) or fr.reaches(known.reached) or known.searched:
         return None
     reach = rounded_reach(model, fr, x, limits)
-    if reach >= fr.rhs:  # the relaxation reaches the floor: it cannot prove it out of reach
+    if fr.reaches(reach):  # the relaxation reaches the floor: it cannot prove it out of reach
         _remember(fr, Ceiling(reached=reach))
         return None
     return out_of_reach(fr, relaxation_ceiling(model, fr, backend, limits, cap_s, say))
