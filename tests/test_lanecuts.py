@@ -183,28 +183,72 @@ def test_the_level_of_a_set_is_the_first_deadline_whose_work_exceeds_the_lanes_s
     assert _level_over(np.array([1.0, 1.0]), np.array([1.5, 1.5]), 1) == 1.5  # the last of equal deadlines
 
 
-def test_a_level_cut_is_the_pooled_row_at_its_deadline_and_holds_for_every_plan():
+def test_a_level_cut_is_the_pooled_row_at_every_deadline_of_its_deployment_and_holds_for_every_plan():
     wl, fl, models = example_case()
     problem = build_problem(wl, fl, models)
     model = build_matrix(problem, "aggregate")
     d = int(np.flatnonzero(problem.deployments["deployment"].to_numpy() == "small@g")[0])
     level = float(latest_end_s(2.3))
     cm = with_lane_cuts(model, problem, [LaneCut(d, 1, (0, 1), level)])
-    assert cm.A.shape == (model.A.shape[0] + 1, model.n_vars)  # one row, no new column
     q_of = problem.cand["q"].to_numpy()[model.x_cand]
     d_of = problem.cand["d"].to_numpy()[model.x_cand]
+    due = latest_end_s(problem.queries["deadline_eff_s"].to_numpy(dtype=float))
+    levels = np.unique(due[q_of[d_of == d]])
+    assert len(levels) > 1 and level in levels
+    assert cm.A.shape == (model.A.shape[0] + len(levels), model.n_vars)  # a row per deadline, no new column
+    new = cm.A[model.A.shape[0]:]
+    lanes = float(problem.deployments["lanes"].to_numpy()[d])
+    u_col = model.u_start + int(np.flatnonzero(model.u_dep == d)[0])
+    assert sorted(-new[:, u_col].toarray().ravel() / lanes) == pytest.approx(levels.tolist())
+    at_level = int(np.flatnonzero(np.isclose(-new[:, u_col].toarray().ravel(), level * lanes))[0])
 
-    def row(dep_of_q, n_inst):
+    def rows(dep_of_q, n_inst):
         x = np.zeros(cm.n_vars)
         x[np.flatnonzero(d_of == dep_of_q[q_of])] = 1.0
         x[model.u_start + np.arange(len(model.u_dep))] = n_inst[model.u_dep]
-        return float((cm.A[-1] @ x)[0])
+        return new @ x
 
     one = np.zeros(problem.n_deployments, dtype=np.int64)
     one[d] = 1
-    assert row(np.full(problem.n_queries, d), one) == pytest.approx(1.76 + 0.92 - 2.3, abs=0.01)  # > 0: cut off
+    assert rows(np.full(problem.n_queries, d), one)[at_level] == pytest.approx(1.76 + 0.92 - 2.3, abs=0.01)  # cut off
     bf = brute_force(problem)
     n_inst = np.zeros(problem.n_deployments, dtype=np.int64)
     for dd in np.unique(bf.dep_of_q):
         n_inst[dd] = len(np.unique(bf.inst_of_q[bf.dep_of_q == dd]))
-    assert row(bf.dep_of_q, n_inst) <= 1e-9
+    assert np.all(rows(bf.dep_of_q, n_inst) <= 1e-9)  # every row holds for the optimum
+
+
+def test_a_round_of_lane_cuts_starts_from_the_option_on_instance_rows_of_the_round_before():
+    # the rows x <= u hold whatever rows and columns a lane cut adds: the model with its cuts has
+    # the layout (option and instance columns) of the model without them
+    from conftest import random_instance
+
+    from energyopt.methods import strong
+
+    for seed in range(40):  # a batch whose LP switches on slivers of instances (rows are added)
+        wl, fl, models, kw = random_instance(seed, n_q=6)
+        problem = build_problem(wl, fl, models, **kw)
+        if problem.n_queries == 0 or problem.cand["q"].nunique() != problem.n_queries:
+            continue
+        model = build_matrix(problem, "aggregate")
+        u_of_x = strong.machine_columns(model, problem)
+        said: list[str] = []
+        with strong.remembered_cuts():
+            first, _ = strong._strengthen(model, u_of_x, Limits(), said.append)
+            added = first.A.shape[0] - model.A.shape[0]
+            if not added:
+                continue
+            d = int(problem.cand["d"].to_numpy()[model.x_cand[0]])
+            q = int(problem.cand["q"].to_numpy()[model.x_cand[0]])
+            cut = with_lane_cuts(model, problem, [LaneCut(d, 1, (q,))])  # any cut: rows and a column added
+            assert cut.n_vars > model.n_vars and cut.A.shape[0] > model.A.shape[0]
+            said.clear()
+            _, lp = strong._strengthen(cut, strong.machine_columns(cut, problem), Limits(), said.append)
+        assert said[0] == f"cuts: {added} option-on-instance rows remembered from the last plan of this layout"
+        assert lp is not None
+        break
+    else:
+        raise AssertionError("no batch among the seeds whose LP needs option-on-instance rows")
+    # outside a block the method keeps its own memory for its rounds, and leaves none behind
+    get_method("aggregate").solve(problem, get_solver("highs"), Limits(mip_rel_gap=0.0), lambda s: None)
+    assert strong._MEMORY is None

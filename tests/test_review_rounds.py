@@ -162,3 +162,18 @@ def test_when_the_lane_rounds_run_out_the_plan_packing_gets_is_solved_to_the_gap
     assert any("options relaxed" in m for m in said)  # a quick plan first
     assert c.status is Status.OPTIMAL, said
     assert c.bound <= c.objective
+
+
+def test_the_gap_closing_solve_has_a_budget_of_its_own_and_ends_with_the_plan_and_its_gap(monkeypatch):
+    # the solve to the gap after the quick rounds is capped (CLOSE_GAP_*): spent at once, the quick
+    # plan is the answer, feasible with its bound, not optimal (the case's quick plan is not within gap 0)
+    problem = _tradeoff_case()
+    free = get_method("aggregate").solve(problem, get_solver("highs"), Limits(mip_rel_gap=0.0), lambda m: None)
+    monkeypatch.setattr(milp, "CLOSE_GAP_MIN_S", 0.0)
+    monkeypatch.setattr(milp, "CLOSE_GAP_TIME_FACTOR", 0.0)
+    said: list[str] = []
+    c = get_method("aggregate").solve(problem, get_solver("highs"), Limits(mip_rel_gap=0.0), said.append)
+    assert any("solving the model to the gap (in 0 s at most)" in m for m in said), said
+    assert c.status is Status.FEASIBLE and c.lane_of_q is not None
+    assert math.isfinite(c.bound) and c.bound < c.objective
+    assert free.status is Status.OPTIMAL and c.bound <= free.objective <= c.objective

@@ -16,8 +16,9 @@ Here each deployment's queries are placed on its ``k = u·b`` lanes; where the g
   ``k`` lanes can run in time is found (queries are dropped while the rest stays infeasible).
   Where S's work due by one of its deadlines T alone exceeds ``T·k`` (the model merges nearby
   deadlines into one level, so it did not see T), the cut is the pooled row at T over all the
-  deployment's options due by T, valid for every plan. Otherwise (the queries fit the pooled
-  seconds but not whole on lanes) it is the row
+  deployment's options due by T, valid for every plan, and the same row at every other deadline
+  of the deployment's options (the next plan would otherwise find the next merged one).
+  Otherwise (the queries fit the pooled seconds but not whole on lanes) it is the row
 
       Σ_{q∈S} x_{q,d} ≤ |S| − 1 + |S|·w,   u_d ≥ (u + 1)·w,   w ∈ {0, 1}
 
@@ -267,16 +268,27 @@ def with_lane_cuts(model: MatrixModel, problem: Problem, cuts: list[LaneCut]) ->
     lo: list[float] = []
     hi: list[float] = []
     n_new = 0
+    pooled: set[tuple[int, float]] = set()  # (deployment, deadline) of the pooled rows added
     for cut in cuts:
         us = (np.flatnonzero(model.u_dep == cut.dep) + model.u_start).tolist()
         r = len(lo)
         if cut.level_s is not None:
-            xs = np.flatnonzero((d_of_x == cut.dep) & (latest[q_of_x] <= cut.level_s))
-            rows += [r] * (len(xs) + len(us))
-            cols += [*xs.tolist(), *us]
-            vals += [*problem.runtime_s[q_of_x[xs], cut.dep].tolist(), *([-cut.level_s * lanes_per[cut.dep]] * len(us))]
-            lo.append(-np.inf)
-            hi.append(0.0)
+            # the pooled row at every deadline of the deployment's options, not only at the cut's:
+            # where the model's merged levels hid one, the next plan would meet the next (measured on
+            # the example at ζ = 0: a round, a whole solve, per deadline otherwise)
+            mine = np.flatnonzero(d_of_x == cut.dep)
+            due = latest[q_of_x[mine]]
+            for level_s in np.unique(due):
+                if (cut.dep, float(level_s)) in pooled:
+                    continue
+                pooled.add((cut.dep, float(level_s)))
+                xs = mine[due <= level_s]
+                r = len(lo)
+                rows += [r] * (len(xs) + len(us))
+                cols += [*xs.tolist(), *us]
+                vals += [*problem.runtime_s[q_of_x[xs], cut.dep].tolist(), *([-level_s * lanes_per[cut.dep]] * len(us))]
+                lo.append(-np.inf)
+                hi.append(0.0)
             continue
         w = n0 + n_new
         n_new += 1

@@ -87,9 +87,10 @@ PART_MAX_SPLIT = 0.5
 #: step 3 (instance counts first) may take this many times the LP rounds' seconds, at least
 #: COUNTS_MIN_S: it is a shortcut, and where it runs long the whole model decides (measured on the
 #: example with a floor of 0.666, which no plan meets: 107 s to prove the relaxation infeasible,
-#: where the whole model takes 81 s; at ζ = 0 it takes 11-15 s, the whole model 40 s per round)
+#: where the whole model takes 81 s; at ζ = 0 it takes 11-15 s on a quiet machine and over 15 s beside
+#: two other jobs, the whole model 40 s per round)
 COUNTS_TIME_FACTOR = 1.5
-COUNTS_MIN_S = 15.0
+COUNTS_MIN_S = 30.0
 #: step 3 is for batches of at least this many queries: a smaller one's whole model takes
 #: milliseconds, and step 3 would add two backend calls (measured: the property test of every
 #: method and backend on 2-5 queries took 29 s with it, 3.9 s without)
@@ -221,14 +222,19 @@ def remember(key: tuple, value: Any) -> None:
 
 
 @contextmanager
-def remembered_cuts() -> Iterator[None]:
+def remembered_cuts(*, inherit: bool = False) -> Iterator[None]:
     """Within this block, the cuts found for one model are the first cuts of the next model of the
-    same layout (same options, rows and columns; the costs and right-hand sides may differ, as
-    they do along a sweep of ζ or of accuracy floors): the rows are valid for every plan of that
-    layout, and the next LP starts where the last one ended (one LP instead of two or more). The
-    lane cuts of :mod:`.milp` are kept per problem the same way (valid for every plan of the same
-    queries, runtimes, deadlines and lanes, whatever the objective or accuracy floor)."""
+    same layout (same option and instance columns; the other rows and columns, the costs and the
+    right-hand sides may differ, as they do along a sweep of ζ or of accuracy floors, or from one
+    round of lane cuts to the next): a row x_c ≤ u_m holds for every plan whatever else the model
+    says, and the next LP starts where the last one ended (one LP instead of eight). The lane cuts
+    of :mod:`.milp` are kept per problem the same way (valid for every plan of the same queries,
+    runtimes, deadlines and lanes, whatever the objective or accuracy floor). ``inherit``: within
+    an active block, remember into that block's memory (a block of its own otherwise)."""
     global _MEMORY
+    if inherit and _MEMORY is not None:
+        yield
+        return
     before, _MEMORY = _MEMORY, {}
     try:
         yield
@@ -237,9 +243,9 @@ def remembered_cuts() -> Iterator[None]:
 
 
 def _layout(model: MatrixModel, u_of_x: np.ndarray) -> tuple:
-    A = model.A
-    return (model.kind, model.n_vars, A.shape[0], A.nnz, hash(model.x_cand.tobytes()), hash(u_of_x.tobytes()),
-            hash(A.indices.tobytes()), hash(model.row_kind.tobytes()))
+    """What an option-on-instance row x_c ≤ u_m refers to: the option columns (which option each
+    is) and each one's instance column. Nothing else of the model: the row holds for every plan."""
+    return ("vub", model.kind, model.n_x, model.u_start, hash(model.x_cand.tobytes()), hash(u_of_x.tobytes()))
 
 
 def _strengthen(model: MatrixModel, u_of_x: np.ndarray, limits: Limits, progress) -> tuple[MatrixModel, Any]:
