@@ -7,7 +7,7 @@ import numpy as np
 
 from .problem import Problem
 
-__all__ = ["explain_infeasible"]
+__all__ = ["explain_infeasible", "shown_below", "unreachable_accuracy"]
 
 
 def _prefix_shortage(work: np.ndarray, deadlines: np.ndarray, servers: float,
@@ -31,14 +31,25 @@ def _by(t: float, horizon_s: float) -> str:
     return f"by the horizon ({horizon_s:g} s)" if t >= horizon_s - 1e-9 else f"by the deadline {t:g} s"
 
 
-def _unreachable_accuracy(problem: Problem) -> list[str]:
+def unreachable_accuracy(problem: Problem) -> list[str]:
+    """The reason where the batch's accuracy floor is above its token-weighted mean with every query
+    on its most accurate option (by more than the checker's 1e-9), else none: proven before solving."""
     if problem.min_mean_accuracy is None:
         return []
     reach = problem.max_mean_accuracy()
-    if reach < problem.min_mean_accuracy:
-        return [f"token-weighted mean accuracy can reach at most {reach:.4f} (every query on its most "
-                f"accurate option), below the floor {problem.min_mean_accuracy}"]
+    if reach < problem.min_mean_accuracy - 1e-9:
+        return [f"token-weighted mean accuracy can reach at most {shown_below(reach, problem.min_mean_accuracy)} "
+                f"(every query on its most accurate option), below the floor {problem.min_mean_accuracy:.6g}"]
     return []
+
+
+def shown_below(value: float, floor: float) -> str:
+    """``value`` with 4 decimals, or the fewer more (up to 12) that show it below ``floor``."""
+    for decimals in range(4, 13):
+        text = f"{value:.{decimals}f}"
+        if float(text) < floor:
+            return text
+    return f"{value:.12f}"
 
 
 def _single_deployment_shortage(problem: Problem) -> tuple[list[str], dict[int, int]]:
@@ -110,7 +121,7 @@ def explain_infeasible(problem: Problem) -> list[str]:
     if out:
         return out
     short, min_inst = _single_deployment_shortage(problem)
-    out = _unreachable_accuracy(problem) + short + _pool_short_of_instances(problem, min_inst)
+    out = unreachable_accuracy(problem) + short + _pool_short_of_instances(problem, min_inst)
     if out:
         return out
     out = _pool_short_of_device_seconds(problem)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from .accounting import ends_in_time, within_gap
 from .check import check_plan
-from .diagnose import explain_infeasible
+from .diagnose import explain_infeasible, unreachable_accuracy
 from .enginesim import engine_timing_applies
 from .errors import DataError
 from .fleet import Fleet
@@ -174,12 +174,17 @@ def _plan_problem(problem: Problem, *, solver: str, formulation: str, limits: Li
 
 def _proven_infeasible(problem: Problem, solver_name: str) -> Choice | None:
     """The answer without a plan where one is proven impossible before any solving: queries no
-    option serves, or a capacity inequality violated (methods/capacity.py); else None."""
+    option serves, a mean-accuracy floor above every query's most accurate option, or a capacity
+    inequality violated (methods/capacity.py); else None."""
     if len(problem.unservable):
         with phase(_DIAGNOSIS):
             reasons = "; ".join(explain_infeasible(problem)[:10])
         return Choice.none("none", solver_name, Status.INFEASIBLE, Termination.INFEASIBLE, math.inf, BoundSource.NONE,
                            message=f"{len(problem.unservable)} queries have no feasible option: {reasons}")
+    unreachable = unreachable_accuracy(problem)  # a floor above every query's most accurate option
+    if unreachable:
+        return Choice.none("none", solver_name, Status.INFEASIBLE, Termination.INFEASIBLE, math.inf, BoundSource.NONE,
+                           message=unreachable[0])
     with phase("problem: capacity check"):
         short = capacity_shortfall(problem)  # a cheap proof that nothing fits
     if short is None:

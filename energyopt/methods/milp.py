@@ -163,8 +163,9 @@ class MilpMethod(Method):
         assert res.termination is not None
         if res.x is None:
             status = Status.INFEASIBLE if res.status == Status.INFEASIBLE else Status.NO_SOLUTION
-            # an infeasible model's reasons come from the diagnosis (plan.py), not the backend's words
-            message = "" if status == Status.INFEASIBLE else f"no plan found within the limits ({res.message})"
+            # an infeasible model's reasons come from the diagnosis (plan.py), not the backend's words, but
+            # where the result's proof says why (an accuracy floor out of reach: methods/floor.py)
+            message = res.reason if status == Status.INFEASIBLE else f"no plan found within the limits ({res.message})"
             return Choice.none(self.name, backend.name, status, res.termination,
                                res.bound if status == Status.INFEASIBLE else bound, res.bound_source,
                                solver_s=res.time_s, message=message)

@@ -64,6 +64,9 @@ class SolveResult:
     time_s: float
     message: str = ""
     termination: Termination | None = None  # why it stopped; by default read off the status
+    # where this result proves that no plan exists and can say why in the user's words (an accuracy
+    # floor above the most a relaxation allows): that reason; else "" and the diagnosis says why
+    reason: str = ""
 
     def __post_init__(self) -> None:
         if self.termination is None:
