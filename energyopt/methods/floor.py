@@ -43,7 +43,7 @@ from ..formulation import MatrixModel
 from ..problem import Problem
 from ..solvers import Solver
 from . import Limits
-from .strong import INT_TOL, RELAXED_SHARE, _lp, _options_in_lane_sets, backend_solve, recall, remember
+from .strong import INT_TOL, RELAXED_SHARE, _lp, backend_solve, count_columns, options_relaxed, recall, remember
 
 __all__ = ["Ceiling", "FloorRow", "FLOOR_SLACK", "CEILING_REL_GAP", "CEILING_MIN_S", "CEILING_TIME_FACTOR",
            "floor_row", "out_of_reach", "remembered_ceiling", "lp_ceiling", "relaxation_ceiling",
@@ -191,11 +191,7 @@ def relaxation_ceiling(model: MatrixModel, fr: FloorRow, backend: Solver, limits
     the whole model)."""
     if not backend.keeps_continuous:
         return Ceiling()
-    most = _most_accuracy(model, fr.row)
-    counts = most.integrality == 1
-    counts[: most.n_x] = False
-    keep = counts | _options_in_lane_sets(most)
-    relaxed = dataclasses.replace(most, integrality=np.where(keep, 1, 0).astype(most.integrality.dtype))
+    relaxed = options_relaxed(_most_accuracy(model, fr.row))
     res = backend_solve(backend, relaxed, dataclasses.replace(limits, mip_rel_gap=CEILING_REL_GAP), cap_s)
     at_most = -float(res.bound) if math.isfinite(res.bound) else math.inf
     reached = -float(res.objective) if res.x is not None else -math.inf
@@ -262,9 +258,7 @@ def rounded_reach(model: MatrixModel, fr: FloorRow, x: np.ndarray, limits: Limit
     each). Not with lane cuts (their switches and sets are integral in the relaxation)."""
     if np.any(model.row_kind == "lane"):
         return -math.inf
-    counts = model.integrality == 1
-    counts[: model.n_x] = False
-    cols = np.flatnonzero(counts)
+    cols = np.flatnonzero(count_columns(model))
     n = _rounded_counts(model, cols, x[cols])
     if n is None:
         return -math.inf

@@ -362,7 +362,7 @@ def _solve(model: MatrixModel, problem: Problem, backend: Solver, limits: Limits
         best = part if part.x is not None else None
     else:
         say(f"LP with cuts: {bound:.8g}, {what}: nearly the whole model")
-    if best is not None and _within(best.objective, bound, limits.mip_rel_gap):
+    if best is not None and within_gap(best.objective, bound, limits.mip_rel_gap):
         return dataclasses.replace(best, status=Status.OPTIMAL, termination=Termination.OPTIMAL, bound=bound,
                                    bound_source=BoundSource.LP, time_s=time.perf_counter() - t0,
                                    message=f"{len(split_q)} split queries solved by {backend.name}, within the gap of the LP")
@@ -378,7 +378,7 @@ def _solve(model: MatrixModel, problem: Problem, backend: Solver, limits: Limits
         bound, src = counts_bound, BoundSource.MIP
     if counted is not None and (best is None or counted.objective < best.objective):
         best = counted
-    if best is not None and _within(best.objective, bound, limits.mip_rel_gap):
+    if best is not None and within_gap(best.objective, bound, limits.mip_rel_gap):
         return dataclasses.replace(best, status=Status.OPTIMAL, termination=Termination.OPTIMAL, bound=bound,
                                    bound_source=src,
                                    time_s=time.perf_counter() - t0,
@@ -433,7 +433,7 @@ def _whole_model(strong: MatrixModel, backend: Solver, limits: Limits, cap: _Cap
     src = BoundSource.MIP if math.isfinite(full.bound) and full.bound > bound else src
     if best is None:
         return dataclasses.replace(full, bound=b, bound_source=src, time_s=time.perf_counter() - t0)
-    ok = _within(best.objective, b, limits.mip_rel_gap) or (best is full and full.status == Status.OPTIMAL)
+    ok = within_gap(best.objective, b, limits.mip_rel_gap) or (best is full and full.status == Status.OPTIMAL)
     return dataclasses.replace(best, status=Status.OPTIMAL if ok else Status.FEASIBLE,
                                termination=Termination.OPTIMAL if ok else full.termination, bound=b, bound_source=src,
                                time_s=time.perf_counter() - t0)
@@ -480,14 +480,12 @@ def _counts_first(model: MatrixModel, backend: Solver, limits: Limits, cap: _Cap
     integer columns (instance counts, lane cuts' switches) integral (-inf where none is proven, inf
     where the backend proves that model infeasible), and the plan of the options at the counts it
     chose (None where there is none). The relaxed model gets at most ``at_most_s``."""
-    counts = model.integrality == 1
-    counts[: model.n_x] = False  # the options' columns: relaxed, but for those in the sets of lane cuts
+    counts = count_columns(model)
     if not counts.any() or not backend.keeps_continuous:
         # CP-SAT: the "relaxed" model would be the whole model searched to a tenth of the gap, for the
         # LP bound it reports anyway (and the plan at its counts one more search)
         return -math.inf, None
-    keep = counts | _options_in_lane_sets(model)
-    relaxed = dataclasses.replace(model, integrality=np.where(keep, 1, 0).astype(model.integrality.dtype))
+    relaxed = options_relaxed(model)
     # a tenth of the gap: the plan at its counts is a few thousandths of a percent above its optimum,
     # and the two together must stay within the gap. At most half of the time left: its answer is a
     # bound, not a plan, and the plan at its counts and step 4 (which had all of it before) need the rest
@@ -513,6 +511,20 @@ def _counts_first(model: MatrixModel, backend: Solver, limits: Limits, cap: _Cap
     return res.bound, plan
 
 
+def count_columns(model: MatrixModel) -> np.ndarray:
+    """The integer columns other than the options' (instance counts, lane cuts' switches): a mask."""
+    counts = model.integrality == 1
+    counts[: model.n_x] = False
+    return counts
+
+
+def options_relaxed(model: MatrixModel) -> MatrixModel:
+    """Step 3's relaxation of ``model``: its options relaxed, but for those in the sets of lane cuts;
+    the instance counts and every other integer column integral."""
+    keep = count_columns(model) | _options_in_lane_sets(model)
+    return dataclasses.replace(model, integrality=np.where(keep, 1, 0).astype(model.integrality.dtype))
+
+
 def _options_in_lane_sets(model: MatrixModel) -> np.ndarray:
     """The option columns in a lane cut's set row (one with its binary switch, :mod:`.lanecuts`):
     relaxed, such a row (Σ x ≤ s − 1 + s·w) cuts off almost nothing, so they stay integral."""
@@ -528,11 +540,6 @@ def _options_in_lane_sets(model: MatrixModel) -> np.ndarray:
     return out
 
 
-def _within(objective: float, bound: float, gap: float) -> bool:
-    """Whether a plan is within ``gap`` of the bound (as plan.py judges optimality)."""
-    return within_gap(objective, bound, gap)
-
-
 def _finish(best: SolveResult | None, bound: float, backend: Solver, t0: float, stop: Termination,
             src: BoundSource = BoundSource.LP) -> SolveResult:
     """The result so far: ``best`` (None: no plan) with ``bound`` (from ``src``)."""
@@ -540,6 +547,6 @@ def _finish(best: SolveResult | None, bound: float, backend: Solver, t0: float, 
     if best is None:
         return SolveResult(Status.NO_SOLUTION, None, math.nan, bound, src, backend.name, dt,
                            "no plan within the limits", termination=stop)
-    ok = _within(best.objective, bound, 0.0)
+    ok = within_gap(best.objective, bound, 0.0)
     return dataclasses.replace(best, status=Status.OPTIMAL if ok else Status.FEASIBLE, bound=bound,
                                bound_source=src, termination=stop, time_s=dt)
