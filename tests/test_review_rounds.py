@@ -60,8 +60,10 @@ def test_cap_s_caps_the_whole_call_of_solve_strong_not_each_step():
     model = build_matrix(problem, "aggregate")
     said: list[str] = []
     strong.solve_strong(model, problem, get_solver("highs"), Limits(mip_rel_gap=0.0), said.append)
-    # the case this test is about: four MILPs (the split queries, step 3's two, the whole model)
-    assert any("options relaxed" in m for m in said) and any("the whole model" in m for m in said)
+    # the case this test is about: four MILPs or more (the split queries, step 3's two, the counts
+    # split at step 3's or the whole model)
+    assert any("options relaxed" in m for m in said)
+    assert any("counts at least step 3's" in m or "the whole model" in m for m in said)
     said.clear()
     t0 = time.perf_counter()
     res = strong.solve_strong(model, problem, _WholeLimitHighs(), Limits(mip_rel_gap=0.0), said.append, cap_s=1.0)
@@ -126,17 +128,25 @@ def test_a_bound_from_step_3_is_labelled_as_the_mip_bound_it_is():
 
 
 class _WrongInfeasibleHighs(HighsSolver):
-    """HiGHS that calls the whole model infeasible (a wrong verdict, as HiGHS's presolve has given)."""
+    """HiGHS that calls a model with whole options, none fixed, and instance counts not all fixed
+    infeasible (a wrong verdict, as HiGHS's presolve has given): the whole model and the split's
+    region 1 (counts at least step 3's), not step 2's (some options fixed) nor step 3's plan (counts
+    fixed)."""
 
     def solve(self, model, *, time_limit_s=None, mip_rel_gap=1e-4, threads=2):
-        if (model.integrality[: model.n_x] == 1).all() and (model.var_lo < model.var_hi).all():
+        n_x, counts = model.n_x, strong.count_columns(model)
+        if ((model.integrality[:n_x] == 1).all() and (model.var_lo[:n_x] < model.var_hi[:n_x]).all()
+                and (model.var_lo[counts] < model.var_hi[counts]).any()):
             return SolveResult(Status.INFEASIBLE, None, math.nan, math.inf, BoundSource.MIP, self.name, 0.0, "wrong")
         return super().solve(model, time_limit_s=time_limit_s, mip_rel_gap=mip_rel_gap, threads=threads)
 
 
 def test_a_whole_model_called_infeasible_after_step_3_found_a_plan_keeps_that_plan():
     problem, model = _seed_13_case()
-    res = strong.solve_strong(model, problem, _WrongInfeasibleHighs(), Limits(mip_rel_gap=0.0), lambda m: None)
+    said: list[str] = []
+    res = strong.solve_strong(model, problem, _WrongInfeasibleHighs(), Limits(mip_rel_gap=0.0), said.append)
+    assert any("counts at least step 3's: infeasible, ignored" in m for m in said), said
+    assert any("verdict is ignored" in m for m in said), said
     assert res.x is not None and res.status is Status.FEASIBLE and res.termination is not Termination.INFEASIBLE
     assert math.isfinite(res.bound) and res.bound <= res.objective
 
@@ -147,8 +157,9 @@ def test_the_gap_closing_round_does_not_solve_steps_2_and_3_again():
     said: list[str] = []
     c = get_method("aggregate").solve(problem, get_solver("highs"), Limits(mip_rel_gap=0.0), said.append)
     assert any("solving the model to the gap" in m for m in said)
-    assert sum("options relaxed" in m for m in said) == 1, said
-    assert sum("the whole model with its cuts" in m for m in said) == 1
+    assert sum("instance counts with the options relaxed" in m for m in said) == 1, said
+    # then the counts split at step 3's (which closes this case's gap) or the whole model, once
+    assert sum("counts at least step 3's" in m for m in said) + sum("the whole model with its cuts" in m for m in said) == 1
     assert c.status is Status.OPTIMAL and c.bound <= c.objective
 
 
@@ -177,3 +188,19 @@ def test_the_gap_closing_solve_has_a_budget_of_its_own_and_ends_with_the_plan_an
     assert c.status is Status.FEASIBLE and c.lane_of_q is not None
     assert math.isfinite(c.bound) and c.bound < c.objective
     assert free.status is Status.OPTIMAL and c.bound <= free.objective <= c.objective
+
+
+def test_a_spent_lane_rounds_budget_does_not_end_the_rounds_with_a_plan_whose_lanes_fail(monkeypatch):
+    # seed 10: every round's plan needs another lane cut. Before, once the rounds' budget was spent the
+    # last plan (whose lanes were known to fail) went to packing after one round; a round now gets at
+    # least the longest round's time, and the rounds go on to LANE_CUT_ROUNDS as with a budget
+    problem = _tradeoff_case(seed=10)
+    free: list[str] = []
+    get_method("aggregate").solve(problem, get_solver("highs"), Limits(mip_rel_gap=0.0), free.append)
+    monkeypatch.setattr(milp, "LANE_CUT_MIN_S", 0.0)
+    monkeypatch.setattr(milp, "LANE_CUT_TIME_FACTOR", 0.0)
+    said: list[str] = []
+    c = get_method("aggregate").solve(problem, get_solver("highs"), Limits(mip_rel_gap=0.0), said.append)
+    rounds = sum("cut, solving again" in m for m in said)
+    assert rounds == sum("cut, solving again" in m for m in free) == milp.LANE_CUT_ROUNDS, (free, said)
+    assert c.dep_of_q is not None and c.bound <= c.objective

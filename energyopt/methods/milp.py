@@ -20,13 +20,18 @@ __all__ = ["MilpMethod", "LANE_CUT_ROUNDS"]
 
 #: rounds of lane cuts (:mod:`.lanecuts`) at most: the aggregate model solved again with them
 LANE_CUT_ROUNDS = 8
-#: the rounds with lane cuts together may take this many times the first solve's seconds (at least
-#: :data:`LANE_CUT_MIN_S`): where plans tie (the trade-off at small ζ), each cut can leave another
-#: equal choice that no lanes run, and each solve takes as long as the first. In a sweep the first
-#: solve starts from the last plan's cuts and takes a second or two while the rounds after it take
-#: 10-20 s each on the example (2-core machine): hence the floor
+#: the rounds with lane cuts share a budget of this many times the first solve's seconds (at least
+#: :data:`LANE_CUT_MIN_S`), and once it is spent each round still gets the longest round's seconds
+#: (at least :data:`LANE_ROUND_MIN_S`; a plan whose lanes do not hold is no answer, and
+#: :data:`LANE_CUT_ROUNDS` ends the rounds): where plans tie (the trade-off at small ζ), each cut can
+#: leave another equal choice that no lanes run, and each solve takes as long as the first. In a
+#: sweep the first solve starts from the last plan's cuts and takes a second or two while the rounds
+#: after it take 10-20 s each on the example (2-core machine): hence the floor
 LANE_CUT_TIME_FACTOR = 2.0
 LANE_CUT_MIN_S = 60.0
+#: the least a round gets once the budget is spent (a round of a small batch takes milliseconds, and
+#: one capped at that would end without a plan)
+LANE_ROUND_MIN_S = 5.0
 #: once a quick round's plan has lanes, its model is solved to the gap in at most this many times the
 #: seconds the method has spent so far (at least :data:`CLOSE_GAP_MIN_S`; under a time limit, at most
 #: what is left of it); then the plan ends with the gap it has. Measured on the example at ζ = 0
@@ -92,15 +97,21 @@ class MilpMethod(Method):
         rnd = 0
         quick: SolveResult | None = None  # the quick round's answer for the model solved to the gap next
         started, close_s = time.perf_counter(), math.inf
+        longest_s = 0.0  # the longest round's seconds so far
         while rnd <= LANE_CUT_ROUNDS:
             cap_s = None if budget_end is None else budget_end - time.perf_counter()
             if quick is not None:  # the solve to the gap of a quick plan whose lanes hold
                 cap_s = close_s
-            if last is not None and cap_s is not None and cap_s < 1.0:
-                return last  # the rounds' time is spent: packing and its repair decide
+            if quick is None and cap_s is not None:
+                # a round gets at least the longest round's time, spent budget or not: the plan before
+                # it has lanes that do not hold, and a round cut shorter than a solve takes ends without
+                # a plan, or with a poor one (at ζ = 0 on the example, 2-core machine: a round capped at
+                # 23 s planned -0.836 against a bound of -0.936, and packing could not place it)
+                cap_s = max(cap_s, longest_s, LANE_ROUND_MIN_S)
             t0 = time.perf_counter()
             res = solve_strong(model, problem, backend, limits, progress, cap_s=cap_s, close_gap=close_gap, known=quick)
             quick = None
+            longest_s = max(longest_s, time.perf_counter() - t0)
             if budget_end is None:
                 budget_end = time.perf_counter() + max(LANE_CUT_TIME_FACTOR * (time.perf_counter() - t0), LANE_CUT_MIN_S)
             if last is not None and res.x is None and res.status != Status.INFEASIBLE:

@@ -27,7 +27,12 @@ Then:
    better bound. Under a time limit or cap the relaxed model gets at most half of what is left (its
    answer is a bound, not a plan). Not with CP-SAT, which makes every column an integer (the
    relaxed model would be the whole one) and reports the LP bound;
-4. else the backend solves the whole model with the cuts, under what is left of the limits, and
+4. else, where step 3 applies, the counts are split at step 3's counts n (:mod:`.countsplit`):
+   every plan has either u ≥ n (the options' MILP with the counts bounded below by n: a plan and
+   a bound) or some u_c < n_c (step 3's relaxation with that disjunction: a bound); the lesser of
+   the two bounds is valid, and tighter than step 3's wherever that bound is set by the options'
+   integrality at n rather than by the counts;
+5. else the backend solves the whole model with the cuts, under what is left of the limits, and
    the better plan and the better bound are kept.
 
 A mean-accuracy floor that no plan meets is proven out of reach by :mod:`.floor` instead: by a
@@ -346,7 +351,8 @@ def _solve(model: MatrixModel, problem: Problem, backend: Solver, limits: Limits
                            time.perf_counter() - t0, "LP relaxation with cuts is integral")
     if known is not None and known.x is not None:
         src = known.bound_source if known.bound > bound else BoundSource.LP
-        return _whole_model(strong, backend, limits, cap, known, max(bound, known.bound), src, t0, say)
+        return _split_then_whole(strong, problem, backend, limits, cap, known, known.x, max(bound, known.bound), src,
+                                 t0, say)
     # fix the x columns of the queries the LP does not split; the rest and every u stay free
     q_of_x = problem.cand["q"].to_numpy()[strong.x_cand]
     split_q = np.unique(q_of_x[frac[: strong.n_x]])
@@ -368,7 +374,8 @@ def _solve(model: MatrixModel, problem: Problem, backend: Solver, limits: Limits
                                    message=f"{len(split_q)} split queries solved by {backend.name}, within the gap of the LP")
     if cap.spent():
         return _finish(best, bound, backend, t0, Termination.TIME_LIMIT)
-    counts_bound, counted = _counts_step(strong, problem, backend, limits, cap, say, t0, have_plan=best is not None)
+    counts_bound, counted = _counts_step(strong, problem, backend, limits, cap, say, t0, have_plan=best is not None,
+                                         quick=not close_gap)
     if counts_bound == math.inf:  # the relaxation has no plan: neither has the batch
         return SolveResult(Status.INFEASIBLE, None, math.nan, math.inf, BoundSource.MIP, backend.name,
                            time.perf_counter() - t0, "the model with its options relaxed is infeasible",
@@ -388,6 +395,32 @@ def _solve(model: MatrixModel, problem: Problem, backend: Solver, limits: Limits
         return _finish(best, bound, backend, t0, Termination.TIME_LIMIT, src)
     if best is not None and not close_gap:
         return _finish(best, bound, backend, t0, Termination.FEASIBLE, src)
+    counts_at = None if counted is None else counted.x
+    return _split_then_whole(strong, problem, backend, limits, cap, best, counts_at, bound, src, t0, say)
+
+
+def _split_then_whole(strong: MatrixModel, problem: Problem, backend: Solver, limits: Limits, cap: _Cap,
+                      best: SolveResult | None, counts_at: np.ndarray | None, bound: float, src: BoundSource,
+                      t0: float, say) -> SolveResult:
+    """Step 3's plan not within the gap of its bound: the counts split at those of ``counts_at``
+    (:mod:`.countsplit`; None: no counts to split at), where step 3 applies; the whole model
+    (step 4) where that does not close the gap, with what is left of the limits."""
+    from . import countsplit
+
+    if (counts_at is not None and problem.n_queries >= COUNTS_MIN_QUERIES and backend.keeps_continuous
+            and count_columns(strong).any()):
+        split, plan = countsplit.split_bound(strong, counts_at, best, backend, limits, cap, say)
+        if plan is not None and (best is None or plan.objective < best.objective):
+            best = plan
+        if split > bound:
+            bound, src = split, BoundSource.MIP
+        if best is not None and within_gap(best.objective, bound, limits.mip_rel_gap):
+            return dataclasses.replace(best, status=Status.OPTIMAL, termination=Termination.OPTIMAL, bound=bound,
+                                       bound_source=src, time_s=time.perf_counter() - t0,
+                                       message=f"options solved by {backend.name} with the instance counts split at "
+                                               "step 3's, within the gap of the lesser bound of the two parts")
+        if cap.spent():
+            return _finish(best, bound, backend, t0, Termination.TIME_LIMIT, src)
     return _whole_model(strong, backend, limits, cap, best, bound, src, t0, say)
 
 
@@ -461,36 +494,38 @@ class _Cap:
 
 
 def _counts_step(model: MatrixModel, problem: Problem, backend: Solver, limits: Limits, cap: _Cap, say, t0: float,
-                 *, have_plan: bool) -> tuple[float, SolveResult | None]:
+                 *, have_plan: bool, quick: bool) -> tuple[float, SolveResult | None]:
     """Step 3 where it applies (a batch of at least COUNTS_MIN_QUERIES queries; a smaller one's whole
     model is solved at once), as a shortcut: at most COUNTS_TIME_FACTOR times what the steps before
     took since ``t0`` (at least COUNTS_MIN_S), else the whole model decides. Its bound (inf: the
     relaxation is infeasible, so is the batch; where step 2 ``have_plan`` of the same model, such a
-    verdict is wrong and ignored) and its plan."""
+    verdict is wrong and ignored) and its plan. A ``quick`` plan (a lane round's, whose model is solved
+    to the gap later where its lanes hold) gets the relaxed model solved to the gap, not a tenth of it."""
     if problem.n_queries < COUNTS_MIN_QUERIES:
         return -math.inf, None
     at_most_s = max(COUNTS_MIN_S, COUNTS_TIME_FACTOR * (time.perf_counter() - t0))
-    bound, plan = _counts_first(model, backend, limits, cap, say, at_most_s=at_most_s)
+    bound, plan = _counts_first(model, backend, limits, cap, say, at_most_s=at_most_s, gap_share=1.0 if quick else 0.1)
     return (-math.inf if bound == math.inf and have_plan else bound), plan
 
 
 def _counts_first(model: MatrixModel, backend: Solver, limits: Limits, cap: _Cap, say,
-                  at_most_s: float) -> tuple[float, SolveResult | None]:
+                  at_most_s: float, gap_share: float = 0.1) -> tuple[float, SolveResult | None]:
     """Step 3 of the module docstring: the bound of ``model`` with its options relaxed and its other
     integer columns (instance counts, lane cuts' switches) integral (-inf where none is proven, inf
     where the backend proves that model infeasible), and the plan of the options at the counts it
-    chose (None where there is none). The relaxed model gets at most ``at_most_s``."""
+    chose (None where there is none). The relaxed model gets at most ``at_most_s`` and is solved to
+    ``gap_share`` of the gap."""
     counts = count_columns(model)
     if not counts.any() or not backend.keeps_continuous:
         # CP-SAT: the "relaxed" model would be the whole model searched to a tenth of the gap, for the
         # LP bound it reports anyway (and the plan at its counts one more search)
         return -math.inf, None
     relaxed = options_relaxed(model)
-    # a tenth of the gap: the plan at its counts is a few thousandths of a percent above its optimum,
-    # and the two together must stay within the gap. At most half of the time left: its answer is a
+    # a tenth of the gap by default: the plan at its counts is a few thousandths of a percent above its
+    # optimum, and the two together must stay within the gap. At most half of the time left: its answer is a
     # bound, not a plan, and the plan at its counts and step 4 (which had all of it before) need the rest
     share_s = cap.share_s(RELAXED_SHARE)
-    res = backend_solve(backend, relaxed, dataclasses.replace(limits, mip_rel_gap=limits.mip_rel_gap / 10),
+    res = backend_solve(backend, relaxed, dataclasses.replace(limits, mip_rel_gap=limits.mip_rel_gap * gap_share),
                         at_most_s if share_s is None else min(share_s, at_most_s))
     if res.status == Status.INFEASIBLE:
         say(f"{backend.name}: instance counts with the options relaxed: infeasible, so is the batch")
