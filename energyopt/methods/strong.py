@@ -102,6 +102,10 @@ COUNTS_MIN_S = 30.0
 COUNTS_MIN_QUERIES = 100
 #: step 3's model with its options relaxed gets at most this share of what is left of a time limit or cap
 RELAXED_SHARE = 0.5
+#: ... and this share in a quick lane round (no whole model after it; only the options at its counts,
+#: which take seconds): cut short, its plan's counts can be poor (measured on the example at ζ = 0,
+#: the third lane round: 15.4 s to solve it; stopped at 13-14 s, its counts planned 10% worse)
+QUICK_RELAXED_SHARE = 0.8
 
 
 def machine_columns(model: MatrixModel, problem: Problem) -> np.ndarray:
@@ -504,17 +508,20 @@ def _counts_step(model: MatrixModel, problem: Problem, backend: Solver, limits: 
     if problem.n_queries < COUNTS_MIN_QUERIES:
         return -math.inf, None
     at_most_s = max(COUNTS_MIN_S, COUNTS_TIME_FACTOR * (time.perf_counter() - t0))
-    bound, plan = _counts_first(model, backend, limits, cap, say, at_most_s=at_most_s, gap_share=1.0 if quick else 0.1)
+    bound, plan = _counts_first(model, backend, limits, cap, say, at_most_s=at_most_s, gap_share=1.0 if quick else 0.1,
+                                time_share=QUICK_RELAXED_SHARE if quick else RELAXED_SHARE)
     return (-math.inf if bound == math.inf and have_plan else bound), plan
 
 
 def _counts_first(model: MatrixModel, backend: Solver, limits: Limits, cap: _Cap, say,
-                  at_most_s: float, gap_share: float = 0.1) -> tuple[float, SolveResult | None]:
+                  at_most_s: float, gap_share: float = 0.1,
+                  time_share: float = RELAXED_SHARE) -> tuple[float, SolveResult | None]:
     """Step 3 of the module docstring: the bound of ``model`` with its options relaxed and its other
     integer columns (instance counts, lane cuts' switches) integral (-inf where none is proven, inf
     where the backend proves that model infeasible), and the plan of the options at the counts it
-    chose (None where there is none). The relaxed model gets at most ``at_most_s`` and is solved to
-    ``gap_share`` of the gap."""
+    chose (None where there is none). The relaxed model gets at most ``at_most_s`` and ``time_share``
+    of what is left of the cap and the limits, and is solved to ``gap_share`` of the gap. The plan
+    fixes the instance counts (the u columns) only: the lane cuts' switches follow the options."""
     counts = count_columns(model)
     if not counts.any() or not backend.keeps_continuous:
         # CP-SAT: the "relaxed" model would be the whole model searched to a tenth of the gap, for the
@@ -522,9 +529,9 @@ def _counts_first(model: MatrixModel, backend: Solver, limits: Limits, cap: _Cap
         return -math.inf, None
     relaxed = options_relaxed(model)
     # a tenth of the gap by default: the plan at its counts is a few thousandths of a percent above its
-    # optimum, and the two together must stay within the gap. At most half of the time left: its answer is a
-    # bound, not a plan, and the plan at its counts and step 4 (which had all of it before) need the rest
-    share_s = cap.share_s(RELAXED_SHARE)
+    # optimum, and the two together must stay within the gap. At most half of the time left by default:
+    # its answer is a bound, not a plan, and the plan at its counts and step 4 need the rest
+    share_s = cap.share_s(time_share)
     res = backend_solve(backend, relaxed, dataclasses.replace(limits, mip_rel_gap=limits.mip_rel_gap * gap_share),
                         at_most_s if share_s is None else min(share_s, at_most_s))
     if res.status == Status.INFEASIBLE:
@@ -535,7 +542,10 @@ def _counts_first(model: MatrixModel, backend: Solver, limits: Limits, cap: _Cap
         return -math.inf, None
     say(f"{backend.name}: instance counts with the options relaxed: bound {res.bound:.8g} in {res.time_s:.2f} s")
     lo, hi = model.var_lo.copy(), model.var_hi.copy()
-    lo[counts] = hi[counts] = np.round(res.x[counts])
+    fix = np.zeros_like(counts)
+    fix[model.u_start:model.u_start + len(model.u_dep)] = True
+    fix &= counts
+    lo[fix] = hi[fix] = np.round(res.x[fix])
     if cap.spent():
         return res.bound, None
     plan = backend_solve(backend, dataclasses.replace(model, var_lo=lo, var_hi=hi), limits, cap.left_s())
