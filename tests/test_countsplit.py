@@ -18,8 +18,8 @@ from energyopt.formulation import build_matrix
 from energyopt.methods import Limits, countsplit, strong
 from energyopt.methods.strong import _Cap, count_columns, options_relaxed, solve_strong
 from energyopt.problem import build_problem
-from energyopt.schema import Status
-from energyopt.solvers import get_solver
+from energyopt.schema import BoundSource, Status
+from energyopt.solvers import SolveResult, get_solver
 
 EXACT = Limits(mip_rel_gap=0.0)
 
@@ -99,34 +99,76 @@ def test_the_split_proves_more_than_step_3s_relaxation_on_some_instances():
     assert ran >= 5 and higher >= 1, (ran, higher)
 
 
+def _with_room():
+    """A model and its optimum ``at`` (a plan, as the split's point always is) with a count column
+    above 0 and below its upper bound (so "every count at least n" holds plans without the split
+    rows, and counts can fall short)."""
+    for seed, _kind, _problem, model in _models(5000, 40):
+        opt = _solve(model)
+        if opt.x is None:
+            continue
+        cols = np.flatnonzero(count_columns(model))
+        n = np.round(opt.x[cols])
+        if np.any((n >= 1) & (n < model.var_hi[cols])):
+            return seed, model, opt.x
+    raise AssertionError("no instance with room")
+
+
 def test_region_two_excludes_every_count_at_least_n_and_keeps_every_count_short_of_it():
-    wl, fleet, models, kw = random_instance(5003)
-    problem = build_problem(wl, fleet, models, **kw)
-    model = build_matrix(problem, "aggregate")
+    seed, model, at = _with_room()
     cols = np.flatnonzero(count_columns(model))
-    at = np.zeros(model.n_vars)
-    at[cols] = 1.0  # every count at least 1
-    at = np.minimum(at, model.var_hi)
+    n = np.round(at[cols])
+    relaxed = options_relaxed(model)
+    lo = relaxed.var_lo.copy()
+    lo[cols] = np.maximum(lo[cols], n)
+    # every count at least n: feasible in the relaxation (the optimum is there) ...
+    assert _solve(dataclasses.replace(relaxed, var_lo=lo)).x is not None, seed
     short = countsplit.falling_short(model, at)
     assert short is not None
     n0 = model.n_vars
-    for c in cols[at[cols] >= 1]:
-        # every count at n (or above) has no y to take: fixed there, region 2 is infeasible
-        lo, hi = short.var_lo.copy(), short.var_hi.copy()
-        lo[cols] = np.maximum(lo[cols], at[cols])
-        assert _solve(dataclasses.replace(short, var_lo=lo, var_hi=hi)).status is Status.INFEASIBLE
-        # one count below its n, the rows hold (y on that column): whatever else is infeasible, the
-        # extra rows alone admit it
-        extra = short.A[model.A.shape[0]:]
-        u = np.r_[np.maximum(at, 0), np.zeros(short.n_vars - n0)]
-        u[c] = at[c] - 1
-        k = int(np.flatnonzero(cols[at[cols] >= 1] == c)[0])
+    lo2 = short.var_lo.copy()
+    lo2[cols] = np.maximum(lo2[cols], n)
+    # ... and excluded by region 2's rows
+    assert _solve(dataclasses.replace(short, var_lo=lo2)).status is Status.INFEASIBLE, seed
+    # one count below its n, the rows hold (y on that column): whatever else is infeasible, the
+    # extra rows alone admit it
+    fall = cols[n >= model.var_lo[cols] + 1]
+    for k, c in enumerate(fall):
+        u = np.r_[np.round(at), np.zeros(short.n_vars - n0)]
+        u[c] -= 1
         u[n0 + k] = 1.0
-        act = extra @ u
+        act = short.A[model.A.shape[0]:] @ u
         assert np.all(act >= short.row_lo[model.A.shape[0]:] - 1e-9)
         assert np.all(act <= short.row_hi[model.A.shape[0]:] + 1e-9)
-    at[:] = 0.0  # no count at least 1: no count can fall short, the region is empty
-    assert countsplit.falling_short(model, at) is None
+    none = np.array(at)
+    none[cols] = model.var_lo[cols]  # every count at its lower bound: none can fall short, the region is empty
+    assert countsplit.falling_short(model, none) is None
+
+
+def test_a_count_without_a_finite_upper_bound_or_a_region_2_called_infeasible_gives_no_bound():
+    """Region 2 cannot be written for an unbounded count, and its "infeasible" is not a proof: in
+    both cases region 1's bound alone would be no bound (it can exceed the optimum), so -inf."""
+    _seed, model, at = _with_room()
+    cols = np.flatnonzero(count_columns(model))
+    n = np.round(at[cols])
+    c = cols[np.flatnonzero(n >= 1)[0]]
+    unbounded = dataclasses.replace(model, var_hi=np.where(np.arange(model.n_vars) == c, np.inf, model.var_hi))
+    with pytest.raises(ValueError, match="no finite upper bound"):
+        countsplit.falling_short(unbounded, at)
+    bound, _plan = countsplit.split_bound(unbounded, at, None, get_solver("highs"), EXACT, _Cap(None, EXACT),
+                                          lambda s: None)
+    assert bound == -math.inf
+
+    class _Region2Infeasible(type(get_solver("highs"))):
+        def solve(self, m, **kw):
+            if m.n_vars > model.n_vars:  # region 2: the model with its y columns
+                return SolveResult(Status.INFEASIBLE, None, math.nan, math.inf, BoundSource.MIP, self.name, 0.0, "wrong")
+            return super().solve(m, **kw)
+
+    said: list[str] = []
+    bound, plan = countsplit.split_bound(model, at, None, _Region2Infeasible(), EXACT, _Cap(None, EXACT), said.append)
+    assert any("not taken as a proof" in m for m in said), said
+    assert bound == -math.inf and plan is not None
 
 
 def test_solve_strong_with_the_split_keeps_a_bound_under_the_brute_force_optimum(monkeypatch):

@@ -413,7 +413,10 @@ def _split_then_whole(strong: MatrixModel, problem: Problem, backend: Solver, li
 
     if (counts_at is not None and problem.n_queries >= COUNTS_MIN_QUERIES and backend.keeps_continuous
             and count_columns(strong).any()):
-        split, plan = countsplit.split_bound(strong, counts_at, best, backend, limits, cap, say)
+        # a shortcut: under a cap (a lane round's) the cap rules; else, as step 3, each part at most
+        # COUNTS_TIME_FACTOR times what came before, at least COUNTS_MIN_S, and the whole model decides
+        at_most_s = None if cap.end_at is not None else max(COUNTS_MIN_S, COUNTS_TIME_FACTOR * (time.perf_counter() - t0))
+        split, plan = countsplit.split_bound(strong, counts_at, best, backend, limits, cap, say, at_most_s)
         if plan is not None and (best is None or plan.objective < best.objective):
             best = plan
         if split > bound:
