@@ -132,7 +132,9 @@ def test_prices_from_samples_give_the_same_bound(synthetic_models, synthetic_fle
     whole, _ = lagrangian_bound(p, samples=())
     staged, _ = lagrangian_bound(p, samples=(300, 1000))
     assert staged.bound == pytest.approx(whole.bound, rel=1e-6)
-    a = plan(wl, fleet, synthetic_models, solver="highs", formulation="aggregate", mip_rel_gap=1e-7, **kw)
+    # a plan within 1e-5 of the optimum (step 3's plan, 1.6e-6 above its bound, in 4 s; at 1e-7 the
+    # solve to the gap took 8 s more for the same plan)
+    a = plan(wl, fleet, synthetic_models, solver="highs", formulation="aggregate", mip_rel_gap=1e-5, **kw)
     assert a.status.has_plan
     assert staged.bound <= a.objective * (1 + 1e-9)
 
