@@ -204,3 +204,17 @@ def test_a_spent_lane_rounds_budget_does_not_end_the_rounds_with_a_plan_whose_la
     rounds = sum("cut, solving again" in m for m in said)
     assert rounds == sum("cut, solving again" in m for m in free) == milp.LANE_CUT_ROUNDS, (free, said)
     assert c.dep_of_q is not None and c.bound <= c.objective
+
+
+def test_when_the_rounds_end_with_their_budget_spent_the_last_model_is_still_solved_to_the_gap(monkeypatch):
+    # LANE_CUT_ROUNDS rounds done and the rounds' budget spent: before, the quick plan went to packing
+    # with its gap; the last model now gets a round's time to be solved to the gap, as a round does
+    monkeypatch.setattr(milp, "LANE_CUT_ROUNDS", 0)
+    monkeypatch.setattr(milp, "LANE_CUT_MIN_S", 0.0)
+    monkeypatch.setattr(milp, "LANE_CUT_TIME_FACTOR", 0.0)
+    said: list[str] = []
+    c = get_method("aggregate").solve(_tradeoff_case(seed=3), get_solver("highs"), Limits(mip_rel_gap=0.0), said.append)
+    spent = [k for k, m in enumerate(said) if "the rounds are spent" in m]
+    assert spent, said  # the case this test is about
+    assert any("counts at least step 3's" in m or "the whole model" in m for m in said[spent[0]:]), said
+    assert c.status is Status.OPTIMAL and c.bound <= c.objective

@@ -144,8 +144,9 @@ class MilpMethod(Method):
                 if close_gap or choice.status is Status.OPTIMAL or limits.expired():
                     return choice
                 assert budget_end is not None  # set after the first round
+                # as a round: at least the longest round's time, spent budget or not
                 return self._closed(problem, model, res, backend, limits, progress, bound,
-                                    cap_s=budget_end - time.perf_counter())
+                                    cap_s=max(budget_end - time.perf_counter(), longest_s, LANE_ROUND_MIN_S))
             last = choice
             names = problem.deployments["deployment"].to_numpy()
             progress(f"lanes: no lanes of {', '.join(f'{c.n_inst} {names[c.dep]}' for c in cuts)} run their "
@@ -159,9 +160,9 @@ class MilpMethod(Method):
     def _closed(self, problem: Problem, model: MatrixModel, quick: SolveResult, backend: Solver, limits: Limits,
                 progress: Progress, bound: float, *, cap_s: float) -> Choice:
         """The choice of ``model`` solved to the gap from its quick plan ``quick`` (its lanes where they
-        hold), within what is left of the rounds' budget (``cap_s``; spent: the quick plan)."""
+        hold), within ``cap_s`` (what is left of the rounds' budget, at least a round's time)."""
         progress("lanes: the rounds are spent; the last model solved to the gap, packing places its queries")
-        res = quick if cap_s < 1.0 else solve_strong(model, problem, backend, limits, progress, cap_s=cap_s, known=quick)
+        res = solve_strong(model, problem, backend, limits, progress, cap_s=cap_s, known=quick)
         choice = self._choice(problem, model, res, backend, max(bound, res.bound))
         if choice.dep_of_q is not None and choice.n_inst is not None:
             lane, cuts, undecided = lanes_or_cuts(problem, choice.dep_of_q, choice.n_inst)
