@@ -12,11 +12,11 @@ Every plan's counts ``u`` either
 
 1. reach ``n`` in every count column (``u ≥ n``): the model with those lower bounds, options whole,
    solved to the gap, gives this region's bound and a plan of the batch; or
-2. fall short of ``n`` in at least one (``u_c ≤ n_c − 1`` for some ``c`` with ``n_c`` above its lower
-   bound ``lo_c``, where ``u_c`` can fall short): step 3's
-   relaxation with a binary ``y_c`` per such column, the rows ``u_c + (hi_c − n_c + 1)·y_c ≤ hi_c``
-   (``y_c = 1`` forces the shortfall) and ``Σ y_c ≥ 1``, solved to a tenth of the gap (it is a bound,
-   not a plan), gives this region's bound (+inf where no counts fall short: the region is empty).
+2. fall short of ``n`` in at least one (``u_c ≤ n_c − 1`` for some ``c`` whose ``n_c`` is above its
+   lower bound): step 3's relaxation with a binary ``y_c`` per such column, the rows
+   ``u_c + (hi_c − n_c + 1)·y_c ≤ hi_c`` (``y_c = 1`` forces the shortfall) and ``Σ y_c ≥ 1``, solved
+   to a tenth of the gap (it is a bound, not a plan), gives this region's bound (+inf where no count
+   can fall short: the region is empty).
 
 The lesser of the two bounds holds for every plan. Neither region's "infeasible" is taken as a
 proof: region 1 holds step 3's plan (such a verdict is wrong), and a wrong one for region 2 would

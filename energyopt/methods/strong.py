@@ -25,8 +25,9 @@ Then:
    chose fixed, the options' MILP is nearly its LP (measured on the example: 2-8 of 15,000 option
    columns fractional, 0.07 s) and gives the plan; it is kept when it is within the gap of the
    better bound. Under a time limit or cap the relaxed model gets at most half of what is left (its
-   answer is a bound, not a plan). Not with CP-SAT, which makes every column an integer (the
-   relaxed model would be the whole one) and reports the LP bound;
+   answer is a bound, not a plan; in a quick lane round, which goes no further, 80%). Not with
+   CP-SAT, which makes every column an integer (the relaxed model would be the whole one) and
+   reports the LP bound;
 4. else, where step 3 applies, the counts are split at step 3's counts n (:mod:`.countsplit`):
    every plan has either u ≥ n (the options' MILP with the counts bounded below by n: a plan and
    a bound) or some u_c < n_c (step 3's relaxation with that disjunction: a bound); the lesser of
@@ -407,8 +408,8 @@ def _split_then_whole(strong: MatrixModel, problem: Problem, backend: Solver, li
                       best: SolveResult | None, counts_at: np.ndarray | None, bound: float, src: BoundSource,
                       t0: float, say) -> SolveResult:
     """Step 3's plan not within the gap of its bound: the counts split at those of ``counts_at``
-    (:mod:`.countsplit`; None: no counts to split at), where step 3 applies; the whole model
-    (step 4) where that does not close the gap, with what is left of the limits."""
+    (:mod:`.countsplit`; None: no counts to split at; step 4), where step 3 applies; the whole
+    model (step 5) where that does not close the gap, with what is left of the limits."""
     from . import countsplit
 
     if (counts_at is not None and problem.n_queries >= COUNTS_MIN_QUERIES and backend.keeps_continuous
@@ -458,7 +459,7 @@ def _out_of_reach(why: str, backend: Solver, t0: float) -> SolveResult:
 
 def _whole_model(strong: MatrixModel, backend: Solver, limits: Limits, cap: _Cap, best: SolveResult | None,
                  bound: float, src: BoundSource, t0: float, say) -> SolveResult:
-    """Step 4 of the module docstring: the whole model with its cuts; the better plan of it and
+    """Step 5 of the module docstring: the whole model with its cuts; the better plan of it and
     ``best``, the better bound of its and ``bound`` (from ``src``)."""
     say(f"{backend.name}: the whole model with its cuts")
     full = backend_solve(backend, strong, limits, cap.left_s())
@@ -533,7 +534,7 @@ def _counts_first(model: MatrixModel, backend: Solver, limits: Limits, cap: _Cap
     relaxed = options_relaxed(model)
     # a tenth of the gap by default: the plan at its counts is a few thousandths of a percent above its
     # optimum, and the two together must stay within the gap. At most half of the time left by default:
-    # its answer is a bound, not a plan, and the plan at its counts and step 4 need the rest
+    # its answer is a bound, not a plan, and the plan at its counts and steps 4-5 need the rest
     share_s = cap.share_s(time_share)
     res = backend_solve(backend, relaxed, dataclasses.replace(limits, mip_rel_gap=limits.mip_rel_gap * gap_share),
                         at_most_s if share_s is None else min(share_s, at_most_s))
