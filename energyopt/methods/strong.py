@@ -41,7 +41,7 @@ ceiling remembered from an earlier model of the same rows (before the LP), else 
 the most accuracy of the LP (where the LP with the floor is infeasible) or of step 3's relaxation.
 
 Measured on the 1,000-query example at ζ = 0.1 (2-core machine, the cuts of a sweep's earlier
-points remembered): step 3 takes 1.3 s against 31 s for step 4, to 0.0082% of its bound; at ζ = 0,
+points remembered): step 3 takes 1.3 s against 31 s for the whole model (step 5), to 0.0082% of its bound; at ζ = 0,
 11 s against 2 × 40 s.
 
 The LP runs in this process (scipy's HiGHS, which honours its time limit on LPs of this size);
@@ -438,7 +438,7 @@ def _floor_verdict(strong: MatrixModel, fr: FloorRow, lp, problem: Problem, back
     proof and one is found, else None: an LP that is infeasible with the floor row, one LP without
     it; a floor the LP's optimum meets with no slack, in a batch for step 3, the most accuracy of
     step 3's relaxation, before steps 2-3 search for a plan (measured on the example, floor 0.666:
-    5-13 s against 107 s for step 3 and 80-125 s for step 4), within as much time as step 3 gets."""
+    5-13 s against 107 s for step 3 and 80-125 s for the whole model), within as much time as step 3 gets."""
     from . import floor
 
     if lp is not None and lp.status == 2:
