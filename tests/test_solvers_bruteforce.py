@@ -212,3 +212,33 @@ def test_cbc_optimum_and_bound_where_its_preprocessing_made_it_claim_a_plan_abov
         assert ref.status == 0 and res.status is Status.OPTIMAL
         assert res.objective == pytest.approx(ref.fun, abs=1e-6 * max(1.0, abs(ref.fun)))
         assert res.bound <= ref.fun + 1e-6 * max(1.0, abs(ref.fun))
+
+
+def test_highs_optimal_without_a_dual_bound_claims_no_more_than_the_gap_allows(monkeypatch):
+    """Where scipy's result has no MIP dual bound, a MIP "optimal" within gap g is bounded by
+    objective − g·max(|objective|, 1), not by the objective (which overstates it by up to g); an LP's
+    optimum is its own bound."""
+    import dataclasses
+
+    import numpy as np
+    import scipy.optimize
+
+    from energyopt.formulation import build_matrix
+    from energyopt.solvers.highs import HighsSolver
+
+    real = scipy.optimize.milp
+
+    def no_dual_bound(*a, **kw):
+        res = real(*a, **kw)
+        res.mip_dual_bound = None
+        return res
+
+    monkeypatch.setattr(scipy.optimize, "milp", no_dual_bound)
+    wl, fleet, models, kw = random_instance(3)
+    model = build_matrix(build_problem(wl, fleet, models, **kw), "exact")
+    res = HighsSolver().solve(model, mip_rel_gap=1e-3)
+    assert res.status is Status.OPTIMAL
+    assert res.bound == pytest.approx(res.objective - 1e-3 * max(abs(res.objective), 1.0), rel=1e-12)
+    lp = dataclasses.replace(model, integrality=np.zeros_like(model.integrality))
+    res = HighsSolver().solve(lp, mip_rel_gap=1e-3)
+    assert res.status is Status.OPTIMAL and res.bound == res.objective

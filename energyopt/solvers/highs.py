@@ -47,8 +47,14 @@ class HighsSolver(Solver):
         bound = float(bound) if bound is not None and np.isfinite(bound) else -np.inf
         if res.status == 0:
             x = np.asarray(res.x)
-            return SolveResult(Status.OPTIMAL, x, float(model.c @ x), bound if np.isfinite(bound) else float(model.c @ x),
-                               BoundSource.MIP, self.name, dt, res.message)
+            obj = float(model.c @ x)
+            if not np.isfinite(bound):
+                # no dual bound: an LP's optimum is its own bound; a MIP's "optimal" is within the gap of
+                # some bound HiGHS did not report, so the bound is the least the gap allows (with
+                # max(|obj|, 1): HiGHS's relative gap never divides by less)
+                has_int = bool(np.any(model.integrality == 1))
+                bound = obj - mip_rel_gap * max(abs(obj), 1.0) if has_int else obj
+            return SolveResult(Status.OPTIMAL, x, obj, bound, BoundSource.MIP, self.name, dt, res.message)
         if res.status == 2:
             return SolveResult(Status.INFEASIBLE, None, np.nan, np.inf, BoundSource.MIP, self.name, dt, res.message)
         if res.x is not None:
