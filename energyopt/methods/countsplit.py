@@ -44,7 +44,7 @@ from ..formulation import MatrixModel
 from ..schema import Status
 from ..solvers import Solver, SolveResult
 from . import Limits
-from .strong import RELAXED_SHARE, _Cap, backend_solve, count_columns, options_relaxed
+from .strong import RELAXED_SHARE, _Cap, backend_solve, count_columns, least_s, options_relaxed
 
 __all__ = ["at_least", "falling_short", "split_bound"]
 
@@ -94,7 +94,7 @@ def split_bound(model: MatrixModel, counts_at: np.ndarray, best: SolveResult | N
     is left; each at most ``at_most_s`` (None: no more). Region 2 is solved only where region 1's
     bound would put ``best`` (or region 1's plan) within the gap, as the lesser of the two bounds
     cannot be more than region 1's."""
-    above = backend_solve(backend, at_least(model, counts_at), limits, _least(cap.share_s(RELAXED_SHARE), at_most_s))
+    above = backend_solve(backend, at_least(model, counts_at), limits, least_s(cap.share_s(RELAXED_SHARE), at_most_s))
     plan = above if above.x is not None else None
     if above.status == Status.INFEASIBLE:  # no plan reaches n (step 3's plan at n says otherwise: a wrong verdict)
         say(f"{backend.name}: counts at least step 3's: infeasible, ignored")
@@ -112,15 +112,10 @@ def split_bound(model: MatrixModel, counts_at: np.ndarray, best: SolveResult | N
     if short is None:
         return b1, plan
     below = backend_solve(backend, short, dataclasses.replace(limits, mip_rel_gap=limits.mip_rel_gap / 10),
-                          _least(cap.left_s(), at_most_s))
+                          least_s(cap.left_s(), at_most_s))
     if below.status == Status.INFEASIBLE:  # not a proof here (module docstring)
         say(f"{backend.name}: counts short of step 3's somewhere: 'infeasible', not taken as a proof")
         return -math.inf, plan
     b2 = below.bound if math.isfinite(below.bound) else -math.inf
     say(f"{backend.name}: counts short of step 3's somewhere, options relaxed: bound {b2:.8g} in {below.time_s:.2f} s")
     return min(b1, b2), plan
-
-
-def _least(*seconds: float | None) -> float | None:
-    """The least of ``seconds`` that are set (None: none is)."""
-    return min((t for t in seconds if t is not None), default=None)

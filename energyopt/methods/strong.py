@@ -41,8 +41,8 @@ ceiling remembered from an earlier model of the same rows (before the LP), else 
 the most accuracy of the LP (where the LP with the floor is infeasible) or of step 3's relaxation.
 
 Measured on the 1,000-query example at ζ = 0.1 (2-core machine, the cuts of a sweep's earlier
-points remembered): step 3 takes 1.3 s against 31 s for the whole model (step 5), to 0.0082% of its bound; at ζ = 0,
-11 s against 2 × 40 s.
+points remembered): step 3 takes 1.3 s against 31 s for the whole model (step 5), to 0.0082% of
+its bound; at ζ = 0, 11 s against 2 × 40 s.
 
 The LP runs in this process (scipy's HiGHS, which honours its time limit on LPs of this size);
 every MILP goes through the backend under the watchdog, as everywhere else.
@@ -374,9 +374,8 @@ def _solve(model: MatrixModel, problem: Problem, backend: Solver, limits: Limits
     else:
         say(f"LP with cuts: {bound:.8g}, {what}: nearly the whole model")
     if best is not None and within_gap(best.objective, bound, limits.mip_rel_gap):
-        return dataclasses.replace(best, status=Status.OPTIMAL, termination=Termination.OPTIMAL, bound=bound,
-                                   bound_source=BoundSource.LP, time_s=time.perf_counter() - t0,
-                                   message=f"{len(split_q)} split queries solved by {backend.name}, within the gap of the LP")
+        return _optimal(best, bound, BoundSource.LP, t0,
+                        f"{len(split_q)} split queries solved by {backend.name}, within the gap of the LP")
     if cap.spent():
         return _finish(best, bound, backend, t0, Termination.TIME_LIMIT)
     counts_bound, counted = _counts_step(strong, problem, backend, limits, cap, say, t0, have_plan=best is not None,
@@ -391,11 +390,8 @@ def _solve(model: MatrixModel, problem: Problem, backend: Solver, limits: Limits
     if counted is not None and (best is None or counted.objective < best.objective):
         best = counted
     if best is not None and within_gap(best.objective, bound, limits.mip_rel_gap):
-        return dataclasses.replace(best, status=Status.OPTIMAL, termination=Termination.OPTIMAL, bound=bound,
-                                   bound_source=src,
-                                   time_s=time.perf_counter() - t0,
-                                   message=f"options solved by {backend.name} at the instance counts of the model with "
-                                           "its options relaxed, within the gap of that model's bound")
+        return _optimal(best, bound, src, t0, f"options solved by {backend.name} at the instance counts of the model "
+                                              "with its options relaxed, within the gap of that model's bound")
     if cap.spent():
         return _finish(best, bound, backend, t0, Termination.TIME_LIMIT, src)
     if best is not None and not close_gap:
@@ -423,10 +419,8 @@ def _split_then_whole(strong: MatrixModel, problem: Problem, backend: Solver, li
         if split > bound:
             bound, src = split, BoundSource.MIP
         if best is not None and within_gap(best.objective, bound, limits.mip_rel_gap):
-            return dataclasses.replace(best, status=Status.OPTIMAL, termination=Termination.OPTIMAL, bound=bound,
-                                       bound_source=src, time_s=time.perf_counter() - t0,
-                                       message=f"options solved by {backend.name} with the instance counts split at "
-                                               "step 3's, within the gap of the lesser bound of the two parts")
+            return _optimal(best, bound, src, t0, f"options solved by {backend.name} with the instance counts split "
+                                                  "at step 3's, within the gap of the lesser bound of the two parts")
         if cap.spent():
             return _finish(best, bound, backend, t0, Termination.TIME_LIMIT, src)
     return _whole_model(strong, backend, limits, cap, best, bound, src, t0, say)
@@ -438,7 +432,8 @@ def _floor_verdict(strong: MatrixModel, fr: FloorRow, lp, problem: Problem, back
     proof and one is found, else None: an LP that is infeasible with the floor row, one LP without
     it; a floor the LP's optimum meets with no slack, in a batch for step 3, the most accuracy of
     step 3's relaxation, before steps 2-3 search for a plan (measured on the example, floor 0.666:
-    5-13 s against 107 s for step 3 and 80-125 s for the whole model), within as much time as step 3 gets."""
+    5-13 s against 107 s for step 3 and 80-125 s for the whole model), within as much time as step
+    3 gets."""
     from . import floor
 
     if lp is not None and lp.status == 2:
@@ -448,7 +443,7 @@ def _floor_verdict(strong: MatrixModel, fr: FloorRow, lp, problem: Problem, back
     at_most_s = max(floor.CEILING_MIN_S, floor.CEILING_TIME_FACTOR * (time.perf_counter() - t0))
     share_s = cap.share_s(RELAXED_SHARE)
     return floor.relaxation_verdict(strong, fr, np.asarray(lp.x), backend, limits,
-                                    at_most_s if share_s is None else min(share_s, at_most_s), say)
+                                    least_s(share_s, at_most_s), say)
 
 
 def _out_of_reach(why: str, backend: Solver, t0: float) -> SolveResult:
@@ -497,8 +492,13 @@ class _Cap:
 
     def share_s(self, share: float) -> float | None:
         """``share`` of what is left of the cap and the limits, the lesser (None: neither is set)."""
-        left = [t for t in (self.left_s(), self.limits.remaining_s()) if t is not None]
-        return share * min(left) if left else None
+        left = least_s(self.left_s(), self.limits.remaining_s())
+        return None if left is None else share * left
+
+
+def least_s(*seconds: float | None) -> float | None:
+    """The least of ``seconds`` that are set (None: none is)."""
+    return min((t for t in seconds if t is not None), default=None)
 
 
 def _counts_step(model: MatrixModel, problem: Problem, backend: Solver, limits: Limits, cap: _Cap, say, t0: float,
@@ -537,7 +537,7 @@ def _counts_first(model: MatrixModel, backend: Solver, limits: Limits, cap: _Cap
     # its answer is a bound, not a plan, and the plan at its counts and steps 4-5 need the rest
     share_s = cap.share_s(time_share)
     res = backend_solve(backend, relaxed, dataclasses.replace(limits, mip_rel_gap=limits.mip_rel_gap * gap_share),
-                        at_most_s if share_s is None else min(share_s, at_most_s))
+                        least_s(share_s, at_most_s))
     if res.status == Status.INFEASIBLE:
         say(f"{backend.name}: instance counts with the options relaxed: infeasible, so is the batch")
         return math.inf, None
@@ -587,6 +587,12 @@ def _options_in_lane_sets(model: MatrixModel) -> np.ndarray:
     cols = sets.indices
     out[cols[cols < model.n_x]] = True
     return out
+
+
+def _optimal(best: SolveResult, bound: float, src: BoundSource, t0: float, message: str) -> SolveResult:
+    """``best``, within the gap of ``bound`` (from ``src``), as the call's optimal answer."""
+    return dataclasses.replace(best, status=Status.OPTIMAL, termination=Termination.OPTIMAL, bound=bound,
+                               bound_source=src, time_s=time.perf_counter() - t0, message=message)
 
 
 def _finish(best: SolveResult | None, bound: float, backend: Solver, t0: float, stop: Termination,
