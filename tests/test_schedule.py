@@ -321,6 +321,72 @@ def test_summary_simulates_batched_instances_on_an_engine():
     assert slotted.status.has_plan and slotted.engine_makespan_s is None  # planned per time slot, not back to back
 
 
+@pytest.mark.parametrize("late_counts, moves", [
+    # fewer late after each move to another lane: on; as many as before: to other deployments
+    ([5, 3, 2, 2, 1, 0], ["lane", "lane", "lane", "away", "away"]),
+    # other lanes for ENGINE_SAME_DEPLOYMENT_ROUNDS rounds at most, then other deployments
+    ([9, 8, 7, 6, 5, 4, 0], ["lane"] * 4 + ["away", "away"]),
+    # more late after a move: other deployments at once, and never back to other lanes
+    ([3, 4, 2, 1, 0], ["lane", "away", "away", "away"]),
+])
+def test_engine_late_queries_move_lanes_while_that_helps_then_deployments(monkeypatch, late_counts, moves):
+    # _engine_timed's rounds, with the engine's verdicts scripted: how many queries each timeline has late
+    import importlib
+    from types import SimpleNamespace
+
+    P = importlib.import_module("energyopt.plan")
+    n = 10
+    problem = SimpleNamespace(inputs=object(), deployments=pd.DataFrame({"batch_size": [8, 8]}),
+                              release_s=np.zeros(n), slots=None,
+                              queries=pd.DataFrame({"deadline_eff_s": np.ones(n)}))
+    script = iter(late_counts)
+    calls: list[tuple[bool, dict]] = []
+
+    def table(problem, tl):  # the first k placed queries end late on the engine
+        k = next(script)
+        return pd.DataFrame({"engine_end_s": np.where(np.arange(n) < k, 2.0, 0.5)})
+
+    def move_off(problem, tl, late, avoid, *, other_lane):
+        calls.append((other_lane, {q: set(d) for q, d in avoid.items()}))
+        return Timeline(tl.dep.copy(), tl.lane.copy())
+
+    monkeypatch.setattr(P, "assignment_table", table)
+    monkeypatch.setattr(P, "move_off", move_off)
+    tl = Timeline(np.zeros(n, dtype=np.int64), np.arange(n))
+    out, tab = P._engine_timed(problem, tl)
+    assert ["lane" if other else "away" for other, _ in calls] == moves
+    assert P.ENGINE_SAME_DEPLOYMENT_ROUNDS == 4 and len(moves) <= 4 + P.ENGINE_REPACK_ROUNDS
+    first_away = moves.index("away")
+    assert all(not avoid for _, avoid in calls[:first_away])  # other lanes: any deployment
+    assert all(avoid for _, avoid in calls[first_away:])  # then never back onto a deployment it was late on
+    assert (tab["engine_end_s"] <= 1.0).all()  # every round's table is the last timeline's: none late
+
+
+def test_engine_late_queries_keep_the_packed_timeline_when_no_round_ends_them_in_time(monkeypatch):
+    import importlib
+    from types import SimpleNamespace
+
+    P = importlib.import_module("energyopt.plan")
+    n = 4
+    problem = SimpleNamespace(inputs=object(), deployments=pd.DataFrame({"batch_size": [8]}), release_s=np.zeros(n),
+                              slots=None, queries=pd.DataFrame({"deadline_eff_s": np.ones(n)}))
+    tables = []
+
+    def table(problem, tl):
+        tables.append(pd.DataFrame({"engine_end_s": np.full(n, 2.0)}))  # every query late, every round
+        return tables[-1]
+
+    moved = []
+    monkeypatch.setattr(P, "assignment_table", table)
+    monkeypatch.setattr(P, "move_off", lambda problem, tl, late, avoid, *, other_lane: moved.append(other_lane) or
+                        Timeline(tl.dep + 1, tl.lane.copy()))
+    tl = Timeline(np.zeros(n, dtype=np.int64), np.arange(n))
+    out, tab = P._engine_timed(problem, tl)
+    # one move to other lanes (the next leaves as many late), then ENGINE_REPACK_ROUNDS to other deployments
+    assert moved == [True] + [False] * P.ENGINE_REPACK_ROUNDS
+    assert out is tl and tab is tables[0]  # the packed timeline as it was, with its table
+
+
 def test_a_query_the_engine_ends_late_moves_to_another_deployment():
     # r0176 on the replay example: the lane model ends it at 2.11 s on Llama-3-8B at batch 32, the
     # engine (its instance's other prefills) later; with its deadline between the two the lane model
