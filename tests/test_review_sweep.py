@@ -61,3 +61,25 @@ def test_an_infeasibility_verdict_refuted_by_a_plan_of_the_series_is_no_bound_fo
     mid = out[1]
     assert mid.status.has_plan and np.isfinite(mid.objective)
     assert mid.bound == -math.inf and mid.status is Status.FEASIBLE
+
+
+def test_another_points_plan_is_taken_only_where_it_meets_as_many_deadlines_on_the_engine(monkeypatch):
+    # the first point's own plan is the zeta = 1 plan (worse at zeta = 0.3 than the zeta = 0 plan, the second's); the
+    # engine's deadlines met are scripted per plan: the better plan is taken unless it meets fewer
+    import importlib
+
+    sweep_mod = importlib.import_module("energyopt.sweep")
+    wl, fl, models, kw = random_instance(9139)  # a batch whose plans at zeta = 1 and 0 differ
+    kw = {k: v for k, v in kw.items() if k not in ("objective", "zeta")}
+    zetas = (0.3, 0.31)
+    worse = plan(wl, fl, models, objective="tradeoff", zeta=1.0, **kw)
+    better = plan(wl, fl, models, objective="tradeoff", zeta=0.0, **kw)
+    assert worse.status.has_plan and better.status.has_plan
+    p = build_problem(wl, fl, models, objective="tradeoff", zeta=0.3, **kw)
+    own = dataclasses.replace(worse, problem=p, objective=assignment_objective(p, worse.assignment))
+    assert assignment_objective(p, better.assignment) < own.objective - 1e-12  # else the case shows nothing
+    for own_met, other_met, taken in [(5, 5, True), (5, 4, False), (5, 6, True), (None, None, True), (5, None, False)]:
+        met = {id(own.assignment): own_met, id(better.assignment): other_met}
+        monkeypatch.setattr(sweep_mod, "engine_totals", lambda a, met=met: (None, met[id(a)]))
+        out = best_of_series([own, better], zetas, lambda m: None)
+        assert (out[0].assignment is better.assignment) is taken, (own_met, other_met)
