@@ -244,28 +244,31 @@ def _engine_timed(problem: Problem, tl: Timeline, limits: Limits | None = None) 
     any deployment but the lane it left (often a less loaded lane of its own, where it starts
     earlier: free of cost), for up to :data:`ENGINE_SAME_DEPLOYMENT_ROUNDS` rounds while each leaves
     fewer queries late; then, for up to :data:`ENGINE_REPACK_ROUNDS` rounds, a deployment it was
-    not late on.
-    Otherwise the packed timeline as it was: its deadlines hold in the lane model, and the summary
-    counts those the engine would miss; so too where ``limits`` run out before a round (the time
-    limit covers the repair). Moves only remove plans from consideration, so the
-    method's bound stays valid. Returns the timeline and its assignment table (None where the
+    not late on; a round that leaves a query without a lane is undone, and ends the rounds.
+    Where none ends every query in time (or ``limits`` run out first: the time limit covers the
+    repair), the timeline with the fewest queries the engine ends late, the earliest of those (the
+    packed timeline where no round did better): deadlines are what the user asked for, the cost
+    is not (measured on the example at ζ = 0.8: 25 late instead of 88, 0.32% more objective).
+    Every timeline's deadlines hold in the lane model, and the summary counts those the engine
+    would miss. Moves only remove plans from consideration, so the method's bound stays valid. Returns the timeline and its assignment table (None where the
     engine timing does not apply: nothing was tabulated)."""
     placed = tl.dep[(tl.dep >= 0) & (tl.lane >= 0)]
     batch = problem.deployments["batch_size"].to_numpy()[placed]
     if problem.inputs is None or not engine_timing_applies(batch, problem.release_s, slotted=problem.slots is not None):
         return tl, None  # not timed on the engine: no table to build
     due = problem.queries["deadline_eff_s"].to_numpy(dtype=float)
-    first: tuple[Timeline, pd.DataFrame] | None = None
+    best: tuple[int, Timeline, pd.DataFrame] | None = None  # the fewest late, the earliest of those
     avoid: dict[int, set[int]] = {}
     same_rounds = away_rounds = 0
     late_before = math.inf
     for attempt in itertools.count():
         qs = np.flatnonzero((tl.dep >= 0) & (tl.lane >= 0))
         table = assignment_table(problem, tl)
-        first = first or (tl, table)
         eng = table["engine_end_s"].to_numpy(dtype=float)
         timed = ~np.isnan(eng)
         late = qs[timed & ~ends_in_time(np.where(timed, eng, 0.0), due[qs])]
+        if best is None or late.size < best[0]:
+            best = (late.size, tl, table)
         if not late.size:
             return tl, table
         # another lane (of its own deployment, as the repair finds) while that leaves fewer late; once
@@ -281,11 +284,12 @@ def _engine_timed(problem: Problem, tl: Timeline, limits: Limits | None = None) 
             for q in late.tolist():
                 avoid.setdefault(q, set()).add(int(tl.dep[q]))
         with phase(f"repair: {late.size:,} queries late on the engine (round {attempt + 1})"):
-            tl = move_off(problem, tl, late, avoid, other_lane=same)
-        if tl.unplaced:  # no other lane takes them
+            moved = move_off(problem, tl, late, avoid, other_lane=same)
+        if moved.unplaced:  # no other lane takes some: the timeline before this round stands
             break
-    assert first is not None
-    return first
+        tl = moved
+    assert best is not None
+    return best[1], best[2]
 
 
 def check_assignment(problem: Problem, assignment: pd.DataFrame, *, require_all: bool = True) -> list[str]:

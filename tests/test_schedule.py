@@ -362,7 +362,13 @@ def test_engine_late_queries_move_lanes_while_that_helps_then_deployments(monkey
     assert (tab["engine_end_s"] <= 1.0).all()  # every round's table is the last timeline's: none late
 
 
-def test_engine_late_queries_keep_the_packed_timeline_when_no_round_ends_them_in_time(monkeypatch):
+@pytest.mark.parametrize("late_counts, unplaced_at, kept", [
+    ([4] * 6, None, 0),  # no round ends fewer late: the packed timeline, as it was
+    ([4, 2, 3, 3, 3, 3, 3], None, 1),  # the fewest late (2, after the first round), not the last
+    ([4, 3, 3, 2, 2, 2, 2], None, 3),  # of equally few, the earliest (the fewest moves)
+    ([4, 3, 2], 2, 2),  # the round that left a query without a lane is undone, and ends the rounds
+])
+def test_engine_late_queries_keep_the_timeline_with_the_fewest_late(monkeypatch, late_counts, unplaced_at, kept):
     import importlib
     from types import SimpleNamespace
 
@@ -370,21 +376,24 @@ def test_engine_late_queries_keep_the_packed_timeline_when_no_round_ends_them_in
     n = 4
     problem = SimpleNamespace(inputs=object(), deployments=pd.DataFrame({"batch_size": [8]}), release_s=np.zeros(n),
                               slots=None, queries=pd.DataFrame({"deadline_eff_s": np.ones(n)}))
-    tables = []
+    script = iter(late_counts)
+    timelines, tables = [], []
 
     def table(problem, tl):
-        tables.append(pd.DataFrame({"engine_end_s": np.full(n, 2.0)}))  # every query late, every round
+        k = next(script)
+        timelines.append(tl)
+        tables.append(pd.DataFrame({"engine_end_s": np.where(np.arange(n) < k, 2.0, 0.5)}))
         return tables[-1]
 
-    moved = []
+    def move_off(problem, tl, late, avoid, *, other_lane):
+        unplaced = [0] if len(timelines) - 1 == unplaced_at else []
+        return Timeline(tl.dep + 1, tl.lane.copy(), unplaced)
+
     monkeypatch.setattr(P, "assignment_table", table)
-    monkeypatch.setattr(P, "move_off", lambda problem, tl, late, avoid, *, other_lane: moved.append(other_lane) or
-                        Timeline(tl.dep + 1, tl.lane.copy()))
-    tl = Timeline(np.zeros(n, dtype=np.int64), np.arange(n))
-    out, tab = P._engine_timed(problem, tl)
-    # one move to other lanes (the next leaves as many late), then ENGINE_REPACK_ROUNDS to other deployments
-    assert moved == [True] + [False] * P.ENGINE_REPACK_ROUNDS
-    assert out is tl and tab is tables[0]  # the packed timeline as it was, with its table
+    monkeypatch.setattr(P, "move_off", move_off)
+    out, tab = P._engine_timed(problem, Timeline(np.zeros(n, dtype=np.int64), np.arange(n)))
+    assert out is timelines[kept] and tab is tables[kept] and not out.unplaced
+    assert len(timelines) == (unplaced_at + 1 if unplaced_at is not None else len(late_counts))
 
 
 def test_a_query_the_engine_ends_late_moves_to_another_deployment():
