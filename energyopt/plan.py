@@ -250,8 +250,9 @@ def _engine_timed(problem: Problem, tl: Timeline, limits: Limits | None = None) 
     packed timeline where no round did better): deadlines are what the user asked for, the cost
     is not (measured on the example at ζ = 0.8: 25 late instead of 88, 0.32% more objective).
     Every timeline's deadlines hold in the lane model, and the summary counts those the engine
-    would miss. Moves only remove plans from consideration, so the method's bound stays valid. Returns the timeline and its assignment table (None where the
-    engine timing does not apply: nothing was tabulated)."""
+    would miss. Moves only remove plans from consideration, so the method's bound stays valid.
+    Returns the timeline and its assignment table (None where the engine timing does not apply:
+    nothing was tabulated)."""
     placed = tl.dep[(tl.dep >= 0) & (tl.lane >= 0)]
     batch = problem.deployments["batch_size"].to_numpy()[placed]
     if problem.inputs is None or not engine_timing_applies(batch, problem.release_s, slotted=problem.slots is not None):
