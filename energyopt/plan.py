@@ -40,10 +40,10 @@ Progress = Callable[[str], None]
 DIAGNOSE_MAX_QUERIES = 20_000
 #: rounds of moving the queries a continuous-batching engine would end late to other deployments (_engine_timed)
 ENGINE_REPACK_ROUNDS = 4
-#: rounds, before those, of moving them to other lanes of their own deployment (free of cost), while each
-#: round leaves fewer late (measured on the example at ζ = 0.5, Llama-3-8B at batch 64 on an H200: 88
-#: late, then 54, 39, 23, 20; moving the 54 left after one round to other deployments cost 1.17% of
-#: the objective, the 20 left after four 0.88%)
+#: rounds, before those, of moving them to other lanes (of their own deployment where one is free early:
+#: at no cost), while each round leaves fewer late (measured on the example at ζ = 0.5, Llama-3-8B at
+#: batch 64 on an H200: 88 late, then 54, 39, 23, 20; moving the 54 left after one round to other
+#: deployments cost 1.17% of the objective, the 20 left after four 0.88%)
 ENGINE_SAME_DEPLOYMENT_ROUNDS = 4
 #: the most the time kept for the steps after the method is stretched for a machine busy with other work
 MAX_SLOWDOWN = 4.0
