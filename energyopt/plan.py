@@ -261,23 +261,22 @@ def _engine_timed(problem: Problem, tl: Timeline, limits: Limits | None = None) 
     best: tuple[int, Timeline, pd.DataFrame] | None = None  # the fewest late, the earliest of those
     avoid: dict[int, set[int]] = {}
     same_rounds = away_rounds = 0
-    late_before = math.inf
     for attempt in itertools.count():
         qs = np.flatnonzero((tl.dep >= 0) & (tl.lane >= 0))
         table = assignment_table(problem, tl)
         eng = table["engine_end_s"].to_numpy(dtype=float)
         timed = ~np.isnan(eng)
         late = qs[timed & ~ends_in_time(np.where(timed, eng, 0.0), due[qs])]
-        if best is None or late.size < best[0]:
+        fewer = best is None or late.size < best[0]  # while lanes move, each round has left fewer than all before
+        if fewer:
             best = (late.size, tl, table)
         if not late.size:
             return tl, table
         # another lane (of its own deployment, as the repair finds) while that leaves fewer late; once
         # it does not, deployments they were not late on, and never back
-        same = not away_rounds and same_rounds < ENGINE_SAME_DEPLOYMENT_ROUNDS and late.size < late_before
+        same = not away_rounds and same_rounds < ENGINE_SAME_DEPLOYMENT_ROUNDS and fewer
         if (not same and away_rounds == ENGINE_REPACK_ROUNDS) or (limits is not None and limits.expired()):
             break
-        late_before = late.size
         if same:
             same_rounds += 1
         else:

@@ -321,41 +321,52 @@ def test_summary_simulates_batched_instances_on_an_engine():
     assert slotted.status.has_plan and slotted.engine_makespan_s is None  # planned per time slot, not back to back
 
 
+def _scripted_engine_timed(monkeypatch, n, late_counts, move_off):
+    """plan._engine_timed on n queries of batched deployments, with the engine's verdicts scripted
+    (the first k placed queries of each round's timeline end late, k from ``late_counts``) and
+    ``move_off`` faked; returns (the timeline and table it kept, the timelines and tables it made)."""
+    import importlib
+    from types import SimpleNamespace
+
+    P = importlib.import_module("energyopt.plan")
+    problem = SimpleNamespace(inputs=object(), deployments=pd.DataFrame({"batch_size": [8, 8]}),
+                              release_s=np.zeros(n), slots=None,
+                              queries=pd.DataFrame({"deadline_eff_s": np.ones(n)}))
+    script = iter(late_counts)
+    timelines: list[Timeline] = []
+    tables: list[pd.DataFrame] = []
+
+    def table(problem, tl):
+        k = next(script)
+        timelines.append(tl)
+        tables.append(pd.DataFrame({"engine_end_s": np.where(np.arange(n) < k, 2.0, 0.5)}))
+        return tables[-1]
+
+    monkeypatch.setattr(P, "assignment_table", table)
+    monkeypatch.setattr(P, "move_off", move_off)
+    out = P._engine_timed(problem, Timeline(np.zeros(n, dtype=np.int64), np.arange(n)))
+    return out, timelines, tables
+
+
 @pytest.mark.parametrize("late_counts, moves", [
-    # fewer late after each move to another lane: on; as many as before: to other deployments
-    ([5, 3, 2, 2, 1, 0], ["lane", "lane", "lane", "away", "away"]),
     # other lanes for ENGINE_SAME_DEPLOYMENT_ROUNDS rounds at most, then other deployments
     ([9, 8, 7, 6, 5, 4, 0], ["lane"] * 4 + ["away", "away"]),
     # more late after a move: other deployments at once, and never back to other lanes
     ([3, 4, 2, 1, 0], ["lane", "away", "away", "away"]),
 ])
 def test_engine_late_queries_move_lanes_while_that_helps_then_deployments(monkeypatch, late_counts, moves):
-    # _engine_timed's rounds, with the engine's verdicts scripted: how many queries each timeline has late
-    import importlib
-    from types import SimpleNamespace
+    # _engine_timed's rounds: which kind of move each round makes, and what each avoids
+    from energyopt.plan import ENGINE_REPACK_ROUNDS, ENGINE_SAME_DEPLOYMENT_ROUNDS
 
-    P = importlib.import_module("energyopt.plan")
-    n = 10
-    problem = SimpleNamespace(inputs=object(), deployments=pd.DataFrame({"batch_size": [8, 8]}),
-                              release_s=np.zeros(n), slots=None,
-                              queries=pd.DataFrame({"deadline_eff_s": np.ones(n)}))
-    script = iter(late_counts)
     calls: list[tuple[bool, dict]] = []
-
-    def table(problem, tl):  # the first k placed queries end late on the engine
-        k = next(script)
-        return pd.DataFrame({"engine_end_s": np.where(np.arange(n) < k, 2.0, 0.5)})
 
     def move_off(problem, tl, late, avoid, *, other_lane):
         calls.append((other_lane, {q: set(d) for q, d in avoid.items()}))
         return Timeline(tl.dep.copy(), tl.lane.copy())
 
-    monkeypatch.setattr(P, "assignment_table", table)
-    monkeypatch.setattr(P, "move_off", move_off)
-    tl = Timeline(np.zeros(n, dtype=np.int64), np.arange(n))
-    out, tab = P._engine_timed(problem, tl)
+    (out, tab), _, _ = _scripted_engine_timed(monkeypatch, 10, late_counts, move_off)
     assert ["lane" if other else "away" for other, _ in calls] == moves
-    assert P.ENGINE_SAME_DEPLOYMENT_ROUNDS == 4 and len(moves) <= 4 + P.ENGINE_REPACK_ROUNDS
+    assert ENGINE_SAME_DEPLOYMENT_ROUNDS == 4 and len(moves) <= 4 + ENGINE_REPACK_ROUNDS
     first_away = moves.index("away")
     assert all(not avoid for _, avoid in calls[:first_away])  # other lanes: any deployment
     assert all(avoid for _, avoid in calls[first_away:])  # then never back onto a deployment it was late on
@@ -369,29 +380,14 @@ def test_engine_late_queries_move_lanes_while_that_helps_then_deployments(monkey
     ([4, 3, 2], 2, 2),  # the round that left a query without a lane is undone, and ends the rounds
 ])
 def test_engine_late_queries_keep_the_timeline_with_the_fewest_late(monkeypatch, late_counts, unplaced_at, kept):
-    import importlib
-    from types import SimpleNamespace
-
-    P = importlib.import_module("energyopt.plan")
-    n = 4
-    problem = SimpleNamespace(inputs=object(), deployments=pd.DataFrame({"batch_size": [8]}), release_s=np.zeros(n),
-                              slots=None, queries=pd.DataFrame({"deadline_eff_s": np.ones(n)}))
-    script = iter(late_counts)
-    timelines, tables = [], []
-
-    def table(problem, tl):
-        k = next(script)
-        timelines.append(tl)
-        tables.append(pd.DataFrame({"engine_end_s": np.where(np.arange(n) < k, 2.0, 0.5)}))
-        return tables[-1]
+    made: list[int] = []
 
     def move_off(problem, tl, late, avoid, *, other_lane):
-        unplaced = [0] if len(timelines) - 1 == unplaced_at else []
+        made.append(0)
+        unplaced = [0] if len(made) - 1 == unplaced_at else []
         return Timeline(tl.dep + 1, tl.lane.copy(), unplaced)
 
-    monkeypatch.setattr(P, "assignment_table", table)
-    monkeypatch.setattr(P, "move_off", move_off)
-    out, tab = P._engine_timed(problem, Timeline(np.zeros(n, dtype=np.int64), np.arange(n)))
+    (out, tab), timelines, tables = _scripted_engine_timed(monkeypatch, 4, late_counts, move_off)
     assert out is timelines[kept] and tab is tables[kept] and not out.unplaced
     assert len(timelines) == (unplaced_at + 1 if unplaced_at is not None else len(late_counts))
 
