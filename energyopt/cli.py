@@ -1091,11 +1091,11 @@ def sweep_cmd(workload: Path, workload_format: str, vary: str, values: str | Non
     name = "<stdin>" if str(workload) == "-" else workload.name
     png_p = plot_sweep(table, out_dir / "sweep.png", title=f"{name}: {len(wl)} queries, sweep over {vary}")
     write_atomic(csv_p, table.to_csv(index=False, float_format="%.9g"))
-    unpriced = [c for c in ("kg_co2e", "cost") if table[c].isna().all()]
-    click.echo(_fmt_table(table.drop(columns=["vary", "total_energy_j", "mean_accuracy", "total_s", "reason", *unpriced]),
+    empty = [c for c in ("kg_co2e", "cost", "engine_deadlines_met") if table[c].isna().all()]
+    click.echo(_fmt_table(table.drop(columns=["vary", "total_energy_j", "mean_accuracy", "total_s", "reason", *empty]),
                           {"value": ".4g", "total_energy_kwh": ".5f", "token_weighted_mean_accuracy": ".4f",
-                           "makespan_s": ".1f", "gap": ".3%", "deadlines_met": ".0f", "accuracy_floors_met": ".0f",
-                           "kg_co2e": ".6g", "cost": ".6g"}))
+                           "makespan_s": ".1f", "gap": ".3%", "deadlines_met": ".0f", "engine_deadlines_met": ".0f",
+                           "accuracy_floors_met": ".0f", "kg_co2e": ".6g", "cost": ".6g"}))
     for _, r in table[table["reason"].astype(bool)].iterrows():
         click.echo(f"{vary} = {r['value']:g}: {r['status']}: {r['reason']}")
     click.echo(f"wrote {csv_p} and {png_p}")

@@ -256,6 +256,9 @@ SWEEP_SPEC: tuple[ColumnSpec, ...] = (
     ColumnSpec("token_weighted_mean_accuracy", "float64", "", True, "accuracy weighted by each query's tokens, 0-1"),
     ColumnSpec("mean_accuracy", "float64", "", True, "mean accuracy over the queries, 0-1"),
     ColumnSpec("deadlines_met", "float64", "", True, "queries that end by their deadline (a count; empty without a plan)"),
+    ColumnSpec("engine_deadlines_met", "float64", "", True,
+               "queries that end by their deadline on a continuous-batching engine (the assignment's "
+               "engine_end_s; a count; empty without a plan or where no instance is batched)"),
     ColumnSpec("queries_with_deadline", "int64", "", True, "queries that have a deadline"),
     ColumnSpec("accuracy_floors_met", "float64", "", True, "queries whose accuracy floor is met (a count; empty without a plan)"),
     ColumnSpec("makespan_s", "float64", "s", True, "when the last query ends, from the batch start"),

@@ -134,6 +134,7 @@ def _row(method: str, vary: str, value: float, s: Summary) -> dict[str, Any]:
         "token_weighted_mean_accuracy": s.token_weighted_mean_accuracy if planned else nan,
         "mean_accuracy": s.mean_accuracy if planned else nan,
         "deadlines_met": s.deadlines_met if planned else nan,
+        "engine_deadlines_met": s.engine_deadlines_met if planned and s.engine_deadlines_met is not None else nan,
         "queries_with_deadline": s.queries_with_deadline,
         "accuracy_floors_met": s.accuracy_floors_met if planned else nan,
         "makespan_s": s.makespan_s if planned else nan,

@@ -125,3 +125,23 @@ def test_sweep_cli_writes_csv_and_png(tmp_path, synthetic_models, synthetic_flee
     assert bad.exit_code == 2 and "--values" in bad.output and not (tmp_path / "b").exists()
     bad = CliRunner().invoke(main, ["sweep", *args, "--vary", "deadline-scale", "--out", str(tmp_path / "c")])
     assert bad.exit_code == 2 and bad.output.count("error:") == 1 and not (tmp_path / "c").exists()
+
+
+def test_sweep_rows_count_the_deadlines_met_on_the_engine(inputs):
+    # batched instances: the row's engine count is the plan's summary's; none batched: empty
+    from pathlib import Path
+
+    from energyopt.modelstore import FittedModels
+
+    ex = Path(__file__).parent.parent / "examples" / "replay"
+    models = FittedModels.load(ex / "models-engine")
+    w = pd.read_csv(ex / "workload.csv")
+    t = sweep(w, ex / "fleet-batched.toml", models, "deadline-scale", [1.0], baselines=False)
+    s = plan(w, ex / "fleet-batched.toml", models).summary()
+    assert s.engine_deadlines_met is not None and s.queries_with_deadline > 0
+    assert t["engine_deadlines_met"].tolist() == [s.engine_deadlines_met]
+    assert t["deadlines_met"].tolist() == [s.deadlines_met]
+    wl, fl, fm = inputs
+    z = sweep(wl, fl, fm, "zeta", [1.0], baselines=False)
+    assert plan(wl, fl, fm, objective="tradeoff", zeta=1.0).summary().engine_deadlines_met is None
+    assert z["engine_deadlines_met"].isna().all()
