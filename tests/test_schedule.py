@@ -417,3 +417,50 @@ def test_a_query_the_engine_ends_late_moves_to_another_deployment():
     assert s.engine_deadlines_met == s.deadlines_met == s.queries_with_deadline == 24
     assert sched.objective >= sched.bound and s.check["ok"]
     assert check_plan(sched.assignment, w, sched.problem.inputs.fleet, models) == []
+
+
+@pytest.mark.parametrize("first, spread, packed, taken", [
+    ((0, 10.0), (0, 9.0), None, "first"),  # the method's lanes: none late, no dearer: not packed again
+    ((3, 10.0), (1, 12.0), 1, "spread"),  # fewer late on the packer's lanes, though dearer
+    ((3, 10.0), (3, 9.0), 1, "spread"),  # as many late, cheaper
+    ((3, 10.0), (4, 9.0), 1, "first"),  # more late: the cost does not buy deadlines back
+    ((0, 11.0), (0, 10.5), 1, "spread"),  # none late, but the repair cost more than the lanes it was given
+    ((3, 10.0), None, 1, "first"),  # the packer leaves a query without a lane
+])
+def test_engine_late_lanes_are_packed_again_and_the_fewer_late_the_cheaper_kept(monkeypatch, first, spread, packed, taken):
+    # _engine_placed with the engine's verdicts and the objectives scripted per timeline
+    import importlib
+    from types import SimpleNamespace
+
+    from energyopt.methods import Choice
+
+    P = importlib.import_module("energyopt.plan")
+    n = 4
+    problem = SimpleNamespace(deployments=pd.DataFrame({"lanes": [2, 2]}), n_deployments=2,
+                              queries=pd.DataFrame({"deadline_eff_s": np.ones(n)}))
+    given = Timeline(np.array([0, 0, 1, 1]), np.array([0, 1, 0, 3]))  # deployment 1's second instance
+    made = {"first": Timeline(given.dep.copy(), given.lane.copy()),
+            "spread": Timeline(given.dep.copy(), np.array([0, 2, 1, 3]))}
+    verdicts = {id(made["first"]): first, id(made["spread"]): spread}
+    packs: list[np.ndarray] = []
+
+    def engine_timed(problem, tl, limits=None):
+        out = made["first"] if tl is given else made["spread"]
+        return out, pd.DataFrame({"engine_end_s": np.where(np.arange(n) < verdicts[id(out)][0], 2.0, 0.5)})
+
+    def pack(problem, dep_of_q, n_inst):
+        packs.append(np.asarray(n_inst).copy())
+        return made["spread"] if spread is not None else Timeline(dep_of_q, np.full(n, -1), [0])
+
+    costs = {id(given): 10.0, id(made["first"]): first[1]}
+    if spread is not None:
+        costs[id(made["spread"])] = spread[1]
+    monkeypatch.setattr(P, "_engine_timed", engine_timed)
+    monkeypatch.setattr(P, "pack", pack)
+    monkeypatch.setattr(P, "plan_objective", lambda problem, tl: costs[id(tl)])
+    choice = Choice(method="m", solver="s", status=Status.OPTIMAL, termination=Termination.OPTIMAL, objective=10.0,
+                    bound=10.0, bound_source=BoundSource.LP, dep_of_q=given.dep, lane_of_q=given.lane)
+    out, _ = P._engine_placed(problem, choice, given, None)
+    assert out is made[taken]
+    assert len(packs) == (packed or 0)
+    assert all(p.tolist() == [1, 2] for p in packs)  # the instances the method's lanes use
