@@ -313,7 +313,7 @@ def _engine_placed(problem: Problem, choice: Choice, tl: Timeline,
         return first, table
     late = _engine_late(problem, first, table).size
     cost = plan_objective(problem, first)
-    if not late and cost <= plan_objective(problem, tl) or (limits is not None and limits.expired()):
+    if (not late and cost <= plan_objective(problem, tl)) or (limits is not None and limits.expired()):
         return first, table
     assert choice.dep_of_q is not None
     lanes = problem.deployments["lanes"].to_numpy().astype(np.int64)
