@@ -349,6 +349,8 @@ def _scripted_engine_timed(monkeypatch, n, late_counts, move_off):
 
 
 @pytest.mark.parametrize("late_counts, moves", [
+    # fewer late after each move to another lane: on; as many as before: to other deployments
+    ([5, 3, 2, 2, 1, 0], ["lane", "lane", "lane", "away", "away"]),
     # other lanes for ENGINE_SAME_DEPLOYMENT_ROUNDS rounds at most, then other deployments
     ([9, 8, 7, 6, 5, 4, 0], ["lane"] * 4 + ["away", "away"]),
     # more late after a move: other deployments at once, and never back to other lanes
