@@ -312,14 +312,18 @@ def _engine_placed(problem: Problem, choice: Choice, tl: Timeline,
     if table is None or choice.lane_of_q is None or choice.start_of_q is not None:
         return first, table
     late = _engine_late(problem, first, table).size
+    if limits is not None and limits.expired():
+        return first, table
+    if not late and first is tl:  # none late on the method's own lanes: nothing moved, nothing to try
+        return first, table
     cost = plan_objective(problem, first)
-    if (not late and cost <= plan_objective(problem, tl)) or (limits is not None and limits.expired()):
+    if not late and cost <= plan_objective(problem, tl):
         return first, table
     assert choice.dep_of_q is not None
-    lanes = problem.deployments["lanes"].to_numpy().astype(np.int64)
     placed = (tl.dep >= 0) & (tl.lane >= 0)
     n_inst = np.zeros(problem.n_deployments, dtype=np.int64)
-    np.maximum.at(n_inst, tl.dep[placed], tl.lane[placed] // lanes[tl.dep[placed]] + 1)
+    inst = tl.instance(problem.deployments["lanes"].to_numpy().astype(np.int64))
+    np.maximum.at(n_inst, tl.dep[placed], inst[placed] + 1)
     if choice.n_inst is not None:
         n_inst = np.maximum(n_inst, np.asarray(choice.n_inst, dtype=np.int64))
     with phase("packing again, the queries spread over their deployments' lanes"):
